@@ -1,0 +1,170 @@
+//! Goodness losses and their derivatives with respect to goodness, and the
+//! softmax cross-entropy of linear readouts. Per-row arithmetic is written
+//! once here; the transcendentals go through the backend's vector
+//! [`Unary`] ops, so the AVX2 path computes them in lanes.
+//!
+//! Conventions: the batch holds `n` positive rows then `n` negative rows
+//! (row i and row n+i come from the same image). `gm` is the goodness in the
+//! chosen form: `G` (sum) or `G / D` (mean). `w = 1 / n`.
+//!
+//! * Threshold (Hinton): `s⁺ = θ − gm⁺`, `s⁻ = gm⁻ − θ`; loss
+//!   `w·Σ softplus(s)`; `dL/dgm = ∓ w·σ(s)` (− for positives).
+//! * SymBa: `s = (−α)·(gm⁺ − gm⁻)` per pair; loss `w·Σ softplus(s)`;
+//!   `t = (α·σ(s))·w`, `dL/dgm⁺ = −t`, `dL/dgm⁻ = t`.
+//! * Mean form: `dL/dG = (dL/dgm) / D`.
+//! * Sums over rows are L32 sums.
+
+use super::math::Unary;
+use crate::numerics::l32_sum;
+
+/// The goodness used by a loss: `Σh²` or `Σh²/D`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum GoodnessForm {
+    #[default]
+    Sum,
+    Mean,
+}
+
+/// Per-layer FF loss.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum FfLoss {
+    /// `softplus(θ − G⁺) + softplus(G⁻ − θ)`.
+    Threshold { theta: f32 },
+    /// `softplus(−α (G⁺ − G⁻))`.
+    Symba { alpha: f32 },
+}
+
+/// Scratch buffers for the loss (no allocation once sized).
+#[derive(Default, Debug)]
+pub struct LossScratch {
+    s: Vec<f32>,
+    sp: Vec<f32>,
+    sg: Vec<f32>,
+}
+
+/// Compute the mean loss and write `dL/dG` (length 2n) into `dldg`.
+/// `g` holds the 2n goodness values in the sum form; `d` is the layer width.
+pub(crate) fn ff_loss(
+    unary: &dyn Fn(Unary, &[f32], &mut [f32]),
+    loss: FfLoss,
+    form: GoodnessForm,
+    d: usize,
+    g: &[f32],
+    dldg: &mut [f32],
+    scratch: &mut LossScratch,
+) -> f32 {
+    let n2 = g.len();
+    let n = n2 / 2;
+    if n == 0 {
+        dldg.fill(0.0);
+        return 0.0;
+    }
+    let w = 1.0 / n as f32;
+    let df = d as f32;
+    let gm = |x: f32| if form == GoodnessForm::Mean { x / df } else { x };
+    let rows = match loss {
+        FfLoss::Threshold { .. } => n2,
+        FfLoss::Symba { .. } => n,
+    };
+    scratch.s.resize(rows, 0.0);
+    scratch.sp.resize(rows, 0.0);
+    scratch.sg.resize(rows, 0.0);
+    match loss {
+        FfLoss::Threshold { theta } => {
+            for i in 0..n2 {
+                scratch.s[i] = if i < n { theta - gm(g[i]) } else { gm(g[i]) - theta };
+            }
+        }
+        FfLoss::Symba { alpha } => {
+            for i in 0..n {
+                scratch.s[i] = (-alpha) * (gm(g[i]) - gm(g[n + i]));
+            }
+        }
+    }
+    unary(Unary::Softplus, &scratch.s, &mut scratch.sp);
+    unary(Unary::Sigmoid, &scratch.s, &mut scratch.sg);
+    let to_g = |x: f32| if form == GoodnessForm::Mean { x / df } else { x };
+    match loss {
+        FfLoss::Threshold { .. } => {
+            for i in 0..n2 {
+                let t = scratch.sg[i] * w;
+                dldg[i] = to_g(if i < n { -t } else { t });
+            }
+        }
+        FfLoss::Symba { alpha } => {
+            for i in 0..n {
+                let t = (alpha * scratch.sg[i]) * w;
+                dldg[i] = to_g(-t);
+                dldg[n + i] = to_g(t);
+            }
+        }
+    }
+    l32_sum(&scratch.sp) * w
+}
+
+/// Softmax cross-entropy over rows of `logits` (m × c) with integer labels.
+/// Writes `grad = (p − onehot) · w`, `w = 1/m`, and returns the mean loss.
+///
+/// Per row: `mx` = first maximum by `>`; `sh_j = z_j − mx`; `e_j = exp(sh_j)`;
+/// `s = l32_sum(e)`; `p_j = e_j / s`; loss row `ln(s) − sh_y`.
+pub(crate) fn softmax_xent(
+    unary: &dyn Fn(Unary, &[f32], &mut [f32]),
+    logits: &[f32],
+    c: usize,
+    labels: &[u32],
+    grad: &mut [f32],
+    scratch: &mut LossScratch,
+) -> f32 {
+    let m = labels.len();
+    if m == 0 || c == 0 {
+        return 0.0;
+    }
+    let w = 1.0 / m as f32;
+    scratch.s.resize(m * c, 0.0);
+    for (row, sh) in logits.chunks(c).zip(scratch.s.chunks_mut(c)) {
+        let mx = argmax_value(row);
+        for (o, &z) in sh.iter_mut().zip(row) {
+            *o = z - mx;
+        }
+    }
+    scratch.sp.resize(m * c, 0.0);
+    unary(Unary::Exp, &scratch.s, &mut scratch.sp);
+    scratch.sg.resize(2 * m, 0.0);
+    let (sums, lns) = scratch.sg.split_at_mut(m);
+    for (i, e) in scratch.sp.chunks(c).enumerate() {
+        sums[i] = l32_sum(e);
+    }
+    unary(Unary::Ln, sums, lns);
+    for i in 0..m {
+        let y = labels[i] as usize;
+        for j in 0..c {
+            let p = scratch.sp[i * c + j] / sums[i];
+            let t = if j == y { p - 1.0 } else { p };
+            grad[i * c + j] = t * w;
+        }
+        lns[i] = lns[i] - scratch.s[i * c + y];
+    }
+    l32_sum(lns) * w
+}
+
+/// The first maximum of a row by `>` comparisons (NaN never wins unless first).
+pub fn argmax_value(row: &[f32]) -> f32 {
+    let mut mx = row[0];
+    for &z in &row[1..] {
+        if z > mx {
+            mx = z;
+        }
+    }
+    mx
+}
+
+/// Index of the first maximum by `>` comparisons.
+pub fn argmax(row: &[f32]) -> usize {
+    let mut best = 0;
+    for (j, &z) in row.iter().enumerate().skip(1) {
+        if z > row[best] {
+            best = j;
+        }
+    }
+    best
+}

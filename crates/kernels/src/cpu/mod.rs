@@ -1,0 +1,247 @@
+//! The two CPU backends behind one interface, [`CpuBackend`]: the scalar
+//! specification and the AVX2+FMA implementation (rayon-parallel) that
+//! reproduces it bit for bit. One op family per file; each file holds the
+//! scalar spec and the AVX2 code side by side.
+
+pub mod gemm;
+pub mod linear;
+pub mod loss;
+pub mod math;
+pub mod optim;
+pub mod reduce;
+
+use crate::error::{check_len, shape_err, Error, Result};
+use crate::mat::{MatMut, MatRef};
+use gemm::Epilogue;
+use loss::{FfLoss, GoodnessForm, LossScratch};
+use math::Unary;
+use optim::{AdamStep, SgdStep};
+use reduce::Norm;
+use std::sync::OnceLock;
+
+/// Which implementation a [`CpuBackend`] runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CpuKind {
+    /// The specification: plain scalar Rust, single-threaded.
+    Scalar,
+    /// AVX2 + FMA intrinsics, parallel with rayon (the current pool).
+    Avx2,
+}
+
+/// Whether this CPU has AVX2 and FMA (detected once).
+pub fn avx2_available() -> bool {
+    static HAS: OnceLock<bool> = OnceLock::new();
+    *HAS.get_or_init(|| {
+        #[cfg(target_arch = "x86_64")]
+        {
+            is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            false
+        }
+    })
+}
+
+/// A CPU backend. Construct with [`CpuBackend::best`], [`CpuBackend::scalar`]
+/// or [`CpuBackend::avx2`]; every op checks shapes and returns an error that
+/// names the op, never panics on them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CpuBackend {
+    kind: CpuKind,
+}
+
+impl CpuBackend {
+    pub fn scalar() -> Self {
+        Self { kind: CpuKind::Scalar }
+    }
+    /// The AVX2 backend, or an error if the CPU lacks avx2/fma.
+    pub fn avx2() -> Result<Self> {
+        if avx2_available() {
+            Ok(Self { kind: CpuKind::Avx2 })
+        } else {
+            Err(Error::Unsupported { op: "CpuBackend::avx2" })
+        }
+    }
+    /// AVX2 where available, else the scalar specification.
+    pub fn best() -> Self {
+        Self::avx2().unwrap_or_else(|_| Self::scalar())
+    }
+    pub fn kind(&self) -> CpuKind {
+        self.kind
+    }
+    pub fn name(&self) -> &'static str {
+        match self.kind {
+            CpuKind::Scalar => "cpu-scalar",
+            CpuKind::Avx2 => "cpu-avx2",
+        }
+    }
+
+    /// `c = epilogue(a · b)` (see [`gemm`] for the spec).
+    pub fn gemm(&self, a: MatRef, b: MatRef, mut c: MatMut, epi: Epilogue) -> Result<()> {
+        self.gemm_impl("gemm", a, b, &mut c, epi, None)
+    }
+
+    /// The fused FF forward: `h = relu(x · w + bias)` and the row goodness
+    /// `g_i = l32_sumsq(h_i)`, in one pass over the output.
+    pub fn linear_forward(&self, x: MatRef, w: MatRef, bias: &[f32], mut h: MatMut, g: &mut [f32]) -> Result<()> {
+        check_len("linear_forward", "goodness", g.len(), x.rows)?;
+        self.gemm_impl("linear_forward", x, w, &mut h, Epilogue::BiasRelu(bias), Some(g))
+    }
+
+    fn gemm_impl(
+        &self,
+        op: &'static str,
+        a: MatRef,
+        b: MatRef,
+        c: &mut MatMut,
+        epi: Epilogue,
+        g: Option<&mut [f32]>,
+    ) -> Result<()> {
+        if a.cols != b.rows || c.rows != a.rows || c.cols != b.cols {
+            return Err(shape_err(
+                op,
+                format!("A {}×{} · B {}×{} → C {}×{}", a.rows, a.cols, b.rows, b.cols, c.rows, c.cols),
+            ));
+        }
+        if let Some(bias) = epi.bias() {
+            check_len(op, "bias", bias.len(), b.cols)?;
+        }
+        match self.kind {
+            CpuKind::Scalar => gemm::gemm_scalar(a, b, c, epi, g),
+            CpuKind::Avx2 => gemm::gemm_avx2(a, b, c, epi, g),
+        }
+        Ok(())
+    }
+
+    /// Row sums of squares in the L32 order; `x` is row-major `out.len() × d`.
+    pub fn row_sumsq(&self, x: &[f32], d: usize, out: &mut [f32]) -> Result<()> {
+        check_len("row_sumsq", "x", x.len(), out.len() * d)?;
+        match self.kind {
+            CpuKind::Scalar => reduce::row_sumsq_scalar(x, d, out),
+            CpuKind::Avx2 => reduce::row_reduce_avx2(x, d, out, true),
+        }
+        Ok(())
+    }
+
+    /// Row sums in the L32 order.
+    pub fn row_sum(&self, x: &[f32], d: usize, out: &mut [f32]) -> Result<()> {
+        check_len("row_sum", "x", x.len(), out.len() * d)?;
+        match self.kind {
+            CpuKind::Scalar => reduce::row_sum_scalar(x, d, out),
+            CpuKind::Avx2 => reduce::row_reduce_avx2(x, d, out, false),
+        }
+        Ok(())
+    }
+
+    /// Length-normalise each row of width `d` (see [`reduce`] for the spec).
+    pub fn normalize_rows(&self, x: &[f32], out: &mut [f32], d: usize, kind: Norm, eps: f32) -> Result<()> {
+        check_len("normalize_rows", "out", out.len(), x.len())?;
+        if d == 0 || x.len() % d != 0 {
+            return Err(shape_err("normalize_rows", format!("{} elements is not a whole number of rows of {d}", x.len())));
+        }
+        match self.kind {
+            CpuKind::Scalar => reduce::normalize_scalar(x, out, d, kind, eps),
+            CpuKind::Avx2 => reduce::normalize_avx2(x, out, d, kind, eps),
+        }
+        Ok(())
+    }
+
+    /// Elementwise transcendental (exp, log1p, ln, softplus, sigmoid).
+    pub fn unary(&self, f: Unary, x: &[f32], out: &mut [f32]) -> Result<()> {
+        check_len("unary", "out", out.len(), x.len())?;
+        self.unary_unchecked(f, x, out);
+        Ok(())
+    }
+
+    fn unary_unchecked(&self, f: Unary, x: &[f32], out: &mut [f32]) {
+        match self.kind {
+            CpuKind::Scalar => math::unary_scalar(f, x, out),
+            CpuKind::Avx2 => math::unary_avx2(f, x, out),
+        }
+    }
+
+    /// FF loss over `g` (n positives then n negatives, sum-form goodness of
+    /// a layer of width `d`); writes dL/dG and returns the mean loss.
+    pub fn ff_loss(
+        &self,
+        loss: FfLoss,
+        form: GoodnessForm,
+        d: usize,
+        g: &[f32],
+        dldg: &mut [f32],
+        scratch: &mut LossScratch,
+    ) -> Result<f32> {
+        check_len("ff_loss", "dL/dG", dldg.len(), g.len())?;
+        if g.len() % 2 != 0 {
+            return Err(shape_err("ff_loss", format!("{} goodness values: expected n positives + n negatives", g.len())));
+        }
+        let u = |f: Unary, x: &[f32], o: &mut [f32]| self.unary_unchecked(f, x, o);
+        Ok(loss::ff_loss(&u, loss, form, d, g, dldg, scratch))
+    }
+
+    /// Local gradient through ReLU: `dz = h · (2·dL/dG)` row-wise.
+    pub fn local_grad(&self, h: &[f32], d: usize, dldg: &[f32], dz: &mut [f32]) -> Result<()> {
+        check_len("local_grad", "h", h.len(), dldg.len() * d)?;
+        check_len("local_grad", "dz", dz.len(), h.len())?;
+        match self.kind {
+            CpuKind::Scalar => linear::local_grad_scalar(h, d, dldg, dz),
+            CpuKind::Avx2 => linear::local_grad_avx2(h, d, dldg, dz),
+        }
+        Ok(())
+    }
+
+    /// Bias gradient: column sums of the m × n matrix `dz`.
+    pub fn bias_grad(&self, dz: &[f32], m: usize, n: usize, db: &mut [f32]) -> Result<()> {
+        check_len("bias_grad", "dz", dz.len(), m * n)?;
+        check_len("bias_grad", "db", db.len(), n)?;
+        match self.kind {
+            CpuKind::Scalar => linear::bias_grad_scalar(dz, m, n, db),
+            CpuKind::Avx2 => linear::bias_grad_avx2(dz, m, n, db),
+        }
+        Ok(())
+    }
+
+    /// Softmax cross-entropy of `logits` (labels.len() × c): writes the
+    /// gradient w.r.t. the logits and returns the mean loss.
+    pub fn softmax_xent(
+        &self,
+        logits: &[f32],
+        c: usize,
+        labels: &[u32],
+        grad: &mut [f32],
+        scratch: &mut LossScratch,
+    ) -> Result<f32> {
+        check_len("softmax_xent", "logits", logits.len(), labels.len() * c)?;
+        check_len("softmax_xent", "grad", grad.len(), logits.len())?;
+        if let Some(&y) = labels.iter().find(|&&y| y as usize >= c) {
+            return Err(shape_err("softmax_xent", format!("label {y} is out of range for {c} classes")));
+        }
+        let u = |f: Unary, x: &[f32], o: &mut [f32]| self.unary_unchecked(f, x, o);
+        Ok(loss::softmax_xent(&u, logits, c, labels, grad, scratch))
+    }
+
+    /// One Adam/AdamW step on `w` with gradient `g` and moments `m`, `v`.
+    pub fn adam(&self, step: &AdamStep, w: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32]) -> Result<()> {
+        check_len("adam", "grad", g.len(), w.len())?;
+        check_len("adam", "m", m.len(), w.len())?;
+        check_len("adam", "v", v.len(), w.len())?;
+        let s = step.scalars();
+        match self.kind {
+            CpuKind::Scalar => optim::adam_scalar(&s, w, g, m, v),
+            CpuKind::Avx2 => optim::adam_avx2(&s, w, g, m, v),
+        }
+        Ok(())
+    }
+
+    /// One SGD (momentum, Nesterov, L2 decay) step.
+    pub fn sgd(&self, step: &SgdStep, w: &mut [f32], g: &[f32], buf: &mut [f32]) -> Result<()> {
+        check_len("sgd", "grad", g.len(), w.len())?;
+        check_len("sgd", "momentum buffer", buf.len(), w.len())?;
+        match self.kind {
+            CpuKind::Scalar => optim::sgd_scalar(step, w, g, buf),
+            CpuKind::Avx2 => optim::sgd_avx2(step, w, g, buf),
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,204 @@
+//! Optimiser updates, elementwise. Host-side scalars (bias corrections,
+//! 1 − β, decay factors) are computed once per step by [`AdamStep::scalars`]
+//! and handed to every backend, so all backends see the same f32 values.
+//!
+//! Adam / AdamW spec per element (g = gradient, w = parameter):
+//! ```text
+//! L2 decay (Adam):       g = fma(wd, w, g)
+//! decoupled (AdamW):     w = w · (1 − lr·wd)
+//! m = fma(β1, m, (1−β1)·g)
+//! v = fma(β2, v, ((1−β2)·g)·g)
+//! w = w − lr · ((m / bc1) / (sqrt(v / bc2) + ε))
+//! ```
+//! SGD with momentum (PyTorch semantics):
+//! ```text
+//! g = fma(wd, w, g);  buf = fma(μ, buf, g);  g = nesterov ? fma(μ, buf, g) : buf
+//! w = w − lr · g
+//! ```
+
+use rayon::prelude::*;
+
+/// One Adam/AdamW step's hyper-parameters. `t` is the 1-based step count.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AdamStep {
+    pub lr: f32,
+    pub beta1: f32,
+    pub beta2: f32,
+    pub eps: f32,
+    pub weight_decay: f32,
+    /// true: AdamW (decoupled decay); false: Adam with L2 decay in the gradient.
+    pub decoupled: bool,
+    pub t: u64,
+}
+
+/// The per-step f32 scalars every backend uses.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AdamScalars {
+    pub lr: f32,
+    pub b1: f32,
+    pub b2: f32,
+    pub omb1: f32,
+    pub omb2: f32,
+    pub bc1: f32,
+    pub bc2: f32,
+    pub eps: f32,
+    pub wd: f32,
+    pub decay: f32,
+    pub decoupled: bool,
+}
+
+impl AdamStep {
+    pub fn scalars(&self) -> AdamScalars {
+        let t = self.t.clamp(1, i32::MAX as u64) as i32;
+        AdamScalars {
+            lr: self.lr,
+            b1: self.beta1,
+            b2: self.beta2,
+            omb1: 1.0 - self.beta1,
+            omb2: 1.0 - self.beta2,
+            bc1: (1.0 - (self.beta1 as f64).powi(t)) as f32,
+            bc2: (1.0 - (self.beta2 as f64).powi(t)) as f32,
+            eps: self.eps,
+            wd: self.weight_decay,
+            decay: 1.0 - self.lr * self.weight_decay,
+            decoupled: self.decoupled,
+        }
+    }
+}
+
+/// One SGD step's hyper-parameters.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SgdStep {
+    pub lr: f32,
+    pub momentum: f32,
+    pub weight_decay: f32,
+    pub nesterov: bool,
+}
+
+#[inline(always)]
+pub(crate) fn adam_one(s: &AdamScalars, w: &mut f32, g: f32, m: &mut f32, v: &mut f32) {
+    let mut g = g;
+    let mut p = *w;
+    if s.wd != 0.0 {
+        if s.decoupled {
+            p = p * s.decay;
+        } else {
+            g = s.wd.mul_add(p, g);
+        }
+    }
+    *m = s.b1.mul_add(*m, s.omb1 * g);
+    *v = s.b2.mul_add(*v, (s.omb2 * g) * g);
+    let mh = *m / s.bc1;
+    let vh = *v / s.bc2;
+    *w = p - s.lr * (mh / (vh.sqrt() + s.eps));
+}
+
+pub(crate) fn adam_scalar(s: &AdamScalars, w: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32]) {
+    for i in 0..w.len() {
+        adam_one(s, &mut w[i], g[i], &mut m[i], &mut v[i]);
+    }
+}
+
+#[inline(always)]
+pub(crate) fn sgd_one(s: &SgdStep, w: &mut f32, g: f32, buf: &mut f32) {
+    let mut g = g;
+    if s.weight_decay != 0.0 {
+        g = s.weight_decay.mul_add(*w, g);
+    }
+    if s.momentum != 0.0 {
+        *buf = s.momentum.mul_add(*buf, g);
+        g = if s.nesterov { s.momentum.mul_add(*buf, g) } else { *buf };
+    }
+    *w = *w - s.lr * g;
+}
+
+pub(crate) fn sgd_scalar(s: &SgdStep, w: &mut [f32], g: &[f32], buf: &mut [f32]) {
+    for i in 0..w.len() {
+        sgd_one(s, &mut w[i], g[i], &mut buf[i]);
+    }
+}
+
+const CHUNK: usize = 8192;
+
+pub(crate) fn adam_avx2(s: &AdamScalars, w: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32]) {
+    w.par_chunks_mut(CHUNK)
+        .zip(g.par_chunks(CHUNK))
+        .zip(m.par_chunks_mut(CHUNK))
+        .zip(v.par_chunks_mut(CHUNK))
+        .for_each(|(((w, g), m), v)| {
+            // SAFETY: Avx2 backend ⇒ avx2+fma detected; the four chunks have equal length.
+            unsafe { avx2::adam(s, w, g, m, v) }
+        });
+}
+
+pub(crate) fn sgd_avx2(s: &SgdStep, w: &mut [f32], g: &[f32], buf: &mut [f32]) {
+    w.par_chunks_mut(CHUNK).zip(g.par_chunks(CHUNK)).zip(buf.par_chunks_mut(CHUNK)).for_each(|((w, g), b)| {
+        // SAFETY: Avx2 backend ⇒ avx2+fma detected; the chunks have equal length.
+        unsafe { avx2::sgd(s, w, g, b) }
+    });
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use super::{adam_one, sgd_one, AdamScalars, SgdStep};
+    use std::arch::x86_64::*;
+
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn adam(s: &AdamScalars, w: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32]) {
+        let n = w.len();
+        let body = n / 8 * 8;
+        let (lr, b1, b2) = (_mm256_set1_ps(s.lr), _mm256_set1_ps(s.b1), _mm256_set1_ps(s.b2));
+        let (omb1, omb2) = (_mm256_set1_ps(s.omb1), _mm256_set1_ps(s.omb2));
+        let (bc1, bc2, eps) = (_mm256_set1_ps(s.bc1), _mm256_set1_ps(s.bc2), _mm256_set1_ps(s.eps));
+        let (wd, decay) = (_mm256_set1_ps(s.wd), _mm256_set1_ps(s.decay));
+        let mut i = 0;
+        while i < body {
+            let mut gv = _mm256_loadu_ps(g.as_ptr().add(i));
+            let mut p = _mm256_loadu_ps(w.as_ptr().add(i));
+            if s.wd != 0.0 {
+                if s.decoupled {
+                    p = _mm256_mul_ps(p, decay);
+                } else {
+                    gv = _mm256_fmadd_ps(wd, p, gv);
+                }
+            }
+            let mv = _mm256_fmadd_ps(b1, _mm256_loadu_ps(m.as_ptr().add(i)), _mm256_mul_ps(omb1, gv));
+            let vv = _mm256_fmadd_ps(b2, _mm256_loadu_ps(v.as_ptr().add(i)), _mm256_mul_ps(_mm256_mul_ps(omb2, gv), gv));
+            let mh = _mm256_div_ps(mv, bc1);
+            let vh = _mm256_div_ps(vv, bc2);
+            let upd = _mm256_div_ps(mh, _mm256_add_ps(_mm256_sqrt_ps(vh), eps));
+            _mm256_storeu_ps(w.as_mut_ptr().add(i), _mm256_sub_ps(p, _mm256_mul_ps(lr, upd)));
+            _mm256_storeu_ps(m.as_mut_ptr().add(i), mv);
+            _mm256_storeu_ps(v.as_mut_ptr().add(i), vv);
+            i += 8;
+        }
+        for j in body..n {
+            adam_one(s, &mut w[j], g[j], &mut m[j], &mut v[j]);
+        }
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn sgd(s: &SgdStep, w: &mut [f32], g: &[f32], buf: &mut [f32]) {
+        let n = w.len();
+        let body = n / 8 * 8;
+        let (lr, mu, wd) = (_mm256_set1_ps(s.lr), _mm256_set1_ps(s.momentum), _mm256_set1_ps(s.weight_decay));
+        let mut i = 0;
+        while i < body {
+            let p = _mm256_loadu_ps(w.as_ptr().add(i));
+            let mut gv = _mm256_loadu_ps(g.as_ptr().add(i));
+            if s.weight_decay != 0.0 {
+                gv = _mm256_fmadd_ps(wd, p, gv);
+            }
+            if s.momentum != 0.0 {
+                let b = _mm256_fmadd_ps(mu, _mm256_loadu_ps(buf.as_ptr().add(i)), gv);
+                _mm256_storeu_ps(buf.as_mut_ptr().add(i), b);
+                gv = if s.nesterov { _mm256_fmadd_ps(mu, b, gv) } else { b };
+            }
+            _mm256_storeu_ps(w.as_mut_ptr().add(i), _mm256_sub_ps(p, _mm256_mul_ps(lr, gv)));
+            i += 8;
+        }
+        for j in body..n {
+            sgd_one(s, &mut w[j], g[j], &mut buf[j]);
+        }
+    }
+}

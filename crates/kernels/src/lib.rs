@@ -1,0 +1,32 @@
+//! # ffwd-kernels
+//!
+//! Every numeric op of ffwd, and the rules that make them bit-exact. The
+//! crate owns the **specification** of each op's arithmetic — the scalar
+//! code in [`numerics`] and the `*_scalar` functions of [`cpu`], with the
+//! order of every reduction written in the module docs — and the **AVX2+FMA
+//! backend** that reproduces it bit for bit with rayon parallelism at any
+//! thread count. Both sit behind one interface, [`CpuBackend`]. The CUDA
+//! backend (kernels in the workspace's `kernels/*.cu`) follows the same spec.
+//!
+//! The determinism rules in brief: only correctly rounded primitives
+//! (`+ − × ÷ √`, explicit fma); our own transcendentals; a GEMM output is a
+//! sequential fma chain over k from +0.0; row reductions use the L32 order
+//! (32 strided lanes, then a fixed pairwise tree); column sums run
+//! sequentially over rows; ReLU is a compare and select; parallelism only
+//! partitions outputs, never a reduction.
+//!
+//! All `unsafe` of the engine lives in this crate, inside the AVX2 kernels.
+
+pub mod cpu;
+mod error;
+pub mod mat;
+pub mod numerics;
+
+pub use cpu::gemm::Epilogue;
+pub use cpu::loss::{argmax, FfLoss, GoodnessForm, LossScratch};
+pub use cpu::math::Unary;
+pub use cpu::optim::{AdamStep, SgdStep};
+pub use cpu::reduce::Norm;
+pub use cpu::{avx2_available, CpuBackend, CpuKind};
+pub use error::{Error, Result};
+pub use mat::{MatMut, MatRef};
