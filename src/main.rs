@@ -1,1 +1,4 @@
-fn main(){}
+//! The `ffwd` command line (see `ffwd --help`).
+fn main() {
+    std::process::exit(ffwd_train::cli::main());
+}

@@ -1,1 +1,18 @@
+//! # ffwd-layers
+//!
+//! The algorithms, one module per variant, built only from `ffwd-kernels`
+//! ops with every gradient written by hand (no autodiff). This crate owns
+//! the FF layer ([`ff::FfLayer`]: normalise → linear → ReLU → goodness →
+//! local loss → local update), the supervised FF network of Hinton (2022)
+//! with the label written into the input ([`ff::FfNet`]; threshold or SymBa
+//! loss, simultaneous or layer-by-layer training, prediction A by goodness
+//! per label and prediction B by a linear softmax readout), the optimiser
+//! state ([`optim`]) and the configuration types ([`config`]).
 
+pub mod config;
+mod error;
+pub mod ff;
+pub mod optim;
+pub mod readout;
+
+pub use error::{Error, Result};

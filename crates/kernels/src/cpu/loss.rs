@@ -35,7 +35,7 @@ pub enum FfLoss {
 }
 
 /// Scratch buffers for the loss (no allocation once sized).
-#[derive(Default, Debug)]
+#[derive(Default, Debug, Clone)]
 pub struct LossScratch {
     s: Vec<f32>,
     sp: Vec<f32>,

@@ -1,0 +1,180 @@
+//! Configuration of FF networks (serde: TOML in configs/, JSON in checkpoints).
+
+use serde::{Deserialize, Serialize};
+
+/// Length normalisation of each layer's input.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum NormKind {
+    /// x / (√mean(x²) + ε) (default)
+    #[default]
+    Rms,
+    /// x / (‖x‖₂ + ε)
+    L2,
+    None,
+}
+
+impl From<NormKind> for ffwd_kernels::Norm {
+    fn from(n: NormKind) -> Self {
+        match n {
+            NormKind::Rms => ffwd_kernels::Norm::Rms,
+            NormKind::L2 => ffwd_kernels::Norm::L2,
+            NormKind::None => ffwd_kernels::Norm::None,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum LossKind {
+    /// Hinton: softplus(θ − G⁺) + softplus(G⁻ − θ)
+    #[default]
+    Threshold,
+    /// SymBa: softplus(−α (G⁺ − G⁻))
+    Symba,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum GoodnessKind {
+    /// G = Σ h²
+    #[default]
+    Sum,
+    /// G = Σ h² / D
+    Mean,
+}
+
+/// How the label enters the input.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum LabelMode {
+    /// Overwrite the first `classes` pixels with the one-hot label (Hinton).
+    #[default]
+    Overwrite,
+    /// Prepend `classes` label inputs to the image (for small images whose
+    /// first pixels carry content, such as the 8×8 digits).
+    Concat,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum OptimKind {
+    #[default]
+    Adam,
+    Adamw,
+    Sgd,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OptimConfig {
+    pub kind: OptimKind,
+    pub lr: f32,
+    pub beta1: f32,
+    pub beta2: f32,
+    pub eps: f32,
+    pub weight_decay: f32,
+    pub momentum: f32,
+    pub nesterov: bool,
+}
+
+impl Default for OptimConfig {
+    fn default() -> Self {
+        Self {
+            kind: OptimKind::Adam,
+            lr: 1e-3,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: 0.0,
+            momentum: 0.9,
+            nesterov: false,
+        }
+    }
+}
+
+/// Which prediction the network reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum PredictKind {
+    /// A: goodness accumulated over layers for every candidate label.
+    #[default]
+    Goodness,
+    /// B: one pass with a neutral label and a linear softmax readout.
+    Readout,
+}
+
+/// A supervised FF network (Hinton 2022, §3.3).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FfConfig {
+    /// Hidden layer widths.
+    pub sizes: Vec<usize>,
+    pub norm: NormKind,
+    /// ε of the normalisation.
+    pub norm_eps: f32,
+    pub loss: LossKind,
+    pub goodness: GoodnessKind,
+    /// Threshold θ; absent = the layer width (sum form) or 1 (mean form),
+    /// the natural value for RMS-normalised inputs.
+    pub theta: Option<f32>,
+    /// SymBa's α.
+    pub alpha: f32,
+    pub label: LabelMode,
+    /// Number of first layers left out of prediction (A and B); Hinton skips 1.
+    pub skip_layers: usize,
+    pub predict: PredictKind,
+    pub optim: OptimConfig,
+    /// The readout's optimiser (prediction B).
+    pub readout_optim: OptimConfig,
+}
+
+impl Default for FfConfig {
+    fn default() -> Self {
+        Self {
+            sizes: vec![1000, 1000, 1000],
+            norm: NormKind::Rms,
+            norm_eps: 1e-8,
+            loss: LossKind::Threshold,
+            goodness: GoodnessKind::Sum,
+            theta: None,
+            alpha: 4.0,
+            label: LabelMode::Overwrite,
+            skip_layers: 1,
+            predict: PredictKind::Goodness,
+            optim: OptimConfig::default(),
+            readout_optim: OptimConfig::default(),
+        }
+    }
+}
+
+impl FfConfig {
+    /// Check the config for values that cannot train.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.sizes.is_empty() {
+            return Err("model.sizes: at least one hidden layer is needed".into());
+        }
+        if let Some(i) = self.sizes.iter().position(|&s| s == 0) {
+            return Err(format!("model.sizes[{i}]: a layer needs at least one unit"));
+        }
+        if self.skip_layers >= self.sizes.len() {
+            return Err(format!(
+                "model.skip_layers = {} leaves no layer to predict with ({} layers)",
+                self.skip_layers,
+                self.sizes.len()
+            ));
+        }
+        for (name, o) in [("optim", &self.optim), ("readout_optim", &self.readout_optim)] {
+            if !(o.lr.is_finite() && o.lr > 0.0) {
+                return Err(format!("{name}.lr must be a positive number, got {}", o.lr));
+            }
+            if !(0.0..1.0).contains(&o.beta1) || !(0.0..1.0).contains(&o.beta2) {
+                return Err(format!("{name}: beta1 and beta2 must lie in [0, 1)"));
+            }
+        }
+        if !(self.norm_eps.is_finite() && self.norm_eps >= 0.0) {
+            return Err("model.norm_eps must be ≥ 0".into());
+        }
+        Ok(())
+    }
+}

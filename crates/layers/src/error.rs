@@ -1,0 +1,18 @@
+/// Errors of the layers crate; each names the layer or field.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Kernel(#[from] ffwd_kernels::Error),
+    #[error(transparent)]
+    Tensor(#[from] ffwd_tensor::Error),
+    #[error("config: {0}")]
+    Config(String),
+    #[error("layer {layer}: {detail}")]
+    Layer { layer: usize, detail: String },
+    #[error("layer {layer}: training diverged (loss is {loss}); lower the learning rate")]
+    NonFinite { layer: usize, loss: f32 },
+    #[error("checkpoint {what}: {detail}")]
+    Checkpoint { what: String, detail: String },
+}
+
+pub type Result<T> = std::result::Result<T, Error>;

@@ -1,0 +1,518 @@
+//! Hinton's Forward-Forward (2022): layers trained greedily and locally on
+//! positive data (image + true label) and negative data (image + a wrong
+//! label drawn uniformly from the others).
+//!
+//! One layer's training step, all in one batch of 2n rows (n positives,
+//! then the n negatives made from the same images):
+//! `xn = norm(x)`; `h = relu(xn·W + b)`, `G = Σh²` (fused);
+//! loss and `dL/dG` (threshold or SymBa); `dz = 2h·dL/dG`;
+//! `dW = xnᵀ·dz`, `db = Σ_rows dz`; optimiser step. The layer's input is a
+//! constant: no gradient leaves the layer. The next layer receives `h`
+//! computed before the update (so "simultaneous" equals one forward pass
+//! followed by every layer's update).
+
+use crate::config::{FfConfig, GoodnessKind, LabelMode, LossKind, OptimConfig, PredictKind};
+use crate::optim::OptState;
+use crate::readout::Readout;
+use crate::{Error, Result};
+use ffwd_kernels::{argmax, CpuBackend, Epilogue, FfLoss, GoodnessForm, LossScratch, MatMut, MatRef, Norm};
+use ffwd_tensor::{stream, Philox, Tensor};
+
+/// Per-layer statistics of one training batch.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct LayerStats {
+    pub loss: f32,
+    /// Mean sum-form goodness over the positive rows.
+    pub g_pos: f32,
+    /// Mean sum-form goodness over the negative rows.
+    pub g_neg: f32,
+}
+
+#[derive(Clone, Debug, Default)]
+struct Work {
+    xn: Vec<f32>,
+    h: Vec<f32>,
+    g: Vec<f32>,
+    dldg: Vec<f32>,
+    dz: Vec<f32>,
+    dw: Vec<f32>,
+    db: Vec<f32>,
+    scratch: LossScratch,
+}
+
+/// One FF layer: normalise → linear → ReLU, with its own optimiser.
+#[derive(Clone, Debug)]
+pub struct FfLayer {
+    pub in_dim: usize,
+    pub out_dim: usize,
+    /// in_dim × out_dim, row-major.
+    pub w: Vec<f32>,
+    pub b: Vec<f32>,
+    opt_w: OptState,
+    opt_b: OptState,
+    work: Work,
+}
+
+impl FfLayer {
+    /// PyTorch-style init: W and b uniform in ±1/√in_dim, from the Philox
+    /// stream `init(index)` (W first, then b).
+    pub fn new(in_dim: usize, out_dim: usize, optim: &OptimConfig, seed: u64, index: u32) -> Self {
+        let bound = 1.0 / (in_dim as f32).sqrt();
+        let mut all = vec![0.0f32; in_dim * out_dim + out_dim];
+        Philox::new(seed, stream::init(index)).fill_uniform(&mut all, -bound, bound);
+        let b = all.split_off(in_dim * out_dim);
+        Self {
+            in_dim,
+            out_dim,
+            w: all,
+            b,
+            opt_w: OptState::new(optim, in_dim * out_dim),
+            opt_b: OptState::new(optim, out_dim),
+            work: Work::default(),
+        }
+    }
+
+    /// Forward `rows` rows of `x` without learning; `h` and `G` stay in the
+    /// layer (see [`FfLayer::activity`], [`FfLayer::goodness`]).
+    pub fn forward(&mut self, be: &CpuBackend, x: &[f32], rows: usize, norm: Norm, eps: f32) -> Result<()> {
+        let w = &mut self.work;
+        w.xn.resize(rows * self.in_dim, 0.0);
+        w.h.resize(rows * self.out_dim, 0.0);
+        w.g.resize(rows, 0.0);
+        be.normalize_rows(x, &mut w.xn, self.in_dim, norm, eps)?;
+        be.linear_forward(
+            MatRef::new(&w.xn, rows, self.in_dim)?,
+            MatRef::new(&self.w, self.in_dim, self.out_dim)?,
+            &self.b,
+            MatMut::new(&mut w.h, rows, self.out_dim)?,
+            &mut w.g,
+        )?;
+        Ok(())
+    }
+
+    /// The local loss and its gradients `dW`, `db` on `x` = [n positives;
+    /// n negatives], without updating (see [`FfLayer::grads`]).
+    #[allow(clippy::too_many_arguments)]
+    pub fn compute_grads(
+        &mut self,
+        be: &CpuBackend,
+        x: &[f32],
+        rows: usize,
+        norm: Norm,
+        eps: f32,
+        loss: FfLoss,
+        form: GoodnessForm,
+    ) -> Result<LayerStats> {
+        self.forward(be, x, rows, norm, eps)?;
+        let (d_in, d_out) = (self.in_dim, self.out_dim);
+        let w = &mut self.work;
+        w.dldg.resize(rows, 0.0);
+        let l = be.ff_loss(loss, form, d_out, &w.g, &mut w.dldg, &mut w.scratch)?;
+        w.dz.resize(rows * d_out, 0.0);
+        be.local_grad(&w.h, d_out, &w.dldg, &mut w.dz)?;
+        w.dw.resize(d_in * d_out, 0.0);
+        w.db.resize(d_out, 0.0);
+        be.gemm(
+            MatRef::new(&w.xn, rows, d_in)?.t(),
+            MatRef::new(&w.dz, rows, d_out)?,
+            MatMut::new(&mut w.dw, d_in, d_out)?,
+            Epilogue::None,
+        )?;
+        be.bias_grad(&w.dz, rows, d_out, &mut w.db)?;
+        let n = rows / 2;
+        let mean = |s: &[f32]| if s.is_empty() { 0.0 } else { ffwd_kernels::numerics::l32_sum(s) / s.len() as f32 };
+        Ok(LayerStats { loss: l, g_pos: mean(&w.g[..n]), g_neg: mean(&w.g[n..]) })
+    }
+
+    /// `(dW, db)` of the last [`FfLayer::compute_grads`].
+    pub fn grads(&self) -> (&[f32], &[f32]) {
+        (&self.work.dw, &self.work.db)
+    }
+
+    /// One optimiser step with the gradients of the last `compute_grads`.
+    pub fn apply_grads(&mut self, be: &CpuBackend) -> Result<()> {
+        self.opt_w.step(be, &mut self.w, &self.work.dw)?;
+        self.opt_b.step(be, &mut self.b, &self.work.db)?;
+        Ok(())
+    }
+
+    /// One local training step: [`FfLayer::compute_grads`] then
+    /// [`FfLayer::apply_grads`].
+    #[allow(clippy::too_many_arguments)]
+    pub fn train_step(
+        &mut self,
+        be: &CpuBackend,
+        x: &[f32],
+        rows: usize,
+        norm: Norm,
+        eps: f32,
+        loss: FfLoss,
+        form: GoodnessForm,
+    ) -> Result<LayerStats> {
+        let s = self.compute_grads(be, x, rows, norm, eps, loss, form)?;
+        self.apply_grads(be)?;
+        Ok(s)
+    }
+
+    /// `h` of the last forward (rows × out_dim).
+    pub fn activity(&self) -> &[f32] {
+        &self.work.h
+    }
+    /// Sum-form goodness of the last forward.
+    pub fn goodness(&self) -> &[f32] {
+        &self.work.g
+    }
+    /// Optimiser steps taken by the weights.
+    pub fn steps(&self) -> u64 {
+        self.opt_w.steps()
+    }
+}
+
+/// Statistics of one training batch.
+#[derive(Clone, Debug, Default)]
+pub struct BatchStats {
+    /// One entry per layer that trained (others: `None`).
+    pub layers: Vec<Option<LayerStats>>,
+    pub readout_loss: Option<f32>,
+}
+
+/// Predictions for a set of images.
+#[derive(Clone, Debug, Default)]
+pub struct Predictions {
+    /// By the configured method (A or B).
+    pub overall: Vec<u8>,
+    /// Method A with each layer's goodness alone.
+    pub per_layer: Vec<Vec<u8>>,
+    /// Method A (goodness summed over layers ≥ skip_layers).
+    pub goodness: Vec<u8>,
+    /// Method B, when the network has a readout.
+    pub readout: Option<Vec<u8>>,
+}
+
+/// A supervised FF network: the label goes into the input, every layer
+/// learns locally.
+#[derive(Clone, Debug)]
+pub struct FfNet {
+    pub config: FfConfig,
+    /// Values per image (before the label is added).
+    pub image_dim: usize,
+    pub classes: usize,
+    pub layers: Vec<FfLayer>,
+    pub readout: Option<Readout>,
+    input: Vec<f32>,
+    feats: Vec<f32>,
+    tmp: Vec<f32>,
+}
+
+/// Value of every label input in the neutral (unlabelled) input.
+pub const NEUTRAL_LABEL: f32 = 0.1;
+
+impl FfNet {
+    pub fn new(config: FfConfig, image_dim: usize, classes: usize, seed: u64) -> Result<Self> {
+        config.validate().map_err(Error::Config)?;
+        if config.label == LabelMode::Overwrite && image_dim < classes {
+            return Err(Error::Config(format!(
+                "label = \"overwrite\" needs at least {classes} pixels, the image has {image_dim}"
+            )));
+        }
+        let in0 = Self::input_dim_for(&config, image_dim, classes);
+        let mut layers = Vec::new();
+        let mut d = in0;
+        for (i, &s) in config.sizes.iter().enumerate() {
+            layers.push(FfLayer::new(d, s, &config.optim, seed, i as u32));
+            d = s;
+        }
+        let readout = (config.predict == PredictKind::Readout).then(|| {
+            let f: usize = config.sizes[config.skip_layers..].iter().sum();
+            Readout::new(f, classes, &config.readout_optim)
+        });
+        Ok(Self { config, image_dim, classes, layers, readout, input: Vec::new(), feats: Vec::new(), tmp: Vec::new() })
+    }
+
+    fn input_dim_for(c: &FfConfig, image_dim: usize, classes: usize) -> usize {
+        match c.label {
+            LabelMode::Overwrite => image_dim,
+            LabelMode::Concat => image_dim + classes,
+        }
+    }
+    /// Width of the first layer's input (image plus label).
+    pub fn input_dim(&self) -> usize {
+        Self::input_dim_for(&self.config, self.image_dim, self.classes)
+    }
+
+    fn loss(&self, layer: usize) -> (FfLoss, GoodnessForm) {
+        let c = &self.config;
+        let form = match c.goodness {
+            GoodnessKind::Sum => GoodnessForm::Sum,
+            GoodnessKind::Mean => GoodnessForm::Mean,
+        };
+        let d = self.layers[layer].out_dim as f32;
+        let loss = match c.loss {
+            LossKind::Threshold => FfLoss::Threshold {
+                theta: c.theta.unwrap_or(if form == GoodnessForm::Sum { d } else { 1.0 }),
+            },
+            LossKind::Symba => FfLoss::Symba { alpha: c.alpha },
+        };
+        (loss, form)
+    }
+
+    /// Write `image` with `label` (None = neutral) into one input row.
+    fn embed(&self, image: &[f32], label: Option<u8>, row: &mut [f32]) {
+        let c = self.classes;
+        let (lab, img) = match self.config.label {
+            LabelMode::Overwrite => {
+                row.copy_from_slice(image);
+                row.split_at_mut(c)
+            }
+            LabelMode::Concat => {
+                let (l, i) = row.split_at_mut(c);
+                i.copy_from_slice(image);
+                (l, i)
+            }
+        };
+        let _ = img;
+        match label {
+            Some(y) => {
+                lab.fill(0.0);
+                lab[y as usize] = 1.0;
+            }
+            None => lab.fill(NEUTRAL_LABEL),
+        }
+    }
+
+    /// Run rows of `self.input` through layers `0..upto` without learning.
+    fn forward_input(&mut self, be: &CpuBackend, rows: usize, upto: usize) -> Result<()> {
+        let norm: Norm = self.config.norm.into();
+        let eps = self.config.norm_eps;
+        for l in 0..upto {
+            let (prev, rest) = self.layers.split_at_mut(l);
+            let x = if l == 0 { &self.input[..] } else { prev[l - 1].activity() };
+            rest[0].forward(be, x, rows, norm, eps)?;
+        }
+        Ok(())
+    }
+
+    /// Normalised activities of layers ≥ skip_layers, concatenated per row.
+    fn gather_features(&mut self, be: &CpuBackend, rows: usize) -> Result<()> {
+        let norm: Norm = self.config.norm.into();
+        let skip = self.config.skip_layers;
+        let f: usize = self.layers[skip..].iter().map(|l| l.out_dim).sum();
+        self.feats.resize(rows * f, 0.0);
+        let mut off = 0;
+        for l in &self.layers[skip..] {
+            let d = l.out_dim;
+            self.tmp.resize(rows * d, 0.0);
+            be.normalize_rows(l.activity(), &mut self.tmp, d, norm, self.config.norm_eps)?;
+            for i in 0..rows {
+                self.feats[i * f + off..i * f + off + d].copy_from_slice(&self.tmp[i * d..(i + 1) * d]);
+            }
+            off += d;
+        }
+        Ok(())
+    }
+
+    /// One training batch. `images` is n × image_dim; `neg_labels[i]` must
+    /// differ from `labels[i]`. Layers in `train_layers` learn; layers
+    /// before it only forward (layer-by-layer schedule); layers after it
+    /// are idle.
+    pub fn train_batch(
+        &mut self,
+        be: &CpuBackend,
+        images: &[f32],
+        labels: &[u8],
+        neg_labels: &[u8],
+        train_layers: std::ops::Range<usize>,
+    ) -> Result<BatchStats> {
+        let n = labels.len();
+        let (di, d0) = (self.image_dim, self.input_dim());
+        if images.len() != n * di || neg_labels.len() != n {
+            return Err(Error::Layer {
+                layer: 0,
+                detail: format!(
+                    "batch of {n} labels needs {} image values and {n} negative labels, got {} and {}",
+                    n * di,
+                    images.len(),
+                    neg_labels.len()
+                ),
+            });
+        }
+        if let Some(i) = (0..n).find(|&i| labels[i] as usize >= self.classes || neg_labels[i] == labels[i]) {
+            return Err(Error::Layer {
+                layer: 0,
+                detail: format!("sample {i}: label {} / negative label {} invalid", labels[i], neg_labels[i]),
+            });
+        }
+        let rows = 2 * n;
+        let mut input = std::mem::take(&mut self.input);
+        input.resize(rows * d0, 0.0);
+        for i in 0..n {
+            let img = &images[i * di..(i + 1) * di];
+            self.embed(img, Some(labels[i]), &mut input[i * d0..(i + 1) * d0]);
+            self.embed(img, Some(neg_labels[i]), &mut input[(n + i) * d0..(n + i + 1) * d0]);
+        }
+        self.input = input;
+        let norm: Norm = self.config.norm.into();
+        let eps = self.config.norm_eps;
+        let end = train_layers.end.min(self.layers.len());
+        let mut stats = BatchStats { layers: vec![None; self.layers.len()], readout_loss: None };
+        for l in 0..end {
+            let (loss, form) = self.loss(l);
+            let (prev, rest) = self.layers.split_at_mut(l);
+            let x = if l == 0 { &self.input[..] } else { prev[l - 1].activity() };
+            if train_layers.contains(&l) {
+                let s = rest[0].train_step(be, x, rows, norm, eps, loss, form)?;
+                if !s.loss.is_finite() {
+                    return Err(Error::NonFinite { layer: l, loss: s.loss });
+                }
+                stats.layers[l] = Some(s);
+            } else {
+                rest[0].forward(be, x, rows, norm, eps)?;
+            }
+        }
+        if self.readout.is_some() {
+            let mut input = std::mem::take(&mut self.input);
+            input.resize(n * d0, 0.0);
+            for i in 0..n {
+                self.embed(&images[i * di..(i + 1) * di], None, &mut input[i * d0..(i + 1) * d0]);
+            }
+            self.input = input;
+            let all = self.layers.len();
+            self.forward_input(be, n, all)?;
+            self.gather_features(be, n)?;
+            let feats = std::mem::take(&mut self.feats);
+            let r = self.readout.as_mut().expect("checked above").train_step(be, &feats, labels);
+            self.feats = feats;
+            stats.readout_loss = Some(r?);
+        }
+        Ok(stats)
+    }
+
+    /// Goodness in the configured form (G or G/D) of layer `l`'s row `r`.
+    fn gm(&self, l: usize, r: usize) -> f32 {
+        let g = self.layers[l].goodness()[r];
+        match self.config.goodness {
+            GoodnessKind::Sum => g,
+            GoodnessKind::Mean => g / self.layers[l].out_dim as f32,
+        }
+    }
+
+    /// Predict `n` images (n × image_dim), in chunks of `chunk` images.
+    ///
+    /// Method A: each image runs once per label; per-layer scores are the
+    /// goodness in the configured form; the total adds layers
+    /// `skip_layers..` in order from +0.0; the first maximum wins.
+    pub fn predict(&mut self, be: &CpuBackend, images: &[f32], n: usize, chunk: usize) -> Result<Predictions> {
+        let (di, d0, c) = (self.image_dim, self.input_dim(), self.classes);
+        let nl = self.layers.len();
+        let skip = self.config.skip_layers;
+        let mut p = Predictions { per_layer: vec![Vec::with_capacity(n); nl], ..Default::default() };
+        let mut readout_pred = self.readout.as_ref().map(|_| Vec::with_capacity(n));
+        let chunk = chunk.max(1);
+        let mut scores = vec![0.0f32; c];
+        for start in (0..n).step_by(chunk) {
+            let m = chunk.min(n - start);
+            let mut input = std::mem::take(&mut self.input);
+            input.resize(m * c * d0, 0.0);
+            for i in 0..m {
+                let img = &images[(start + i) * di..(start + i + 1) * di];
+                for y in 0..c {
+                    let r = i * c + y;
+                    self.embed(img, Some(y as u8), &mut input[r * d0..(r + 1) * d0]);
+                }
+            }
+            self.input = input;
+            self.forward_input(be, m * c, nl)?;
+            for i in 0..m {
+                for (l, out) in p.per_layer.iter_mut().enumerate() {
+                    for (y, s) in scores.iter_mut().enumerate() {
+                        *s = self.gm(l, i * c + y);
+                    }
+                    out.push(argmax(&scores) as u8);
+                }
+                for (y, s) in scores.iter_mut().enumerate() {
+                    let mut t = 0.0f32;
+                    for l in skip..nl {
+                        t = t + self.gm(l, i * c + y);
+                    }
+                    *s = t;
+                }
+                p.goodness.push(argmax(&scores) as u8);
+            }
+            if let Some(rp) = readout_pred.as_mut() {
+                let mut input = std::mem::take(&mut self.input);
+                input.resize(m * d0, 0.0);
+                for i in 0..m {
+                    let img = &images[(start + i) * di..(start + i + 1) * di];
+                    self.embed(img, None, &mut input[i * d0..(i + 1) * d0]);
+                }
+                self.input = input;
+                self.forward_input(be, m, nl)?;
+                self.gather_features(be, m)?;
+                let feats = std::mem::take(&mut self.feats);
+                let r = self.readout.as_mut().expect("readout present").predict(be, &feats, m, rp);
+                self.feats = feats;
+                r?;
+            }
+        }
+        p.overall = match (&self.config.predict, &readout_pred) {
+            (PredictKind::Readout, Some(r)) => r.clone(),
+            _ => p.goodness.clone(),
+        };
+        p.readout = readout_pred;
+        Ok(p)
+    }
+
+    /// Every parameter as a named tensor (checkpoint order).
+    pub fn named_tensors(&self) -> Vec<(String, Tensor)> {
+        let mut out = Vec::new();
+        for (i, l) in self.layers.iter().enumerate() {
+            out.push((format!("layers.{i}.weight"), Tensor::from_vec(&[l.in_dim, l.out_dim], l.w.clone()).expect("shape")));
+            out.push((format!("layers.{i}.bias"), Tensor::from_vec(&[l.out_dim], l.b.clone()).expect("shape")));
+        }
+        if let Some(r) = &self.readout {
+            out.push(("readout.weight".into(), Tensor::from_vec(&[r.in_dim, r.classes], r.w.clone()).expect("shape")));
+            out.push(("readout.bias".into(), Tensor::from_vec(&[r.classes], r.b.clone()).expect("shape")));
+        }
+        out
+    }
+
+    /// Replace parameters from named tensors (from [`FfNet::named_tensors`]),
+    /// checking every name and shape.
+    pub fn load_tensors(&mut self, mut get: impl FnMut(&str) -> Result<Tensor>) -> Result<()> {
+        fn put(dst: &mut Vec<f32>, t: Tensor, name: &str, shape: &[usize]) -> Result<()> {
+            if t.shape() != shape {
+                return Err(Error::Checkpoint {
+                    what: name.to_string(),
+                    detail: format!("shape {:?}, this architecture needs {:?}", t.shape(), shape),
+                });
+            }
+            *dst = t.into_vec();
+            Ok(())
+        }
+        for (i, l) in self.layers.iter_mut().enumerate() {
+            let n = format!("layers.{i}.weight");
+            put(&mut l.w, get(&n)?, &n, &[l.in_dim, l.out_dim])?;
+            let n = format!("layers.{i}.bias");
+            put(&mut l.b, get(&n)?, &n, &[l.out_dim])?;
+        }
+        if let Some(r) = &mut self.readout {
+            put(&mut r.w, get("readout.weight")?, "readout.weight", &[r.in_dim, r.classes])?;
+            put(&mut r.b, get("readout.bias")?, "readout.bias", &[r.classes])?;
+        }
+        Ok(())
+    }
+}
+
+/// Negative labels for a batch: `(y + 1 + below(classes − 1)) mod classes`,
+/// with the draw for sample `index` taken from word `index` of the Philox
+/// stream `negative_labels(epoch)`. Never the true label; uniform over the
+/// others.
+pub fn negative_labels(seed: u64, epoch: u32, first_index: u64, labels: &[u8], classes: usize, out: &mut Vec<u8>) {
+    let r = Philox::new(seed, stream::negative_labels(epoch));
+    out.clear();
+    let c = classes as u32;
+    for (k, &y) in labels.iter().enumerate() {
+        let off = 1 + r.below_at(first_index + k as u64, c - 1);
+        out.push(((y as u32 + off) % c) as u8);
+    }
+}

@@ -1,0 +1,49 @@
+//! Optimiser state for one parameter tensor, stepping through the kernels.
+
+use crate::config::{OptimConfig, OptimKind};
+use crate::Result;
+use ffwd_kernels::{AdamStep, CpuBackend, SgdStep};
+
+/// Moments (Adam/AdamW) or the momentum buffer (SGD) of one tensor, and the
+/// step count.
+#[derive(Clone, Debug)]
+pub struct OptState {
+    cfg: OptimConfig,
+    a: Vec<f32>,
+    b: Vec<f32>,
+    t: u64,
+}
+
+impl OptState {
+    pub fn new(cfg: &OptimConfig, len: usize) -> Self {
+        let b = if cfg.kind == OptimKind::Sgd { Vec::new() } else { vec![0.0; len] };
+        Self { cfg: cfg.clone(), a: vec![0.0; len], b, t: 0 }
+    }
+    pub fn steps(&self) -> u64 {
+        self.t
+    }
+    /// Apply one update of `w` with gradient `g`.
+    pub fn step(&mut self, be: &CpuBackend, w: &mut [f32], g: &[f32]) -> Result<()> {
+        self.t += 1;
+        let c = &self.cfg;
+        match c.kind {
+            OptimKind::Adam | OptimKind::Adamw => {
+                let s = AdamStep {
+                    lr: c.lr,
+                    beta1: c.beta1,
+                    beta2: c.beta2,
+                    eps: c.eps,
+                    weight_decay: c.weight_decay,
+                    decoupled: c.kind == OptimKind::Adamw,
+                    t: self.t,
+                };
+                be.adam(&s, w, g, &mut self.a, &mut self.b)?;
+            }
+            OptimKind::Sgd => {
+                let s = SgdStep { lr: c.lr, momentum: c.momentum, weight_decay: c.weight_decay, nesterov: c.nesterov };
+                be.sgd(&s, w, g, &mut self.a)?;
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,93 @@
+//! A linear softmax classifier trained with cross-entropy on features that
+//! are constants to it (Hinton's prediction B; later the linear probe). Its
+//! gradient never reaches the layers that produced the features.
+
+use crate::config::OptimConfig;
+use crate::optim::OptState;
+use crate::Result;
+use ffwd_kernels::{argmax, CpuBackend, Epilogue, LossScratch, MatMut, MatRef};
+
+#[derive(Clone, Debug)]
+pub struct Readout {
+    pub in_dim: usize,
+    pub classes: usize,
+    /// in_dim × classes, zero-initialised.
+    pub w: Vec<f32>,
+    pub b: Vec<f32>,
+    opt_w: OptState,
+    opt_b: OptState,
+    logits: Vec<f32>,
+    grad: Vec<f32>,
+    dw: Vec<f32>,
+    db: Vec<f32>,
+    labels: Vec<u32>,
+    scratch: LossScratch,
+}
+
+impl Readout {
+    pub fn new(in_dim: usize, classes: usize, optim: &OptimConfig) -> Self {
+        Self {
+            in_dim,
+            classes,
+            w: vec![0.0; in_dim * classes],
+            b: vec![0.0; classes],
+            opt_w: OptState::new(optim, in_dim * classes),
+            opt_b: OptState::new(optim, classes),
+            logits: Vec::new(),
+            grad: Vec::new(),
+            dw: vec![0.0; in_dim * classes],
+            db: vec![0.0; classes],
+            labels: Vec::new(),
+            scratch: LossScratch::default(),
+        }
+    }
+
+    fn logits(&mut self, be: &CpuBackend, feats: &[f32], n: usize) -> Result<()> {
+        self.logits.resize(n * self.classes, 0.0);
+        be.gemm(
+            MatRef::new(feats, n, self.in_dim)?,
+            MatRef::new(&self.w, self.in_dim, self.classes)?,
+            MatMut::new(&mut self.logits, n, self.classes)?,
+            Epilogue::Bias(&self.b),
+        )?;
+        Ok(())
+    }
+
+    /// One step of cross-entropy on `n` feature rows; returns the mean loss.
+    pub fn train_step(&mut self, be: &CpuBackend, feats: &[f32], labels: &[u8]) -> Result<f32> {
+        let loss = self.compute_grads(be, feats, labels)?;
+        self.opt_w.step(be, &mut self.w, &self.dw)?;
+        self.opt_b.step(be, &mut self.b, &self.db)?;
+        Ok(loss)
+    }
+
+    /// `(dW, db)` of the last [`Readout::compute_grads`].
+    pub fn grads(&self) -> (&[f32], &[f32]) {
+        (&self.dw, &self.db)
+    }
+
+    /// Mean cross-entropy and its gradients, without updating.
+    pub fn compute_grads(&mut self, be: &CpuBackend, feats: &[f32], labels: &[u8]) -> Result<f32> {
+        let n = labels.len();
+        self.logits(be, feats, n)?;
+        self.labels.clear();
+        self.labels.extend(labels.iter().map(|&y| y as u32));
+        self.grad.resize(n * self.classes, 0.0);
+        let loss = be.softmax_xent(&self.logits, self.classes, &self.labels, &mut self.grad, &mut self.scratch)?;
+        be.gemm(
+            MatRef::new(feats, n, self.in_dim)?.t(),
+            MatRef::new(&self.grad, n, self.classes)?,
+            MatMut::new(&mut self.dw, self.in_dim, self.classes)?,
+            Epilogue::None,
+        )?;
+        be.bias_grad(&self.grad, n, self.classes, &mut self.db)?;
+        Ok(loss)
+    }
+
+    /// Predicted class of each of `n` feature rows (first maximum).
+    pub fn predict(&mut self, be: &CpuBackend, feats: &[f32], n: usize, out: &mut Vec<u8>) -> Result<()> {
+        self.logits(be, feats, n)?;
+        out.extend(self.logits.chunks(self.classes).map(|r| argmax(r) as u8));
+        Ok(())
+    }
+}

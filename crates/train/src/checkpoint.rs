@@ -1,0 +1,60 @@
+//! Checkpoints: the parameters as safetensors F32 tensors
+//! (`layers.{i}.weight` in×out, `layers.{i}.bias`, `readout.weight`,
+//! `readout.bias`), and one metadata entry `ffwd` holding JSON with the
+//! format version, the full run configuration and the input geometry.
+//! A single metadata key keeps the bytes deterministic: the same training
+//! gives a byte-identical file. The stored configuration leaves out what
+//! describes the machine rather than the model (thread count, data folder,
+//! output folder), so a run at 1 or 2 threads, or in another folder, writes
+//! the same bytes. Writes are atomic (temp file + rename).
+
+use crate::config::RunConfig;
+use crate::{Error, Result};
+use ffwd_layers::ff::FfNet;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::path::Path;
+
+pub const FORMAT: u32 = 1;
+
+#[derive(Serialize, Deserialize, Debug, Clone)]
+pub struct Meta {
+    pub format: u32,
+    pub config: RunConfig,
+    pub image_dim: usize,
+    pub classes: usize,
+    pub epoch: usize,
+}
+
+pub fn save(path: &Path, net: &FfNet, cfg: &RunConfig, epoch: usize) -> Result<()> {
+    let mut config = cfg.clone();
+    config.train.threads = 0;
+    config.data.dir = None;
+    config.output = Default::default();
+    let meta = Meta { format: FORMAT, config, image_dim: net.image_dim, classes: net.classes, epoch };
+    let mut m = HashMap::new();
+    m.insert("ffwd".to_string(), serde_json::to_string(&meta).expect("meta serialises"));
+    let tensors = net.named_tensors();
+    let refs: Vec<(String, &ffwd_tensor::Tensor)> = tensors.iter().map(|(n, t)| (n.clone(), t)).collect();
+    ffwd_tensor::io::save_safetensors(path, &refs, &m)?;
+    Ok(())
+}
+
+/// Load a checkpoint: its metadata and the network with its parameters.
+pub fn load(path: &Path) -> Result<(Meta, FfNet)> {
+    let mut l = ffwd_tensor::io::load_safetensors(path)?;
+    let bad = |reason: String| Error::Checkpoint { path: path.to_path_buf(), reason };
+    let text = l.metadata.get("ffwd").ok_or_else(|| bad("no `ffwd` metadata entry".into()))?;
+    let meta: Meta = serde_json::from_str(text).map_err(|e| bad(format!("metadata: {e}")))?;
+    if meta.format != FORMAT {
+        return Err(bad(format!("format {} (this build reads {FORMAT})", meta.format)));
+    }
+    let mut net = FfNet::new(meta.config.model.clone(), meta.image_dim, meta.classes, meta.config.train.seed)?;
+    net.load_tensors(|name| l.take(name).map_err(Into::into)).map_err(|e| bad(e.to_string()))?;
+    if !l.tensors.is_empty() {
+        let mut extra: Vec<_> = l.tensors.keys().cloned().collect();
+        extra.sort();
+        return Err(bad(format!("tensors this architecture does not have: {}", extra.join(", "))));
+    }
+    Ok((meta, net))
+}

@@ -1,0 +1,357 @@
+//! The `ffwd` command line.
+
+use crate::config::{RunConfig, Schedule};
+use crate::trainer::{EpochReport, Trainer};
+use crate::{checkpoint, Error, Result};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use ffwd_layers::config::{GoodnessKind, LabelMode, LossKind, NormKind, OptimKind, PredictKind};
+use std::path::PathBuf;
+
+#[derive(Parser, Debug)]
+#[command(name = "ffwd", version, about = "Forward-Forward training, bit-exact at any thread count")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Cmd {
+    /// Train an FF network (no arguments: the embedded 8×8 digits).
+    Train(TrainArgs),
+    /// Evaluate a checkpoint on a dataset's test split.
+    Eval(EvalArgs),
+    /// Dataset management.
+    Data {
+        #[command(subcommand)]
+        cmd: DataCmd,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DataCmd {
+    /// Download a dataset (mnist, fashion-mnist) and verify its SHA-256 sums.
+    Fetch {
+        name: String,
+        /// Folder to download into (default: $FFWD_DATA_DIR, else the cache).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum CliSchedule {
+    Simultaneous,
+    LayerByLayer,
+}
+
+#[derive(Args, Debug, Default)]
+pub struct TrainArgs {
+    /// TOML run configuration (flags below override it).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// digits | mnist | fashion-mnist
+    #[arg(long)]
+    pub dataset: Option<String>,
+    /// Folder that holds `<dataset>/` (else $FFWD_DATA_DIR, else the cache).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Train on the first N images of the train split.
+    #[arg(long)]
+    pub train_size: Option<usize>,
+    /// Hold out the last N train images for validation.
+    #[arg(long)]
+    pub validation: Option<usize>,
+    /// Hidden layer widths, e.g. 1000,1000,1000.
+    #[arg(long, value_delimiter = ',')]
+    pub sizes: Option<Vec<usize>>,
+    #[arg(long, value_enum)]
+    pub loss: Option<LossArg>,
+    #[arg(long, value_enum)]
+    pub goodness: Option<GoodnessArg>,
+    #[arg(long)]
+    pub theta: Option<f32>,
+    #[arg(long)]
+    pub alpha: Option<f32>,
+    #[arg(long, value_enum)]
+    pub norm: Option<NormArg>,
+    #[arg(long, value_enum)]
+    pub label: Option<LabelArg>,
+    #[arg(long, value_enum)]
+    pub predict: Option<PredictArg>,
+    #[arg(long, value_enum)]
+    pub optim: Option<OptimArg>,
+    #[arg(long, value_enum)]
+    pub schedule: Option<CliSchedule>,
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    #[arg(long)]
+    pub batch: Option<usize>,
+    #[arg(long)]
+    pub lr: Option<f32>,
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Worker threads (0 = one per core).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Run folder for metrics.jsonl and model.safetensors.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Only print the resolved configuration.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// No progress bar.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum LossArg {
+    Threshold,
+    Symba,
+}
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum GoodnessArg {
+    Sum,
+    Mean,
+}
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum NormArg {
+    Rms,
+    L2,
+    None,
+}
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum LabelArg {
+    Overwrite,
+    Concat,
+}
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum PredictArg {
+    Goodness,
+    Readout,
+}
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum OptimArg {
+    Adam,
+    Adamw,
+    Sgd,
+}
+
+#[derive(Args, Debug)]
+pub struct EvalArgs {
+    #[arg(long)]
+    pub checkpoint: PathBuf,
+    /// Override the checkpoint's dataset folder.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    #[arg(long)]
+    pub threads: Option<usize>,
+}
+
+impl TrainArgs {
+    /// The configuration this invocation means: file (or default) + flags.
+    pub fn resolve(&self) -> Result<RunConfig> {
+        let mut c = match &self.config {
+            Some(p) => RunConfig::from_file(p)?,
+            None => RunConfig::default_for(self.dataset.as_deref().unwrap_or("digits")),
+        };
+        if let Some(d) = &self.dataset {
+            c.data.dataset = d.clone();
+        }
+        let m = &mut c.model;
+        if let Some(v) = &self.data_dir {
+            c.data.dir = Some(v.clone());
+        }
+        if let Some(v) = self.train_size {
+            c.data.train_size = v;
+        }
+        if let Some(v) = self.validation {
+            c.data.validation = v;
+        }
+        if let Some(v) = &self.sizes {
+            m.sizes = v.clone();
+        }
+        if let Some(v) = self.loss {
+            m.loss = match v {
+                LossArg::Threshold => LossKind::Threshold,
+                LossArg::Symba => LossKind::Symba,
+            };
+        }
+        if let Some(v) = self.goodness {
+            m.goodness = match v {
+                GoodnessArg::Sum => GoodnessKind::Sum,
+                GoodnessArg::Mean => GoodnessKind::Mean,
+            };
+        }
+        if let Some(v) = self.theta {
+            m.theta = Some(v);
+        }
+        if let Some(v) = self.alpha {
+            m.alpha = v;
+        }
+        if let Some(v) = self.norm {
+            m.norm = match v {
+                NormArg::Rms => NormKind::Rms,
+                NormArg::L2 => NormKind::L2,
+                NormArg::None => NormKind::None,
+            };
+        }
+        if let Some(v) = self.label {
+            m.label = match v {
+                LabelArg::Overwrite => LabelMode::Overwrite,
+                LabelArg::Concat => LabelMode::Concat,
+            };
+        }
+        if let Some(v) = self.predict {
+            m.predict = match v {
+                PredictArg::Goodness => PredictKind::Goodness,
+                PredictArg::Readout => PredictKind::Readout,
+            };
+        }
+        if let Some(v) = self.optim {
+            m.optim.kind = match v {
+                OptimArg::Adam => OptimKind::Adam,
+                OptimArg::Adamw => OptimKind::Adamw,
+                OptimArg::Sgd => OptimKind::Sgd,
+            };
+        }
+        if let Some(v) = self.lr {
+            m.optim.lr = v;
+        }
+        if let Some(v) = self.schedule {
+            c.train.schedule = match v {
+                CliSchedule::Simultaneous => Schedule::Simultaneous,
+                CliSchedule::LayerByLayer => Schedule::LayerByLayer,
+            };
+        }
+        if let Some(v) = self.epochs {
+            c.train.epochs = v;
+        }
+        if let Some(v) = self.batch {
+            c.train.batch = v;
+        }
+        if let Some(v) = self.seed {
+            c.train.seed = v;
+        }
+        if let Some(v) = self.threads {
+            c.train.threads = v;
+        }
+        if let Some(v) = &self.out {
+            c.output.dir = v.clone();
+        }
+        c.validate().map_err(Error::Invalid)?;
+        Ok(c)
+    }
+}
+
+fn pct(x: f32) -> String {
+    format!("{:.2}%", 100.0 * x)
+}
+
+fn print_epoch(r: &EpochReport) {
+    let mut s = format!("epoch {:>3}", r.epoch);
+    if let Some(l) = r.training_layer {
+        s += &format!(" (layer {l})");
+    }
+    s += &format!(" | {:.1}s, {:.0} samples/s", r.train_seconds, r.samples_per_s);
+    if let Some(v) = &r.val {
+        s += &format!(" | val {}", pct(v.acc));
+    }
+    if let Some(t) = &r.test {
+        s += &format!(" | test {}", pct(t.acc));
+        if let Some(ra) = t.readout_acc {
+            s += &format!(" (goodness {}, readout {})", pct(t.goodness_acc), pct(ra));
+        }
+    }
+    println!("{s}");
+    for l in &r.layers {
+        if l.loss.is_none() && l.acc.is_none() {
+            continue;
+        }
+        let mut line = format!("    layer {}", l.layer);
+        if let (Some(a), Some(p), Some(n)) = (l.loss, l.g_pos, l.g_neg) {
+            line += &format!(": loss {a:.4}  G+ {p:.1}  G- {n:.1}");
+        }
+        if let Some(a) = l.acc {
+            line += &format!("  acc {}", pct(a));
+        }
+        println!("{line}");
+    }
+}
+
+/// Entry point of the `ffwd` binary; returns the process exit code.
+pub fn main() -> i32 {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("error: {e}");
+            1
+        }
+    }
+}
+
+pub fn run(cli: Cli) -> Result<()> {
+    match cli.cmd {
+        Cmd::Train(a) => {
+            let cfg = a.resolve()?;
+            if a.dry_run {
+                print!("{}", cfg.to_toml());
+                return Ok(());
+            }
+            let mut t = Trainer::new(cfg, None)?;
+            t.progress = !a.quiet;
+            println!(
+                "ffwd train: {} ({} train{}, {} test), layers {:?}, {} on {} thread(s), seed {}",
+                t.cfg.data.dataset,
+                t.train.len(),
+                t.val.as_ref().map(|v| format!(", {} validation", v.len())).unwrap_or_default(),
+                t.test.len(),
+                t.cfg.model.sizes,
+                t.backend.name(),
+                t.threads(),
+                t.cfg.train.seed
+            );
+            let reports = t.run(&mut |r| print_epoch(r))?;
+            let last = reports.last().and_then(|r| r.test.as_ref()).map(|e| e.acc).unwrap_or(0.0);
+            println!(
+                "done: test accuracy {} | metrics {} | checkpoint {}",
+                pct(last),
+                t.metrics_path().display(),
+                t.checkpoint_path().display()
+            );
+            Ok(())
+        }
+        Cmd::Eval(a) => {
+            let (meta, net) = checkpoint::load(&a.checkpoint)?;
+            let mut cfg = meta.config.clone();
+            if let Some(th) = a.threads {
+                cfg.train.threads = th;
+            }
+            let name = ffwd_datasets::Name::parse(&cfg.data.dataset)?;
+            let root = ffwd_datasets::data_root(a.data_dir.as_deref().or(cfg.data.dir.as_deref()));
+            let splits = ffwd_datasets::load(name, &root)?;
+            if splits.test.dim() != meta.image_dim {
+                return Err(Error::Checkpoint {
+                    path: a.checkpoint.clone(),
+                    reason: format!("trained on {}-value images, the data has {}", meta.image_dim, splits.test.dim()),
+                });
+            }
+            let test = splits.test;
+            let mut t = Trainer::with_parts(cfg, net, test.clone(), None, test.clone())?;
+            let e = t.evaluate(&test)?;
+            println!("{} (epoch {}) on {} test: accuracy {}", a.checkpoint.display(), meta.epoch, test.len(), pct(e.acc));
+            for (l, acc) in e.per_layer.iter().enumerate() {
+                println!("    layer {l}: goodness accuracy {}", pct(*acc));
+            }
+            Ok(())
+        }
+        Cmd::Data { cmd: DataCmd::Fetch { name, data_dir } } => {
+            let n = ffwd_datasets::Name::parse(&name)?;
+            let root = ffwd_datasets::data_root(data_dir.as_deref());
+            let dir = ffwd_datasets::fetch::fetch(n, &root, &mut |m| println!("{m}"))?;
+            println!("{name} is in {}", dir.display());
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,170 @@
+//! The run configuration: one TOML file (see configs/), every field
+//! optional with a documented default, unknown fields rejected.
+
+use crate::{Error, Result};
+use ffwd_layers::config::{FfConfig, LabelMode};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DataConfig {
+    /// `digits` (embedded), `mnist`, `fashion-mnist`.
+    pub dataset: String,
+    /// Folder holding `<dataset>/` (else `--data-dir`, `$FFWD_DATA_DIR`, the cache).
+    pub dir: Option<PathBuf>,
+    /// Train on the first `train_size` images of the train split (0 = all
+    /// not held out).
+    pub train_size: usize,
+    /// Hold out the last `validation` images of the train split for model
+    /// selection (0 = none).
+    pub validation: usize,
+}
+
+impl Default for DataConfig {
+    fn default() -> Self {
+        Self { dataset: "digits".into(), dir: None, train_size: 0, validation: 0 }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Schedule {
+    /// Every layer learns on every batch.
+    #[default]
+    Simultaneous,
+    /// Layer 1 learns for all epochs, then layer 2 (layer 1 frozen), …
+    LayerByLayer,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrainConfig {
+    /// Epochs (per layer under the layer-by-layer schedule).
+    pub epochs: usize,
+    pub batch: usize,
+    pub seed: u64,
+    /// Worker threads (0 = one per core).
+    pub threads: usize,
+    pub schedule: Schedule,
+    /// Images per chunk during evaluation.
+    pub eval_chunk: usize,
+    /// Evaluate every `eval_every` epochs (and always after the last).
+    pub eval_every: usize,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self { epochs: 30, batch: 50, seed: 0, threads: 0, schedule: Schedule::Simultaneous, eval_chunk: 500, eval_every: 1 }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OutputConfig {
+    /// Run folder: `metrics.jsonl` and `model.safetensors` go here.
+    pub dir: PathBuf,
+    /// Write a checkpoint after every evaluated epoch (else only at the end).
+    pub checkpoint_every_eval: bool,
+}
+
+impl Default for OutputConfig {
+    fn default() -> Self {
+        Self { dir: PathBuf::from("runs/latest"), checkpoint_every_eval: true }
+    }
+}
+
+/// Everything one `ffwd train` run needs.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RunConfig {
+    pub data: DataConfig,
+    pub model: FfConfig,
+    pub train: TrainConfig,
+    pub output: OutputConfig,
+}
+
+impl Default for RunConfig {
+    /// The offline default: FF on the embedded 8×8 digits, well under a
+    /// minute on 2 cores.
+    fn default() -> Self {
+        let mut model = FfConfig { sizes: vec![400, 400, 400], label: LabelMode::Concat, ..FfConfig::default() };
+        model.optim.lr = 3e-3;
+        Self { data: DataConfig::default(), model, train: TrainConfig::default(), output: OutputConfig::default() }
+    }
+}
+
+impl RunConfig {
+    /// The default for a dataset named on the command line without a
+    /// config file: the digits default above, or for MNIST-sized data the
+    /// engine's reference setting (3×1000, batch 100, Adam 1e-3, label
+    /// written over the first pixels, 10 epochs).
+    pub fn default_for(dataset: &str) -> Self {
+        let mut c = Self::default();
+        c.data.dataset = dataset.to_string();
+        if dataset != "digits" {
+            c.model = FfConfig::default();
+            c.train.batch = 100;
+            c.train.epochs = 10;
+        }
+        c
+    }
+
+    pub fn from_toml_str(text: &str, path: &Path) -> Result<Self> {
+        let cfg: RunConfig =
+            toml::from_str(text).map_err(|e| Error::Config { path: path.to_path_buf(), reason: e.to_string() })?;
+        cfg.validate().map_err(|reason| Error::Config { path: path.to_path_buf(), reason })?;
+        Ok(cfg)
+    }
+
+    pub fn from_file(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
+        Self::from_toml_str(&text, path)
+    }
+
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        self.model.validate()?;
+        if self.train.batch == 0 {
+            return Err("train.batch must be at least 1".into());
+        }
+        if self.train.epochs == 0 {
+            return Err("train.epochs must be at least 1".into());
+        }
+        if self.train.eval_every == 0 || self.train.eval_chunk == 0 {
+            return Err("train.eval_every and train.eval_chunk must be at least 1".into());
+        }
+        ffwd_datasets::Name::parse(&self.data.dataset).map_err(|e| format!("data.dataset: {e}"))?;
+        Ok(())
+    }
+
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn malformed_config_names_file_and_field() {
+        let p = Path::new("configs/bad.toml");
+        let e = RunConfig::from_toml_str("[train]\nepochs = \"ten\"\n", p).unwrap_err().to_string();
+        assert!(e.contains("bad.toml") && e.contains("epochs"), "{e}");
+        let e = RunConfig::from_toml_str("[model]\nsizez = [1]\n", p).unwrap_err().to_string();
+        assert!(e.contains("sizez"), "{e}");
+        let e = RunConfig::from_toml_str("[model]\nsizes = []\n", p).unwrap_err().to_string();
+        assert!(e.contains("model.sizes"), "{e}");
+        let e = RunConfig::from_toml_str("[data]\ndataset = \"imagenet\"\n", p).unwrap_err().to_string();
+        assert!(e.contains("imagenet"), "{e}");
+        let e = RunConfig::from_toml_str("[model.optim]\nlr = -1.0\n", p).unwrap_err().to_string();
+        assert!(e.contains("lr"), "{e}");
+    }
+
+    #[test]
+    fn default_config_round_trips_through_toml() {
+        let c = RunConfig::default();
+        let back = RunConfig::from_toml_str(&c.to_toml(), Path::new("x.toml")).unwrap();
+        assert_eq!(c, back);
+    }
+}

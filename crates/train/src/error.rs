@@ -1,0 +1,24 @@
+use std::path::PathBuf;
+
+/// Errors of the trainer; each names the file or field involved.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Layers(#[from] ffwd_layers::Error),
+    #[error(transparent)]
+    Data(#[from] ffwd_datasets::Error),
+    #[error(transparent)]
+    Tensor(#[from] ffwd_tensor::Error),
+    #[error(transparent)]
+    Kernel(#[from] ffwd_kernels::Error),
+    #[error("{path}: {reason}")]
+    Config { path: PathBuf, reason: String },
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("{path}: not an ffwd checkpoint: {reason}")]
+    Checkpoint { path: PathBuf, reason: String },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+pub type Result<T> = std::result::Result<T, Error>;

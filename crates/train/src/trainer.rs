@@ -1,0 +1,269 @@
+//! The training loop. Every random choice comes from a named Philox stream
+//! of the run's seed: the shuffle of epoch e is `shuffle(e)`, the negative
+//! label of the sample at position p of epoch e is word p of
+//! `negative_labels(e)`. The same seed therefore gives the same bits at any
+//! thread count.
+
+use crate::checkpoint;
+use crate::config::{RunConfig, Schedule};
+use crate::{Error, Result};
+use ffwd_datasets::{Dataset, Name};
+use ffwd_kernels::CpuBackend;
+use ffwd_layers::ff::{negative_labels, FfNet, Predictions};
+use ffwd_tensor::{stream, Philox};
+use serde::Serialize;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+#[derive(Clone, Debug, Serialize)]
+pub struct LayerReport {
+    pub layer: usize,
+    pub loss: Option<f32>,
+    pub g_pos: Option<f32>,
+    pub g_neg: Option<f32>,
+    /// Accuracy of this layer's goodness alone on the evaluation set.
+    pub acc: Option<f32>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct EvalReport {
+    /// By the configured prediction.
+    pub acc: f32,
+    pub goodness_acc: f32,
+    pub readout_acc: Option<f32>,
+    pub per_layer: Vec<f32>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct EpochReport {
+    pub epoch: usize,
+    /// Under the layer-by-layer schedule: the layer that learned.
+    pub training_layer: Option<usize>,
+    pub layers: Vec<LayerReport>,
+    pub readout_loss: Option<f32>,
+    pub train_seconds: f64,
+    pub samples_per_s: f64,
+    pub val: Option<EvalReport>,
+    pub test: Option<EvalReport>,
+    pub backend: &'static str,
+    pub threads: usize,
+    pub seed: u64,
+}
+
+pub struct Trainer {
+    pub cfg: RunConfig,
+    pub net: FfNet,
+    pub backend: CpuBackend,
+    pub train: Dataset,
+    pub val: Option<Dataset>,
+    pub test: Dataset,
+    pool: rayon::ThreadPool,
+    /// Draw an indicatif progress bar (stderr) during epochs.
+    pub progress: bool,
+}
+
+fn accuracy(pred: &[u8], labels: &[u8]) -> f32 {
+    if labels.is_empty() {
+        return 0.0;
+    }
+    pred.iter().zip(labels).filter(|(a, b)| a == b).count() as f32 / labels.len() as f32
+}
+
+impl Trainer {
+    /// Load the data and build the network. `data_dir` overrides the
+    /// config's folder.
+    pub fn new(cfg: RunConfig, data_dir: Option<&Path>) -> Result<Self> {
+        cfg.validate().map_err(Error::Invalid)?;
+        let name = Name::parse(&cfg.data.dataset)?;
+        let root = ffwd_datasets::data_root(data_dir.or(cfg.data.dir.as_deref()));
+        let splits = ffwd_datasets::load(name, &root)?;
+        let n = splits.train.len();
+        let v = cfg.data.validation;
+        if v >= n {
+            return Err(Error::Invalid(format!("data.validation = {v} leaves no training images of {n}")));
+        }
+        let avail = n - v;
+        let t = if cfg.data.train_size == 0 { avail } else { cfg.data.train_size };
+        if t > avail {
+            return Err(Error::Invalid(format!(
+                "data.train_size = {t} overlaps the {v} held-out images ({n} in the train split)"
+            )));
+        }
+        let train = splits.train.slice(0..t);
+        let val = (v > 0).then(|| splits.train.slice(n - v..n));
+        let net = FfNet::new(cfg.model.clone(), train.dim(), train.classes, cfg.train.seed)?;
+        Self::with_parts(cfg, net, train, val, splits.test)
+    }
+
+    pub fn with_parts(cfg: RunConfig, net: FfNet, train: Dataset, val: Option<Dataset>, test: Dataset) -> Result<Self> {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(cfg.train.threads)
+            .build()
+            .map_err(|e| Error::Invalid(format!("thread pool: {e}")))?;
+        Ok(Self { cfg, net, backend: CpuBackend::best(), train, val, test, pool, progress: false })
+    }
+
+    pub fn threads(&self) -> usize {
+        self.pool.current_num_threads()
+    }
+
+    /// Predictions for a dataset.
+    pub fn predict(&mut self, ds: &Dataset) -> Result<Predictions> {
+        let mut images = Vec::with_capacity(ds.len() * ds.dim());
+        let mut labels = Vec::new();
+        let idx: Vec<u32> = (0..ds.len() as u32).collect();
+        ds.gather(&idx, &mut images, &mut labels);
+        let chunk = self.cfg.train.eval_chunk;
+        let be = self.backend;
+        let net = &mut self.net;
+        Ok(self.pool.install(|| net.predict(&be, &images, ds.len(), chunk))?)
+    }
+
+    pub fn evaluate(&mut self, ds: &Dataset) -> Result<EvalReport> {
+        let p = self.predict(ds)?;
+        Ok(EvalReport {
+            acc: accuracy(&p.overall, &ds.labels),
+            goodness_acc: accuracy(&p.goodness, &ds.labels),
+            readout_acc: p.readout.as_ref().map(|r| accuracy(r, &ds.labels)),
+            per_layer: p.per_layer.iter().map(|l| accuracy(l, &ds.labels)).collect(),
+        })
+    }
+
+    /// Paths of the run's outputs.
+    pub fn metrics_path(&self) -> PathBuf {
+        self.cfg.output.dir.join("metrics.jsonl")
+    }
+    pub fn checkpoint_path(&self) -> PathBuf {
+        self.cfg.output.dir.join("model.safetensors")
+    }
+
+    fn append_metrics(&self, r: &EpochReport) -> Result<()> {
+        let p = self.metrics_path();
+        let io = |source| Error::Io { path: p.clone(), source };
+        std::fs::create_dir_all(&self.cfg.output.dir).map_err(io)?;
+        let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&p).map_err(io)?;
+        writeln!(f, "{}", serde_json::to_string(r).expect("report serialises")).map_err(io)?;
+        Ok(())
+    }
+
+    /// Train for the configured epochs; calls `on_epoch` after each, appends
+    /// each report to `metrics.jsonl` and writes checkpoints.
+    pub fn run(&mut self, on_epoch: &mut dyn FnMut(&EpochReport)) -> Result<Vec<EpochReport>> {
+        let nl = self.net.layers.len();
+        let phases: Vec<std::ops::Range<usize>> = match self.cfg.train.schedule {
+            Schedule::Simultaneous => vec![0..nl],
+            Schedule::LayerByLayer => (0..nl).map(|l| l..l + 1).collect(),
+        };
+        let epochs = self.cfg.train.epochs;
+        let total = phases.len() * epochs;
+        let mut reports = Vec::new();
+        let mut global = 0usize;
+        for phase in &phases {
+            for _ in 0..epochs {
+                global += 1;
+                let mut r = self.train_epoch(global, phase.clone())?;
+                let last = global == total;
+                if last || global % self.cfg.train.eval_every == 0 {
+                    if let Some(val) = self.val.clone() {
+                        r.val = Some(self.evaluate(&val)?);
+                    }
+                    let test = self.test.clone();
+                    r.test = Some(self.evaluate(&test)?);
+                    let per = r.val.as_ref().or(r.test.as_ref()).map(|e| e.per_layer.clone()).unwrap_or_default();
+                    for (l, a) in per.into_iter().enumerate() {
+                        r.layers[l].acc = Some(a);
+                    }
+                    if last || self.cfg.output.checkpoint_every_eval {
+                        checkpoint::save(&self.checkpoint_path(), &self.net, &self.cfg, global)?;
+                    }
+                }
+                self.append_metrics(&r)?;
+                on_epoch(&r);
+                reports.push(r);
+            }
+        }
+        Ok(reports)
+    }
+
+    fn train_epoch(&mut self, epoch: usize, layers: std::ops::Range<usize>) -> Result<EpochReport> {
+        let seed = self.cfg.train.seed;
+        let n = self.train.len();
+        let bs = self.cfg.train.batch;
+        let e32 = (epoch - 1) as u32;
+        let perm = Philox::new(seed, stream::shuffle(e32)).permutation(n);
+        let nb = n.div_ceil(bs);
+        let bar = if self.progress {
+            let b = indicatif::ProgressBar::new(nb as u64);
+            b.set_style(
+                indicatif::ProgressStyle::with_template("epoch {prefix:>3} [{bar:30}] {pos}/{len} {msg}")
+                    .expect("template")
+                    .progress_chars("=> "),
+            );
+            b.set_prefix(epoch.to_string());
+            Some(b)
+        } else {
+            None
+        };
+        let nl = self.net.layers.len();
+        let mut sums = vec![(0.0f64, 0.0f64, 0.0f64); nl];
+        let mut readout = 0.0f64;
+        let (mut images, mut labels, mut negs) = (Vec::new(), Vec::new(), Vec::new());
+        let t0 = Instant::now();
+        let be = self.backend;
+        let classes = self.net.classes;
+        for b in 0..nb {
+            let idx = &perm[b * bs..((b + 1) * bs).min(n)];
+            self.train.gather(idx, &mut images, &mut labels);
+            negative_labels(seed, e32, (b * bs) as u64, &labels, classes, &mut negs);
+            let net = &mut self.net;
+            let s = self.pool.install(|| net.train_batch(&be, &images, &labels, &negs, layers.clone()))?;
+            for (acc, st) in sums.iter_mut().zip(&s.layers) {
+                if let Some(st) = st {
+                    acc.0 += st.loss as f64;
+                    acc.1 += st.g_pos as f64;
+                    acc.2 += st.g_neg as f64;
+                }
+            }
+            readout += s.readout_loss.unwrap_or(0.0) as f64;
+            if let Some(bar) = &bar {
+                bar.inc(1);
+                if b % 10 == 0 || b + 1 == nb {
+                    let el = t0.elapsed().as_secs_f64().max(1e-9);
+                    let loss = layers.clone().map(|l| sums[l].0).sum::<f64>() / (b + 1) as f64;
+                    bar.set_message(format!("loss {loss:.4} | {:.0} samples/s", ((b + 1) * bs).min(n) as f64 / el));
+                }
+            }
+        }
+        if let Some(bar) = bar {
+            bar.finish_and_clear();
+        }
+        let secs = t0.elapsed().as_secs_f64();
+        let per = |x: f64| Some((x / nb as f64) as f32);
+        let layer_reports = (0..nl)
+            .map(|l| {
+                let on = layers.contains(&l);
+                LayerReport {
+                    layer: l,
+                    loss: if on { per(sums[l].0) } else { None },
+                    g_pos: if on { per(sums[l].1) } else { None },
+                    g_neg: if on { per(sums[l].2) } else { None },
+                    acc: None,
+                }
+            })
+            .collect();
+        Ok(EpochReport {
+            epoch,
+            training_layer: (self.cfg.train.schedule == Schedule::LayerByLayer).then_some(layers.start),
+            layers: layer_reports,
+            readout_loss: self.net.readout.as_ref().map(|_| (readout / nb as f64) as f32),
+            train_seconds: secs,
+            samples_per_s: n as f64 / secs.max(1e-9),
+            val: None,
+            test: None,
+            backend: be.name(),
+            threads: self.threads(),
+            seed,
+        })
+    }
+}

@@ -1,0 +1,67 @@
+//! The `ffwd` binary as a user runs it.
+
+use std::process::Command;
+
+fn ffwd() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_ffwd"))
+}
+
+#[test]
+fn train_without_arguments_uses_the_embedded_digits_and_eval_reads_the_checkpoint() {
+    let d = tempfile::tempdir().unwrap();
+    let out = ffwd()
+        .args(["train", "--quiet", "--epochs", "3", "--out"])
+        .arg(d.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("digits (1500 train") && stdout.contains("epoch   3"), "{stdout}");
+    let ck = d.path().join("model.safetensors");
+    assert!(ck.is_file());
+    assert_eq!(std::fs::read_to_string(d.path().join("metrics.jsonl")).unwrap().lines().count(), 3);
+    let ev = ffwd().args(["eval", "--checkpoint"]).arg(&ck).output().unwrap();
+    let s = String::from_utf8_lossy(&ev.stdout);
+    assert!(ev.status.success() && s.contains("accuracy") && s.contains("epoch 3"), "{s}");
+    // eval reproduces the trainer's final test accuracy exactly
+    let acc = |text: &str, key: &str| text.split(key).nth(1).map(|r| r.split('%').next().unwrap().trim().to_string());
+    assert_eq!(acc(&stdout, "done: test accuracy"), acc(&s, "accuracy"), "{stdout}\n{s}");
+}
+
+#[test]
+fn malformed_config_fails_with_a_message_not_a_panic() {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path().join("bad.toml");
+    std::fs::write(&p, "[train]\nbatch = 0\n").unwrap();
+    let out = ffwd().args(["train", "--config"]).arg(&p).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(err.contains("bad.toml") && err.contains("train.batch"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    std::fs::write(&p, "[model\nsizes = [1]\n").unwrap();
+    let out = ffwd().args(["train", "--config"]).arg(&p).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(err.contains("bad.toml") && !err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn checkpoint_from_another_architecture_is_rejected_by_name() {
+    let d = tempfile::tempdir().unwrap();
+    let ok = ffwd().args(["train", "--quiet", "--epochs", "1", "--sizes", "20,20", "--out"]).arg(d.path()).output().unwrap();
+    assert!(ok.status.success());
+    let ck = d.path().join("model.safetensors");
+    let (_, net) = ffwd::train::checkpoint::load(&ck).unwrap();
+    // rewrite the checkpoint with a layer of the wrong shape
+    let mut tensors = net.named_tensors();
+    tensors[0].1 = ffwd::tensor::Tensor::zeros(&[3, 3]);
+    let bytes = std::fs::read(&ck).unwrap();
+    let meta = ffwd::tensor::io::load_safetensors(&ck).unwrap().metadata;
+    let refs: Vec<(String, &ffwd::tensor::Tensor)> = tensors.iter().map(|(n, t)| (n.clone(), t)).collect();
+    ffwd::tensor::io::save_safetensors(&ck, &refs, &meta).unwrap();
+    assert_ne!(bytes, std::fs::read(&ck).unwrap());
+    let out = ffwd().args(["eval", "--checkpoint"]).arg(&ck).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(err.contains("layers.0.weight") && err.contains("[3, 3]"), "{err}");
+}

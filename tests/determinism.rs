@@ -1,0 +1,75 @@
+//! The same seed gives byte-identical checkpoints: run to run, at 1 and 2
+//! threads, and on the scalar specification vs the AVX2 backend.
+
+mod common;
+
+use ffwd::kernels::CpuBackend;
+use ffwd::train::config::RunConfig;
+use ffwd::train::trainer::Trainer;
+use std::path::Path;
+
+fn train_bytes(mut cfg: RunConfig, threads: usize, scalar: bool, dir: &Path, subset: Option<(usize, usize)>) -> Vec<u8> {
+    cfg.train.threads = threads;
+    cfg.output.dir = dir.to_path_buf();
+    let data_dir = common::data_dir();
+    let mut t = Trainer::new(cfg.clone(), data_dir.as_deref()).unwrap();
+    if let Some((ntrain, ntest)) = subset {
+        let (train, test) = (t.train.slice(0..ntrain), t.test.slice(0..ntest));
+        let net = ffwd::layers::ff::FfNet::new(cfg.model.clone(), train.dim(), 10, cfg.train.seed).unwrap();
+        t = Trainer::with_parts(cfg, net, train, None, test).unwrap();
+    }
+    if scalar {
+        t.backend = CpuBackend::scalar();
+    }
+    t.run(&mut |_| {}).unwrap();
+    std::fs::read(t.checkpoint_path()).unwrap()
+}
+
+fn mnist_cfg() -> RunConfig {
+    let mut c = RunConfig::default();
+    c.data.dataset = "mnist".into();
+    c.model.sizes = vec![96, 64];
+    c.model.label = ffwd::layers::config::LabelMode::Overwrite;
+    c.model.predict = ffwd::layers::config::PredictKind::Readout;
+    c.train.epochs = 2;
+    c.train.batch = 64;
+    c.train.seed = 7;
+    c
+}
+
+#[test]
+fn same_seed_gives_identical_checkpoints_at_1_and_2_threads() {
+    if common::data_dir().is_none() {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let a = train_bytes(mnist_cfg(), 2, false, &d.path().join("a"), Some((3000, 500)));
+    let b = train_bytes(mnist_cfg(), 2, false, &d.path().join("b"), Some((3000, 500)));
+    let c = train_bytes(mnist_cfg(), 1, false, &d.path().join("c"), Some((3000, 500)));
+    assert!(a.len() > 100_000);
+    assert!(a == b, "two runs with the same seed differ");
+    assert!(a == c, "1 thread and 2 threads differ");
+    let mut other = mnist_cfg();
+    other.train.seed = 8;
+    let e = train_bytes(other, 2, false, &d.path().join("e"), Some((3000, 500)));
+    assert!(a != e, "a different seed must give different weights");
+}
+
+#[test]
+fn avx2_training_matches_the_scalar_specification_byte_for_byte() {
+    if CpuBackend::avx2().is_err() {
+        eprintln!("SKIP (no avx2/fma)");
+        return;
+    }
+    let mut cfg = RunConfig::default();
+    cfg.model.sizes = vec![48, 40];
+    cfg.model.predict = ffwd::layers::config::PredictKind::Readout;
+    cfg.train.epochs = 2;
+    for loss in [ffwd::layers::config::LossKind::Threshold, ffwd::layers::config::LossKind::Symba] {
+        cfg.model.loss = loss;
+        let d = tempfile::tempdir().unwrap();
+        let fast = train_bytes(cfg.clone(), 2, false, &d.path().join("f"), Some((600, 100)));
+        let spec = train_bytes(cfg.clone(), 1, true, &d.path().join("s"), Some((600, 100)));
+        assert!(fast == spec, "{loss:?}: AVX2 and scalar checkpoints differ");
+    }
+}

@@ -1,0 +1,82 @@
+//! Training on real data: a short MNIST run must learn, and bad input must
+//! give clear errors.
+
+mod common;
+
+use ffwd::train::config::RunConfig;
+use ffwd::train::trainer::Trainer;
+
+#[test]
+fn ff_learns_mnist_subset_above_80_percent_in_three_epochs() {
+    let Some(dir) = common::data_dir() else { return };
+    let mut c = RunConfig::default();
+    c.data.dataset = "mnist".into();
+    c.data.train_size = 20_000;
+    c.model.sizes = vec![500, 500];
+    c.model.label = ffwd::layers::config::LabelMode::Overwrite;
+    c.model.optim.lr = 1e-3;
+    c.train.epochs = 3;
+    c.train.batch = 100;
+    let out = tempfile::tempdir().unwrap();
+    c.output.dir = out.path().to_path_buf();
+    let mut t = Trainer::new(c, Some(&dir)).unwrap();
+    t.test = t.test.slice(0..2000);
+    let r = t.run(&mut |_| {}).unwrap();
+    let acc = r.last().unwrap().test.as_ref().unwrap().acc;
+    let first_loss = r[0].layers[0].loss.unwrap();
+    let last_loss = r[2].layers[0].loss.unwrap();
+    assert!(last_loss < first_loss, "layer 0 loss did not fall: {first_loss} → {last_loss}");
+    assert!(acc > 0.80, "test accuracy {acc}");
+    // the metrics file has one line per epoch with per-layer stats
+    let m = std::fs::read_to_string(out.path().join("metrics.jsonl")).unwrap();
+    assert_eq!(m.lines().count(), 3);
+    assert!(m.contains("\"g_pos\"") && m.contains("\"samples_per_s\""));
+}
+
+#[test]
+fn truncated_mnist_file_is_a_clear_error() {
+    let Some(dir) = common::data_dir() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let m = tmp.path().join("mnist");
+    std::fs::create_dir_all(&m).unwrap();
+    for f in ["train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"] {
+        std::fs::copy(dir.join("mnist").join(f), m.join(f)).unwrap();
+    }
+    let full = std::fs::read(dir.join("mnist/train-images-idx3-ubyte.gz")).unwrap();
+    let raw = ffwd::data::idx::decompress(std::path::Path::new("x"), &full).unwrap();
+    // a raw (uncompressed) file cut short
+    std::fs::write(m.join("train-images-idx3-ubyte"), &raw[..raw.len() - 1000]).unwrap();
+    let e = ffwd::data::load(ffwd::data::Name::Mnist, tmp.path()).unwrap_err().to_string();
+    assert!(e.contains("train-images-idx3-ubyte") && e.contains("truncated"), "{e}");
+    // a gzip file cut short
+    std::fs::remove_file(m.join("train-images-idx3-ubyte")).unwrap();
+    std::fs::write(m.join("train-images-idx3-ubyte.gz"), &full[..full.len() / 2]).unwrap();
+    let e = ffwd::data::load(ffwd::data::Name::Mnist, tmp.path()).unwrap_err().to_string();
+    assert!(e.contains("train-images-idx3-ubyte.gz"), "{e}");
+}
+
+#[test]
+fn label_count_disagreeing_with_images_is_a_clear_error() {
+    let Some(dir) = common::data_dir() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let m = tmp.path().join("mnist");
+    std::fs::create_dir_all(&m).unwrap();
+    for f in ["train-labels-idx1-ubyte.gz", "train-images-idx3-ubyte.gz", "t10k-images-idx3-ubyte.gz"] {
+        std::fs::copy(dir.join("mnist").join(f), m.join(f)).unwrap();
+    }
+    // t10k labels: a valid IDX label file with 9,999 labels
+    let full = std::fs::read(dir.join("mnist/t10k-labels-idx1-ubyte.gz")).unwrap();
+    let mut raw = ffwd::data::idx::decompress(std::path::Path::new("x"), &full).unwrap();
+    raw.truncate(raw.len() - 1);
+    raw[4..8].copy_from_slice(&9999u32.to_be_bytes());
+    std::fs::write(m.join("t10k-labels-idx1-ubyte"), &raw).unwrap();
+    let e = ffwd::data::load(ffwd::data::Name::Mnist, tmp.path()).unwrap_err().to_string();
+    assert!(e.contains("9999 labels") && e.contains("10000 images"), "{e}");
+}
+
+#[test]
+fn missing_dataset_folder_says_how_to_fetch() {
+    let tmp = tempfile::tempdir().unwrap();
+    let e = ffwd::data::load(ffwd::data::Name::FashionMnist, tmp.path()).unwrap_err().to_string();
+    assert!(e.contains("ffwd data fetch fashion-mnist"), "{e}");
+}
