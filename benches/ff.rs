@@ -1,1 +1,195 @@
-fn main(){}
+//! Kernel and training-step benchmarks: GEMM at FF shapes and one full FF
+//! layer step (forward with goodness, loss, local gradient, dW, Adam), in
+//! GFLOP/s and as a fraction of this machine's FMA peak, measured here.
+//!
+//! `cargo bench --bench ff` (criterion statistics follow the summary table).
+//! Rows M = 2 × batch (positives and negatives go through together).
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use ffwd::kernels::{CpuBackend, Epilogue, FfLoss, GoodnessForm, MatMut, MatRef, Norm};
+use ffwd::layers::config::OptimConfig;
+use ffwd::layers::ff::FfLayer;
+use ffwd::tensor::{stream, Philox};
+use std::time::Instant;
+
+/// FLOP/s of 12 independent 8-wide FMA chains per thread (the throughput
+/// limit of two FMA ports), on `threads` threads at once.
+fn fma_peak(threads: usize) -> f64 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::*;
+        #[target_feature(enable = "avx2,fma")]
+        unsafe fn chains(iters: u64) -> f32 {
+            let mut a = [_mm256_set1_ps(1.0); 12];
+            let m = _mm256_set1_ps(0.999_999);
+            let c = _mm256_set1_ps(1e-7);
+            for _ in 0..iters {
+                for x in a.iter_mut() {
+                    *x = _mm256_fmadd_ps(*x, m, c);
+                }
+            }
+            let mut s = _mm256_setzero_ps();
+            for x in a {
+                s = _mm256_add_ps(s, x);
+            }
+            let mut out = [0.0f32; 8];
+            _mm256_storeu_ps(out.as_mut_ptr(), s);
+            out.iter().sum()
+        }
+        if !ffwd::kernels::avx2_available() {
+            return f64::NAN;
+        }
+        let iters = 50_000_000u64;
+        let mut best = 0.0f64;
+        for _ in 0..3 {
+            let t = Instant::now();
+            std::thread::scope(|s| {
+                for _ in 0..threads {
+                    // SAFETY: avx2+fma checked above.
+                    s.spawn(|| std::hint::black_box(unsafe { chains(iters) }));
+                }
+            });
+            let flops = threads as f64 * iters as f64 * 12.0 * 8.0 * 2.0;
+            best = best.max(flops / t.elapsed().as_secs_f64());
+        }
+        best
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = threads;
+        f64::NAN
+    }
+}
+
+fn rand(n: usize, seed: u64) -> Vec<f32> {
+    let mut v = vec![0.0; n];
+    Philox::new(seed, stream::noise(0)).fill_uniform(&mut v, -1.0, 1.0);
+    v
+}
+
+/// Median seconds of `reps` runs after one warm-up.
+fn median_secs(reps: usize, mut f: impl FnMut()) -> f64 {
+    f();
+    let mut t: Vec<f64> = (0..reps)
+        .map(|_| {
+            let s = Instant::now();
+            f();
+            s.elapsed().as_secs_f64()
+        })
+        .collect();
+    t.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    t[reps / 2]
+}
+
+struct Gemm {
+    m: usize,
+    k: usize,
+    n: usize,
+    transposed_a: bool,
+    a: Vec<f32>,
+    b: Vec<f32>,
+    c: Vec<f32>,
+    bias: Vec<f32>,
+}
+
+impl Gemm {
+    fn new(m: usize, k: usize, n: usize, transposed_a: bool) -> Self {
+        Self { m, k, n, transposed_a, a: rand(m * k, 1), b: rand(k * n, 2), c: vec![0.0; m * n], bias: rand(n, 3) }
+    }
+    fn name(&self) -> String {
+        let l = if self.transposed_a { "dW: Aᵀ" } else { "fwd: A" };
+        format!("{l}[{}×{}]·B[{}×{}]", self.m, self.k, self.k, self.n)
+    }
+    fn run(&mut self, be: &CpuBackend) {
+        let a = if self.transposed_a {
+            MatRef::new(&self.a, self.k, self.m).unwrap().t()
+        } else {
+            MatRef::new(&self.a, self.m, self.k).unwrap()
+        };
+        let epi = if self.transposed_a { Epilogue::None } else { Epilogue::BiasRelu(&self.bias) };
+        be.gemm(a, MatRef::new(&self.b, self.k, self.n).unwrap(), MatMut::new(&mut self.c, self.m, self.n).unwrap(), epi)
+            .unwrap();
+    }
+    fn flops(&self) -> f64 {
+        2.0 * (self.m * self.k * self.n) as f64
+    }
+}
+
+struct Step {
+    layer: FfLayer,
+    x: Vec<f32>,
+    rows: usize,
+}
+
+impl Step {
+    fn new(din: usize, dout: usize, batch: usize) -> Self {
+        Self { layer: FfLayer::new(din, dout, &OptimConfig::default(), 0, 0), x: rand(2 * batch * din, 4), rows: 2 * batch }
+    }
+    fn run(&mut self, be: &CpuBackend) {
+        let loss = FfLoss::Threshold { theta: self.layer.out_dim as f32 };
+        self.layer.train_step(be, &self.x, self.rows, Norm::Rms, 1e-8, loss, GoodnessForm::Sum).unwrap();
+    }
+    fn flops(&self) -> f64 {
+        4.0 * (self.rows * self.layer.in_dim * self.layer.out_dim) as f64
+    }
+}
+
+const SHAPES: [(usize, usize); 2] = [(784, 2000), (2000, 2000)];
+const BATCHES: [usize; 2] = [100, 1000];
+
+fn summary(be: &CpuBackend) {
+    let threads = rayon::current_num_threads();
+    let p1 = fma_peak(1);
+    let pt = fma_peak(threads);
+    println!("\nffwd bench: {} backend, {threads} thread(s)", be.name());
+    println!("measured FMA peak: {:.1} GFLOP/s on 1 core, {:.1} GFLOP/s on {threads}", p1 / 1e9, pt / 1e9);
+    println!("{:<44} {:>10} {:>10} {:>12}", "case", "ms", "GFLOP/s", "% of peak");
+    let row = |name: String, secs: f64, flops: f64| {
+        println!("{name:<44} {:>10.3} {:>10.1} {:>11.1}%", secs * 1e3, flops / secs / 1e9, 100.0 * flops / secs / pt);
+    };
+    for (din, dout) in SHAPES {
+        for batch in BATCHES {
+            let m = 2 * batch;
+            let mut g = Gemm::new(m, din, dout, false);
+            let s = median_secs(7, || g.run(be));
+            row(g.name(), s, g.flops());
+            let mut g = Gemm::new(din, m, dout, true);
+            let s = median_secs(7, || g.run(be));
+            row(g.name(), s, g.flops());
+            let mut st = Step::new(din, dout, batch);
+            let s = median_secs(7, || st.run(be));
+            row(format!("FF step {din}→{dout}, batch {batch}"), s, st.flops());
+        }
+    }
+    println!();
+}
+
+fn benches(c: &mut Criterion) {
+    let be = CpuBackend::best();
+    summary(&be);
+    let mut g = c.benchmark_group("gemm");
+    g.sample_size(10);
+    for (din, dout) in SHAPES {
+        for batch in BATCHES {
+            let mut fwd = Gemm::new(2 * batch, din, dout, false);
+            g.throughput(Throughput::Elements(fwd.flops() as u64));
+            g.bench_function(BenchmarkId::new(format!("fwd_{din}x{dout}"), batch), |b| b.iter(|| fwd.run(&be)));
+            let mut dw = Gemm::new(din, 2 * batch, dout, true);
+            g.bench_function(BenchmarkId::new(format!("dw_{din}x{dout}"), batch), |b| b.iter(|| dw.run(&be)));
+        }
+    }
+    g.finish();
+    let mut g = c.benchmark_group("ff_step");
+    g.sample_size(10);
+    for (din, dout) in SHAPES {
+        for batch in BATCHES {
+            let mut st = Step::new(din, dout, batch);
+            g.throughput(Throughput::Elements(st.flops() as u64));
+            g.bench_function(BenchmarkId::new(format!("{din}x{dout}"), batch), |b| b.iter(|| st.run(&be)));
+        }
+    }
+    g.finish();
+}
+
+criterion_group!(ff, benches);
+criterion_main!(ff);

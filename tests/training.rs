@@ -80,3 +80,40 @@ fn missing_dataset_folder_says_how_to_fetch() {
     let e = ffwd::data::load(ffwd::data::Name::FashionMnist, tmp.path()).unwrap_err().to_string();
     assert!(e.contains("ffwd data fetch fashion-mnist"), "{e}");
 }
+
+#[test]
+fn layer_by_layer_schedule_trains_one_layer_per_phase() {
+    let mut c = RunConfig::default();
+    c.model.sizes = vec![40, 30];
+    c.train.epochs = 2;
+    let out = tempfile::tempdir().unwrap();
+    c.output.dir = out.path().to_path_buf();
+    c.train.schedule = ffwd::train::config::Schedule::LayerByLayer;
+    let mut t = Trainer::new(c, None).unwrap();
+    let r = t.run(&mut |_| {}).unwrap();
+    assert_eq!(r.len(), 4);
+    let phases: Vec<_> = r.iter().map(|e| e.training_layer).collect();
+    assert_eq!(phases, vec![Some(0), Some(0), Some(1), Some(1)]);
+    assert!(r[0].layers[0].loss.is_some() && r[0].layers[1].loss.is_none());
+    assert!(r[3].layers[0].loss.is_none() && r[3].layers[1].loss.is_some());
+    // layer 0 was frozen during phase 1: its weights equal the phase-0 end state
+    let ck = ffwd::train::checkpoint::load(&t.checkpoint_path()).unwrap().1;
+    assert_eq!(ck.layers[0].w, t.net.layers[0].w);
+}
+
+#[test]
+fn prediction_b_readout_learns_the_digits() {
+    let mut c = RunConfig::default();
+    c.model.predict = ffwd::layers::config::PredictKind::Readout;
+    c.train.epochs = 10;
+    let out = tempfile::tempdir().unwrap();
+    c.output.dir = out.path().to_path_buf();
+    let mut t = Trainer::new(c, None).unwrap();
+    let r = t.run(&mut |_| {}).unwrap();
+    let last = r.last().unwrap();
+    let test = last.test.as_ref().unwrap();
+    let ra = test.readout_acc.unwrap();
+    assert_eq!(test.acc, ra, "overall accuracy must be the readout's under prediction B");
+    assert!(ra > 0.7, "readout accuracy {ra}");
+    assert!(last.readout_loss.unwrap() < r[0].readout_loss.unwrap());
+}

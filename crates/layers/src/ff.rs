@@ -516,3 +516,60 @@ pub fn negative_labels(seed: u64, epoch: u32, first_index: u64, labels: &[u8], c
         out.push(((y as u32 + off) % c) as u8);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn negative_labels_are_never_the_true_label_and_cover_the_others_uniformly() {
+        let labels: Vec<u8> = (0..90_000).map(|i| (i % 10) as u8).collect();
+        let mut neg = Vec::new();
+        negative_labels(3, 0, 0, &labels, 10, &mut neg);
+        let mut counts = [[0usize; 10]; 10];
+        for (&y, &n) in labels.iter().zip(&neg) {
+            assert_ne!(y, n);
+            counts[y as usize][n as usize] += 1;
+        }
+        // 9,000 draws per true label over 9 wrong labels: ~1,000 each
+        for (y, row) in counts.iter().enumerate() {
+            for (n, &c) in row.iter().enumerate() {
+                if n != y {
+                    assert!((850..1150).contains(&c), "label {y} → {n}: {c}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn overwrite_embedding_writes_one_hot_or_neutral_into_the_first_pixels() {
+        let cfg = FfConfig { sizes: vec![4, 4], ..FfConfig::default() };
+        let net = FfNet::new(cfg, 16, 10, 0).unwrap();
+        let img = vec![0.5f32; 16];
+        let mut row = vec![0.0; 16];
+        net.embed(&img, Some(3), &mut row);
+        assert_eq!(&row[..10], &[0., 0., 0., 1., 0., 0., 0., 0., 0., 0.]);
+        assert_eq!(&row[10..], &[0.5; 6]);
+        net.embed(&img, None, &mut row);
+        assert_eq!(&row[..10], &[NEUTRAL_LABEL; 10]);
+    }
+
+    #[test]
+    fn concat_embedding_keeps_every_pixel() {
+        let cfg = FfConfig { sizes: vec![4, 4], label: LabelMode::Concat, ..FfConfig::default() };
+        let net = FfNet::new(cfg, 4, 10, 0).unwrap();
+        assert_eq!(net.input_dim(), 14);
+        let mut row = vec![0.0; 14];
+        net.embed(&[0.25; 4], Some(9), &mut row);
+        assert_eq!(row[9], 1.0);
+        assert_eq!(&row[10..], &[0.25; 4]);
+    }
+
+    #[test]
+    fn a_batch_with_a_negative_equal_to_its_label_is_rejected() {
+        let be = CpuBackend::best();
+        let mut net = FfNet::new(FfConfig { sizes: vec![8, 8], ..FfConfig::default() }, 16, 10, 0).unwrap();
+        let e = net.train_batch(&be, &[0.0; 32], &[1, 2], &[3, 2], 0..2).unwrap_err();
+        assert!(e.to_string().contains("sample 1"), "{e}");
+    }
+}
