@@ -93,6 +93,9 @@ pub struct TrainArgs {
     /// Worker threads (0 = one per core).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Evaluate every N epochs (0 = never; for timing runs).
+    #[arg(long)]
+    pub eval_every: Option<usize>,
     /// Run folder for metrics.jsonl and model.safetensors.
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -236,6 +239,9 @@ impl TrainArgs {
         if let Some(v) = self.threads {
             c.train.threads = v;
         }
+        if let Some(v) = self.eval_every {
+            c.train.eval_every = v;
+        }
         if let Some(v) = &self.out {
             c.output.dir = v.clone();
         }
@@ -313,10 +319,10 @@ pub fn run(cli: Cli) -> Result<()> {
                 t.cfg.train.seed
             );
             let reports = t.run(&mut |r| print_epoch(r))?;
-            let last = reports.last().and_then(|r| r.test.as_ref()).map(|e| e.acc).unwrap_or(0.0);
+            let last = reports.last().and_then(|r| r.test.as_ref()).map(|e| pct(e.acc));
             println!(
                 "done: test accuracy {} | metrics {} | checkpoint {}",
-                pct(last),
+                last.unwrap_or_else(|| "not evaluated".into()),
                 t.metrics_path().display(),
                 t.checkpoint_path().display()
             );

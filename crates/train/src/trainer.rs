@@ -164,7 +164,11 @@ impl Trainer {
                 global += 1;
                 let mut r = self.train_epoch(global, phase.clone())?;
                 let last = global == total;
-                if last || global % self.cfg.train.eval_every == 0 {
+                let every = self.cfg.train.eval_every;
+                if every == 0 && last {
+                    checkpoint::save(&self.checkpoint_path(), &self.net, &self.cfg, global)?;
+                }
+                if every > 0 && (last || global % every == 0) {
                     if let Some(val) = self.val.clone() {
                         r.val = Some(self.evaluate(&val)?);
                     }

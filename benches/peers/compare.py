@@ -1,0 +1,131 @@
+#!/usr/bin/env python3
+"""Side-by-side FF training benchmark: ffwd against PyTorch on this machine.
+
+Creates benches/peers/.venv with PyTorch from PyPI (first run only), builds
+ffwd in release mode, then for each workload runs ffwd and PyTorch
+alternately, `--repeats` times each, with the same thread count, the same
+training images and the same batch. Prints median epoch time, spread, the
+ratio, and peak resident memory (of the whole process, from wait4), and
+writes the results as JSON (and a Markdown table) under benches/results/.
+
+    python3 benches/peers/compare.py --data ../shared/datasets
+"""
+import argparse, json, os, platform, statistics, subprocess, sys, tempfile, time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+VENV = ROOT / "benches/peers/.venv"
+TORCH = "torch==2.9.1"
+
+
+def sh(cmd, **kw):
+    print("+", " ".join(map(str, cmd)), file=sys.stderr, flush=True)
+    return subprocess.run(cmd, check=True, **kw)
+
+
+def ensure_venv():
+    py = VENV / "bin/python"
+    if not py.exists():
+        sh([sys.executable, "-m", "venv", str(VENV)])
+    try:
+        sh([str(py), "-c", "import torch, numpy"], stdout=subprocess.DEVNULL)
+    except subprocess.CalledProcessError:
+        sh([str(py), "-m", "pip", "install", "-q", TORCH, "numpy"])
+    return py
+
+
+def run_measured(cmd, env=None):
+    """Run cmd; return (stdout, peak RSS MiB) using wait4's rusage."""
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    out = p.stdout.read().decode()
+    err = p.stderr.read().decode()
+    _, status, ru = os.wait4(p.pid, 0)
+    if status != 0:
+        raise RuntimeError(f"{cmd[0]} failed ({status}):\n{out}\n{err}")
+    return out, ru.ru_maxrss / 1024.0
+
+
+def ffwd_epoch(binary, data, sizes, batch, samples, epochs, threads):
+    with tempfile.TemporaryDirectory() as d:
+        cmd = [str(binary), "train", "--dataset", "mnist", "--data-dir", str(data), "--train-size", str(samples),
+               "--sizes", sizes, "--batch", str(batch), "--epochs", str(epochs), "--threads", str(threads),
+               "--lr", "1e-3", "--eval-every", "0", "--quiet", "--out", d]
+        _, rss = run_measured(cmd)
+        lines = [json.loads(l) for l in open(Path(d) / "metrics.jsonl")]
+    times = sorted(l["train_seconds"] for l in lines)
+    return times[len(times) // 2], rss
+
+
+def torch_epoch(py, data, sizes, batch, samples, epochs, threads):
+    cmd = [str(py), str(ROOT / "benches/peers/ff_torch.py"), "--data", str(data), "--sizes", sizes,
+           "--batch", str(batch), "--samples", str(samples), "--epochs", str(epochs), "--threads", str(threads)]
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    out, rss = run_measured(cmd, env)
+    r = json.loads(out.strip().splitlines()[-1])
+    return r["epoch_seconds"], rss, r["torch"]
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--data", default=os.environ.get("FFWD_DATA_DIR", str(ROOT.parent / "shared/datasets")))
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--epochs", type=int, default=2, help="epochs per run (median taken)")
+    ap.add_argument("--workloads", default="2000x4:100:5000,2000x4:1000:10000,500x2:100:20000",
+                    help="WIDTHxLAYERS:BATCH:SAMPLES,...")
+    ap.add_argument("--out", default=str(ROOT / "benches/results"))
+    a = ap.parse_args()
+    py = ensure_venv()
+    sh(["cargo", "build", "--release", "--quiet"], cwd=ROOT)
+    binary = ROOT / "target/release/ffwd"
+    rows = []
+    torch_version = None
+    for w in a.workloads.split(","):
+        shape, batch, samples = w.split(":")
+        width, layers = shape.split("x")
+        sizes = ",".join([width] * int(layers))
+        batch, samples = int(batch), int(samples)
+        f_t, t_t, f_m, t_m = [], [], [], []
+        for r in range(a.repeats):
+            order = [("ffwd", 0), ("torch", 1)] if r % 2 == 0 else [("torch", 1), ("ffwd", 0)]
+            for name, _ in order:
+                if name == "ffwd":
+                    s, m = ffwd_epoch(binary, a.data, sizes, batch, samples, a.epochs, a.threads)
+                    f_t.append(s); f_m.append(m)
+                else:
+                    s, m, torch_version = torch_epoch(py, a.data, sizes, batch, samples, a.epochs, a.threads)
+                    t_t.append(s); t_m.append(m)
+                print(f"  {name:5s} {shape} batch {batch}: epoch of {samples} in {s:.2f}s, peak {m:.0f} MiB", file=sys.stderr)
+        fl = 8 * sum(i * o for i, o in zip([784] + [int(width)] * (int(layers) - 1), [int(width)] * int(layers)))
+        row = {
+            "workload": f"{layers}×{width}", "batch": batch, "samples": samples, "threads": a.threads,
+            "ffwd_epoch_s": statistics.median(f_t), "ffwd_spread_s": [min(f_t), max(f_t)],
+            "torch_epoch_s": statistics.median(t_t), "torch_spread_s": [min(t_t), max(t_t)],
+            "ffwd_samples_per_s": samples / statistics.median(f_t),
+            "torch_samples_per_s": samples / statistics.median(t_t),
+            "speedup": statistics.median(t_t) / statistics.median(f_t),
+            "ffwd_peak_mib": statistics.median(f_m), "torch_peak_mib": statistics.median(t_m),
+            "flop_per_sample": fl,
+        }
+        row["ffwd_gflops"] = row["ffwd_samples_per_s"] * fl / 1e9
+        row["torch_gflops"] = row["torch_samples_per_s"] * fl / 1e9
+        rows.append(row)
+    meta = {"date": time.strftime("%Y-%m-%d"), "machine": platform.processor() or platform.machine(),
+            "cpus": os.cpu_count(), "torch": torch_version, "repeats": a.repeats, "epochs_per_run": a.epochs}
+    Path(a.out).mkdir(parents=True, exist_ok=True)
+    stem = Path(a.out) / f"peers-cpu-{meta['date']}"
+    json.dump({"meta": meta, "rows": rows}, open(f"{stem}.json", "w"), indent=1)
+    lines = ["| workload | batch | ffwd epoch (s) | PyTorch epoch (s) | speed-up | ffwd samples/s | PyTorch samples/s | ffwd GFLOP/s | ffwd peak MiB | PyTorch peak MiB |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for r in rows:
+        lines.append(f"| {r['workload']} ({r['samples']} images) | {r['batch']} | {r['ffwd_epoch_s']:.2f} [{r['ffwd_spread_s'][0]:.2f}–{r['ffwd_spread_s'][1]:.2f}] "
+                     f"| {r['torch_epoch_s']:.2f} [{r['torch_spread_s'][0]:.2f}–{r['torch_spread_s'][1]:.2f}] | {r['speedup']:.2f}× "
+                     f"| {r['ffwd_samples_per_s']:.0f} | {r['torch_samples_per_s']:.0f} | {r['ffwd_gflops']:.1f} | {r['ffwd_peak_mib']:.0f} | {r['torch_peak_mib']:.0f} |")
+    table = "\n".join(lines)
+    open(f"{stem}.md", "w").write(f"{a.threads} threads, torch {torch_version}, medians of {a.repeats} alternating runs "
+                                   f"(each the median of {a.epochs} epochs); [min–max] spread.\n\n{table}\n")
+    print(table)
+
+
+if __name__ == "__main__":
+    main()
