@@ -62,7 +62,7 @@ fn check_layer(norm: Norm, loss: FfLoss, form: GoodnessForm) {
     let x = data(5, rows * din, 1.0);
     layer.compute_grads(&be, &x, rows, norm, 1e-8, loss, form).unwrap();
     let (dw, db) = layer.grads();
-    let w64: Vec<f64> = layer.w.iter().map(|&v| v as f64).collect();
+    let w64: Vec<f64> = layer.w.to_row_major().iter().map(|&v| v as f64).collect();
     let b64: Vec<f64> = layer.b.iter().map(|&v| v as f64).collect();
     let h = 1e-6;
     let fd = |w: &[f64], b: &[f64]| ff_loss_f64(&x, rows, din, w, b, norm, loss, form);

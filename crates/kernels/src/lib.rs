@@ -22,10 +22,10 @@ mod error;
 pub mod mat;
 pub mod numerics;
 
-pub use cpu::gemm::Epilogue;
+pub use cpu::gemm::{Epilogue, PackedMat};
 pub use cpu::loss::{argmax, FfLoss, GoodnessForm, LossScratch};
 pub use cpu::math::Unary;
-pub use cpu::optim::{AdamStep, SgdStep};
+pub use cpu::optim::{AdamStep, OptimStep, SgdStep};
 pub use cpu::reduce::Norm;
 pub use cpu::{avx2_available, CpuBackend, CpuKind};
 pub use error::{Error, Result};

@@ -255,3 +255,83 @@ fn shape_errors_name_the_op_and_shapes() {
     let e = be.softmax_xent(&[0.0; 4], 2, &[0, 5], &mut [0.0; 4], &mut LossScratch::default()).unwrap_err();
     assert!(e.to_string().contains("label 5"), "{e}");
 }
+
+fn seeded(n: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed | 1;
+    (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            match s % 13 {
+                0 => 0.0,
+                1 => -0.0,
+                2 => f32::from_bits(s as u32 & 0x007F_FFFF),
+                _ => ((s >> 40) as f32 / 8_388_608.0 - 1.0) * 3.0,
+            }
+        })
+        .collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
+
+    #[test]
+    fn packed_forward_matches_spec_bitwise(
+        (m, k, n) in (dim(), kdim(), prop_oneof![Just(1usize), Just(15), Just(16), Just(17), 1usize..70]),
+        seed in any::<u64>(),
+    ) {
+        let x = seeded(m * k, seed);
+        let w = PackedMat::from_row_major(&seeded(k * n, seed ^ 1), k, n).unwrap();
+        let bias = seeded(n, seed ^ 2);
+        check("linear_forward_packed", |be| {
+            let mut h = vec![f32::NAN; m * n];
+            let mut g = vec![f32::NAN; m];
+            be.linear_forward_packed(MatRef::new(&x, m, k).unwrap(), &w, &bias, MatMut::new(&mut h, m, n).unwrap(), &mut g).unwrap();
+            vec![h, g]
+        });
+    }
+
+    #[test]
+    fn fused_backward_update_matches_spec_bitwise(
+        rows in prop_oneof![Just(1usize), Just(6), Just(200), Just(257), Just(530), 1usize..40],
+        din in prop_oneof![Just(1usize), Just(7), Just(13), 1usize..40],
+        dout in prop_oneof![Just(1usize), Just(16), Just(17), 1usize..40],
+        seed in any::<u64>(),
+        adam in any::<bool>(),
+        t in 1u64..100,
+    ) {
+        let xn = seeded(rows * din, seed);
+        let h: Vec<f32> = seeded(rows * dout, seed ^ 3).into_iter().map(ffwd_kernels::numerics::relu).collect();
+        let dldg = seeded(rows, seed ^ 4);
+        let w0 = PackedMat::from_row_major(&seeded(din * dout, seed ^ 5), din, dout).unwrap();
+        let len = w0.data().len();
+        let step = if adam {
+            OptimStep::Adam(AdamStep { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.01, decoupled: t % 2 == 0, t })
+        } else {
+            OptimStep::Sgd(SgdStep { lr: 1e-2, momentum: 0.9, weight_decay: 1e-4, nesterov: t % 2 == 0 })
+        };
+        let a0: Vec<f32> = PackedMat::from_row_major(&seeded(din * dout, seed ^ 6), din, dout).unwrap().data().to_vec();
+        let b0: Vec<f32> = PackedMat::from_row_major(
+            &seeded(din * dout, seed ^ 7).iter().map(|v| v.abs()).collect::<Vec<_>>(), din, dout).unwrap().data().to_vec();
+        check("linear_backward_update", |be| {
+            let (mut w, mut a, mut b) = (w0.clone(), a0.clone(), if adam { b0.clone() } else { Vec::new() });
+            let mut db = vec![f32::NAN; dout];
+            let mut scratch = Vec::new();
+            be.linear_backward_update(MatRef::new(&xn, rows, din).unwrap(), &h, &dldg, &mut w, &step,
+                (&mut a, &mut b), &mut db, &mut scratch).unwrap();
+            assert_eq!(a.len(), len);
+            vec![w.data().to_vec(), a, b, db]
+        });
+    }
+}
+
+#[test]
+fn packed_layout_round_trips_and_keeps_padding_zero() {
+    let src: Vec<f32> = (0..3 * 21).map(|i| i as f32).collect();
+    let p = PackedMat::from_row_major(&src, 3, 21).unwrap();
+    assert_eq!(p.data().len(), 3 * 32);
+    assert_eq!(p.to_row_major(), src);
+    assert_eq!(p.data()[p.index(2, 17)], src[2 * 21 + 17]);
+    assert!(p.data()[16 * 3 + 5..16 * 3 + 16].iter().all(|&v| v == 0.0));
+}

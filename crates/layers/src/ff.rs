@@ -15,7 +15,7 @@ use crate::config::{FfConfig, GoodnessKind, LabelMode, LossKind, OptimConfig, Pr
 use crate::optim::OptState;
 use crate::readout::Readout;
 use crate::{Error, Result};
-use ffwd_kernels::{argmax, CpuBackend, Epilogue, FfLoss, GoodnessForm, LossScratch, MatMut, MatRef, Norm};
+use ffwd_kernels::{argmax, CpuBackend, Epilogue, FfLoss, GoodnessForm, LossScratch, MatMut, MatRef, Norm, PackedMat};
 use ffwd_tensor::{stream, Philox, Tensor};
 
 /// Per-layer statistics of one training batch.
@@ -38,6 +38,7 @@ struct Work {
     dw: Vec<f32>,
     db: Vec<f32>,
     scratch: LossScratch,
+    gemm_scratch: Vec<f32>,
 }
 
 /// One FF layer: normalise → linear → ReLU, with its own optimiser.
@@ -45,8 +46,9 @@ struct Work {
 pub struct FfLayer {
     pub in_dim: usize,
     pub out_dim: usize,
-    /// in_dim × out_dim, row-major.
-    pub w: Vec<f32>,
+    /// in_dim × out_dim, kept in the GEMM's packed layout (see
+    /// [`PackedMat`]; `to_row_major` gives the plain matrix).
+    pub w: PackedMat,
     pub b: Vec<f32>,
     opt_w: OptState,
     opt_b: OptState,
@@ -61,12 +63,14 @@ impl FfLayer {
         let mut all = vec![0.0f32; in_dim * out_dim + out_dim];
         Philox::new(seed, stream::init(index)).fill_uniform(&mut all, -bound, bound);
         let b = all.split_off(in_dim * out_dim);
+        let w = PackedMat::from_row_major(&all, in_dim, out_dim).expect("length is in·out");
+        let opt_w = OptState::new(optim, w.data().len());
         Self {
             in_dim,
             out_dim,
-            w: all,
+            w,
             b,
-            opt_w: OptState::new(optim, in_dim * out_dim),
+            opt_w,
             opt_b: OptState::new(optim, out_dim),
             work: Work::default(),
         }
@@ -80,9 +84,9 @@ impl FfLayer {
         w.h.resize(rows * self.out_dim, 0.0);
         w.g.resize(rows, 0.0);
         be.normalize_rows(x, &mut w.xn, self.in_dim, norm, eps)?;
-        be.linear_forward(
+        be.linear_forward_packed(
             MatRef::new(&w.xn, rows, self.in_dim)?,
-            MatRef::new(&self.w, self.in_dim, self.out_dim)?,
+            &self.w,
             &self.b,
             MatMut::new(&mut w.h, rows, self.out_dim)?,
             &mut w.g,
@@ -131,13 +135,16 @@ impl FfLayer {
 
     /// One optimiser step with the gradients of the last `compute_grads`.
     pub fn apply_grads(&mut self, be: &CpuBackend) -> Result<()> {
-        self.opt_w.step(be, &mut self.w, &self.work.dw)?;
+        let dw = PackedMat::from_row_major(&self.work.dw, self.in_dim, self.out_dim)?;
+        self.opt_w.step(be, self.w.data_mut(), dw.data())?;
         self.opt_b.step(be, &mut self.b, &self.work.db)?;
         Ok(())
     }
 
-    /// One local training step: [`FfLayer::compute_grads`] then
-    /// [`FfLayer::apply_grads`].
+    /// One local training step, fused: the forward, the loss, then
+    /// [`CpuBackend::linear_backward_update`] (dz, dW, db and the weight
+    /// update in one pass; bit-identical to [`FfLayer::compute_grads`]
+    /// followed by [`FfLayer::apply_grads`]).
     #[allow(clippy::too_many_arguments)]
     pub fn train_step(
         &mut self,
@@ -149,9 +156,27 @@ impl FfLayer {
         loss: FfLoss,
         form: GoodnessForm,
     ) -> Result<LayerStats> {
-        let s = self.compute_grads(be, x, rows, norm, eps, loss, form)?;
-        self.apply_grads(be)?;
-        Ok(s)
+        self.forward(be, x, rows, norm, eps)?;
+        let d_out = self.out_dim;
+        let w = &mut self.work;
+        w.dldg.resize(rows, 0.0);
+        let l = be.ff_loss(loss, form, d_out, &w.g, &mut w.dldg, &mut w.scratch)?;
+        w.db.resize(d_out, 0.0);
+        let (step, a, b) = self.opt_w.next_step();
+        be.linear_backward_update(
+            MatRef::new(&w.xn, rows, self.in_dim)?,
+            &w.h,
+            &w.dldg,
+            &mut self.w,
+            &step,
+            (a, b),
+            &mut w.db,
+            &mut w.gemm_scratch,
+        )?;
+        self.opt_b.step(be, &mut self.b, &w.db)?;
+        let n = rows / 2;
+        let mean = |s: &[f32]| if s.is_empty() { 0.0 } else { ffwd_kernels::numerics::l32_sum(s) / s.len() as f32 };
+        Ok(LayerStats { loss: l, g_pos: mean(&w.g[..n]), g_neg: mean(&w.g[n..]) })
     }
 
     /// `h` of the last forward (rows × out_dim).
@@ -466,7 +491,10 @@ impl FfNet {
     pub fn named_tensors(&self) -> Vec<(String, Tensor)> {
         let mut out = Vec::new();
         for (i, l) in self.layers.iter().enumerate() {
-            out.push((format!("layers.{i}.weight"), Tensor::from_vec(&[l.in_dim, l.out_dim], l.w.clone()).expect("shape")));
+            out.push((
+                format!("layers.{i}.weight"),
+                Tensor::from_vec(&[l.in_dim, l.out_dim], l.w.to_row_major()).expect("shape"),
+            ));
             out.push((format!("layers.{i}.bias"), Tensor::from_vec(&[l.out_dim], l.b.clone()).expect("shape")));
         }
         if let Some(r) = &self.readout {
@@ -491,7 +519,9 @@ impl FfNet {
         }
         for (i, l) in self.layers.iter_mut().enumerate() {
             let n = format!("layers.{i}.weight");
-            put(&mut l.w, get(&n)?, &n, &[l.in_dim, l.out_dim])?;
+            let mut w = Vec::new();
+            put(&mut w, get(&n)?, &n, &[l.in_dim, l.out_dim])?;
+            l.w = PackedMat::from_row_major(&w, l.in_dim, l.out_dim)?;
             let n = format!("layers.{i}.bias");
             put(&mut l.b, get(&n)?, &n, &[l.out_dim])?;
         }
@@ -563,6 +593,26 @@ mod tests {
         net.embed(&[0.25; 4], Some(9), &mut row);
         assert_eq!(row[9], 1.0);
         assert_eq!(&row[10..], &[0.25; 4]);
+    }
+
+    #[test]
+    fn fused_train_step_equals_grads_then_update_bit_for_bit() {
+        let be = CpuBackend::best();
+        for optim in [OptimConfig::default(), OptimConfig { kind: crate::config::OptimKind::Sgd, ..OptimConfig::default() }] {
+            let mut a = FfLayer::new(37, 21, &optim, 5, 0);
+            let mut b = a.clone();
+            let mut x = vec![0.0f32; 300 * 37];
+            Philox::new(9, stream::noise(0)).fill_uniform(&mut x, -1.0, 1.0);
+            let loss = FfLoss::Threshold { theta: 21.0 };
+            for _ in 0..3 {
+                a.train_step(&be, &x, 300, Norm::Rms, 1e-8, loss, GoodnessForm::Sum).unwrap();
+                b.compute_grads(&be, &x, 300, Norm::Rms, 1e-8, loss, GoodnessForm::Sum).unwrap();
+                b.apply_grads(&be).unwrap();
+            }
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(a.w.data()), bits(b.w.data()));
+            assert_eq!(bits(&a.b), bits(&b.b));
+        }
     }
 
     #[test]

@@ -2,7 +2,7 @@
 
 use crate::config::{OptimConfig, OptimKind};
 use crate::Result;
-use ffwd_kernels::{AdamStep, CpuBackend, SgdStep};
+use ffwd_kernels::{AdamStep, CpuBackend, OptimStep, SgdStep};
 
 /// Moments (Adam/AdamW) or the momentum buffer (SGD) of one tensor, and the
 /// step count.
@@ -22,6 +22,28 @@ impl OptState {
     pub fn steps(&self) -> u64 {
         self.t
     }
+    /// Count one step and return its hyper-parameters and the state buffers
+    /// (for fused kernels that apply the update themselves).
+    pub fn next_step(&mut self) -> (OptimStep, &mut [f32], &mut [f32]) {
+        self.t += 1;
+        let c = &self.cfg;
+        let step = match c.kind {
+            OptimKind::Adam | OptimKind::Adamw => OptimStep::Adam(AdamStep {
+                lr: c.lr,
+                beta1: c.beta1,
+                beta2: c.beta2,
+                eps: c.eps,
+                weight_decay: c.weight_decay,
+                decoupled: c.kind == OptimKind::Adamw,
+                t: self.t,
+            }),
+            OptimKind::Sgd => {
+                OptimStep::Sgd(SgdStep { lr: c.lr, momentum: c.momentum, weight_decay: c.weight_decay, nesterov: c.nesterov })
+            }
+        };
+        (step, &mut self.a, &mut self.b)
+    }
+
     /// Apply one update of `w` with gradient `g`.
     pub fn step(&mut self, be: &CpuBackend, w: &mut [f32], g: &[f32]) -> Result<()> {
         self.t += 1;

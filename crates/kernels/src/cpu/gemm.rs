@@ -43,6 +43,98 @@ impl Epilogue<'_> {
     }
 }
 
+/// A K×N matrix kept in the GEMM's packed-B layout: column panels of width
+/// 16, panel q holding columns 16q..16q+16 of all K rows, row-major with
+/// stride 16; columns past N are zero. Weights stored this way are never
+/// repacked, and a 6-row tile of a panel is 96 contiguous floats.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PackedMat {
+    k: usize,
+    n: usize,
+    data: Vec<f32>,
+}
+
+impl PackedMat {
+    pub fn zeros(k: usize, n: usize) -> Self {
+        Self { k, n, data: vec![0.0; k * n.div_ceil(NR) * NR] }
+    }
+    /// Pack a row-major k × n matrix.
+    pub fn from_row_major(src: &[f32], k: usize, n: usize) -> crate::Result<Self> {
+        crate::error::check_len("PackedMat::from_row_major", "source", src.len(), k * n)?;
+        let mut p = Self::zeros(k, n);
+        for r in 0..k {
+            for j in 0..n {
+                let idx = p.index(r, j);
+                p.data[idx] = src[r * n + j];
+            }
+        }
+        Ok(p)
+    }
+    /// The row-major k × n matrix.
+    pub fn to_row_major(&self) -> Vec<f32> {
+        let mut out = vec![0.0; self.k * self.n];
+        for r in 0..self.k {
+            for j in 0..self.n {
+                out[r * self.n + j] = self.data[self.index(r, j)];
+            }
+        }
+        out
+    }
+    /// Position of logical element (r, j) in [`PackedMat::data`].
+    #[inline(always)]
+    pub fn index(&self, r: usize, j: usize) -> usize {
+        (j / NR) * self.k * NR + r * NR + j % NR
+    }
+    pub fn rows(&self) -> usize {
+        self.k
+    }
+    pub fn cols(&self) -> usize {
+        self.n
+    }
+    /// The packed storage (padding included).
+    pub fn data(&self) -> &[f32] {
+        &self.data
+    }
+    pub fn data_mut(&mut self) -> &mut [f32] {
+        &mut self.data
+    }
+}
+
+/// The epilogue as the AVX2 driver sees it: the public ones, or a sink that
+/// receives each finished tile (rows × cols, stride 16) instead of storing it.
+#[derive(Clone, Copy)]
+pub(crate) enum Epi<'a> {
+    Out(Epilogue<'a>),
+    Sink(&'a (dyn Fn(usize, usize, usize, usize, &[f32]) + Sync)),
+}
+
+/// Where the B operand comes from.
+#[derive(Clone, Copy)]
+pub(crate) enum BSource<'a> {
+    Mat(MatRef<'a>),
+    Packed(&'a PackedMat),
+    /// `dz[i,j] = h[i,j] · (dLdG_i + dLdG_i)` built while packing, with the
+    /// bias gradient `db[j]` accumulated in row order on the way.
+    LocalGrad { h: MatRef<'a>, dldg: &'a [f32], db: SharedMut },
+}
+
+impl BSource<'_> {
+    fn rows(&self) -> usize {
+        match self {
+            BSource::Mat(m) => m.rows,
+            BSource::Packed(p) => p.k,
+            BSource::LocalGrad { h, .. } => h.rows,
+        }
+    }
+    fn cols(&self) -> usize {
+        match self {
+            BSource::Mat(m) => m.cols,
+            BSource::Packed(p) => p.n,
+            BSource::LocalGrad { h, .. } => h.cols,
+        }
+    }
+}
+
 /// The specification: a naive triple loop.
 pub(crate) fn gemm_scalar(a: MatRef, b: MatRef, c: &mut MatMut, epi: Epilogue, g: Option<&mut [f32]>) {
     let (m, n, k) = (a.rows, b.cols, a.cols);
@@ -66,7 +158,20 @@ pub(crate) const MR: usize = 6;
 pub(crate) const NR: usize = 16;
 pub(crate) const KC: usize = 256;
 const MC_MAX: usize = 72;
+/// Up to this many rows, threads split the columns of C instead of its rows.
+const COL_SPLIT_MAX_ROWS: usize = 512;
 const NC: usize = 4096;
+
+/// Run `f` with this thread's A packing buffer (at least `need` floats).
+fn with_apack(need: usize, f: impl FnOnce(&mut [f32])) {
+    APACK.with(|ap| {
+        let mut apack = ap.borrow_mut();
+        if apack.len() < need {
+            apack.resize(need, 0.0);
+        }
+        f(&mut apack[..need]);
+    });
+}
 
 thread_local! {
     static APACK: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
@@ -76,7 +181,15 @@ thread_local! {
 /// A raw pointer that parallel tasks may share; each task writes a disjoint
 /// range (stated at every use).
 #[derive(Clone, Copy)]
-struct SharedMut(*mut f32);
+pub(crate) struct SharedMut(pub(crate) *mut f32);
+impl SharedMut {
+    /// The pointer (a method, so closures capture the `Sync` wrapper).
+    #[inline(always)]
+    pub(crate) fn get(self) -> *mut f32 {
+        self.0
+    }
+}
+
 // SAFETY: only used to hand disjoint output ranges to rayon tasks.
 unsafe impl Send for SharedMut {}
 // SAFETY: as above; no two tasks touch the same element.
@@ -113,21 +226,49 @@ fn pack_a(a: &MatRef, i0: usize, mrows: usize, k0: usize, kc: usize, out: &mut [
 
 /// Pack rows `k0..k0+kc`, columns `j0..j0+nc` of B into NR-column panels:
 /// `out[q·NR·kc + k·NR + c] = B[k0 + k, j0 + q·NR + c]`, zero past the end.
-fn pack_b(b: &MatRef, k0: usize, kc: usize, j0: usize, nc: usize, out: &mut [f32]) {
+/// For [`BSource::LocalGrad`] the packed values are `dz`, and `db` for these
+/// columns continues its row-order sum (started from +0.0 when `k0 == 0`).
+fn pack_b(b: &BSource, k0: usize, kc: usize, j0: usize, nc: usize, out: &mut [f32]) {
     out[..nc.div_ceil(NR) * NR * kc].par_chunks_mut(NR * kc).enumerate().for_each(|(q, panel)| {
         let jq = j0 + q * NR;
         let w = NR.min(j0 + nc - jq);
-        for k in 0..kc {
-            let dst = &mut panel[k * NR..(k + 1) * NR];
-            let base = (k0 + k) * b.rs + jq * b.cs;
-            if b.cs == 1 {
-                dst[..w].copy_from_slice(&b.data[base..base + w]);
-            } else {
-                for (c, d) in dst[..w].iter_mut().enumerate() {
-                    *d = b.data[base + c * b.cs];
+        match b {
+            BSource::Mat(b) => {
+                for k in 0..kc {
+                    let dst = &mut panel[k * NR..(k + 1) * NR];
+                    let base = (k0 + k) * b.rs + jq * b.cs;
+                    if b.cs == 1 {
+                        dst[..w].copy_from_slice(&b.data[base..base + w]);
+                    } else {
+                        for (c, d) in dst[..w].iter_mut().enumerate() {
+                            *d = b.data[base + c * b.cs];
+                        }
+                    }
+                    dst[w..].fill(0.0);
                 }
             }
-            dst[w..].fill(0.0);
+            BSource::LocalGrad { h, dldg, db } => {
+                let mut acc = [0.0f32; NR];
+                if k0 > 0 {
+                    // SAFETY: columns jq..jq+w of db belong to this panel only.
+                    unsafe { std::ptr::copy_nonoverlapping(db.0.add(jq), acc.as_mut_ptr(), w) };
+                }
+                for k in 0..kc {
+                    let dst = &mut panel[k * NR..(k + 1) * NR];
+                    let row = k0 + k;
+                    let c = dldg[row] + dldg[row];
+                    let src = &h.data[row * h.rs + jq..row * h.rs + jq + w];
+                    for ((d, a), &v) in dst.iter_mut().zip(acc.iter_mut()).zip(src) {
+                        let z = v * c;
+                        *d = z;
+                        *a = *a + z;
+                    }
+                    dst[w..].fill(0.0);
+                }
+                // SAFETY: as above.
+                unsafe { std::ptr::copy_nonoverlapping(acc.as_ptr(), db.0.add(jq), w) };
+            }
+            BSource::Packed(_) => unreachable!("packed operands are never repacked"),
         }
     });
 }
@@ -135,16 +276,38 @@ fn pack_b(b: &MatRef, k0: usize, kc: usize, j0: usize, nc: usize, out: &mut [f32
 /// The AVX2 GEMM. Preconditions (checked by the caller): shapes agree,
 /// `g` (if any) has `m` elements, bias (if any) has `n`.
 pub(crate) fn gemm_avx2(a: MatRef, b: MatRef, c: &mut MatMut, epi: Epilogue, g: Option<&mut [f32]>) {
-    let (m, n, k) = (a.rows, b.cols, a.cols);
+    gemm_avx2_src(a, BSource::Mat(b), c, Epi::Out(epi), g)
+}
+
+/// The AVX2 GEMM driver over any B source and epilogue.
+pub(crate) fn gemm_avx2_src(a: MatRef, b: BSource, c: &mut MatMut, epi: Epi, g: Option<&mut [f32]>) {
+    let (m, n, k) = (a.rows, b.cols(), a.cols);
+    debug_assert_eq!(b.rows(), k);
     if m == 0 || n == 0 {
         return;
     }
     let rs = c.rs;
     let gptr = g.map(|g| SharedMut(g.as_mut_ptr()));
     if k == 0 {
+        if let BSource::LocalGrad { db, .. } = b {
+            // SAFETY: db has n elements (checked by the caller); single-threaded here.
+            unsafe { std::slice::from_raw_parts_mut(db.0, n) }.fill(0.0);
+        }
+        let zeros = [0.0f32; MR * NR];
         for i in 0..m {
-            for j in 0..n {
-                c.data[i * rs + j] = epi.apply(j, 0.0);
+            match epi {
+                Epi::Out(e) => {
+                    for j in 0..n {
+                        c.data[i * rs + j] = e.apply(j, 0.0);
+                    }
+                }
+                Epi::Sink(sink) => {
+                    if i % MR == 0 {
+                        for j in (0..n).step_by(NR) {
+                            sink(i, j, MR.min(m - i), NR.min(n - j), &zeros);
+                        }
+                    }
+                }
             }
             if let Some(gp) = gptr {
                 // SAFETY: i < m and g has m elements; single-threaded here.
@@ -154,77 +317,130 @@ pub(crate) fn gemm_avx2(a: MatRef, b: MatRef, c: &mut MatMut, epi: Epilogue, g: 
         return;
     }
     let threads = rayon::current_num_threads().max(1);
+    // Few rows (the forward pass at small batch): threads split the columns,
+    // so each reads only its own slice of B. Otherwise they split the rows.
+    let col_split = m <= COL_SPLIT_MAX_ROWS && n >= 2 * NR * threads;
     let mc = (m.div_ceil(2 * threads).div_ceil(MR) * MR).clamp(MR, MC_MAX);
-    BPACK.with(|bp| {
-        let mut bpack = bp.borrow_mut();
+    let cptr = SharedMut(c.data.as_mut_ptr());
+    // The B buffer is taken out of the thread-local for the whole call: a
+    // rayon worker waiting inside this GEMM may run another GEMM's job, which
+    // then finds the slot empty and uses a buffer of its own.
+    let mut bpack = BPACK.with(|bp| std::mem::take(&mut *bp.borrow_mut()));
+    if !matches!(b, BSource::Packed(_)) {
         let need = KC * NC.min(n).div_ceil(NR) * NR;
         if bpack.len() < need {
             bpack.resize(need, 0.0);
         }
-        for jc in (0..n).step_by(NC) {
-            let nc = NC.min(n - jc);
-            for pc in (0..k).step_by(KC) {
-                let kc = KC.min(k - pc);
-                let first = pc == 0;
-                let last = pc + kc == k;
+    }
+    for jc in (0..n).step_by(NC) {
+        let nc = NC.min(n - jc);
+        for pc in (0..k).step_by(KC) {
+            let kc = KC.min(k - pc);
+            let first = pc == 0;
+            let last = pc + kc == k;
+            if !matches!(b, BSource::Packed(_)) {
                 pack_b(&b, pc, kc, jc, nc, &mut bpack);
-                let bpack = &bpack[..];
-                let goodness = if last && jc + nc == n { gptr } else { None };
-                c.data.par_chunks_mut(mc * rs).enumerate().for_each(|(t, cblk)| {
-                    let i0 = t * mc;
-                    let mrows = mc.min(m - i0);
-                    APACK.with(|ap| {
-                        let mut apack = ap.borrow_mut();
-                        let need = mrows.div_ceil(MR) * MR * kc;
-                        if apack.len() < need {
-                            apack.resize(need, 0.0);
-                        }
-                        pack_a(&a, i0, mrows, pc, kc, &mut apack);
-                        for jr in (0..nc).step_by(NR) {
-                            let cols = NR.min(nc - jr);
-                            let bpanel = &bpack[(jr / NR) * NR * kc..(jr / NR + 1) * NR * kc];
-                            let tile_epi = if last { epi } else { Epilogue::None };
-                            for ir in (0..mrows).step_by(MR) {
-                                let rows = MR.min(mrows - ir);
-                                let apanel = &apack[(ir / MR) * MR * kc..(ir / MR + 1) * MR * kc];
-                                let off = ir * rs + jc + jr;
-                                // SAFETY: avx2+fma were detected (Avx2 backend); the
-                                // packed panels hold kc·MR and kc·NR floats; the tile
-                                // (rows × cols at `off`, stride rs) lies inside cblk.
-                                unsafe {
-                                    avx2::tile(
-                                        kc,
-                                        apanel,
-                                        bpanel,
-                                        &mut cblk[off..],
-                                        rs,
-                                        rows,
-                                        cols,
-                                        !first,
-                                        tile_epi,
-                                        jc + jr,
-                                    )
-                                };
-                            }
+            }
+            let bpack = &bpack[..];
+            let bpanel = |jr: usize| -> &[f32] {
+                match b {
+                    BSource::Packed(p) => {
+                        let q = (jc + jr) / NR;
+                        &p.data[q * p.k * NR + pc * NR..q * p.k * NR + (pc + kc) * NR]
+                    }
+                    _ => &bpack[(jr / NR) * NR * kc..(jr / NR + 1) * NR * kc],
+                }
+            };
+            let tile_epi = if last { epi } else { Epi::Out(Epilogue::None) };
+            // Tiles of rows i0..i0+mrows (A packed in `apack`) × panels jrs.
+            let run = |i0: usize, mrows: usize, apack: &[f32], jrs: std::ops::Range<usize>| {
+                for q in jrs {
+                    let jr = q * NR;
+                    let cols = NR.min(nc - jr);
+                    let bp = bpanel(jr);
+                    for ir in (0..mrows).step_by(MR) {
+                        let rows = MR.min(mrows - ir);
+                        let apanel = &apack[(ir / MR) * MR * kc..(ir / MR + 1) * MR * kc];
+                        // SAFETY: avx2+fma were detected (Avx2 backend); the packed
+                        // panels hold kc·MR and kc·NR floats; the tile (rows × cols
+                        // at row i0+ir, column jc+jr, stride rs) lies inside C and
+                        // belongs to this task alone (tasks partition rows or columns).
+                        unsafe {
+                            avx2::tile(
+                                kc,
+                                apanel,
+                                bp,
+                                cptr.get().add((i0 + ir) * rs + jc + jr),
+                                rs,
+                                (rows, cols),
+                                !first,
+                                tile_epi,
+                                (i0 + ir, jc + jr),
+                            )
+                        };
+                    }
+                }
+            };
+            let panels = nc.div_ceil(NR);
+            if col_split {
+                let groups = (2 * threads).min(panels);
+                let per = panels.div_ceil(groups);
+                (0..groups).into_par_iter().for_each(|t| {
+                    let qs = t * per..((t + 1) * per).min(panels);
+                    with_apack(m.min(MC_MAX).div_ceil(MR) * MR * kc, |apack| {
+                        for i0 in (0..m).step_by(MC_MAX) {
+                            let mrows = MC_MAX.min(m - i0);
+                            pack_a(&a, i0, mrows, pc, kc, apack);
+                            run(i0, mrows, apack, qs.clone());
                         }
                     });
+                });
+            } else {
+                let goodness = if last && jc + nc == n { gptr } else { None };
+                (0..m.div_ceil(mc)).into_par_iter().for_each(|t| {
+                    let i0 = t * mc;
+                    let mrows = mc.min(m - i0);
+                    with_apack(mrows.div_ceil(MR) * MR * kc, |apack| {
+                        pack_a(&a, i0, mrows, pc, kc, apack);
+                        run(i0, mrows, apack, 0..panels);
+                    });
                     if let Some(gp) = goodness {
-                        for r in 0..mrows {
-                            // SAFETY: row i0 + r < m belongs to this task only.
+                        for r in i0..i0 + mrows {
+                            // SAFETY: rows i0..i0+mrows of C are complete and belong
+                            // to this task; g[r] likewise.
                             unsafe {
-                                *gp.0.add(i0 + r) = super::reduce::avx2::sumsq(&cblk[r * rs..r * rs + n]);
+                                let row = std::slice::from_raw_parts(cptr.get().add(r * rs), n);
+                                *gp.get().add(r) = super::reduce::avx2::sumsq(row);
                             }
                         }
                     }
                 });
             }
         }
+    }
+    if col_split {
+        if let Some(gp) = gptr {
+            // Row goodness once every column is done.
+            (0..m).into_par_iter().with_min_len(16).for_each(|r| {
+                // SAFETY: C is complete; g[r] is written by this iteration only.
+                unsafe {
+                    let row = std::slice::from_raw_parts(cptr.get().add(r * rs), n);
+                    *gp.get().add(r) = super::reduce::avx2::sumsq(row);
+                }
+            });
+        }
+    }
+    BPACK.with(|bp| {
+        let mut slot = bp.borrow_mut();
+        if slot.len() < bpack.len() {
+            *slot = bpack;
+        }
     });
 }
 
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
-    use super::{Epilogue, MR, NR};
+    use super::{Epi, Epilogue, MR, NR};
     use std::arch::x86_64::*;
 
     /// One MR×NR tile: full tiles go straight to C, edge tiles through a
@@ -235,15 +451,28 @@ mod avx2 {
         kc: usize,
         a: &[f32],
         b: &[f32],
-        c: &mut [f32],
+        c: *mut f32,
         ldc: usize,
-        rows: usize,
-        cols: usize,
+        (rows, cols): (usize, usize),
         load: bool,
-        epi: Epilogue,
-        j0: usize,
+        epi: Epi,
+        (i0, j0): (usize, usize),
     ) {
         let mut bias = [0.0f32; NR];
+        let epi = match epi {
+            Epi::Out(e) => e,
+            Epi::Sink(sink) => {
+                let mut buf = [0.0f32; MR * NR];
+                if load {
+                    for r in 0..rows {
+                        std::ptr::copy_nonoverlapping(c.add(r * ldc), buf.as_mut_ptr().add(r * NR), cols);
+                    }
+                }
+                kernel(kc, a.as_ptr(), b.as_ptr(), buf.as_mut_ptr(), NR, load, false, false, &bias);
+                sink(i0, j0, rows, cols, &buf);
+                return;
+            }
+        };
         let (has_bias, relu) = match epi {
             Epilogue::None => (false, false),
             Epilogue::Bias(_) => (true, false),
@@ -253,17 +482,17 @@ mod avx2 {
             bias[..cols].copy_from_slice(&bs[j0..j0 + cols]);
         }
         if rows == MR && cols == NR {
-            kernel(kc, a.as_ptr(), b.as_ptr(), c.as_mut_ptr(), ldc, load, has_bias, relu, &bias);
+            kernel(kc, a.as_ptr(), b.as_ptr(), c, ldc, load, has_bias, relu, &bias);
         } else {
             let mut buf = [0.0f32; MR * NR];
             if load {
                 for r in 0..rows {
-                    buf[r * NR..r * NR + cols].copy_from_slice(&c[r * ldc..r * ldc + cols]);
+                    std::ptr::copy_nonoverlapping(c.add(r * ldc), buf.as_mut_ptr().add(r * NR), cols);
                 }
             }
             kernel(kc, a.as_ptr(), b.as_ptr(), buf.as_mut_ptr(), NR, load, has_bias, relu, &bias);
             for r in 0..rows {
-                c[r * ldc..r * ldc + cols].copy_from_slice(&buf[r * NR..r * NR + cols]);
+                std::ptr::copy_nonoverlapping(buf.as_ptr().add(r * NR), c.add(r * ldc), cols);
             }
         }
     }

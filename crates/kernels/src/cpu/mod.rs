@@ -12,10 +12,10 @@ pub mod reduce;
 
 use crate::error::{check_len, shape_err, Error, Result};
 use crate::mat::{MatMut, MatRef};
-use gemm::Epilogue;
+use gemm::{BSource, Epi, Epilogue, PackedMat, SharedMut};
 use loss::{FfLoss, GoodnessForm, LossScratch};
 use math::Unary;
-use optim::{AdamStep, SgdStep};
+use optim::{AdamStep, OptimStep, SgdStep};
 use reduce::Norm;
 use std::sync::OnceLock;
 
@@ -87,6 +87,110 @@ impl CpuBackend {
     pub fn linear_forward(&self, x: MatRef, w: MatRef, bias: &[f32], mut h: MatMut, g: &mut [f32]) -> Result<()> {
         check_len("linear_forward", "goodness", g.len(), x.rows)?;
         self.gemm_impl("linear_forward", x, w, &mut h, Epilogue::BiasRelu(bias), Some(g))
+    }
+
+    /// [`CpuBackend::linear_forward`] with the weights in the packed layout
+    /// (no repacking of W per call).
+    pub fn linear_forward_packed(
+        &self,
+        x: MatRef,
+        w: &PackedMat,
+        bias: &[f32],
+        mut h: MatMut,
+        g: &mut [f32],
+    ) -> Result<()> {
+        const OP: &str = "linear_forward_packed";
+        if x.cols != w.rows() || h.rows != x.rows || h.cols != w.cols() {
+            return Err(shape_err(
+                OP,
+                format!("X {}×{} · W {}×{} → H {}×{}", x.rows, x.cols, w.rows(), w.cols(), h.rows, h.cols),
+            ));
+        }
+        check_len(OP, "bias", bias.len(), w.cols())?;
+        check_len(OP, "goodness", g.len(), x.rows)?;
+        match self.kind {
+            CpuKind::Scalar => {
+                let wr = w.to_row_major();
+                let wm = MatRef::new(&wr, w.rows(), w.cols())?;
+                gemm::gemm_scalar(x, wm, &mut h, Epilogue::BiasRelu(bias), Some(g));
+            }
+            CpuKind::Avx2 => {
+                gemm::gemm_avx2_src(x, BSource::Packed(w), &mut h, Epi::Out(Epilogue::BiasRelu(bias)), Some(g))
+            }
+        }
+        Ok(())
+    }
+
+    /// The fused backward and update of an FF layer with packed weights.
+    ///
+    /// Spec (the scalar backend runs exactly this): `dz = local_grad(h,
+    /// dL/dG)`; `dW = xnᵀ·dz` (GEMM spec); `db = bias_grad(dz)`; then the
+    /// optimiser on every logical element of W with its state `a`, `b`
+    /// (Adam: m, v; SGD: the momentum buffer, `b` unused), which are kept in
+    /// W's packed layout. The AVX2 backend builds dz while packing the GEMM
+    /// operand (summing db on the way) and updates each 6×16 tile of W the
+    /// moment its fma chains end, so dz and dW are never written out (for
+    /// more than 256 rows the partial sums of dW pass through `scratch`).
+    #[allow(clippy::too_many_arguments)]
+    pub fn linear_backward_update(
+        &self,
+        xn: MatRef,
+        h: &[f32],
+        dldg: &[f32],
+        w: &mut PackedMat,
+        step: &OptimStep,
+        (a, b): (&mut [f32], &mut [f32]),
+        db: &mut [f32],
+        scratch: &mut Vec<f32>,
+    ) -> Result<()> {
+        const OP: &str = "linear_backward_update";
+        let (rows, din, dout) = (xn.rows, xn.cols, w.cols());
+        if w.rows() != din {
+            return Err(shape_err(OP, format!("Xn has {din} columns, W has {} rows", w.rows())));
+        }
+        check_len(OP, "h", h.len(), rows * dout)?;
+        check_len(OP, "dL/dG", dldg.len(), rows)?;
+        check_len(OP, "db", db.len(), dout)?;
+        check_len(OP, "optimiser state", a.len(), w.data().len())?;
+        if matches!(step, OptimStep::Adam(_)) {
+            check_len(OP, "second moment", b.len(), w.data().len())?;
+        }
+        let p = step.prepare();
+        match self.kind {
+            CpuKind::Scalar => {
+                scratch.resize(rows * dout + din * dout, 0.0);
+                let (dz, dw) = scratch.split_at_mut(rows * dout);
+                linear::local_grad_scalar(h, dout, dldg, dz);
+                let mut dwm = MatMut::new(dw, din, dout)?;
+                gemm::gemm_scalar(xn.t(), MatRef::new(dz, rows, dout)?, &mut dwm, Epilogue::None, None);
+                linear::bias_grad_scalar(dz, rows, dout, db);
+                let mut unused = 0.0f32;
+                for r in 0..din {
+                    for j in 0..dout {
+                        let i = w.index(r, j);
+                        let bi = if b.is_empty() { &mut unused } else { &mut b[i] };
+                        optim::update_one(&p, &mut w.data_mut()[i], dw[r * dout + j], &mut a[i], bi);
+                    }
+                }
+            }
+            CpuKind::Avx2 => {
+                scratch.resize(din * dout, 0.0);
+                let (wp, ap, bp) = (SharedMut(w.data_mut().as_mut_ptr()), SharedMut(a.as_mut_ptr()), SharedMut(b.as_mut_ptr()));
+                let kw = din;
+                let sink = move |i0: usize, j0: usize, trows: usize, _cols: usize, tile: &[f32]| {
+                    let off = (j0 / gemm::NR) * kw * gemm::NR + i0 * gemm::NR;
+                    // SAFETY: avx2+fma detected (Avx2 backend). The tile's rows
+                    // i0..i0+trows of panel j0/16 are trows·16 contiguous floats
+                    // of W, a and b, owned by this tile alone (tiles partition W).
+                    unsafe { optim::update_raw_avx2(&p, wp.get().add(off), tile, ap.get().add(off), bp.get().add(off), trows * gemm::NR) };
+                };
+                let hm = MatRef::new(h, rows, dout)?;
+                let src = BSource::LocalGrad { h: hm, dldg, db: SharedMut(db.as_mut_ptr()) };
+                let mut c = MatMut::new(scratch, din, dout)?;
+                gemm::gemm_avx2_src(xn.t(), src, &mut c, Epi::Sink(&sink), None);
+            }
+        }
+        Ok(())
     }
 
     fn gemm_impl(

@@ -202,3 +202,49 @@ mod avx2 {
         }
     }
 }
+
+/// One optimiser step's hyper-parameters, either kind.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum OptimStep {
+    Adam(AdamStep),
+    Sgd(SgdStep),
+}
+
+/// The per-step scalars of either kind (see [`AdamStep::scalars`]).
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Prepared {
+    Adam(AdamScalars),
+    Sgd(SgdStep),
+}
+
+impl OptimStep {
+    pub(crate) fn prepare(&self) -> Prepared {
+        match self {
+            OptimStep::Adam(a) => Prepared::Adam(a.scalars()),
+            OptimStep::Sgd(s) => Prepared::Sgd(*s),
+        }
+    }
+}
+
+/// The spec: one element. `a`, `b` are (m, v) for Adam and (buf, unused) for SGD.
+#[inline(always)]
+pub(crate) fn update_one(p: &Prepared, w: &mut f32, g: f32, a: &mut f32, b: &mut f32) {
+    match p {
+        Prepared::Adam(s) => adam_one(s, w, g, a, b),
+        Prepared::Sgd(s) => sgd_one(s, w, g, a),
+    }
+}
+
+/// AVX2: `len` contiguous elements behind raw pointers (a finished GEMM tile).
+///
+/// # Safety
+/// avx2+fma present; `w`, `a` (and `b` for Adam) valid for `len` elements and
+/// not accessed by anyone else during the call; `g.len() >= len`.
+pub(crate) unsafe fn update_raw_avx2(p: &Prepared, w: *mut f32, g: &[f32], a: *mut f32, b: *mut f32, len: usize) {
+    let w = std::slice::from_raw_parts_mut(w, len);
+    let a = std::slice::from_raw_parts_mut(a, len);
+    match p {
+        Prepared::Adam(s) => avx2::adam(s, w, &g[..len], a, std::slice::from_raw_parts_mut(b, len)),
+        Prepared::Sgd(s) => avx2::sgd(s, w, &g[..len], a),
+    }
+}
