@@ -162,6 +162,25 @@ const MC_MAX: usize = 72;
 const COL_SPLIT_MAX_ROWS: usize = 512;
 const NC: usize = 4096;
 
+/// Where the B panels of one K block are: in a packed matrix, or in a
+/// packing buffer that starts at panel `q0`.
+#[derive(Clone, Copy)]
+enum Panels<'b> {
+    Packed { p: &'b PackedMat, pc: usize, kc: usize },
+    Buf { buf: &'b [f32], q0: usize, kc: usize },
+}
+
+impl<'b> Panels<'b> {
+    /// Panel q (columns 16q..16q+16), kc × 16 floats.
+    #[inline]
+    fn get(self, q: usize) -> &'b [f32] {
+        match self {
+            Panels::Packed { p, pc, kc } => &p.data[q * p.k * NR + pc * NR..q * p.k * NR + (pc + kc) * NR],
+            Panels::Buf { buf, q0, kc } => &buf[(q - q0) * NR * kc..(q - q0 + 1) * NR * kc],
+        }
+    }
+}
+
 /// Run `f` with this thread's A packing buffer (at least `need` floats).
 fn with_apack(need: usize, f: impl FnOnce(&mut [f32])) {
     APACK.with(|ap| {
@@ -229,48 +248,52 @@ fn pack_a(a: &MatRef, i0: usize, mrows: usize, k0: usize, kc: usize, out: &mut [
 /// For [`BSource::LocalGrad`] the packed values are `dz`, and `db` for these
 /// columns continues its row-order sum (started from +0.0 when `k0 == 0`).
 fn pack_b(b: &BSource, k0: usize, kc: usize, j0: usize, nc: usize, out: &mut [f32]) {
-    out[..nc.div_ceil(NR) * NR * kc].par_chunks_mut(NR * kc).enumerate().for_each(|(q, panel)| {
-        let jq = j0 + q * NR;
-        let w = NR.min(j0 + nc - jq);
-        match b {
-            BSource::Mat(b) => {
-                for k in 0..kc {
-                    let dst = &mut panel[k * NR..(k + 1) * NR];
-                    let base = (k0 + k) * b.rs + jq * b.cs;
-                    if b.cs == 1 {
-                        dst[..w].copy_from_slice(&b.data[base..base + w]);
-                    } else {
-                        for (c, d) in dst[..w].iter_mut().enumerate() {
-                            *d = b.data[base + c * b.cs];
-                        }
+    out[..nc.div_ceil(NR) * NR * kc]
+        .par_chunks_mut(NR * kc)
+        .enumerate()
+        .for_each(|(q, panel)| pack_b_panel(b, k0, kc, j0 + q * NR, NR.min(j0 + nc - (j0 + q * NR)), panel));
+}
+
+/// One NR-wide panel of [`pack_b`]: columns `jq..jq+w` (w ≤ NR).
+fn pack_b_panel(b: &BSource, k0: usize, kc: usize, jq: usize, w: usize, panel: &mut [f32]) {
+    match b {
+        BSource::Mat(b) => {
+            for k in 0..kc {
+                let dst = &mut panel[k * NR..(k + 1) * NR];
+                let base = (k0 + k) * b.rs + jq * b.cs;
+                if b.cs == 1 {
+                    dst[..w].copy_from_slice(&b.data[base..base + w]);
+                } else {
+                    for (c, d) in dst[..w].iter_mut().enumerate() {
+                        *d = b.data[base + c * b.cs];
                     }
-                    dst[w..].fill(0.0);
                 }
+                dst[w..].fill(0.0);
             }
-            BSource::LocalGrad { h, dldg, db } => {
-                let mut acc = [0.0f32; NR];
-                if k0 > 0 {
-                    // SAFETY: columns jq..jq+w of db belong to this panel only.
-                    unsafe { std::ptr::copy_nonoverlapping(db.0.add(jq), acc.as_mut_ptr(), w) };
-                }
-                for k in 0..kc {
-                    let dst = &mut panel[k * NR..(k + 1) * NR];
-                    let row = k0 + k;
-                    let c = dldg[row] + dldg[row];
-                    let src = &h.data[row * h.rs + jq..row * h.rs + jq + w];
-                    for ((d, a), &v) in dst.iter_mut().zip(acc.iter_mut()).zip(src) {
-                        let z = v * c;
-                        *d = z;
-                        *a = *a + z;
-                    }
-                    dst[w..].fill(0.0);
-                }
-                // SAFETY: as above.
-                unsafe { std::ptr::copy_nonoverlapping(acc.as_ptr(), db.0.add(jq), w) };
-            }
-            BSource::Packed(_) => unreachable!("packed operands are never repacked"),
         }
-    });
+        BSource::LocalGrad { h, dldg, db } => {
+            let mut acc = [0.0f32; NR];
+            if k0 > 0 {
+                // SAFETY: columns jq..jq+w of db belong to this panel only.
+                unsafe { std::ptr::copy_nonoverlapping(db.get().add(jq), acc.as_mut_ptr(), w) };
+            }
+            for k in 0..kc {
+                let dst = &mut panel[k * NR..(k + 1) * NR];
+                let row = k0 + k;
+                let c = dldg[row] + dldg[row];
+                let src = &h.data[row * h.rs + jq..row * h.rs + jq + w];
+                for ((d, a), &v) in dst.iter_mut().zip(acc.iter_mut()).zip(src) {
+                    let z = v * c;
+                    *d = z;
+                    *a = *a + z;
+                }
+                dst[w..].fill(0.0);
+            }
+            // SAFETY: as above.
+            unsafe { std::ptr::copy_nonoverlapping(acc.as_ptr(), db.get().add(jq), w) };
+        }
+        BSource::Packed(_) => unreachable!("packed operands are never repacked"),
+    }
 }
 
 /// The AVX2 GEMM. Preconditions (checked by the caller): shapes agree,
@@ -317,115 +340,127 @@ pub(crate) fn gemm_avx2_src(a: MatRef, b: BSource, c: &mut MatMut, epi: Epi, g: 
         return;
     }
     let threads = rayon::current_num_threads().max(1);
-    // Few rows (the forward pass at small batch): threads split the columns,
-    // so each reads only its own slice of B. Otherwise they split the rows.
-    let col_split = m <= COL_SPLIT_MAX_ROWS && n >= 2 * NR * threads;
-    let mc = (m.div_ceil(2 * threads).div_ceil(MR) * MR).clamp(MR, MC_MAX);
     let cptr = SharedMut(c.data.as_mut_ptr());
+    let packed = matches!(b, BSource::Packed(_));
+    // Few rows (the forward pass at small batch): tasks own column ranges,
+    // so each reads only its slice of B. Otherwise tasks own row blocks.
+    let col_split = m <= COL_SPLIT_MAX_ROWS && n >= 2 * NR * threads;
+    // One K block (kc at pc) of rows i0..i0+mrows × panels qs, A packed.
+    let run = |i0: usize, mrows: usize, pc: usize, kc: usize, apack: &[f32], bpanel: Panels, qs: std::ops::Range<usize>| {
+        let first = pc == 0;
+        let tile_epi = if pc + kc == k { epi } else { Epi::Out(Epilogue::None) };
+        for q in qs {
+            let jr = q * NR;
+            let cols = NR.min(n - jr);
+            let bp = bpanel.get(q);
+            for ir in (0..mrows).step_by(MR) {
+                let rows = MR.min(mrows - ir);
+                let apanel = &apack[(ir / MR) * MR * kc..(ir / MR + 1) * MR * kc];
+                // SAFETY: avx2+fma were detected (Avx2 backend); the packed panels
+                // hold kc·MR and kc·NR floats; the tile (rows × cols at row i0+ir,
+                // column jr, stride rs) lies inside C and belongs to this task
+                // alone (tasks partition the rows or the columns of C).
+                unsafe {
+                    avx2::tile(
+                        kc,
+                        apanel,
+                        bp,
+                        cptr.get().add((i0 + ir) * rs + jr),
+                        rs,
+                        (rows, cols),
+                        !first,
+                        tile_epi,
+                        (i0 + ir, jr),
+                    )
+                };
+            }
+        }
+    };
+    let row_goodness = |r0: usize, r1: usize| {
+        if let Some(gp) = gptr {
+            for r in r0..r1 {
+                // SAFETY: rows r0..r1 of C are complete and only this task reads
+                // them now; g[r] is written by this task alone.
+                unsafe {
+                    let row = std::slice::from_raw_parts(cptr.get().add(r * rs), n);
+                    *gp.get().add(r) = super::reduce::avx2::sumsq(row);
+                }
+            }
+        }
+    };
+    if col_split {
+        // One parallel region: each task loops over K blocks itself and packs
+        // only its own columns of B.
+        let panels = n.div_ceil(NR);
+        let groups = (2 * threads).min(panels);
+        let per = panels.div_ceil(groups);
+        (0..groups).into_par_iter().for_each(|t| {
+            let qs = t * per..((t + 1) * per).min(panels);
+            if qs.is_empty() {
+                return;
+            }
+            let mut bpack = if packed { Vec::new() } else { vec![0.0f32; qs.len() * NR * KC.min(k)] };
+            for pc in (0..k).step_by(KC) {
+                let kc = KC.min(k - pc);
+                if !packed {
+                    for (i, q) in qs.clone().enumerate() {
+                        let w = NR.min(n - q * NR);
+                        pack_b_panel(&b, pc, kc, q * NR, w, &mut bpack[i * NR * kc..(i + 1) * NR * kc]);
+                    }
+                }
+                let bpanel = match b {
+                    BSource::Packed(p) => Panels::Packed { p, pc, kc },
+                    _ => Panels::Buf { buf: &bpack, q0: qs.start, kc },
+                };
+                with_apack(m.min(MC_MAX).div_ceil(MR) * MR * kc, |apack| {
+                    for i0 in (0..m).step_by(MC_MAX) {
+                        let mrows = MC_MAX.min(m - i0);
+                        pack_a(&a, i0, mrows, pc, kc, apack);
+                        run(i0, mrows, pc, kc, apack, bpanel, qs.clone());
+                    }
+                });
+            }
+        });
+        if gptr.is_some() {
+            (0..m).into_par_iter().with_min_len(16).for_each(|r| row_goodness(r, r + 1));
+        }
+        return;
+    }
+    let mc = (m.div_ceil(2 * threads).div_ceil(MR) * MR).clamp(MR, MC_MAX);
+    let tasks = m.div_ceil(mc);
+    // Row blocks share B: per K block (K outer, so a KC × NC slab of B stays
+    // in cache for every row block), B is packed once in parallel (unless it
+    // is already packed), then the row blocks run.
     // The B buffer is taken out of the thread-local for the whole call: a
     // rayon worker waiting inside this GEMM may run another GEMM's job, which
     // then finds the slot empty and uses a buffer of its own.
     let mut bpack = BPACK.with(|bp| std::mem::take(&mut *bp.borrow_mut()));
-    if !matches!(b, BSource::Packed(_)) {
-        let need = KC * NC.min(n).div_ceil(NR) * NR;
-        if bpack.len() < need {
-            bpack.resize(need, 0.0);
-        }
+    let need = KC * NC.min(n).div_ceil(NR) * NR;
+    if !packed && bpack.len() < need {
+        bpack.resize(need, 0.0);
     }
     for jc in (0..n).step_by(NC) {
         let nc = NC.min(n - jc);
+        let qs = jc / NR..(jc + nc).div_ceil(NR);
         for pc in (0..k).step_by(KC) {
             let kc = KC.min(k - pc);
-            let first = pc == 0;
-            let last = pc + kc == k;
-            if !matches!(b, BSource::Packed(_)) {
-                pack_b(&b, pc, kc, jc, nc, &mut bpack);
-            }
-            let bpack = &bpack[..];
-            let bpanel = |jr: usize| -> &[f32] {
-                match b {
-                    BSource::Packed(p) => {
-                        let q = (jc + jr) / NR;
-                        &p.data[q * p.k * NR + pc * NR..q * p.k * NR + (pc + kc) * NR]
-                    }
-                    _ => &bpack[(jr / NR) * NR * kc..(jr / NR + 1) * NR * kc],
+            let bpanel = match b {
+                BSource::Packed(p) => Panels::Packed { p, pc, kc },
+                _ => {
+                    pack_b(&b, pc, kc, jc, nc, &mut bpack);
+                    Panels::Buf { buf: &bpack, q0: jc / NR, kc }
                 }
             };
-            let tile_epi = if last { epi } else { Epi::Out(Epilogue::None) };
-            // Tiles of rows i0..i0+mrows (A packed in `apack`) × panels jrs.
-            let run = |i0: usize, mrows: usize, apack: &[f32], jrs: std::ops::Range<usize>| {
-                for q in jrs {
-                    let jr = q * NR;
-                    let cols = NR.min(nc - jr);
-                    let bp = bpanel(jr);
-                    for ir in (0..mrows).step_by(MR) {
-                        let rows = MR.min(mrows - ir);
-                        let apanel = &apack[(ir / MR) * MR * kc..(ir / MR + 1) * MR * kc];
-                        // SAFETY: avx2+fma were detected (Avx2 backend); the packed
-                        // panels hold kc·MR and kc·NR floats; the tile (rows × cols
-                        // at row i0+ir, column jc+jr, stride rs) lies inside C and
-                        // belongs to this task alone (tasks partition rows or columns).
-                        unsafe {
-                            avx2::tile(
-                                kc,
-                                apanel,
-                                bp,
-                                cptr.get().add((i0 + ir) * rs + jc + jr),
-                                rs,
-                                (rows, cols),
-                                !first,
-                                tile_epi,
-                                (i0 + ir, jc + jr),
-                            )
-                        };
-                    }
-                }
-            };
-            let panels = nc.div_ceil(NR);
-            if col_split {
-                let groups = (2 * threads).min(panels);
-                let per = panels.div_ceil(groups);
-                (0..groups).into_par_iter().for_each(|t| {
-                    let qs = t * per..((t + 1) * per).min(panels);
-                    with_apack(m.min(MC_MAX).div_ceil(MR) * MR * kc, |apack| {
-                        for i0 in (0..m).step_by(MC_MAX) {
-                            let mrows = MC_MAX.min(m - i0);
-                            pack_a(&a, i0, mrows, pc, kc, apack);
-                            run(i0, mrows, apack, qs.clone());
-                        }
-                    });
+            let done = pc + kc == k && jc + nc == n;
+            (0..tasks).into_par_iter().for_each(|t| {
+                let i0 = t * mc;
+                let mrows = mc.min(m - i0);
+                with_apack(mrows.div_ceil(MR) * MR * kc, |apack| {
+                    pack_a(&a, i0, mrows, pc, kc, apack);
+                    run(i0, mrows, pc, kc, apack, bpanel, qs.clone());
                 });
-            } else {
-                let goodness = if last && jc + nc == n { gptr } else { None };
-                (0..m.div_ceil(mc)).into_par_iter().for_each(|t| {
-                    let i0 = t * mc;
-                    let mrows = mc.min(m - i0);
-                    with_apack(mrows.div_ceil(MR) * MR * kc, |apack| {
-                        pack_a(&a, i0, mrows, pc, kc, apack);
-                        run(i0, mrows, apack, 0..panels);
-                    });
-                    if let Some(gp) = goodness {
-                        for r in i0..i0 + mrows {
-                            // SAFETY: rows i0..i0+mrows of C are complete and belong
-                            // to this task; g[r] likewise.
-                            unsafe {
-                                let row = std::slice::from_raw_parts(cptr.get().add(r * rs), n);
-                                *gp.get().add(r) = super::reduce::avx2::sumsq(row);
-                            }
-                        }
-                    }
-                });
-            }
-        }
-    }
-    if col_split {
-        if let Some(gp) = gptr {
-            // Row goodness once every column is done.
-            (0..m).into_par_iter().with_min_len(16).for_each(|r| {
-                // SAFETY: C is complete; g[r] is written by this iteration only.
-                unsafe {
-                    let row = std::slice::from_raw_parts(cptr.get().add(r * rs), n);
-                    *gp.get().add(r) = super::reduce::avx2::sumsq(row);
+                if done {
+                    row_goodness(i0, i0 + mrows);
                 }
             });
         }
@@ -520,16 +555,33 @@ mod avx2 {
         }
         let mut ap = a;
         let mut bp = b;
-        for _ in 0..kc {
-            let b0 = _mm256_loadu_ps(bp);
-            let b1 = _mm256_loadu_ps(bp.add(8));
-            for (r, row) in acc.iter_mut().enumerate() {
-                let av = _mm256_broadcast_ss(&*ap.add(r));
-                row[0] = _mm256_fmadd_ps(av, b0, row[0]);
-                row[1] = _mm256_fmadd_ps(av, b1, row[1]);
-            }
+        // One k step: 2 B vectors, 6 broadcasts of A, 12 fmas (k ascending).
+        macro_rules! step {
+            ($u:expr) => {{
+                let b0 = _mm256_loadu_ps(bp.add($u * NR));
+                let b1 = _mm256_loadu_ps(bp.add($u * NR + 8));
+                for (r, row) in acc.iter_mut().enumerate() {
+                    let av = _mm256_broadcast_ss(&*ap.add($u * MR + r));
+                    row[0] = _mm256_fmadd_ps(av, b0, row[0]);
+                    row[1] = _mm256_fmadd_ps(av, b1, row[1]);
+                }
+            }};
+        }
+        let mut left = kc;
+        while left >= 4 {
+            step!(0);
+            step!(1);
+            step!(2);
+            step!(3);
+            ap = ap.add(4 * MR);
+            bp = bp.add(4 * NR);
+            left -= 4;
+        }
+        while left > 0 {
+            step!(0);
             ap = ap.add(MR);
             bp = bp.add(NR);
+            left -= 1;
         }
         if has_bias {
             let bv = [_mm256_loadu_ps(bias.as_ptr()), _mm256_loadu_ps(bias.as_ptr().add(8))];
