@@ -218,6 +218,21 @@ unsafe impl Sync for SharedMut {}
 /// `out[p·MR·kc + k·MR + r] = A[i0 + p·MR + r, k0 + k]`, zero past the end.
 fn pack_a(a: &MatRef, i0: usize, mrows: usize, k0: usize, kc: usize, out: &mut [f32]) {
     let panels = mrows.div_ceil(MR);
+    if a.rs == 1 {
+        // A is a transposed view (column-contiguous): for each k the panel's
+        // MR rows are MR consecutive floats.
+        for p in 0..panels {
+            let panel = &mut out[p * MR * kc..(p + 1) * MR * kc];
+            let r0 = i0 + p * MR;
+            let w = MR.min(i0 + mrows - r0);
+            for k in 0..kc {
+                let base = r0 + (k0 + k) * a.cs;
+                panel[k * MR..k * MR + w].copy_from_slice(&a.data[base..base + w]);
+                panel[k * MR + w..(k + 1) * MR].fill(0.0);
+            }
+        }
+        return;
+    }
     for p in 0..panels {
         let panel = &mut out[p * MR * kc..(p + 1) * MR * kc];
         for r in 0..MR {
