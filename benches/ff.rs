@@ -8,7 +8,7 @@
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use ffwd::kernels::{CpuBackend, Epilogue, FfLoss, GoodnessForm, MatMut, MatRef, Norm};
 use ffwd::layers::config::OptimConfig;
-use ffwd::layers::ff::FfLayer;
+use ffwd::layers::ff::{FfLayer, Objective};
 use ffwd::tensor::{stream, Philox};
 use std::time::Instant;
 
@@ -107,8 +107,13 @@ impl Gemm {
             MatRef::new(&self.a, self.m, self.k).unwrap()
         };
         let epi = if self.transposed_a { Epilogue::None } else { Epilogue::BiasRelu(&self.bias) };
-        be.gemm(a, MatRef::new(&self.b, self.k, self.n).unwrap(), MatMut::new(&mut self.c, self.m, self.n).unwrap(), epi)
-            .unwrap();
+        be.gemm(
+            a,
+            MatRef::new(&self.b, self.k, self.n).unwrap(),
+            MatMut::new(&mut self.c, self.m, self.n).unwrap(),
+            epi,
+        )
+        .unwrap();
     }
     fn flops(&self) -> f64 {
         2.0 * (self.m * self.k * self.n) as f64
@@ -123,11 +128,16 @@ struct Step {
 
 impl Step {
     fn new(din: usize, dout: usize, batch: usize) -> Self {
-        Self { layer: FfLayer::new(din, dout, &OptimConfig::default(), 0, 0), x: rand(2 * batch * din, 4), rows: 2 * batch }
+        Self {
+            layer: FfLayer::new(din, dout, &OptimConfig::default(), 0, 0),
+            x: rand(2 * batch * din, 4),
+            rows: 2 * batch,
+        }
     }
     fn run(&mut self, be: &CpuBackend) {
         let loss = FfLoss::Threshold { theta: self.layer.out_dim as f32 };
-        self.layer.train_step(be, &self.x, self.rows, Norm::Rms, 1e-8, loss, GoodnessForm::Sum).unwrap();
+        let obj = Objective { norm: Norm::Rms, eps: 1e-8, loss, form: GoodnessForm::Sum };
+        self.layer.train_step(be, &self.x, self.rows, obj).unwrap();
     }
     fn flops(&self) -> f64 {
         4.0 * (self.rows * self.layer.in_dim * self.layer.out_dim) as f64

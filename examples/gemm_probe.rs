@@ -27,16 +27,32 @@ fn main() {
         let wp = PackedMat::from_row_major(&b, k, n).unwrap();
         let fl = 2.0 * (m * k * n) as f64;
         let t_packed = best(15, || {
-            be.linear_forward_packed(MatRef::new(&a, m, k).unwrap(), &wp, &bias, MatMut::new(&mut c, m, n).unwrap(), &mut g)
-                .unwrap()
+            be.linear_forward_packed(
+                MatRef::new(&a, m, k).unwrap(),
+                &wp,
+                &bias,
+                MatMut::new(&mut c, m, n).unwrap(),
+                &mut g,
+            )
+            .unwrap()
         });
         let t_plain = best(15, || {
-            be.gemm(MatRef::new(&a, m, k).unwrap(), MatRef::new(&b, k, n).unwrap(), MatMut::new(&mut c, m, n).unwrap(), Epilogue::None)
-                .unwrap()
+            be.gemm(
+                MatRef::new(&a, m, k).unwrap(),
+                MatRef::new(&b, k, n).unwrap(),
+                MatMut::new(&mut c, m, n).unwrap(),
+                Epilogue::None,
+            )
+            .unwrap()
         });
         let t_tn = best(15, || {
-            be.gemm(MatRef::new(&a, k, m).unwrap().t(), MatRef::new(&b, k, n).unwrap(), MatMut::new(&mut c, m, n).unwrap(), Epilogue::None)
-                .unwrap()
+            be.gemm(
+                MatRef::new(&a, k, m).unwrap().t(),
+                MatRef::new(&b, k, n).unwrap(),
+                MatMut::new(&mut c, m, n).unwrap(),
+                Epilogue::None,
+            )
+            .unwrap()
         });
         println!(
             "{m:>5}×{k:<5}·{k:>5}×{n:<5} packed-B fwd {:6.1}  plain {:6.1}  Aᵀ {:6.1} GFLOP/s",

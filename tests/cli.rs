@@ -9,11 +9,7 @@ fn ffwd() -> Command {
 #[test]
 fn train_without_arguments_uses_the_embedded_digits_and_eval_reads_the_checkpoint() {
     let d = tempfile::tempdir().unwrap();
-    let out = ffwd()
-        .args(["train", "--quiet", "--epochs", "3", "--out"])
-        .arg(d.path())
-        .output()
-        .unwrap();
+    let out = ffwd().args(["train", "--quiet", "--epochs", "3", "--out"]).arg(d.path()).output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains("digits (1500 train") && stdout.contains("epoch   3"), "{stdout}");
@@ -48,7 +44,8 @@ fn malformed_config_fails_with_a_message_not_a_panic() {
 #[test]
 fn checkpoint_from_another_architecture_is_rejected_by_name() {
     let d = tempfile::tempdir().unwrap();
-    let ok = ffwd().args(["train", "--quiet", "--epochs", "1", "--sizes", "20,20", "--out"]).arg(d.path()).output().unwrap();
+    let ok =
+        ffwd().args(["train", "--quiet", "--epochs", "1", "--sizes", "20,20", "--out"]).arg(d.path()).output().unwrap();
     assert!(ok.status.success());
     let ck = d.path().join("model.safetensors");
     let (_, net) = ffwd::train::checkpoint::load(&ck).unwrap();

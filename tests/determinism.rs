@@ -8,7 +8,13 @@ use ffwd::train::config::RunConfig;
 use ffwd::train::trainer::Trainer;
 use std::path::Path;
 
-fn train_bytes(mut cfg: RunConfig, threads: usize, scalar: bool, dir: &Path, subset: Option<(usize, usize)>) -> Vec<u8> {
+fn train_bytes(
+    mut cfg: RunConfig,
+    threads: usize,
+    scalar: bool,
+    dir: &Path,
+    subset: Option<(usize, usize)>,
+) -> Vec<u8> {
     cfg.train.threads = threads;
     cfg.output.dir = dir.to_path_buf();
     let data_dir = common::data_dir();

@@ -4,7 +4,7 @@
 use approx::assert_relative_eq;
 use ffwd::kernels::{CpuBackend, FfLoss, GoodnessForm, Norm};
 use ffwd::layers::config::OptimConfig;
-use ffwd::layers::ff::FfLayer;
+use ffwd::layers::ff::{FfLayer, Objective};
 use ffwd::layers::readout::Readout;
 use ffwd::tensor::{stream, Philox};
 
@@ -15,7 +15,16 @@ fn data(seed: u64, n: usize, scale: f32) -> Vec<f32> {
 }
 
 /// The FF layer loss in f64, from scratch.
-fn ff_loss_f64(x: &[f32], rows: usize, din: usize, w: &[f64], b: &[f64], norm: Norm, loss: FfLoss, form: GoodnessForm) -> f64 {
+fn ff_loss_f64(
+    x: &[f32],
+    rows: usize,
+    din: usize,
+    w: &[f64],
+    b: &[f64],
+    norm: Norm,
+    loss: FfLoss,
+    form: GoodnessForm,
+) -> f64 {
     let dout = b.len();
     let n = rows / 2;
     let mut g = vec![0.0f64; rows];
@@ -60,7 +69,7 @@ fn check_layer(norm: Norm, loss: FfLoss, form: GoodnessForm) {
         *b = b.abs() + 0.3;
     }
     let x = data(5, rows * din, 1.0);
-    layer.compute_grads(&be, &x, rows, norm, 1e-8, loss, form).unwrap();
+    layer.compute_grads(&be, &x, rows, Objective { norm, eps: 1e-8, loss, form }).unwrap();
     let (dw, db) = layer.grads();
     let w64: Vec<f64> = layer.w.to_row_major().iter().map(|&v| v as f64).collect();
     let b64: Vec<f64> = layer.b.iter().map(|&v| v as f64).collect();
@@ -112,7 +121,8 @@ fn readout_cross_entropy_gradient_matches_finite_differences() {
     let loss = |w: &[f64], b: &[f64]| -> f64 {
         let mut t = 0.0;
         for i in 0..n {
-            let z: Vec<f64> = (0..c).map(|j| b[j] + (0..f).map(|k| feats[i * f + k] as f64 * w[k * c + j]).sum::<f64>()).collect();
+            let z: Vec<f64> =
+                (0..c).map(|j| b[j] + (0..f).map(|k| feats[i * f + k] as f64 * w[k * c + j]).sum::<f64>()).collect();
             let m = z.iter().cloned().fold(f64::MIN, f64::max);
             let s: f64 = z.iter().map(|v| (v - m).exp()).sum();
             t += s.ln() + m - z[labels[i] as usize];
@@ -126,12 +136,22 @@ fn readout_cross_entropy_gradient_matches_finite_differences() {
         let (mut p, mut m) = (w64.clone(), w64.clone());
         p[i] += h;
         m[i] -= h;
-        assert_relative_eq!(dw[i] as f64, (loss(&p, &b64) - loss(&m, &b64)) / (2.0 * h), epsilon = 1e-5, max_relative = 1e-3);
+        assert_relative_eq!(
+            dw[i] as f64,
+            (loss(&p, &b64) - loss(&m, &b64)) / (2.0 * h),
+            epsilon = 1e-5,
+            max_relative = 1e-3
+        );
     }
     for j in 0..c {
         let (mut p, mut m) = (b64.clone(), b64.clone());
         p[j] += h;
         m[j] -= h;
-        assert_relative_eq!(db[j] as f64, (loss(&w64, &p) - loss(&w64, &m)) / (2.0 * h), epsilon = 1e-5, max_relative = 1e-3);
+        assert_relative_eq!(
+            db[j] as f64,
+            (loss(&w64, &p) - loss(&w64, &m)) / (2.0 * h),
+            epsilon = 1e-5,
+            max_relative = 1e-3
+        );
     }
 }

@@ -48,9 +48,11 @@ pub fn parse_images(path: &Path, b: &[u8]) -> Result<(usize, usize, usize, Vec<u
         return Err(Error::BadMagic { path: path.to_path_buf(), found: magic, expected: IMAGES_MAGIC, what: "images" });
     }
     let (n, r, c) = (be32(b, 4) as usize, be32(b, 8) as usize, be32(b, 12) as usize);
-    let size = n.checked_mul(r).and_then(|x| x.checked_mul(c)).and_then(|x| x.checked_add(16)).ok_or(
-        Error::Truncated { path: path.to_path_buf(), expected: usize::MAX, actual: b.len() },
-    )?;
+    let size = n
+        .checked_mul(r)
+        .and_then(|x| x.checked_mul(c))
+        .and_then(|x| x.checked_add(16))
+        .ok_or(Error::Truncated { path: path.to_path_buf(), expected: usize::MAX, actual: b.len() })?;
     check_size(path, b, size)?;
     Ok((n, r, c, b[16..].to_vec()))
 }

@@ -37,7 +37,8 @@ fn transcendentals_are_within_a_few_ulp_of_f64_and_avx2_matches_spec() {
     if fast.is_none() {
         eprintln!("SKIP avx2 half (no avx2/fma); accuracy half still runs");
     }
-    let funcs = [(Unary::Exp, 1.0), (Unary::Log1p, 3.0), (Unary::Ln, 3.0), (Unary::Softplus, 3.0), (Unary::Sigmoid, 3.0)];
+    let funcs =
+        [(Unary::Exp, 1.0), (Unary::Log1p, 3.0), (Unary::Ln, 3.0), (Unary::Softplus, 3.0), (Unary::Sigmoid, 3.0)];
     for (f, bound) in funcs {
         let spec = f.scalar();
         let mut worst = (0.0f64, 0.0f32);

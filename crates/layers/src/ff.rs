@@ -41,6 +41,17 @@ struct Work {
     gemm_scratch: Vec<f32>,
 }
 
+/// What one layer's training step optimises: the input normalisation and
+/// the goodness loss.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Objective {
+    pub norm: Norm,
+    /// ε of the normalisation.
+    pub eps: f32,
+    pub loss: FfLoss,
+    pub form: GoodnessForm,
+}
+
 /// One FF layer: normalise → linear → ReLU, with its own optimiser.
 #[derive(Clone, Debug)]
 pub struct FfLayer {
@@ -65,15 +76,7 @@ impl FfLayer {
         let b = all.split_off(in_dim * out_dim);
         let w = PackedMat::from_row_major(&all, in_dim, out_dim).expect("length is in·out");
         let opt_w = OptState::new(optim, w.data().len());
-        Self {
-            in_dim,
-            out_dim,
-            w,
-            b,
-            opt_w,
-            opt_b: OptState::new(optim, out_dim),
-            work: Work::default(),
-        }
+        Self { in_dim, out_dim, w, b, opt_w, opt_b: OptState::new(optim, out_dim), work: Work::default() }
     }
 
     /// Forward `rows` rows of `x` without learning; `h` and `G` stay in the
@@ -96,22 +99,10 @@ impl FfLayer {
 
     /// The local loss and its gradients `dW`, `db` on `x` = [n positives;
     /// n negatives], without updating (see [`FfLayer::grads`]).
-    #[allow(clippy::too_many_arguments)]
-    pub fn compute_grads(
-        &mut self,
-        be: &CpuBackend,
-        x: &[f32],
-        rows: usize,
-        norm: Norm,
-        eps: f32,
-        loss: FfLoss,
-        form: GoodnessForm,
-    ) -> Result<LayerStats> {
-        self.forward(be, x, rows, norm, eps)?;
+    pub fn compute_grads(&mut self, be: &CpuBackend, x: &[f32], rows: usize, obj: Objective) -> Result<LayerStats> {
+        let stats = self.forward_loss(be, x, rows, obj)?;
         let (d_in, d_out) = (self.in_dim, self.out_dim);
         let w = &mut self.work;
-        w.dldg.resize(rows, 0.0);
-        let l = be.ff_loss(loss, form, d_out, &w.g, &mut w.dldg, &mut w.scratch)?;
         w.dz.resize(rows * d_out, 0.0);
         be.local_grad(&w.h, d_out, &w.dldg, &mut w.dz)?;
         w.dw.resize(d_in * d_out, 0.0);
@@ -123,6 +114,15 @@ impl FfLayer {
             Epilogue::None,
         )?;
         be.bias_grad(&w.dz, rows, d_out, &mut w.db)?;
+        Ok(stats)
+    }
+
+    /// Forward, then the loss and dL/dG into the work buffers.
+    fn forward_loss(&mut self, be: &CpuBackend, x: &[f32], rows: usize, obj: Objective) -> Result<LayerStats> {
+        self.forward(be, x, rows, obj.norm, obj.eps)?;
+        let w = &mut self.work;
+        w.dldg.resize(rows, 0.0);
+        let l = be.ff_loss(obj.loss, obj.form, self.out_dim, &w.g, &mut w.dldg, &mut w.scratch)?;
         let n = rows / 2;
         let mean = |s: &[f32]| if s.is_empty() { 0.0 } else { ffwd_kernels::numerics::l32_sum(s) / s.len() as f32 };
         Ok(LayerStats { loss: l, g_pos: mean(&w.g[..n]), g_neg: mean(&w.g[n..]) })
@@ -145,22 +145,10 @@ impl FfLayer {
     /// [`CpuBackend::linear_backward_update`] (dz, dW, db and the weight
     /// update in one pass; bit-identical to [`FfLayer::compute_grads`]
     /// followed by [`FfLayer::apply_grads`]).
-    #[allow(clippy::too_many_arguments)]
-    pub fn train_step(
-        &mut self,
-        be: &CpuBackend,
-        x: &[f32],
-        rows: usize,
-        norm: Norm,
-        eps: f32,
-        loss: FfLoss,
-        form: GoodnessForm,
-    ) -> Result<LayerStats> {
-        self.forward(be, x, rows, norm, eps)?;
+    pub fn train_step(&mut self, be: &CpuBackend, x: &[f32], rows: usize, obj: Objective) -> Result<LayerStats> {
+        let stats = self.forward_loss(be, x, rows, obj)?;
         let d_out = self.out_dim;
         let w = &mut self.work;
-        w.dldg.resize(rows, 0.0);
-        let l = be.ff_loss(loss, form, d_out, &w.g, &mut w.dldg, &mut w.scratch)?;
         w.db.resize(d_out, 0.0);
         let (step, a, b) = self.opt_w.next_step();
         be.linear_backward_update(
@@ -174,9 +162,7 @@ impl FfLayer {
             &mut w.gemm_scratch,
         )?;
         self.opt_b.step(be, &mut self.b, &w.db)?;
-        let n = rows / 2;
-        let mean = |s: &[f32]| if s.is_empty() { 0.0 } else { ffwd_kernels::numerics::l32_sum(s) / s.len() as f32 };
-        Ok(LayerStats { loss: l, g_pos: mean(&w.g[..n]), g_neg: mean(&w.g[n..]) })
+        Ok(stats)
     }
 
     /// `h` of the last forward (rows × out_dim).
@@ -273,9 +259,9 @@ impl FfNet {
         };
         let d = self.layers[layer].out_dim as f32;
         let loss = match c.loss {
-            LossKind::Threshold => FfLoss::Threshold {
-                theta: c.theta.unwrap_or(if form == GoodnessForm::Sum { d } else { 1.0 }),
-            },
+            LossKind::Threshold => {
+                FfLoss::Threshold { theta: c.theta.unwrap_or(if form == GoodnessForm::Sum { d } else { 1.0 }) }
+            }
             LossKind::Symba => FfLoss::Symba { alpha: c.alpha },
         };
         (loss, form)
@@ -382,10 +368,11 @@ impl FfNet {
         let mut stats = BatchStats { layers: vec![None; self.layers.len()], readout_loss: None };
         for l in 0..end {
             let (loss, form) = self.loss(l);
+            let obj = Objective { norm, eps, loss, form };
             let (prev, rest) = self.layers.split_at_mut(l);
             let x = if l == 0 { &self.input[..] } else { prev[l - 1].activity() };
             if train_layers.contains(&l) {
-                let s = rest[0].train_step(be, x, rows, norm, eps, loss, form)?;
+                let s = rest[0].train_step(be, x, rows, obj)?;
                 if !s.loss.is_finite() {
                     return Err(Error::NonFinite { layer: l, loss: s.loss });
                 }
@@ -598,15 +585,22 @@ mod tests {
     #[test]
     fn fused_train_step_equals_grads_then_update_bit_for_bit() {
         let be = CpuBackend::best();
-        for optim in [OptimConfig::default(), OptimConfig { kind: crate::config::OptimKind::Sgd, ..OptimConfig::default() }] {
+        for optim in
+            [OptimConfig::default(), OptimConfig { kind: crate::config::OptimKind::Sgd, ..OptimConfig::default() }]
+        {
             let mut a = FfLayer::new(37, 21, &optim, 5, 0);
             let mut b = a.clone();
             let mut x = vec![0.0f32; 300 * 37];
             Philox::new(9, stream::noise(0)).fill_uniform(&mut x, -1.0, 1.0);
-            let loss = FfLoss::Threshold { theta: 21.0 };
+            let obj = Objective {
+                norm: Norm::Rms,
+                eps: 1e-8,
+                loss: FfLoss::Threshold { theta: 21.0 },
+                form: GoodnessForm::Sum,
+            };
             for _ in 0..3 {
-                a.train_step(&be, &x, 300, Norm::Rms, 1e-8, loss, GoodnessForm::Sum).unwrap();
-                b.compute_grads(&be, &x, 300, Norm::Rms, 1e-8, loss, GoodnessForm::Sum).unwrap();
+                a.train_step(&be, &x, 300, obj).unwrap();
+                b.compute_grads(&be, &x, 300, obj).unwrap();
                 b.apply_grads(&be).unwrap();
             }
             let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();

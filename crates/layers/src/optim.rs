@@ -37,34 +37,22 @@ impl OptState {
                 decoupled: c.kind == OptimKind::Adamw,
                 t: self.t,
             }),
-            OptimKind::Sgd => {
-                OptimStep::Sgd(SgdStep { lr: c.lr, momentum: c.momentum, weight_decay: c.weight_decay, nesterov: c.nesterov })
-            }
+            OptimKind::Sgd => OptimStep::Sgd(SgdStep {
+                lr: c.lr,
+                momentum: c.momentum,
+                weight_decay: c.weight_decay,
+                nesterov: c.nesterov,
+            }),
         };
         (step, &mut self.a, &mut self.b)
     }
 
     /// Apply one update of `w` with gradient `g`.
     pub fn step(&mut self, be: &CpuBackend, w: &mut [f32], g: &[f32]) -> Result<()> {
-        self.t += 1;
-        let c = &self.cfg;
-        match c.kind {
-            OptimKind::Adam | OptimKind::Adamw => {
-                let s = AdamStep {
-                    lr: c.lr,
-                    beta1: c.beta1,
-                    beta2: c.beta2,
-                    eps: c.eps,
-                    weight_decay: c.weight_decay,
-                    decoupled: c.kind == OptimKind::Adamw,
-                    t: self.t,
-                };
-                be.adam(&s, w, g, &mut self.a, &mut self.b)?;
-            }
-            OptimKind::Sgd => {
-                let s = SgdStep { lr: c.lr, momentum: c.momentum, weight_decay: c.weight_decay, nesterov: c.nesterov };
-                be.sgd(&s, w, g, &mut self.a)?;
-            }
+        let (step, a, b) = self.next_step();
+        match step {
+            OptimStep::Adam(s) => be.adam(&s, w, g, a, b)?,
+            OptimStep::Sgd(s) => be.sgd(&s, w, g, a)?,
         }
         Ok(())
     }

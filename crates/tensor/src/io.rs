@@ -9,11 +9,7 @@ use std::path::Path;
 /// Write named f32 tensors and string metadata to `path`, atomically.
 /// Tensors are stored in the given order's sorted-by-name layout (safetensors
 /// sorts by dtype then name), so equal contents give equal bytes.
-pub fn save_safetensors(
-    path: &Path,
-    tensors: &[(String, &Tensor)],
-    metadata: &HashMap<String, String>,
-) -> Result<()> {
+pub fn save_safetensors(path: &Path, tensors: &[(String, &Tensor)], metadata: &HashMap<String, String>) -> Result<()> {
     let views: Vec<(String, TensorView<'_>)> = tensors
         .iter()
         .map(|(n, t)| {
@@ -69,17 +65,10 @@ pub fn load_safetensors(path: &Path) -> Result<Loaded> {
     let mut tensors = HashMap::new();
     for (name, view) in st.tensors() {
         if view.dtype() != Dtype::F32 {
-            return Err(Error::WrongDType {
-                path: path.to_path_buf(),
-                name,
-                dtype: format!("{:?}", view.dtype()),
-            });
+            return Err(Error::WrongDType { path: path.to_path_buf(), name, dtype: format!("{:?}", view.dtype()) });
         }
-        let data: Vec<f32> = view
-            .data()
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect();
+        let data: Vec<f32> =
+            view.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
         tensors.insert(name, Tensor::from_vec(view.shape(), data)?);
     }
     Ok(Loaded { tensors, metadata, path: path.to_path_buf() })

@@ -75,10 +75,7 @@ impl Philox {
 
     /// The 128-bit block number `block`.
     pub fn block(&self, block: u64) -> [u32; 4] {
-        philox4x32_10(
-            [block as u32, (block >> 32) as u32, self.stream as u32, (self.stream >> 32) as u32],
-            self.key,
-        )
+        philox4x32_10([block as u32, (block >> 32) as u32, self.stream as u32, (self.stream >> 32) as u32], self.key)
     }
 
     /// The `i`-th 32-bit word of the stream (word `i % 4` of block `i / 4`).
@@ -138,11 +135,7 @@ mod tests {
     fn philox_matches_random123_known_answers() {
         let cases: [([u32; 4], [u32; 2], [u32; 4]); 3] = [
             ([0, 0, 0, 0], [0, 0], [0x6627e8d5, 0xe169c58d, 0xbc57ac4c, 0x9b00dbd8]),
-            (
-                [u32::MAX; 4],
-                [u32::MAX; 2],
-                [0x408f276d, 0x41c83b0e, 0xa20bc7c6, 0x6d5451fd],
-            ),
+            ([u32::MAX; 4], [u32::MAX; 2], [0x408f276d, 0x41c83b0e, 0xa20bc7c6, 0x6d5451fd]),
             (
                 [0x243f6a88, 0x85a308d3, 0x13198a2e, 0x03707344],
                 [0xa4093822, 0x299f31d0],

@@ -346,7 +346,13 @@ pub fn run(cli: Cli) -> Result<()> {
             let test = splits.test;
             let mut t = Trainer::with_parts(cfg, net, test.clone(), None, test.clone())?;
             let e = t.evaluate(&test)?;
-            println!("{} (epoch {}) on {} test: accuracy {}", a.checkpoint.display(), meta.epoch, test.len(), pct(e.acc));
+            println!(
+                "{} (epoch {}) on {} test: accuracy {}",
+                a.checkpoint.display(),
+                meta.epoch,
+                test.len(),
+                pct(e.acc)
+            );
             for (l, acc) in e.per_layer.iter().enumerate() {
                 println!("    layer {l}: goodness accuracy {}", pct(*acc));
             }

@@ -56,7 +56,15 @@ pub struct TrainConfig {
 
 impl Default for TrainConfig {
     fn default() -> Self {
-        Self { epochs: 30, batch: 50, seed: 0, threads: 0, schedule: Schedule::Simultaneous, eval_chunk: 500, eval_every: 1 }
+        Self {
+            epochs: 30,
+            batch: 50,
+            seed: 0,
+            threads: 0,
+            schedule: Schedule::Simultaneous,
+            eval_chunk: 500,
+            eval_every: 1,
+        }
     }
 }
 

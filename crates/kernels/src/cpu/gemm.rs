@@ -115,7 +115,11 @@ pub(crate) enum BSource<'a> {
     Packed(&'a PackedMat),
     /// `dz[i,j] = h[i,j] · (dLdG_i + dLdG_i)` built while packing, with the
     /// bias gradient `db[j]` accumulated in row order on the way.
-    LocalGrad { h: MatRef<'a>, dldg: &'a [f32], db: SharedMut },
+    LocalGrad {
+        h: MatRef<'a>,
+        dldg: &'a [f32],
+        db: SharedMut,
+    },
 }
 
 impl BSource<'_> {
@@ -361,36 +365,37 @@ pub(crate) fn gemm_avx2_src(a: MatRef, b: BSource, c: &mut MatMut, epi: Epi, g: 
     // so each reads only its slice of B. Otherwise tasks own row blocks.
     let col_split = m <= COL_SPLIT_MAX_ROWS && n >= 2 * NR * threads;
     // One K block (kc at pc) of rows i0..i0+mrows × panels qs, A packed.
-    let run = |i0: usize, mrows: usize, pc: usize, kc: usize, apack: &[f32], bpanel: Panels, qs: std::ops::Range<usize>| {
-        let first = pc == 0;
-        let tile_epi = if pc + kc == k { epi } else { Epi::Out(Epilogue::None) };
-        for q in qs {
-            let jr = q * NR;
-            let cols = NR.min(n - jr);
-            let bp = bpanel.get(q);
-            for ir in (0..mrows).step_by(MR) {
-                let rows = MR.min(mrows - ir);
-                let apanel = &apack[(ir / MR) * MR * kc..(ir / MR + 1) * MR * kc];
-                // SAFETY: avx2+fma were detected (Avx2 backend); the packed panels
-                // hold kc·MR and kc·NR floats; the tile (rows × cols at row i0+ir,
-                // column jr, stride rs) lies inside C and belongs to this task
-                // alone (tasks partition the rows or the columns of C).
-                unsafe {
-                    avx2::tile(
-                        kc,
-                        apanel,
-                        bp,
-                        cptr.get().add((i0 + ir) * rs + jr),
-                        rs,
-                        (rows, cols),
-                        !first,
-                        tile_epi,
-                        (i0 + ir, jr),
-                    )
-                };
+    let run =
+        |i0: usize, mrows: usize, pc: usize, kc: usize, apack: &[f32], bpanel: Panels, qs: std::ops::Range<usize>| {
+            let first = pc == 0;
+            let tile_epi = if pc + kc == k { epi } else { Epi::Out(Epilogue::None) };
+            for q in qs {
+                let jr = q * NR;
+                let cols = NR.min(n - jr);
+                let bp = bpanel.get(q);
+                for ir in (0..mrows).step_by(MR) {
+                    let rows = MR.min(mrows - ir);
+                    let apanel = &apack[(ir / MR) * MR * kc..(ir / MR + 1) * MR * kc];
+                    // SAFETY: avx2+fma were detected (Avx2 backend); the packed panels
+                    // hold kc·MR and kc·NR floats; the tile (rows × cols at row i0+ir,
+                    // column jr, stride rs) lies inside C and belongs to this task
+                    // alone (tasks partition the rows or the columns of C).
+                    unsafe {
+                        avx2::tile(
+                            kc,
+                            apanel,
+                            bp,
+                            cptr.get().add((i0 + ir) * rs + jr),
+                            rs,
+                            (rows, cols),
+                            !first,
+                            tile_epi,
+                            (i0 + ir, jr),
+                        )
+                    };
+                }
             }
-        }
-    };
+        };
     let row_goodness = |r0: usize, r1: usize| {
         if let Some(gp) = gptr {
             for r in r0..r1 {

@@ -72,10 +72,8 @@ pub(crate) mod avx2 {
         let xc = sel(_mm256_cmp_ps::<_CMP_LT_OQ>(xc, lo), lo, xc);
         let notnan = _mm256_cmp_ps::<_CMP_EQ_OQ>(x, x);
         let xc = _mm256_and_ps(xc, notnan);
-        let kf = _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(_mm256_mul_ps(
-            xc,
-            c(consts::LOG2E),
-        ));
+        let kf =
+            _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(_mm256_mul_ps(xc, c(consts::LOG2E)));
         let nk = neg(kf);
         let r = _mm256_fmadd_ps(nk, c(consts::LN2_HI), xc);
         let r = _mm256_fmadd_ps(nk, c(consts::LN2_LO), r);

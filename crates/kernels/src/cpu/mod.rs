@@ -175,14 +175,24 @@ impl CpuBackend {
             }
             CpuKind::Avx2 => {
                 scratch.resize(din * dout, 0.0);
-                let (wp, ap, bp) = (SharedMut(w.data_mut().as_mut_ptr()), SharedMut(a.as_mut_ptr()), SharedMut(b.as_mut_ptr()));
+                let (wp, ap, bp) =
+                    (SharedMut(w.data_mut().as_mut_ptr()), SharedMut(a.as_mut_ptr()), SharedMut(b.as_mut_ptr()));
                 let kw = din;
                 let sink = move |i0: usize, j0: usize, trows: usize, _cols: usize, tile: &[f32]| {
                     let off = (j0 / gemm::NR) * kw * gemm::NR + i0 * gemm::NR;
                     // SAFETY: avx2+fma detected (Avx2 backend). The tile's rows
                     // i0..i0+trows of panel j0/16 are trows·16 contiguous floats
                     // of W, a and b, owned by this tile alone (tiles partition W).
-                    unsafe { optim::update_raw_avx2(&p, wp.get().add(off), tile, ap.get().add(off), bp.get().add(off), trows * gemm::NR) };
+                    unsafe {
+                        optim::update_raw_avx2(
+                            &p,
+                            wp.get().add(off),
+                            tile,
+                            ap.get().add(off),
+                            bp.get().add(off),
+                            trows * gemm::NR,
+                        )
+                    };
                 };
                 let hm = MatRef::new(h, rows, dout)?;
                 let src = BSource::LocalGrad { h: hm, dldg, db: SharedMut(db.as_mut_ptr()) };
@@ -242,7 +252,10 @@ impl CpuBackend {
     pub fn normalize_rows(&self, x: &[f32], out: &mut [f32], d: usize, kind: Norm, eps: f32) -> Result<()> {
         check_len("normalize_rows", "out", out.len(), x.len())?;
         if d == 0 || x.len() % d != 0 {
-            return Err(shape_err("normalize_rows", format!("{} elements is not a whole number of rows of {d}", x.len())));
+            return Err(shape_err(
+                "normalize_rows",
+                format!("{} elements is not a whole number of rows of {d}", x.len()),
+            ));
         }
         match self.kind {
             CpuKind::Scalar => reduce::normalize_scalar(x, out, d, kind, eps),
@@ -278,7 +291,10 @@ impl CpuBackend {
     ) -> Result<f32> {
         check_len("ff_loss", "dL/dG", dldg.len(), g.len())?;
         if g.len() % 2 != 0 {
-            return Err(shape_err("ff_loss", format!("{} goodness values: expected n positives + n negatives", g.len())));
+            return Err(shape_err(
+                "ff_loss",
+                format!("{} goodness values: expected n positives + n negatives", g.len()),
+            ));
         }
         let u = |f: Unary, x: &[f32], o: &mut [f32]| self.unary_unchecked(f, x, o);
         Ok(loss::ff_loss(&u, loss, form, d, g, dldg, scratch))

@@ -163,7 +163,8 @@ mod avx2 {
                 }
             }
             let mv = _mm256_fmadd_ps(b1, _mm256_loadu_ps(m.as_ptr().add(i)), _mm256_mul_ps(omb1, gv));
-            let vv = _mm256_fmadd_ps(b2, _mm256_loadu_ps(v.as_ptr().add(i)), _mm256_mul_ps(_mm256_mul_ps(omb2, gv), gv));
+            let vv =
+                _mm256_fmadd_ps(b2, _mm256_loadu_ps(v.as_ptr().add(i)), _mm256_mul_ps(_mm256_mul_ps(omb2, gv), gv));
             let mh = _mm256_div_ps(mv, bc1);
             let vh = _mm256_div_ps(vv, bc2);
             let upd = _mm256_div_ps(mh, _mm256_add_ps(_mm256_sqrt_ps(vh), eps));
