@@ -15,6 +15,7 @@ fn data(seed: u64, n: usize, scale: f32) -> Vec<f32> {
 }
 
 /// The FF layer loss in f64, from scratch.
+#[allow(clippy::too_many_arguments)]
 fn ff_loss_f64(
     x: &[f32],
     rows: usize,

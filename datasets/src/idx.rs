@@ -129,7 +129,7 @@ mod tests {
         for x in [IMAGES_MAGIC, n, r, c] {
             v.extend_from_slice(&x.to_be_bytes());
         }
-        v.extend(std::iter::repeat(7u8).take(body));
+        v.extend(std::iter::repeat_n(7u8, body));
         v
     }
 

@@ -17,6 +17,10 @@
 //!
 //! All `unsafe` of the engine lives in this crate, inside the AVX2 kernels.
 
+// The specification spells out every rounding step (`acc = acc + v`) and
+// index (`for i in 0..n`) on purpose: it is read as the order of operations.
+#![allow(clippy::assign_op_pattern, clippy::needless_range_loop)]
+
 pub mod cpu;
 mod error;
 pub mod mat;

@@ -56,15 +56,17 @@ fn pow2i(k: i32) -> f32 {
 
 /// e^x.
 ///
-/// 1. `xc` = x clamped to [−104, 89] (NaN → 0); 2. `k = rint(xc·log2e)`;
-/// 3. `r = fma(−k, ln2_lo, fma(−k, ln2_hi, xc))`; 4. `p` = Horner over
-/// [`consts::EXP_POLY`] with `fma`; 5. `y = (p·2^⌊k/2⌋)·2^(k−⌊k/2⌋)`;
+/// 1. `xc` = x clamped to [−104, 89] (NaN → 0);
+/// 2. `k = rint(xc·log2e)`;
+/// 3. `r = fma(−k, ln2_lo, fma(−k, ln2_hi, xc))`;
+/// 4. `p` = Horner over [`consts::EXP_POLY`] with `fma`;
+/// 5. `y = (p·2^⌊k/2⌋)·2^(k−⌊k/2⌋)`;
 /// 6. x < −104 → +0, NaN → x.
 #[inline(always)]
 pub fn exp(x: f32) -> f32 {
     let mut xc = if x > c(consts::EXP_HI) { c(consts::EXP_HI) } else { x };
     xc = if xc < c(consts::EXP_LO) { c(consts::EXP_LO) } else { xc };
-    xc = if x == x { xc } else { 0.0 };
+    xc = if !x.is_nan() { xc } else { 0.0 };
     let kf = (xc * c(consts::LOG2E)).round_ties_even();
     let r = (-kf).mul_add(c(consts::LN2_HI), xc);
     let r = (-kf).mul_add(c(consts::LN2_LO), r);
@@ -77,7 +79,7 @@ pub fn exp(x: f32) -> f32 {
     let k2 = k - k1;
     let y = (p * pow2i(k1)) * pow2i(k2);
     let y = if x < c(consts::EXP_LO) { 0.0 } else { y };
-    if x == x {
+    if !x.is_nan() {
         y
     } else {
         x
@@ -126,7 +128,7 @@ pub fn log1p(x: f32) -> f32 {
     let y = if u == f32::INFINITY { f32::INFINITY } else { y };
     let y = if x == -1.0 { f32::NEG_INFINITY } else { y };
     let y = if x < -1.0 { f32::NAN } else { y };
-    if x == x {
+    if !x.is_nan() {
         y
     } else {
         x
@@ -146,7 +148,7 @@ pub fn ln(x: f32) -> f32 {
     let y = if x == f32::INFINITY { f32::INFINITY } else { y };
     let y = if x == 0.0 { f32::NEG_INFINITY } else { y };
     let y = if x < 0.0 { f32::NAN } else { y };
-    if x == x {
+    if !x.is_nan() {
         y
     } else {
         x

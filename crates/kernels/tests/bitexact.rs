@@ -57,7 +57,7 @@ fn value() -> impl Strategy<Value = f32> {
         6 => -4.0f32..4.0,
         1 => Just(0.0f32),
         1 => Just(-0.0f32),
-        1 => (1u32..0x007F_FFFF).prop_map(|b| f32::from_bits(b)),
+        1 => (1u32..0x007F_FFFF).prop_map(f32::from_bits),
         1 => (1u32..0x007F_FFFF).prop_map(|b| -f32::from_bits(b)),
         1 => prop_oneof![Just(1e30f32), Just(-3e28f32), Just(7e-30f32)],
     ]

@@ -9,6 +9,9 @@
 //! per label and prediction B by a linear softmax readout), the optimiser
 //! state ([`optim`]) and the configuration types ([`config`]).
 
+// Sums are written as `t = t + x` on purpose: the order is part of the spec.
+#![allow(clippy::assign_op_pattern)]
+
 pub mod config;
 mod error;
 pub mod ff;

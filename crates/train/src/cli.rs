@@ -17,7 +17,7 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Cmd {
     /// Train an FF network (no arguments: the embedded 8×8 digits).
-    Train(TrainArgs),
+    Train(Box<TrainArgs>),
     /// Evaluate a checkpoint on a dataset's test split.
     Eval(EvalArgs),
     /// Dataset management.

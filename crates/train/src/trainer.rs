@@ -152,7 +152,7 @@ impl Trainer {
     pub fn run(&mut self, on_epoch: &mut dyn FnMut(&EpochReport)) -> Result<Vec<EpochReport>> {
         let nl = self.net.layers.len();
         let phases: Vec<std::ops::Range<usize>> = match self.cfg.train.schedule {
-            Schedule::Simultaneous => vec![0..nl],
+            Schedule::Simultaneous => std::iter::once(0..nl).collect(),
             Schedule::LayerByLayer => (0..nl).map(|l| l..l + 1).collect(),
         };
         let epochs = self.cfg.train.epochs;
@@ -168,7 +168,7 @@ impl Trainer {
                 if every == 0 && last {
                     checkpoint::save(&self.checkpoint_path(), &self.net, &self.cfg, global)?;
                 }
-                if every > 0 && (last || global % every == 0) {
+                if every > 0 && (last || global.is_multiple_of(every)) {
                     if let Some(val) = self.val.clone() {
                         r.val = Some(self.evaluate(&val)?);
                     }

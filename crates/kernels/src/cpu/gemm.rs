@@ -100,12 +100,16 @@ impl PackedMat {
     }
 }
 
+/// Receives each finished tile: (first row, first column, rows, columns,
+/// values with row stride 16).
+pub(crate) type TileSink<'a> = &'a (dyn Fn(usize, usize, usize, usize, &[f32]) + Sync);
+
 /// The epilogue as the AVX2 driver sees it: the public ones, or a sink that
 /// receives each finished tile (rows × cols, stride 16) instead of storing it.
 #[derive(Clone, Copy)]
 pub(crate) enum Epi<'a> {
     Out(Epilogue<'a>),
-    Sink(&'a (dyn Fn(usize, usize, usize, usize, &[f32]) + Sync)),
+    Sink(TileSink<'a>),
 }
 
 /// Where the B operand comes from.
@@ -344,7 +348,7 @@ pub(crate) fn gemm_avx2_src(a: MatRef, b: BSource, c: &mut MatMut, epi: Epi, g: 
                     }
                 }
                 Epi::Sink(sink) => {
-                    if i % MR == 0 {
+                    if i.is_multiple_of(MR) {
                         for j in (0..n).step_by(NR) {
                             sink(i, j, MR.min(m - i), NR.min(n - j), &zeros);
                         }

@@ -15,6 +15,9 @@
 //! * Sums over rows are L32 sums.
 
 use super::math::Unary;
+
+/// The backend's vector transcendental, as the composite ops call it.
+pub(crate) type UnaryFn<'a> = &'a dyn Fn(Unary, &[f32], &mut [f32]);
 use crate::numerics::l32_sum;
 
 /// The goodness used by a loss: `Σh²` or `Σh²/D`.
@@ -45,7 +48,7 @@ pub struct LossScratch {
 /// Compute the mean loss and write `dL/dG` (length 2n) into `dldg`.
 /// `g` holds the 2n goodness values in the sum form; `d` is the layer width.
 pub(crate) fn ff_loss(
-    unary: &dyn Fn(Unary, &[f32], &mut [f32]),
+    unary: UnaryFn,
     loss: FfLoss,
     form: GoodnessForm,
     d: usize,
@@ -108,7 +111,7 @@ pub(crate) fn ff_loss(
 /// Per row: `mx` = first maximum by `>`; `sh_j = z_j − mx`; `e_j = exp(sh_j)`;
 /// `s = l32_sum(e)`; `p_j = e_j / s`; loss row `ln(s) − sh_y`.
 pub(crate) fn softmax_xent(
-    unary: &dyn Fn(Unary, &[f32], &mut [f32]),
+    unary: UnaryFn,
     logits: &[f32],
     c: usize,
     labels: &[u32],

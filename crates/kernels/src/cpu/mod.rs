@@ -251,7 +251,7 @@ impl CpuBackend {
     /// Length-normalise each row of width `d` (see [`reduce`] for the spec).
     pub fn normalize_rows(&self, x: &[f32], out: &mut [f32], d: usize, kind: Norm, eps: f32) -> Result<()> {
         check_len("normalize_rows", "out", out.len(), x.len())?;
-        if d == 0 || x.len() % d != 0 {
+        if d == 0 || !x.len().is_multiple_of(d) {
             return Err(shape_err(
                 "normalize_rows",
                 format!("{} elements is not a whole number of rows of {d}", x.len()),
@@ -290,7 +290,7 @@ impl CpuBackend {
         scratch: &mut LossScratch,
     ) -> Result<f32> {
         check_len("ff_loss", "dL/dG", dldg.len(), g.len())?;
-        if g.len() % 2 != 0 {
+        if !g.len().is_multiple_of(2) {
             return Err(shape_err(
                 "ff_loss",
                 format!("{} goodness values: expected n positives + n negatives", g.len()),
