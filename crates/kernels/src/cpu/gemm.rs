@@ -189,12 +189,14 @@ impl<'b> Panels<'b> {
     }
 }
 
-/// Run `f` with this thread's A packing buffer (at least `need` floats).
+/// Run `f` with this thread's A packing buffer (`need` floats). The buffer
+/// is always grown to the largest size any call can ask for, so a worker
+/// allocates it once, whatever tasks it happens to run.
 fn with_apack(need: usize, f: impl FnOnce(&mut [f32])) {
     APACK.with(|ap| {
         let mut apack = ap.borrow_mut();
         if apack.len() < need {
-            apack.resize(need, 0.0);
+            apack.resize(need.max(MC_MAX.div_ceil(MR) * MR * KC), 0.0);
         }
         f(&mut apack[..need]);
     });
@@ -418,23 +420,31 @@ pub(crate) fn gemm_avx2_src(a: MatRef, b: BSource, c: &mut MatMut, epi: Epi, g: 
         let panels = n.div_ceil(NR);
         let groups = (2 * threads).min(panels);
         let per = panels.div_ceil(groups);
-        (0..groups).into_par_iter().for_each(|t| {
+        // One B buffer for all groups, held by the calling thread (taken out
+        // of its thread-local for the call), each group packing into its own
+        // chunk: its size depends on the shape only, so the steady state
+        // never allocates.
+        let chunk = per * NR * KC.min(k);
+        let mut bpack = if packed { Vec::new() } else { BPACK.with(|bp| std::mem::take(&mut *bp.borrow_mut())) };
+        if !packed && bpack.len() < groups * chunk {
+            bpack.resize(groups * chunk, 0.0);
+        }
+        let task = |t: usize, own: &mut [f32]| {
             let qs = t * per..((t + 1) * per).min(panels);
             if qs.is_empty() {
                 return;
             }
-            let mut bpack = if packed { Vec::new() } else { vec![0.0f32; qs.len() * NR * KC.min(k)] };
             for pc in (0..k).step_by(KC) {
                 let kc = KC.min(k - pc);
                 if !packed {
                     for (i, q) in qs.clone().enumerate() {
                         let w = NR.min(n - q * NR);
-                        pack_b_panel(&b, pc, kc, q * NR, w, &mut bpack[i * NR * kc..(i + 1) * NR * kc]);
+                        pack_b_panel(&b, pc, kc, q * NR, w, &mut own[i * NR * kc..(i + 1) * NR * kc]);
                     }
                 }
                 let bpanel = match b {
                     BSource::Packed(p) => Panels::Packed { p, pc, kc },
-                    _ => Panels::Buf { buf: &bpack, q0: qs.start, kc },
+                    _ => Panels::Buf { buf: own, q0: qs.start, kc },
                 };
                 with_apack(m.min(MC_MAX).div_ceil(MR) * MR * kc, |apack| {
                     for i0 in (0..m).step_by(MC_MAX) {
@@ -444,7 +454,18 @@ pub(crate) fn gemm_avx2_src(a: MatRef, b: BSource, c: &mut MatMut, epi: Epi, g: 
                     }
                 });
             }
-        });
+        };
+        if packed {
+            (0..groups).into_par_iter().for_each(|t| task(t, &mut []));
+        } else {
+            bpack[..groups * chunk].par_chunks_mut(chunk).enumerate().for_each(|(t, own)| task(t, own));
+            BPACK.with(|bp| {
+                let mut slot = bp.borrow_mut();
+                if slot.len() < bpack.len() {
+                    *slot = bpack;
+                }
+            });
+        }
         if gptr.is_some() {
             (0..m).into_par_iter().with_min_len(16).for_each(|r| row_goodness(r, r + 1));
         }
