@@ -26,7 +26,7 @@ mod error;
 pub mod mat;
 pub mod numerics;
 
-pub use cpu::gemm::{Epilogue, PackedMat};
+pub use cpu::gemm::{warm_up_workers, Epilogue, PackedMat};
 pub use cpu::loss::{argmax, FfLoss, GoodnessForm, LossScratch};
 pub use cpu::math::Unary;
 pub use cpu::optim::{AdamStep, OptimStep, SgdStep};

@@ -157,6 +157,7 @@ impl Trainer {
         };
         let epochs = self.cfg.train.epochs;
         let total = phases.len() * epochs;
+        self.pool.install(ffwd_kernels::warm_up_workers);
         let mut reports = Vec::new();
         let mut global = 0usize;
         for phase in &phases {

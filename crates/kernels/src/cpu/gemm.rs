@@ -202,6 +202,12 @@ fn with_apack(need: usize, f: impl FnOnce(&mut [f32])) {
     });
 }
 
+/// Give every worker of the current rayon pool its GEMM packing buffer now,
+/// so that no later step allocates whichever worker runs which task.
+pub fn warm_up_workers() {
+    rayon::broadcast(|_| with_apack(MR, |_| {}));
+}
+
 thread_local! {
     static APACK: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
     static BPACK: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
