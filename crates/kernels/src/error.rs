@@ -3,6 +3,8 @@
 pub enum Error {
     #[error("{op}: {detail}")]
     Shape { op: &'static str, detail: String },
+    #[error("CUDA: {what}: {detail}")]
+    Cuda { what: String, detail: String },
     #[error("{op}: the AVX2+FMA backend was requested but this CPU lacks avx2/fma")]
     Unsupported { op: &'static str },
 }

@@ -22,6 +22,7 @@
 #![allow(clippy::assign_op_pattern, clippy::needless_range_loop)]
 
 pub mod cpu;
+pub mod cuda;
 mod error;
 pub mod mat;
 pub mod numerics;

@@ -1,0 +1,101 @@
+//! NVRTC compilation of the kernel modules, with the options that keep the
+//! arithmetic exactly the scalar specification's: `--fmad=false` (nothing is
+//! fused unless the source writes `__fmaf_rn`), `--ftz=false`,
+//! `--prec-div=true`, `--prec-sqrt=true`. Every module is prefixed with the
+//! generated constant prelude ([`crate::numerics::cuda_prelude`]) and
+//! `kernels/common.cuh`. Compiled PTX is cached per (module, architecture).
+
+use crate::error::{Error, Result};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+
+/// One CUDA source file of `kernels/`.
+#[derive(Clone, Copy, Debug)]
+pub struct Module {
+    pub name: &'static str,
+    pub source: &'static str,
+    /// The `extern "C"` kernels it defines.
+    pub entries: &'static [&'static str],
+    /// Whether its arithmetic calls `__fmaf_rn` (directly or through the
+    /// common numerics); a module that does not must compile to PTX without
+    /// any fma.
+    pub fmas: bool,
+}
+
+const COMMON: &str = include_str!("../../../../kernels/common.cuh");
+
+/// Every kernel module, in the order of the CPU op families.
+pub const MODULES: &[Module] = &[
+    Module {
+        name: "gemm",
+        source: include_str!("../../../../kernels/gemm.cu"),
+        entries: &["ffwd_gemm_f32"],
+        fmas: true,
+    },
+    Module {
+        name: "reduce",
+        source: include_str!("../../../../kernels/reduce.cu"),
+        entries: &["ffwd_row_sumsq_f32", "ffwd_row_sum_f32", "ffwd_normalize_rows_f32"],
+        fmas: true,
+    },
+    Module {
+        name: "linear",
+        source: include_str!("../../../../kernels/linear.cu"),
+        entries: &["ffwd_local_grad_f32", "ffwd_bias_grad_f32"],
+        fmas: false,
+    },
+    Module {
+        name: "math",
+        source: include_str!("../../../../kernels/math.cu"),
+        entries: &["ffwd_exp_f32", "ffwd_log1p_f32", "ffwd_ln_f32", "ffwd_softplus_f32", "ffwd_sigmoid_f32"],
+        fmas: true,
+    },
+    Module {
+        name: "optim",
+        source: include_str!("../../../../kernels/optim.cu"),
+        entries: &["ffwd_adam_f32", "ffwd_sgd_f32"],
+        fmas: true,
+    },
+];
+
+/// Whether libnvrtc can be loaded (probed once; never panics).
+pub fn nvrtc_available() -> bool {
+    static HAS: OnceLock<bool> = OnceLock::new();
+    // SAFETY: only tries to dlopen the library candidates; no NVRTC call.
+    *HAS.get_or_init(|| unsafe { cudarc::nvrtc::sys::is_culib_present() })
+}
+
+/// The full source NVRTC sees for `module`.
+pub fn full_source(module: &Module) -> String {
+    let common = COMMON.replace("#pragma once", "");
+    format!("{}\n{}\n// ---- {}.cu ----\n{}", crate::numerics::cuda_prelude(), common, module.name, module.source)
+}
+
+/// Compiled PTX by (module name, architecture).
+type PtxCache = Mutex<HashMap<(&'static str, String), Arc<String>>>;
+
+/// PTX of `module` for `arch` (e.g. `compute_90`), compiled once per process.
+pub fn compile_ptx(module: &Module, arch: &str) -> Result<Arc<String>> {
+    static CACHE: OnceLock<PtxCache> = OnceLock::new();
+    let cache = CACHE.get_or_init(Default::default);
+    let key = (module.name, arch.to_string());
+    if let Some(p) = cache.lock().expect("ptx cache").get(&key) {
+        return Ok(p.clone());
+    }
+    if !nvrtc_available() {
+        return Err(Error::Cuda { what: format!("compile {}.cu", module.name), detail: "libnvrtc not found".into() });
+    }
+    let opts = cudarc::nvrtc::CompileOptions {
+        ftz: Some(false),
+        prec_sqrt: Some(true),
+        prec_div: Some(true),
+        fmad: Some(false),
+        options: vec![format!("--gpu-architecture={arch}")],
+        ..Default::default()
+    };
+    let ptx = cudarc::nvrtc::compile_ptx_with_opts(full_source(module), opts)
+        .map_err(|e| Error::Cuda { what: format!("compile {}.cu for {arch}", module.name), detail: e.to_string() })?;
+    let ptx = Arc::new(ptx.to_src());
+    cache.lock().expect("ptx cache").insert(key, ptx.clone());
+    Ok(ptx)
+}
