@@ -4,12 +4,15 @@
 //! of the resulting PTX ([`lint`]).
 //!
 //! Status: the sources compile to PTX and pass the lint on machines without a
-//! GPU (CI does this with the `nvidia-cuda-nvrtc` wheel). The launch
-//! wrappers, the device buffers and the bit-exact GPU tests are not written
-//! yet, and no kernel has run on a GPU so far.
+//! GPU (CI does this with the `nvidia-cuda-nvrtc` wheel). [`device`] has
+//! host-to-host launch wrappers and `tests/gpu_bitexact.rs` compares them
+//! with the scalar spec; neither has run on a GPU yet. Device-resident
+//! training (`Device::Cuda`) is not written.
 
 pub mod compile;
+pub mod device;
 pub mod lint;
 
 pub use compile::{compile_ptx, nvrtc_available, Module, MODULES};
+pub use device::{cuda_device, CudaDevice};
 pub use lint::lint_ptx;

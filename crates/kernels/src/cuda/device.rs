@@ -1,0 +1,239 @@
+//! A CUDA device and launch wrappers for the kernel modules, host slice in,
+//! host vector out: the form the bit-exact tests (CUDA == scalar spec) use.
+//! Device-resident training is not wired to these yet.
+//!
+//! Every launch configuration partitions outputs only; no configuration
+//! changes an output's order of operations (see the `.cu` files).
+
+use super::compile::{compile_ptx, nvrtc_available, MODULES};
+use crate::cpu::gemm::Epilogue;
+use crate::cpu::math::Unary;
+use crate::cpu::optim::{AdamStep, SgdStep};
+use crate::cpu::reduce::Norm;
+use crate::error::{Error, Result};
+use crate::mat::MatRef;
+use cudarc::driver::{CudaContext, CudaFunction, CudaModule, CudaStream, LaunchConfig, PushKernelArg};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+
+/// PTX architecture the modules are compiled for; the driver JIT-compiles it
+/// for the device at hand (compute 8.0 and newer).
+pub const PTX_ARCH: &str = "compute_80";
+
+fn err(what: &str, e: impl std::fmt::Display) -> Error {
+    Error::Cuda { what: what.to_string(), detail: e.to_string() }
+}
+
+/// Device 0 with its stream and loaded modules.
+pub struct CudaDevice {
+    ctx: Arc<CudaContext>,
+    stream: Arc<CudaStream>,
+    modules: Mutex<HashMap<&'static str, Arc<CudaModule>>>,
+}
+
+/// Device 0, or `None` when the driver, NVRTC or a device is missing
+/// (probed once, never panics).
+pub fn cuda_device() -> Option<&'static CudaDevice> {
+    static DEV: OnceLock<Option<CudaDevice>> = OnceLock::new();
+    DEV.get_or_init(|| {
+        // SAFETY: only tries to dlopen libcuda; no driver call.
+        if !unsafe { cudarc::driver::sys::is_culib_present() } || !nvrtc_available() {
+            return None;
+        }
+        let ctx = CudaContext::new(0).ok()?;
+        let stream = ctx.default_stream();
+        Some(CudaDevice { ctx, stream, modules: Mutex::new(HashMap::new()) })
+    })
+    .as_ref()
+}
+
+const BLOCK: u32 = 256;
+
+fn grid_for(n: usize) -> LaunchConfig {
+    LaunchConfig { grid_dim: ((n as u32).div_ceil(BLOCK).max(1), 1, 1), block_dim: (BLOCK, 1, 1), shared_mem_bytes: 0 }
+}
+
+/// One warp per row, 8 rows per block.
+fn warp_rows(rows: usize) -> LaunchConfig {
+    LaunchConfig { grid_dim: ((rows as u32).div_ceil(8).max(1), 1, 1), block_dim: (BLOCK, 1, 1), shared_mem_bytes: 0 }
+}
+
+impl CudaDevice {
+    fn function(&self, module: &'static str, name: &str) -> Result<CudaFunction> {
+        let mut mods = self.modules.lock().expect("module table");
+        let m = match mods.get(module) {
+            Some(m) => m.clone(),
+            None => {
+                let spec = MODULES.iter().find(|m| m.name == module).expect("known module");
+                let ptx = compile_ptx(spec, PTX_ARCH)?;
+                let m = self
+                    .ctx
+                    .load_module(cudarc::nvrtc::Ptx::from_src(ptx.as_str()))
+                    .map_err(|e| err(&format!("load {module}.cu"), e))?;
+                mods.insert(module, m.clone());
+                m
+            }
+        };
+        m.load_function(name).map_err(|e| err(&format!("{module}.cu: {name}"), e))
+    }
+
+    fn up(&self, x: &[f32]) -> Result<cudarc::driver::CudaSlice<f32>> {
+        // a zero-length allocation is not allowed: keep one element
+        if x.is_empty() {
+            return self.stream.clone_htod(&[0.0f32]).map_err(|e| err("upload", e));
+        }
+        self.stream.clone_htod(x).map_err(|e| err("upload", e))
+    }
+
+    fn zeros(&self, n: usize) -> Result<cudarc::driver::CudaSlice<f32>> {
+        self.stream.alloc_zeros::<f32>(n.max(1)).map_err(|e| err("alloc", e))
+    }
+
+    fn down(&self, x: &cudarc::driver::CudaSlice<f32>, n: usize) -> Result<Vec<f32>> {
+        let mut v = self.stream.clone_dtoh(x).map_err(|e| err("download", e))?;
+        v.truncate(n);
+        Ok(v)
+    }
+
+    /// Elementwise transcendental.
+    pub fn unary(&self, f: Unary, x: &[f32]) -> Result<Vec<f32>> {
+        let name = match f {
+            Unary::Exp => "ffwd_exp_f32",
+            Unary::Log1p => "ffwd_log1p_f32",
+            Unary::Ln => "ffwd_ln_f32",
+            Unary::Softplus => "ffwd_softplus_f32",
+            Unary::Sigmoid => "ffwd_sigmoid_f32",
+        };
+        let func = self.function("math", name)?;
+        let (xd, mut yd) = (self.up(x)?, self.zeros(x.len())?);
+        let n = x.len() as i64;
+        let mut b = self.stream.launch_builder(&func);
+        b.arg(&xd).arg(&mut yd).arg(&n);
+        // SAFETY: the kernel reads n floats of xd and writes n of yd, both that long.
+        unsafe { b.launch(grid_for(x.len())) }.map_err(|e| err(name, e))?;
+        self.down(&yd, x.len())
+    }
+
+    /// Row sums of squares (`squares`) or row sums, L32 order.
+    pub fn row_reduce(&self, x: &[f32], d: usize, squares: bool) -> Result<Vec<f32>> {
+        let rows = x.len().checked_div(d).unwrap_or(0);
+        let name = if squares { "ffwd_row_sumsq_f32" } else { "ffwd_row_sum_f32" };
+        let func = self.function("reduce", name)?;
+        let (xd, mut od) = (self.up(x)?, self.zeros(rows)?);
+        let (r, dd) = (rows as i32, d as i32);
+        let mut b = self.stream.launch_builder(&func);
+        b.arg(&xd).arg(&r).arg(&dd).arg(&mut od);
+        // SAFETY: rows·d floats are read, rows written; buffers are that long.
+        unsafe { b.launch(warp_rows(rows)) }.map_err(|e| err(name, e))?;
+        self.down(&od, rows)
+    }
+
+    /// Length normalisation of rows of width `d`.
+    pub fn normalize_rows(&self, x: &[f32], d: usize, kind: Norm, eps: f32) -> Result<Vec<f32>> {
+        let rows = x.len().checked_div(d).unwrap_or(0);
+        let func = self.function("reduce", "ffwd_normalize_rows_f32")?;
+        let (xd, mut yd) = (self.up(x)?, self.zeros(x.len())?);
+        let k: i32 = match kind {
+            Norm::Rms => 0,
+            Norm::L2 => 1,
+            Norm::None => 2,
+        };
+        let (r, dd) = (rows as i32, d as i32);
+        let mut b = self.stream.launch_builder(&func);
+        b.arg(&xd).arg(&mut yd).arg(&r).arg(&dd).arg(&k).arg(&eps);
+        // SAFETY: rows·d floats read and written; buffers are that long.
+        unsafe { b.launch(warp_rows(rows)) }.map_err(|e| err("normalize_rows", e))?;
+        self.down(&yd, x.len())
+    }
+
+    /// `epilogue(a · b)` as a row-major m × n matrix.
+    pub fn gemm(&self, a: MatRef, b: MatRef, epi: Epilogue) -> Result<Vec<f32>> {
+        let (m, n, k) = (a.rows, b.cols, a.cols);
+        if b.rows != k {
+            return Err(crate::error::shape_err("cuda gemm", format!("A {m}×{k} · B {}×{n}", b.rows)));
+        }
+        let func = self.function("gemm", "ffwd_gemm_f32")?;
+        let (ad, bd) = (self.up(a.data)?, self.up(b.data)?);
+        let (bias, code) = match epi {
+            Epilogue::None => (vec![0.0f32], 0i32),
+            Epilogue::Bias(v) => (v.to_vec(), 1),
+            Epilogue::BiasRelu(v) => (v.to_vec(), 2),
+        };
+        let biasd = self.up(&bias)?;
+        let mut cd = self.zeros(m * n)?;
+        let (a_rs, a_cs, b_rs, b_cs, ldc) = (a.rs as i64, a.cs as i64, b.rs as i64, b.cs as i64, n as i64);
+        let (mi, ni, ki) = (m as i32, n as i32, k as i32);
+        let mut lb = self.stream.launch_builder(&func);
+        lb.arg(&ad).arg(&a_rs).arg(&a_cs).arg(&bd).arg(&b_rs).arg(&b_cs);
+        lb.arg(&mut cd).arg(&ldc).arg(&mi).arg(&ni).arg(&ki).arg(&biasd).arg(&code);
+        let cfg = LaunchConfig {
+            grid_dim: ((n as u32).div_ceil(64).max(1), (m as u32).div_ceil(64).max(1), 1),
+            block_dim: (256, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        // SAFETY: the views' strides address only their backing slices (checked
+        // when the views were made); C holds m·n floats; bias n when used.
+        unsafe { lb.launch(cfg) }.map_err(|e| err("gemm", e))?;
+        self.down(&cd, m * n)
+    }
+
+    /// `dz = h · (2·dL/dG)` row-wise.
+    pub fn local_grad(&self, h: &[f32], d: usize, dldg: &[f32]) -> Result<Vec<f32>> {
+        let func = self.function("linear", "ffwd_local_grad_f32")?;
+        let (hd, gd, mut zd) = (self.up(h)?, self.up(dldg)?, self.zeros(h.len())?);
+        let (r, dd) = (dldg.len() as i32, d as i32);
+        let mut b = self.stream.launch_builder(&func);
+        b.arg(&hd).arg(&gd).arg(&r).arg(&dd).arg(&mut zd);
+        // SAFETY: rows·d elements of h and dz, rows of dL/dG.
+        unsafe { b.launch(grid_for(h.len())) }.map_err(|e| err("local_grad", e))?;
+        self.down(&zd, h.len())
+    }
+
+    /// Column sums of the m × n matrix `dz`.
+    pub fn bias_grad(&self, dz: &[f32], m: usize, n: usize) -> Result<Vec<f32>> {
+        let func = self.function("linear", "ffwd_bias_grad_f32")?;
+        let (zd, mut bd) = (self.up(dz)?, self.zeros(n)?);
+        let (mi, ni) = (m as i32, n as i32);
+        let mut b = self.stream.launch_builder(&func);
+        b.arg(&zd).arg(&mi).arg(&ni).arg(&mut bd);
+        // SAFETY: m·n floats read, n written.
+        unsafe { b.launch(grid_for(n)) }.map_err(|e| err("bias_grad", e))?;
+        self.down(&bd, n)
+    }
+
+    /// One Adam/AdamW step; returns (w, m, v).
+    pub fn adam(&self, step: &AdamStep, w: &[f32], g: &[f32], m: &[f32], v: &[f32]) -> Result<[Vec<f32>; 3]> {
+        let s = step.scalars();
+        let func = self.function("optim", "ffwd_adam_f32")?;
+        let (mut wd, gd, mut md, mut vd) = (self.up(w)?, self.up(g)?, self.up(m)?, self.up(v)?);
+        let n = w.len() as i64;
+        let dec = s.decoupled as i32;
+        let mut b = self.stream.launch_builder(&func);
+        b.arg(&mut wd).arg(&gd).arg(&mut md).arg(&mut vd).arg(&n);
+        b.arg(&s.lr).arg(&s.b1).arg(&s.b2).arg(&s.omb1).arg(&s.omb2).arg(&s.bc1).arg(&s.bc2);
+        b.arg(&s.eps).arg(&s.wd).arg(&s.decay).arg(&dec);
+        // SAFETY: the four buffers hold n floats each.
+        unsafe { b.launch(grid_for(w.len())) }.map_err(|e| err("adam", e))?;
+        Ok([self.down(&wd, w.len())?, self.down(&md, w.len())?, self.down(&vd, w.len())?])
+    }
+
+    /// One SGD step; returns (w, buf).
+    pub fn sgd(&self, step: &SgdStep, w: &[f32], g: &[f32], buf: &[f32]) -> Result<[Vec<f32>; 2]> {
+        let func = self.function("optim", "ffwd_sgd_f32")?;
+        let (mut wd, gd, mut bd) = (self.up(w)?, self.up(g)?, self.up(buf)?);
+        let n = w.len() as i64;
+        let nest = step.nesterov as i32;
+        let mut b = self.stream.launch_builder(&func);
+        b.arg(&mut wd)
+            .arg(&gd)
+            .arg(&mut bd)
+            .arg(&n)
+            .arg(&step.lr)
+            .arg(&step.momentum)
+            .arg(&step.weight_decay)
+            .arg(&nest);
+        // SAFETY: the three buffers hold n floats each.
+        unsafe { b.launch(grid_for(w.len())) }.map_err(|e| err("sgd", e))?;
+        Ok([self.down(&wd, w.len())?, self.down(&bd, w.len())?])
+    }
+}

@@ -1,0 +1,153 @@
+//! CUDA == the scalar specification, bit for bit, for every wrapped kernel.
+//! Without a GPU these tests print `SKIP (no CUDA)` and pass; with
+//! `FFWD_REQUIRE_GPU=1` (set on the GPU machine) a missing device fails them.
+
+use ffwd_kernels::cuda::{cuda_device, CudaDevice};
+use ffwd_kernels::*;
+
+fn device() -> Option<&'static CudaDevice> {
+    let d = cuda_device();
+    if d.is_none() {
+        if std::env::var("FFWD_REQUIRE_GPU").as_deref() == Ok("1") {
+            panic!("FFWD_REQUIRE_GPU=1 but no CUDA device/driver/NVRTC could be loaded");
+        }
+        eprintln!("SKIP (no CUDA)");
+    }
+    d
+}
+
+fn same(what: &str, gpu: &[f32], spec: &[f32]) {
+    assert_eq!(gpu.len(), spec.len(), "{what}: lengths");
+    for (i, (g, s)) in gpu.iter().zip(spec).enumerate() {
+        assert!(
+            g.to_bits() == s.to_bits() || (g.is_nan() && s.is_nan()),
+            "{what}: element {i}: cuda {g:e} ({:08x}) vs spec {s:e} ({:08x})",
+            g.to_bits(),
+            s.to_bits()
+        );
+    }
+}
+
+/// Ordinary values with ±0, subnormals and large magnitudes mixed in.
+fn values(n: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed | 1;
+    (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            match s % 16 {
+                0 => 0.0,
+                1 => -0.0,
+                2 => f32::from_bits(s as u32 & 0x007F_FFFF),
+                3 => 1e30,
+                _ => ((s >> 40) as f32 / 8_388_608.0 - 1.0) * 4.0,
+            }
+        })
+        .collect()
+}
+
+const SHAPES: [(usize, usize, usize); 6] =
+    [(1, 1, 1), (7, 13, 5), (33, 31, 300), (64, 64, 64), (100, 17, 521), (200, 130, 784)];
+
+#[test]
+fn cuda_transcendentals_match_spec_bitwise() {
+    let Some(dev) = device() else { return };
+    let be = CpuBackend::scalar();
+    // a strided sweep of all bit patterns plus ordinary values
+    let mut x: Vec<f32> = (0..(1u64 << 32)).step_by(4099).map(|b| f32::from_bits(b as u32)).collect();
+    x.extend(values(100_000, 3));
+    for f in [Unary::Exp, Unary::Log1p, Unary::Ln, Unary::Softplus, Unary::Sigmoid] {
+        let mut spec = vec![0.0; x.len()];
+        be.unary(f, &x, &mut spec).unwrap();
+        same(&format!("{f:?}"), &dev.unary(f, &x).unwrap(), &spec);
+    }
+}
+
+#[test]
+fn cuda_gemm_matches_spec_bitwise_in_every_layout() {
+    let Some(dev) = device() else { return };
+    let be = CpuBackend::scalar();
+    for (i, &(m, n, k)) in SHAPES.iter().enumerate() {
+        let a = values(m * k, 10 + i as u64);
+        let b = values(k * n, 20 + i as u64);
+        let bias = values(n, 30 + i as u64);
+        for layout in 0..3 {
+            let (av, bv) = match layout {
+                0 => (MatRef::new(&a, m, k).unwrap(), MatRef::new(&b, k, n).unwrap()),
+                1 => (MatRef::new(&a, k, m).unwrap().t(), MatRef::new(&b, k, n).unwrap()),
+                _ => (MatRef::new(&a, m, k).unwrap(), MatRef::new(&b, n, k).unwrap().t()),
+            };
+            for epi in [Epilogue::None, Epilogue::Bias(&bias), Epilogue::BiasRelu(&bias)] {
+                let mut spec = vec![0.0; m * n];
+                be.gemm(av, bv, MatMut::new(&mut spec, m, n).unwrap(), epi).unwrap();
+                same(&format!("gemm {m}×{k}·{k}×{n} layout {layout} {epi:?}"), &dev.gemm(av, bv, epi).unwrap(), &spec);
+            }
+        }
+    }
+}
+
+#[test]
+fn cuda_row_reductions_and_norms_match_spec_bitwise() {
+    let Some(dev) = device() else { return };
+    let be = CpuBackend::scalar();
+    for &(rows, d, _) in &SHAPES {
+        let x = values(rows * d, rows as u64);
+        for squares in [true, false] {
+            let mut spec = vec![0.0; rows];
+            if squares {
+                be.row_sumsq(&x, d, &mut spec).unwrap();
+            } else {
+                be.row_sum(&x, d, &mut spec).unwrap();
+            }
+            same(&format!("row reduce {rows}×{d} squares={squares}"), &dev.row_reduce(&x, d, squares).unwrap(), &spec);
+        }
+        for norm in [Norm::Rms, Norm::L2, Norm::None] {
+            let mut spec = vec![0.0; x.len()];
+            be.normalize_rows(&x, &mut spec, d, norm, 1e-8).unwrap();
+            same(&format!("normalize {rows}×{d} {norm:?}"), &dev.normalize_rows(&x, d, norm, 1e-8).unwrap(), &spec);
+        }
+    }
+}
+
+#[test]
+fn cuda_local_and_bias_grads_match_spec_bitwise() {
+    let Some(dev) = device() else { return };
+    let be = CpuBackend::scalar();
+    for &(rows, d, _) in &SHAPES {
+        let h: Vec<f32> = values(rows * d, 5).into_iter().map(numerics::relu).collect();
+        let dldg = values(rows, 6);
+        let mut dz = vec![0.0; rows * d];
+        be.local_grad(&h, d, &dldg, &mut dz).unwrap();
+        same("local_grad", &dev.local_grad(&h, d, &dldg).unwrap(), &dz);
+        let mut db = vec![0.0; d];
+        be.bias_grad(&dz, rows, d, &mut db).unwrap();
+        same("bias_grad", &dev.bias_grad(&dz, rows, d).unwrap(), &db);
+    }
+}
+
+#[test]
+fn cuda_optimizers_match_spec_bitwise() {
+    let Some(dev) = device() else { return };
+    let be = CpuBackend::scalar();
+    let n = 10_007;
+    let (w, g, m0) = (values(n, 1), values(n, 2), values(n, 3));
+    let v0: Vec<f32> = values(n, 4).iter().map(|x| x.abs()).collect();
+    for (t, decoupled, wd) in [(1u64, false, 0.0f32), (7, true, 0.01), (1000, false, 1e-4)] {
+        let step = AdamStep { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: wd, decoupled, t };
+        let (mut ws, mut ms, mut vs) = (w.clone(), m0.clone(), v0.clone());
+        be.adam(&step, &mut ws, &g, &mut ms, &mut vs).unwrap();
+        let [wg, mg, vg] = dev.adam(&step, &w, &g, &m0, &v0).unwrap();
+        same("adam w", &wg, &ws);
+        same("adam m", &mg, &ms);
+        same("adam v", &vg, &vs);
+    }
+    for nesterov in [false, true] {
+        let step = SgdStep { lr: 1e-2, momentum: 0.9, weight_decay: 1e-4, nesterov };
+        let (mut ws, mut bs) = (w.clone(), m0.clone());
+        be.sgd(&step, &mut ws, &g, &mut bs).unwrap();
+        let [wg, bg] = dev.sgd(&step, &w, &g, &m0).unwrap();
+        same("sgd w", &wg, &ws);
+        same("sgd buf", &bg, &bs);
+    }
+}
