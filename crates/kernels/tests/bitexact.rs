@@ -3,6 +3,9 @@
 //! past the 256 K-block); values include ±0, subnormals, large magnitudes,
 //! infinities and arbitrary bit patterns.
 
+mod common;
+
+use common::{assert_bits_eq, values};
 use ffwd_kernels::*;
 use proptest::prelude::*;
 use std::sync::OnceLock;
@@ -22,19 +25,6 @@ fn avx2() -> Option<CpuBackend> {
             eprintln!("SKIP (no avx2/fma on this CPU)");
             None
         }
-    }
-}
-
-/// Same bits, or both NaN.
-fn assert_bits_eq(what: &str, a: &[f32], b: &[f32]) {
-    assert_eq!(a.len(), b.len(), "{what}: lengths");
-    for (i, (x, y)) in a.iter().zip(b).enumerate() {
-        assert!(
-            x.to_bits() == y.to_bits() || (x.is_nan() && y.is_nan()),
-            "{what}: element {i}: avx2 {x:e} ({:08x}) vs scalar {y:e} ({:08x})",
-            x.to_bits(),
-            y.to_bits()
-        );
     }
 }
 
@@ -96,21 +86,9 @@ proptest! {
         epi in 0usize..3,
         seed in any::<u64>(),
     ) {
-        // values from a seeded generator (cheaper than nested strategies)
-        let mut x = seed | 1;
-        let mut next = || { x ^= x << 13; x ^= x >> 7; x ^= x << 17; x };
-        let mut val = || -> f32 {
-            let r = next();
-            match r % 16 {
-                0 => 0.0, 1 => -0.0,
-                2 => f32::from_bits((r >> 8) as u32 & 0x007F_FFFF),
-                3 => if r & 1 == 0 { 1e30 } else { -7e-30 },
-                _ => ((r >> 11) as f64 / (1u64 << 53) as f64 * 8.0 - 4.0) as f32,
-            }
-        };
-        let a_data: Vec<f32> = (0..m * k).map(|_| val()).collect();
-        let b_data: Vec<f32> = (0..k * n).map(|_| val()).collect();
-        let bias: Vec<f32> = (0..n).map(|_| val()).collect();
+        let a_data = values(m * k, seed);
+        let b_data = values(k * n, seed ^ 1);
+        let bias = values(n, seed ^ 2);
         check("gemm", |be| {
             let (a, b) = match layout {
                 Layout::NN => (MatRef::new(&a_data, m, k).unwrap(), MatRef::new(&b_data, k, n).unwrap()),
@@ -136,11 +114,7 @@ proptest! {
         seed in any::<u64>(),
         norm in prop_oneof![Just(Norm::Rms), Just(Norm::L2), Just(Norm::None)],
     ) {
-        let mut s = seed | 1;
-        let x: Vec<f32> = (0..rows * d).map(|i| {
-            s ^= s << 13; s ^= s >> 7; s ^= s << 17;
-            match s % 11 { 0 => -0.0, 1 => f32::from_bits(s as u32 & 0x7FFFFF), 2 => 3e19, _ => ((s >> 40) as f32 / 8388608.0 - 1.0) * (1 + i % 5) as f32 }
-        }).collect();
+        let x = values(rows * d, seed);
         check("row reductions", |be| {
             let mut ss = vec![0.0; rows];
             let mut su = vec![0.0; rows];
@@ -256,23 +230,6 @@ fn shape_errors_name_the_op_and_shapes() {
     assert!(e.to_string().contains("label 5"), "{e}");
 }
 
-fn seeded(n: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed | 1;
-    (0..n)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            match s % 13 {
-                0 => 0.0,
-                1 => -0.0,
-                2 => f32::from_bits(s as u32 & 0x007F_FFFF),
-                _ => ((s >> 40) as f32 / 8_388_608.0 - 1.0) * 3.0,
-            }
-        })
-        .collect()
-}
-
 proptest! {
     #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
 
@@ -281,9 +238,9 @@ proptest! {
         (m, k, n) in (dim(), kdim(), prop_oneof![Just(1usize), Just(15), Just(16), Just(17), 1usize..70]),
         seed in any::<u64>(),
     ) {
-        let x = seeded(m * k, seed);
-        let w = PackedMat::from_row_major(&seeded(k * n, seed ^ 1), k, n).unwrap();
-        let bias = seeded(n, seed ^ 2);
+        let x = values(m * k, seed);
+        let w = PackedMat::from_row_major(&values(k * n, seed ^ 1), k, n).unwrap();
+        let bias = values(n, seed ^ 2);
         check("linear_forward_packed", |be| {
             let mut h = vec![f32::NAN; m * n];
             let mut g = vec![f32::NAN; m];
@@ -301,19 +258,19 @@ proptest! {
         adam in any::<bool>(),
         t in 1u64..100,
     ) {
-        let xn = seeded(rows * din, seed);
-        let h: Vec<f32> = seeded(rows * dout, seed ^ 3).into_iter().map(ffwd_kernels::numerics::relu).collect();
-        let dldg = seeded(rows, seed ^ 4);
-        let w0 = PackedMat::from_row_major(&seeded(din * dout, seed ^ 5), din, dout).unwrap();
+        let xn = values(rows * din, seed);
+        let h: Vec<f32> = values(rows * dout, seed ^ 3).into_iter().map(ffwd_kernels::numerics::relu).collect();
+        let dldg = values(rows, seed ^ 4);
+        let w0 = PackedMat::from_row_major(&values(din * dout, seed ^ 5), din, dout).unwrap();
         let len = w0.data().len();
         let step = if adam {
             OptimStep::Adam(AdamStep { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.01, decoupled: t % 2 == 0, t })
         } else {
             OptimStep::Sgd(SgdStep { lr: 1e-2, momentum: 0.9, weight_decay: 1e-4, nesterov: t % 2 == 0 })
         };
-        let a0: Vec<f32> = PackedMat::from_row_major(&seeded(din * dout, seed ^ 6), din, dout).unwrap().data().to_vec();
+        let a0: Vec<f32> = PackedMat::from_row_major(&values(din * dout, seed ^ 6), din, dout).unwrap().data().to_vec();
         let b0: Vec<f32> = PackedMat::from_row_major(
-            &seeded(din * dout, seed ^ 7).iter().map(|v| v.abs()).collect::<Vec<_>>(), din, dout).unwrap().data().to_vec();
+            &values(din * dout, seed ^ 7).iter().map(|v| v.abs()).collect::<Vec<_>>(), din, dout).unwrap().data().to_vec();
         check("linear_backward_update", |be| {
             let (mut w, mut a, mut b) = (w0.clone(), a0.clone(), if adam { b0.clone() } else { Vec::new() });
             let mut db = vec![f32::NAN; dout];

@@ -2,6 +2,9 @@
 //! Without a GPU these tests print `SKIP (no CUDA)` and pass; with
 //! `FFWD_REQUIRE_GPU=1` (set on the GPU machine) a missing device fails them.
 
+mod common;
+
+use common::{assert_bits_eq, values};
 use ffwd_kernels::cuda::{cuda_device, CudaDevice};
 use ffwd_kernels::*;
 
@@ -14,37 +17,6 @@ fn device() -> Option<&'static CudaDevice> {
         eprintln!("SKIP (no CUDA)");
     }
     d
-}
-
-fn same(what: &str, gpu: &[f32], spec: &[f32]) {
-    assert_eq!(gpu.len(), spec.len(), "{what}: lengths");
-    for (i, (g, s)) in gpu.iter().zip(spec).enumerate() {
-        assert!(
-            g.to_bits() == s.to_bits() || (g.is_nan() && s.is_nan()),
-            "{what}: element {i}: cuda {g:e} ({:08x}) vs spec {s:e} ({:08x})",
-            g.to_bits(),
-            s.to_bits()
-        );
-    }
-}
-
-/// Ordinary values with ±0, subnormals and large magnitudes mixed in.
-fn values(n: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed | 1;
-    (0..n)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            match s % 16 {
-                0 => 0.0,
-                1 => -0.0,
-                2 => f32::from_bits(s as u32 & 0x007F_FFFF),
-                3 => 1e30,
-                _ => ((s >> 40) as f32 / 8_388_608.0 - 1.0) * 4.0,
-            }
-        })
-        .collect()
 }
 
 const SHAPES: [(usize, usize, usize); 6] =
@@ -60,7 +32,7 @@ fn cuda_transcendentals_match_spec_bitwise() {
     for f in [Unary::Exp, Unary::Log1p, Unary::Ln, Unary::Softplus, Unary::Sigmoid] {
         let mut spec = vec![0.0; x.len()];
         be.unary(f, &x, &mut spec).unwrap();
-        same(&format!("{f:?}"), &dev.unary(f, &x).unwrap(), &spec);
+        assert_bits_eq(&format!("{f:?}"), &dev.unary(f, &x).unwrap(), &spec);
     }
 }
 
@@ -81,7 +53,11 @@ fn cuda_gemm_matches_spec_bitwise_in_every_layout() {
             for epi in [Epilogue::None, Epilogue::Bias(&bias), Epilogue::BiasRelu(&bias)] {
                 let mut spec = vec![0.0; m * n];
                 be.gemm(av, bv, MatMut::new(&mut spec, m, n).unwrap(), epi).unwrap();
-                same(&format!("gemm {m}×{k}·{k}×{n} layout {layout} {epi:?}"), &dev.gemm(av, bv, epi).unwrap(), &spec);
+                assert_bits_eq(
+                    &format!("gemm {m}×{k}·{k}×{n} layout {layout} {epi:?}"),
+                    &dev.gemm(av, bv, epi).unwrap(),
+                    &spec,
+                );
             }
         }
     }
@@ -100,12 +76,20 @@ fn cuda_row_reductions_and_norms_match_spec_bitwise() {
             } else {
                 be.row_sum(&x, d, &mut spec).unwrap();
             }
-            same(&format!("row reduce {rows}×{d} squares={squares}"), &dev.row_reduce(&x, d, squares).unwrap(), &spec);
+            assert_bits_eq(
+                &format!("row reduce {rows}×{d} squares={squares}"),
+                &dev.row_reduce(&x, d, squares).unwrap(),
+                &spec,
+            );
         }
         for norm in [Norm::Rms, Norm::L2, Norm::None] {
             let mut spec = vec![0.0; x.len()];
             be.normalize_rows(&x, &mut spec, d, norm, 1e-8).unwrap();
-            same(&format!("normalize {rows}×{d} {norm:?}"), &dev.normalize_rows(&x, d, norm, 1e-8).unwrap(), &spec);
+            assert_bits_eq(
+                &format!("normalize {rows}×{d} {norm:?}"),
+                &dev.normalize_rows(&x, d, norm, 1e-8).unwrap(),
+                &spec,
+            );
         }
     }
 }
@@ -119,10 +103,10 @@ fn cuda_local_and_bias_grads_match_spec_bitwise() {
         let dldg = values(rows, 6);
         let mut dz = vec![0.0; rows * d];
         be.local_grad(&h, d, &dldg, &mut dz).unwrap();
-        same("local_grad", &dev.local_grad(&h, d, &dldg).unwrap(), &dz);
+        assert_bits_eq("local_grad", &dev.local_grad(&h, d, &dldg).unwrap(), &dz);
         let mut db = vec![0.0; d];
         be.bias_grad(&dz, rows, d, &mut db).unwrap();
-        same("bias_grad", &dev.bias_grad(&dz, rows, d).unwrap(), &db);
+        assert_bits_eq("bias_grad", &dev.bias_grad(&dz, rows, d).unwrap(), &db);
     }
 }
 
@@ -138,16 +122,16 @@ fn cuda_optimizers_match_spec_bitwise() {
         let (mut ws, mut ms, mut vs) = (w.clone(), m0.clone(), v0.clone());
         be.adam(&step, &mut ws, &g, &mut ms, &mut vs).unwrap();
         let [wg, mg, vg] = dev.adam(&step, &w, &g, &m0, &v0).unwrap();
-        same("adam w", &wg, &ws);
-        same("adam m", &mg, &ms);
-        same("adam v", &vg, &vs);
+        assert_bits_eq("adam w", &wg, &ws);
+        assert_bits_eq("adam m", &mg, &ms);
+        assert_bits_eq("adam v", &vg, &vs);
     }
     for nesterov in [false, true] {
         let step = SgdStep { lr: 1e-2, momentum: 0.9, weight_decay: 1e-4, nesterov };
         let (mut ws, mut bs) = (w.clone(), m0.clone());
         be.sgd(&step, &mut ws, &g, &mut bs).unwrap();
         let [wg, bg] = dev.sgd(&step, &w, &g, &m0).unwrap();
-        same("sgd w", &wg, &ws);
-        same("sgd buf", &bg, &bs);
+        assert_bits_eq("sgd w", &wg, &ws);
+        assert_bits_eq("sgd buf", &bg, &bs);
     }
 }

@@ -4,6 +4,7 @@ use crate::config::{RunConfig, Schedule};
 use crate::trainer::{EpochReport, Trainer};
 use crate::{checkpoint, Error, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use ffwd_kernels::CpuBackend;
 use ffwd_layers::config::{GoodnessKind, LabelMode, LossKind, NormKind, OptimKind, PredictKind};
 use std::path::PathBuf;
 
@@ -329,7 +330,7 @@ pub fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Cmd::Eval(a) => {
-            let (meta, net) = checkpoint::load(&a.checkpoint)?;
+            let (meta, mut net) = checkpoint::load(&a.checkpoint)?;
             let mut cfg = meta.config.clone();
             if let Some(th) = a.threads {
                 cfg.train.threads = th;
@@ -344,8 +345,11 @@ pub fn run(cli: Cli) -> Result<()> {
                 });
             }
             let test = splits.test;
-            let mut t = Trainer::with_parts(cfg, net, test.clone(), None, test.clone())?;
-            let e = t.evaluate(&test)?;
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(cfg.train.threads)
+                .build()
+                .map_err(|e| Error::Invalid(format!("thread pool: {e}")))?;
+            let e = crate::trainer::evaluate(&mut net, &pool, CpuBackend::best(), cfg.train.eval_chunk, &test)?;
             println!(
                 "{} (epoch {}) on {} test: accuracy {}",
                 a.checkpoint.display(),

@@ -70,6 +70,38 @@ fn accuracy(pred: &[u8], labels: &[u8]) -> f32 {
     pred.iter().zip(labels).filter(|(a, b)| a == b).count() as f32 / labels.len() as f32
 }
 
+/// Predictions of `net` for every image of `ds`, in chunks of `chunk` images.
+pub fn predict(
+    net: &mut FfNet,
+    pool: &rayon::ThreadPool,
+    be: CpuBackend,
+    chunk: usize,
+    ds: &Dataset,
+) -> Result<Predictions> {
+    let mut images = Vec::with_capacity(ds.len() * ds.dim());
+    let mut labels = Vec::new();
+    let idx: Vec<u32> = (0..ds.len() as u32).collect();
+    ds.gather(&idx, &mut images, &mut labels);
+    Ok(pool.install(|| net.predict(&be, &images, ds.len(), chunk))?)
+}
+
+/// Accuracy of `net` on `ds`: overall, by goodness, by readout, per layer.
+pub fn evaluate(
+    net: &mut FfNet,
+    pool: &rayon::ThreadPool,
+    be: CpuBackend,
+    chunk: usize,
+    ds: &Dataset,
+) -> Result<EvalReport> {
+    let p = predict(net, pool, be, chunk, ds)?;
+    Ok(EvalReport {
+        acc: accuracy(&p.overall, &ds.labels),
+        goodness_acc: accuracy(&p.goodness, &ds.labels),
+        readout_acc: p.readout.as_ref().map(|r| accuracy(r, &ds.labels)),
+        per_layer: p.per_layer.iter().map(|l| accuracy(l, &ds.labels)).collect(),
+    })
+}
+
 impl Trainer {
     /// Load the data and build the network. `data_dir` overrides the
     /// config's folder.
@@ -110,24 +142,11 @@ impl Trainer {
 
     /// Predictions for a dataset.
     pub fn predict(&mut self, ds: &Dataset) -> Result<Predictions> {
-        let mut images = Vec::with_capacity(ds.len() * ds.dim());
-        let mut labels = Vec::new();
-        let idx: Vec<u32> = (0..ds.len() as u32).collect();
-        ds.gather(&idx, &mut images, &mut labels);
-        let chunk = self.cfg.train.eval_chunk;
-        let be = self.backend;
-        let net = &mut self.net;
-        Ok(self.pool.install(|| net.predict(&be, &images, ds.len(), chunk))?)
+        predict(&mut self.net, &self.pool, self.backend, self.cfg.train.eval_chunk, ds)
     }
 
     pub fn evaluate(&mut self, ds: &Dataset) -> Result<EvalReport> {
-        let p = self.predict(ds)?;
-        Ok(EvalReport {
-            acc: accuracy(&p.overall, &ds.labels),
-            goodness_acc: accuracy(&p.goodness, &ds.labels),
-            readout_acc: p.readout.as_ref().map(|r| accuracy(r, &ds.labels)),
-            per_layer: p.per_layer.iter().map(|l| accuracy(l, &ds.labels)).collect(),
-        })
+        evaluate(&mut self.net, &self.pool, self.backend, self.cfg.train.eval_chunk, ds)
     }
 
     /// Paths of the run's outputs.
@@ -170,11 +189,11 @@ impl Trainer {
                     checkpoint::save(&self.checkpoint_path(), &self.net, &self.cfg, global)?;
                 }
                 if every > 0 && (last || global.is_multiple_of(every)) {
-                    if let Some(val) = self.val.clone() {
-                        r.val = Some(self.evaluate(&val)?);
+                    let chunk = self.cfg.train.eval_chunk;
+                    if let Some(val) = &self.val {
+                        r.val = Some(evaluate(&mut self.net, &self.pool, self.backend, chunk, val)?);
                     }
-                    let test = self.test.clone();
-                    r.test = Some(self.evaluate(&test)?);
+                    r.test = Some(evaluate(&mut self.net, &self.pool, self.backend, chunk, &self.test)?);
                     let per = r.val.as_ref().or(r.test.as_ref()).map(|e| e.per_layer.clone()).unwrap_or_default();
                     for (l, a) in per.into_iter().enumerate() {
                         r.layers[l].acc = Some(a);

@@ -64,7 +64,10 @@ pub(crate) fn ff_loss(
     }
     let w = 1.0 / n as f32;
     let df = d as f32;
-    let gm = |x: f32| if form == GoodnessForm::Mean { x / df } else { x };
+    // G → the configured form, and dL/d(form) → dL/dG: both divide by D in
+    // the mean form.
+    let per_d = |x: f32| if form == GoodnessForm::Mean { x / df } else { x };
+    let gm = per_d;
     let rows = match loss {
         FfLoss::Threshold { .. } => n2,
         FfLoss::Symba { .. } => n,
@@ -86,7 +89,7 @@ pub(crate) fn ff_loss(
     }
     unary(Unary::Softplus, &scratch.s, &mut scratch.sp);
     unary(Unary::Sigmoid, &scratch.s, &mut scratch.sg);
-    let to_g = |x: f32| if form == GoodnessForm::Mean { x / df } else { x };
+    let to_g = per_d;
     match loss {
         FfLoss::Threshold { .. } => {
             for i in 0..n2 {

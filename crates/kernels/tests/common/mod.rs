@@ -1,0 +1,41 @@
+//! Helpers shared by the kernel test files.
+#![allow(dead_code)]
+
+/// Same bits, or both NaN.
+pub fn assert_bits_eq(what: &str, got: &[f32], spec: &[f32]) {
+    assert_eq!(got.len(), spec.len(), "{what}: lengths");
+    for (i, (x, y)) in got.iter().zip(spec).enumerate() {
+        assert!(
+            x.to_bits() == y.to_bits() || (x.is_nan() && y.is_nan()),
+            "{what}: element {i}: got {x:e} ({:08x}) vs spec {y:e} ({:08x})",
+            x.to_bits(),
+            y.to_bits()
+        );
+    }
+}
+
+/// `n` values from a seeded xorshift: mostly in [-4, 4), with +0, −0,
+/// subnormals and large/tiny magnitudes (1e30, −7e-30) mixed in.
+pub fn values(n: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed | 1;
+    (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            match s % 16 {
+                0 => 0.0,
+                1 => -0.0,
+                2 => f32::from_bits((s >> 8) as u32 & 0x007F_FFFF),
+                3 => {
+                    if s & 0x100 == 0 {
+                        1e30
+                    } else {
+                        -7e-30
+                    }
+                }
+                _ => ((s >> 40) as f32 / 8_388_608.0 - 1.0) * 4.0,
+            }
+        })
+        .collect()
+}
