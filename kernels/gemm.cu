@@ -4,7 +4,8 @@
 // ascends). No split-K, no atomics, no tensor cores.
 // Operands are strided views (a_rs, a_cs), (b_rs, b_cs), so transposes are
 // free. Block tile 64×64, k tile 16, 256 threads, 4×4 outputs per thread.
-// epi: 0 none, 1 bias, 2 bias + ReLU.
+// epi: 0 none, 1 bias, 2 bias + ReLU, 3 accumulate (each chain starts from
+// the value already in C, so C += A·B continues a split reduction).
 #define FFWD_BM 64
 #define FFWD_BN 64
 #define FFWD_BK 16
@@ -18,7 +19,10 @@ ffwd_gemm_f32(const float* __restrict__ A, long a_rs, long a_cs, const float* __
     const int row0 = blockIdx.y * FFWD_BM, col0 = blockIdx.x * FFWD_BN;
     float acc[4][4];
     for (int i = 0; i < 4; ++i)
-        for (int j = 0; j < 4; ++j) acc[i][j] = 0.0f;
+        for (int j = 0; j < 4; ++j) {
+            int r = row0 + ty * 4 + i, c = col0 + tx * 4 + j;
+            acc[i][j] = (epi == 3 && r < M && c < N) ? C[(long)r * ldc + c] : 0.0f;
+        }
     for (int k0 = 0; k0 < K; k0 += FFWD_BK) {
         for (int t = threadIdx.x; t < FFWD_BM * FFWD_BK; t += 256) {
             int kk = t / FFWD_BM, mm = t % FFWD_BM;
@@ -48,7 +52,7 @@ ffwd_gemm_f32(const float* __restrict__ A, long a_rs, long a_cs, const float* __
             int c = col0 + tx * 4 + j;
             if (c >= N) continue;
             float z = acc[i][j];
-            if (epi >= 1) z = __fadd_rn(z, bias[c]);
+            if (epi == 1 || epi == 2) z = __fadd_rn(z, bias[c]);
             if (epi == 2) z = ffwd_relu(z);
             C[(long)r * ldc + c] = z;
         }

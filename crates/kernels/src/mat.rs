@@ -67,6 +67,17 @@ impl<'a> MatMut<'a> {
         }
         Ok(Self { data, rows, cols, rs: cols })
     }
+    /// A row-major view with row stride `rs ≥ cols` (a column block of a
+    /// wider matrix); checks that every addressed element is in bounds.
+    pub fn strided(data: &'a mut [f32], rows: usize, cols: usize, rs: usize) -> Result<Self> {
+        if cols > rs || (rows > 0 && cols > 0 && (rows - 1) * rs + cols > data.len()) {
+            return Err(shape_err(
+                "MatMut::strided",
+                format!("{rows}×{cols} with row stride {rs} exceeds {} elements", data.len()),
+            ));
+        }
+        Ok(Self { data, rows, cols, rs })
+    }
     pub fn rows(&self) -> usize {
         self.rows
     }

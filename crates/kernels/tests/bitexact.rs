@@ -5,41 +5,9 @@
 
 mod common;
 
-use common::{assert_bits_eq, values};
+use common::{check, values};
 use ffwd_kernels::*;
 use proptest::prelude::*;
-use std::sync::OnceLock;
-
-fn pools() -> &'static [rayon::ThreadPool; 2] {
-    static P: OnceLock<[rayon::ThreadPool; 2]> = OnceLock::new();
-    P.get_or_init(|| {
-        let mk = |n| rayon::ThreadPoolBuilder::new().num_threads(n).build().unwrap();
-        [mk(1), mk(2)]
-    })
-}
-
-fn avx2() -> Option<CpuBackend> {
-    match CpuBackend::avx2() {
-        Ok(b) => Some(b),
-        Err(_) => {
-            eprintln!("SKIP (no avx2/fma on this CPU)");
-            None
-        }
-    }
-}
-
-/// Run `f` with the scalar spec once and with AVX2 at 1 and 2 threads; every
-/// output must match the spec's bits.
-fn check<F: Fn(&CpuBackend) -> Vec<Vec<f32>> + Sync>(what: &str, f: F) {
-    let Some(fast) = avx2() else { return };
-    let want = f(&CpuBackend::scalar());
-    for (t, pool) in pools().iter().enumerate() {
-        let got = pool.install(|| f(&fast));
-        for (o, (g, w)) in got.iter().zip(&want).enumerate() {
-            assert_bits_eq(&format!("{what} (output {o}, {} threads)", t + 1), g, w);
-        }
-    }
-}
 
 /// Values a kernel must survive: ordinary, ±0, subnormal, huge, tiny.
 fn value() -> impl Strategy<Value = f32> {
@@ -83,10 +51,11 @@ proptest! {
     fn gemm_avx2_matches_spec_bitwise(
         (m, n, k) in (dim(), dim(), kdim()),
         layout in prop_oneof![Just(Layout::NN), Just(Layout::TN), Just(Layout::NT)],
-        epi in 0usize..3,
+        epi in 0usize..4,
         seed in any::<u64>(),
     ) {
         let a_data = values(m * k, seed);
+        let c0 = values(m * n, seed ^ 3);
         let b_data = values(k * n, seed ^ 1);
         let bias = values(n, seed ^ 2);
         check("gemm", |be| {
@@ -95,9 +64,14 @@ proptest! {
                 Layout::TN => (MatRef::new(&a_data, k, m).unwrap().t(), MatRef::new(&b_data, k, n).unwrap()),
                 Layout::NT => (MatRef::new(&a_data, m, k).unwrap(), MatRef::new(&b_data, n, k).unwrap().t()),
             };
-            let mut c = vec![f32::NAN; m * n];
+            let mut c = if epi == 3 { c0.clone() } else { vec![f32::NAN; m * n] };
             let mut g = vec![f32::NAN; m];
-            let e = match epi { 0 => Epilogue::None, 1 => Epilogue::Bias(&bias), _ => Epilogue::BiasRelu(&bias) };
+            let e = match epi {
+                0 => Epilogue::None,
+                1 => Epilogue::Bias(&bias),
+                3 => Epilogue::Accumulate,
+                _ => Epilogue::BiasRelu(&bias),
+            };
             if epi == 2 {
                 be.linear_forward(a, b, &bias, MatMut::new(&mut c, m, n).unwrap(), &mut g).unwrap();
             } else {

@@ -50,12 +50,13 @@ fn cuda_gemm_matches_spec_bitwise_in_every_layout() {
                 1 => (MatRef::new(&a, k, m).unwrap().t(), MatRef::new(&b, k, n).unwrap()),
                 _ => (MatRef::new(&a, m, k).unwrap(), MatRef::new(&b, n, k).unwrap().t()),
             };
-            for epi in [Epilogue::None, Epilogue::Bias(&bias), Epilogue::BiasRelu(&bias)] {
-                let mut spec = vec![0.0; m * n];
+            let c0 = values(m * n, 40 + i as u64);
+            for epi in [Epilogue::None, Epilogue::Accumulate, Epilogue::Bias(&bias), Epilogue::BiasRelu(&bias)] {
+                let mut spec = c0.clone();
                 be.gemm(av, bv, MatMut::new(&mut spec, m, n).unwrap(), epi).unwrap();
                 assert_bits_eq(
                     &format!("gemm {m}×{k}·{k}×{n} layout {layout} {epi:?}"),
-                    &dev.gemm(av, bv, epi).unwrap(),
+                    &dev.gemm(av, bv, epi, &c0).unwrap(),
                     &spec,
                 );
             }

@@ -3,7 +3,8 @@
 //!
 //! **Spec.** For every output (i, j): `acc = +0.0`; for k = 0..K−1 in
 //! ascending order, `acc = fma(A[i,k], B[k,j], acc)`; then the epilogue:
-//! `None → acc`, `Bias → acc + bias[j]`, `BiasRelu → relu(acc + bias[j])`.
+//! `None → acc`, `Accumulate` (acc starts at C[i,j]) `→ acc`,
+//! `Bias → acc + bias[j]`, `BiasRelu → relu(acc + bias[j])`.
 //!
 //! **AVX2.** BLIS-style: B is packed in KC×16 column panels, A in 6×KC row
 //! panels, and a 6×16 outer-product microkernel keeps 12 accumulators in
@@ -22,6 +23,10 @@ use std::cell::RefCell;
 #[derive(Clone, Copy, Debug)]
 pub enum Epilogue<'a> {
     None,
+    /// `C += A·B`: each output's fma chain starts from C's current value
+    /// instead of +0.0, so a long reduction split into several calls (the
+    /// conv dW over image chunks) gives the bits of one call.
+    Accumulate,
     Bias(&'a [f32]),
     BiasRelu(&'a [f32]),
 }
@@ -30,14 +35,14 @@ impl Epilogue<'_> {
     #[inline(always)]
     pub(crate) fn apply(&self, j: usize, acc: f32) -> f32 {
         match self {
-            Epilogue::None => acc,
+            Epilogue::None | Epilogue::Accumulate => acc,
             Epilogue::Bias(b) => acc + b[j],
             Epilogue::BiasRelu(b) => relu(acc + b[j]),
         }
     }
     pub(crate) fn bias(&self) -> Option<&[f32]> {
         match self {
-            Epilogue::None => None,
+            Epilogue::None | Epilogue::Accumulate => None,
             Epilogue::Bias(b) | Epilogue::BiasRelu(b) => Some(b),
         }
     }
@@ -146,9 +151,10 @@ impl BSource<'_> {
 /// The specification: a naive triple loop.
 pub(crate) fn gemm_scalar(a: MatRef, b: MatRef, c: &mut MatMut, epi: Epilogue, g: Option<&mut [f32]>) {
     let (m, n, k) = (a.rows, b.cols, a.cols);
+    let accumulate = matches!(epi, Epilogue::Accumulate);
     for i in 0..m {
         for j in 0..n {
-            let mut acc = 0.0f32;
+            let mut acc = if accumulate { c.data[i * c.rs + j] } else { 0.0f32 };
             for p in 0..k {
                 acc = a.at(i, p).mul_add(b.at(p, j), acc);
             }
@@ -350,6 +356,7 @@ pub(crate) fn gemm_avx2_src(a: MatRef, b: BSource, c: &mut MatMut, epi: Epi, g: 
         let zeros = [0.0f32; MR * NR];
         for i in 0..m {
             match epi {
+                Epi::Out(Epilogue::Accumulate) => {}
                 Epi::Out(e) => {
                     for j in 0..n {
                         c.data[i * rs + j] = e.apply(j, 0.0);
@@ -379,7 +386,7 @@ pub(crate) fn gemm_avx2_src(a: MatRef, b: BSource, c: &mut MatMut, epi: Epi, g: 
     // One K block (kc at pc) of rows i0..i0+mrows × panels qs, A packed.
     let run =
         |i0: usize, mrows: usize, pc: usize, kc: usize, apack: &[f32], bpanel: Panels, qs: std::ops::Range<usize>| {
-            let first = pc == 0;
+            let first = pc == 0 && !matches!(epi, Epi::Out(Epilogue::Accumulate));
             let tile_epi = if pc + kc == k { epi } else { Epi::Out(Epilogue::None) };
             for q in qs {
                 let jr = q * NR;
@@ -560,7 +567,7 @@ mod avx2 {
             }
         };
         let (has_bias, relu) = match epi {
-            Epilogue::None => (false, false),
+            Epilogue::None | Epilogue::Accumulate => (false, false),
             Epilogue::Bias(_) => (true, false),
             Epilogue::BiasRelu(_) => (true, true),
         };

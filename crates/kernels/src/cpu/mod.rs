@@ -3,11 +3,15 @@
 //! reproduces it bit for bit. One op family per file; each file holds the
 //! scalar spec and the AVX2 code side by side.
 
+pub mod conv;
+pub mod embed;
 pub mod gemm;
 pub mod linear;
 pub mod loss;
 pub mod math;
+pub mod norm2d;
 pub mod optim;
+pub mod pool;
 pub mod reduce;
 
 use crate::error::{check_len, shape_err, Error, Result};

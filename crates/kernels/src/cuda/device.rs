@@ -146,8 +146,10 @@ impl CudaDevice {
         self.down(&yd, x.len())
     }
 
-    /// `epilogue(a · b)` as a row-major m × n matrix.
-    pub fn gemm(&self, a: MatRef, b: MatRef, epi: Epilogue) -> Result<Vec<f32>> {
+    /// `epilogue(a · b)` as a row-major m × n matrix; under
+    /// [`Epilogue::Accumulate`], `c0 + a · b` with each chain starting from
+    /// `c0` (`c0` is ignored otherwise and may be empty).
+    pub fn gemm(&self, a: MatRef, b: MatRef, epi: Epilogue, c0: &[f32]) -> Result<Vec<f32>> {
         let (m, n, k) = (a.rows, b.cols, a.cols);
         if b.rows != k {
             return Err(crate::error::shape_err("cuda gemm", format!("A {m}×{k} · B {}×{n}", b.rows)));
@@ -156,11 +158,19 @@ impl CudaDevice {
         let (ad, bd) = (self.up(a.data)?, self.up(b.data)?);
         let (bias, code) = match epi {
             Epilogue::None => (vec![0.0f32], 0i32),
+            Epilogue::Accumulate => (vec![0.0f32], 3),
             Epilogue::Bias(v) => (v.to_vec(), 1),
             Epilogue::BiasRelu(v) => (v.to_vec(), 2),
         };
         let biasd = self.up(&bias)?;
-        let mut cd = self.zeros(m * n)?;
+        let mut cd = if code == 3 {
+            if c0.len() != m * n {
+                return Err(crate::error::shape_err("cuda gemm", format!("C₀ has {} elements, not {m}×{n}", c0.len())));
+            }
+            self.up(c0)?
+        } else {
+            self.zeros(m * n)?
+        };
         let (a_rs, a_cs, b_rs, b_cs, ldc) = (a.rs as i64, a.cs as i64, b.rs as i64, b.cs as i64, n as i64);
         let (mi, ni, ki) = (m as i32, n as i32, k as i32);
         let mut lb = self.stream.launch_builder(&func);

@@ -1,6 +1,9 @@
 //! Helpers shared by the kernel test files.
 #![allow(dead_code)]
 
+use ffwd_kernels::CpuBackend;
+use std::sync::OnceLock;
+
 /// Same bits, or both NaN.
 pub fn assert_bits_eq(what: &str, got: &[f32], spec: &[f32]) {
     assert_eq!(got.len(), spec.len(), "{what}: lengths");
@@ -39,3 +42,36 @@ pub fn values(n: usize, seed: u64) -> Vec<f32> {
         })
         .collect()
 }
+
+/// Rayon pools of 1 and 2 threads.
+pub fn pools() -> &'static [rayon::ThreadPool; 2] {
+    static P: OnceLock<[rayon::ThreadPool; 2]> = OnceLock::new();
+    P.get_or_init(|| {
+        let mk = |n| rayon::ThreadPoolBuilder::new().num_threads(n).build().unwrap();
+        [mk(1), mk(2)]
+    })
+}
+
+pub fn avx2() -> Option<CpuBackend> {
+    match CpuBackend::avx2() {
+        Ok(b) => Some(b),
+        Err(_) => {
+            eprintln!("SKIP (no avx2/fma on this CPU)");
+            None
+        }
+    }
+}
+
+/// Run `f` with the scalar spec once and with AVX2 at 1 and 2 threads; every
+/// output must match the spec's bits.
+pub fn check<F: Fn(&CpuBackend) -> Vec<Vec<f32>> + Sync>(what: &str, f: F) {
+    let Some(fast) = avx2() else { return };
+    let want = f(&CpuBackend::scalar());
+    for (t, pool) in pools().iter().enumerate() {
+        let got = pool.install(|| f(&fast));
+        for (o, (g, w)) in got.iter().zip(&want).enumerate() {
+            assert_bits_eq(&format!("{what} (output {o}, {} threads)", t + 1), g, w);
+        }
+    }
+}
+

@@ -1,0 +1,77 @@
+//! 2×2 max-pool (stride 2) on CNHW blocks, forward and backward.
+//!
+//! **Spec.** Each output takes the window's values in the order (0,0),
+//! (0,1), (1,0), (1,1) and keeps the first one that no later value beats by
+//! `>`; its position (0–3) is recorded. Backward routes each output's
+//! gradient to that position and writes +0.0 elsewhere. One implementation
+//! serves both backends (a compare-and-select has nothing to round),
+//! parallel over image planes.
+
+use super::conv::Cnhw;
+use super::CpuBackend;
+use crate::error::{check_len, shape_err, Result};
+use rayon::prelude::*;
+
+fn pool_check(op: &'static str, g: Cnhw) -> Result<()> {
+    if !g.h.is_multiple_of(2) || !g.w.is_multiple_of(2) {
+        return Err(shape_err(op, format!("{}×{} planes: a 2×2 pool needs even height and width", g.h, g.w)));
+    }
+    Ok(())
+}
+
+impl CpuBackend {
+    /// `y` (CNHW, h/2 × w/2) and the argmax positions `idx` (one per output).
+    pub fn maxpool2_forward(&self, x: &[f32], g: Cnhw, y: &mut [f32], idx: &mut [u8]) -> Result<()> {
+        pool_check("maxpool2_forward", g)?;
+        check_len("maxpool2_forward", "x", x.len(), g.len())?;
+        let (ho, wo) = (g.h / 2, g.w / 2);
+        check_len("maxpool2_forward", "y", y.len(), g.c * g.n * ho * wo)?;
+        check_len("maxpool2_forward", "idx", idx.len(), y.len())?;
+        if y.is_empty() {
+            return Ok(());
+        }
+        let (hw, w) = (g.plane(), g.w);
+        y.par_chunks_mut(ho * wo).zip(idx.par_chunks_mut(ho * wo)).enumerate().for_each(|(p, (yp, ip))| {
+            let xp = &x[p * hw..(p + 1) * hw];
+            for oy in 0..ho {
+                for ox in 0..wo {
+                    let base = 2 * oy * w + 2 * ox;
+                    let cand = [xp[base], xp[base + 1], xp[base + w], xp[base + w + 1]];
+                    let mut best = 0;
+                    for (t, &v) in cand.iter().enumerate().skip(1) {
+                        if v > cand[best] {
+                            best = t;
+                        }
+                    }
+                    yp[oy * wo + ox] = cand[best];
+                    ip[oy * wo + ox] = best as u8;
+                }
+            }
+        });
+        Ok(())
+    }
+
+    /// `dx` (CNHW like the pool's input `g`) from `dy` and the positions.
+    pub fn maxpool2_backward(&self, dy: &[f32], idx: &[u8], g: Cnhw, dx: &mut [f32]) -> Result<()> {
+        pool_check("maxpool2_backward", g)?;
+        let (ho, wo) = (g.h / 2, g.w / 2);
+        check_len("maxpool2_backward", "dy", dy.len(), g.c * g.n * ho * wo)?;
+        check_len("maxpool2_backward", "idx", idx.len(), dy.len())?;
+        check_len("maxpool2_backward", "dx", dx.len(), g.len())?;
+        if dx.is_empty() {
+            return Ok(());
+        }
+        let (hw, w) = (g.plane(), g.w);
+        dx.par_chunks_mut(hw).enumerate().for_each(|(p, xp)| {
+            xp.fill(0.0);
+            for oy in 0..ho {
+                for ox in 0..wo {
+                    let o = p * ho * wo + oy * wo + ox;
+                    let t = idx[o] as usize;
+                    xp[(2 * oy + t / 2) * w + 2 * ox + t % 2] = dy[o];
+                }
+            }
+        });
+        Ok(())
+    }
+}

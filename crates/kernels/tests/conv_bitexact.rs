@@ -1,0 +1,192 @@
+//! The convolutional ops: the scalar backend equals a direct transcription
+//! of each spec, and AVX2 equals the scalar backend bit for bit at 1 and 2
+//! threads (conv forward/dW/dX across image chunks, max-pool, batch norm,
+//! the length norm, block goodness, the label channel).
+
+mod common;
+
+use common::{assert_bits_eq, check, values};
+use ffwd_kernels::*;
+use proptest::prelude::*;
+
+/// Input value at (ci, b, iy, ix) with zero padding.
+fn at(x: &[f32], g: Cnhw, ci: usize, b: usize, iy: isize, ix: isize) -> f32 {
+    if iy < 0 || ix < 0 || iy >= g.h as isize || ix >= g.w as isize {
+        return 0.0;
+    }
+    x[((ci * g.n + b) * g.h + iy as usize) * g.w + ix as usize]
+}
+
+/// The spec of crates/kernels/src/cpu/conv.rs, written out directly.
+fn conv_direct(x: &[f32], g: Cnhw, w: &[f32], cout: usize, dy: &[f32]) -> [Vec<f32>; 3] {
+    let (hw, k9) = (g.plane(), g.c * 9);
+    let mut y = vec![0.0f32; cout * g.row()];
+    let mut dw = vec![0.0f32; cout * k9];
+    let mut dcol = vec![0.0f32; k9 * g.row()];
+    for co in 0..cout {
+        for b in 0..g.n {
+            for oy in 0..g.h {
+                for ox in 0..g.w {
+                    let mut acc = 0.0f32;
+                    for k in 0..k9 {
+                        let (ci, ky, kx) = (k / 9, (k % 9) / 3, k % 3);
+                        let v = at(x, g, ci, b, oy as isize + ky as isize - 1, ox as isize + kx as isize - 1);
+                        acc = w[co * k9 + k].mul_add(v, acc);
+                    }
+                    y[co * g.row() + b * hw + oy * g.w + ox] = acc;
+                }
+            }
+        }
+        for k in 0..k9 {
+            let (ci, ky, kx) = (k / 9, (k % 9) / 3, k % 3);
+            let mut acc = 0.0f32;
+            for b in 0..g.n {
+                for oy in 0..g.h {
+                    for ox in 0..g.w {
+                        let v = at(x, g, ci, b, oy as isize + ky as isize - 1, ox as isize + kx as isize - 1);
+                        acc = dy[co * g.row() + b * hw + oy * g.w + ox].mul_add(v, acc);
+                    }
+                }
+            }
+            dw[co * k9 + k] = acc;
+        }
+    }
+    for k in 0..k9 {
+        for col in 0..g.row() {
+            let mut acc = 0.0f32;
+            for co in 0..cout {
+                acc = w[co * k9 + k].mul_add(dy[co * g.row() + col], acc);
+            }
+            dcol[k * g.row() + col] = acc;
+        }
+    }
+    let mut dx = vec![0.0f32; g.len()];
+    for ci in 0..g.c {
+        for b in 0..g.n {
+            for iy in 0..g.h as isize {
+                for ix in 0..g.w as isize {
+                    let mut acc = 0.0f32;
+                    for ky in 0..3isize {
+                        for kx in 0..3isize {
+                            let (oy, ox) = (iy - ky + 1, ix - kx + 1);
+                            if oy < 0 || ox < 0 || oy >= g.h as isize || ox >= g.w as isize {
+                                continue;
+                            }
+                            let k = ci * 9 + (ky * 3 + kx) as usize;
+                            acc = acc + dcol[k * g.row() + b * hw + oy as usize * g.w + ox as usize];
+                        }
+                    }
+                    dx[((ci * g.n + b) * g.h + iy as usize) * g.w + ix as usize] = acc;
+                }
+            }
+        }
+    }
+    [y, dw, dx]
+}
+
+fn conv_backend(be: &CpuBackend, x: &[f32], g: Cnhw, w: &[f32], cout: usize, dy: &[f32]) -> Vec<Vec<f32>> {
+    let mut s = ConvScratch::default();
+    let mut y = vec![f32::NAN; cout * g.row()];
+    be.conv3x3_forward(x, g, w, cout, &mut y, &mut s).unwrap();
+    let mut dw = vec![f32::NAN; w.len()];
+    let mut dx = vec![f32::NAN; x.len()];
+    be.conv3x3_backward(x, g, w, cout, dy, &mut dw, Some(&mut dx), &mut s).unwrap();
+    vec![y, dw, dx]
+}
+
+#[test]
+fn conv3x3_backends_equal_the_direct_spec_bitwise_across_image_chunks() {
+    // 64 channels of 32×32: the col buffer holds 7 images, so 9 images take
+    // two chunks and dW continues its chains across them.
+    for (i, g) in [Cnhw::new(3, 2, 5, 7), Cnhw::new(64, 9, 32, 32), Cnhw::new(2, 3, 1, 1)].into_iter().enumerate() {
+        let cout = 3;
+        let x = values(g.len(), 100 + i as u64);
+        let w = values(cout * g.c * 9, 200 + i as u64);
+        let dy = values(cout * g.row(), 300 + i as u64);
+        let want = conv_direct(&x, g, &w, cout, &dy);
+        let got = conv_backend(&CpuBackend::scalar(), &x, g, &w, cout, &dy);
+        for (name, (a, b)) in ["y", "dW", "dX"].iter().zip(got.iter().zip(&want)) {
+            assert_bits_eq(&format!("scalar conv {name} {g:?}"), a, b);
+        }
+        check(&format!("conv {g:?}"), |be| conv_backend(be, &x, g, &w, cout, &dy));
+    }
+}
+
+#[test]
+fn maxpool_keeps_the_first_maximum_and_routes_gradient_there() {
+    let be = CpuBackend::best();
+    let g = Cnhw::new(1, 1, 2, 4);
+    let x = [1.0, 3.0, 2.0, 2.0, 3.0, 0.0, -1.0, 2.0];
+    let (mut y, mut idx) = (vec![0.0; 2], vec![9u8; 2]);
+    be.maxpool2_forward(&x, g, &mut y, &mut idx).unwrap();
+    assert_eq!((y.clone(), idx.clone()), (vec![3.0, 2.0], vec![1, 0]));
+    let mut dx = vec![f32::NAN; 8];
+    be.maxpool2_backward(&[5.0, 7.0], &idx, g, &mut dx).unwrap();
+    assert_eq!(dx, vec![0.0, 5.0, 7.0, 0.0, 0.0, 0.0, 0.0, 0.0]);
+    let e = be.maxpool2_forward(&[0.0; 6], Cnhw::new(1, 1, 3, 2), &mut [0.0; 1], &mut [0; 1]).unwrap_err();
+    assert!(e.to_string().contains("even"), "{e}");
+}
+
+#[test]
+fn label_channel_rejects_out_of_range_labels() {
+    let be = CpuBackend::best();
+    let e = be.label_channel(&[0.0; 8], 4, &[0, 2], &mut [0.0; 8]).unwrap_err();
+    assert!(e.to_string().contains("label 2 with 2 classes"), "{e}");
+}
+
+fn geom() -> impl Strategy<Value = Cnhw> {
+    (1usize..6, 1usize..5, 1usize..7, 1usize..7).prop_map(|(c, n, h, w)| Cnhw::new(c, n, 2 * h, 2 * w))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    #[test]
+    fn conv3x3_avx2_matches_spec_bitwise(g in geom(), cout in 1usize..20, seed in any::<u64>()) {
+        let x = values(g.len(), seed);
+        let w = values(cout * g.c * 9, seed ^ 1);
+        let dy = values(cout * g.row(), seed ^ 2);
+        check("conv", |be| conv_backend(be, &x, g, &w, cout, &dy));
+    }
+
+    #[test]
+    fn pool_norms_and_label_channel_avx2_match_spec_bitwise(g in geom(), seed in any::<u64>()) {
+        let x: Vec<f32> = values(g.len(), seed).iter().map(|v| v.clamp(-1e3, 1e3)).collect();
+        let dy = values(g.len(), seed ^ 1);
+        let gamma = values(g.c, seed ^ 2);
+        let beta = values(g.c, seed ^ 3);
+        let dldg = values(g.n, seed ^ 4);
+        let labels: Vec<u32> = (0..g.n as u32).map(|b| (b * 7 + seed as u32) % 3).collect();
+        let emb = values(3 * g.plane(), seed ^ 5);
+        check("pool/norm/embed", |be| {
+            let gp = Cnhw::new(g.c, g.n, g.h / 2, g.w / 2);
+            let (mut y, mut idx) = (vec![0.0; gp.len()], vec![0u8; gp.len()]);
+            be.maxpool2_forward(&x, g, &mut y, &mut idx).unwrap();
+            let mut dxp = vec![0.0; g.len()];
+            be.maxpool2_backward(&dy[..gp.len()], &idx, g, &mut dxp).unwrap();
+            let idxf: Vec<f32> = idx.iter().map(|&i| i as f32).collect();
+            let c = g.c;
+            let (mut mean, mut var, mut rstd) = (vec![0.0; c], vec![0.0; c], vec![0.0; c]);
+            be.batchnorm_stats(&x, g, 1e-5, &mut mean, &mut var, &mut rstd).unwrap();
+            let mut bn = vec![0.0; g.len()];
+            be.batchnorm_apply(&x, g, &mean, &rstd, &gamma, &beta, &mut bn).unwrap();
+            let (mut dxb, mut dg, mut db) = (vec![0.0; g.len()], vec![0.0; c], vec![0.0; c]);
+            be.batchnorm_backward(&x, g, &mean, &rstd, &gamma, &dy, &mut dxb, &mut dg, &mut db).unwrap();
+            let (mut rm, mut rv) = (gamma.clone(), beta.iter().map(|v| v.abs()).collect::<Vec<_>>());
+            be.batchnorm_update_running(&mean, &var, g.row(), 0.1, &mut rm, &mut rv).unwrap();
+            let mut ss = vec![0.0; g.n];
+            be.block_sumsq(&x, g, &mut ss).unwrap();
+            let mut lg = vec![0.0; g.len()];
+            be.block_local_grad(&x, g, &dldg, &mut lg).unwrap();
+            let (mut sn, mut inv) = (vec![0.0; g.len()], vec![0.0; g.n]);
+            be.sample_norm_forward(&x, g, 1e-4, &mut sn, &mut inv).unwrap();
+            let mut dsn = vec![0.0; g.len()];
+            be.sample_norm_backward(&x, g, &inv, &dy, &mut dsn, &mut Vec::new()).unwrap();
+            let mut chan = vec![0.0; g.n * g.plane()];
+            be.label_channel(&emb, g.plane(), &labels, &mut chan).unwrap();
+            let mut demb = vec![0.0; emb.len()];
+            be.label_channel_grad(&dy[..chan.len()], g.plane(), &labels, &mut demb).unwrap();
+            vec![y, idxf, dxp, mean, var, rstd, bn, dxb, dg, db, rm, rv, ss, lg, sn, inv, dsn, chan, demb]
+        });
+    }
+}
