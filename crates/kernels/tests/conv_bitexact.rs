@@ -3,6 +3,9 @@
 //! threads (conv forward/dW/dX across image chunks, max-pool, batch norm,
 //! the length norm, block goodness, the label channel).
 
+// The spec spells out each rounding step.
+#![allow(clippy::assign_op_pattern)]
+
 mod common;
 
 use common::{assert_bits_eq, check, values};

@@ -21,7 +21,7 @@ fn check_labels(op: &'static str, labels: &[u32], classes: usize) -> Result<()> 
 impl CpuBackend {
     /// Write `emb[labels[b]]` (emb: classes × hw) into `chan` (n × hw).
     pub fn label_channel(&self, emb: &[f32], hw: usize, labels: &[u32], chan: &mut [f32]) -> Result<()> {
-        let classes = if hw == 0 { 0 } else { emb.len() / hw };
+        let classes = emb.len().checked_div(hw).unwrap_or(0);
         check_len("label_channel", "embedding", emb.len(), classes * hw)?;
         check_len("label_channel", "channel", chan.len(), labels.len() * hw)?;
         check_labels("label_channel", labels, classes)?;
@@ -36,7 +36,7 @@ impl CpuBackend {
 
     /// `demb` (classes × hw, overwritten) from the channel's gradient.
     pub fn label_channel_grad(&self, dchan: &[f32], hw: usize, labels: &[u32], demb: &mut [f32]) -> Result<()> {
-        let classes = if hw == 0 { 0 } else { demb.len() / hw };
+        let classes = demb.len().checked_div(hw).unwrap_or(0);
         check_len("label_channel_grad", "embedding gradient", demb.len(), classes * hw)?;
         check_len("label_channel_grad", "channel gradient", dchan.len(), labels.len() * hw)?;
         check_labels("label_channel_grad", labels, classes)?;
