@@ -13,6 +13,7 @@
 #![allow(clippy::assign_op_pattern)]
 
 pub mod config;
+pub mod conv;
 mod error;
 pub mod ff;
 pub mod optim;

@@ -1,0 +1,238 @@
+//! Gradients of the convolutional FF blocks against central finite
+//! differences of an independent f64 implementation: conv dW and dX, batch
+//! norm (γ, β and the input), the length norm, max-pool, ReLU, the mean
+//! goodness with SymBa and threshold losses, and the two-block path of
+//! overlapping local updates (block k's loss back through block k into
+//! block k−1's parameters and input — which is also the label
+//! embedding's path).
+
+use ffwd::kernels::{Cnhw, CpuBackend, FfLoss, GoodnessForm, LossScratch};
+use ffwd::layers::config::OptimConfig;
+use ffwd::layers::conv::{BlockNorm, ConvBlock};
+use ffwd::tensor::{stream, Philox};
+
+const BN_EPS: f64 = 1e-5;
+const LEN_EPS: f64 = 1e-4;
+
+fn data(seed: u64, n: usize, scale: f32) -> Vec<f32> {
+    let mut v = vec![0.0; n];
+    Philox::new(seed, stream::noise(0)).fill_uniform(&mut v, -scale, scale);
+    v
+}
+
+/// One block's parameters in f64.
+#[derive(Clone)]
+struct P64 {
+    cin: usize,
+    cout: usize,
+    pool: bool,
+    norm: BlockNorm,
+    w: Vec<f64>,
+    gamma: Vec<f64>,
+    beta: Vec<f64>,
+}
+
+impl P64 {
+    fn of(b: &ConvBlock) -> Self {
+        let f = |v: &[f32]| v.iter().map(|&x| x as f64).collect();
+        Self { cin: b.cin, cout: b.cout, pool: b.pool, norm: b.norm, w: f(&b.w), gamma: f(&b.gamma), beta: f(&b.beta) }
+    }
+}
+
+/// The block in f64: CNHW in, CNHW out with its geometry.
+fn block64(p: &P64, x: &[f64], g: Cnhw) -> (Vec<f64>, Cnhw) {
+    let (n, h, w, hw) = (g.n, g.h, g.w, g.plane());
+    let mut xn = x.to_vec();
+    match p.norm {
+        BlockNorm::Batch => {
+            for c in 0..g.c {
+                let row = &x[c * g.row()..(c + 1) * g.row()];
+                let m = row.iter().sum::<f64>() / row.len() as f64;
+                let v = row.iter().map(|a| (a - m) * (a - m)).sum::<f64>() / row.len() as f64;
+                for (o, a) in xn[c * g.row()..(c + 1) * g.row()].iter_mut().zip(row) {
+                    *o = (a - m) / (v + BN_EPS).sqrt() * p.gamma[c] + p.beta[c];
+                }
+            }
+        }
+        BlockNorm::Length => {
+            for b in 0..n {
+                let mut ss = 0.0;
+                for c in 0..g.c {
+                    ss += x[(c * n + b) * hw..][..hw].iter().map(|a| a * a).sum::<f64>();
+                }
+                let inv = 1.0 / ((ss / g.per_image() as f64).sqrt() + LEN_EPS);
+                for c in 0..g.c {
+                    for i in 0..hw {
+                        xn[(c * n + b) * hw + i] = x[(c * n + b) * hw + i] * inv;
+                    }
+                }
+            }
+        }
+        BlockNorm::None => {}
+    }
+    let gc = g.with_channels(p.cout);
+    let mut r = vec![0.0f64; gc.len()];
+    for co in 0..p.cout {
+        for b in 0..n {
+            for oy in 0..h {
+                for ox in 0..w {
+                    let mut acc = 0.0;
+                    for ci in 0..p.cin {
+                        for ky in 0..3 {
+                            for kx in 0..3 {
+                                let (iy, ix) = (oy as isize + ky as isize - 1, ox as isize + kx as isize - 1);
+                                if iy < 0 || ix < 0 || iy >= h as isize || ix >= w as isize {
+                                    continue;
+                                }
+                                acc += p.w[co * p.cin * 9 + ci * 9 + ky * 3 + kx]
+                                    * xn[(ci * n + b) * hw + iy as usize * w + ix as usize];
+                            }
+                        }
+                    }
+                    r[(co * n + b) * hw + oy * w + ox] = acc.max(0.0);
+                }
+            }
+        }
+    }
+    if !p.pool {
+        return (r, gc);
+    }
+    let go = Cnhw::new(p.cout, n, h / 2, w / 2);
+    let mut o = vec![0.0f64; go.len()];
+    for pl in 0..p.cout * n {
+        for oy in 0..h / 2 {
+            for ox in 0..w / 2 {
+                let at = |dy: usize, dx: usize| r[pl * hw + (2 * oy + dy) * w + 2 * ox + dx];
+                o[pl * go.plane() + oy * (w / 2) + ox] = at(0, 0).max(at(0, 1)).max(at(1, 0)).max(at(1, 1));
+            }
+        }
+    }
+    (o, go)
+}
+
+fn softplus(x: f64) -> f64 {
+    x.max(0.0) + (-x.abs()).exp().ln_1p()
+}
+
+/// The FF loss on a block output (mean goodness; n positives then n negatives).
+fn loss64(o: &[f64], g: Cnhw, loss: FfLoss) -> f64 {
+    let (n2, hw) = (g.n, g.plane());
+    let gm: Vec<f64> = (0..n2)
+        .map(|b| (0..g.c).map(|c| o[(c * n2 + b) * hw..][..hw].iter().map(|a| a * a).sum::<f64>()).sum::<f64>())
+        .map(|s| s / g.per_image() as f64)
+        .collect();
+    let n = n2 / 2;
+    match loss {
+        FfLoss::Symba { alpha } => {
+            (0..n).map(|i| softplus(-(alpha as f64) * (gm[i] - gm[n + i]))).sum::<f64>() / n as f64
+        }
+        FfLoss::Threshold { theta } => {
+            let t = theta as f64;
+            (0..n2).map(|i| softplus(if i < n { t - gm[i] } else { gm[i] - t })).sum::<f64>() / n as f64
+        }
+    }
+}
+
+/// Two blocks (lower, upper); the loss is the upper block's.
+fn pair_loss(lo: &P64, up: &P64, x: &[f64], g: Cnhw, loss: FfLoss) -> f64 {
+    let (h, g1) = block64(lo, x, g);
+    let (o, g2) = block64(up, &h, g1);
+    loss64(&o, g2, loss)
+}
+
+fn close(what: &str, analytic: f32, fd: f64) {
+    let tol = 2e-6 + 1e-3 * fd.abs(); eprintln!("{what} {analytic:e} {fd:e}");
+    assert!((analytic as f64 - fd).abs() <= tol, "{what}: analytic {analytic:e} vs finite difference {fd:e}");
+}
+
+/// Checks dL/dθ for a few entries of every parameter of both blocks and of
+/// the input, for the upper block's loss, against the f64 central
+/// difference.
+fn check_pair(norm: BlockNorm, loss: FfLoss, pools: (bool, bool)) {
+    let be = CpuBackend::best();
+    let optim = OptimConfig::default();
+    let g = Cnhw::new(2, 6, 4, 4);
+    let mut lo = ConvBlock::new(2, 3, pools.0, norm, &optim, 7, 0);
+    let mut up = ConvBlock::new(3, 2, pools.1, norm, &optim, 7, 1);
+    // Non-trivial γ and β.
+    lo.gamma = data(11, 2, 1.0).iter().map(|v| 1.0 + 0.5 * v).collect();
+    lo.beta = data(12, 2, 0.3);
+    up.gamma = data(13, 3, 1.0).iter().map(|v| 1.0 + 0.5 * v).collect();
+    up.beta = data(14, 3, 0.3);
+    let x = data(3, g.len(), 1.5);
+    lo.forward(&be, &x, g, true, 0.1, (BN_EPS as f32, LEN_EPS as f32)).unwrap();
+    let g1 = lo.out_geom(g);
+    let h = lo.output().to_vec();
+    up.forward(&be, &h, g1, true, 0.1, (BN_EPS as f32, LEN_EPS as f32)).unwrap();
+    let g2 = up.out_geom(g1);
+    let mut dldg = vec![0.0; g.n];
+    be.ff_loss(loss, GoodnessForm::Mean, g2.per_image(), up.sumsq(), &mut dldg, &mut LossScratch::default()).unwrap();
+    let mut dout = vec![0.0; g2.len()];
+    be.block_local_grad(up.output(), g2, &dldg, &mut dout).unwrap();
+    let mut dh = Vec::new();
+    up.backward(&be, &h, &dout, Some(&mut dh)).unwrap();
+    let mut dx = Vec::new();
+    lo.backward(&be, &x, &dh, Some(&mut dx)).unwrap();
+
+    let (plo, pup) = (P64::of(&lo), P64::of(&up));
+    let x64: Vec<f64> = x.iter().map(|&v| v as f64).collect();
+    let eps = 1e-5;
+    let fd = |f: &dyn Fn(f64) -> f64| (f(eps) - f(-eps)) / (2.0 * eps);
+    let tag = format!("{norm:?} {loss:?} pools {pools:?}");
+    for i in [0, 7, 20, 53] {
+        let d = fd(&|e| {
+            let mut p = plo.clone();
+            p.w[i] += e;
+            pair_loss(&p, &pup, &x64, g, loss)
+        });
+        close(&format!("{tag}: lower dW[{i}]"), lo.grads().0[i], d);
+        let d = fd(&|e| {
+            let mut p = pup.clone();
+            p.w[i] += e;
+            pair_loss(&plo, &p, &x64, g, loss)
+        });
+        close(&format!("{tag}: upper dW[{i}]"), up.grads().0[i], d);
+    }
+    if norm == BlockNorm::Batch {
+        for c in 0..2 {
+            let d = fd(&|e| {
+                let mut p = plo.clone();
+                p.gamma[c] += e;
+                pair_loss(&p, &pup, &x64, g, loss)
+            });
+            close(&format!("{tag}: lower dγ[{c}]"), lo.grads().1[c], d);
+            let d = fd(&|e| {
+                let mut p = plo.clone();
+                p.beta[c] += e;
+                pair_loss(&p, &pup, &x64, g, loss)
+            });
+            close(&format!("{tag}: lower dβ[{c}]"), lo.grads().2[c], d);
+            let d = fd(&|e| {
+                let mut p = pup.clone();
+                p.gamma[c] += e;
+                pair_loss(&plo, &p, &x64, g, loss)
+            });
+            close(&format!("{tag}: upper dγ[{c}]"), up.grads().1[c], d);
+        }
+    }
+    for i in [0, 5, 33, 70, 150, g.len() - 1] {
+        let d = fd(&|e| {
+            let mut xe = x64.clone();
+            xe[i] += e;
+            pair_loss(&plo, &pup, &xe, g, loss)
+        });
+        close(&format!("{tag}: dx[{i}]"), dx[i], d);
+    }
+}
+
+#[test]
+fn two_block_olu_gradients_match_finite_differences_with_batch_norm_and_symba() {
+    check_pair(BlockNorm::Batch, FfLoss::Symba { alpha: 4.0 }, (true, false));
+    check_pair(BlockNorm::Batch, FfLoss::Symba { alpha: 4.0 }, (false, true));
+}
+
+#[test]
+fn two_block_olu_gradients_match_finite_differences_with_length_norm_and_threshold() {
+    check_pair(BlockNorm::Length, FfLoss::Threshold { theta: 0.5 }, (true, false));
+    check_pair(BlockNorm::None, FfLoss::Threshold { theta: 0.5 }, (false, false));
+}
