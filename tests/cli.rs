@@ -62,3 +62,24 @@ fn checkpoint_from_another_architecture_is_rejected_by_name() {
     assert_eq!(out.status.code(), Some(1));
     assert!(err.contains("layers.0.weight") && err.contains("[3, 3]"), "{err}");
 }
+
+#[test]
+fn every_shipped_config_parses_validates_and_builds_its_network() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("configs");
+    let mut n = 0;
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_none_or(|x| x != "toml") {
+            continue;
+        }
+        let cfg = ffwd::train::config::RunConfig::from_file(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+        let shape = match cfg.data.dataset.as_str() {
+            "cifar-10" | "svhn" => (3, 32, 32),
+            "digits" => (1, 8, 8),
+            _ => (1, 28, 28),
+        };
+        ffwd::train::model::Model::build(&cfg, shape, 10).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+        n += 1;
+    }
+    assert!(n >= 10, "only {n} configs found in {}", dir.display());
+}

@@ -141,7 +141,8 @@ fn pair_loss(lo: &P64, up: &P64, x: &[f64], g: Cnhw, loss: FfLoss) -> f64 {
 }
 
 fn close(what: &str, analytic: f32, fd: f64) {
-    let tol = 2e-6 + 1e-3 * fd.abs(); eprintln!("{what} {analytic:e} {fd:e}");
+    let tol = 2e-6 + 1e-3 * fd.abs();
+    eprintln!("{what} {analytic:e} {fd:e}");
     assert!((analytic as f64 - fd).abs() <= tol, "{what}: analytic {analytic:e} vs finite difference {fd:e}");
 }
 

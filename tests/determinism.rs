@@ -21,8 +21,8 @@ fn train_bytes(
     let mut t = Trainer::new(cfg.clone(), data_dir.as_deref()).unwrap();
     if let Some((ntrain, ntest)) = subset {
         let (train, test) = (t.train.slice(0..ntrain), t.test.slice(0..ntest));
-        let net = ffwd::layers::ff::FfNet::new(cfg.model.clone(), train.dim(), 10, cfg.train.seed).unwrap();
-        t = Trainer::with_parts(cfg, net, train, None, test).unwrap();
+        let net = ffwd::train::model::Model::build(&cfg, train.shape, 10).unwrap();
+        t = Trainer::with_model(cfg, net, train, None, test).unwrap();
     }
     if scalar {
         t.backend = CpuBackend::scalar();
@@ -78,4 +78,39 @@ fn avx2_training_matches_the_scalar_specification_byte_for_byte() {
         let spec = train_bytes(cfg.clone(), 1, true, &d.path().join("s"), Some((600, 100)));
         assert!(fast == spec, "{loss:?}: AVX2 and scalar checkpoints differ");
     }
+}
+
+/// A narrow Trifecta (batch norm, SymBa, OLU) on CIFAR-10 with crop and
+/// rotation augmentation.
+fn conv_cfg() -> RunConfig {
+    let mut c = RunConfig::default();
+    c.data.dataset = "cifar-10".into();
+    c.data.augment = ffwd::train::config::AugmentConfig { crop_padding: 4, rotation_deg: 15.0, normalize: true };
+    let mut conv = ffwd::layers::conv::ConvFfConfig::trifecta_small();
+    conv.channels = vec![4, 6, 8];
+    conv.pool = vec![0, 2];
+    c.conv = Some(conv);
+    c.train.epochs = 2;
+    c.train.batch = 16;
+    c.train.seed = 5;
+    c
+}
+
+#[test]
+fn conv_training_gives_identical_checkpoints_across_threads_and_backends() {
+    if common::data_dir().is_none() || CpuBackend::avx2().is_err() {
+        eprintln!("SKIP (no data or no avx2/fma)");
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let sub = Some((96, 20));
+    let a = train_bytes(conv_cfg(), 2, false, &d.path().join("a"), sub);
+    let b = train_bytes(conv_cfg(), 1, false, &d.path().join("b"), sub);
+    let s = train_bytes(conv_cfg(), 1, true, &d.path().join("s"), sub);
+    assert!(a == b, "1 thread and 2 threads differ");
+    assert!(a == s, "AVX2 and the scalar specification differ");
+    let mut other = conv_cfg();
+    other.conv.as_mut().unwrap().olu = false;
+    let o = train_bytes(other, 2, false, &d.path().join("o"), sub);
+    assert!(a != o, "OLU on and off must train differently");
 }

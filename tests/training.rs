@@ -98,7 +98,7 @@ fn layer_by_layer_schedule_trains_one_layer_per_phase() {
     assert!(r[3].layers[0].loss.is_none() && r[3].layers[1].loss.is_some());
     // layer 0 was frozen during phase 1: its weights equal the phase-0 end state
     let ck = ffwd::train::checkpoint::load(&t.checkpoint_path()).unwrap().1;
-    assert_eq!(ck.layers[0].w, t.net.layers[0].w);
+    assert_eq!(ck.mlp().unwrap().layers[0].w, t.net.mlp().unwrap().layers[0].w);
 }
 
 #[test]

@@ -19,9 +19,11 @@ pub enum Error {
     CountMismatch { images: PathBuf, labels: PathBuf, n_images: usize, n_labels: usize },
     #[error("{path}: label {label} at index {index} is outside 0..{classes}")]
     BadLabel { path: PathBuf, index: usize, label: u8, classes: usize },
+    #[error("{path}: {reason}")]
+    Format { path: PathBuf, reason: String },
     #[error("{path}: SHA-256 {actual} does not match the expected {expected}")]
     Checksum { path: PathBuf, expected: String, actual: String },
-    #[error("unknown dataset `{0}` (known: digits, mnist, fashion-mnist)")]
+    #[error("unknown dataset `{0}` (known: digits, mnist, fashion-mnist, cifar-10)")]
     UnknownDataset(String),
     #[error("download of {url} failed: {reason}")]
     Download { url: String, reason: String },

@@ -59,7 +59,7 @@ pub fn manifest(name: Name) -> (&'static [&'static str], &'static [Remote]) {
     match name {
         Name::Mnist => (MNIST_MIRRORS, MNIST),
         Name::FashionMnist => (FASHION_MIRRORS, FASHION),
-        Name::Digits => (&[], &[]),
+        Name::Digits | Name::Cifar10 => (&[], &[]),
     }
 }
 
@@ -102,6 +102,9 @@ pub fn verify(path: &Path, expected: &str) -> Result<()> {
 /// Download `name` into `root/<name>/`, skipping files already present with
 /// the right checksum. Returns the dataset folder.
 pub fn fetch(name: Name, root: &Path, log: &mut dyn FnMut(&str)) -> Result<PathBuf> {
+    if name == Name::Cifar10 {
+        return fetch_cifar10(root, log);
+    }
     let dir = root.join(name.as_str());
     let (mirrors, files) = manifest(name);
     if files.is_empty() {
@@ -140,6 +143,110 @@ pub fn fetch(name: Name, root: &Path, log: &mut dyn FnMut(&str)) -> Result<PathB
     Ok(dir)
 }
 
+/// The official CIFAR-10 binary archive.
+pub const CIFAR10_URL: &str = "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz";
+
+/// SHA-256 of each official CIFAR-10 batch file (uncompressed), as it
+/// comes out of the archive.
+pub const CIFAR10_FILES: &[Remote] = &[
+    Remote { file: "data_batch_1.bin", sha256: "cee916563c9f80d84e3cc88e17fdc0941787f1244f00a67874d45b261883ada5" },
+    Remote { file: "data_batch_2.bin", sha256: "a591ca11fa1708a91ee40f54b3da4784ccd871ecf2137de63f51ada8b3fa57ed" },
+    Remote { file: "data_batch_3.bin", sha256: "bbe8596564c0f86427f876058170b84dac6670ddf06d79402899d93ceea26f67" },
+    Remote { file: "data_batch_4.bin", sha256: "014e562d6e23c72197cc727519169a60359f5eccd8945ad5a09d710285ff4e48" },
+    Remote { file: "data_batch_5.bin", sha256: "755304fc0b379caeae8c14f0dac912fbc7d6cd469eb67a1029a08a39453a9add" },
+    Remote { file: "test_batch.bin", sha256: "8e2eb146ae340b09e24670f29cabc6326dba54da8789dab6768acf480273f65b" },
+];
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Download the CIFAR-10 archive, unpack its batch files, check each
+/// against [`CIFAR10_FILES`], and move them into
+/// `root/cifar-10/cifar-10-batches-bin/`.
+fn fetch_cifar10(root: &Path, log: &mut dyn FnMut(&str)) -> Result<PathBuf> {
+    let dir = root.join("cifar-10").join("cifar-10-batches-bin");
+    let present = CIFAR10_FILES.iter().all(|r| verify(&dir.join(r.file), r.sha256).is_ok());
+    if present {
+        log(&format!("{}: all batch files present, checksums ok", dir.display()));
+        return Ok(dir);
+    }
+    std::fs::create_dir_all(&dir).map_err(|source| Error::Io { path: dir.clone(), source })?;
+    let tmp = dir.join("cifar-10-binary.tar.gz.part");
+    log(&format!("downloading {CIFAR10_URL}"));
+    download(CIFAR10_URL, &tmp)?;
+    let gz = std::fs::read(&tmp).map_err(|source| Error::Io { path: tmp.clone(), source })?;
+    let _ = std::fs::remove_file(&tmp);
+    let tar = crate::idx::decompress(&tmp, &gz)?;
+    unpack_cifar10(&tmp, &tar, &dir, log)?;
+    Ok(dir)
+}
+
+/// Take the batch files out of the (uncompressed) archive, verify them and
+/// write each with a rename.
+pub fn unpack_cifar10(archive: &Path, tar: &[u8], dir: &Path, log: &mut dyn FnMut(&str)) -> Result<()> {
+    let entries = untar(archive, tar)?;
+    for r in CIFAR10_FILES {
+        let (_, body) = entries.iter().find(|(n, _)| n.rsplit('/').next() == Some(r.file)).ok_or_else(|| {
+            Error::Format { path: archive.to_path_buf(), reason: format!("the archive has no {}", r.file) }
+        })?;
+        let actual = sha256_hex(body);
+        let dst = dir.join(r.file);
+        if actual != r.sha256 {
+            return Err(Error::Checksum { path: dst, expected: r.sha256.into(), actual });
+        }
+        let part = dir.join(format!("{}.part", r.file));
+        std::fs::write(&part, body).map_err(|source| Error::Io { path: part.clone(), source })?;
+        std::fs::rename(&part, &dst).map_err(|source| Error::Io { path: dst.clone(), source })?;
+        log(&format!("{}: checksum ok", dst.display()));
+    }
+    Ok(())
+}
+
+/// The regular files of a ustar archive as (path, bytes); header checksums
+/// are verified.
+pub fn untar<'a>(path: &Path, b: &'a [u8]) -> Result<Vec<(String, &'a [u8])>> {
+    let bad = |reason: String| Error::Format { path: path.to_path_buf(), reason };
+    let octal = |f: &[u8], what: &str, at: usize| -> Result<usize> {
+        let t: String = f.iter().take_while(|&&c| c != 0).map(|&c| c as char).collect();
+        let t = t.trim();
+        if t.is_empty() {
+            return Ok(0);
+        }
+        usize::from_str_radix(t, 8).map_err(|_| bad(format!("tar header at byte {at}: bad {what} field {t:?}")))
+    };
+    let mut out = Vec::new();
+    let mut at = 0;
+    while at + 512 <= b.len() {
+        let h = &b[at..at + 512];
+        if h.iter().all(|&c| c == 0) {
+            return Ok(out);
+        }
+        let want = octal(&h[148..156], "checksum", at)?;
+        let sum: usize =
+            h.iter().enumerate().map(|(i, &c)| if (148..156).contains(&i) { 32 } else { c as usize }).sum();
+        if sum != want {
+            return Err(bad(format!("tar header at byte {at}: checksum {sum} ≠ recorded {want} (corrupt archive)")));
+        }
+        let cstr = |f: &[u8]| f.iter().take_while(|&&c| c != 0).map(|&c| c as char).collect::<String>();
+        let (name, prefix) = (cstr(&h[..100]), cstr(&h[345..500]));
+        let size = octal(&h[124..136], "size", at)?;
+        let body = at + 512;
+        if body + size > b.len() {
+            return Err(bad(format!(
+                "tar entry {name:?} needs {size} bytes at {body}; the archive ends at {}",
+                b.len()
+            )));
+        }
+        if h[156] == b'0' || h[156] == 0 {
+            let full = if prefix.is_empty() { name } else { format!("{prefix}/{name}") };
+            out.push((full, &b[body..body + size]));
+        }
+        at = body + size.div_ceil(512) * 512;
+    }
+    Err(bad(format!("tar archive ends without its end marker at byte {}", b.len())))
+}
+
 fn download(url: &str, dst: &Path) -> Result<()> {
     let err = |reason: String| Error::Download { url: url.to_string(), reason };
     let resp = ureq::get(url).timeout(std::time::Duration::from_secs(120)).call().map_err(|e| err(e.to_string()))?;
@@ -151,6 +258,54 @@ fn download(url: &str, dst: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn tar_entry(name: &str, body: &[u8]) -> Vec<u8> {
+        let mut h = vec![0u8; 512];
+        h[..name.len()].copy_from_slice(name.as_bytes());
+        h[100..107].copy_from_slice(b"0000644");
+        h[124..135].copy_from_slice(format!("{:011o}", body.len()).as_bytes());
+        h[156] = b'0';
+        h[257..262].copy_from_slice(b"ustar");
+        let sum: usize =
+            h.iter().enumerate().map(|(i, &c)| if (148..156).contains(&i) { 32 } else { c as usize }).sum();
+        h[148..155].copy_from_slice(format!("{sum:06o}\0").as_bytes());
+        h[155] = b' ';
+        let mut v = h;
+        v.extend_from_slice(body);
+        v.resize(512 + body.len().div_ceil(512) * 512, 0);
+        v
+    }
+
+    #[test]
+    fn untar_reads_entries_and_rejects_corrupt_headers_and_bodies() {
+        let mut t = tar_entry("cifar-10-batches-bin/a.bin", b"hello");
+        t.extend(tar_entry("cifar-10-batches-bin/b.bin", &[7u8; 600]));
+        t.extend([0u8; 1024]);
+        let p = Path::new("x.tar");
+        let e = untar(p, &t).unwrap();
+        assert_eq!(e.len(), 2);
+        assert_eq!((e[0].0.as_str(), e[0].1), ("cifar-10-batches-bin/a.bin", &b"hello"[..]));
+        assert_eq!(e[1].1.len(), 600);
+        let mut bad = t.clone();
+        bad[3] ^= 1;
+        let msg = untar(p, &bad).unwrap_err().to_string();
+        assert!(msg.contains("x.tar") && msg.contains("checksum"), "{msg}");
+        let msg = untar(p, &t[..700]).unwrap_err().to_string();
+        assert!(msg.contains("x.tar"), "{msg}");
+    }
+
+    #[test]
+    fn unpacking_cifar10_rejects_a_batch_with_the_wrong_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut t = Vec::new();
+        for r in CIFAR10_FILES {
+            t.extend(tar_entry(&format!("cifar-10-batches-bin/{}", r.file), b"not the real bytes"));
+        }
+        t.extend([0u8; 1024]);
+        let msg = unpack_cifar10(Path::new("c.tar"), &t, dir.path(), &mut |_| {}).unwrap_err().to_string();
+        assert!(msg.contains("data_batch_1.bin") && msg.contains("SHA-256"), "{msg}");
+        assert!(!dir.path().join("data_batch_1.bin").exists(), "a bad file must not be moved into place");
+    }
 
     #[test]
     fn verify_accepts_the_right_sum_and_names_the_file_otherwise() {

@@ -9,6 +9,8 @@
 //! SHA-256. Where the files live: [`data_root`] (a flag, else
 //! `$FFWD_DATA_DIR`, else the cache directory).
 
+pub mod augment;
+pub mod cifar;
 mod error;
 pub mod fetch;
 pub mod idx;
@@ -81,6 +83,7 @@ pub enum Name {
     Digits,
     Mnist,
     FashionMnist,
+    Cifar10,
 }
 
 impl Name {
@@ -89,6 +92,7 @@ impl Name {
             "digits" | "uci-digits" => Ok(Name::Digits),
             "mnist" => Ok(Name::Mnist),
             "fashion-mnist" | "fashion_mnist" | "fmnist" => Ok(Name::FashionMnist),
+            "cifar-10" | "cifar10" => Ok(Name::Cifar10),
             other => Err(Error::UnknownDataset(other.to_string())),
         }
     }
@@ -97,6 +101,7 @@ impl Name {
             Name::Digits => "digits",
             Name::Mnist => "mnist",
             Name::FashionMnist => "fashion-mnist",
+            Name::Cifar10 => "cifar-10",
         }
     }
 }
@@ -133,6 +138,7 @@ pub fn digits() -> Result<Splits> {
 pub fn load(name: Name, root: &Path) -> Result<Splits> {
     match name {
         Name::Digits => digits(),
+        Name::Cifar10 => cifar::load(root),
         Name::Mnist | Name::FashionMnist => {
             let dir = root.join(name.as_str());
             let part = |split: &str| -> Result<Dataset> {

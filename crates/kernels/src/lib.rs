@@ -28,10 +28,10 @@ pub mod mat;
 pub mod numerics;
 
 pub use cpu::conv::{Cnhw, ConvScratch};
-pub use cpu::norm2d::bn_rstd;
 pub use cpu::gemm::{warm_up_workers, Epilogue, PackedMat};
 pub use cpu::loss::{argmax, FfLoss, GoodnessForm, LossScratch};
 pub use cpu::math::Unary;
+pub use cpu::norm2d::bn_rstd;
 pub use cpu::optim::{AdamStep, OptimStep, SgdStep};
 pub use cpu::reduce::Norm;
 pub use cpu::{avx2_available, CpuBackend, CpuKind};

@@ -139,8 +139,8 @@ impl ConvFfConfig {
         let (mut h, mut w) = (image.1, image.2);
         for k in 0..nb {
             if self.pool.contains(&k) {
-                if !h.is_multiple_of(2) || !w.is_multiple_of(2) || h == 0 || w == 0 {
-                    return Err(format!("conv.pool: block {k}'s output is {h}×{w}; a 2×2 pool needs even sides"));
+                if h < 2 || w < 2 {
+                    return Err(format!("conv.pool: block {k}'s output is {h}×{w}; a 2×2 pool needs at least 2×2"));
                 }
                 h /= 2;
                 w /= 2;
@@ -211,7 +211,15 @@ pub struct ConvBlock {
 impl ConvBlock {
     /// PyTorch-style init: W uniform in ±1/√(Cin·9) from the Philox stream
     /// `init(index)`; γ = 1, β = 0; running mean 0, variance 1.
-    pub fn new(cin: usize, cout: usize, pool: bool, norm: BlockNorm, optim: &OptimConfig, seed: u64, index: u32) -> Self {
+    pub fn new(
+        cin: usize,
+        cout: usize,
+        pool: bool,
+        norm: BlockNorm,
+        optim: &OptimConfig,
+        seed: u64,
+        index: u32,
+    ) -> Self {
         let bound = 1.0 / ((cin * 9) as f32).sqrt();
         let mut w = vec![0.0f32; cout * cin * 9];
         Philox::new(seed, stream::init(index)).fill_uniform(&mut w, -bound, bound);
@@ -257,7 +265,15 @@ impl ConvBlock {
 
     /// Forward `x` (CNHW `g`); `train` uses batch statistics and updates the
     /// running ones.
-    pub fn forward(&mut self, be: &CpuBackend, x: &[f32], g: Cnhw, train: bool, momentum: f32, eps: (f32, f32)) -> Result<()> {
+    pub fn forward(
+        &mut self,
+        be: &CpuBackend,
+        x: &[f32],
+        g: Cnhw,
+        train: bool,
+        momentum: f32,
+        eps: (f32, f32),
+    ) -> Result<()> {
         let go = self.out_geom(g);
         let wk = &mut self.work;
         wk.gin = Some(g);
@@ -324,7 +340,8 @@ impl ConvBlock {
         }
         // ReLU: r > 0 exactly where the pre-activation was > 0.
         for (d, &r) in wk.dr.iter_mut().zip(&wk.r) {
-            if !(r > 0.0) {
+            // (ReLU outputs are never NaN.)
+            if r <= 0.0 {
                 *d = 0.0;
             }
         }
@@ -349,7 +366,17 @@ impl ConvBlock {
                 let mut own = std::mem::take(&mut wk.norm_scratch);
                 let d = dx.unwrap_or(&mut own);
                 d.resize(g.len(), 0.0);
-                be.batchnorm_backward(x, g, &wk.mean, &wk.rstd, &self.gamma, &wk.dxn, d, &mut wk.dgamma, &mut wk.dbeta)?;
+                be.batchnorm_backward(
+                    x,
+                    g,
+                    &wk.mean,
+                    &wk.rstd,
+                    &self.gamma,
+                    &wk.dxn,
+                    d,
+                    &mut wk.dgamma,
+                    &mut wk.dbeta,
+                )?;
                 wk.norm_scratch = own;
             }
             (BlockNorm::Length, Some(d)) => {
@@ -594,7 +621,10 @@ impl ConvFfNet {
     pub fn predict(&mut self, be: &CpuBackend, images: &[f32], n: usize, chunk: usize) -> Result<Predictions> {
         let di = self.image_dim();
         if images.len() != n * di {
-            return Err(Error::Layer { layer: 0, detail: format!("{n} images need {} values, got {}", n * di, images.len()) });
+            return Err(Error::Layer {
+                layer: 0,
+                detail: format!("{n} images need {} values, got {}", n * di, images.len()),
+            });
         }
         let (nb, c) = (self.blocks.len(), self.classes);
         let sel: Vec<usize> =
@@ -623,17 +653,17 @@ impl ConvFfNet {
             let mut row = vec![0.0f32; c];
             for b in 0..m {
                 for k in 0..nb {
-                    for l in 0..c {
-                        row[l] = self.scores[(b * c + l) * nb + k];
+                    for (l, r) in row.iter_mut().enumerate() {
+                        *r = self.scores[(b * c + l) * nb + k];
                     }
                     p.per_layer[k].push(argmax(&row) as u8);
                 }
-                for l in 0..c {
+                for (l, r) in row.iter_mut().enumerate() {
                     let mut t = 0.0f32;
                     for &k in &sel {
                         t = t + self.scores[(b * c + l) * nb + k];
                     }
-                    row[l] = t;
+                    *r = t;
                 }
                 p.goodness.push(argmax(&row) as u8);
             }

@@ -9,8 +9,8 @@
 //! the same bytes. Writes are atomic (temp file + rename).
 
 use crate::config::RunConfig;
+use crate::model::Model;
 use crate::{Error, Result};
-use ffwd_layers::ff::FfNet;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::path::Path;
@@ -22,16 +22,20 @@ pub struct Meta {
     pub format: u32,
     pub config: RunConfig,
     pub image_dim: usize,
+    /// Image shape (channels, height, width).
+    #[serde(default)]
+    pub shape: (usize, usize, usize),
     pub classes: usize,
     pub epoch: usize,
 }
 
-pub fn save(path: &Path, net: &FfNet, cfg: &RunConfig, epoch: usize) -> Result<()> {
+pub fn save(path: &Path, net: &Model, shape: (usize, usize, usize), cfg: &RunConfig, epoch: usize) -> Result<()> {
     let mut config = cfg.clone();
     config.train.threads = 0;
     config.data.dir = None;
     config.output = Default::default();
-    let meta = Meta { format: FORMAT, config, image_dim: net.image_dim, classes: net.classes, epoch };
+    let meta =
+        Meta { format: FORMAT, config, image_dim: shape.0 * shape.1 * shape.2, shape, classes: net.classes(), epoch };
     let mut m = HashMap::new();
     m.insert("ffwd".to_string(), serde_json::to_string(&meta).expect("meta serialises"));
     let tensors = net.named_tensors();
@@ -41,7 +45,7 @@ pub fn save(path: &Path, net: &FfNet, cfg: &RunConfig, epoch: usize) -> Result<(
 }
 
 /// Load a checkpoint: its metadata and the network with its parameters.
-pub fn load(path: &Path) -> Result<(Meta, FfNet)> {
+pub fn load(path: &Path) -> Result<(Meta, Model)> {
     let mut l = ffwd_tensor::io::load_safetensors(path)?;
     let bad = |reason: String| Error::Checkpoint { path: path.to_path_buf(), reason };
     let text = l.metadata.get("ffwd").ok_or_else(|| bad("no `ffwd` metadata entry".into()))?;
@@ -49,7 +53,8 @@ pub fn load(path: &Path) -> Result<(Meta, FfNet)> {
     if meta.format != FORMAT {
         return Err(bad(format!("format {} (this build reads {FORMAT})", meta.format)));
     }
-    let mut net = FfNet::new(meta.config.model.clone(), meta.image_dim, meta.classes, meta.config.train.seed)?;
+    let shape = if meta.shape.0 == 0 { (1, 1, meta.image_dim) } else { meta.shape };
+    let mut net = Model::build(&meta.config, shape, meta.classes)?;
     net.load_tensors(|name| l.take(name).map_err(Into::into)).map_err(|e| bad(e.to_string()))?;
     if !l.tensors.is_empty() {
         let mut extra: Vec<_> = l.tensors.keys().cloned().collect();

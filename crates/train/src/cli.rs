@@ -30,7 +30,7 @@ pub enum Cmd {
 
 #[derive(Subcommand, Debug)]
 pub enum DataCmd {
-    /// Download a dataset (mnist, fashion-mnist) and verify its SHA-256 sums.
+    /// Download a dataset (mnist, fashion-mnist, cifar-10) and verify its SHA-256 sums.
     Fetch {
         name: String,
         /// Folder to download into (default: $FFWD_DATA_DIR, else the cache).
@@ -50,7 +50,7 @@ pub struct TrainArgs {
     /// TOML run configuration (flags below override it).
     #[arg(long)]
     pub config: Option<PathBuf>,
-    /// digits | mnist | fashion-mnist
+    /// digits | mnist | fashion-mnist | cifar-10
     #[arg(long)]
     pub dataset: Option<String>,
     /// Folder that holds `<dataset>/` (else $FFWD_DATA_DIR, else the cache).
@@ -309,12 +309,22 @@ pub fn run(cli: Cli) -> Result<()> {
             let mut t = Trainer::new(cfg, None)?;
             t.progress = !a.quiet;
             println!(
-                "ffwd train: {} ({} train{}, {} test), layers {:?}, {} on {} thread(s), seed {}",
+                "ffwd train: {} ({} train{}, {} test), {}, {} on {} thread(s), seed {}",
                 t.cfg.data.dataset,
                 t.train.len(),
                 t.val.as_ref().map(|v| format!(", {} validation", v.len())).unwrap_or_default(),
                 t.test.len(),
-                t.cfg.model.sizes,
+                match &t.cfg.conv {
+                    Some(c) => format!(
+                        "conv blocks {:?} (pool after {:?}, {:?} norm, {:?} loss, OLU {})",
+                        c.channels,
+                        c.pool,
+                        c.norm,
+                        c.loss,
+                        if c.olu { "on" } else { "off" }
+                    ),
+                    None => format!("layers {:?}", t.cfg.model.sizes),
+                },
                 t.backend.name(),
                 t.threads(),
                 t.cfg.train.seed
@@ -349,7 +359,8 @@ pub fn run(cli: Cli) -> Result<()> {
                 .num_threads(cfg.train.threads)
                 .build()
                 .map_err(|e| Error::Invalid(format!("thread pool: {e}")))?;
-            let e = crate::trainer::evaluate(&mut net, &pool, CpuBackend::best(), cfg.train.eval_chunk, &test)?;
+            let prep = crate::model::Prep::for_run(&cfg);
+            let e = crate::trainer::evaluate(&mut net, &prep, &pool, CpuBackend::best(), cfg.train.eval_chunk, &test)?;
             println!(
                 "{} (epoch {}) on {} test: accuracy {}",
                 a.checkpoint.display(),

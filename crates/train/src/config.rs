@@ -3,6 +3,7 @@
 
 use crate::{Error, Result};
 use ffwd_layers::config::{FfConfig, LabelMode};
+use ffwd_layers::conv::ConvFfConfig;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -19,12 +20,27 @@ pub struct DataConfig {
     /// Hold out the last `validation` images of the train split for model
     /// selection (0 = none).
     pub validation: usize,
+    /// Augmentation and normalisation (conv models).
+    pub augment: AugmentConfig,
 }
 
 impl Default for DataConfig {
     fn default() -> Self {
-        Self { dataset: "digits".into(), dir: None, train_size: 0, validation: 0 }
+        Self { dataset: "digits".into(), dir: None, train_size: 0, validation: 0, augment: AugmentConfig::default() }
     }
+}
+
+/// Training-time augmentation of conv models (see
+/// `ffwd_datasets::augment` for the exact arithmetic).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct AugmentConfig {
+    /// Zero padding of the random crop (0 = none; the Trifecta uses 4).
+    pub crop_padding: usize,
+    /// Maximum random rotation in degrees (0 = none; the Trifecta uses 15).
+    pub rotation_deg: f32,
+    /// Per-channel normalisation with the dataset's usual mean and std.
+    pub normalize: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -89,6 +105,9 @@ impl Default for OutputConfig {
 pub struct RunConfig {
     pub data: DataConfig,
     pub model: FfConfig,
+    /// A convolutional FF network (the Trifecta) instead of the MLP of
+    /// `[model]`.
+    pub conv: Option<ConvFfConfig>,
     pub train: TrainConfig,
     pub output: OutputConfig,
 }
@@ -99,7 +118,13 @@ impl Default for RunConfig {
     fn default() -> Self {
         let mut model = FfConfig { sizes: vec![400, 400, 400], label: LabelMode::Concat, ..FfConfig::default() };
         model.optim.lr = 3e-3;
-        Self { data: DataConfig::default(), model, train: TrainConfig::default(), output: OutputConfig::default() }
+        Self {
+            data: DataConfig::default(),
+            model,
+            conv: None,
+            train: TrainConfig::default(),
+            output: OutputConfig::default(),
+        }
     }
 }
 
@@ -143,6 +168,13 @@ impl RunConfig {
             return Err("train.eval_chunk must be at least 1".into());
         }
         ffwd_datasets::Name::parse(&self.data.dataset).map_err(|e| format!("data.dataset: {e}"))?;
+        let a = &self.data.augment;
+        if !(0.0..=45.0).contains(&a.rotation_deg) {
+            return Err(format!("data.augment.rotation_deg must lie in [0, 45], got {}", a.rotation_deg));
+        }
+        if a.normalize && ffwd_datasets::augment::channel_stats(&self.data.dataset).is_none() {
+            return Err(format!("data.augment.normalize: no channel statistics for `{}`", self.data.dataset));
+        }
         Ok(())
     }
 

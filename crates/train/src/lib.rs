@@ -10,6 +10,7 @@ pub mod checkpoint;
 pub mod cli;
 pub mod config;
 mod error;
+pub mod model;
 pub mod trainer;
 
 pub use error::{Error, Result};

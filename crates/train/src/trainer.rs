@@ -6,6 +6,7 @@
 
 use crate::checkpoint;
 use crate::config::{RunConfig, Schedule};
+use crate::model::{Model, Prep};
 use crate::{Error, Result};
 use ffwd_datasets::{Dataset, Name};
 use ffwd_kernels::CpuBackend;
@@ -53,7 +54,9 @@ pub struct EpochReport {
 
 pub struct Trainer {
     pub cfg: RunConfig,
-    pub net: FfNet,
+    pub net: Model,
+    /// How dataset bytes become network input.
+    pub prep: Prep,
     pub backend: CpuBackend,
     pub train: Dataset,
     pub val: Option<Dataset>,
@@ -70,30 +73,31 @@ fn accuracy(pred: &[u8], labels: &[u8]) -> f32 {
     pred.iter().zip(labels).filter(|(a, b)| a == b).count() as f32 / labels.len() as f32
 }
 
-/// Predictions of `net` for every image of `ds`, in chunks of `chunk` images.
+/// Predictions of `net` for every image of `ds` (prepared by `prep`), in
+/// chunks of `chunk` images.
 pub fn predict(
-    net: &mut FfNet,
+    net: &mut Model,
+    prep: &Prep,
     pool: &rayon::ThreadPool,
     be: CpuBackend,
     chunk: usize,
     ds: &Dataset,
 ) -> Result<Predictions> {
-    let mut images = Vec::with_capacity(ds.len() * ds.dim());
-    let mut labels = Vec::new();
-    let idx: Vec<u32> = (0..ds.len() as u32).collect();
-    ds.gather(&idx, &mut images, &mut labels);
-    Ok(pool.install(|| net.predict(&be, &images, ds.len(), chunk))?)
+    let mut images = Vec::new();
+    prep.eval_images(ds, &mut images);
+    pool.install(|| net.predict(&be, &images, ds.len(), chunk))
 }
 
 /// Accuracy of `net` on `ds`: overall, by goodness, by readout, per layer.
 pub fn evaluate(
-    net: &mut FfNet,
+    net: &mut Model,
+    prep: &Prep,
     pool: &rayon::ThreadPool,
     be: CpuBackend,
     chunk: usize,
     ds: &Dataset,
 ) -> Result<EvalReport> {
-    let p = predict(net, pool, be, chunk, ds)?;
+    let p = predict(net, prep, pool, be, chunk, ds)?;
     Ok(EvalReport {
         acc: accuracy(&p.overall, &ds.labels),
         goodness_acc: accuracy(&p.goodness, &ds.labels),
@@ -124,16 +128,23 @@ impl Trainer {
         }
         let train = splits.train.slice(0..t);
         let val = (v > 0).then(|| splits.train.slice(n - v..n));
-        let net = FfNet::new(cfg.model.clone(), train.dim(), train.classes, cfg.train.seed)?;
-        Self::with_parts(cfg, net, train, val, splits.test)
+        let net = Model::build(&cfg, train.shape, train.classes)?;
+        Self::with_model(cfg, net, train, val, splits.test)
     }
 
+    /// A trainer for an MLP built by the caller.
     pub fn with_parts(cfg: RunConfig, net: FfNet, train: Dataset, val: Option<Dataset>, test: Dataset) -> Result<Self> {
+        Self::with_model(cfg, Model::Mlp(net), train, val, test)
+    }
+
+    /// A trainer for any model built by the caller.
+    pub fn with_model(cfg: RunConfig, net: Model, train: Dataset, val: Option<Dataset>, test: Dataset) -> Result<Self> {
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(cfg.train.threads)
             .build()
             .map_err(|e| Error::Invalid(format!("thread pool: {e}")))?;
-        Ok(Self { cfg, net, backend: CpuBackend::best(), train, val, test, pool, progress: false })
+        let prep = Prep::for_run(&cfg);
+        Ok(Self { cfg, net, prep, backend: CpuBackend::best(), train, val, test, pool, progress: false })
     }
 
     pub fn threads(&self) -> usize {
@@ -142,11 +153,11 @@ impl Trainer {
 
     /// Predictions for a dataset.
     pub fn predict(&mut self, ds: &Dataset) -> Result<Predictions> {
-        predict(&mut self.net, &self.pool, self.backend, self.cfg.train.eval_chunk, ds)
+        predict(&mut self.net, &self.prep, &self.pool, self.backend, self.cfg.train.eval_chunk, ds)
     }
 
     pub fn evaluate(&mut self, ds: &Dataset) -> Result<EvalReport> {
-        evaluate(&mut self.net, &self.pool, self.backend, self.cfg.train.eval_chunk, ds)
+        evaluate(&mut self.net, &self.prep, &self.pool, self.backend, self.cfg.train.eval_chunk, ds)
     }
 
     /// Paths of the run's outputs.
@@ -169,10 +180,13 @@ impl Trainer {
     /// Train for the configured epochs; calls `on_epoch` after each, appends
     /// each report to `metrics.jsonl` and writes checkpoints.
     pub fn run(&mut self, on_epoch: &mut dyn FnMut(&EpochReport)) -> Result<Vec<EpochReport>> {
-        let nl = self.net.layers.len();
+        let nl = self.net.depth();
         let phases: Vec<std::ops::Range<usize>> = match self.cfg.train.schedule {
             Schedule::Simultaneous => std::iter::once(0..nl).collect(),
-            Schedule::LayerByLayer => (0..nl).map(|l| l..l + 1).collect(),
+            Schedule::LayerByLayer if self.net.mlp().is_some() => (0..nl).map(|l| l..l + 1).collect(),
+            Schedule::LayerByLayer => {
+                return Err(Error::Invalid("train.schedule = \"layer-by-layer\" applies to MLPs only".into()))
+            }
         };
         let epochs = self.cfg.train.epochs;
         let total = phases.len() * epochs;
@@ -186,20 +200,20 @@ impl Trainer {
                 let last = global == total;
                 let every = self.cfg.train.eval_every;
                 if every == 0 && last {
-                    checkpoint::save(&self.checkpoint_path(), &self.net, &self.cfg, global)?;
+                    checkpoint::save(&self.checkpoint_path(), &self.net, self.train.shape, &self.cfg, global)?;
                 }
                 if every > 0 && (last || global.is_multiple_of(every)) {
                     let chunk = self.cfg.train.eval_chunk;
                     if let Some(val) = &self.val {
-                        r.val = Some(evaluate(&mut self.net, &self.pool, self.backend, chunk, val)?);
+                        r.val = Some(evaluate(&mut self.net, &self.prep, &self.pool, self.backend, chunk, val)?);
                     }
-                    r.test = Some(evaluate(&mut self.net, &self.pool, self.backend, chunk, &self.test)?);
+                    r.test = Some(evaluate(&mut self.net, &self.prep, &self.pool, self.backend, chunk, &self.test)?);
                     let per = r.val.as_ref().or(r.test.as_ref()).map(|e| e.per_layer.clone()).unwrap_or_default();
                     for (l, a) in per.into_iter().enumerate() {
                         r.layers[l].acc = Some(a);
                     }
                     if last || self.cfg.output.checkpoint_every_eval {
-                        checkpoint::save(&self.checkpoint_path(), &self.net, &self.cfg, global)?;
+                        checkpoint::save(&self.checkpoint_path(), &self.net, self.train.shape, &self.cfg, global)?;
                     }
                 }
                 self.append_metrics(&r)?;
@@ -229,21 +243,24 @@ impl Trainer {
         } else {
             None
         };
-        let nl = self.net.layers.len();
+        let nl = self.net.depth();
         let mut sums = vec![(0.0f64, 0.0f64, 0.0f64); nl];
+        // Batches in which each layer trained (under OLU, every other one).
+        let mut counts = vec![0usize; nl];
         let mut readout = 0.0f64;
         let (mut images, mut labels, mut negs) = (Vec::new(), Vec::new(), Vec::new());
         let t0 = Instant::now();
         let be = self.backend;
-        let classes = self.net.classes;
+        let classes = self.net.classes();
         for b in 0..nb {
             let idx = &perm[b * bs..((b + 1) * bs).min(n)];
-            self.train.gather(idx, &mut images, &mut labels);
+            self.prep.train_images(&self.train, idx, seed, e32, (b * bs) as u64, &mut images, &mut labels);
             negative_labels(seed, e32, (b * bs) as u64, &labels, classes, &mut negs);
             let net = &mut self.net;
             let s = self.pool.install(|| net.train_batch(&be, &images, &labels, &negs, layers.clone()))?;
-            for (acc, st) in sums.iter_mut().zip(&s.layers) {
+            for ((acc, cnt), st) in sums.iter_mut().zip(counts.iter_mut()).zip(&s.layers) {
                 if let Some(st) = st {
+                    *cnt += 1;
                     acc.0 += st.loss as f64;
                     acc.1 += st.g_pos as f64;
                     acc.2 += st.g_neg as f64;
@@ -254,7 +271,7 @@ impl Trainer {
                 bar.inc(1);
                 if b % 10 == 0 || b + 1 == nb {
                     let el = t0.elapsed().as_secs_f64().max(1e-9);
-                    let loss = layers.clone().map(|l| sums[l].0).sum::<f64>() / (b + 1) as f64;
+                    let loss = layers.clone().map(|l| sums[l].0 / counts[l].max(1) as f64).sum::<f64>();
                     bar.set_message(format!("loss {loss:.4} | {:.0} samples/s", ((b + 1) * bs).min(n) as f64 / el));
                 }
             }
@@ -263,15 +280,15 @@ impl Trainer {
             bar.finish_and_clear();
         }
         let secs = t0.elapsed().as_secs_f64();
-        let per = |x: f64| Some((x / nb as f64) as f32);
+        let per = |x: f64, l: usize| (counts[l] > 0).then_some((x / counts[l] as f64) as f32);
         let layer_reports = (0..nl)
             .map(|l| {
                 let on = layers.contains(&l);
                 LayerReport {
                     layer: l,
-                    loss: if on { per(sums[l].0) } else { None },
-                    g_pos: if on { per(sums[l].1) } else { None },
-                    g_neg: if on { per(sums[l].2) } else { None },
+                    loss: if on { per(sums[l].0, l) } else { None },
+                    g_pos: if on { per(sums[l].1, l) } else { None },
+                    g_neg: if on { per(sums[l].2, l) } else { None },
                     acc: None,
                 }
             })
@@ -280,7 +297,7 @@ impl Trainer {
             epoch,
             training_layer: (self.cfg.train.schedule == Schedule::LayerByLayer).then_some(layers.start),
             layers: layer_reports,
-            readout_loss: self.net.readout.as_ref().map(|_| (readout / nb as f64) as f32),
+            readout_loss: self.net.has_readout().then_some((readout / nb as f64) as f32),
             train_seconds: secs,
             samples_per_s: n as f64 / secs.max(1e-9),
             val: None,

@@ -226,8 +226,7 @@ impl CpuBackend {
         check_len("batchnorm_backward", "x", x.len(), g.len())?;
         check_len("batchnorm_backward", "dy", dy.len(), g.len())?;
         check_len("batchnorm_backward", "dx", dx.len(), g.len())?;
-        for (what, s) in [("mean", mean), ("rstd", rstd), ("gamma", gamma), ("dgamma", &*dgamma), ("dbeta", &*dbeta)]
-        {
+        for (what, s) in [("mean", mean), ("rstd", rstd), ("gamma", gamma), ("dgamma", &*dgamma), ("dbeta", &*dbeta)] {
             check_len("batchnorm_backward", what, s.len(), g.c)?;
         }
         if g.row() == 0 {

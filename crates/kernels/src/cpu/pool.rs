@@ -1,5 +1,8 @@
 //! 2×2 max-pool (stride 2) on CNHW blocks, forward and backward.
 //!
+//! Odd sides are floored (the last row or column is dropped, as PyTorch's
+//! `MaxPool2d(2)` does) and receive zero gradient.
+//!
 //! **Spec.** Each output takes the window's values in the order (0,0),
 //! (0,1), (1,0), (1,1) and keeps the first one that no later value beats by
 //! `>`; its position (0–3) is recorded. Backward routes each output's
@@ -13,8 +16,8 @@ use crate::error::{check_len, shape_err, Result};
 use rayon::prelude::*;
 
 fn pool_check(op: &'static str, g: Cnhw) -> Result<()> {
-    if !g.h.is_multiple_of(2) || !g.w.is_multiple_of(2) {
-        return Err(shape_err(op, format!("{}×{} planes: a 2×2 pool needs even height and width", g.h, g.w)));
+    if g.h < 2 || g.w < 2 {
+        return Err(shape_err(op, format!("{}×{} planes: a 2×2 pool needs at least 2×2", g.h, g.w)));
     }
     Ok(())
 }

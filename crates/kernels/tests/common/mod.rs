@@ -74,4 +74,3 @@ pub fn check<F: Fn(&CpuBackend) -> Vec<Vec<f32>> + Sync>(what: &str, f: F) {
         }
     }
 }
-

@@ -1,0 +1,172 @@
+//! The networks a run can train, behind one type: the MLP of Hinton's FF
+//! ([`FfNet`]) or the convolutional FF / Trifecta ([`ConvFfNet`]), chosen
+//! by the presence of a `[conv]` table in the run configuration. Also the
+//! image preparation each expects: MLPs take pixels in [0, 1]; conv nets
+//! take augmented (training) and per-channel normalised images.
+
+use crate::config::RunConfig;
+use crate::Result;
+use ffwd_datasets::augment::{channel_stats, Augment};
+use ffwd_datasets::Dataset;
+use ffwd_kernels::CpuBackend;
+use ffwd_layers::conv::ConvFfNet;
+use ffwd_layers::ff::{BatchStats, FfNet, Predictions};
+use ffwd_tensor::{stream, Philox, Tensor};
+
+#[derive(Clone, Debug)]
+pub enum Model {
+    Mlp(FfNet),
+    Conv(ConvFfNet),
+}
+
+impl Model {
+    /// The network the configuration describes, for images of `shape`.
+    pub fn build(cfg: &RunConfig, shape: (usize, usize, usize), classes: usize) -> Result<Self> {
+        Ok(match &cfg.conv {
+            Some(c) => Model::Conv(ConvFfNet::new(c.clone(), shape, classes, cfg.train.seed)?),
+            None => Model::Mlp(FfNet::new(cfg.model.clone(), shape.0 * shape.1 * shape.2, classes, cfg.train.seed)?),
+        })
+    }
+
+    /// The MLP, if this is one.
+    pub fn mlp(&self) -> Option<&FfNet> {
+        match self {
+            Model::Mlp(n) => Some(n),
+            Model::Conv(_) => None,
+        }
+    }
+
+    /// The conv net, if this is one.
+    pub fn conv(&self) -> Option<&ConvFfNet> {
+        match self {
+            Model::Conv(n) => Some(n),
+            Model::Mlp(_) => None,
+        }
+    }
+
+    /// Layers (MLP) or blocks (conv).
+    pub fn depth(&self) -> usize {
+        match self {
+            Model::Mlp(n) => n.layers.len(),
+            Model::Conv(n) => n.blocks.len(),
+        }
+    }
+
+    pub fn classes(&self) -> usize {
+        match self {
+            Model::Mlp(n) => n.classes,
+            Model::Conv(n) => n.classes,
+        }
+    }
+
+    pub fn has_readout(&self) -> bool {
+        matches!(self, Model::Mlp(n) if n.readout.is_some())
+    }
+
+    /// One training batch; `layers` selects the learning layers of an MLP
+    /// (a conv net always trains every block, as its OLU schedule says).
+    pub fn train_batch(
+        &mut self,
+        be: &CpuBackend,
+        images: &[f32],
+        labels: &[u8],
+        neg: &[u8],
+        layers: std::ops::Range<usize>,
+    ) -> Result<BatchStats> {
+        Ok(match self {
+            Model::Mlp(n) => n.train_batch(be, images, labels, neg, layers)?,
+            Model::Conv(n) => n.train_batch(be, images, labels, neg)?,
+        })
+    }
+
+    pub fn predict(&mut self, be: &CpuBackend, images: &[f32], n: usize, chunk: usize) -> Result<Predictions> {
+        Ok(match self {
+            Model::Mlp(m) => m.predict(be, images, n, chunk)?,
+            Model::Conv(m) => m.predict(be, images, n, chunk)?,
+        })
+    }
+
+    pub fn named_tensors(&self) -> Vec<(String, Tensor)> {
+        match self {
+            Model::Mlp(n) => n.named_tensors(),
+            Model::Conv(n) => n.named_tensors(),
+        }
+    }
+
+    pub fn load_tensors(&mut self, get: impl FnMut(&str) -> ffwd_layers::Result<Tensor>) -> Result<()> {
+        match self {
+            Model::Mlp(n) => n.load_tensors(get)?,
+            Model::Conv(n) => n.load_tensors(get)?,
+        }
+        Ok(())
+    }
+}
+
+/// How a run turns dataset bytes into network input.
+#[derive(Clone, Debug)]
+pub enum Prep {
+    /// `byte / 255` (MLPs).
+    Plain,
+    /// The augmentation of training (and its normalisation at evaluation).
+    Augmented(Augment),
+}
+
+impl Prep {
+    pub fn for_run(cfg: &RunConfig) -> Self {
+        if cfg.conv.is_none() {
+            return Prep::Plain;
+        }
+        let a = &cfg.data.augment;
+        let (mean, std) =
+            if a.normalize { channel_stats(&cfg.data.dataset).unwrap_or_default() } else { Default::default() };
+        Prep::Augmented(Augment { crop_padding: a.crop_padding, rotation_deg: a.rotation_deg, mean, std })
+    }
+
+    /// Images `idx` of `ds` for training in epoch `epoch` (0-based), the
+    /// sample at batch position k drawing block `first + k` of the Philox
+    /// stream `noise(epoch)`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn train_images(
+        &self,
+        ds: &Dataset,
+        idx: &[u32],
+        seed: u64,
+        epoch: u32,
+        first: u64,
+        images: &mut Vec<f32>,
+        labels: &mut Vec<u8>,
+    ) {
+        match self {
+            Prep::Plain => ds.gather(idx, images, labels),
+            Prep::Augmented(a) => {
+                let rng = Philox::new(seed, stream::noise(epoch));
+                let d = ds.dim();
+                images.resize(idx.len() * d, 0.0);
+                labels.clear();
+                for (k, &i) in idx.iter().enumerate() {
+                    a.apply(ds, i as usize, rng.block(first + k as u64), &mut images[k * d..(k + 1) * d]);
+                    labels.push(ds.labels[i as usize]);
+                }
+            }
+        }
+    }
+
+    /// Every image of `ds` as evaluation input.
+    pub fn eval_images(&self, ds: &Dataset, images: &mut Vec<f32>) {
+        let d = ds.dim();
+        images.resize(ds.len() * d, 0.0);
+        match self {
+            Prep::Plain => {
+                for i in 0..ds.len() {
+                    ds.image_f32(i, &mut images[i * d..(i + 1) * d]);
+                }
+            }
+            Prep::Augmented(a) => {
+                let e = a.eval_only();
+                for i in 0..ds.len() {
+                    e.apply(ds, i, [0; 4], &mut images[i * d..(i + 1) * d]);
+                }
+            }
+        }
+    }
+}
