@@ -34,6 +34,32 @@ fn ff_learns_mnist_subset_above_80_percent_in_three_epochs() {
 }
 
 #[test]
+fn trifecta_learns_fashion_mnist_subset_and_beats_chance_by_far() {
+    let Some(dir) = common::data_dir() else { return };
+    let mut c = RunConfig::default();
+    c.data.dataset = "fashion-mnist".into();
+    c.data.train_size = 2_000;
+    c.data.augment.normalize = true;
+    let mut conv = ffwd::layers::conv::ConvFfConfig::trifecta_small();
+    conv.channels = vec![8, 16, 16];
+    conv.pool = vec![0, 1];
+    c.conv = Some(conv);
+    c.train.epochs = 2;
+    c.train.batch = 64;
+    let out = tempfile::tempdir().unwrap();
+    c.output.dir = out.path().to_path_buf();
+    let mut t = Trainer::new(c, Some(&dir)).unwrap();
+    t.test = t.test.slice(0..1000);
+    let r = t.run(&mut |_| {}).unwrap();
+    let e = r.last().unwrap().test.as_ref().unwrap();
+    eprintln!("trifecta fashion-mnist subset: test {:.2}%, per block {:?}", 100.0 * e.acc, e.per_layer);
+    let (first, last) = (r[0].layers[2].loss.unwrap(), r[1].layers[2].loss.unwrap());
+    assert!(last < first, "block 2 loss did not fall: {first} → {last}");
+    assert!(first < std::f32::consts::LN_2 + 0.01, "SymBa loss starts at ln 2 or below: {first}");
+    assert!(e.acc > 0.30, "test accuracy {} (chance is 0.10)", e.acc);
+}
+
+#[test]
 fn truncated_mnist_file_is_a_clear_error() {
     let Some(dir) = common::data_dir() else { return };
     let tmp = tempfile::tempdir().unwrap();
