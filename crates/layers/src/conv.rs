@@ -34,7 +34,7 @@
 //! wins.
 
 use crate::config::{LossKind, OptimConfig};
-use crate::ff::{BatchStats, LayerStats, Predictions};
+use crate::ff::{check_batch, BatchStats, LayerStats, Predictions};
 use crate::optim::OptState;
 use crate::{Error, Result};
 use ffwd_kernels::numerics::relu;
@@ -571,24 +571,7 @@ impl ConvFfNet {
     /// augmented and normalised) with labels and wrong labels.
     pub fn train_batch(&mut self, be: &CpuBackend, images: &[f32], labels: &[u8], neg: &[u8]) -> Result<BatchStats> {
         let n = labels.len();
-        let di = self.image_dim();
-        if images.len() != n * di || neg.len() != n {
-            return Err(Error::Layer {
-                layer: 0,
-                detail: format!(
-                    "batch of {n} labels needs {} image values and {n} negative labels, got {} and {}",
-                    n * di,
-                    images.len(),
-                    neg.len()
-                ),
-            });
-        }
-        if let Some(i) = (0..n).find(|&i| labels[i] as usize >= self.classes || neg[i] == labels[i]) {
-            return Err(Error::Layer {
-                layer: 0,
-                detail: format!("sample {i}: label {} / negative label {} invalid", labels[i], neg[i]),
-            });
-        }
+        check_batch(images.len(), self.image_dim(), labels, neg, self.classes)?;
         self.ylab.clear();
         self.ylab.extend(labels.iter().chain(neg).map(|&l| l as u32));
         let g0 = self.build_input(be, images, |b| if b < n { b } else { b - n })?;

@@ -336,23 +336,7 @@ impl FfNet {
     ) -> Result<BatchStats> {
         let n = labels.len();
         let (di, d0) = (self.image_dim, self.input_dim());
-        if images.len() != n * di || neg_labels.len() != n {
-            return Err(Error::Layer {
-                layer: 0,
-                detail: format!(
-                    "batch of {n} labels needs {} image values and {n} negative labels, got {} and {}",
-                    n * di,
-                    images.len(),
-                    neg_labels.len()
-                ),
-            });
-        }
-        if let Some(i) = (0..n).find(|&i| labels[i] as usize >= self.classes || neg_labels[i] == labels[i]) {
-            return Err(Error::Layer {
-                layer: 0,
-                detail: format!("sample {i}: label {} / negative label {} invalid", labels[i], neg_labels[i]),
-            });
-        }
+        check_batch(images.len(), di, labels, neg_labels, self.classes)?;
         let rows = 2 * n;
         let mut input = std::mem::take(&mut self.input);
         input.resize(rows * d0, 0.0);
@@ -518,6 +502,29 @@ impl FfNet {
         }
         Ok(())
     }
+}
+
+/// Check a training batch: `n` images of `di` values, `n` labels below
+/// `classes`, and `n` negative labels each different from its label.
+pub(crate) fn check_batch(values: usize, di: usize, labels: &[u8], neg: &[u8], classes: usize) -> Result<()> {
+    let n = labels.len();
+    if values != n * di || neg.len() != n {
+        return Err(Error::Layer {
+            layer: 0,
+            detail: format!(
+                "batch of {n} labels needs {} image values and {n} negative labels, got {values} and {}",
+                n * di,
+                neg.len()
+            ),
+        });
+    }
+    if let Some(i) = (0..n).find(|&i| labels[i] as usize >= classes || neg[i] == labels[i]) {
+        return Err(Error::Layer {
+            layer: 0,
+            detail: format!("sample {i}: label {} / negative label {} invalid", labels[i], neg[i]),
+        });
+    }
+    Ok(())
 }
 
 /// Negative labels for a batch: `(y + 1 + below(classes − 1)) mod classes`,
