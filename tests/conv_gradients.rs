@@ -153,8 +153,8 @@ fn check_pair(norm: BlockNorm, loss: FfLoss, pools: (bool, bool)) {
     let be = CpuBackend::best();
     let optim = OptimConfig::default();
     let g = Cnhw::new(2, 6, 4, 4);
-    let mut lo = ConvBlock::new(2, 3, pools.0, norm, &optim, 7, 0);
-    let mut up = ConvBlock::new(3, 2, pools.1, norm, &optim, 7, 1);
+    let mut lo = ConvBlock::new(2, 3, pools.0, norm, &optim, 2, 7, 0);
+    let mut up = ConvBlock::new(3, 2, pools.1, norm, &optim, 2, 7, 1);
     // Non-trivial γ and β.
     lo.gamma = data(11, 2, 1.0).iter().map(|v| 1.0 + 0.5 * v).collect();
     lo.beta = data(12, 2, 0.3);
@@ -236,4 +236,105 @@ fn two_block_olu_gradients_match_finite_differences_with_batch_norm_and_symba() 
 fn two_block_olu_gradients_match_finite_differences_with_length_norm_and_threshold() {
     check_pair(BlockNorm::Length, FfLoss::Threshold { theta: 0.5 }, (true, false));
     check_pair(BlockNorm::None, FfLoss::Threshold { theta: 0.5 }, (false, false));
+}
+
+/// The backprop baseline: softmax cross-entropy of a linear head on the
+/// flattened last block, in f64 (head W is features × classes).
+fn bp_loss(blocks: &[P64], hw_: &[f64], hb: &[f64], x: &[f64], g: Cnhw, labels: &[u8]) -> f64 {
+    let (mut a, mut ga) = (x.to_vec(), g);
+    for p in blocks {
+        let (o, go) = block64(p, &a, ga);
+        a = o;
+        ga = go;
+    }
+    let (n, d, hw, k) = (ga.n, ga.per_image(), ga.plane(), hb.len());
+    let mut total = 0.0;
+    for b in 0..n {
+        let feat: Vec<f64> = (0..d).map(|j| a[((j / hw) * n + b) * hw + j % hw]).collect();
+        let z: Vec<f64> = (0..k).map(|c| hb[c] + (0..d).map(|j| feat[j] * hw_[j * k + c]).sum::<f64>()).collect();
+        let m = z.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+        let lse = m + z.iter().map(|v| (v - m).exp()).sum::<f64>().ln();
+        total += lse - z[labels[b] as usize];
+    }
+    total / n as f64
+}
+
+#[test]
+fn backprop_conv_net_gradients_match_finite_differences_through_every_block_and_the_head() {
+    use ffwd::layers::backprop::BpConvNet;
+    use ffwd::layers::conv::ConvFfConfig;
+    let be = CpuBackend::best();
+    for (norm, pool) in [(BlockNorm::Batch, vec![0]), (BlockNorm::Length, vec![1]), (BlockNorm::None, vec![])] {
+        let cfg = ConvFfConfig { channels: vec![3, 4, 2], pool, norm, ..ConvFfConfig::trifecta_small() };
+        let image = (2, 4, 4);
+        let mut net = BpConvNet::new(cfg, image, 3, 5).unwrap();
+        for (k, b) in net.blocks.iter_mut().enumerate() {
+            b.gamma = data(20 + k as u64, b.cin, 1.0).iter().map(|v| 1.0 + 0.5 * v).collect();
+            b.beta = data(30 + k as u64, b.cin, 0.3);
+        }
+        let n = 5;
+        let x = data(3, n * 32, 1.5);
+        let labels = [0u8, 2, 1, 1, 0];
+        let loss = net.compute_grads(&be, &x, &labels).unwrap();
+
+        let g = Cnhw::new(2, n, 4, 4);
+        let mut x64 = vec![0.0f64; g.len()];
+        for b in 0..n {
+            for i in 0..32 {
+                x64[((i / 16) * n + b) * 16 + i % 16] = x[b * 32 + i] as f64;
+            }
+        }
+        let ps: Vec<P64> = net.blocks.iter().map(P64::of).collect();
+        let hw64: Vec<f64> = net.head.w.iter().map(|&v| v as f64).collect();
+        let hb64: Vec<f64> = net.head.b.iter().map(|&v| v as f64).collect();
+        let l0 = bp_loss(&ps, &hw64, &hb64, &x64, g, &labels);
+        assert!((l0 - loss as f64).abs() < 1e-5 * l0.abs().max(1.0), "loss {loss} vs f64 {l0}");
+        let eps = 1e-5;
+        let fd = |f: &dyn Fn(f64) -> f64| (f(eps) - f(-eps)) / (2.0 * eps);
+        let tag = format!("bp {norm:?}");
+        for k in 0..ps.len() {
+            let nw = ps[k].w.len();
+            for i in [0, nw / 3, nw / 2, nw - 1] {
+                let d = fd(&|e| {
+                    let mut q = ps.clone();
+                    q[k].w[i] += e;
+                    bp_loss(&q, &hw64, &hb64, &x64, g, &labels)
+                });
+                close(&format!("{tag}: block {k} dW[{i}]"), net.blocks[k].grads().0[i], d);
+            }
+            if norm == BlockNorm::Batch {
+                for c in 0..ps[k].cin {
+                    let d = fd(&|e| {
+                        let mut q = ps.clone();
+                        q[k].gamma[c] += e;
+                        bp_loss(&q, &hw64, &hb64, &x64, g, &labels)
+                    });
+                    close(&format!("{tag}: block {k} dγ[{c}]"), net.blocks[k].grads().1[c], d);
+                    let d = fd(&|e| {
+                        let mut q = ps.clone();
+                        q[k].beta[c] += e;
+                        bp_loss(&q, &hw64, &hb64, &x64, g, &labels)
+                    });
+                    close(&format!("{tag}: block {k} dβ[{c}]"), net.blocks[k].grads().2[c], d);
+                }
+            }
+        }
+        let (dw, db) = net.head.grads();
+        for i in [0, 5, hw64.len() / 2, hw64.len() - 1] {
+            let d = fd(&|e| {
+                let mut q = hw64.clone();
+                q[i] += e;
+                bp_loss(&ps, &q, &hb64, &x64, g, &labels)
+            });
+            close(&format!("{tag}: head dW[{i}]"), dw[i], d);
+        }
+        for c in 0..3 {
+            let d = fd(&|e| {
+                let mut q = hb64.clone();
+                q[c] += e;
+                bp_loss(&ps, &hw64, &q, &x64, g, &labels)
+            });
+            close(&format!("{tag}: head db[{c}]"), db[c], d);
+        }
+    }
 }

@@ -33,14 +33,18 @@ fn ff_learns_mnist_subset_above_80_percent_in_three_epochs() {
     assert!(m.contains("\"g_pos\"") && m.contains("\"samples_per_s\""));
 }
 
-#[test]
-fn trifecta_learns_fashion_mnist_subset_and_beats_chance_by_far() {
-    let Some(dir) = common::data_dir() else { return };
+/// A narrow conv net (8↓ 16↓ 16, batch norm) trained 2 epochs on the first
+/// 2,000 Fashion-MNIST images; tested on the first 1,000 test images.
+fn fashion_subset_run(
+    dir: &std::path::Path,
+    algorithm: ffwd::layers::conv::ConvAlgorithm,
+) -> Vec<ffwd::train::trainer::EpochReport> {
     let mut c = RunConfig::default();
     c.data.dataset = "fashion-mnist".into();
     c.data.train_size = 2_000;
     c.data.augment.normalize = true;
     let mut conv = ffwd::layers::conv::ConvFfConfig::trifecta_small();
+    conv.algorithm = algorithm;
     conv.channels = vec![8, 16, 16];
     conv.pool = vec![0, 1];
     c.conv = Some(conv);
@@ -48,15 +52,33 @@ fn trifecta_learns_fashion_mnist_subset_and_beats_chance_by_far() {
     c.train.batch = 64;
     let out = tempfile::tempdir().unwrap();
     c.output.dir = out.path().to_path_buf();
-    let mut t = Trainer::new(c, Some(&dir)).unwrap();
+    let mut t = Trainer::new(c, Some(dir)).unwrap();
     t.test = t.test.slice(0..1000);
-    let r = t.run(&mut |_| {}).unwrap();
+    t.run(&mut |_| {}).unwrap()
+}
+
+#[test]
+fn trifecta_learns_fashion_mnist_subset_and_beats_chance_by_far() {
+    let Some(dir) = common::data_dir() else { return };
+    let r = fashion_subset_run(&dir, ffwd::layers::conv::ConvAlgorithm::Ff);
     let e = r.last().unwrap().test.as_ref().unwrap();
     eprintln!("trifecta fashion-mnist subset: test {:.2}%, per block {:?}", 100.0 * e.acc, e.per_layer);
     let (first, last) = (r[0].layers[2].loss.unwrap(), r[1].layers[2].loss.unwrap());
     assert!(last < first, "block 2 loss did not fall: {first} → {last}");
     assert!(first < std::f32::consts::LN_2 + 0.01, "SymBa loss starts at ln 2 or below: {first}");
     assert!(e.acc > 0.30, "test accuracy {} (chance is 0.10)", e.acc);
+}
+
+#[test]
+fn backprop_baseline_on_the_trifecta_blocks_learns_fashion_mnist_subset() {
+    let Some(dir) = common::data_dir() else { return };
+    let r = fashion_subset_run(&dir, ffwd::layers::conv::ConvAlgorithm::Backprop);
+    let e = r.last().unwrap().test.as_ref().unwrap();
+    let (first, last) = (r[0].readout_loss.unwrap(), r[1].readout_loss.unwrap());
+    eprintln!("backprop fashion-mnist subset: test {:.2}%, loss {first} → {last}", 100.0 * e.acc);
+    assert!(e.goodness_acc.is_none() && e.per_layer.is_empty(), "a backprop net has no goodness");
+    assert!(first < 10f32.ln() + 0.5 && last < first, "cross-entropy must start near ln 10 and fall");
+    assert!(e.acc > 0.5, "test accuracy {} (chance is 0.10)", e.acc);
 }
 
 #[test]

@@ -23,7 +23,7 @@ pub enum Error {
     Format { path: PathBuf, reason: String },
     #[error("{path}: SHA-256 {actual} does not match the expected {expected}")]
     Checksum { path: PathBuf, expected: String, actual: String },
-    #[error("unknown dataset `{0}` (known: digits, mnist, fashion-mnist, cifar-10)")]
+    #[error("unknown dataset `{0}` (known: digits, mnist, fashion-mnist, cifar-10, svhn)")]
     UnknownDataset(String),
     #[error("download of {url} failed: {reason}")]
     Download { url: String, reason: String },

@@ -15,7 +15,7 @@ pub struct Remote {
 }
 
 /// Mirrors tried in order, and the files with their SHA-256 sums (of the
-/// official gzip files).
+/// official files as served).
 pub fn manifest(name: Name) -> (&'static [&'static str], &'static [Remote]) {
     const MNIST_MIRRORS: &[&str] =
         &["https://ossci-datasets.s3.amazonaws.com/mnist/", "https://storage.googleapis.com/cvdf-datasets/mnist/"];
@@ -56,8 +56,17 @@ pub fn manifest(name: Name) -> (&'static [&'static str], &'static [Remote]) {
             sha256: "67da17c76eaffca5446c3361aaab5c3cd6d1c2608764d35dfb1850b086bf8dd5",
         },
     ];
+    // The SVHN site publishes no checksums; these SHA-256 sums (and sizes
+    // 182,040,794 and 64,275,384 bytes) are the ones TensorFlow Datasets
+    // records for the same URLs (url_checksums/svhn_cropped.txt).
+    const SVHN_MIRRORS: &[&str] = &["http://ufldl.stanford.edu/housenumbers/"];
+    const SVHN: &[Remote] = &[
+        Remote { file: "train_32x32.mat", sha256: "435e94d69a87fde4fd4d7f3dd208dfc32cb6ae8af2240d066de1df7508d083b8" },
+        Remote { file: "test_32x32.mat", sha256: "cdce80dfb2a2c4c6160906d0bd7c68ec5a99d7ca4831afa54f09182025b6a75b" },
+    ];
     match name {
         Name::Mnist => (MNIST_MIRRORS, MNIST),
+        Name::Svhn => (SVHN_MIRRORS, SVHN),
         Name::FashionMnist => (FASHION_MIRRORS, FASHION),
         Name::Digits | Name::Cifar10 => (&[], &[]),
     }

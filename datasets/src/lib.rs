@@ -2,7 +2,8 @@
 //!
 //! Loaders for the benchmark datasets, all returning a [`Dataset`] (u8
 //! pixels, u8 labels, a C×H×W shape): the IDX reader for MNIST and
-//! Fashion-MNIST (gzip or raw), and the UCI optical digits (8×8, 1,797
+//! Fashion-MNIST (gzip or raw), the CIFAR-10 binary batches ([`cifar`]),
+//! SVHN's MATLAB files ([`svhn`] on [`mat`]), and the UCI optical digits (8×8, 1,797
 //! images, CC BY 4.0) embedded in the binary so that `ffwd train` works
 //! offline. Every malformed file gives an [`Error`] naming the file and
 //! what is wrong. [`fetch`] downloads into a cache directory and checks
@@ -14,6 +15,8 @@ pub mod cifar;
 mod error;
 pub mod fetch;
 pub mod idx;
+pub mod mat;
+pub mod svhn;
 
 pub use error::{Error, Result};
 use std::path::{Path, PathBuf};
@@ -84,6 +87,7 @@ pub enum Name {
     Mnist,
     FashionMnist,
     Cifar10,
+    Svhn,
 }
 
 impl Name {
@@ -93,6 +97,7 @@ impl Name {
             "mnist" => Ok(Name::Mnist),
             "fashion-mnist" | "fashion_mnist" | "fmnist" => Ok(Name::FashionMnist),
             "cifar-10" | "cifar10" => Ok(Name::Cifar10),
+            "svhn" => Ok(Name::Svhn),
             other => Err(Error::UnknownDataset(other.to_string())),
         }
     }
@@ -102,6 +107,7 @@ impl Name {
             Name::Mnist => "mnist",
             Name::FashionMnist => "fashion-mnist",
             Name::Cifar10 => "cifar-10",
+            Name::Svhn => "svhn",
         }
     }
 }
@@ -139,6 +145,7 @@ pub fn load(name: Name, root: &Path) -> Result<Splits> {
     match name {
         Name::Digits => digits(),
         Name::Cifar10 => cifar::load(root),
+        Name::Svhn => svhn::load(root),
         Name::Mnist | Name::FashionMnist => {
             let dir = root.join(name.as_str());
             let part = |split: &str| -> Result<Dataset> {

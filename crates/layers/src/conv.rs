@@ -34,7 +34,7 @@
 //! wins.
 
 use crate::config::{LossKind, OptimConfig};
-use crate::ff::{check_batch, BatchStats, LayerStats, Predictions};
+use crate::ff::{check_batch, check_images, BatchStats, LayerStats, Predictions};
 use crate::optim::OptState;
 use crate::{Error, Result};
 use ffwd_kernels::numerics::relu;
@@ -54,10 +54,26 @@ pub enum BlockNorm {
     None,
 }
 
-/// A convolutional FF network.
+/// How a conv network learns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum ConvAlgorithm {
+    /// Forward-Forward with the label channel ([`ConvFfNet`]).
+    #[default]
+    Ff,
+    /// The papers' baseline: the same blocks without the label channel,
+    /// a linear head with cross-entropy, trained end to end by
+    /// backpropagation ([`crate::backprop::BpConvNet`]). `loss`, `theta`,
+    /// `alpha`, `olu` and `predict_blocks` do not apply.
+    Backprop,
+}
+
+/// A convolutional network: its blocks, and how it learns.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ConvFfConfig {
+    /// Forward-Forward (default) or the backprop baseline.
+    pub algorithm: ConvAlgorithm,
     /// Output channels per block.
     pub channels: Vec<usize>,
     /// Indices of the blocks followed by a 2×2 max-pool.
@@ -92,6 +108,7 @@ impl ConvFfConfig {
     /// The Trifecta, small: 128↓ 128 256↓ 256 256 512↓.
     pub fn trifecta_small() -> Self {
         Self {
+            algorithm: ConvAlgorithm::Ff,
             channels: vec![128, 128, 256, 256, 256, 512],
             pool: vec![0, 2, 5],
             norm: BlockNorm::Batch,
@@ -204,19 +221,24 @@ pub struct ConvBlock {
     pub beta: Vec<f32>,
     pub running_mean: Vec<f32>,
     pub running_var: Vec<f32>,
-    opt: [BlockOpt; 2],
+    /// One optimiser state per pair the block trains in (OLU: 2).
+    opt: Vec<BlockOpt>,
     work: BlockWork,
 }
 
 impl ConvBlock {
     /// PyTorch-style init: W uniform in ±1/√(Cin·9) from the Philox stream
-    /// `init(index)`; γ = 1, β = 0; running mean 0, variance 1.
+    /// `init(index)`; γ = 1, β = 0; running mean 0, variance 1. `slots`
+    /// optimiser states (2 under OLU: the block's own pair and the next
+    /// block's; else 1).
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         cin: usize,
         cout: usize,
         pool: bool,
         norm: BlockNorm,
         optim: &OptimConfig,
+        slots: usize,
         seed: u64,
         index: u32,
     ) -> Self {
@@ -233,7 +255,7 @@ impl ConvBlock {
             cout,
             pool,
             norm,
-            opt: [opt(), opt()],
+            opt: (0..slots.max(1)).map(|_| opt()).collect(),
             w,
             gamma: vec![1.0; cin],
             beta: vec![0.0; cin],
@@ -395,7 +417,11 @@ impl ConvBlock {
     /// Apply the last backward's gradients with the optimiser state `slot`
     /// (0: the block's own loss, 1: the next block's loss under OLU).
     pub fn apply(&mut self, be: &CpuBackend, slot: usize) -> Result<()> {
-        let o = &mut self.opt[slot];
+        let slots = self.opt.len();
+        let o = self
+            .opt
+            .get_mut(slot)
+            .ok_or_else(|| Error::Config(format!("optimiser slot {slot} of a block with {slots}")))?;
         o.w.step(be, &mut self.w, &self.work.dw)?;
         if self.norm == BlockNorm::Batch {
             o.gamma.step(be, &mut self.gamma, &self.work.dgamma)?;
@@ -408,6 +434,45 @@ impl ConvBlock {
     pub fn grads(&self) -> (&[f32], &[f32], &[f32]) {
         (&self.work.dw, &self.work.dgamma, &self.work.dbeta)
     }
+}
+
+/// Copy `n` images (image-major C·H·W, image b taken from `order(b)`)
+/// into the first C channel planes of a CNHW buffer of batch `n`.
+pub(crate) fn images_to_cnhw(
+    images: &[f32],
+    (c, h, w): (usize, usize, usize),
+    n: usize,
+    order: impl Fn(usize) -> usize,
+    out: &mut [f32],
+) {
+    let hw = h * w;
+    for ci in 0..c {
+        for b in 0..n {
+            let src = &images[order(b) * c * hw + ci * hw..][..hw];
+            out[(ci * n + b) * hw..][..hw].copy_from_slice(src);
+        }
+    }
+}
+
+/// Forward `blocks` in order on `input` (geometry `g0`), each on the
+/// previous block's output of the same pass.
+pub(crate) fn forward_blocks(
+    be: &CpuBackend,
+    blocks: &mut [ConvBlock],
+    input: &[f32],
+    g0: Cnhw,
+    train: bool,
+    momentum: f32,
+    eps: (f32, f32),
+) -> Result<()> {
+    let mut g = g0;
+    for k in 0..blocks.len() {
+        let (prev, rest) = blocks.split_at_mut(k);
+        let x = if k == 0 { input } else { prev[k - 1].output() };
+        rest[0].forward(be, x, g, train, momentum, eps)?;
+        g = rest[0].out_geom(g);
+    }
+    Ok(())
 }
 
 /// Index of the label embedding's Philox init stream (after any block's).
@@ -446,7 +511,8 @@ impl ConvFfNet {
         let mut cin = image.0 + 1;
         for (k, &c) in config.channels.iter().enumerate() {
             let pool = config.pool.contains(&k);
-            blocks.push(ConvBlock::new(cin, c, pool, config.norm, &config.optim, seed, k as u32));
+            let slots = if config.olu { 2 } else { 1 };
+            blocks.push(ConvBlock::new(cin, c, pool, config.norm, &config.optim, slots, seed, k as u32));
             cin = c;
         }
         let hw = image.1 * image.2;
@@ -491,31 +557,18 @@ impl ConvFfNet {
     /// `self.ylab`.
     fn build_input(&mut self, be: &CpuBackend, images: &[f32], order: impl Fn(usize) -> usize) -> Result<Cnhw> {
         let (c, h, w) = self.image;
-        let hw = h * w;
         let n = self.ylab.len();
         let g = Cnhw::new(c + 1, n, h, w);
         self.input.resize(g.len(), 0.0);
-        for ci in 0..c {
-            for b in 0..n {
-                let src = &images[order(b) * c * hw + ci * hw..][..hw];
-                self.input[(ci * n + b) * hw..][..hw].copy_from_slice(src);
-            }
-        }
-        be.label_channel(&self.embedding, hw, &self.ylab, &mut self.input[c * n * hw..])?;
+        images_to_cnhw(images, self.image, n, order, &mut self.input);
+        be.label_channel(&self.embedding, h * w, &self.ylab, &mut self.input[c * n * h * w..])?;
         Ok(g)
     }
 
     /// Forward every block on the current input.
     fn forward_all(&mut self, be: &CpuBackend, g0: Cnhw, train: bool) -> Result<()> {
-        let (m, eps) = (self.config.bn_momentum, self.eps());
-        let mut g = g0;
-        for k in 0..self.blocks.len() {
-            let (prev, rest) = self.blocks.split_at_mut(k);
-            let x = if k == 0 { &self.input[..] } else { prev[k - 1].output() };
-            rest[0].forward(be, x, g, train, m, eps)?;
-            g = rest[0].out_geom(g);
-        }
-        Ok(())
+        let eps = self.eps();
+        forward_blocks(be, &mut self.blocks, &self.input, g0, train, self.config.bn_momentum, eps)
     }
 
     /// Loss of block k on the current batch; writes dL/dG into self.dldg.
@@ -603,12 +656,7 @@ impl ConvFfNet {
     /// each image runs once per label in evaluation mode.
     pub fn predict(&mut self, be: &CpuBackend, images: &[f32], n: usize, chunk: usize) -> Result<Predictions> {
         let di = self.image_dim();
-        if images.len() != n * di {
-            return Err(Error::Layer {
-                layer: 0,
-                detail: format!("{n} images need {} values, got {}", n * di, images.len()),
-            });
-        }
+        check_images(images.len(), n, di)?;
         let (nb, c) = (self.blocks.len(), self.classes);
         let sel: Vec<usize> =
             if self.config.predict_blocks.is_empty() { vec![nb - 1] } else { self.config.predict_blocks.clone() };
@@ -658,48 +706,70 @@ impl ConvFfNet {
     /// Every parameter and running statistic as a named tensor.
     pub fn named_tensors(&self) -> Vec<(String, Tensor)> {
         let (_, h, w) = self.image;
-        let t = |shape: &[usize], v: &[f32]| Tensor::from_vec(shape, v.to_vec()).expect("shape");
-        let mut out = vec![("embedding".to_string(), t(&[self.classes, h, w], &self.embedding))];
-        for (k, b) in self.blocks.iter().enumerate() {
-            out.push((format!("blocks.{k}.weight"), t(&[b.cout, b.cin, 3, 3], &b.w)));
-            if b.norm == BlockNorm::Batch {
-                out.push((format!("blocks.{k}.bn.weight"), t(&[b.cin], &b.gamma)));
-                out.push((format!("blocks.{k}.bn.bias"), t(&[b.cin], &b.beta)));
-                out.push((format!("blocks.{k}.bn.running_mean"), t(&[b.cin], &b.running_mean)));
-                out.push((format!("blocks.{k}.bn.running_var"), t(&[b.cin], &b.running_var)));
-            }
-        }
+        let emb = Tensor::from_vec(&[self.classes, h, w], self.embedding.clone()).expect("shape");
+        let mut out = vec![("embedding".to_string(), emb)];
+        out.extend(block_tensors(&self.blocks));
         out
     }
 
     /// Replace parameters from named tensors, checking names and shapes.
     pub fn load_tensors(&mut self, mut get: impl FnMut(&str) -> Result<Tensor>) -> Result<()> {
-        let names = self.named_tensors();
-        for (name, want) in names {
-            let t = get(&name)?;
-            if t.shape() != want.shape() {
-                return Err(Error::Checkpoint {
-                    what: name,
-                    detail: format!("shape {:?}, this architecture needs {:?}", t.shape(), want.shape()),
-                });
-            }
-            let v = t.into_vec();
-            let dst = if name == "embedding" {
-                &mut self.embedding
+        for (name, want) in self.named_tensors() {
+            let v = fetch_tensor(&mut get, &name, want.shape())?;
+            if name == "embedding" {
+                self.embedding = v;
             } else {
-                let rest = name.strip_prefix("blocks.").expect("named by named_tensors");
-                let (k, field) = rest.split_once('.').expect("named by named_tensors");
-                let b = &mut self.blocks[k.parse::<usize>().expect("index")];
-                match field {
-                    "weight" => &mut b.w,
-                    "bn.weight" => &mut b.gamma,
-                    "bn.bias" => &mut b.beta,
-                    "bn.running_mean" => &mut b.running_mean,
-                    _ => &mut b.running_var,
-                }
-            };
-            *dst = v;
+                *block_field(&mut self.blocks, &name) = v;
+            }
         }
         Ok(())
+    }
+}
+
+/// The blocks' tensors: `blocks.{k}.weight` (Cout × Cin × 3 × 3) and, with
+/// batch norm, `blocks.{k}.bn.{weight,bias,running_mean,running_var}`.
+pub(crate) fn block_tensors(blocks: &[ConvBlock]) -> Vec<(String, Tensor)> {
+    let t = |shape: &[usize], v: &[f32]| Tensor::from_vec(shape, v.to_vec()).expect("shape");
+    let mut out = Vec::new();
+    for (k, b) in blocks.iter().enumerate() {
+        out.push((format!("blocks.{k}.weight"), t(&[b.cout, b.cin, 3, 3], &b.w)));
+        if b.norm == BlockNorm::Batch {
+            out.push((format!("blocks.{k}.bn.weight"), t(&[b.cin], &b.gamma)));
+            out.push((format!("blocks.{k}.bn.bias"), t(&[b.cin], &b.beta)));
+            out.push((format!("blocks.{k}.bn.running_mean"), t(&[b.cin], &b.running_mean)));
+            out.push((format!("blocks.{k}.bn.running_var"), t(&[b.cin], &b.running_var)));
+        }
+    }
+    out
+}
+
+/// Tensor `name` from `get`, checked against the shape this architecture
+/// needs.
+pub(crate) fn fetch_tensor(
+    get: &mut impl FnMut(&str) -> Result<Tensor>,
+    name: &str,
+    want: &[usize],
+) -> Result<Vec<f32>> {
+    let t = get(name)?;
+    if t.shape() != want {
+        return Err(Error::Checkpoint {
+            what: name.to_string(),
+            detail: format!("shape {:?}, this architecture needs {want:?}", t.shape()),
+        });
+    }
+    Ok(t.into_vec())
+}
+
+/// The buffer behind a name produced by [`block_tensors`].
+pub(crate) fn block_field<'a>(blocks: &'a mut [ConvBlock], name: &str) -> &'a mut Vec<f32> {
+    let rest = name.strip_prefix("blocks.").expect("named by block_tensors");
+    let (k, field) = rest.split_once('.').expect("named by block_tensors");
+    let b = &mut blocks[k.parse::<usize>().expect("index")];
+    match field {
+        "weight" => &mut b.w,
+        "bn.weight" => &mut b.gamma,
+        "bn.bias" => &mut b.beta,
+        "bn.running_mean" => &mut b.running_mean,
+        _ => &mut b.running_var,
     }
 }

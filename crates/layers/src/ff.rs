@@ -504,24 +504,42 @@ impl FfNet {
     }
 }
 
+/// Check that `values` holds `n` images of `di` values.
+pub(crate) fn check_images(values: usize, n: usize, di: usize) -> Result<()> {
+    if values != n * di {
+        return Err(Error::Layer { layer: 0, detail: format!("{n} images need {} values, got {values}", n * di) });
+    }
+    Ok(())
+}
+
+/// Check a supervised batch: `n` images of `di` values and `n` labels below
+/// `classes`.
+pub(crate) fn check_labelled(values: usize, di: usize, labels: &[u8], classes: usize) -> Result<()> {
+    check_images(values, labels.len(), di)?;
+    if let Some(i) = labels.iter().position(|&y| y as usize >= classes) {
+        return Err(Error::Layer {
+            layer: 0,
+            detail: format!("sample {i}: label {} is not below the {classes} classes", labels[i]),
+        });
+    }
+    Ok(())
+}
+
 /// Check a training batch: `n` images of `di` values, `n` labels below
 /// `classes`, and `n` negative labels each different from its label.
 pub(crate) fn check_batch(values: usize, di: usize, labels: &[u8], neg: &[u8], classes: usize) -> Result<()> {
+    check_labelled(values, di, labels, classes)?;
     let n = labels.len();
-    if values != n * di || neg.len() != n {
+    if neg.len() != n {
         return Err(Error::Layer {
             layer: 0,
-            detail: format!(
-                "batch of {n} labels needs {} image values and {n} negative labels, got {values} and {}",
-                n * di,
-                neg.len()
-            ),
+            detail: format!("batch of {n} labels needs {n} negative labels, got {}", neg.len()),
         });
     }
-    if let Some(i) = (0..n).find(|&i| labels[i] as usize >= classes || neg[i] == labels[i]) {
+    if let Some(i) = (0..n).find(|&i| neg[i] == labels[i] || neg[i] as usize >= classes) {
         return Err(Error::Layer {
             layer: 0,
-            detail: format!("sample {i}: label {} / negative label {} invalid", labels[i], neg[i]),
+            detail: format!("sample {i}: negative label {} invalid for label {}", neg[i], labels[i]),
         });
     }
     Ok(())

@@ -6,12 +6,15 @@
 //! local loss → local update), the supervised FF network of Hinton (2022)
 //! with the label written into the input ([`ff::FfNet`]; threshold or SymBa
 //! loss, simultaneous or layer-by-layer training, prediction A by goodness
-//! per label and prediction B by a linear softmax readout), the optimiser
-//! state ([`optim`]) and the configuration types ([`config`]).
+//! per label and prediction B by a linear softmax readout), the
+//! convolutional FF net and the Trifecta ([`conv`]), the backprop
+//! baselines on the same layers ([`backprop`]), the optimiser state
+//! ([`optim`]) and the configuration types ([`config`]).
 
 // Sums are written as `t = t + x` on purpose: the order is part of the spec.
 #![allow(clippy::assign_op_pattern)]
 
+pub mod backprop;
 pub mod config;
 pub mod conv;
 mod error;

@@ -6,6 +6,7 @@ use crate::config::OptimConfig;
 use crate::optim::OptState;
 use crate::Result;
 use ffwd_kernels::{argmax, CpuBackend, Epilogue, LossScratch, MatMut, MatRef};
+use ffwd_tensor::{stream, Philox};
 
 #[derive(Clone, Debug)]
 pub struct Readout {
@@ -42,6 +43,19 @@ impl Readout {
         }
     }
 
+    /// PyTorch's `nn.Linear` init instead of zeros: W and b uniform in
+    /// ±1/√in_dim, from the Philox stream `init(stream_index)` (W first,
+    /// then b from the words after it).
+    pub fn with_uniform_init(mut self, seed: u64, stream_index: u32) -> Self {
+        let bound = 1.0 / (self.in_dim as f32).sqrt();
+        let mut all = vec![0.0f32; self.w.len() + self.b.len()];
+        Philox::new(seed, stream::init(stream_index)).fill_uniform(&mut all, -bound, bound);
+        let (w, b) = all.split_at(self.w.len());
+        self.w.copy_from_slice(w);
+        self.b.copy_from_slice(b);
+        self
+    }
+
     fn logits(&mut self, be: &CpuBackend, feats: &[f32], n: usize) -> Result<()> {
         self.logits.resize(n * self.classes, 0.0);
         be.gemm(
@@ -56,9 +70,15 @@ impl Readout {
     /// One step of cross-entropy on `n` feature rows; returns the mean loss.
     pub fn train_step(&mut self, be: &CpuBackend, feats: &[f32], labels: &[u8]) -> Result<f32> {
         let loss = self.compute_grads(be, feats, labels)?;
+        self.apply(be)?;
+        Ok(loss)
+    }
+
+    /// The optimiser step with the last [`Readout::compute_grads`].
+    pub fn apply(&mut self, be: &CpuBackend) -> Result<()> {
         self.opt_w.step(be, &mut self.w, &self.dw)?;
         self.opt_b.step(be, &mut self.b, &self.db)?;
-        Ok(loss)
+        Ok(())
     }
 
     /// `(dW, db)` of the last [`Readout::compute_grads`].
@@ -82,6 +102,25 @@ impl Readout {
         )?;
         be.bias_grad(&self.grad, n, self.classes, &mut self.db)?;
         Ok(loss)
+    }
+
+    /// dL/d(features) of the last [`Readout::compute_grads`] (`n` ×
+    /// in_dim), for a network that trains its layers through this head.
+    pub fn input_grad(&self, be: &CpuBackend, dfeats: &mut Vec<f32>) -> Result<()> {
+        let n = self.labels.len();
+        dfeats.resize(n * self.in_dim, 0.0);
+        be.gemm(
+            MatRef::new(&self.grad, n, self.classes)?,
+            MatRef::new(&self.w, self.in_dim, self.classes)?.t(),
+            MatMut::new(dfeats, n, self.in_dim)?,
+            Epilogue::None,
+        )?;
+        Ok(())
+    }
+
+    /// Logits of the last forward (`n` × classes).
+    pub fn last_logits(&self) -> &[f32] {
+        &self.logits
     }
 
     /// Predicted class of each of `n` feature rows (first maximum).

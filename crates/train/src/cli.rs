@@ -6,6 +6,7 @@ use crate::{checkpoint, Error, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use ffwd_kernels::CpuBackend;
 use ffwd_layers::config::{GoodnessKind, LabelMode, LossKind, NormKind, OptimKind, PredictKind};
+use ffwd_layers::conv::ConvAlgorithm;
 use std::path::PathBuf;
 
 #[derive(Parser, Debug)]
@@ -30,7 +31,7 @@ pub enum Cmd {
 
 #[derive(Subcommand, Debug)]
 pub enum DataCmd {
-    /// Download a dataset (mnist, fashion-mnist, cifar-10) and verify its SHA-256 sums.
+    /// Download a dataset (mnist, fashion-mnist, cifar-10, svhn) and verify its SHA-256 sums.
     Fetch {
         name: String,
         /// Folder to download into (default: $FFWD_DATA_DIR, else the cache).
@@ -50,7 +51,7 @@ pub struct TrainArgs {
     /// TOML run configuration (flags below override it).
     #[arg(long)]
     pub config: Option<PathBuf>,
-    /// digits | mnist | fashion-mnist | cifar-10
+    /// digits | mnist | fashion-mnist | cifar-10 | svhn
     #[arg(long)]
     pub dataset: Option<String>,
     /// Folder that holds `<dataset>/` (else $FFWD_DATA_DIR, else the cache).
@@ -266,8 +267,8 @@ fn print_epoch(r: &EpochReport) {
     }
     if let Some(t) = &r.test {
         s += &format!(" | test {}", pct(t.acc));
-        if let Some(ra) = t.readout_acc {
-            s += &format!(" (goodness {}, readout {})", pct(t.goodness_acc), pct(ra));
+        if let (Some(ga), Some(ra)) = (t.goodness_acc, t.readout_acc) {
+            s += &format!(" (goodness {}, readout {})", pct(ga), pct(ra));
         }
     }
     println!("{s}");
@@ -315,6 +316,10 @@ pub fn run(cli: Cli) -> Result<()> {
                 t.val.as_ref().map(|v| format!(", {} validation", v.len())).unwrap_or_default(),
                 t.test.len(),
                 match &t.cfg.conv {
+                    Some(c) if c.algorithm == ConvAlgorithm::Backprop => format!(
+                        "backprop baseline: conv blocks {:?} (pool after {:?}, {:?} norm) + linear head",
+                        c.channels, c.pool, c.norm
+                    ),
                     Some(c) => format!(
                         "conv blocks {:?} (pool after {:?}, {:?} norm, {:?} loss, OLU {})",
                         c.channels,

@@ -1,6 +1,7 @@
 //! The networks a run can train, behind one type: the MLP of Hinton's FF
-//! ([`FfNet`]) or the convolutional FF / Trifecta ([`ConvFfNet`]), chosen
-//! by the presence of a `[conv]` table in the run configuration. Also the
+//! ([`FfNet`]), the convolutional FF / Trifecta ([`ConvFfNet`]) or its
+//! backprop baseline ([`BpConvNet`]), chosen by the presence of a `[conv]`
+//! table in the run configuration and its `algorithm`. Also the
 //! image preparation each expects: MLPs take pixels in [0, 1]; conv nets
 //! take augmented (training) and per-channel normalised images.
 
@@ -9,7 +10,8 @@ use crate::Result;
 use ffwd_datasets::augment::{channel_stats, Augment};
 use ffwd_datasets::Dataset;
 use ffwd_kernels::CpuBackend;
-use ffwd_layers::conv::ConvFfNet;
+use ffwd_layers::backprop::BpConvNet;
+use ffwd_layers::conv::{ConvAlgorithm, ConvFfNet};
 use ffwd_layers::ff::{BatchStats, FfNet, Predictions};
 use ffwd_tensor::{stream, Philox, Tensor};
 
@@ -17,12 +19,16 @@ use ffwd_tensor::{stream, Philox, Tensor};
 pub enum Model {
     Mlp(FfNet),
     Conv(ConvFfNet),
+    ConvBp(BpConvNet),
 }
 
 impl Model {
     /// The network the configuration describes, for images of `shape`.
     pub fn build(cfg: &RunConfig, shape: (usize, usize, usize), classes: usize) -> Result<Self> {
         Ok(match &cfg.conv {
+            Some(c) if c.algorithm == ConvAlgorithm::Backprop => {
+                Model::ConvBp(BpConvNet::new(c.clone(), shape, classes, cfg.train.seed)?)
+            }
             Some(c) => Model::Conv(ConvFfNet::new(c.clone(), shape, classes, cfg.train.seed)?),
             None => Model::Mlp(FfNet::new(cfg.model.clone(), shape.0 * shape.1 * shape.2, classes, cfg.train.seed)?),
         })
@@ -32,7 +38,7 @@ impl Model {
     pub fn mlp(&self) -> Option<&FfNet> {
         match self {
             Model::Mlp(n) => Some(n),
-            Model::Conv(_) => None,
+            _ => None,
         }
     }
 
@@ -40,7 +46,7 @@ impl Model {
     pub fn conv(&self) -> Option<&ConvFfNet> {
         match self {
             Model::Conv(n) => Some(n),
-            Model::Mlp(_) => None,
+            _ => None,
         }
     }
 
@@ -49,6 +55,7 @@ impl Model {
         match self {
             Model::Mlp(n) => n.layers.len(),
             Model::Conv(n) => n.blocks.len(),
+            Model::ConvBp(n) => n.blocks.len(),
         }
     }
 
@@ -56,15 +63,21 @@ impl Model {
         match self {
             Model::Mlp(n) => n.classes,
             Model::Conv(n) => n.classes,
+            Model::ConvBp(n) => n.classes,
         }
     }
 
     pub fn has_readout(&self) -> bool {
-        matches!(self, Model::Mlp(n) if n.readout.is_some())
+        match self {
+            Model::Mlp(n) => n.readout.is_some(),
+            Model::Conv(_) => false,
+            Model::ConvBp(_) => true,
+        }
     }
 
     /// One training batch; `layers` selects the learning layers of an MLP
-    /// (a conv net always trains every block, as its OLU schedule says).
+    /// (a conv net always trains every block, as its OLU schedule says; the
+    /// backprop net ignores the negative labels).
     pub fn train_batch(
         &mut self,
         be: &CpuBackend,
@@ -76,6 +89,7 @@ impl Model {
         Ok(match self {
             Model::Mlp(n) => n.train_batch(be, images, labels, neg, layers)?,
             Model::Conv(n) => n.train_batch(be, images, labels, neg)?,
+            Model::ConvBp(n) => n.train_batch(be, images, labels)?,
         })
     }
 
@@ -83,6 +97,7 @@ impl Model {
         Ok(match self {
             Model::Mlp(m) => m.predict(be, images, n, chunk)?,
             Model::Conv(m) => m.predict(be, images, n, chunk)?,
+            Model::ConvBp(m) => m.predict(be, images, n, chunk)?,
         })
     }
 
@@ -90,6 +105,7 @@ impl Model {
         match self {
             Model::Mlp(n) => n.named_tensors(),
             Model::Conv(n) => n.named_tensors(),
+            Model::ConvBp(n) => n.named_tensors(),
         }
     }
 
@@ -97,6 +113,7 @@ impl Model {
         match self {
             Model::Mlp(n) => n.load_tensors(get)?,
             Model::Conv(n) => n.load_tensors(get)?,
+            Model::ConvBp(n) => n.load_tensors(get)?,
         }
         Ok(())
     }

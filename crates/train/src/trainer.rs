@@ -31,7 +31,8 @@ pub struct LayerReport {
 pub struct EvalReport {
     /// By the configured prediction.
     pub acc: f32,
-    pub goodness_acc: f32,
+    /// By goodness per label (FF networks only).
+    pub goodness_acc: Option<f32>,
     pub readout_acc: Option<f32>,
     pub per_layer: Vec<f32>,
 }
@@ -100,7 +101,7 @@ pub fn evaluate(
     let p = predict(net, prep, pool, be, chunk, ds)?;
     Ok(EvalReport {
         acc: accuracy(&p.overall, &ds.labels),
-        goodness_acc: accuracy(&p.goodness, &ds.labels),
+        goodness_acc: (!p.goodness.is_empty()).then(|| accuracy(&p.goodness, &ds.labels)),
         readout_acc: p.readout.as_ref().map(|r| accuracy(r, &ds.labels)),
         per_layer: p.per_layer.iter().map(|l| accuracy(l, &ds.labels)).collect(),
     })
