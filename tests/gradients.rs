@@ -156,3 +156,191 @@ fn readout_cross_entropy_gradient_matches_finite_differences() {
         );
     }
 }
+
+/// Weights and biases of every layer in f64.
+type Layers64 = [(Vec<f64>, Vec<f64>)];
+
+/// An MLP of FF layers (norm → linear → ReLU) in f64: every layer's
+/// activity for input rows `x`.
+fn mlp64(x: &[f64], rows: usize, layers: &[(Vec<f64>, Vec<f64>)], norm: Norm) -> Vec<Vec<f64>> {
+    let mut a = x.to_vec();
+    let mut out = Vec::new();
+    for (w, b) in layers {
+        let (din, dout) = (a.len() / rows, b.len());
+        let mut h = vec![0.0f64; rows * dout];
+        for r in 0..rows {
+            let xr = &a[r * din..(r + 1) * din];
+            let ss: f64 = xr.iter().map(|v| v * v).sum();
+            let den = match norm {
+                Norm::Rms => (ss / din as f64).sqrt() + 1e-8,
+                Norm::L2 => ss.sqrt() + 1e-8,
+                Norm::None => 1.0,
+            };
+            for j in 0..dout {
+                let z = b[j] + (0..din).map(|k| xr[k] / den * w[k * dout + j]).sum::<f64>();
+                h[r * dout + j] = z.max(0.0);
+            }
+        }
+        out.push(h.clone());
+        a = h;
+    }
+    out
+}
+
+fn layers64(ls: &[ffwd::layers::ff::FfLayer]) -> Vec<(Vec<f64>, Vec<f64>)> {
+    let f = |v: &[f32]| v.iter().map(|&a| a as f64).collect::<Vec<f64>>();
+    ls.iter().map(|l| (f(&l.w.to_row_major()), f(&l.b))).collect()
+}
+
+/// Central differences of `loss` over every weight and bias of every layer,
+/// against the analytic (dW, db) of each layer.
+fn check_layers(
+    tag: &str,
+    ls: &[(Vec<f64>, Vec<f64>)],
+    grads: &[(Vec<f32>, Vec<f32>)],
+    loss: &dyn Fn(&Layers64) -> f64,
+) {
+    let h = 1e-6;
+    for (l, (dw, db)) in grads.iter().enumerate() {
+        for (which, n) in [(0, dw.len()), (1, db.len())] {
+            for i in 0..n {
+                let at = |e: f64| {
+                    let mut q = ls.to_vec();
+                    if which == 0 {
+                        q[l].0[i] += e;
+                    } else {
+                        q[l].1[i] += e;
+                    }
+                    loss(&q)
+                };
+                let num = (at(h) - at(-h)) / (2.0 * h);
+                let a = if which == 0 { dw[i] } else { db[i] } as f64;
+                assert!(
+                    (a - num).abs() <= 2e-5 + 2e-3 * num.abs(),
+                    "{tag}: layer {l} {} [{i}]: analytic {a:e} vs finite difference {num:e}",
+                    if which == 0 { "dW" } else { "db" }
+                );
+            }
+        }
+    }
+}
+
+fn xent64(z: &[f64], c: usize, labels: &[u8]) -> f64 {
+    let n = labels.len();
+    let mut t = 0.0;
+    for i in 0..n {
+        let r = &z[i * c..(i + 1) * c];
+        let m = r.iter().cloned().fold(f64::MIN, f64::max);
+        t += r.iter().map(|v| (v - m).exp()).sum::<f64>().ln() + m - r[labels[i] as usize];
+    }
+    t / n as f64
+}
+
+#[test]
+fn backprop_mlp_gradients_match_finite_differences_through_every_layer_and_the_head() {
+    use ffwd::layers::backprop::BpMlp;
+    use ffwd::layers::config::{FfConfig, MlpTraining, NormKind};
+    let be = CpuBackend::best();
+    for (norm_kind, norm) in [(NormKind::Rms, Norm::Rms), (NormKind::None, Norm::None)] {
+        let cfg = FfConfig {
+            training: MlpTraining::CrossEntropy,
+            sizes: vec![6, 5, 4],
+            norm: norm_kind,
+            ..FfConfig::default()
+        };
+        let (din, c, n) = (7, 3, 5);
+        let mut net = BpMlp::new(cfg, din, c, 3).unwrap();
+        let x = data(8, n * din, 1.0);
+        let labels = [2u8, 0, 1, 1, 2];
+        let loss = net.compute_grads(&be, &x, &labels).unwrap();
+        let x64: Vec<f64> = x.iter().map(|&v| v as f64).collect();
+        let (hw, hb): (Vec<f64>, Vec<f64>) =
+            (net.head.w.iter().map(|&v| v as f64).collect(), net.head.b.iter().map(|&v| v as f64).collect());
+        let head_loss = |ls: &[(Vec<f64>, Vec<f64>)], hw: &[f64], hb: &[f64]| {
+            let hs = mlp64(&x64, n, ls, norm);
+            let last = hs.last().unwrap();
+            let d = last.len() / n;
+            let z: Vec<f64> = (0..n * c)
+                .map(|t| hb[t % c] + (0..d).map(|k| last[(t / c) * d + k] * hw[k * c + t % c]).sum::<f64>())
+                .collect();
+            xent64(&z, c, &labels)
+        };
+        let ls = layers64(&net.layers);
+        let l0 = head_loss(&ls, &hw, &hb);
+        assert!((l0 - loss as f64).abs() < 1e-5, "loss {loss} vs f64 {l0}");
+        let grads: Vec<(Vec<f32>, Vec<f32>)> =
+            net.layers.iter().map(|l| (l.grads().0.to_vec(), l.grads().1.to_vec())).collect();
+        check_layers(&format!("bp mlp {norm:?}"), &ls, &grads, &|q| head_loss(q, &hw, &hb));
+        // The head's own gradients.
+        let (dw, db) = net.head.grads();
+        let h = 1e-6;
+        for i in 0..hw.len() {
+            let at = |e: f64| {
+                let mut q = hw.clone();
+                q[i] += e;
+                head_loss(&ls, &q, &hb)
+            };
+            let num = (at(h) - at(-h)) / (2.0 * h);
+            assert!((dw[i] as f64 - num).abs() <= 2e-5 + 2e-3 * num.abs(), "head dW[{i}] {} vs {num}", dw[i]);
+        }
+        for j in 0..c {
+            let at = |e: f64| {
+                let mut q = hb.clone();
+                q[j] += e;
+                head_loss(&ls, &hw, &q)
+            };
+            let num = (at(h) - at(-h)) / (2.0 * h);
+            assert!((db[j] as f64 - num).abs() <= 2e-5 + 2e-3 * num.abs(), "head db[{j}] {} vs {num}", db[j]);
+        }
+    }
+}
+
+#[test]
+fn goodness_backprop_ablation_gradients_match_finite_differences_of_the_summed_layer_losses() {
+    use ffwd::layers::config::{FfConfig, LossKind, MlpTraining};
+    use ffwd::layers::ff::FfNet;
+    let be = CpuBackend::best();
+    for loss_kind in [LossKind::Threshold, LossKind::Symba] {
+        let cfg = FfConfig {
+            training: MlpTraining::GoodnessBackprop,
+            sizes: vec![6, 5, 4],
+            loss: loss_kind,
+            theta: Some(1.5),
+            alpha: 2.0,
+            ..FfConfig::default()
+        };
+        let (din, c, n) = (9, 3, 4);
+        let mut net = FfNet::new(cfg, din, c, 5).unwrap();
+        let x = data(9, n * din, 1.0);
+        let (labels, neg) = ([0u8, 2, 1, 1], [1u8, 0, 2, 0]);
+        net.backprop_grads(&be, &x, &labels, &neg).unwrap();
+        // The embedded input: label one-hot over the first c pixels.
+        let mut x64 = vec![0.0f64; 2 * n * din];
+        for (r, &y) in labels.iter().chain(&neg).enumerate() {
+            for k in 0..din {
+                x64[r * din + k] = if k < c { (k == y as usize) as u8 as f64 } else { x[(r % n) * din + k] as f64 };
+            }
+        }
+        let total = |ls: &[(Vec<f64>, Vec<f64>)]| -> f64 {
+            let hs = mlp64(&x64, 2 * n, ls, Norm::Rms);
+            let sp = |t: f64| if t > 0.0 { t + (-t).exp().ln_1p() } else { t.exp().ln_1p() };
+            hs.iter()
+                .map(|h| {
+                    let d = h.len() / (2 * n);
+                    let g: Vec<f64> = (0..2 * n).map(|r| h[r * d..(r + 1) * d].iter().map(|v| v * v).sum()).collect();
+                    let per: f64 = (0..n)
+                        .map(|i| match loss_kind {
+                            LossKind::Threshold => sp(1.5 - g[i]) + sp(g[n + i] - 1.5),
+                            LossKind::Symba => sp(-2.0 * (g[i] - g[n + i])),
+                        })
+                        .sum();
+                    per / n as f64
+                })
+                .sum()
+        };
+        let ls = layers64(&net.layers);
+        let grads: Vec<(Vec<f32>, Vec<f32>)> =
+            net.layers.iter().map(|l| (l.grads().0.to_vec(), l.grads().1.to_vec())).collect();
+        check_layers(&format!("goodness backprop {loss_kind:?}"), &ls, &grads, &total);
+    }
+}

@@ -82,6 +82,32 @@ fn backprop_baseline_on_the_trifecta_blocks_learns_fashion_mnist_subset() {
 }
 
 #[test]
+fn ff_rotation_pretext_learns_and_its_features_transfer_through_the_linear_probe() {
+    let Some(dir) = common::data_dir() else { return };
+    let mut c = RunConfig::default_for("mnist");
+    c.data.train_size = 5_000;
+    c.model.sizes = vec![200, 200, 200];
+    c.model.skip_layers = 1;
+    c.ssl = Some(ffwd::train::config::SslConfig { task: "rotation".into() });
+    c.probe = Some(ffwd::layers::probe::ProbeConfig { epochs: 5, ..Default::default() });
+    c.train.epochs = 3;
+    let out = tempfile::tempdir().unwrap();
+    c.output.dir = out.path().to_path_buf();
+    let mut t = Trainer::new(c, Some(&dir)).unwrap();
+    assert_eq!((t.net.classes(), t.test.classes), (4, 4));
+    t.test = t.test.slice(0..2000);
+    t.real_test = Some(t.real_test.take().unwrap().slice(0..2000));
+    let r = t.run(&mut |_| {}).unwrap();
+    let e = r.last().unwrap().test.as_ref().unwrap();
+    let p = t.probe().unwrap().unwrap();
+    eprintln!("rotation pretext: test {:.2}% (per layer {:?}); probe {p:?}", 100.0 * e.acc, e.per_layer);
+    assert!(e.per_layer[0] > 0.5, "layer 0 pretext accuracy {} (chance 0.25)", e.per_layer[0]);
+    assert_eq!(p.per_layer.len(), 3);
+    assert!(p.concat > 0.8, "probe on the concatenation: {}", p.concat);
+    assert!(out.path().join("probe.json").is_file());
+}
+
+#[test]
 fn truncated_mnist_file_is_a_clear_error() {
     let Some(dir) = common::data_dir() else { return };
     let tmp = tempfile::tempdir().unwrap();

@@ -16,6 +16,7 @@ mod error;
 pub mod fetch;
 pub mod idx;
 pub mod mat;
+pub mod pretext;
 pub mod svhn;
 
 pub use error::{Error, Result};

@@ -2,6 +2,12 @@
 //! gradient written by hand (no autodiff): each layer type's backward also
 //! returns dL/dx, and the network chains them from the loss down.
 //!
+//! [`BpMlp`]: the FF MLP's layers (norm → linear → ReLU, the same init)
+//! on the plain image (no label inputs), a linear head on the last layer's
+//! activity (W, b uniform in ±1/√width) and softmax cross-entropy; every
+//! layer's backward returns dL/dx (`FfLayer::backward`). The SSL paper's
+//! BP rows (supervised, and on a pretext task through the trainer).
+//!
 //! [`BpConvNet`]: the Trifecta's blocks (norm → conv 3×3 → ReLU → [max-
 //! pool]) on the plain image (no label channel), the last block's output
 //! flattened per image in C·H·W order (as PyTorch's `flatten`), a linear
@@ -10,11 +16,12 @@
 //! statistics in training and running statistics at evaluation, as in the
 //! FF net. This fills the papers' BP column with the same architecture.
 
+use crate::config::{FfConfig, MlpTraining};
 use crate::conv::{forward_blocks, images_to_cnhw, ConvBlock, ConvFfConfig};
-use crate::ff::{check_images, check_labelled, BatchStats, Predictions};
+use crate::ff::{check_images, check_labelled, BatchStats, FfLayer, Predictions};
 use crate::readout::Readout;
 use crate::{Error, Result};
-use ffwd_kernels::{Cnhw, CpuBackend};
+use ffwd_kernels::{Cnhw, CpuBackend, Norm};
 use ffwd_tensor::Tensor;
 
 /// Index of the linear head's Philox init stream (after any block's and
@@ -184,6 +191,143 @@ impl BpConvNet {
             }
         }
         Ok(())
+    }
+}
+
+/// An MLP of FF layers trained end to end by backprop with cross-entropy.
+#[derive(Clone, Debug)]
+pub struct BpMlp {
+    pub config: FfConfig,
+    /// Values per image.
+    pub image_dim: usize,
+    pub classes: usize,
+    pub layers: Vec<FfLayer>,
+    /// The linear classifier on the last layer's activity.
+    pub head: Readout,
+    pub steps: u64,
+    work: Work,
+}
+
+impl BpMlp {
+    /// `config.training` must be `cross-entropy`; the layers are built and
+    /// initialised as the FF net's (same Philox streams).
+    pub fn new(config: FfConfig, image_dim: usize, classes: usize, seed: u64) -> Result<Self> {
+        config.validate().map_err(Error::Config)?;
+        if config.training != MlpTraining::CrossEntropy {
+            return Err(Error::Config("BpMlp needs model.training = \"cross-entropy\"".into()));
+        }
+        if classes < 2 {
+            return Err(Error::Config(format!("a classifier needs at least 2 classes, got {classes}")));
+        }
+        let mut layers = Vec::new();
+        let mut d = image_dim;
+        for (i, &s) in config.sizes.iter().enumerate() {
+            layers.push(FfLayer::new(d, s, &config.optim, seed, i as u32));
+            d = s;
+        }
+        let head = Readout::new(d, classes, &config.optim).with_uniform_init(seed, HEAD_INIT_STREAM);
+        Ok(Self { config, image_dim, classes, layers, head, steps: 0, work: Work::default() })
+    }
+
+    fn norm(&self) -> (Norm, f32) {
+        (self.config.norm.into(), self.config.norm_eps)
+    }
+
+    /// Forward `n` images through every layer.
+    fn forward(&mut self, be: &CpuBackend, images: &[f32], n: usize) -> Result<()> {
+        let (norm, eps) = self.norm();
+        for l in 0..self.layers.len() {
+            let (prev, rest) = self.layers.split_at_mut(l);
+            let x = if l == 0 { images } else { prev[l - 1].activity() };
+            rest[0].forward(be, x, n, norm, eps)?;
+        }
+        Ok(())
+    }
+
+    fn last(&self) -> &[f32] {
+        self.layers.last().expect("at least one layer").activity()
+    }
+
+    /// Forward and backward on a batch, leaving every gradient in place
+    /// ([`FfLayer::grads`], [`Readout::grads`]) without updating. Returns
+    /// the mean cross-entropy.
+    pub fn compute_grads(&mut self, be: &CpuBackend, images: &[f32], labels: &[u8]) -> Result<f32> {
+        check_labelled(images.len(), self.image_dim, labels, self.classes)?;
+        let n = labels.len();
+        self.forward(be, images, n)?;
+        let nl = self.layers.len();
+        let feats = self.layers[nl - 1].activity();
+        let loss = self.head.compute_grads(be, feats, labels)?;
+        if !loss.is_finite() {
+            return Err(Error::NonFinite { layer: nl, loss });
+        }
+        self.head.input_grad(be, &mut self.work.dcur)?;
+        let (norm, eps) = self.norm();
+        for l in (0..nl).rev() {
+            let (prev, rest) = self.layers.split_at_mut(l);
+            let x = if l == 0 { images } else { prev[l - 1].activity() };
+            let w = &mut self.work;
+            rest[0].backward(be, x, n, norm, eps, &w.dcur, (l > 0).then_some(&mut w.dnext))?;
+            std::mem::swap(&mut w.dcur, &mut w.dnext);
+        }
+        Ok(loss)
+    }
+
+    /// One step of backprop: [`BpMlp::compute_grads`], then every tensor's
+    /// optimiser step.
+    pub fn train_batch(&mut self, be: &CpuBackend, images: &[f32], labels: &[u8]) -> Result<BatchStats> {
+        let loss = self.compute_grads(be, images, labels)?;
+        self.head.apply(be)?;
+        for l in &mut self.layers {
+            l.apply_grads(be)?;
+        }
+        self.steps += 1;
+        Ok(BatchStats { layers: vec![None; self.layers.len()], readout_loss: Some(loss) })
+    }
+
+    /// Predict `n` images in chunks of `chunk`.
+    pub fn predict(&mut self, be: &CpuBackend, images: &[f32], n: usize, chunk: usize) -> Result<Predictions> {
+        let di = self.image_dim;
+        check_images(images.len(), n, di)?;
+        let mut out = Vec::with_capacity(n);
+        let chunk = chunk.max(1);
+        let mut feats = std::mem::take(&mut self.work.feats);
+        for s in (0..n).step_by(chunk) {
+            let m = chunk.min(n - s);
+            self.forward(be, &images[s * di..(s + m) * di], m)?;
+            feats.clear();
+            feats.extend_from_slice(self.last());
+            self.head.predict(be, &feats, m, &mut out)?;
+        }
+        self.work.feats = feats;
+        Ok(Predictions { overall: out.clone(), per_layer: Vec::new(), goodness: Vec::new(), readout: Some(out) })
+    }
+
+    /// `layers.{i}.*` as in the FF net, and `head.weight` (width ×
+    /// classes), `head.bias`.
+    pub fn named_tensors(&self) -> Vec<(String, Tensor)> {
+        let mut out = crate::ff::layer_tensors(&self.layers);
+        out.extend(crate::ff::head_tensors("head", &self.head));
+        out
+    }
+
+    /// Replace parameters from named tensors, checking names and shapes.
+    pub fn load_tensors(&mut self, mut get: impl FnMut(&str) -> Result<Tensor>) -> Result<()> {
+        crate::ff::load_layers(&mut self.layers, &mut get)?;
+        crate::ff::load_head("head", &mut self.head, &mut get)
+    }
+}
+
+/// The probe sees every layer's length-normalised activity, as for FF.
+impl crate::probe::Features for BpMlp {
+    fn feature_dims(&self) -> Vec<usize> {
+        self.layers.iter().map(|l| l.out_dim).collect()
+    }
+    fn features(&mut self, be: &CpuBackend, images: &[f32], n: usize, out: &mut Vec<f32>) -> Result<()> {
+        check_images(images.len(), n, self.image_dim)?;
+        self.forward(be, images, n)?;
+        let norm = self.norm();
+        crate::ff::normalized_activities(be, &self.layers, n, norm, &mut self.work.feats, out)
     }
 }
 

@@ -104,10 +104,27 @@ pub enum PredictKind {
     Readout,
 }
 
+/// How the MLP learns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum MlpTraining {
+    /// Forward-Forward: each layer by its own goodness loss.
+    #[default]
+    Local,
+    /// The same net and the same per-layer goodness losses, their sum
+    /// trained end to end by backprop (the SSL paper's ablation).
+    GoodnessBackprop,
+    /// Backprop with a linear softmax head and cross-entropy on the label,
+    /// the image fed without a label (`crate::backprop::BpMlp`).
+    CrossEntropy,
+}
+
 /// A supervised FF network (Hinton 2022, §3.3).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct FfConfig {
+    /// FF (default) or one of the backprop baselines on the same layers.
+    pub training: MlpTraining,
     /// Hidden layer widths.
     pub sizes: Vec<usize>,
     pub norm: NormKind,
@@ -132,6 +149,7 @@ pub struct FfConfig {
 impl Default for FfConfig {
     fn default() -> Self {
         Self {
+            training: MlpTraining::Local,
             sizes: vec![1000, 1000, 1000],
             norm: NormKind::Rms,
             norm_eps: 1e-8,
@@ -171,6 +189,9 @@ impl FfConfig {
             if !(0.0..1.0).contains(&o.beta1) || !(0.0..1.0).contains(&o.beta2) {
                 return Err(format!("{name}: beta1 and beta2 must lie in [0, 1)"));
             }
+        }
+        if self.training != MlpTraining::Local && self.norm == NormKind::L2 {
+            return Err("model.norm = \"l2\": backprop through the L2 norm is not implemented; use rms or none".into());
         }
         if !(self.norm_eps.is_finite() && self.norm_eps >= 0.0) {
             return Err("model.norm_eps must be ≥ 0".into());

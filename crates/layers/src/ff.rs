@@ -11,7 +11,7 @@
 //! computed before the update (so "simultaneous" equals one forward pass
 //! followed by every layer's update).
 
-use crate::config::{FfConfig, GoodnessKind, LabelMode, LossKind, OptimConfig, PredictKind};
+use crate::config::{FfConfig, GoodnessKind, LabelMode, LossKind, MlpTraining, OptimConfig, PredictKind};
 use crate::optim::OptState;
 use crate::readout::Readout;
 use crate::{Error, Result};
@@ -39,6 +39,11 @@ struct Work {
     db: Vec<f32>,
     scratch: LossScratch,
     gemm_scratch: Vec<f32>,
+    /// Backprop only: W row-major, dL/d(normalised input), norm scratch.
+    w_rows: Vec<f32>,
+    dxn: Vec<f32>,
+    inv: Vec<f32>,
+    norm_scratch: Vec<f32>,
 }
 
 /// What one layer's training step optimises: the input normalisation and
@@ -120,6 +125,11 @@ impl FfLayer {
     /// Forward, then the loss and dL/dG into the work buffers.
     fn forward_loss(&mut self, be: &CpuBackend, x: &[f32], rows: usize, obj: Objective) -> Result<LayerStats> {
         self.forward(be, x, rows, obj.norm, obj.eps)?;
+        self.loss_of_last_forward(be, rows, obj)
+    }
+
+    /// The goodness loss of the last forward and dL/dG (kept in the layer).
+    fn loss_of_last_forward(&mut self, be: &CpuBackend, rows: usize, obj: Objective) -> Result<LayerStats> {
         let w = &mut self.work;
         w.dldg.resize(rows, 0.0);
         let l = be.ff_loss(obj.loss, obj.form, self.out_dim, &w.g, &mut w.dldg, &mut w.scratch)?;
@@ -163,6 +173,77 @@ impl FfLayer {
         )?;
         self.opt_b.step(be, &mut self.b, &w.db)?;
         Ok(stats)
+    }
+
+    /// Backprop through the layer (the BP baselines): from `dh` = dL/dh of
+    /// the last forward on `x`, the gradients dW and db (kept for
+    /// [`FfLayer::apply_grads`]) and, with `dx`, dL/dx through the ReLU,
+    /// the linear map (dz·Wᵀ, one GEMM in the canonical order) and the
+    /// normalisation (RMS: the per-row length-norm backward; none).
+    #[allow(clippy::too_many_arguments)]
+    pub fn backward(
+        &mut self,
+        be: &CpuBackend,
+        x: &[f32],
+        rows: usize,
+        norm: Norm,
+        eps: f32,
+        dh: &[f32],
+        dx: Option<&mut Vec<f32>>,
+    ) -> Result<()> {
+        let (d_in, d_out) = (self.in_dim, self.out_dim);
+        let w = &mut self.work;
+        if dh.len() != rows * d_out || x.len() != rows * d_in {
+            return Err(Error::Layer {
+                layer: 0,
+                detail: format!(
+                    "backward of a {d_in}→{d_out} layer on {rows} rows got dh {} and x {}",
+                    dh.len(),
+                    x.len()
+                ),
+            });
+        }
+        w.dz.resize(rows * d_out, 0.0);
+        for ((z, &g), &h) in w.dz.iter_mut().zip(dh).zip(&w.h) {
+            *z = if h > 0.0 { g } else { 0.0 };
+        }
+        w.dw.resize(d_in * d_out, 0.0);
+        w.db.resize(d_out, 0.0);
+        be.gemm(
+            MatRef::new(&w.xn, rows, d_in)?.t(),
+            MatRef::new(&w.dz, rows, d_out)?,
+            MatMut::new(&mut w.dw, d_in, d_out)?,
+            Epilogue::None,
+        )?;
+        be.bias_grad(&w.dz, rows, d_out, &mut w.db)?;
+        let Some(dx) = dx else { return Ok(()) };
+        w.w_rows.resize(d_in * d_out, 0.0);
+        self.w.write_row_major(&mut w.w_rows);
+        w.dxn.resize(rows * d_in, 0.0);
+        be.gemm(
+            MatRef::new(&w.dz, rows, d_out)?,
+            MatRef::new(&w.w_rows, d_in, d_out)?.t(),
+            MatMut::new(&mut w.dxn, rows, d_in)?,
+            Epilogue::None,
+        )?;
+        dx.resize(rows * d_in, 0.0);
+        match norm {
+            Norm::None => dx.copy_from_slice(&w.dxn),
+            Norm::Rms => {
+                // The row's 1/(√(Σx²/D) + ε), as the forward computed it.
+                w.inv.resize(rows, 0.0);
+                be.row_sumsq(x, d_in, &mut w.inv)?;
+                for v in w.inv.iter_mut() {
+                    *v = 1.0 / ((*v / d_in as f32).sqrt() + eps);
+                }
+                let g = ffwd_kernels::Cnhw::new(1, rows, 1, d_in);
+                be.sample_norm_backward(x, g, &w.inv, &w.dxn, dx, &mut w.norm_scratch)?;
+            }
+            Norm::L2 => {
+                return Err(Error::Config("backprop through the L2 norm is not implemented; use rms or none".into()))
+            }
+        }
+        Ok(())
     }
 
     /// `h` of the last forward (rows × out_dim).
@@ -213,6 +294,10 @@ pub struct FfNet {
     input: Vec<f32>,
     feats: Vec<f32>,
     tmp: Vec<f32>,
+    /// Backprop of the goodness losses: dL/dh of the current layer and
+    /// dL/dx it passes down.
+    dh: Vec<f32>,
+    dx: Vec<f32>,
 }
 
 /// Value of every label input in the neutral (unlabelled) input.
@@ -221,6 +306,11 @@ pub const NEUTRAL_LABEL: f32 = 0.1;
 impl FfNet {
     pub fn new(config: FfConfig, image_dim: usize, classes: usize, seed: u64) -> Result<Self> {
         config.validate().map_err(Error::Config)?;
+        if config.training == MlpTraining::CrossEntropy {
+            return Err(Error::Config(
+                "model.training = \"cross-entropy\" is the backprop MLP (backprop::BpMlp), not an FF net".into(),
+            ));
+        }
         if config.label == LabelMode::Overwrite && image_dim < classes {
             return Err(Error::Config(format!(
                 "label = \"overwrite\" needs at least {classes} pixels, the image has {image_dim}"
@@ -237,7 +327,18 @@ impl FfNet {
             let f: usize = config.sizes[config.skip_layers..].iter().sum();
             Readout::new(f, classes, &config.readout_optim)
         });
-        Ok(Self { config, image_dim, classes, layers, readout, input: Vec::new(), feats: Vec::new(), tmp: Vec::new() })
+        Ok(Self {
+            config,
+            image_dim,
+            classes,
+            layers,
+            readout,
+            input: Vec::new(),
+            feats: Vec::new(),
+            tmp: Vec::new(),
+            dh: Vec::new(),
+            dx: Vec::new(),
+        })
     }
 
     fn input_dim_for(c: &FfConfig, image_dim: usize, classes: usize) -> usize {
@@ -305,21 +406,61 @@ impl FfNet {
 
     /// Normalised activities of layers ≥ skip_layers, concatenated per row.
     fn gather_features(&mut self, be: &CpuBackend, rows: usize) -> Result<()> {
-        let norm: Norm = self.config.norm.into();
-        let skip = self.config.skip_layers;
-        let f: usize = self.layers[skip..].iter().map(|l| l.out_dim).sum();
-        self.feats.resize(rows * f, 0.0);
-        let mut off = 0;
-        for l in &self.layers[skip..] {
-            let d = l.out_dim;
-            self.tmp.resize(rows * d, 0.0);
-            be.normalize_rows(l.activity(), &mut self.tmp, d, norm, self.config.norm_eps)?;
-            for i in 0..rows {
-                self.feats[i * f + off..i * f + off + d].copy_from_slice(&self.tmp[i * d..(i + 1) * d]);
-            }
-            off += d;
+        let mut feats = std::mem::take(&mut self.feats);
+        let r = self.normalized_activities(be, rows, self.config.skip_layers, &mut feats);
+        self.feats = feats;
+        r
+    }
+
+    /// Length-normalised activities of layers `from..` after the last
+    /// forward, concatenated per row into `out`.
+    fn normalized_activities(&mut self, be: &CpuBackend, rows: usize, from: usize, out: &mut Vec<f32>) -> Result<()> {
+        let (norm, eps) = (self.config.norm.into(), self.config.norm_eps);
+        normalized_activities(be, &self.layers[from..], rows, (norm, eps), &mut self.tmp, out)
+    }
+
+    /// Write `n` images with the neutral label into the input rows.
+    fn embed_neutral(&mut self, images: &[f32], n: usize) {
+        let (di, d0) = (self.image_dim, self.input_dim());
+        let mut input = std::mem::take(&mut self.input);
+        input.resize(n * d0, 0.0);
+        for i in 0..n {
+            self.embed(&images[i * di..(i + 1) * di], None, &mut input[i * d0..(i + 1) * d0]);
         }
-        Ok(())
+        self.input = input;
+    }
+
+    /// Write `[x; x]` with labels `[y⁺; y⁻]` into the input rows; returns
+    /// the row count 2n.
+    fn embed_batch(&mut self, images: &[f32], labels: &[u8], neg_labels: &[u8]) -> Result<usize> {
+        let n = labels.len();
+        let (di, d0) = (self.image_dim, self.input_dim());
+        check_batch(images.len(), di, labels, neg_labels, self.classes)?;
+        let mut input = std::mem::take(&mut self.input);
+        input.resize(2 * n * d0, 0.0);
+        for i in 0..n {
+            let img = &images[i * di..(i + 1) * di];
+            self.embed(img, Some(labels[i]), &mut input[i * d0..(i + 1) * d0]);
+            self.embed(img, Some(neg_labels[i]), &mut input[(n + i) * d0..(n + i + 1) * d0]);
+        }
+        self.input = input;
+        Ok(2 * n)
+    }
+
+    /// The goodness-loss ablation's gradients on one batch without
+    /// updating (see [`FfLayer::grads`]): the sum of every layer's goodness
+    /// loss, backpropagated through the whole stack.
+    pub fn backprop_grads(
+        &mut self,
+        be: &CpuBackend,
+        images: &[f32],
+        labels: &[u8],
+        neg_labels: &[u8],
+    ) -> Result<BatchStats> {
+        let rows = self.embed_batch(images, labels, neg_labels)?;
+        let mut stats = BatchStats { layers: vec![None; self.layers.len()], readout_loss: None };
+        self.backprop_goodness(be, rows, &mut stats)?;
+        Ok(stats)
     }
 
     /// One training batch. `images` is n × image_dim; `neg_labels[i]` must
@@ -335,22 +476,19 @@ impl FfNet {
         train_layers: std::ops::Range<usize>,
     ) -> Result<BatchStats> {
         let n = labels.len();
-        let (di, d0) = (self.image_dim, self.input_dim());
-        check_batch(images.len(), di, labels, neg_labels, self.classes)?;
-        let rows = 2 * n;
-        let mut input = std::mem::take(&mut self.input);
-        input.resize(rows * d0, 0.0);
-        for i in 0..n {
-            let img = &images[i * di..(i + 1) * di];
-            self.embed(img, Some(labels[i]), &mut input[i * d0..(i + 1) * d0]);
-            self.embed(img, Some(neg_labels[i]), &mut input[(n + i) * d0..(n + i + 1) * d0]);
-        }
-        self.input = input;
+        let rows = self.embed_batch(images, labels, neg_labels)?;
         let norm: Norm = self.config.norm.into();
         let eps = self.config.norm_eps;
         let end = train_layers.end.min(self.layers.len());
         let mut stats = BatchStats { layers: vec![None; self.layers.len()], readout_loss: None };
-        for l in 0..end {
+        let local = self.config.training == MlpTraining::Local;
+        if !local {
+            self.backprop_goodness(be, rows, &mut stats)?;
+            for l in &mut self.layers {
+                l.apply_grads(be)?;
+            }
+        }
+        for l in (0..end).filter(|_| local) {
             let (loss, form) = self.loss(l);
             let obj = Objective { norm, eps, loss, form };
             let (prev, rest) = self.layers.split_at_mut(l);
@@ -366,12 +504,7 @@ impl FfNet {
             }
         }
         if self.readout.is_some() {
-            let mut input = std::mem::take(&mut self.input);
-            input.resize(n * d0, 0.0);
-            for i in 0..n {
-                self.embed(&images[i * di..(i + 1) * di], None, &mut input[i * d0..(i + 1) * d0]);
-            }
-            self.input = input;
+            self.embed_neutral(images, n);
             let all = self.layers.len();
             self.forward_input(be, n, all)?;
             self.gather_features(be, n)?;
@@ -381,6 +514,47 @@ impl FfNet {
             stats.readout_loss = Some(r?);
         }
         Ok(stats)
+    }
+
+    /// The goodness-loss ablation: forward every layer on the current
+    /// input, then backprop the sum of all layers' losses through the whole
+    /// stack (each layer's dL/dh = its own local term + what the layer
+    /// above sends down), leaving dW and db in every layer.
+    fn backprop_goodness(&mut self, be: &CpuBackend, rows: usize, stats: &mut BatchStats) -> Result<()> {
+        let nl = self.layers.len();
+        let norm: Norm = self.config.norm.into();
+        let eps = self.config.norm_eps;
+        self.forward_input(be, rows, nl)?;
+        for l in 0..nl {
+            let (loss, form) = self.loss(l);
+            let s = self.layers[l].loss_of_last_forward(be, rows, Objective { norm, eps, loss, form })?;
+            if !s.loss.is_finite() {
+                return Err(Error::NonFinite { layer: l, loss: s.loss });
+            }
+            stats.layers[l] = Some(s);
+        }
+        let (mut dh, mut dx) = (std::mem::take(&mut self.dh), std::mem::take(&mut self.dx));
+        for l in (0..nl).rev() {
+            let d = self.layers[l].out_dim;
+            self.tmp.resize(rows * d, 0.0);
+            let ly = &self.layers[l];
+            be.local_grad(ly.activity(), d, &ly.work.dldg, &mut self.tmp)?;
+            if l + 1 < nl {
+                for (a, &b) in dh.iter_mut().zip(&self.tmp) {
+                    *a = *a + b;
+                }
+            } else {
+                dh.clear();
+                dh.extend_from_slice(&self.tmp);
+            }
+            let (prev, rest) = self.layers.split_at_mut(l);
+            let x = if l == 0 { &self.input[..] } else { prev[l - 1].activity() };
+            rest[0].backward(be, x, rows, norm, eps, &dh, (l > 0).then_some(&mut dx))?;
+            std::mem::swap(&mut dh, &mut dx);
+        }
+        self.dh = dh;
+        self.dx = dx;
+        Ok(())
     }
 
     /// Goodness in the configured form (G or G/D) of layer `l`'s row `r`.
@@ -435,13 +609,7 @@ impl FfNet {
                 p.goodness.push(argmax(&scores) as u8);
             }
             if let Some(rp) = readout_pred.as_mut() {
-                let mut input = std::mem::take(&mut self.input);
-                input.resize(m * d0, 0.0);
-                for i in 0..m {
-                    let img = &images[(start + i) * di..(start + i + 1) * di];
-                    self.embed(img, None, &mut input[i * d0..(i + 1) * d0]);
-                }
-                self.input = input;
+                self.embed_neutral(&images[start * di..(start + m) * di], m);
                 self.forward_input(be, m, nl)?;
                 self.gather_features(be, m)?;
                 let feats = std::mem::take(&mut self.feats);
@@ -460,17 +628,9 @@ impl FfNet {
 
     /// Every parameter as a named tensor (checkpoint order).
     pub fn named_tensors(&self) -> Vec<(String, Tensor)> {
-        let mut out = Vec::new();
-        for (i, l) in self.layers.iter().enumerate() {
-            out.push((
-                format!("layers.{i}.weight"),
-                Tensor::from_vec(&[l.in_dim, l.out_dim], l.w.to_row_major()).expect("shape"),
-            ));
-            out.push((format!("layers.{i}.bias"), Tensor::from_vec(&[l.out_dim], l.b.clone()).expect("shape")));
-        }
+        let mut out = layer_tensors(&self.layers);
         if let Some(r) = &self.readout {
-            out.push(("readout.weight".into(), Tensor::from_vec(&[r.in_dim, r.classes], r.w.clone()).expect("shape")));
-            out.push(("readout.bias".into(), Tensor::from_vec(&[r.classes], r.b.clone()).expect("shape")));
+            out.extend(head_tensors("readout", r));
         }
         out
     }
@@ -478,29 +638,87 @@ impl FfNet {
     /// Replace parameters from named tensors (from [`FfNet::named_tensors`]),
     /// checking every name and shape.
     pub fn load_tensors(&mut self, mut get: impl FnMut(&str) -> Result<Tensor>) -> Result<()> {
-        fn put(dst: &mut Vec<f32>, t: Tensor, name: &str, shape: &[usize]) -> Result<()> {
-            if t.shape() != shape {
-                return Err(Error::Checkpoint {
-                    what: name.to_string(),
-                    detail: format!("shape {:?}, this architecture needs {:?}", t.shape(), shape),
-                });
-            }
-            *dst = t.into_vec();
-            Ok(())
-        }
-        for (i, l) in self.layers.iter_mut().enumerate() {
-            let n = format!("layers.{i}.weight");
-            let mut w = Vec::new();
-            put(&mut w, get(&n)?, &n, &[l.in_dim, l.out_dim])?;
-            l.w = PackedMat::from_row_major(&w, l.in_dim, l.out_dim)?;
-            let n = format!("layers.{i}.bias");
-            put(&mut l.b, get(&n)?, &n, &[l.out_dim])?;
-        }
+        load_layers(&mut self.layers, &mut get)?;
         if let Some(r) = &mut self.readout {
-            put(&mut r.w, get("readout.weight")?, "readout.weight", &[r.in_dim, r.classes])?;
-            put(&mut r.b, get("readout.bias")?, "readout.bias", &[r.classes])?;
+            load_head("readout", r, &mut get)?;
         }
         Ok(())
+    }
+}
+
+/// Length-normalised activities of `layers` after their last forward,
+/// concatenated per row into `out`.
+pub(crate) fn normalized_activities(
+    be: &CpuBackend,
+    layers: &[FfLayer],
+    rows: usize,
+    (norm, eps): (Norm, f32),
+    tmp: &mut Vec<f32>,
+    out: &mut Vec<f32>,
+) -> Result<()> {
+    let f: usize = layers.iter().map(|l| l.out_dim).sum();
+    out.resize(rows * f, 0.0);
+    let mut off = 0;
+    for l in layers {
+        let d = l.out_dim;
+        tmp.resize(rows * d, 0.0);
+        be.normalize_rows(l.activity(), tmp, d, norm, eps)?;
+        for i in 0..rows {
+            out[i * f + off..i * f + off + d].copy_from_slice(&tmp[i * d..(i + 1) * d]);
+        }
+        off += d;
+    }
+    Ok(())
+}
+
+/// `layers.{i}.weight` (in × out) and `layers.{i}.bias` of every layer.
+pub(crate) fn layer_tensors(layers: &[FfLayer]) -> Vec<(String, Tensor)> {
+    let mut out = Vec::new();
+    for (i, l) in layers.iter().enumerate() {
+        let w = Tensor::from_vec(&[l.in_dim, l.out_dim], l.w.to_row_major()).expect("shape");
+        out.push((format!("layers.{i}.weight"), w));
+        out.push((format!("layers.{i}.bias"), Tensor::from_vec(&[l.out_dim], l.b.clone()).expect("shape")));
+    }
+    out
+}
+
+/// Load what [`layer_tensors`] names.
+pub(crate) fn load_layers(layers: &mut [FfLayer], get: &mut impl FnMut(&str) -> Result<Tensor>) -> Result<()> {
+    for (i, l) in layers.iter_mut().enumerate() {
+        let w = crate::conv::fetch_tensor(get, &format!("layers.{i}.weight"), &[l.in_dim, l.out_dim])?;
+        l.w = PackedMat::from_row_major(&w, l.in_dim, l.out_dim)?;
+        l.b = crate::conv::fetch_tensor(get, &format!("layers.{i}.bias"), &[l.out_dim])?;
+    }
+    Ok(())
+}
+
+/// `{prefix}.weight` (features × classes) and `{prefix}.bias` of a head.
+pub(crate) fn head_tensors(prefix: &str, r: &Readout) -> Vec<(String, Tensor)> {
+    vec![
+        (format!("{prefix}.weight"), Tensor::from_vec(&[r.in_dim, r.classes], r.w.clone()).expect("shape")),
+        (format!("{prefix}.bias"), Tensor::from_vec(&[r.classes], r.b.clone()).expect("shape")),
+    ]
+}
+
+/// Load what [`head_tensors`] names.
+pub(crate) fn load_head(prefix: &str, r: &mut Readout, get: &mut impl FnMut(&str) -> Result<Tensor>) -> Result<()> {
+    r.w = crate::conv::fetch_tensor(get, &format!("{prefix}.weight"), &[r.in_dim, r.classes])?;
+    r.b = crate::conv::fetch_tensor(get, &format!("{prefix}.bias"), &[r.classes])?;
+    Ok(())
+}
+
+/// The probe sees every layer's length-normalised activity, the label
+/// inputs neutral (0.1 each).
+impl crate::probe::Features for FfNet {
+    fn feature_dims(&self) -> Vec<usize> {
+        self.layers.iter().map(|l| l.out_dim).collect()
+    }
+    fn features(&mut self, be: &CpuBackend, images: &[f32], n: usize, out: &mut Vec<f32>) -> Result<()> {
+        check_images(images.len(), n, self.image_dim)?;
+        self.embed_neutral(images, n);
+        let all = self.layers.len();
+        self.forward_input(be, n, all)?;
+        self.normalized_activities(be, n, 0, out)
     }
 }
 

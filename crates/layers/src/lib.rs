@@ -20,6 +20,7 @@ pub mod conv;
 mod error;
 pub mod ff;
 pub mod optim;
+pub mod probe;
 pub mod readout;
 
 pub use error::{Error, Result};

@@ -38,6 +38,11 @@ pub mod stream {
     }
     /// Data split (train/validation subset selection).
     pub const SPLIT: u64 = 6u64 << 48;
+    /// Self-supervised pretext labels drawn in epoch `epoch`
+    /// (`pretext(u32::MAX)`: the fixed labels of evaluation sets).
+    pub const fn pretext(epoch: u32) -> u64 {
+        (7u64 << 48) | epoch as u64
+    }
 }
 
 #[inline]

@@ -336,12 +336,28 @@ pub fn run(cli: Cli) -> Result<()> {
             );
             let reports = t.run(&mut |r| print_epoch(r))?;
             let last = reports.last().and_then(|r| r.test.as_ref()).map(|e| pct(e.acc));
+            let what = match t.pretext {
+                Some(p) => format!("{} pretext test accuracy", p.as_str()),
+                None => "test accuracy".into(),
+            };
             println!(
-                "done: test accuracy {} | metrics {} | checkpoint {}",
+                "done: {what} {} | metrics {} | checkpoint {}",
                 last.unwrap_or_else(|| "not evaluated".into()),
                 t.metrics_path().display(),
                 t.checkpoint_path().display()
             );
+            if let Some(p) = t.probe()? {
+                let layers: Vec<String> = p.per_layer.iter().map(|&a| pct(a)).collect();
+                println!(
+                    "linear probe ({} epochs, {} train / {} test images): per layer [{}], concatenation {} | {}",
+                    p.epochs,
+                    p.train_images,
+                    p.test_images,
+                    layers.join(", "),
+                    pct(p.concat),
+                    t.cfg.output.dir.join("probe.json").display()
+                );
+            }
             Ok(())
         }
         Cmd::Eval(a) => {

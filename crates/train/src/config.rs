@@ -4,6 +4,7 @@
 use crate::{Error, Result};
 use ffwd_layers::config::{FfConfig, LabelMode};
 use ffwd_layers::conv::ConvFfConfig;
+use ffwd_layers::probe::ProbeConfig;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -108,8 +109,22 @@ pub struct RunConfig {
     /// A convolutional FF network (the Trifecta) instead of the MLP of
     /// `[model]`.
     pub conv: Option<ConvFfConfig>,
+    /// Self-supervised pretext training instead of the labels.
+    pub ssl: Option<SslConfig>,
+    /// A linear probe on the real labels after training.
+    pub probe: Option<ProbeConfig>,
     pub train: TrainConfig,
     pub output: OutputConfig,
+}
+
+/// Self-supervised pretext training (see `ffwd_datasets::pretext`): the
+/// network learns which transformation an image went through; its
+/// accuracy is reported on the test set transformed by fixed draws.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SslConfig {
+    /// rotation | flip2 | flip4 | jigsaw
+    pub task: String,
 }
 
 impl Default for RunConfig {
@@ -122,6 +137,8 @@ impl Default for RunConfig {
             data: DataConfig::default(),
             model,
             conv: None,
+            ssl: None,
+            probe: None,
             train: TrainConfig::default(),
             output: OutputConfig::default(),
         }
@@ -168,6 +185,21 @@ impl RunConfig {
             return Err("train.eval_chunk must be at least 1".into());
         }
         ffwd_datasets::Name::parse(&self.data.dataset).map_err(|e| format!("data.dataset: {e}"))?;
+        if let Some(s) = &self.ssl {
+            ffwd_datasets::pretext::Pretext::parse(&s.task)
+                .map_err(|_| format!("ssl.task: unknown pretext task `{}` (rotation, flip2, flip4, jigsaw)", s.task))?;
+            if self.conv.is_some() {
+                return Err("ssl: pretext training is implemented for the MLP of [model], not for [conv]".into());
+            }
+        }
+        if let Some(p) = &self.probe {
+            if p.epochs == 0 || p.batch == 0 {
+                return Err("probe.epochs and probe.batch must be at least 1".into());
+            }
+            if !(p.optim.lr.is_finite() && p.optim.lr > 0.0) {
+                return Err(format!("probe.optim.lr must be a positive number, got {}", p.optim.lr));
+            }
+        }
         let a = &self.data.augment;
         if !(0.0..=45.0).contains(&a.rotation_deg) {
             return Err(format!("data.augment.rotation_deg must lie in [0, 45], got {}", a.rotation_deg));

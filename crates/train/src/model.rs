@@ -10,7 +10,8 @@ use crate::Result;
 use ffwd_datasets::augment::{channel_stats, Augment};
 use ffwd_datasets::Dataset;
 use ffwd_kernels::CpuBackend;
-use ffwd_layers::backprop::BpConvNet;
+use ffwd_layers::backprop::{BpConvNet, BpMlp};
+use ffwd_layers::config::MlpTraining;
 use ffwd_layers::conv::{ConvAlgorithm, ConvFfNet};
 use ffwd_layers::ff::{BatchStats, FfNet, Predictions};
 use ffwd_tensor::{stream, Philox, Tensor};
@@ -18,6 +19,7 @@ use ffwd_tensor::{stream, Philox, Tensor};
 #[derive(Clone, Debug)]
 pub enum Model {
     Mlp(FfNet),
+    MlpBp(BpMlp),
     Conv(ConvFfNet),
     ConvBp(BpConvNet),
 }
@@ -30,6 +32,9 @@ impl Model {
                 Model::ConvBp(BpConvNet::new(c.clone(), shape, classes, cfg.train.seed)?)
             }
             Some(c) => Model::Conv(ConvFfNet::new(c.clone(), shape, classes, cfg.train.seed)?),
+            None if cfg.model.training == MlpTraining::CrossEntropy => {
+                Model::MlpBp(BpMlp::new(cfg.model.clone(), shape.0 * shape.1 * shape.2, classes, cfg.train.seed)?)
+            }
             None => Model::Mlp(FfNet::new(cfg.model.clone(), shape.0 * shape.1 * shape.2, classes, cfg.train.seed)?),
         })
     }
@@ -54,6 +59,7 @@ impl Model {
     pub fn depth(&self) -> usize {
         match self {
             Model::Mlp(n) => n.layers.len(),
+            Model::MlpBp(n) => n.layers.len(),
             Model::Conv(n) => n.blocks.len(),
             Model::ConvBp(n) => n.blocks.len(),
         }
@@ -62,6 +68,7 @@ impl Model {
     pub fn classes(&self) -> usize {
         match self {
             Model::Mlp(n) => n.classes,
+            Model::MlpBp(n) => n.classes,
             Model::Conv(n) => n.classes,
             Model::ConvBp(n) => n.classes,
         }
@@ -70,6 +77,7 @@ impl Model {
     pub fn has_readout(&self) -> bool {
         match self {
             Model::Mlp(n) => n.readout.is_some(),
+            Model::MlpBp(_) => true,
             Model::Conv(_) => false,
             Model::ConvBp(_) => true,
         }
@@ -88,6 +96,7 @@ impl Model {
     ) -> Result<BatchStats> {
         Ok(match self {
             Model::Mlp(n) => n.train_batch(be, images, labels, neg, layers)?,
+            Model::MlpBp(n) => n.train_batch(be, images, labels)?,
             Model::Conv(n) => n.train_batch(be, images, labels, neg)?,
             Model::ConvBp(n) => n.train_batch(be, images, labels)?,
         })
@@ -96,14 +105,25 @@ impl Model {
     pub fn predict(&mut self, be: &CpuBackend, images: &[f32], n: usize, chunk: usize) -> Result<Predictions> {
         Ok(match self {
             Model::Mlp(m) => m.predict(be, images, n, chunk)?,
+            Model::MlpBp(m) => m.predict(be, images, n, chunk)?,
             Model::Conv(m) => m.predict(be, images, n, chunk)?,
             Model::ConvBp(m) => m.predict(be, images, n, chunk)?,
         })
     }
 
+    /// The network as a frozen feature extractor for the linear probe.
+    pub fn features(&mut self) -> Option<&mut dyn ffwd_layers::probe::Features> {
+        match self {
+            Model::Mlp(n) => Some(n),
+            Model::MlpBp(n) => Some(n),
+            _ => None,
+        }
+    }
+
     pub fn named_tensors(&self) -> Vec<(String, Tensor)> {
         match self {
             Model::Mlp(n) => n.named_tensors(),
+            Model::MlpBp(n) => n.named_tensors(),
             Model::Conv(n) => n.named_tensors(),
             Model::ConvBp(n) => n.named_tensors(),
         }
@@ -112,6 +132,7 @@ impl Model {
     pub fn load_tensors(&mut self, get: impl FnMut(&str) -> ffwd_layers::Result<Tensor>) -> Result<()> {
         match self {
             Model::Mlp(n) => n.load_tensors(get)?,
+            Model::MlpBp(n) => n.load_tensors(get)?,
             Model::Conv(n) => n.load_tensors(get)?,
             Model::ConvBp(n) => n.load_tensors(get)?,
         }

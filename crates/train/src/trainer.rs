@@ -8,9 +8,12 @@ use crate::checkpoint;
 use crate::config::{RunConfig, Schedule};
 use crate::model::{Model, Prep};
 use crate::{Error, Result};
+use ffwd_datasets::pretext::Pretext;
 use ffwd_datasets::{Dataset, Name};
 use ffwd_kernels::CpuBackend;
+use ffwd_layers::config::MlpTraining;
 use ffwd_layers::ff::{negative_labels, FfNet, Predictions};
+use ffwd_layers::probe::{linear_probe, ProbeReport};
 use ffwd_tensor::{stream, Philox};
 use serde::Serialize;
 use std::io::Write;
@@ -61,7 +64,14 @@ pub struct Trainer {
     pub backend: CpuBackend,
     pub train: Dataset,
     pub val: Option<Dataset>,
+    /// The evaluation set: under a pretext task, the test images
+    /// transformed by fixed draws and labelled with the transformation.
     pub test: Dataset,
+    /// The pretext task of `[ssl]`.
+    pub pretext: Option<Pretext>,
+    /// The test set with its real labels, kept for the probe when `test`
+    /// holds the pretext task.
+    pub real_test: Option<Dataset>,
     pool: rayon::ThreadPool,
     /// Draw an indicatif progress bar (stderr) during epochs.
     pub progress: bool,
@@ -129,7 +139,11 @@ impl Trainer {
         }
         let train = splits.train.slice(0..t);
         let val = (v > 0).then(|| splits.train.slice(n - v..n));
-        let net = Model::build(&cfg, train.shape, train.classes)?;
+        let classes = match &cfg.ssl {
+            Some(s) => Pretext::parse(&s.task)?.classes(),
+            None => train.classes,
+        };
+        let net = Model::build(&cfg, train.shape, classes)?;
         Self::with_model(cfg, net, train, val, splits.test)
     }
 
@@ -145,7 +159,62 @@ impl Trainer {
             .build()
             .map_err(|e| Error::Invalid(format!("thread pool: {e}")))?;
         let prep = Prep::for_run(&cfg);
-        Ok(Self { cfg, net, prep, backend: CpuBackend::best(), train, val, test, pool, progress: false })
+        let (mut val, mut test, mut real_test) = (val, test, None);
+        let pretext = cfg.ssl.as_ref().map(|s| Pretext::parse(&s.task)).transpose()?;
+        if let Some(p) = pretext {
+            p.check(train.shape).map_err(|e| Error::Invalid(format!("ssl.task: {e}")))?;
+            if net.classes() != p.classes() {
+                return Err(Error::Invalid(format!(
+                    "ssl.task = \"{}\" has {} classes, the network {}",
+                    p.as_str(),
+                    p.classes(),
+                    net.classes()
+                )));
+            }
+            let seed = cfg.train.seed;
+            val = val.map(|v| p.eval_set(&v, seed));
+            let pre = p.eval_set(&test, seed);
+            real_test = Some(std::mem::replace(&mut test, pre));
+        }
+        Ok(Self {
+            cfg,
+            net,
+            prep,
+            backend: CpuBackend::best(),
+            train,
+            val,
+            test,
+            pretext,
+            real_test,
+            pool,
+            progress: false,
+        })
+    }
+
+    /// The linear probe of `[probe]` on the trained network: features of
+    /// the training images and of the test set with its real labels; the
+    /// report is also written to `<out>/probe.json`. `None` without a
+    /// `[probe]` table.
+    pub fn probe(&mut self) -> Result<Option<ProbeReport>> {
+        let Some(cfg) = self.cfg.probe.clone() else { return Ok(None) };
+        let test = self.real_test.as_ref().unwrap_or(&self.test);
+        let (mut tr, mut te) = (Vec::new(), Vec::new());
+        self.prep.eval_images(&self.train, &mut tr);
+        self.prep.eval_images(test, &mut te);
+        let classes = self.train.classes;
+        let be = self.backend;
+        let net = self
+            .net
+            .features()
+            .ok_or_else(|| Error::Invalid("probe: this kind of network has no feature extractor yet".into()))?;
+        let (train_labels, test_labels) = (&self.train.labels[..], &test.labels[..]);
+        let rep =
+            self.pool.install(|| linear_probe(net, &be, &cfg, classes, (&tr, train_labels), (&te, test_labels)))?;
+        let p = self.cfg.output.dir.join("probe.json");
+        let io = |source| Error::Io { path: p.clone(), source };
+        std::fs::create_dir_all(&self.cfg.output.dir).map_err(io)?;
+        std::fs::write(&p, serde_json::to_string_pretty(&rep).expect("report serialises")).map_err(io)?;
+        Ok(Some(rep))
     }
 
     pub fn threads(&self) -> usize {
@@ -184,9 +253,11 @@ impl Trainer {
         let nl = self.net.depth();
         let phases: Vec<std::ops::Range<usize>> = match self.cfg.train.schedule {
             Schedule::Simultaneous => std::iter::once(0..nl).collect(),
-            Schedule::LayerByLayer if self.net.mlp().is_some() => (0..nl).map(|l| l..l + 1).collect(),
+            Schedule::LayerByLayer if self.net.mlp().is_some_and(|m| m.config.training == MlpTraining::Local) => {
+                (0..nl).map(|l| l..l + 1).collect()
+            }
             Schedule::LayerByLayer => {
-                return Err(Error::Invalid("train.schedule = \"layer-by-layer\" applies to MLPs only".into()))
+                return Err(Error::Invalid("train.schedule = \"layer-by-layer\" applies to FF MLPs only".into()))
             }
         };
         let epochs = self.cfg.train.epochs;
@@ -249,13 +320,16 @@ impl Trainer {
         // Batches in which each layer trained (under OLU, every other one).
         let mut counts = vec![0usize; nl];
         let mut readout = 0.0f64;
-        let (mut images, mut labels, mut negs) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut images, mut labels, mut negs, mut tmp) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         let t0 = Instant::now();
         let be = self.backend;
         let classes = self.net.classes();
         for b in 0..nb {
             let idx = &perm[b * bs..((b + 1) * bs).min(n)];
             self.prep.train_images(&self.train, idx, seed, e32, (b * bs) as u64, &mut images, &mut labels);
+            if let Some(p) = self.pretext {
+                p.transform_batch(seed, e32, (b * bs) as u64, self.train.shape, &mut images, &mut labels, &mut tmp);
+            }
             negative_labels(seed, e32, (b * bs) as u64, &labels, classes, &mut negs);
             let net = &mut self.net;
             let s = self.pool.install(|| net.train_batch(&be, &images, &labels, &negs, layers.clone()))?;

@@ -78,12 +78,16 @@ impl PackedMat {
     /// The row-major k × n matrix.
     pub fn to_row_major(&self) -> Vec<f32> {
         let mut out = vec![0.0; self.k * self.n];
+        self.write_row_major(&mut out);
+        out
+    }
+    /// Write the row-major k × n matrix into `out` (length k·n).
+    pub fn write_row_major(&self, out: &mut [f32]) {
         for r in 0..self.k {
             for j in 0..self.n {
                 out[r * self.n + j] = self.data[self.index(r, j)];
             }
         }
-        out
     }
     /// Position of logical element (r, j) in [`PackedMat::data`].
     #[inline(always)]
