@@ -133,3 +133,21 @@ fn backprop_conv_baseline_gives_identical_checkpoints_across_threads_and_backend
     let ff = train_bytes(conv_cfg(), 2, false, &d.path().join("f"), sub);
     assert!(a != ff, "backprop and FF must train differently");
 }
+
+#[test]
+fn ffcl_twins_give_identical_checkpoints_across_threads_and_backends() {
+    if common::data_dir().is_none() || CpuBackend::avx2().is_err() {
+        eprintln!("SKIP (no data or no avx2/fma)");
+        return;
+    }
+    let mut cfg = RunConfig::default_for("mnist");
+    cfg.ffcl = Some(ffwd::layers::ffcl::FfclConfig::default());
+    cfg.train.epochs = 2;
+    let d = tempfile::tempdir().unwrap();
+    let sub = Some((2000, 300));
+    let a = train_bytes(cfg.clone(), 2, false, &d.path().join("a"), sub);
+    let b = train_bytes(cfg.clone(), 1, false, &d.path().join("b"), sub);
+    let s = train_bytes(cfg.clone(), 1, true, &d.path().join("s"), sub);
+    assert!(a == b, "1 thread and 2 threads differ");
+    assert!(a == s, "AVX2 and the scalar specification differ");
+}

@@ -344,3 +344,157 @@ fn goodness_backprop_ablation_gradients_match_finite_differences_of_the_summed_l
         check_layers(&format!("goodness backprop {loss_kind:?}"), &ls, &grads, &total);
     }
 }
+
+#[test]
+fn cosine_embedding_gradient_matches_finite_differences() {
+    use ffwd::kernels::LossScratch;
+    let be = CpuBackend::best();
+    let (m, d) = (4, 9);
+    let (a, b) = (data(21, m * d, 1.0), data(22, m * d, 1.0));
+    let mut grad = vec![0.0; m * d];
+    let l = be.cosine_embedding(&a, &b, d, &mut grad, &mut LossScratch::default()).unwrap();
+    let f = |a: &[f64]| -> f64 {
+        (0..m)
+            .map(|i| {
+                let (x, y) = (&a[i * d..(i + 1) * d], &b[i * d..(i + 1) * d]);
+                let dot: f64 = x.iter().zip(y).map(|(p, &q)| p * q as f64).sum();
+                let nx = x.iter().map(|p| p * p).sum::<f64>().sqrt();
+                let ny = y.iter().map(|&q| (q as f64) * (q as f64)).sum::<f64>().sqrt();
+                1.0 - dot / (nx * ny)
+            })
+            .sum::<f64>()
+            / m as f64
+    };
+    let a64: Vec<f64> = a.iter().map(|&v| v as f64).collect();
+    assert_relative_eq!(l as f64, f(&a64), epsilon = 1e-6, max_relative = 1e-5);
+    let h = 1e-6;
+    for i in 0..a64.len() {
+        let (mut p, mut q) = (a64.clone(), a64.clone());
+        p[i] += h;
+        q[i] -= h;
+        assert_relative_eq!(grad[i] as f64, (f(&p) - f(&q)) / (2.0 * h), epsilon = 1e-5, max_relative = 1e-3);
+    }
+}
+
+/// Binary cross-entropy of softmax rows against one-hot labels, in f64.
+fn bce64(z: &[f64], c: usize, labels: &[u8]) -> f64 {
+    let mut t = 0.0;
+    for (r, &y) in z.chunks(c).zip(labels) {
+        let mx = r.iter().cloned().fold(f64::MIN, f64::max);
+        let s: f64 = r.iter().map(|v| (v - mx).exp()).sum();
+        for (j, &v) in r.iter().enumerate() {
+            let p = (v - mx).exp() / s;
+            t -= if j == y as usize { p.ln() } else { (1.0 - p).ln() };
+        }
+    }
+    t / z.len() as f64
+}
+
+#[test]
+fn softmax_bce_gradient_matches_finite_differences() {
+    use ffwd::kernels::LossScratch;
+    let be = CpuBackend::best();
+    let (m, c) = (5, 4);
+    let z = data(31, m * c, 3.0);
+    let labels = [0u32, 3, 1, 2, 3];
+    let mut grad = vec![0.0; m * c];
+    let l = be.softmax_bce(&z, c, &labels, &mut grad, &mut LossScratch::default()).unwrap();
+    let f = |z: &[f64]| bce64(z, c, &labels.map(|y| y as u8));
+    let z64: Vec<f64> = z.iter().map(|&v| v as f64).collect();
+    assert_relative_eq!(l as f64, f(&z64), epsilon = 1e-6, max_relative = 1e-5);
+    let h = 1e-6;
+    for i in 0..z64.len() {
+        let (mut p, mut q) = (z64.clone(), z64.clone());
+        p[i] += h;
+        q[i] -= h;
+        assert_relative_eq!(grad[i] as f64, (f(&p) - f(&q)) / (2.0 * h), epsilon = 1e-5, max_relative = 1e-3);
+    }
+}
+
+#[test]
+fn ffcl_layer_local_gradients_match_finite_differences() {
+    use ffwd::layers::ffcl::{FfclConfig, FfclNet};
+    let be = CpuBackend::best();
+    let (din, c, n) = (6, 3, 4);
+    let mut net = FfclNet::new(FfclConfig { sizes: vec![5, 4], ..FfclConfig::default() }, din, c, 9).unwrap();
+    let x = data(41, n * din, 1.0);
+    let labels = [2u8, 0, 1, 2];
+    net.compute_grads(&be, &x, &labels).unwrap();
+    let f64v = |v: &[f32]| v.iter().map(|&a| a as f64).collect::<Vec<f64>>();
+    let dense = |x: &[f64], w: &[f64], b: &[f64], relu: bool| -> Vec<f64> {
+        let (dout, din) = (b.len(), w.len() / b.len());
+        (0..n * dout)
+            .map(|t| {
+                let z = b[t % dout] + (0..din).map(|k| x[(t / dout) * din + k] * w[k * dout + t % dout]).sum::<f64>();
+                if relu {
+                    z.max(0.0)
+                } else {
+                    z
+                }
+            })
+            .collect()
+    };
+    let cos_loss = |a: &[f64], b: &[f64], d: usize| -> f64 {
+        (0..n)
+            .map(|i| {
+                let (p, q) = (&a[i * d..(i + 1) * d], &b[i * d..(i + 1) * d]);
+                let dot: f64 = p.iter().zip(q).map(|(u, v)| u * v).sum();
+                // Norms floored at ε, as the kernel (an all-zero ReLU row).
+                let np = p.iter().map(|u| u * u).sum::<f64>().sqrt().max(1e-8);
+                let nq = q.iter().map(|v| v * v).sum::<f64>().sqrt().max(1e-8);
+                1.0 - dot / (np * nq)
+            })
+            .sum::<f64>()
+            / n as f64
+    };
+    let bce = |z: &[f64]| bce64(z, c, &labels);
+    let x64 = f64v(&x);
+    let [a, b] = &net.twins;
+    let (a0w, a0b, a1w, a1b, a2w, a2b) =
+        (f64v(&a[0].w), f64v(&a[0].b), f64v(&a[1].w), f64v(&a[1].b), f64v(&a[2].w), f64v(&a[2].b));
+    // Copy B's outputs are constants to copy A's losses.
+    let hb0 = dense(&x64, &f64v(&b[0].w), &f64v(&b[0].b), true);
+    let hb1 = dense(&hb0, &f64v(&b[1].w), &f64v(&b[1].b), true);
+    let ha0 = dense(&x64, &a0w, &a0b, true);
+    let ha1 = dense(&ha0, &a1w, &a1b, true);
+    let h = 1e-6;
+    let fd = |f: &dyn Fn(f64) -> f64| (f(h) - f(-h)) / (2.0 * h);
+    let close = |what: &str, an: f32, num: f64| {
+        assert!(
+            (an as f64 - num).abs() <= 2e-5 + 2e-3 * num.abs(),
+            "{what}: analytic {an:e} vs finite difference {num:e}"
+        );
+    };
+    for i in 0..a0w.len() {
+        let num = fd(&|e| {
+            let mut w = a0w.clone();
+            w[i] += e;
+            cos_loss(&dense(&x64, &w, &a0b, true), &hb0, 5)
+        });
+        close(&format!("copy A layer 0 dW[{i}]"), a[0].last_grads().0[i], num);
+    }
+    for i in 0..a1w.len() {
+        let num = fd(&|e| {
+            let mut w = a1w.clone();
+            w[i] += e;
+            cos_loss(&dense(&ha0, &w, &a1b, true), &hb1, 4)
+        });
+        close(&format!("copy A layer 1 dW[{i}]"), a[1].last_grads().0[i], num);
+    }
+    for i in 0..a2w.len() {
+        let num = fd(&|e| {
+            let mut w = a2w.clone();
+            w[i] += e;
+            bce(&dense(&ha1, &w, &a2b, false))
+        });
+        close(&format!("copy A output dW[{i}]"), a[2].last_grads().0[i], num);
+    }
+    for j in 0..c {
+        let num = fd(&|e| {
+            let mut bb = a2b.clone();
+            bb[j] += e;
+            bce(&dense(&ha1, &a2w, &bb, false))
+        });
+        close(&format!("copy A output db[{j}]"), a[2].last_grads().1[j], num);
+    }
+}

@@ -29,7 +29,7 @@ pub mod numerics;
 
 pub use cpu::conv::{Cnhw, ConvScratch};
 pub use cpu::gemm::{warm_up_workers, Epilogue, PackedMat};
-pub use cpu::loss::{argmax, FfLoss, GoodnessForm, LossScratch};
+pub use cpu::loss::{argmax, argmax_value, FfLoss, GoodnessForm, LossScratch};
 pub use cpu::math::Unary;
 pub use cpu::norm2d::bn_rstd;
 pub use cpu::optim::{AdamStep, OptimStep, SgdStep};

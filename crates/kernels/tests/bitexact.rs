@@ -182,6 +182,31 @@ proptest! {
             vec![grad, vec![l]]
         });
     }
+
+    #[test]
+    fn softmax_bce_matches_spec_bitwise(
+        (m, c) in (dim(), 1usize..20),
+        z in prop::collection::vec(-30.0f32..30.0, 80 * 20),
+        labels in prop::collection::vec(0u32..1000, 80),
+    ) {
+        let z = &z[..m * c];
+        let labels: Vec<u32> = labels[..m].iter().map(|y| y % c as u32).collect();
+        check("softmax_bce", |be| {
+            let mut grad = vec![0.0; m * c];
+            let l = be.softmax_bce(z, c, &labels, &mut grad, &mut LossScratch::default()).unwrap();
+            vec![grad, vec![l]]
+        });
+    }
+
+    #[test]
+    fn cosine_embedding_matches_spec_bitwise((m, d) in (dim(), 1usize..70), seed in any::<u64>()) {
+        let (a, b) = (values(m * d, seed), values(m * d, seed ^ 7));
+        check("cosine_embedding", |be| {
+            let mut grad = vec![0.0; m * d];
+            let l = be.cosine_embedding(&a, &b, d, &mut grad, &mut LossScratch::default()).unwrap();
+            vec![grad, vec![l]]
+        });
+    }
 }
 
 #[test]

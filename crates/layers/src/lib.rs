@@ -19,6 +19,7 @@ pub mod config;
 pub mod conv;
 mod error;
 pub mod ff;
+pub mod ffcl;
 pub mod optim;
 pub mod probe;
 pub mod readout;

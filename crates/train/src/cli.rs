@@ -277,8 +277,10 @@ fn print_epoch(r: &EpochReport) {
             continue;
         }
         let mut line = format!("    layer {}", l.layer);
-        if let (Some(a), Some(p), Some(n)) = (l.loss, l.g_pos, l.g_neg) {
-            line += &format!(": loss {a:.4}  G+ {p:.1}  G- {n:.1}");
+        match (l.loss, l.g_pos, l.g_neg) {
+            (Some(a), Some(p), Some(n)) => line += &format!(": loss {a:.4}  G+ {p:.1}  G- {n:.1}"),
+            (Some(a), _, _) => line += &format!(": loss {a:.4}"),
+            _ => {}
         }
         if let Some(a) = l.acc {
             line += &format!("  acc {}", pct(a));
@@ -316,6 +318,10 @@ pub fn run(cli: Cli) -> Result<()> {
                 t.val.as_ref().map(|v| format!(", {} validation", v.len())).unwrap_or_default(),
                 t.test.len(),
                 match &t.cfg.conv {
+                    _ if t.cfg.ffcl.is_some() => format!(
+                        "FF contrastive twins, hidden {:?}",
+                        t.cfg.ffcl.as_ref().map(|f| f.sizes.clone()).unwrap_or_default()
+                    ),
                     Some(c) if c.algorithm == ConvAlgorithm::Backprop => format!(
                         "backprop baseline: conv blocks {:?} (pool after {:?}, {:?} norm) + linear head",
                         c.channels, c.pool, c.norm
@@ -328,7 +334,7 @@ pub fn run(cli: Cli) -> Result<()> {
                         c.loss,
                         if c.olu { "on" } else { "off" }
                     ),
-                    None => format!("layers {:?}", t.cfg.model.sizes),
+                    None => format!("layers {:?} ({:?})", t.cfg.model.sizes, t.cfg.model.training),
                 },
                 t.backend.name(),
                 t.threads(),

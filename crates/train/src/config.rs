@@ -4,6 +4,7 @@
 use crate::{Error, Result};
 use ffwd_layers::config::{FfConfig, LabelMode};
 use ffwd_layers::conv::ConvFfConfig;
+use ffwd_layers::ffcl::FfclConfig;
 use ffwd_layers::probe::ProbeConfig;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -109,6 +110,8 @@ pub struct RunConfig {
     /// A convolutional FF network (the Trifecta) instead of the MLP of
     /// `[model]`.
     pub conv: Option<ConvFfConfig>,
+    /// FF contrastive twins instead of the MLP of `[model]`.
+    pub ffcl: Option<FfclConfig>,
     /// Self-supervised pretext training instead of the labels.
     pub ssl: Option<SslConfig>,
     /// A linear probe on the real labels after training.
@@ -137,6 +140,7 @@ impl Default for RunConfig {
             data: DataConfig::default(),
             model,
             conv: None,
+            ffcl: None,
             ssl: None,
             probe: None,
             train: TrainConfig::default(),
@@ -185,6 +189,9 @@ impl RunConfig {
             return Err("train.eval_chunk must be at least 1".into());
         }
         ffwd_datasets::Name::parse(&self.data.dataset).map_err(|e| format!("data.dataset: {e}"))?;
+        if self.ffcl.is_some() && self.conv.is_some() {
+            return Err("[ffcl] and [conv] each choose the network; give one".into());
+        }
         if let Some(s) = &self.ssl {
             ffwd_datasets::pretext::Pretext::parse(&s.task)
                 .map_err(|_| format!("ssl.task: unknown pretext task `{}` (rotation, flip2, flip4, jigsaw)", s.task))?;

@@ -14,6 +14,7 @@ use ffwd_layers::backprop::{BpConvNet, BpMlp};
 use ffwd_layers::config::MlpTraining;
 use ffwd_layers::conv::{ConvAlgorithm, ConvFfNet};
 use ffwd_layers::ff::{BatchStats, FfNet, Predictions};
+use ffwd_layers::ffcl::FfclNet;
 use ffwd_tensor::{stream, Philox, Tensor};
 
 #[derive(Clone, Debug)]
@@ -22,11 +23,16 @@ pub enum Model {
     MlpBp(BpMlp),
     Conv(ConvFfNet),
     ConvBp(BpConvNet),
+    Ffcl(FfclNet),
 }
 
 impl Model {
     /// The network the configuration describes, for images of `shape`.
     pub fn build(cfg: &RunConfig, shape: (usize, usize, usize), classes: usize) -> Result<Self> {
+        let dim = shape.0 * shape.1 * shape.2;
+        if let Some(f) = &cfg.ffcl {
+            return Ok(Model::Ffcl(FfclNet::new(f.clone(), dim, classes, cfg.train.seed)?));
+        }
         Ok(match &cfg.conv {
             Some(c) if c.algorithm == ConvAlgorithm::Backprop => {
                 Model::ConvBp(BpConvNet::new(c.clone(), shape, classes, cfg.train.seed)?)
@@ -62,6 +68,7 @@ impl Model {
             Model::MlpBp(n) => n.layers.len(),
             Model::Conv(n) => n.blocks.len(),
             Model::ConvBp(n) => n.blocks.len(),
+            Model::Ffcl(n) => n.twins[0].len(),
         }
     }
 
@@ -71,6 +78,7 @@ impl Model {
             Model::MlpBp(n) => n.classes,
             Model::Conv(n) => n.classes,
             Model::ConvBp(n) => n.classes,
+            Model::Ffcl(n) => n.classes,
         }
     }
 
@@ -79,7 +87,7 @@ impl Model {
             Model::Mlp(n) => n.readout.is_some(),
             Model::MlpBp(_) => true,
             Model::Conv(_) => false,
-            Model::ConvBp(_) => true,
+            Model::ConvBp(_) | Model::Ffcl(_) => true,
         }
     }
 
@@ -99,6 +107,7 @@ impl Model {
             Model::MlpBp(n) => n.train_batch(be, images, labels)?,
             Model::Conv(n) => n.train_batch(be, images, labels, neg)?,
             Model::ConvBp(n) => n.train_batch(be, images, labels)?,
+            Model::Ffcl(n) => n.train_batch(be, images, labels)?,
         })
     }
 
@@ -108,6 +117,7 @@ impl Model {
             Model::MlpBp(m) => m.predict(be, images, n, chunk)?,
             Model::Conv(m) => m.predict(be, images, n, chunk)?,
             Model::ConvBp(m) => m.predict(be, images, n, chunk)?,
+            Model::Ffcl(m) => m.predict(be, images, n, chunk)?,
         })
     }
 
@@ -116,6 +126,7 @@ impl Model {
         match self {
             Model::Mlp(n) => Some(n),
             Model::MlpBp(n) => Some(n),
+            Model::Ffcl(n) => Some(n),
             _ => None,
         }
     }
@@ -126,6 +137,7 @@ impl Model {
             Model::MlpBp(n) => n.named_tensors(),
             Model::Conv(n) => n.named_tensors(),
             Model::ConvBp(n) => n.named_tensors(),
+            Model::Ffcl(n) => n.named_tensors(),
         }
     }
 
@@ -135,6 +147,7 @@ impl Model {
             Model::MlpBp(n) => n.load_tensors(get)?,
             Model::Conv(n) => n.load_tensors(get)?,
             Model::ConvBp(n) => n.load_tensors(get)?,
+            Model::Ffcl(n) => n.load_tensors(get)?,
         }
         Ok(())
     }

@@ -362,8 +362,9 @@ impl Trainer {
                 LayerReport {
                     layer: l,
                     loss: if on { per(sums[l].0, l) } else { None },
-                    g_pos: if on { per(sums[l].1, l) } else { None },
-                    g_neg: if on { per(sums[l].2, l) } else { None },
+                    // (NaN: the layer's loss is not a goodness loss.)
+                    g_pos: if on { per(sums[l].1, l).filter(|v| !v.is_nan()) } else { None },
+                    g_neg: if on { per(sums[l].2, l).filter(|v| !v.is_nan()) } else { None },
                     acc: None,
                 }
             })

@@ -153,6 +153,107 @@ pub(crate) fn softmax_xent(
     l32_sum(lns) * w
 }
 
+/// ε of the cosine: each norm is taken as `max(‖·‖, ε)`.
+pub const COSINE_EPS: f32 = 1e-8;
+
+/// Cosine-embedding loss with target +1 over rows of `a` and `b` (m × d):
+/// `w·Σ (1 − cos)`, `w = 1/m`, with `cos = (a·b) / (max(‖a‖, ε)·max(‖b‖, ε))`
+/// (PyTorch's `CosineEmbeddingLoss`, `ε = 1e-8`). Writes `dL/da` (b is a
+/// constant): `−w·(b/den − cos·a/‖a‖²)`, the second term only where
+/// `‖a‖ > ε`. Dots and squared norms are L32 sums of the products.
+pub(crate) fn cosine_embedding(a: &[f32], b: &[f32], d: usize, grad: &mut [f32], scratch: &mut LossScratch) -> f32 {
+    let m = a.len().checked_div(d).unwrap_or(0);
+    if m == 0 {
+        return 0.0;
+    }
+    let w = 1.0 / m as f32;
+    scratch.s.resize(d, 0.0);
+    scratch.sp.resize(m, 0.0);
+    for i in 0..m {
+        let (ar, br) = (&a[i * d..(i + 1) * d], &b[i * d..(i + 1) * d]);
+        let mut dot_sq = |f: &dyn Fn(usize) -> f32| {
+            for (j, o) in scratch.s.iter_mut().enumerate() {
+                *o = f(j);
+            }
+            l32_sum(&scratch.s)
+        };
+        let dot = dot_sq(&|j| ar[j] * br[j]);
+        let na2 = dot_sq(&|j| ar[j] * ar[j]);
+        let nb2 = dot_sq(&|j| br[j] * br[j]);
+        let (na, nb) = (na2.sqrt(), nb2.sqrt());
+        let den = na.max(COSINE_EPS) * nb.max(COSINE_EPS);
+        let cos = dot / den;
+        scratch.sp[i] = 1.0 - cos;
+        let k = if na > COSINE_EPS { cos / na2 } else { 0.0 };
+        for j in 0..d {
+            grad[i * d + j] = -(w * (br[j] / den - k * ar[j]));
+        }
+    }
+    l32_sum(&scratch.sp) * w
+}
+
+/// Binary cross-entropy of softmax outputs against one-hot targets (the
+/// FFCL output loss): `p = softmax(z)` per row (as in [`softmax_xent`]),
+/// loss `w·Σ_ij −[t ln p + (1−t) ln(1−p)]` with each log clamped at −100
+/// (as PyTorch's `BCELoss`) and `w = 1/(m·c)`; `ln(1−p)` is computed as
+/// `ln((s − e_j)/s)`. Writes `dL/dz`: `g_j = w·(p_j − t_j)/max(p_j(1−p_j),
+/// 1e-12)`, then through the softmax, `dz_j = p_j·(g_j − Σ_k p_k g_k)`
+/// (the sum an L32 sum).
+pub(crate) fn softmax_bce(
+    unary: UnaryFn,
+    logits: &[f32],
+    c: usize,
+    labels: &[u32],
+    grad: &mut [f32],
+    scratch: &mut LossScratch,
+) -> f32 {
+    let m = labels.len();
+    if m == 0 || c == 0 {
+        return 0.0;
+    }
+    let mc = m * c;
+    let w = 1.0 / mc as f32;
+    // s: the shifted logits (later the loss terms), then p and 1 − p.
+    scratch.s.resize(3 * mc, 0.0);
+    let (sh, pq) = scratch.s.split_at_mut(mc);
+    for (row, o) in logits.chunks(c).zip(sh.chunks_mut(c)) {
+        let mx = argmax_value(row);
+        for (v, &z) in o.iter_mut().zip(row) {
+            *v = z - mx;
+        }
+    }
+    scratch.sp.resize(mc, 0.0);
+    unary(Unary::Exp, sh, &mut scratch.sp);
+    for i in 0..m {
+        let e = &scratch.sp[i * c..(i + 1) * c];
+        let s = l32_sum(e);
+        for j in 0..c {
+            pq[i * c + j] = e[j] / s;
+            pq[mc + i * c + j] = (s - e[j]) / s;
+        }
+    }
+    scratch.sg.resize(2 * mc, 0.0);
+    unary(Unary::Ln, pq, &mut scratch.sg);
+    let (p, q) = pq.split_at(mc);
+    let (lp, lq) = scratch.sg.split_at(mc);
+    for i in 0..m {
+        let y = labels[i] as usize;
+        for j in 0..c {
+            let k = i * c + j;
+            let t = if j == y { 1.0 } else { 0.0 };
+            sh[k] = -(t * lp[k].max(-100.0) + (1.0 - t) * lq[k].max(-100.0));
+            grad[k] = w * (p[k] - t) / (p[k] * q[k]).max(1e-12);
+            scratch.sp[k] = p[k] * grad[k];
+        }
+        let dot = l32_sum(&scratch.sp[i * c..(i + 1) * c]);
+        for j in 0..c {
+            let k = i * c + j;
+            grad[k] = p[k] * (grad[k] - dot);
+        }
+    }
+    l32_sum(sh) * w
+}
+
 /// The first maximum of a row by `>` comparisons (NaN never wins unless first).
 pub fn argmax_value(row: &[f32]) -> f32 {
     let mut mx = row[0];

@@ -345,6 +345,44 @@ impl CpuBackend {
         Ok(loss::softmax_xent(&u, logits, c, labels, grad, scratch))
     }
 
+    /// Cosine-embedding loss (target +1) of rows of `a` against the
+    /// constant rows of `b` (m × d each); writes dL/da and returns the mean
+    /// loss. One implementation for both backends (only √ and L32 sums).
+    pub fn cosine_embedding(
+        &self,
+        a: &[f32],
+        b: &[f32],
+        d: usize,
+        grad: &mut [f32],
+        scratch: &mut LossScratch,
+    ) -> Result<f32> {
+        if d == 0 || !a.len().is_multiple_of(d) {
+            return Err(shape_err("cosine_embedding", format!("{} values are not rows of {d}", a.len())));
+        }
+        check_len("cosine_embedding", "b", b.len(), a.len())?;
+        check_len("cosine_embedding", "grad", grad.len(), a.len())?;
+        Ok(loss::cosine_embedding(a, b, d, grad, scratch))
+    }
+
+    /// Binary cross-entropy of the softmax of `logits` (labels.len() × c)
+    /// against one-hot targets; writes dL/dlogits and returns the mean loss.
+    pub fn softmax_bce(
+        &self,
+        logits: &[f32],
+        c: usize,
+        labels: &[u32],
+        grad: &mut [f32],
+        scratch: &mut LossScratch,
+    ) -> Result<f32> {
+        check_len("softmax_bce", "logits", logits.len(), labels.len() * c)?;
+        check_len("softmax_bce", "grad", grad.len(), logits.len())?;
+        if let Some(&y) = labels.iter().find(|&&y| y as usize >= c) {
+            return Err(shape_err("softmax_bce", format!("label {y} is out of range for {c} classes")));
+        }
+        let u = |f: Unary, x: &[f32], o: &mut [f32]| self.unary_unchecked(f, x, o);
+        Ok(loss::softmax_bce(&u, logits, c, labels, grad, scratch))
+    }
+
     /// One Adam/AdamW step on `w` with gradient `g` and moments `m`, `v`.
     pub fn adam(&self, step: &AdamStep, w: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32]) -> Result<()> {
         check_len("adam", "grad", g.len(), w.len())?;
