@@ -83,3 +83,29 @@ fn every_shipped_config_parses_validates_and_builds_its_network() {
     }
     assert!(n >= 10, "only {n} configs found in {}", dir.display());
 }
+
+#[test]
+fn a_pretext_run_reports_its_probe_and_probe_reads_the_checkpoint_again() {
+    let d = tempfile::tempdir().unwrap();
+    let cfg = d.path().join("ssl.toml");
+    let text = format!(
+        "[model]\nsizes = [60, 60]\nlabel = \"concat\"\n[ssl]\ntask = \"flip4\"\n[probe]\nepochs = 3\n\
+         [train]\nepochs = 2\n[output]\ndir = {:?}\n",
+        d.path().join("run")
+    );
+    std::fs::write(&cfg, text).unwrap();
+    let out = ffwd().args(["train", "--quiet", "--config"]).arg(&cfg).output().unwrap();
+    let s = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{s}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        s.contains("flip4 pretext test accuracy") && s.contains("linear probe (3 epochs, 1500 train / 297 test"),
+        "{s}"
+    );
+    let ck = d.path().join("run/model.safetensors");
+    let pr = ffwd().args(["probe", "--epochs", "3", "--checkpoint"]).arg(&ck).output().unwrap();
+    let p = String::from_utf8_lossy(&pr.stdout);
+    assert!(pr.status.success(), "{p}\n{}", String::from_utf8_lossy(&pr.stderr));
+    // The probe of the saved network repeats the run's probe exactly.
+    let concat = |t: &str| t.split("concatenation ").nth(1).map(|r| r.split('%').next().unwrap().to_string());
+    assert_eq!(concat(&s), concat(&p), "{s}\n{p}");
+}

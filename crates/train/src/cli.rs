@@ -22,6 +22,9 @@ pub enum Cmd {
     Train(Box<TrainArgs>),
     /// Evaluate a checkpoint on a dataset's test split.
     Eval(EvalArgs),
+    /// Linear probe of a saved network on the real labels: each layer's
+    /// features and their concatenation.
+    Probe(ProbeArgs),
     /// Dataset management.
     Data {
         #[command(subcommand)]
@@ -153,6 +156,26 @@ pub struct EvalArgs {
     pub threads: Option<usize>,
 }
 
+#[derive(Args, Debug)]
+pub struct ProbeArgs {
+    #[arg(long)]
+    pub checkpoint: PathBuf,
+    /// Override the checkpoint's dataset folder.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Probe training epochs (default: the run's [probe], else 100).
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// Train the probe on the first N training images (default: the run's).
+    #[arg(long)]
+    pub train_size: Option<usize>,
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Where probe.json goes (default: the checkpoint's folder).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
 impl TrainArgs {
     /// The configuration this invocation means: file (or default) + flags.
     pub fn resolve(&self) -> Result<RunConfig> {
@@ -256,6 +279,19 @@ fn pct(x: f32) -> String {
     format!("{:.2}%", 100.0 * x)
 }
 
+fn probe_line(p: &ffwd_layers::probe::ProbeReport, dir: &std::path::Path) -> String {
+    let layers: Vec<String> = p.per_layer.iter().map(|&a| pct(a)).collect();
+    format!(
+        "linear probe ({} epochs, {} train / {} test images): per layer [{}], concatenation {} | {}",
+        p.epochs,
+        p.train_images,
+        p.test_images,
+        layers.join(", "),
+        pct(p.concat),
+        dir.join("probe.json").display()
+    )
+}
+
 fn print_epoch(r: &EpochReport) {
     let mut s = format!("epoch {:>3}", r.epoch);
     if let Some(l) = r.training_layer {
@@ -353,16 +389,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 t.checkpoint_path().display()
             );
             if let Some(p) = t.probe()? {
-                let layers: Vec<String> = p.per_layer.iter().map(|&a| pct(a)).collect();
-                println!(
-                    "linear probe ({} epochs, {} train / {} test images): per layer [{}], concatenation {} | {}",
-                    p.epochs,
-                    p.train_images,
-                    p.test_images,
-                    layers.join(", "),
-                    pct(p.concat),
-                    t.cfg.output.dir.join("probe.json").display()
-                );
+                println!("{}", probe_line(&p, &t.cfg.output.dir));
             }
             Ok(())
         }
@@ -398,6 +425,35 @@ pub fn run(cli: Cli) -> Result<()> {
             for (l, acc) in e.per_layer.iter().enumerate() {
                 println!("    layer {l}: goodness accuracy {}", pct(*acc));
             }
+            Ok(())
+        }
+        Cmd::Probe(a) => {
+            let (meta, net) = checkpoint::load(&a.checkpoint)?;
+            let mut cfg = meta.config.clone();
+            cfg.train.threads = a.threads.unwrap_or(cfg.train.threads);
+            let mut probe = cfg.probe.clone().unwrap_or_default();
+            probe.epochs = a.epochs.unwrap_or(probe.epochs);
+            cfg.probe = Some(probe);
+            cfg.validate().map_err(Error::Invalid)?;
+            cfg.output.dir = match &a.out {
+                Some(o) => o.clone(),
+                None => a.checkpoint.parent().map(|p| p.to_path_buf()).unwrap_or_default(),
+            };
+            let name = ffwd_datasets::Name::parse(&cfg.data.dataset)?;
+            let root = ffwd_datasets::data_root(a.data_dir.as_deref().or(cfg.data.dir.as_deref()));
+            let splits = ffwd_datasets::load(name, &root)?;
+            if splits.test.dim() != meta.image_dim {
+                return Err(Error::Checkpoint {
+                    path: a.checkpoint.clone(),
+                    reason: format!("trained on {}-value images, the data has {}", meta.image_dim, splits.test.dim()),
+                });
+            }
+            let avail = splits.train.len() - cfg.data.validation.min(splits.train.len());
+            let n = a.train_size.unwrap_or(cfg.data.train_size);
+            let n = if n == 0 { avail } else { n.min(avail) };
+            let mut t = Trainer::with_model(cfg, net, splits.train.slice(0..n), None, splits.test)?;
+            let p = t.probe()?.expect("probe configured above");
+            println!("{} (epoch {}): {}", a.checkpoint.display(), meta.epoch, probe_line(&p, &t.cfg.output.dir));
             Ok(())
         }
         Cmd::Data { cmd: DataCmd::Fetch { name, data_dir } } => {
