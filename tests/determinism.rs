@@ -151,3 +151,25 @@ fn ffcl_twins_give_identical_checkpoints_across_threads_and_backends() {
     assert!(a == b, "1 thread and 2 threads differ");
     assert!(a == s, "AVX2 and the scalar specification differ");
 }
+
+#[test]
+fn uff_stacks_give_identical_checkpoints_across_threads_and_backends_in_both_modes() {
+    use ffwd::layers::uff::{CellKind, UffConfig};
+    if common::data_dir().is_none() || CpuBackend::avx2().is_err() {
+        eprintln!("SKIP (no data or no avx2/fma)");
+        return;
+    }
+    for schedule in [ffwd::train::config::Schedule::Simultaneous, ffwd::train::config::Schedule::LayerByLayer] {
+        let mut cfg = RunConfig::default_for("mnist");
+        cfg.uff = Some(UffConfig { cells: vec![CellKind::Cae, CellKind::Dae, CellKind::Gan], ..UffConfig::default() });
+        cfg.train.epochs = 1;
+        cfg.train.schedule = schedule;
+        let d = tempfile::tempdir().unwrap();
+        let sub = Some((300, 100));
+        let a = train_bytes(cfg.clone(), 2, false, &d.path().join("a"), sub);
+        let b = train_bytes(cfg.clone(), 1, false, &d.path().join("b"), sub);
+        let s = train_bytes(cfg.clone(), 1, true, &d.path().join("s"), sub);
+        assert!(a == b, "{schedule:?}: 1 thread and 2 threads differ");
+        assert!(a == s, "{schedule:?}: AVX2 and the scalar specification differ");
+    }
+}

@@ -376,6 +376,21 @@ fn cosine_embedding_gradient_matches_finite_differences() {
     }
 }
 
+/// `n` rows of `x·W + b` (W row-major in × out), ReLU'd if asked, in f64.
+fn dense64(x: &[f64], n: usize, w: &[f64], b: &[f64], relu: bool) -> Vec<f64> {
+    let (dout, din) = (b.len(), w.len() / b.len());
+    (0..n * dout)
+        .map(|t| {
+            let z = b[t % dout] + (0..din).map(|k| x[(t / dout) * din + k] * w[k * dout + t % dout]).sum::<f64>();
+            if relu {
+                z.max(0.0)
+            } else {
+                z
+            }
+        })
+        .collect()
+}
+
 /// Binary cross-entropy of softmax rows against one-hot labels, in f64.
 fn bce64(z: &[f64], c: usize, labels: &[u8]) -> f64 {
     let mut t = 0.0;
@@ -421,19 +436,7 @@ fn ffcl_layer_local_gradients_match_finite_differences() {
     let labels = [2u8, 0, 1, 2];
     net.compute_grads(&be, &x, &labels).unwrap();
     let f64v = |v: &[f32]| v.iter().map(|&a| a as f64).collect::<Vec<f64>>();
-    let dense = |x: &[f64], w: &[f64], b: &[f64], relu: bool| -> Vec<f64> {
-        let (dout, din) = (b.len(), w.len() / b.len());
-        (0..n * dout)
-            .map(|t| {
-                let z = b[t % dout] + (0..din).map(|k| x[(t / dout) * din + k] * w[k * dout + t % dout]).sum::<f64>();
-                if relu {
-                    z.max(0.0)
-                } else {
-                    z
-                }
-            })
-            .collect()
-    };
+    let dense = |x: &[f64], w: &[f64], b: &[f64], relu: bool| dense64(x, n, w, b, relu);
     let cos_loss = |a: &[f64], b: &[f64], d: usize| -> f64 {
         (0..n)
             .map(|i| {
@@ -497,4 +500,111 @@ fn ffcl_layer_local_gradients_match_finite_differences() {
         });
         close(&format!("copy A output db[{j}]"), a[2].last_grads().1[j], num);
     }
+}
+
+/// Central differences of `loss` over every weight and bias of `layer`
+/// against its analytic (dW, db).
+fn check_dense(what: &str, layer: &ffwd::layers::ffcl::Dense, loss: &dyn Fn(&[f64], &[f64]) -> f64) {
+    let f = |v: &[f32]| v.iter().map(|&a| a as f64).collect::<Vec<f64>>();
+    let (w, b) = (f(&layer.w), f(&layer.b));
+    let (dw, db) = layer.last_grads();
+    let h = 1e-6;
+    for (which, n) in [(0, w.len()), (1, b.len())] {
+        for i in 0..n {
+            let at = |e: f64| {
+                let (mut w2, mut b2) = (w.clone(), b.clone());
+                if which == 0 {
+                    w2[i] += e;
+                } else {
+                    b2[i] += e;
+                }
+                loss(&w2, &b2)
+            };
+            let num = (at(h) - at(-h)) / (2.0 * h);
+            let a = if which == 0 { dw[i] } else { db[i] } as f64;
+            assert!(
+                (a - num).abs() <= 2e-5 + 2e-3 * num.abs(),
+                "{what} {}[{i}]: analytic {a:e} vs finite difference {num:e}",
+                if which == 0 { "dW" } else { "db" }
+            );
+        }
+    }
+}
+
+fn mse64(a: &[f64], b: &[f32]) -> f64 {
+    a.iter().zip(b).map(|(x, &y)| (x - y as f64).powi(2)).sum::<f64>() / a.len() as f64
+}
+
+#[test]
+fn ae_and_dae_cell_gradients_match_finite_differences_of_the_reconstruction_loss() {
+    use ffwd::layers::uff::{Cell, SamplePos, UffConfig, UffNet};
+    let be = CpuBackend::best();
+    let cfg = UffConfig {
+        cells: vec![ffwd::layers::uff::CellKind::Ae, ffwd::layers::uff::CellKind::Dae],
+        ..UffConfig::default()
+    };
+    let mut net = UffNet::new(cfg, (1, 1, 12), 3, 4).unwrap();
+    let n = 5;
+    let x = data(51, n * 12, 1.0);
+    let pos = SamplePos { seed: 4, epoch: 1, first: 30, cell: 1 };
+    for k in 0..2 {
+        // Cell 1 learns on cell 0's latent.
+        let input = if k == 0 {
+            x.clone()
+        } else {
+            net.cells[0].encode(&be, &x, n).unwrap();
+            net.cells[0].latent().to_vec()
+        };
+        net.cells[k].compute_grads(&be, &input, n, pos).unwrap();
+        let Cell::Ae(c) = &net.cells[k] else { panic!("an AE cell") };
+        let (xc, xn) = c.last_input();
+        if k == 1 {
+            assert!(xc != xn, "the DAE's input must be corrupted");
+            assert!(xc.iter().zip(xn).filter(|(a, b)| a != b).count() > xc.len() / 2);
+        }
+        let f = |v: &[f32]| v.iter().map(|&a| a as f64).collect::<Vec<f64>>();
+        let (xc64, (ew, eb), (dw, db)) = (f(xc), (f(&c.enc.w), f(&c.enc.b)), (f(&c.dec.w), f(&c.dec.b)));
+        let recon = |ew: &[f64], eb: &[f64], dw: &[f64], db: &[f64]| {
+            let z = dense64(&xc64, n, ew, eb, true);
+            mse64(&dense64(&z, n, dw, db, false), xn)
+        };
+        check_dense(&format!("cell {k} decoder"), &c.dec, &|w, b| recon(&ew, &eb, w, b));
+        check_dense(&format!("cell {k} encoder"), &c.enc, &|w, b| recon(w, b, &dw, &db));
+    }
+}
+
+#[test]
+fn gan_cell_gradients_match_finite_differences_of_the_discriminator_and_generator_losses() {
+    use ffwd::layers::uff::{Cell, CellKind, SamplePos, UffConfig, UffNet};
+    let be = CpuBackend::best();
+    let cfg = UffConfig { cells: vec![CellKind::Gan], ..UffConfig::default() };
+    let mut net = UffNet::new(cfg, (1, 2, 5), 3, 6).unwrap();
+    let n = 6;
+    let x = data(61, n * 10, 1.0);
+    net.cells[0].compute_grads(&be, &x, n, SamplePos { seed: 6, epoch: 0, first: 12, cell: 0 }).unwrap();
+    let Cell::Gan(c) = &net.cells[0] else { panic!("a GAN cell") };
+    let f = |v: &[f32]| v.iter().map(|&a| a as f64).collect::<Vec<f64>>();
+    let (xn, noise, fake) = c.last_batch();
+    let (xn, noise, fake) = (f(xn), f(noise), f(fake));
+    let sp = |t: f64| if t > 0.0 { t + (-t).exp().ln_1p() } else { t.exp().ln_1p() };
+    let (w1, b1, w2, b2) = (f(&c.d1.w), f(&c.d1.b), f(&c.d2.w), f(&c.d2.b));
+    let (w3, b3, w4, b4) = (f(&c.g1.w), f(&c.g1.b), f(&c.g2.w), f(&c.g2.b));
+    let disc = |x: &[f64], w1: &[f64], b1: &[f64], w2: &[f64], b2: &[f64]| {
+        dense64(&dense64(x, n, w1, b1, true), n, w2, b2, false)
+    };
+    let d_loss = |w1: &[f64], b1: &[f64], w2: &[f64], b2: &[f64]| {
+        let (r, q) = (disc(&xn, w1, b1, w2, b2), disc(&fake, w1, b1, w2, b2));
+        (r.iter().map(|&z| sp(-z)).sum::<f64>() + q.iter().map(|&z| sp(z)).sum::<f64>()) / n as f64
+    };
+    let g_loss = |w3: &[f64], b3: &[f64], w4: &[f64], b4: &[f64]| {
+        let g = dense64(&dense64(&noise, n, w3, b3, true), n, w4, b4, false);
+        disc(&g, &w1, &b1, &w2, &b2).iter().map(|&z| sp(-z)).sum::<f64>() / n as f64
+    };
+    // The generator's output is the fake batch the discriminator saw.
+    let g0 = dense64(&dense64(&noise, n, &w3, &b3, true), n, &w4, &b4, false);
+    assert!(g0.iter().zip(&fake).all(|(a, b)| (a - b).abs() < 1e-4));
+    check_dense("D hidden", &c.d1, &|w, b| d_loss(w, b, &w2, &b2));
+    check_dense("D output", &c.d2, &|w, b| d_loss(&w1, &b1, w, b));
+    check_dense("G hidden", &c.g1, &|w, b| g_loss(w, b, &w4, &b4));
+    check_dense("G output", &c.g2, &|w, b| g_loss(&w3, &b3, w, b));
 }

@@ -108,6 +108,34 @@ fn ff_rotation_pretext_learns_and_its_features_transfer_through_the_linear_probe
 }
 
 #[test]
+fn uff_cells_learn_mnist_subset_in_both_training_modes() {
+    use ffwd::layers::uff::{CellKind, UffConfig};
+    let Some(dir) = common::data_dir() else { return };
+    for (cells, mode) in [
+        (vec![CellKind::Ae, CellKind::Dae], ffwd::train::config::Schedule::Simultaneous),
+        (vec![CellKind::Cae, CellKind::Gan], ffwd::train::config::Schedule::LayerByLayer),
+    ] {
+        let mut c = RunConfig::default_for("mnist");
+        c.data.train_size = 3_000;
+        c.uff = Some(UffConfig { cells: cells.clone(), ..UffConfig::default() });
+        c.train.epochs = 2;
+        c.train.schedule = mode;
+        let out = tempfile::tempdir().unwrap();
+        c.output.dir = out.path().to_path_buf();
+        let mut t = Trainer::new(c, Some(&dir)).unwrap();
+        t.test = t.test.slice(0..1000);
+        let r = t.run(&mut |_| {}).unwrap();
+        let acc = r.last().unwrap().test.as_ref().unwrap().acc;
+        eprintln!("uff {cells:?} {mode:?}: test {:.2}%", 100.0 * acc);
+        // The first cell's loss falls between its first and its last epoch
+        // (for a GAN cell, the discriminator's; a CAE/AE/DAE reconstructs).
+        let first_cell: Vec<f32> = r.iter().filter_map(|e| e.layers[0].loss).collect();
+        assert!(first_cell.len() == 2 && first_cell[1] < first_cell[0], "{cells:?}: {first_cell:?}");
+        assert!(acc > 0.7, "{cells:?} {mode:?}: test accuracy {acc}");
+    }
+}
+
+#[test]
 fn truncated_mnist_file_is_a_clear_error() {
     let Some(dir) = common::data_dir() else { return };
     let tmp = tempfile::tempdir().unwrap();

@@ -141,6 +141,45 @@ fn label_channel_rejects_out_of_range_labels() {
     assert!(e.to_string().contains("label 2 with 2 classes"), "{e}");
 }
 
+#[test]
+fn upsample_copies_each_value_to_its_four_outputs_and_sums_their_gradients_in_order() {
+    let be = CpuBackend::best();
+    let g = Cnhw::new(2, 1, 2, 3);
+    let x: Vec<f32> = (0..g.len()).map(|i| i as f32).collect();
+    let mut y = vec![0.0; 4 * g.len()];
+    be.upsample2_forward(&x, g, &mut y).unwrap();
+    // Plane 1, output (3, 5) comes from input (1, 2) = 6 + 5.
+    assert_eq!(y[24 + 3 * 6 + 5], 11.0);
+    assert_eq!(&y[..6], &[0.0, 0.0, 1.0, 1.0, 2.0, 2.0]);
+    // Backward, with values whose sum depends on the order.
+    let mut dy = vec![0.0; y.len()];
+    dy[0] = 1e8;
+    dy[1] = 1.0;
+    dy[6] = -1e8;
+    dy[7] = 1.0;
+    let mut dx = vec![0.0; g.len()];
+    be.upsample2_backward(&dy, g, &mut dx).unwrap();
+    assert_eq!(dx[0], ((1e8f32 + 1.0) + -1e8) + 1.0);
+}
+
+#[test]
+fn standardized_rows_have_zero_mean_and_unit_variance_against_f64() {
+    let be = CpuBackend::best();
+    let d = 37;
+    let x: Vec<f32> = values(5 * d, 3).iter().map(|v| v.clamp(-4.0, 4.0) + 2.0).collect();
+    let mut y = vec![0.0; x.len()];
+    be.standardize_rows(&x, d, 1e-5, &mut y).unwrap();
+    for (xr, yr) in x.chunks(d).zip(y.chunks(d)) {
+        let mu = xr.iter().map(|&v| v as f64).sum::<f64>() / d as f64;
+        let var = xr.iter().map(|&v| (v as f64 - mu).powi(2)).sum::<f64>() / d as f64;
+        for (&a, &b) in xr.iter().zip(yr) {
+            let want = (a as f64 - mu) / (var + 1e-5).sqrt();
+            assert!((b as f64 - want).abs() < 1e-5 * want.abs().max(1.0), "{b} vs {want}");
+        }
+    }
+    assert!(be.standardize_rows(&x, 0, 1e-5, &mut y).is_err());
+}
+
 fn geom() -> impl Strategy<Value = Cnhw> {
     (1usize..6, 1usize..5, 2usize..13, 2usize..13).prop_map(|(c, n, h, w)| Cnhw::new(c, n, h, w))
 }
@@ -193,7 +232,14 @@ proptest! {
             be.label_channel(&emb, g.plane(), &labels, &mut chan).unwrap();
             let mut demb = vec![0.0; emb.len()];
             be.label_channel_grad(&dy[..chan.len()], g.plane(), &labels, &mut demb).unwrap();
-            vec![y, idxf, dxp, mean, var, rstd, bn, dxb, dg, db, rm, rv, ss, lg, sn, inv, dsn, chan, demb]
+            let mut up = vec![0.0; 4 * g.len()];
+            be.upsample2_forward(&x, g, &mut up).unwrap();
+            let mut dup = vec![0.0; g.len()];
+            let dy4: Vec<f32> = dy.iter().chain(&dy).chain(&dy).chain(&dy).copied().collect();
+            be.upsample2_backward(&dy4, g, &mut dup).unwrap();
+            let mut st = vec![0.0; g.len()];
+            be.standardize_rows(&x, g.plane(), 1e-5, &mut st).unwrap();
+            vec![y, idxf, dxp, mean, var, rstd, bn, dxb, dg, db, rm, rv, ss, lg, sn, inv, dsn, chan, demb, up, dup, st]
         });
     }
 }

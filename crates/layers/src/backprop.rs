@@ -53,7 +53,7 @@ struct Work {
 }
 
 /// Copy a CNHW tensor into per-image rows of C·H·W values.
-fn flatten(x: &[f32], g: Cnhw, out: &mut Vec<f32>) {
+pub(crate) fn flatten(x: &[f32], g: Cnhw, out: &mut Vec<f32>) {
     let (hw, d) = (g.plane(), g.per_image());
     out.resize(g.len(), 0.0);
     for c in 0..g.c {
@@ -64,7 +64,7 @@ fn flatten(x: &[f32], g: Cnhw, out: &mut Vec<f32>) {
 }
 
 /// The inverse of [`flatten`].
-fn unflatten(rows: &[f32], g: Cnhw, out: &mut Vec<f32>) {
+pub(crate) fn unflatten(rows: &[f32], g: Cnhw, out: &mut Vec<f32>) {
     let (hw, d) = (g.plane(), g.per_image());
     out.resize(g.len(), 0.0);
     for c in 0..g.c {

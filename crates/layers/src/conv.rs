@@ -581,7 +581,7 @@ impl ConvFfNet {
         let loss = be.ff_loss(self.ff_loss(), GoodnessForm::Mean, d, g, &mut self.dldg, &mut self.loss_scratch)?;
         let n = g.len() / 2;
         let mean = |s: &[f32]| s.iter().map(|&v| v as f64).sum::<f64>() / n.max(1) as f64 / d as f64;
-        let st = LayerStats { loss, g_pos: mean(&g[..n]) as f32, g_neg: mean(&g[n..]) as f32 };
+        let st = LayerStats { loss, g_pos: mean(&g[..n]) as f32, g_neg: mean(&g[n..]) as f32, aux: f32::NAN };
         if !loss.is_finite() {
             return Err(Error::NonFinite { layer: k, loss });
         }

@@ -22,10 +22,21 @@ use ffwd_tensor::{stream, Philox, Tensor};
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct LayerStats {
     pub loss: f32,
-    /// Mean sum-form goodness over the positive rows.
+    /// Mean sum-form goodness over the positive rows (NaN: not a goodness
+    /// loss).
     pub g_pos: f32,
-    /// Mean sum-form goodness over the negative rows.
+    /// Mean sum-form goodness over the negative rows (NaN likewise).
     pub g_neg: f32,
+    /// A second loss of the layer, NaN if none (a UFF GAN cell: the
+    /// generator's).
+    pub aux: f32,
+}
+
+impl LayerStats {
+    /// A layer whose loss is not a goodness loss.
+    pub fn loss_only(loss: f32) -> Self {
+        Self { loss, g_pos: f32::NAN, g_neg: f32::NAN, aux: f32::NAN }
+    }
 }
 
 #[derive(Clone, Debug, Default)]
@@ -135,7 +146,7 @@ impl FfLayer {
         let l = be.ff_loss(obj.loss, obj.form, self.out_dim, &w.g, &mut w.dldg, &mut w.scratch)?;
         let n = rows / 2;
         let mean = |s: &[f32]| if s.is_empty() { 0.0 } else { ffwd_kernels::numerics::l32_sum(s) / s.len() as f32 };
-        Ok(LayerStats { loss: l, g_pos: mean(&w.g[..n]), g_neg: mean(&w.g[n..]) })
+        Ok(LayerStats { loss: l, g_pos: mean(&w.g[..n]), g_neg: mean(&w.g[n..]), aux: f32::NAN })
     }
 
     /// `(dW, db)` of the last [`FfLayer::compute_grads`].

@@ -60,7 +60,8 @@ pub struct Dense {
 }
 
 impl Dense {
-    fn new(din: usize, dout: usize, relu: bool, optim: &OptimConfig, seed: u64, index: u32) -> Self {
+    /// W and b uniform in ±1/√din from the Philox stream `init(index)`.
+    pub fn new(din: usize, dout: usize, relu: bool, optim: &OptimConfig, seed: u64, index: u32) -> Self {
         let bound = 1.0 / (din as f32).sqrt();
         let mut all = vec![0.0f32; din * dout + dout];
         Philox::new(seed, stream::init(index)).fill_uniform(&mut all, -bound, bound);
@@ -80,7 +81,8 @@ impl Dense {
         }
     }
 
-    fn forward(&mut self, be: &CpuBackend, x: &[f32], n: usize) -> Result<()> {
+    /// `y = x·W + b` (ReLU'd on hidden layers) for `n` rows of `x`.
+    pub fn forward(&mut self, be: &CpuBackend, x: &[f32], n: usize) -> Result<()> {
         self.y.resize(n * self.dout, 0.0);
         let epi = if self.relu { Epilogue::BiasRelu(&self.b) } else { Epilogue::Bias(&self.b) };
         be.gemm(
@@ -93,7 +95,7 @@ impl Dense {
     }
 
     /// dW and db from `dy` = dL/dy (through the ReLU where there is one).
-    fn grads(&mut self, be: &CpuBackend, x: &[f32], n: usize, dy: &[f32]) -> Result<()> {
+    pub fn grads(&mut self, be: &CpuBackend, x: &[f32], n: usize, dy: &[f32]) -> Result<()> {
         self.dz.clear();
         self.dz.extend(dy.iter().zip(&self.y).map(|(&g, &y)| if !self.relu || y > 0.0 { g } else { 0.0 }));
         be.gemm(
@@ -106,9 +108,22 @@ impl Dense {
         Ok(())
     }
 
-    fn apply(&mut self, be: &CpuBackend) -> Result<()> {
+    /// The optimiser step with the last [`Dense::grads`].
+    pub fn apply(&mut self, be: &CpuBackend) -> Result<()> {
         self.opt_w.step(be, &mut self.w, &self.dw)?;
         self.opt_b.step(be, &mut self.b, &self.db)?;
+        Ok(())
+    }
+
+    /// dL/dx of the last [`Dense::grads`]: `dz·Wᵀ` (`n` × din).
+    pub fn input_grad(&self, be: &CpuBackend, n: usize, dx: &mut Vec<f32>) -> Result<()> {
+        dx.resize(n * self.din, 0.0);
+        be.gemm(
+            MatRef::new(&self.dz, n, self.dout)?,
+            MatRef::new(&self.w, self.din, self.dout)?.t(),
+            MatMut::new(dx, n, self.din)?,
+            Epilogue::None,
+        )?;
         Ok(())
     }
 
@@ -215,7 +230,7 @@ impl FfclNet {
                 return Err(Error::NonFinite { layer: l, loss });
             }
             if l + 1 < nl {
-                stats.layers[l] = Some(LayerStats { loss, g_pos: f32::NAN, g_neg: f32::NAN });
+                stats.layers[l] = Some(LayerStats::loss_only(loss));
             } else {
                 stats.readout_loss = Some(loss);
             }

@@ -23,5 +23,6 @@ pub mod ffcl;
 pub mod optim;
 pub mod probe;
 pub mod readout;
+pub mod uff;
 
 pub use error::{Error, Result};

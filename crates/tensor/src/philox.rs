@@ -43,6 +43,11 @@ pub mod stream {
     pub const fn pretext(epoch: u32) -> u64 {
         (7u64 << 48) | epoch as u64
     }
+    /// Corruption of inputs (denoising) and generator noise in epoch
+    /// `epoch`, by sample position.
+    pub const fn corruption(epoch: u32) -> u64 {
+        (8u64 << 48) | epoch as u64
+    }
 }
 
 #[inline]

@@ -315,7 +315,12 @@ fn print_epoch(r: &EpochReport) {
         let mut line = format!("    layer {}", l.layer);
         match (l.loss, l.g_pos, l.g_neg) {
             (Some(a), Some(p), Some(n)) => line += &format!(": loss {a:.4}  G+ {p:.1}  G- {n:.1}"),
-            (Some(a), _, _) => line += &format!(": loss {a:.4}"),
+            (Some(a), _, _) => {
+                line += &format!(": loss {a:.4}");
+                if let Some(g) = l.aux_loss {
+                    line += &format!("  generator loss {g:.4}");
+                }
+            }
             _ => {}
         }
         if let Some(a) = l.acc {
@@ -354,6 +359,15 @@ pub fn run(cli: Cli) -> Result<()> {
                 t.val.as_ref().map(|v| format!(", {} validation", v.len())).unwrap_or_default(),
                 t.test.len(),
                 match &t.cfg.conv {
+                    _ if t.cfg.uff.is_some() => format!(
+                        "UFF cells {:?}, {:?} training",
+                        t.cfg
+                            .uff
+                            .as_ref()
+                            .map(|u| u.cells.iter().map(|c| c.as_str()).collect::<Vec<_>>())
+                            .unwrap_or_default(),
+                        t.cfg.train.schedule
+                    ),
                     _ if t.cfg.ffcl.is_some() => format!(
                         "FF contrastive twins, hidden {:?}",
                         t.cfg.ffcl.as_ref().map(|f| f.sizes.clone()).unwrap_or_default()

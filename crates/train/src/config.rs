@@ -6,6 +6,7 @@ use ffwd_layers::config::{FfConfig, LabelMode};
 use ffwd_layers::conv::ConvFfConfig;
 use ffwd_layers::ffcl::FfclConfig;
 use ffwd_layers::probe::ProbeConfig;
+use ffwd_layers::uff::UffConfig;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -112,6 +113,8 @@ pub struct RunConfig {
     pub conv: Option<ConvFfConfig>,
     /// FF contrastive twins instead of the MLP of `[model]`.
     pub ffcl: Option<FfclConfig>,
+    /// An unsupervised-FF stack of cells instead of the MLP of `[model]`.
+    pub uff: Option<UffConfig>,
     /// Self-supervised pretext training instead of the labels.
     pub ssl: Option<SslConfig>,
     /// A linear probe on the real labels after training.
@@ -141,6 +144,7 @@ impl Default for RunConfig {
             model,
             conv: None,
             ffcl: None,
+            uff: None,
             ssl: None,
             probe: None,
             train: TrainConfig::default(),
@@ -189,8 +193,8 @@ impl RunConfig {
             return Err("train.eval_chunk must be at least 1".into());
         }
         ffwd_datasets::Name::parse(&self.data.dataset).map_err(|e| format!("data.dataset: {e}"))?;
-        if self.ffcl.is_some() && self.conv.is_some() {
-            return Err("[ffcl] and [conv] each choose the network; give one".into());
+        if [self.ffcl.is_some(), self.conv.is_some(), self.uff.is_some()].iter().filter(|&&b| b).count() > 1 {
+            return Err("[ffcl], [conv] and [uff] each choose the network; give one".into());
         }
         if let Some(s) = &self.ssl {
             ffwd_datasets::pretext::Pretext::parse(&s.task)

@@ -15,6 +15,7 @@ use ffwd_layers::config::MlpTraining;
 use ffwd_layers::conv::{ConvAlgorithm, ConvFfNet};
 use ffwd_layers::ff::{BatchStats, FfNet, Predictions};
 use ffwd_layers::ffcl::FfclNet;
+use ffwd_layers::uff::{SamplePos, UffNet};
 use ffwd_tensor::{stream, Philox, Tensor};
 
 #[derive(Clone, Debug)]
@@ -24,12 +25,16 @@ pub enum Model {
     Conv(ConvFfNet),
     ConvBp(BpConvNet),
     Ffcl(FfclNet),
+    Uff(UffNet),
 }
 
 impl Model {
     /// The network the configuration describes, for images of `shape`.
     pub fn build(cfg: &RunConfig, shape: (usize, usize, usize), classes: usize) -> Result<Self> {
         let dim = shape.0 * shape.1 * shape.2;
+        if let Some(u) = &cfg.uff {
+            return Ok(Model::Uff(UffNet::new(u.clone(), shape, classes, cfg.train.seed)?));
+        }
         if let Some(f) = &cfg.ffcl {
             return Ok(Model::Ffcl(FfclNet::new(f.clone(), dim, classes, cfg.train.seed)?));
         }
@@ -69,6 +74,8 @@ impl Model {
             Model::Conv(n) => n.blocks.len(),
             Model::ConvBp(n) => n.blocks.len(),
             Model::Ffcl(n) => n.twins[0].len(),
+            // The classifier counts as the last layer (UFF's separate mode).
+            Model::Uff(n) => n.cells.len() + 1,
         }
     }
 
@@ -79,6 +86,7 @@ impl Model {
             Model::Conv(n) => n.classes,
             Model::ConvBp(n) => n.classes,
             Model::Ffcl(n) => n.classes,
+            Model::Uff(n) => n.classes,
         }
     }
 
@@ -87,7 +95,7 @@ impl Model {
             Model::Mlp(n) => n.readout.is_some(),
             Model::MlpBp(_) => true,
             Model::Conv(_) => false,
-            Model::ConvBp(_) | Model::Ffcl(_) => true,
+            Model::ConvBp(_) | Model::Ffcl(_) | Model::Uff(_) => true,
         }
     }
 
@@ -101,6 +109,7 @@ impl Model {
         labels: &[u8],
         neg: &[u8],
         layers: std::ops::Range<usize>,
+        pos: SamplePos,
     ) -> Result<BatchStats> {
         Ok(match self {
             Model::Mlp(n) => n.train_batch(be, images, labels, neg, layers)?,
@@ -108,6 +117,7 @@ impl Model {
             Model::Conv(n) => n.train_batch(be, images, labels, neg)?,
             Model::ConvBp(n) => n.train_batch(be, images, labels)?,
             Model::Ffcl(n) => n.train_batch(be, images, labels)?,
+            Model::Uff(n) => n.train_batch(be, images, labels, layers, pos)?,
         })
     }
 
@@ -118,6 +128,7 @@ impl Model {
             Model::Conv(m) => m.predict(be, images, n, chunk)?,
             Model::ConvBp(m) => m.predict(be, images, n, chunk)?,
             Model::Ffcl(m) => m.predict(be, images, n, chunk)?,
+            Model::Uff(m) => m.predict(be, images, n, chunk)?,
         })
     }
 
@@ -127,6 +138,7 @@ impl Model {
             Model::Mlp(n) => Some(n),
             Model::MlpBp(n) => Some(n),
             Model::Ffcl(n) => Some(n),
+            Model::Uff(n) => Some(n),
             _ => None,
         }
     }
@@ -138,6 +150,7 @@ impl Model {
             Model::Conv(n) => n.named_tensors(),
             Model::ConvBp(n) => n.named_tensors(),
             Model::Ffcl(n) => n.named_tensors(),
+            Model::Uff(n) => n.named_tensors(),
         }
     }
 
@@ -148,6 +161,7 @@ impl Model {
             Model::Conv(n) => n.load_tensors(get)?,
             Model::ConvBp(n) => n.load_tensors(get)?,
             Model::Ffcl(n) => n.load_tensors(get)?,
+            Model::Uff(n) => n.load_tensors(get)?,
         }
         Ok(())
     }

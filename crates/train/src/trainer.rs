@@ -14,6 +14,7 @@ use ffwd_kernels::CpuBackend;
 use ffwd_layers::config::MlpTraining;
 use ffwd_layers::ff::{negative_labels, FfNet, Predictions};
 use ffwd_layers::probe::{linear_probe, ProbeReport};
+use ffwd_layers::uff::SamplePos;
 use ffwd_tensor::{stream, Philox};
 use serde::Serialize;
 use std::io::Write;
@@ -26,6 +27,9 @@ pub struct LayerReport {
     pub loss: Option<f32>,
     pub g_pos: Option<f32>,
     pub g_neg: Option<f32>,
+    /// A second loss (a UFF GAN cell: the generator's).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub aux_loss: Option<f32>,
     /// Accuracy of this layer's goodness alone on the evaluation set.
     pub acc: Option<f32>,
 }
@@ -253,11 +257,16 @@ impl Trainer {
         let nl = self.net.depth();
         let phases: Vec<std::ops::Range<usize>> = match self.cfg.train.schedule {
             Schedule::Simultaneous => std::iter::once(0..nl).collect(),
-            Schedule::LayerByLayer if self.net.mlp().is_some_and(|m| m.config.training == MlpTraining::Local) => {
+            Schedule::LayerByLayer
+                if self.net.mlp().is_some_and(|m| m.config.training == MlpTraining::Local)
+                    || matches!(self.net, Model::Uff(_)) =>
+            {
                 (0..nl).map(|l| l..l + 1).collect()
             }
             Schedule::LayerByLayer => {
-                return Err(Error::Invalid("train.schedule = \"layer-by-layer\" applies to FF MLPs only".into()))
+                return Err(Error::Invalid(
+                    "train.schedule = \"layer-by-layer\" applies to FF MLPs and UFF stacks only".into(),
+                ))
             }
         };
         let epochs = self.cfg.train.epochs;
@@ -316,7 +325,7 @@ impl Trainer {
             None
         };
         let nl = self.net.depth();
-        let mut sums = vec![(0.0f64, 0.0f64, 0.0f64); nl];
+        let mut sums = vec![(0.0f64, 0.0f64, 0.0f64, 0.0f64); nl];
         // Batches in which each layer trained (under OLU, every other one).
         let mut counts = vec![0usize; nl];
         let mut readout = 0.0f64;
@@ -332,13 +341,15 @@ impl Trainer {
             }
             negative_labels(seed, e32, (b * bs) as u64, &labels, classes, &mut negs);
             let net = &mut self.net;
-            let s = self.pool.install(|| net.train_batch(&be, &images, &labels, &negs, layers.clone()))?;
+            let pos = SamplePos { seed, epoch: e32, first: (b * bs) as u64, cell: 0 };
+            let s = self.pool.install(|| net.train_batch(&be, &images, &labels, &negs, layers.clone(), pos))?;
             for ((acc, cnt), st) in sums.iter_mut().zip(counts.iter_mut()).zip(&s.layers) {
                 if let Some(st) = st {
                     *cnt += 1;
                     acc.0 += st.loss as f64;
                     acc.1 += st.g_pos as f64;
                     acc.2 += st.g_neg as f64;
+                    acc.3 += st.aux as f64;
                 }
             }
             readout += s.readout_loss.unwrap_or(0.0) as f64;
@@ -365,6 +376,7 @@ impl Trainer {
                     // (NaN: the layer's loss is not a goodness loss.)
                     g_pos: if on { per(sums[l].1, l).filter(|v| !v.is_nan()) } else { None },
                     g_neg: if on { per(sums[l].2, l).filter(|v| !v.is_nan()) } else { None },
+                    aux_loss: if on { per(sums[l].3, l).filter(|v| !v.is_nan()) } else { None },
                     acc: None,
                 }
             })

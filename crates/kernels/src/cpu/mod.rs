@@ -242,6 +242,30 @@ impl CpuBackend {
         Ok(())
     }
 
+    /// Standardise each row of `x` (row-major, rows of `d`):
+    /// `y = (x − μ) / √(σ² + ε)` with `μ = L32 sum(x) / d` and
+    /// `σ² = L32 sum((x − μ)²) / d` (layer norm without gain or bias). One
+    /// implementation for both backends (no transcendental but √).
+    pub fn standardize_rows(&self, x: &[f32], d: usize, eps: f32, y: &mut [f32]) -> Result<()> {
+        if d == 0 || !x.len().is_multiple_of(d) {
+            return Err(shape_err("standardize_rows", format!("{} values are not rows of {d}", x.len())));
+        }
+        check_len("standardize_rows", "y", y.len(), x.len())?;
+        use rayon::prelude::*;
+        y.par_chunks_mut(d).zip(x.par_chunks(d)).for_each(|(yr, xr)| {
+            let mu = crate::numerics::l32_sum(xr) / d as f32;
+            for (o, &v) in yr.iter_mut().zip(xr) {
+                *o = v - mu;
+            }
+            let var = crate::numerics::l32_sumsq(yr) / d as f32;
+            let r = 1.0 / (var + eps).sqrt();
+            for o in yr.iter_mut() {
+                *o = *o * r;
+            }
+        });
+        Ok(())
+    }
+
     /// Row sums in the L32 order.
     pub fn row_sum(&self, x: &[f32], d: usize, out: &mut [f32]) -> Result<()> {
         check_len("row_sum", "x", x.len(), out.len() * d)?;

@@ -1,4 +1,9 @@
-//! 2×2 max-pool (stride 2) on CNHW blocks, forward and backward.
+//! 2× resampling of CNHW blocks: 2×2 max-pool (stride 2) and 2× nearest
+//! upsampling, forward and backward.
+//!
+//! **Upsampling.** Output (2y + a, 2x + b) copies input (y, x). Backward:
+//! each input's gradient is `((g(0,0) + g(0,1)) + g(1,0)) + g(1,1)` over
+//! its four outputs, in that order (one implementation, both backends).
 //!
 //! Odd sides are floored (the last row or column is dropped, as PyTorch's
 //! `MaxPool2d(2)` does) and receive zero gradient.
@@ -72,6 +77,49 @@ impl CpuBackend {
                     let o = p * ho * wo + oy * wo + ox;
                     let t = idx[o] as usize;
                     xp[(2 * oy + t / 2) * w + 2 * ox + t % 2] = dy[o];
+                }
+            }
+        });
+        Ok(())
+    }
+
+    /// Nearest 2× upsampling of `x` (CNHW `g`) into `y` (2h × 2w).
+    pub fn upsample2_forward(&self, x: &[f32], g: Cnhw, y: &mut [f32]) -> Result<()> {
+        check_len("upsample2_forward", "x", x.len(), g.len())?;
+        check_len("upsample2_forward", "y", y.len(), 4 * g.len())?;
+        if y.is_empty() {
+            return Ok(());
+        }
+        let (hw, w) = (g.plane(), g.w);
+        y.par_chunks_mut(4 * hw).enumerate().for_each(|(p, yp)| {
+            let xp = &x[p * hw..(p + 1) * hw];
+            for oy in 0..2 * g.h {
+                for ox in 0..2 * w {
+                    yp[oy * 2 * w + ox] = xp[(oy / 2) * w + ox / 2];
+                }
+            }
+        });
+        Ok(())
+    }
+
+    /// `dx` (CNHW `g`, the upsampling's input) from `dy` (2h × 2w).
+    pub fn upsample2_backward(&self, dy: &[f32], g: Cnhw, dx: &mut [f32]) -> Result<()> {
+        check_len("upsample2_backward", "dy", dy.len(), 4 * g.len())?;
+        check_len("upsample2_backward", "dx", dx.len(), g.len())?;
+        if dx.is_empty() {
+            return Ok(());
+        }
+        let (hw, w) = (g.plane(), g.w);
+        dx.par_chunks_mut(hw).enumerate().for_each(|(p, xp)| {
+            let gp = &dy[p * 4 * hw..(p + 1) * 4 * hw];
+            for y in 0..g.h {
+                for x in 0..w {
+                    let at = |a: usize, b: usize| gp[(2 * y + a) * 2 * w + 2 * x + b];
+                    let mut t = at(0, 0);
+                    t = t + at(0, 1);
+                    t = t + at(1, 0);
+                    t = t + at(1, 1);
+                    xp[y * w + x] = t;
                 }
             }
         });
