@@ -109,3 +109,41 @@ fn a_pretext_run_reports_its_probe_and_probe_reads_the_checkpoint_again() {
     let concat = |t: &str| t.split("concatenation ").nth(1).map(|r| r.split('%').next().unwrap().to_string());
     assert_eq!(concat(&s), concat(&p), "{s}\n{p}");
 }
+
+#[test]
+fn a_uff_run_saves_its_reconstructions_as_a_png_grid_and_recon_reads_the_checkpoint() {
+    let d = tempfile::tempdir().unwrap();
+    let cfg = d.path().join("uff.toml");
+    let text =
+        format!("[uff]\ncells = [\"cae\", \"dae\"]\n[train]\nepochs = 2\n[output]\ndir = {:?}\n", d.path().join("run"));
+    std::fs::write(&cfg, text).unwrap();
+    let png = d.path().join("grid.png");
+    let out = ffwd().args(["train", "--quiet", "--config"]).arg(&cfg).arg("--recon-png").arg(&png).output().unwrap();
+    let s = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{s}\n{}", String::from_utf8_lossy(&out.stderr));
+    let bytes = std::fs::read(&png).unwrap();
+    assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n");
+    // 8 columns of 8×8 digits with 1-pixel gaps; two rows of pairs.
+    let dims = |b: &[u8]| {
+        (u32::from_be_bytes(b[16..20].try_into().unwrap()), u32::from_be_bytes(b[20..24].try_into().unwrap()))
+    };
+    assert_eq!(dims(&bytes), (8 * 9 + 1, 4 * 9 + 1));
+    let again = d.path().join("again.png");
+    let r = ffwd()
+        .args(["recon", "--checkpoint"])
+        .arg(d.path().join("run/model.safetensors"))
+        .arg("--out")
+        .arg(&again)
+        .output()
+        .unwrap();
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    assert_eq!(std::fs::read(&again).unwrap(), bytes, "the checkpoint reconstructs the same grid");
+    let e = ffwd()
+        .args(["recon", "--checkpoint"])
+        .arg(d.path().join("missing.safetensors"))
+        .arg("--out")
+        .arg(&again)
+        .output()
+        .unwrap();
+    assert_eq!(e.status.code(), Some(1));
+}

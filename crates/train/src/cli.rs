@@ -25,6 +25,10 @@ pub enum Cmd {
     /// Linear probe of a saved network on the real labels: each layer's
     /// features and their concatenation.
     Probe(ProbeArgs),
+    /// Save a UFF network's first-cell reconstructions of test images as a
+    /// PNG grid (originals above reconstructions; a GAN cell: generated
+    /// samples below).
+    Recon(ReconArgs),
     /// Dataset management.
     Data {
         #[command(subcommand)]
@@ -110,6 +114,10 @@ pub struct TrainArgs {
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
+    /// After training a UFF stack, save its reconstructions of the first 16
+    /// test images as a PNG grid here.
+    #[arg(long)]
+    pub recon_png: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -154,6 +162,21 @@ pub struct EvalArgs {
     pub data_dir: Option<PathBuf>,
     #[arg(long)]
     pub threads: Option<usize>,
+}
+
+#[derive(Args, Debug)]
+pub struct ReconArgs {
+    #[arg(long)]
+    pub checkpoint: PathBuf,
+    /// The PNG file to write.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// How many test images (the first ones).
+    #[arg(long, default_value_t = 16)]
+    pub count: usize,
+    /// Override the checkpoint's dataset folder.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -277,6 +300,26 @@ impl TrainArgs {
 
 fn pct(x: f32) -> String {
     format!("{:.2}%", 100.0 * x)
+}
+
+/// The first `count` images of `ds` and the network's first-cell
+/// reconstructions as a PNG grid at `path`.
+fn save_recon(
+    net: &mut crate::model::Model,
+    prep: &crate::model::Prep,
+    ds: &ffwd_datasets::Dataset,
+    count: usize,
+    path: &std::path::Path,
+) -> Result<()> {
+    let crate::model::Model::Uff(u) = net else {
+        return Err(Error::Invalid("reconstructions exist for UFF networks ([uff]) only".into()));
+    };
+    let n = count.min(ds.len()).max(1).min(ds.len());
+    let mut images = Vec::new();
+    prep.eval_images(&ds.slice(0..n), &mut images);
+    let (recon, target) = u.reconstruct(&CpuBackend::best(), &images, n)?;
+    let (w, h, px) = crate::png::pair_grid(&target, &recon, n, ds.shape, 8);
+    crate::png::save(path, &crate::png::encode(w, h, if ds.shape.0 == 3 { 3 } else { 1 }, &px))
 }
 
 fn probe_line(p: &ffwd_layers::probe::ProbeReport, dir: &std::path::Path) -> String {
@@ -405,6 +448,10 @@ pub fn run(cli: Cli) -> Result<()> {
             if let Some(p) = t.probe()? {
                 println!("{}", probe_line(&p, &t.cfg.output.dir));
             }
+            if let Some(path) = &a.recon_png {
+                save_recon(&mut t.net, &t.prep, &t.test, 16, path)?;
+                println!("reconstructions of 16 test images in {}", path.display());
+            }
             Ok(())
         }
         Cmd::Eval(a) => {
@@ -439,6 +486,22 @@ pub fn run(cli: Cli) -> Result<()> {
             for (l, acc) in e.per_layer.iter().enumerate() {
                 println!("    layer {l}: goodness accuracy {}", pct(*acc));
             }
+            Ok(())
+        }
+        Cmd::Recon(a) => {
+            let (meta, mut net) = checkpoint::load(&a.checkpoint)?;
+            let name = ffwd_datasets::Name::parse(&meta.config.data.dataset)?;
+            let root = ffwd_datasets::data_root(a.data_dir.as_deref().or(meta.config.data.dir.as_deref()));
+            let test = ffwd_datasets::load(name, &root)?.test;
+            let prep = crate::model::Prep::for_run(&meta.config);
+            save_recon(&mut net, &prep, &test, a.count, &a.out)?;
+            println!(
+                "{} (epoch {}): reconstructions of {} test images in {}",
+                a.checkpoint.display(),
+                meta.epoch,
+                a.count.min(test.len()),
+                a.out.display()
+            );
             Ok(())
         }
         Cmd::Probe(a) => {

@@ -11,6 +11,7 @@ pub mod cli;
 pub mod config;
 mod error;
 pub mod model;
+pub mod png;
 pub mod trainer;
 
 pub use error::{Error, Result};
