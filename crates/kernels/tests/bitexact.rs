@@ -194,7 +194,9 @@ proptest! {
         check("softmax_bce", |be| {
             let mut grad = vec![0.0; m * c];
             let l = be.softmax_bce(z, c, &labels, &mut grad, &mut LossScratch::default()).unwrap();
-            vec![grad, vec![l]]
+            let mut p = vec![0.0; m * c];
+            be.softmax_rows(z, c, &mut p, &mut LossScratch::default()).unwrap();
+            vec![grad, vec![l], p]
         });
     }
 

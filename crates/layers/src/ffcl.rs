@@ -20,7 +20,7 @@ use crate::config::OptimConfig;
 use crate::ff::{check_images, check_labelled, BatchStats, LayerStats, Predictions};
 use crate::optim::OptState;
 use crate::{Error, Result};
-use ffwd_kernels::{argmax, CpuBackend, Epilogue, LossScratch, MatMut, MatRef, Unary};
+use ffwd_kernels::{argmax, CpuBackend, Epilogue, LossScratch, MatMut, MatRef};
 use ffwd_tensor::{stream, Philox, Tensor};
 use serde::{Deserialize, Serialize};
 
@@ -262,7 +262,7 @@ impl FfclNet {
             probs.resize(2 * m * c, 0.0);
             for side in 0..2 {
                 let z = self.twins[side].last().expect("output layer").output();
-                softmax_rows(be, z, c, &mut probs[side * m * c..(side + 1) * m * c])?;
+                be.softmax_rows(z, c, &mut probs[side * m * c..(side + 1) * m * c], &mut self.scratch)?;
             }
             let mut row = vec![0.0f32; c];
             for i in 0..m {
@@ -302,26 +302,6 @@ impl FfclNet {
         }
         Ok(())
     }
-}
-
-/// Softmax of each row of `z` (rows of `c`) into `out`: shift by the first
-/// maximum, the backend's exp, divide by the L32 sum.
-fn softmax_rows(be: &CpuBackend, z: &[f32], c: usize, out: &mut [f32]) -> Result<()> {
-    for (row, o) in z.chunks(c).zip(out.chunks_mut(c)) {
-        let mx = ffwd_kernels::argmax_value(row);
-        for (v, &x) in o.iter_mut().zip(row) {
-            *v = x - mx;
-        }
-    }
-    let shifted = out.to_vec();
-    be.unary(Unary::Exp, &shifted, out)?;
-    for o in out.chunks_mut(c) {
-        let s = ffwd_kernels::numerics::l32_sum(o);
-        for v in o.iter_mut() {
-            *v = *v / s;
-        }
-    }
-    Ok(())
 }
 
 /// The probe sees copy A's hidden outputs (not normalised).

@@ -18,6 +18,10 @@ use super::math::Unary;
 
 /// The backend's vector transcendental, as the composite ops call it.
 pub(crate) type UnaryFn<'a> = &'a dyn Fn(Unary, &[f32], &mut [f32]);
+
+/// A loss over labelled logits: (transcendentals, logits, classes,
+/// labels, gradient out, scratch) → mean loss.
+pub(crate) type LabelledLoss = fn(UnaryFn, &[f32], usize, &[u32], &mut [f32], &mut LossScratch) -> f32;
 use crate::numerics::l32_sum;
 
 /// The goodness used by a loss: `Σh²` or `Σh²/D`.
@@ -108,6 +112,31 @@ pub(crate) fn ff_loss(
     l32_sum(&scratch.sp) * w
 }
 
+/// Per row of `logits` (rows of `c`): `sh = z − mx` with `mx` the first
+/// maximum by `>`, and `e = exp(sh)` through the backend.
+fn shifted_exp(unary: UnaryFn, logits: &[f32], c: usize, sh: &mut [f32], e: &mut Vec<f32>) {
+    for (row, o) in logits.chunks(c).zip(sh.chunks_mut(c)) {
+        let mx = argmax_value(row);
+        for (v, &z) in o.iter_mut().zip(row) {
+            *v = z - mx;
+        }
+    }
+    e.resize(sh.len(), 0.0);
+    unary(Unary::Exp, sh, e);
+}
+
+/// Softmax of each row: `e / l32_sum(e)` with `e` from [`shifted_exp`].
+pub(crate) fn softmax_rows(unary: UnaryFn, logits: &[f32], c: usize, out: &mut [f32], scratch: &mut LossScratch) {
+    scratch.s.resize(logits.len(), 0.0);
+    shifted_exp(unary, logits, c, &mut scratch.s, &mut scratch.sp);
+    for (e, o) in scratch.sp.chunks(c).zip(out.chunks_mut(c)) {
+        let s = l32_sum(e);
+        for (v, &x) in o.iter_mut().zip(e) {
+            *v = x / s;
+        }
+    }
+}
+
 /// Softmax cross-entropy over rows of `logits` (m × c) with integer labels.
 /// Writes `grad = (p − onehot) · w`, `w = 1/m`, and returns the mean loss.
 ///
@@ -127,14 +156,7 @@ pub(crate) fn softmax_xent(
     }
     let w = 1.0 / m as f32;
     scratch.s.resize(m * c, 0.0);
-    for (row, sh) in logits.chunks(c).zip(scratch.s.chunks_mut(c)) {
-        let mx = argmax_value(row);
-        for (o, &z) in sh.iter_mut().zip(row) {
-            *o = z - mx;
-        }
-    }
-    scratch.sp.resize(m * c, 0.0);
-    unary(Unary::Exp, &scratch.s, &mut scratch.sp);
+    shifted_exp(unary, logits, c, &mut scratch.s, &mut scratch.sp);
     scratch.sg.resize(2 * m, 0.0);
     let (sums, lns) = scratch.sg.split_at_mut(m);
     for (i, e) in scratch.sp.chunks(c).enumerate() {
@@ -216,14 +238,7 @@ pub(crate) fn softmax_bce(
     // s: the shifted logits (later the loss terms), then p and 1 − p.
     scratch.s.resize(3 * mc, 0.0);
     let (sh, pq) = scratch.s.split_at_mut(mc);
-    for (row, o) in logits.chunks(c).zip(sh.chunks_mut(c)) {
-        let mx = argmax_value(row);
-        for (v, &z) in o.iter_mut().zip(row) {
-            *v = z - mx;
-        }
-    }
-    scratch.sp.resize(mc, 0.0);
-    unary(Unary::Exp, sh, &mut scratch.sp);
+    shifted_exp(unary, logits, c, sh, &mut scratch.sp);
     for i in 0..m {
         let e = &scratch.sp[i * c..(i + 1) * c];
         let s = l32_sum(e);

@@ -350,6 +350,39 @@ impl CpuBackend {
         Ok(())
     }
 
+    /// Check the shapes and labels of a loss over labelled logits, then run
+    /// it with this backend's transcendentals.
+    #[allow(clippy::too_many_arguments)]
+    fn labelled_loss(
+        &self,
+        op: &'static str,
+        f: loss::LabelledLoss,
+        logits: &[f32],
+        c: usize,
+        labels: &[u32],
+        grad: &mut [f32],
+        scratch: &mut LossScratch,
+    ) -> Result<f32> {
+        check_len(op, "logits", logits.len(), labels.len() * c)?;
+        check_len(op, "grad", grad.len(), logits.len())?;
+        if let Some(&y) = labels.iter().find(|&&y| y as usize >= c) {
+            return Err(shape_err(op, format!("label {y} is out of range for {c} classes")));
+        }
+        let u = |f: Unary, x: &[f32], o: &mut [f32]| self.unary_unchecked(f, x, o);
+        Ok(f(&u, logits, c, labels, grad, scratch))
+    }
+
+    /// Softmax of each row of `logits` (rows of `c`) into `out`.
+    pub fn softmax_rows(&self, logits: &[f32], c: usize, out: &mut [f32], scratch: &mut LossScratch) -> Result<()> {
+        if c == 0 || !logits.len().is_multiple_of(c) {
+            return Err(shape_err("softmax_rows", format!("{} values are not rows of {c}", logits.len())));
+        }
+        check_len("softmax_rows", "out", out.len(), logits.len())?;
+        let u = |f: Unary, x: &[f32], o: &mut [f32]| self.unary_unchecked(f, x, o);
+        loss::softmax_rows(&u, logits, c, out, scratch);
+        Ok(())
+    }
+
     /// Softmax cross-entropy of `logits` (labels.len() × c): writes the
     /// gradient w.r.t. the logits and returns the mean loss.
     pub fn softmax_xent(
@@ -360,13 +393,7 @@ impl CpuBackend {
         grad: &mut [f32],
         scratch: &mut LossScratch,
     ) -> Result<f32> {
-        check_len("softmax_xent", "logits", logits.len(), labels.len() * c)?;
-        check_len("softmax_xent", "grad", grad.len(), logits.len())?;
-        if let Some(&y) = labels.iter().find(|&&y| y as usize >= c) {
-            return Err(shape_err("softmax_xent", format!("label {y} is out of range for {c} classes")));
-        }
-        let u = |f: Unary, x: &[f32], o: &mut [f32]| self.unary_unchecked(f, x, o);
-        Ok(loss::softmax_xent(&u, logits, c, labels, grad, scratch))
+        self.labelled_loss("softmax_xent", loss::softmax_xent, logits, c, labels, grad, scratch)
     }
 
     /// Cosine-embedding loss (target +1) of rows of `a` against the
@@ -398,13 +425,7 @@ impl CpuBackend {
         grad: &mut [f32],
         scratch: &mut LossScratch,
     ) -> Result<f32> {
-        check_len("softmax_bce", "logits", logits.len(), labels.len() * c)?;
-        check_len("softmax_bce", "grad", grad.len(), logits.len())?;
-        if let Some(&y) = labels.iter().find(|&&y| y as usize >= c) {
-            return Err(shape_err("softmax_bce", format!("label {y} is out of range for {c} classes")));
-        }
-        let u = |f: Unary, x: &[f32], o: &mut [f32]| self.unary_unchecked(f, x, o);
-        Ok(loss::softmax_bce(&u, logits, c, labels, grad, scratch))
+        self.labelled_loss("softmax_bce", loss::softmax_bce, logits, c, labels, grad, scratch)
     }
 
     /// One Adam/AdamW step on `w` with gradient `g` and moments `m`, `v`.
