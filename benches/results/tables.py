@@ -27,6 +27,8 @@ UFF = [
     "uff-ganff-mnist-20ep",
     "uff-caeff-cifar10-5ep",
     "uff-ff-cifar10-sequence-5ep",
+    "uff-caeff-cifar10-separate-5ep",
+    "uff-ff-cifar10-separate-5ep",
 ]
 
 
@@ -92,8 +94,12 @@ def uff():
         sps = sorted(r["samples_per_s"] for r in lines)[len(lines) // 2]
         secs = sum(r["train_seconds"] for r in lines)
         full = 50000 if cfg["data"]["dataset"] == "cifar-10" else 60000
+        spent = budget(cfg, lines, full)
+        phases = len({r["training_layer"] for r in lines})
+        if mode == "separate":
+            spent = f"{spent.split(' × ')[0]} × {cfg['train']['epochs']} epochs per phase, {phases} phases"
         print(
-            f"| `{name}` | {kind} | {mode} | {budget(cfg, lines, full)} | {'; '.join(cells)} | "
+            f"| `{name}` | {kind} | {mode} | {spent} | {'; '.join(cells)} | "
             f"{pct(last['test']['acc'])} | {sps:,.0f} | {secs / 60:.1f} min |"
         )
 
