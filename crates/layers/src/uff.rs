@@ -13,7 +13,8 @@
 //! **Cells** (latent: half the input size):
 //! * `ae`: linear encoder + ReLU to d/2, linear decoder to d, MSE. ReLU
 //!   keeps latents non-negative and sparse, like the FF layers they stand
-//!   in for; it trained as well as any choice we tried on MNIST.
+//!   in for; it trains well on MNIST (see the README's results). Other
+//!   activations have not been compared.
 //! * `dae`: the same trained on a corrupted input against the clean one:
 //!   each value is zeroed with probability `mask_prob`, then Gaussian noise
 //!   of standard deviation `noise_std` is added. The Gaussian is the sum of
