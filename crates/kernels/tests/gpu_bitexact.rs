@@ -136,3 +136,30 @@ fn cuda_optimizers_match_spec_bitwise() {
         assert_bits_eq("sgd buf", &bg, &bs);
     }
 }
+
+#[test]
+fn cuda_pool_and_upsample_match_spec_bitwise() {
+    let Some(dev) = device() else { return };
+    let be = CpuBackend::scalar();
+    for (i, &(c, n, h, w)) in [(1, 1, 2, 2), (3, 2, 5, 7), (8, 3, 16, 16), (2, 5, 9, 4)].iter().enumerate() {
+        let g = Cnhw::new(c, n, h, w);
+        let x = values(g.len(), 50 + i as u64);
+        let gp = Cnhw::new(c, n, h / 2, w / 2);
+        let (mut y, mut idx) = (vec![0.0; gp.len()], vec![0u8; gp.len()]);
+        be.maxpool2_forward(&x, g, &mut y, &mut idx).unwrap();
+        let (cy, cidx) = dev.maxpool2_forward(&x, g).unwrap();
+        assert_bits_eq(&format!("maxpool {g:?}"), &cy, &y);
+        assert_eq!(cidx, idx, "maxpool positions {g:?}");
+        let dy = values(gp.len(), 60 + i as u64);
+        let mut dx = vec![0.0; g.len()];
+        be.maxpool2_backward(&dy, &idx, g, &mut dx).unwrap();
+        assert_bits_eq(&format!("maxpool backward {g:?}"), &dev.maxpool2_backward(&dy, &idx, g).unwrap(), &dx);
+        let mut up = vec![0.0; 4 * g.len()];
+        be.upsample2_forward(&x, g, &mut up).unwrap();
+        assert_bits_eq(&format!("upsample {g:?}"), &dev.upsample2(&x, g, true).unwrap(), &up);
+        let du = values(4 * g.len(), 70 + i as u64);
+        let mut dxu = vec![0.0; g.len()];
+        be.upsample2_backward(&du, g, &mut dxu).unwrap();
+        assert_bits_eq(&format!("upsample backward {g:?}"), &dev.upsample2(&du, g, false).unwrap(), &dxu);
+    }
+}

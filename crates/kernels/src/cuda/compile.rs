@@ -51,6 +51,17 @@ pub const MODULES: &[Module] = &[
         fmas: true,
     },
     Module {
+        name: "pool",
+        source: include_str!("../../../../kernels/pool.cu"),
+        entries: &[
+            "ffwd_maxpool2_forward_f32",
+            "ffwd_maxpool2_backward_f32",
+            "ffwd_upsample2_forward_f32",
+            "ffwd_upsample2_backward_f32",
+        ],
+        fmas: false,
+    },
+    Module {
         name: "optim",
         source: include_str!("../../../../kernels/optim.cu"),
         entries: &["ffwd_adam_f32", "ffwd_sgd_f32"],
