@@ -40,3 +40,24 @@ extern "C" __global__ void ffwd_normalize_rows_f32(const float* __restrict__ x, 
     }
     for (int j = threadIdx.x & 31; j < d; j += 32) out[j] = kind == 2 ? row[j] : __fmul_rn(row[j], inv);
 }
+
+// Row standardisation (mirrors CpuBackend::standardize_rows): mu = L32 sum / d,
+// centred values, var = L32 sum of squares of them / d, times 1/sqrt(var + eps).
+extern "C" __global__ void ffwd_standardize_rows_f32(const float* __restrict__ x, float* __restrict__ y, int rows, int d,
+                                                     float eps) {
+    int r = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
+    if (r >= rows) return;
+    const float* row = x + (long)r * d;
+    float* out = y + (long)r * d;
+    float acc = 0.0f;
+    for (int j = threadIdx.x & 31; j < d; j += 32) acc = __fadd_rn(acc, row[j]);
+    float mu = __fdiv_rn(ffwd_l32_tree(acc), (float)d);
+    float sq = 0.0f;
+    for (int j = threadIdx.x & 31; j < d; j += 32) {
+        float c = __fsub_rn(row[j], mu);
+        sq = __fmaf_rn(c, c, sq);
+    }
+    float var = __fdiv_rn(ffwd_l32_tree(sq), (float)d);
+    float inv = __fdiv_rn(1.0f, __fsqrt_rn(__fadd_rn(var, eps)));
+    for (int j = threadIdx.x & 31; j < d; j += 32) out[j] = __fmul_rn(__fsub_rn(row[j], mu), inv);
+}

@@ -163,3 +163,26 @@ fn cuda_pool_and_upsample_match_spec_bitwise() {
         assert_bits_eq(&format!("upsample backward {g:?}"), &dev.upsample2(&du, g, false).unwrap(), &dxu);
     }
 }
+
+#[test]
+fn cuda_label_channel_and_standardisation_match_spec_bitwise() {
+    let Some(dev) = device() else { return };
+    let be = CpuBackend::scalar();
+    for (i, &(classes, n, hw)) in [(2, 1, 1), (10, 37, 784), (3, 200, 64)].iter().enumerate() {
+        let emb = values(classes * hw, 80 + i as u64);
+        let labels: Vec<u32> = (0..n as u32).map(|b| (b * 7 + i as u32) % classes as u32).collect();
+        let mut chan = vec![0.0; n * hw];
+        be.label_channel(&emb, hw, &labels, &mut chan).unwrap();
+        assert_bits_eq("label channel", &dev.label_channel(&emb, hw, &labels, classes, true).unwrap(), &chan);
+        let dchan = values(n * hw, 90 + i as u64);
+        let mut demb = vec![0.0; classes * hw];
+        be.label_channel_grad(&dchan, hw, &labels, &mut demb).unwrap();
+        assert_bits_eq("label channel grad", &dev.label_channel(&dchan, hw, &labels, classes, false).unwrap(), &demb);
+    }
+    for &(rows, _, d) in SHAPES.iter() {
+        let x: Vec<f32> = values(rows * d, 99).iter().map(|v| v.clamp(-1e3, 1e3)).collect();
+        let mut y = vec![0.0; x.len()];
+        be.standardize_rows(&x, d, 1e-5, &mut y).unwrap();
+        assert_bits_eq(&format!("standardize {rows}×{d}"), &dev.standardize_rows(&x, d, 1e-5).unwrap(), &y);
+    }
+}

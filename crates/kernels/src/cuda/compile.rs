@@ -35,7 +35,7 @@ pub const MODULES: &[Module] = &[
     Module {
         name: "reduce",
         source: include_str!("../../../../kernels/reduce.cu"),
-        entries: &["ffwd_row_sumsq_f32", "ffwd_row_sum_f32", "ffwd_normalize_rows_f32"],
+        entries: &["ffwd_row_sumsq_f32", "ffwd_row_sum_f32", "ffwd_normalize_rows_f32", "ffwd_standardize_rows_f32"],
         fmas: true,
     },
     Module {
@@ -59,6 +59,12 @@ pub const MODULES: &[Module] = &[
             "ffwd_upsample2_forward_f32",
             "ffwd_upsample2_backward_f32",
         ],
+        fmas: false,
+    },
+    Module {
+        name: "embed",
+        source: include_str!("../../../../kernels/embed.cu"),
+        entries: &["ffwd_label_channel_f32", "ffwd_label_channel_grad_f32"],
         fmas: false,
     },
     Module {

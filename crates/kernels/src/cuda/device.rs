@@ -246,6 +246,52 @@ impl CudaDevice {
         self.down(&yd, n)
     }
 
+    /// The label channel (`forward`: emb, classes × hw → n × hw) or its
+    /// gradient (`!forward`: dchan, n × hw → classes × hw).
+    pub fn label_channel(
+        &self,
+        x: &[f32],
+        hw: usize,
+        labels: &[u32],
+        classes: usize,
+        forward: bool,
+    ) -> Result<Vec<f32>> {
+        let n = labels.len();
+        let (name, out) =
+            if forward { ("ffwd_label_channel_f32", n * hw) } else { ("ffwd_label_channel_grad_f32", classes * hw) };
+        let func = self.function("embed", name)?;
+        let xd = self.up(x)?;
+        let ld = self
+            .stream
+            .clone_htod(if labels.is_empty() { &[0u32][..] } else { labels })
+            .map_err(|e| err("upload", e))?;
+        let mut od = self.zeros(out)?;
+        let (h, ni, ci) = (hw as i32, n as i32, classes as i32);
+        let mut b = self.stream.launch_builder(&func);
+        if forward {
+            b.arg(&xd).arg(&h).arg(&ld).arg(&ni).arg(&mut od);
+        } else {
+            b.arg(&xd).arg(&h).arg(&ld).arg(&ni).arg(&ci).arg(&mut od);
+        }
+        // SAFETY: one thread per output; labels are below `classes` (the caller's
+        // spec call checks that), so every read is in bounds.
+        unsafe { b.launch(grid_for(out)) }.map_err(|e| err(name, e))?;
+        self.down(&od, out)
+    }
+
+    /// Row standardisation of rows of width `d`.
+    pub fn standardize_rows(&self, x: &[f32], d: usize, eps: f32) -> Result<Vec<f32>> {
+        let rows = x.len().checked_div(d).unwrap_or(0);
+        let func = self.function("reduce", "ffwd_standardize_rows_f32")?;
+        let (xd, mut yd) = (self.up(x)?, self.zeros(x.len())?);
+        let (r, dd) = (rows as i32, d as i32);
+        let mut b = self.stream.launch_builder(&func);
+        b.arg(&xd).arg(&mut yd).arg(&r).arg(&dd).arg(&eps);
+        // SAFETY: rows·d floats read and written.
+        unsafe { b.launch(warp_rows(rows)) }.map_err(|e| err("standardize_rows", e))?;
+        self.down(&yd, x.len())
+    }
+
     /// Column sums of the m × n matrix `dz`.
     pub fn bias_grad(&self, dz: &[f32], m: usize, n: usize) -> Result<Vec<f32>> {
         let func = self.function("linear", "ffwd_bias_grad_f32")?;
