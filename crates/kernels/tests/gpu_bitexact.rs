@@ -186,3 +186,30 @@ fn cuda_label_channel_and_standardisation_match_spec_bitwise() {
         assert_bits_eq(&format!("standardize {rows}×{d}"), &dev.standardize_rows(&x, d, 1e-5).unwrap(), &y);
     }
 }
+
+#[test]
+fn cuda_losses_match_spec_bitwise() {
+    let Some(dev) = device() else { return };
+    let be = CpuBackend::scalar();
+    for (i, &n) in [1usize, 5, 32, 100, 1000].iter().enumerate() {
+        let g: Vec<f32> = values(2 * n, 100 + i as u64).iter().map(|v| v.abs().min(1e4)).collect();
+        for loss in [FfLoss::Threshold { theta: 3.0 }, FfLoss::Symba { alpha: 4.0 }] {
+            for form in [GoodnessForm::Sum, GoodnessForm::Mean] {
+                let mut dldg = vec![0.0; 2 * n];
+                let l = be.ff_loss(loss, form, 7, &g, &mut dldg, &mut LossScratch::default()).unwrap();
+                let (cd, cl) = dev.ff_loss(loss, form, 7, &g).unwrap();
+                assert_bits_eq(&format!("ff_loss {loss:?} {form:?} n={n}"), &cd, &dldg);
+                assert_bits_eq(&format!("ff_loss value {loss:?} {form:?} n={n}"), &[cl], &[l]);
+            }
+        }
+    }
+    for (i, &(m, c)) in [(1usize, 1usize), (7, 10), (100, 10), (33, 40)].iter().enumerate() {
+        let z: Vec<f32> = values(m * c, 110 + i as u64).iter().map(|v| v.clamp(-30.0, 30.0)).collect();
+        let labels: Vec<u32> = (0..m as u32).map(|r| (r * 3 + 1) % c as u32).collect();
+        let mut grad = vec![0.0; m * c];
+        let l = be.softmax_xent(&z, c, &labels, &mut grad, &mut LossScratch::default()).unwrap();
+        let (cg, cl) = dev.softmax_xent(&z, c, &labels).unwrap();
+        assert_bits_eq(&format!("softmax_xent {m}×{c}"), &cg, &grad);
+        assert_bits_eq(&format!("softmax_xent value {m}×{c}"), &[cl], &[l]);
+    }
+}

@@ -62,6 +62,12 @@ pub const MODULES: &[Module] = &[
         fmas: false,
     },
     Module {
+        name: "loss",
+        source: include_str!("../../../../kernels/loss.cu"),
+        entries: &["ffwd_ff_loss_f32", "ffwd_softmax_xent_rows_f32", "ffwd_mean_l32_f32"],
+        fmas: true,
+    },
+    Module {
         name: "embed",
         source: include_str!("../../../../kernels/embed.cu"),
         entries: &["ffwd_label_channel_f32", "ffwd_label_channel_grad_f32"],

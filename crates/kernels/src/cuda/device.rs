@@ -8,6 +8,7 @@
 use super::compile::{compile_ptx, nvrtc_available, MODULES};
 use crate::cpu::conv::Cnhw;
 use crate::cpu::gemm::Epilogue;
+use crate::cpu::loss::{FfLoss, GoodnessForm};
 use crate::cpu::math::Unary;
 use crate::cpu::optim::{AdamStep, SgdStep};
 use crate::cpu::reduce::Norm;
@@ -277,6 +278,47 @@ impl CudaDevice {
         // spec call checks that), so every read is in bounds.
         unsafe { b.launch(grid_for(out)) }.map_err(|e| err(name, e))?;
         self.down(&od, out)
+    }
+
+    /// The FF loss of `g` (n positives then n negatives): (dL/dG, mean loss).
+    pub fn ff_loss(&self, loss: FfLoss, form: GoodnessForm, d: usize, g: &[f32]) -> Result<(Vec<f32>, f32)> {
+        let func = self.function("loss", "ffwd_ff_loss_f32")?;
+        let (gd, mut dd, mut ld) = (self.up(g)?, self.zeros(g.len())?, self.zeros(1)?);
+        let (kind, param) = match loss {
+            FfLoss::Threshold { theta } => (0i32, theta),
+            FfLoss::Symba { alpha } => (1i32, alpha),
+        };
+        let (n, di, mean) = ((g.len() / 2) as i32, d as i32, (form == GoodnessForm::Mean) as i32);
+        let mut b = self.stream.launch_builder(&func);
+        b.arg(&gd).arg(&n).arg(&di).arg(&kind).arg(&param).arg(&mean).arg(&mut dd).arg(&mut ld);
+        let one_warp = LaunchConfig { grid_dim: (1, 1, 1), block_dim: (32, 1, 1), shared_mem_bytes: 0 };
+        // SAFETY: 2n goodness values read and 2n gradients written; one loss value.
+        unsafe { b.launch(one_warp) }.map_err(|e| err("ff_loss", e))?;
+        Ok((self.down(&dd, g.len())?, self.down(&ld, 1)?[0]))
+    }
+
+    /// Softmax cross-entropy of `logits` (labels.len() × c): (gradient, mean loss).
+    pub fn softmax_xent(&self, logits: &[f32], c: usize, labels: &[u32]) -> Result<(Vec<f32>, f32)> {
+        let m = labels.len();
+        let rows = self.function("loss", "ffwd_softmax_xent_rows_f32")?;
+        let mean = self.function("loss", "ffwd_mean_l32_f32")?;
+        let zd = self.up(logits)?;
+        let ld = self
+            .stream
+            .clone_htod(if labels.is_empty() { &[0u32][..] } else { labels })
+            .map_err(|e| err("upload", e))?;
+        let (mut gd, mut rl, mut out) = (self.zeros(m * c)?, self.zeros(m)?, self.zeros(1)?);
+        let (mi, ci) = (m as i32, c as i32);
+        let mut b = self.stream.launch_builder(&rows);
+        b.arg(&zd).arg(&ld).arg(&mi).arg(&ci).arg(&mut gd).arg(&mut rl);
+        // SAFETY: one warp per row of c logits; labels are below c (checked by the spec call).
+        unsafe { b.launch(warp_rows(m)) }.map_err(|e| err("softmax_xent", e))?;
+        let mut b = self.stream.launch_builder(&mean);
+        b.arg(&rl).arg(&mi).arg(&mut out);
+        let one_warp = LaunchConfig { grid_dim: (1, 1, 1), block_dim: (32, 1, 1), shared_mem_bytes: 0 };
+        // SAFETY: m row losses read, one value written.
+        unsafe { b.launch(one_warp) }.map_err(|e| err("softmax_xent mean", e))?;
+        Ok((self.down(&gd, m * c)?, self.down(&out, 1)?[0]))
     }
 
     /// Row standardisation of rows of width `d`.

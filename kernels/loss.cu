@@ -1,0 +1,77 @@
+// Goodness losses and the softmax cross-entropy (mirrors
+// crates/kernels/src/cpu/loss.rs). Sums over rows are L32 sums: lane l of
+// one warp adds rows l, l+32, ... in ascending order from +0.0, then the
+// warp tree.
+
+// The FF loss of 2n goodness values g (n positives, then n negatives).
+// kind 0: threshold (param = theta); kind 1: SymBa (param = alpha).
+// mean_form: the goodness is g / d. Writes dL/dG (2n) and the mean loss.
+// Launch: one block of 32 threads.
+extern "C" __global__ void ffwd_ff_loss_f32(const float* __restrict__ g, int n, int d, int kind, float param, int mean_form,
+                                            float* __restrict__ dldg, float* __restrict__ loss) {
+    int lane = threadIdx.x & 31;
+    if (threadIdx.x >= 32) return;
+    float w = __fdiv_rn(1.0f, (float)n);
+    float df = (float)d;
+    int rows = kind == 0 ? 2 * n : n;
+    float acc = 0.0f;
+    for (int i = lane; i < rows; i += 32) {
+        float s;
+        if (kind == 0) {
+            float gm = mean_form ? __fdiv_rn(g[i], df) : g[i];
+            s = i < n ? __fsub_rn(param, gm) : __fsub_rn(gm, param);
+        } else {
+            float gp = mean_form ? __fdiv_rn(g[i], df) : g[i];
+            float gn = mean_form ? __fdiv_rn(g[n + i], df) : g[n + i];
+            s = __fmul_rn(-param, __fsub_rn(gp, gn));
+        }
+        acc = __fadd_rn(acc, ffwd_softplus(s));
+        float sg = ffwd_sigmoid(s);
+        if (kind == 0) {
+            float t = __fmul_rn(sg, w);
+            float v = i < n ? -t : t;
+            dldg[i] = mean_form ? __fdiv_rn(v, df) : v;
+        } else {
+            float t = __fmul_rn(__fmul_rn(param, sg), w);
+            dldg[i] = mean_form ? __fdiv_rn(-t, df) : -t;
+            dldg[n + i] = mean_form ? __fdiv_rn(t, df) : t;
+        }
+    }
+    float total = ffwd_l32_tree(acc);
+    if (lane == 0) loss[0] = n == 0 ? 0.0f : __fmul_rn(total, w);
+}
+
+// Softmax cross-entropy, one warp per row of c logits: sh = z - (first max),
+// e = exp(sh), s = L32 sum of e, grad = (e/s - [j == y]) * w with w = 1/m;
+// row_loss = ln(s) - sh[y].
+extern "C" __global__ void ffwd_softmax_xent_rows_f32(const float* __restrict__ z, const unsigned* __restrict__ labels, int m,
+                                                      int c, float* __restrict__ grad, float* __restrict__ row_loss) {
+    int r = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
+    int lane = threadIdx.x & 31;
+    if (r >= m) return;
+    const float* row = z + (long)r * c;
+    float mx = row[0];
+    for (int j = 1; j < c; ++j)
+        if (row[j] > mx) mx = row[j];
+    float acc = 0.0f;
+    for (int j = lane; j < c; j += 32) acc = __fadd_rn(acc, ffwd_exp(__fsub_rn(row[j], mx)));
+    float s = ffwd_l32_tree(acc);
+    float w = __fdiv_rn(1.0f, (float)m);
+    int y = (int)labels[r];
+    for (int j = lane; j < c; j += 32) {
+        float p = __fdiv_rn(ffwd_exp(__fsub_rn(row[j], mx)), s);
+        float t = j == y ? __fsub_rn(p, 1.0f) : p;
+        grad[(long)r * c + j] = __fmul_rn(t, w);
+    }
+    if (lane == 0) row_loss[r] = __fsub_rn(ffwd_ln(s), __fsub_rn(row[y], mx));
+}
+
+// The mean of m row losses: L32 sum times 1/m. One block of 32 threads.
+extern "C" __global__ void ffwd_mean_l32_f32(const float* __restrict__ v, int m, float* __restrict__ out) {
+    int lane = threadIdx.x & 31;
+    if (threadIdx.x >= 32) return;
+    float acc = 0.0f;
+    for (int i = lane; i < m; i += 32) acc = __fadd_rn(acc, v[i]);
+    float total = ffwd_l32_tree(acc);
+    if (lane == 0) out[0] = m == 0 ? 0.0f : __fmul_rn(total, __fdiv_rn(1.0f, (float)m));
+}
