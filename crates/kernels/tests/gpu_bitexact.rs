@@ -213,3 +213,19 @@ fn cuda_losses_match_spec_bitwise() {
         assert_bits_eq(&format!("softmax_xent value {m}×{c}"), &[cl], &[l]);
     }
 }
+
+#[test]
+fn cuda_philox_matches_the_host_generator_bitwise() {
+    let Some(dev) = device() else { return };
+    use ffwd_tensor::Philox;
+    for (seed, stream, n) in [(0u64, 0u64, 1usize), (42, (1 << 48) | 3, 1003), (u64::MAX, u64::MAX, 4096)] {
+        let r = Philox::new(seed, stream);
+        let mut words = vec![0u32; n];
+        r.fill_u32(&mut words);
+        assert_eq!(dev.philox(seed, stream, n, None).unwrap(), words, "words of ({seed}, {stream})");
+        let mut u = vec![0.0f32; n];
+        r.fill_uniform(&mut u, -0.25, 0.75);
+        let want: Vec<u32> = u.iter().map(|v| v.to_bits()).collect();
+        assert_eq!(dev.philox(seed, stream, n, Some((-0.25, 0.75))).unwrap(), want, "uniforms of ({seed}, {stream})");
+    }
+}

@@ -44,3 +44,14 @@ fn a_module_without_fma_calls_compiles_to_ptx_without_fma() {
     assert!(gptx.contains("fma.rn.f32"));
     assert!(!lint_ptx(&gptx, false).is_empty());
 }
+
+#[test]
+fn the_device_philox_uses_the_rust_constants() {
+    // Source text only: no NVRTC needed.
+    use ffwd_tensor::philox::{M0, M1, W0, W1};
+    let m = MODULES.iter().find(|m| m.name == "philox").unwrap();
+    for (name, v) in [("M0", M0), ("M1", M1), ("W0", W0), ("W1", W1)] {
+        let want = format!("#define FFWD_PHILOX_{name} {v:#010X}u").replace("0X", "0x");
+        assert!(m.source.contains(&want), "philox.cu lacks `{want}`");
+    }
+}

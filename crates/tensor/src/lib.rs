@@ -12,7 +12,7 @@
 
 mod error;
 pub mod io;
-mod philox;
+pub mod philox;
 mod tensor;
 
 pub use error::{Error, Result};

@@ -8,10 +8,12 @@
 //! [`stream`]). A value depends only on `(seed, stream, index)`, never on
 //! threads or batch layout.
 
-const M0: u32 = 0xD251_1F53;
-const M1: u32 = 0xCD9E_8D57;
-const W0: u32 = 0x9E37_79B9;
-const W1: u32 = 0xBB67_AE85;
+/// The round multipliers and key increments (public so that the CUDA
+/// source can be checked against them).
+pub const M0: u32 = 0xD251_1F53;
+pub const M1: u32 = 0xCD9E_8D57;
+pub const W0: u32 = 0x9E37_79B9;
+pub const W1: u32 = 0xBB67_AE85;
 
 /// Named streams. A stream is a 64-bit id; the helpers put a purpose in the
 /// high 16 bits and up to 48 bits of sub-ids (layer, epoch) below it.

@@ -68,6 +68,12 @@ pub const MODULES: &[Module] = &[
         fmas: true,
     },
     Module {
+        name: "philox",
+        source: include_str!("../../../../kernels/philox.cu"),
+        entries: &["ffwd_philox_u32", "ffwd_philox_uniform_f32"],
+        fmas: true,
+    },
+    Module {
         name: "embed",
         source: include_str!("../../../../kernels/embed.cu"),
         entries: &["ffwd_label_channel_f32", "ffwd_label_channel_grad_f32"],
