@@ -229,3 +229,39 @@ fn cuda_philox_matches_the_host_generator_bitwise() {
         assert_eq!(dev.philox(seed, stream, n, Some((-0.25, 0.75))).unwrap(), want, "uniforms of ({seed}, {stream})");
     }
 }
+
+#[test]
+fn cuda_batchnorm_and_block_goodness_match_spec_bitwise() {
+    let Some(dev) = device() else { return };
+    let be = CpuBackend::scalar();
+    for (i, &(c, n, h, w)) in [(1, 1, 1, 1), (3, 4, 5, 7), (16, 8, 8, 8), (4, 33, 3, 3)].iter().enumerate() {
+        let g = Cnhw::new(c, n, h, w);
+        let x: Vec<f32> = values(g.len(), 120 + i as u64).iter().map(|v| v.clamp(-1e3, 1e3)).collect();
+        let dy = values(g.len(), 130 + i as u64);
+        let (gamma, beta) = (values(c, 140 + i as u64), values(c, 150 + i as u64));
+        let (mut mean, mut var, mut rstd) = (vec![0.0; c], vec![0.0; c], vec![0.0; c]);
+        be.batchnorm_stats(&x, g, 1e-5, &mut mean, &mut var, &mut rstd).unwrap();
+        let [cm, cv, cr] = dev.batchnorm_stats(&x, g, 1e-5).unwrap();
+        assert_bits_eq("bn mean", &cm, &mean);
+        assert_bits_eq("bn var", &cv, &var);
+        assert_bits_eq("bn rstd", &cr, &rstd);
+        let mut y = vec![0.0; g.len()];
+        be.batchnorm_apply(&x, g, &mean, &rstd, &gamma, &beta, &mut y).unwrap();
+        assert_bits_eq("bn apply", &dev.batchnorm_apply(&x, g, [&mean, &rstd, &gamma, &beta]).unwrap(), &y);
+        let (mut dx, mut dg, mut db) = (vec![0.0; g.len()], vec![0.0; c], vec![0.0; c]);
+        be.batchnorm_backward(&x, g, &mean, &rstd, &gamma, &dy, &mut dx, &mut dg, &mut db).unwrap();
+        let [cdx, cdg, cdb] = dev.batchnorm_backward(&x, g, [&mean, &rstd, &gamma], &dy).unwrap();
+        assert_bits_eq("bn dx", &cdx, &dx);
+        assert_bits_eq("bn dgamma", &cdg, &dg);
+        assert_bits_eq("bn dbeta", &cdb, &db);
+        let (mut rm, mut rv) = (gamma.clone(), beta.iter().map(|v| v.abs()).collect::<Vec<_>>());
+        let (rm0, rv0) = (rm.clone(), rv.clone());
+        be.batchnorm_update_running(&mean, &var, g.row(), 0.1, &mut rm, &mut rv).unwrap();
+        let [crm, crv] = dev.batchnorm_update_running(&mean, &var, g.row(), 0.1, (&rm0, &rv0)).unwrap();
+        assert_bits_eq("bn running mean", &crm, &rm);
+        assert_bits_eq("bn running var", &crv, &rv);
+        let mut ss = vec![0.0; n];
+        be.block_sumsq(&x, g, &mut ss).unwrap();
+        assert_bits_eq("block sumsq", &dev.block_sumsq(&x, g).unwrap(), &ss);
+    }
+}

@@ -74,6 +74,18 @@ pub const MODULES: &[Module] = &[
         fmas: true,
     },
     Module {
+        name: "norm2d",
+        source: include_str!("../../../../kernels/norm2d.cu"),
+        entries: &[
+            "ffwd_bn_stats_f32",
+            "ffwd_bn_apply_f32",
+            "ffwd_bn_backward_f32",
+            "ffwd_bn_update_running_f32",
+            "ffwd_block_sumsq_f32",
+        ],
+        fmas: true,
+    },
+    Module {
         name: "embed",
         source: include_str!("../../../../kernels/embed.cu"),
         entries: &["ffwd_label_channel_f32", "ffwd_label_channel_grad_f32"],
