@@ -265,3 +265,28 @@ fn cuda_batchnorm_and_block_goodness_match_spec_bitwise() {
         assert_bits_eq("block sumsq", &dev.block_sumsq(&x, g).unwrap(), &ss);
     }
 }
+
+#[test]
+fn cuda_conv3x3_matches_spec_bitwise_forward_dw_and_dx() {
+    let Some(dev) = device() else { return };
+    let be = CpuBackend::scalar();
+    // The last shape makes the CPU cut the batch into image chunks.
+    for (i, &(c, n, h, w, cout)) in
+        [(1, 1, 1, 1, 1), (3, 2, 5, 7, 4), (8, 3, 16, 16, 16), (64, 9, 32, 32, 8)].iter().enumerate()
+    {
+        let g = Cnhw::new(c, n, h, w);
+        let x = values(g.len(), 160 + i as u64);
+        let wts = values(cout * c * 9, 170 + i as u64);
+        let dy = values(cout * g.row(), 180 + i as u64);
+        let mut s = ConvScratch::default();
+        let mut y = vec![0.0; cout * g.row()];
+        be.conv3x3_forward(&x, g, &wts, cout, &mut y, &mut s).unwrap();
+        let (mut dw, mut dx) = (vec![0.0; wts.len()], vec![0.0; g.len()]);
+        be.conv3x3_backward(&x, g, &wts, cout, &dy, &mut dw, Some(&mut dx), &mut s).unwrap();
+        let (cy, grads) = dev.conv3x3(&x, g, &wts, cout, Some(&dy)).unwrap();
+        let (cdw, cdx) = grads.unwrap();
+        assert_bits_eq(&format!("conv forward {g:?}"), &cy, &y);
+        assert_bits_eq(&format!("conv dW {g:?}"), &cdw, &dw);
+        assert_bits_eq(&format!("conv dX {g:?}"), &cdx, &dx);
+    }
+}

@@ -74,6 +74,12 @@ pub const MODULES: &[Module] = &[
         fmas: true,
     },
     Module {
+        name: "conv",
+        source: include_str!("../../../../kernels/conv.cu"),
+        entries: &["ffwd_im2col_f32", "ffwd_col2im_f32"],
+        fmas: false,
+    },
+    Module {
         name: "norm2d",
         source: include_str!("../../../../kernels/norm2d.cu"),
         entries: &[

@@ -14,7 +14,7 @@ use crate::cpu::optim::{AdamStep, SgdStep};
 use crate::cpu::reduce::Norm;
 use crate::error::{Error, Result};
 use crate::mat::MatRef;
-use cudarc::driver::{CudaContext, CudaFunction, CudaModule, CudaStream, LaunchConfig, PushKernelArg};
+use cudarc::driver::{CudaContext, CudaFunction, CudaModule, CudaSlice, CudaStream, LaunchConfig, PushKernelArg};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -156,7 +156,6 @@ impl CudaDevice {
         if b.rows != k {
             return Err(crate::error::shape_err("cuda gemm", format!("A {m}×{k} · B {}×{n}", b.rows)));
         }
-        let func = self.function("gemm", "ffwd_gemm_f32")?;
         let (ad, bd) = (self.up(a.data)?, self.up(b.data)?);
         let (bias, code) = match epi {
             Epilogue::None => (vec![0.0f32], 0i32),
@@ -173,20 +172,74 @@ impl CudaDevice {
         } else {
             self.zeros(m * n)?
         };
-        let (a_rs, a_cs, b_rs, b_cs, ldc) = (a.rs as i64, a.cs as i64, b.rs as i64, b.cs as i64, n as i64);
+        self.launch_gemm((&ad, a.rs, a.cs), (&bd, b.rs, b.cs), &mut cd, (m, n, k), &biasd, code)?;
+        self.down(&cd, m * n)
+    }
+
+    /// Launch the GEMM on device buffers: A (m × k) and B (k × n) as strided
+    /// views, C row-major m × n; `code` is the epilogue (0 none, 1 bias,
+    /// 2 bias + ReLU, 3 accumulate).
+    fn launch_gemm(
+        &self,
+        a: (&CudaSlice<f32>, usize, usize),
+        b: (&CudaSlice<f32>, usize, usize),
+        c: &mut CudaSlice<f32>,
+        (m, n, k): (usize, usize, usize),
+        bias: &CudaSlice<f32>,
+        code: i32,
+    ) -> Result<()> {
+        let func = self.function("gemm", "ffwd_gemm_f32")?;
+        let (a_rs, a_cs, b_rs, b_cs, ldc) = (a.1 as i64, a.2 as i64, b.1 as i64, b.2 as i64, n as i64);
         let (mi, ni, ki) = (m as i32, n as i32, k as i32);
         let mut lb = self.stream.launch_builder(&func);
-        lb.arg(&ad).arg(&a_rs).arg(&a_cs).arg(&bd).arg(&b_rs).arg(&b_cs);
-        lb.arg(&mut cd).arg(&ldc).arg(&mi).arg(&ni).arg(&ki).arg(&biasd).arg(&code);
+        lb.arg(a.0).arg(&a_rs).arg(&a_cs).arg(b.0).arg(&b_rs).arg(&b_cs);
+        lb.arg(c).arg(&ldc).arg(&mi).arg(&ni).arg(&ki).arg(bias).arg(&code);
         let cfg = LaunchConfig {
             grid_dim: ((n as u32).div_ceil(64).max(1), (m as u32).div_ceil(64).max(1), 1),
             block_dim: (256, 1, 1),
             shared_mem_bytes: 0,
         };
-        // SAFETY: the views' strides address only their backing slices (checked
-        // when the views were made); C holds m·n floats; bias n when used.
+        // SAFETY: the callers size A, B and C from (m, n, k) and the strides
+        // address only those buffers; bias holds n values when used.
         unsafe { lb.launch(cfg) }.map_err(|e| err("gemm", e))?;
-        self.down(&cd, m * n)
+        Ok(())
+    }
+
+    /// The 3×3 conv of CNHW `x` with W (cout × Cin·9): y, and with `dy`
+    /// also (dW, dX). im2col, one GEMM over the whole batch, col2im.
+    pub fn conv3x3(
+        &self,
+        x: &[f32],
+        g: Cnhw,
+        w: &[f32],
+        cout: usize,
+        dy: Option<&[f32]>,
+    ) -> Result<(Vec<f32>, Option<(Vec<f32>, Vec<f32>)>)> {
+        let (k9, cols) = (g.c * 9, g.row());
+        let (xd, wd, nobias) = (self.up(x)?, self.up(w)?, self.zeros(1)?);
+        let mut col = self.zeros(k9 * cols)?;
+        let (c, n, h, wi) = (g.c as i32, g.n as i32, g.h as i32, g.w as i32);
+        let f = self.function("conv", "ffwd_im2col_f32")?;
+        let mut b = self.stream.launch_builder(&f);
+        b.arg(&xd).arg(&c).arg(&n).arg(&h).arg(&wi).arg(&mut col);
+        // SAFETY: one thread per col value; x holds c·n·h·w values.
+        unsafe { b.launch(grid_for(k9 * cols)) }.map_err(|e| err("im2col", e))?;
+        let mut y = self.zeros(cout * cols)?;
+        self.launch_gemm((&wd, k9, 1), (&col, cols, 1), &mut y, (cout, cols, k9), &nobias, 0)?;
+        let y = self.down(&y, cout * cols)?;
+        let Some(dy) = dy else { return Ok((y, None)) };
+        let dyd = self.up(dy)?;
+        let mut dw = self.zeros(cout * k9)?;
+        self.launch_gemm((&dyd, cols, 1), (&col, 1, cols), &mut dw, (cout, k9, cols), &nobias, 0)?;
+        let mut dcol = self.zeros(k9 * cols)?;
+        self.launch_gemm((&wd, 1, k9), (&dyd, cols, 1), &mut dcol, (k9, cols, cout), &nobias, 0)?;
+        let mut dx = self.zeros(g.len())?;
+        let f = self.function("conv", "ffwd_col2im_f32")?;
+        let mut b = self.stream.launch_builder(&f);
+        b.arg(&dcol).arg(&c).arg(&n).arg(&h).arg(&wi).arg(&mut dx);
+        // SAFETY: one thread per dx value; dcol holds Cin·9 × n·h·w values.
+        unsafe { b.launch(grid_for(g.len())) }.map_err(|e| err("col2im", e))?;
+        Ok((y, Some((self.down(&dw, cout * k9)?, self.down(&dx, g.len())?))))
     }
 
     /// `dz = h · (2·dL/dG)` row-wise.
