@@ -51,6 +51,9 @@ pub fn cuda_device() -> Option<&'static CudaDevice> {
 
 const BLOCK: u32 = 256;
 
+/// The conv's output, and (dW, dX) when a gradient was given.
+pub type ConvOut = (Vec<f32>, Option<(Vec<f32>, Vec<f32>)>);
+
 fn grid_for(n: usize) -> LaunchConfig {
     LaunchConfig { grid_dim: ((n as u32).div_ceil(BLOCK).max(1), 1, 1), block_dim: (BLOCK, 1, 1), shared_mem_bytes: 0 }
 }
@@ -214,7 +217,7 @@ impl CudaDevice {
         w: &[f32],
         cout: usize,
         dy: Option<&[f32]>,
-    ) -> Result<(Vec<f32>, Option<(Vec<f32>, Vec<f32>)>)> {
+    ) -> Result<ConvOut> {
         let (k9, cols) = (g.c * 9, g.row());
         let (xd, wd, nobias) = (self.up(x)?, self.up(w)?, self.zeros(1)?);
         let mut col = self.zeros(k9 * cols)?;
