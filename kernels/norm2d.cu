@@ -97,3 +97,75 @@ extern "C" __global__ void ffwd_block_sumsq_f32(const float* __restrict__ x, int
     }
     if (lane == 0) out[b] = s;
 }
+
+// Per-image length norm (RMS over C*H*W). One warp per image: ss as in
+// ffwd_block_sumsq; inv = 1 / (sqrt(ss / D) + eps).
+extern "C" __global__ void ffwd_sample_norm_inv_f32(const float* __restrict__ x, int channels, int images, int hw, float eps,
+                                                    float* __restrict__ inv) {
+    int b = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
+    int lane = threadIdx.x & 31;
+    if (b >= images) return;
+    float s = 0.0f;
+    for (int c = 0; c < channels; ++c) {
+        const float* p = x + ((long)c * images + b) * hw;
+        float acc = 0.0f;
+        for (int i = lane; i < hw; i += 32) acc = __fmaf_rn(p[i], p[i], acc);
+        s = __fadd_rn(s, ffwd_l32_tree(acc));
+    }
+    float d = (float)(channels * hw);
+    if (lane == 0) inv[b] = __fdiv_rn(1.0f, __fadd_rn(__fsqrt_rn(__fdiv_rn(s, d)), eps));
+}
+
+// y = x * s[b] (image b's planes), one thread per value.
+extern "C" __global__ void ffwd_scale_images_f32(const float* __restrict__ x, int channels, int images, int hw,
+                                                 const float* __restrict__ s, float* __restrict__ y) {
+    long t = (long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (t >= (long)channels * images * hw) return;
+    int b = (int)((t / hw) % images);
+    y[t] = __fmul_rn(x[t], s[b]);
+}
+
+// Length-norm backward, per image (one warp): ss and dot = sums over
+// channels ascending of the planes' L32 sums of fma(x, x) and fma(dy, x);
+// r = sqrt(ss / D); coef = -(inv * inv) * (dot / (D * r)), 0 when r = 0.
+extern "C" __global__ void ffwd_sample_norm_coef_f32(const float* __restrict__ x, const float* __restrict__ dy, int channels,
+                                                     int images, int hw, const float* __restrict__ inv,
+                                                     float* __restrict__ coef) {
+    int b = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
+    int lane = threadIdx.x & 31;
+    if (b >= images) return;
+    float ss = 0.0f, dot = 0.0f;
+    for (int c = 0; c < channels; ++c) {
+        long off = ((long)c * images + b) * hw;
+        float a0 = 0.0f, a1 = 0.0f;
+        for (int i = lane; i < hw; i += 32) {
+            a0 = __fmaf_rn(x[off + i], x[off + i], a0);
+            a1 = __fmaf_rn(dy[off + i], x[off + i], a1);
+        }
+        ss = __fadd_rn(ss, ffwd_l32_tree(a0));
+        dot = __fadd_rn(dot, ffwd_l32_tree(a1));
+    }
+    float d = (float)(channels * hw);
+    float r = __fsqrt_rn(__fdiv_rn(ss, d));
+    float k = r > 0.0f ? __fmul_rn(-__fmul_rn(inv[b], inv[b]), __fdiv_rn(dot, __fmul_rn(d, r))) : 0.0f;
+    if (lane == 0) coef[b] = k;
+}
+
+// dx = dy * inv[b] + x * coef[b], one thread per value.
+extern "C" __global__ void ffwd_sample_norm_dx_f32(const float* __restrict__ x, const float* __restrict__ dy, int channels,
+                                                   int images, int hw, const float* __restrict__ inv,
+                                                   const float* __restrict__ coef, float* __restrict__ dx) {
+    long t = (long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (t >= (long)channels * images * hw) return;
+    int b = (int)((t / hw) % images);
+    dx[t] = __fadd_rn(__fmul_rn(dy[t], inv[b]), __fmul_rn(x[t], coef[b]));
+}
+
+// The block goodness gradient: dx = x * (dldg[b] + dldg[b]).
+extern "C" __global__ void ffwd_block_local_grad_f32(const float* __restrict__ x, int channels, int images, int hw,
+                                                     const float* __restrict__ dldg, float* __restrict__ dx) {
+    long t = (long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (t >= (long)channels * images * hw) return;
+    int b = (int)((t / hw) % images);
+    dx[t] = __fmul_rn(x[t], __fadd_rn(dldg[b], dldg[b]));
+}

@@ -263,6 +263,18 @@ fn cuda_batchnorm_and_block_goodness_match_spec_bitwise() {
         let mut ss = vec![0.0; n];
         be.block_sumsq(&x, g, &mut ss).unwrap();
         assert_bits_eq("block sumsq", &dev.block_sumsq(&x, g).unwrap(), &ss);
+        let (mut sn, mut inv) = (vec![0.0; g.len()], vec![0.0; n]);
+        be.sample_norm_forward(&x, g, 1e-4, &mut sn, &mut inv).unwrap();
+        let (csn, cinv) = dev.sample_norm_forward(&x, g, 1e-4).unwrap();
+        assert_bits_eq("length norm", &csn, &sn);
+        assert_bits_eq("length norm inv", &cinv, &inv);
+        let mut dsn = vec![0.0; g.len()];
+        be.sample_norm_backward(&x, g, &inv, &dy, &mut dsn, &mut Vec::new()).unwrap();
+        assert_bits_eq("length norm backward", &dev.sample_norm_backward(&x, g, &inv, &dy).unwrap(), &dsn);
+        let dldg = values(n, 190 + i as u64);
+        let mut lg = vec![0.0; g.len()];
+        be.block_local_grad(&x, g, &dldg, &mut lg).unwrap();
+        assert_bits_eq("block local grad", &dev.block_local_grad(&x, g, &dldg).unwrap(), &lg);
     }
 }
 

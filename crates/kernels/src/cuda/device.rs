@@ -210,14 +210,7 @@ impl CudaDevice {
 
     /// The 3×3 conv of CNHW `x` with W (cout × Cin·9): y, and with `dy`
     /// also (dW, dX). im2col, one GEMM over the whole batch, col2im.
-    pub fn conv3x3(
-        &self,
-        x: &[f32],
-        g: Cnhw,
-        w: &[f32],
-        cout: usize,
-        dy: Option<&[f32]>,
-    ) -> Result<ConvOut> {
+    pub fn conv3x3(&self, x: &[f32], g: Cnhw, w: &[f32], cout: usize, dy: Option<&[f32]>) -> Result<ConvOut> {
         let (k9, cols) = (g.c * 9, g.row());
         let (xd, wd, nobias) = (self.up(x)?, self.up(w)?, self.zeros(1)?);
         let mut col = self.zeros(k9 * cols)?;
@@ -486,6 +479,54 @@ impl CudaDevice {
         // SAFETY: one warp per image; g.len() values read, g.n written.
         unsafe { b.launch(warp_rows(g.n)) }.map_err(|e| err("block_sumsq", e))?;
         self.down(&od, g.n)
+    }
+
+    /// Per-image length norm of CNHW `g`: (y, inv).
+    pub fn sample_norm_forward(&self, x: &[f32], g: Cnhw, eps: f32) -> Result<(Vec<f32>, Vec<f32>)> {
+        let xd = self.up(x)?;
+        let (mut inv, mut yd) = (self.zeros(g.n)?, self.zeros(g.len())?);
+        let (c, n, hw) = (g.c as i32, g.n as i32, g.plane() as i32);
+        let f = self.function("norm2d", "ffwd_sample_norm_inv_f32")?;
+        let mut b = self.stream.launch_builder(&f);
+        b.arg(&xd).arg(&c).arg(&n).arg(&hw).arg(&eps).arg(&mut inv);
+        // SAFETY: one warp per image; g.len() values read, g.n written.
+        unsafe { b.launch(warp_rows(g.n)) }.map_err(|e| err("sample_norm_inv", e))?;
+        let f = self.function("norm2d", "ffwd_scale_images_f32")?;
+        let mut b = self.stream.launch_builder(&f);
+        b.arg(&xd).arg(&c).arg(&n).arg(&hw).arg(&inv).arg(&mut yd);
+        // SAFETY: one thread per value; inv holds g.n values.
+        unsafe { b.launch(grid_for(g.len())) }.map_err(|e| err("scale_images", e))?;
+        Ok((self.down(&yd, g.len())?, self.down(&inv, g.n)?))
+    }
+
+    /// Backward of the length norm: dx.
+    pub fn sample_norm_backward(&self, x: &[f32], g: Cnhw, inv: &[f32], dy: &[f32]) -> Result<Vec<f32>> {
+        let (xd, gd, id) = (self.up(x)?, self.up(dy)?, self.up(inv)?);
+        let (mut coef, mut dx) = (self.zeros(g.n)?, self.zeros(g.len())?);
+        let (c, n, hw) = (g.c as i32, g.n as i32, g.plane() as i32);
+        let f = self.function("norm2d", "ffwd_sample_norm_coef_f32")?;
+        let mut b = self.stream.launch_builder(&f);
+        b.arg(&xd).arg(&gd).arg(&c).arg(&n).arg(&hw).arg(&id).arg(&mut coef);
+        // SAFETY: one warp per image; x and dy hold g.len() values, inv g.n.
+        unsafe { b.launch(warp_rows(g.n)) }.map_err(|e| err("sample_norm_coef", e))?;
+        let f = self.function("norm2d", "ffwd_sample_norm_dx_f32")?;
+        let mut b = self.stream.launch_builder(&f);
+        b.arg(&xd).arg(&gd).arg(&c).arg(&n).arg(&hw).arg(&id).arg(&coef).arg(&mut dx);
+        // SAFETY: one thread per value.
+        unsafe { b.launch(grid_for(g.len())) }.map_err(|e| err("sample_norm_dx", e))?;
+        self.down(&dx, g.len())
+    }
+
+    /// The block goodness gradient `x · (dL/dG_b + dL/dG_b)`.
+    pub fn block_local_grad(&self, x: &[f32], g: Cnhw, dldg: &[f32]) -> Result<Vec<f32>> {
+        let (xd, ld, mut dx) = (self.up(x)?, self.up(dldg)?, self.zeros(g.len())?);
+        let (c, n, hw) = (g.c as i32, g.n as i32, g.plane() as i32);
+        let f = self.function("norm2d", "ffwd_block_local_grad_f32")?;
+        let mut b = self.stream.launch_builder(&f);
+        b.arg(&xd).arg(&c).arg(&n).arg(&hw).arg(&ld).arg(&mut dx);
+        // SAFETY: one thread per value; dldg holds g.n values.
+        unsafe { b.launch(grid_for(g.len())) }.map_err(|e| err("block_local_grad", e))?;
+        self.down(&dx, g.len())
     }
 
     /// Row standardisation of rows of width `d`.
