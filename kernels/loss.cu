@@ -75,3 +75,68 @@ extern "C" __global__ void ffwd_mean_l32_f32(const float* __restrict__ v, int m,
     float total = ffwd_l32_tree(acc);
     if (lane == 0) out[0] = m == 0 ? 0.0f : __fmul_rn(total, __fdiv_rn(1.0f, (float)m));
 }
+
+// Cosine-embedding loss (target +1) of rows of a against constant rows of b,
+// one warp per row: dot, |a|^2, |b|^2 are L32 sums of plain products;
+// den = max(|a|, eps) * max(|b|, eps); cos = dot / den; row term 1 - cos;
+// grad = -(w * (b / den - k * a)) with k = cos / |a|^2 where |a| > eps, else 0.
+extern "C" __global__ void ffwd_cosine_rows_f32(const float* __restrict__ a, const float* __restrict__ b, int m, int d,
+                                                float eps, float* __restrict__ grad, float* __restrict__ row_loss) {
+    int r = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
+    int lane = threadIdx.x & 31;
+    if (r >= m) return;
+    const float* ar = a + (long)r * d;
+    const float* br = b + (long)r * d;
+    float s0 = 0.0f, s1 = 0.0f, s2 = 0.0f;
+    for (int j = lane; j < d; j += 32) {
+        s0 = __fadd_rn(s0, __fmul_rn(ar[j], br[j]));
+        s1 = __fadd_rn(s1, __fmul_rn(ar[j], ar[j]));
+        s2 = __fadd_rn(s2, __fmul_rn(br[j], br[j]));
+    }
+    float dot = ffwd_l32_tree(s0), na2 = ffwd_l32_tree(s1), nb2 = ffwd_l32_tree(s2);
+    float na = __fsqrt_rn(na2), nb = __fsqrt_rn(nb2);
+    float den = __fmul_rn(fmaxf(na, eps), fmaxf(nb, eps));
+    float cs = __fdiv_rn(dot, den);
+    float k = na > eps ? __fdiv_rn(cs, na2) : 0.0f;
+    float w = __fdiv_rn(1.0f, (float)m);
+    for (int j = lane; j < d; j += 32)
+        grad[(long)r * d + j] = -__fmul_rn(w, __fsub_rn(__fdiv_rn(br[j], den), __fmul_rn(k, ar[j])));
+    if (lane == 0) row_loss[r] = __fsub_rn(1.0f, cs);
+}
+
+// Binary cross-entropy of softmax rows against one-hot labels, one warp per
+// row of c logits; w = 1 / (m c). p = e / s, q = (s - e) / s; the terms
+// -(t max(ln p, -100) + (1 - t) max(ln q, -100)) go to terms (m c, for the
+// mean); g = w (p - t) / max(p q, 1e-12); grad = p (g - L32 sum of p g).
+extern "C" __global__ void ffwd_softmax_bce_rows_f32(const float* __restrict__ z, const unsigned* __restrict__ labels, int m,
+                                                     int c, float* __restrict__ grad, float* __restrict__ terms) {
+    int r = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
+    int lane = threadIdx.x & 31;
+    if (r >= m) return;
+    const float* row = z + (long)r * c;
+    float mx = row[0];
+    for (int j = 1; j < c; ++j)
+        if (row[j] > mx) mx = row[j];
+    float acc = 0.0f;
+    for (int j = lane; j < c; j += 32) acc = __fadd_rn(acc, ffwd_exp(__fsub_rn(row[j], mx)));
+    float s = ffwd_l32_tree(acc);
+    float w = __fdiv_rn(1.0f, (float)((long)m * c));
+    int y = (int)labels[r];
+    float pg = 0.0f;
+    for (int j = lane; j < c; j += 32) {
+        float e = ffwd_exp(__fsub_rn(row[j], mx));
+        float p = __fdiv_rn(e, s), q = __fdiv_rn(__fsub_rn(s, e), s);
+        float t = j == y ? 1.0f : 0.0f;
+        float lp = fmaxf(ffwd_ln(p), -100.0f), lq = fmaxf(ffwd_ln(q), -100.0f);
+        terms[(long)r * c + j] = -__fadd_rn(__fmul_rn(t, lp), __fmul_rn(__fsub_rn(1.0f, t), lq));
+        float g = __fdiv_rn(__fmul_rn(w, __fsub_rn(p, t)), fmaxf(__fmul_rn(p, q), 1e-12f));
+        grad[(long)r * c + j] = g;
+        pg = __fadd_rn(pg, __fmul_rn(p, g));
+    }
+    float dot = ffwd_l32_tree(pg);
+    for (int j = lane; j < c; j += 32) {
+        float e = ffwd_exp(__fsub_rn(row[j], mx));
+        float p = __fdiv_rn(e, s);
+        grad[(long)r * c + j] = __fmul_rn(p, __fsub_rn(grad[(long)r * c + j], dot));
+    }
+}

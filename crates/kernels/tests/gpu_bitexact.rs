@@ -302,3 +302,26 @@ fn cuda_conv3x3_matches_spec_bitwise_forward_dw_and_dx() {
         assert_bits_eq(&format!("conv dX {g:?}"), &cdx, &dx);
     }
 }
+
+#[test]
+fn cuda_cosine_and_softmax_bce_match_spec_bitwise() {
+    let Some(dev) = device() else { return };
+    let be = CpuBackend::scalar();
+    for (i, &(m, d)) in [(1usize, 1usize), (5, 64), (100, 64), (17, 100)].iter().enumerate() {
+        let (a, b) = (values(m * d, 200 + i as u64), values(m * d, 210 + i as u64));
+        let mut grad = vec![0.0; m * d];
+        let l = be.cosine_embedding(&a, &b, d, &mut grad, &mut LossScratch::default()).unwrap();
+        let (cg, cl) = dev.cosine_embedding(&a, &b, d).unwrap();
+        assert_bits_eq(&format!("cosine {m}×{d}"), &cg, &grad);
+        assert_bits_eq(&format!("cosine value {m}×{d}"), &[cl], &[l]);
+    }
+    for (i, &(m, c)) in [(1usize, 1usize), (7, 10), (100, 10), (33, 40)].iter().enumerate() {
+        let z: Vec<f32> = values(m * c, 220 + i as u64).iter().map(|v| v.clamp(-30.0, 30.0)).collect();
+        let labels: Vec<u32> = (0..m as u32).map(|r| (r * 5 + 2) % c as u32).collect();
+        let mut grad = vec![0.0; m * c];
+        let l = be.softmax_bce(&z, c, &labels, &mut grad, &mut LossScratch::default()).unwrap();
+        let (cg, cl) = dev.softmax_bce(&z, c, &labels).unwrap();
+        assert_bits_eq(&format!("softmax_bce {m}×{c}"), &cg, &grad);
+        assert_bits_eq(&format!("softmax_bce value {m}×{c}"), &[cl], &[l]);
+    }
+}

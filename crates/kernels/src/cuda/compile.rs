@@ -64,7 +64,13 @@ pub const MODULES: &[Module] = &[
     Module {
         name: "loss",
         source: include_str!("../../../../kernels/loss.cu"),
-        entries: &["ffwd_ff_loss_f32", "ffwd_softmax_xent_rows_f32", "ffwd_mean_l32_f32"],
+        entries: &[
+            "ffwd_ff_loss_f32",
+            "ffwd_softmax_xent_rows_f32",
+            "ffwd_mean_l32_f32",
+            "ffwd_cosine_rows_f32",
+            "ffwd_softmax_bce_rows_f32",
+        ],
         fmas: true,
     },
     Module {

@@ -529,6 +529,52 @@ impl CudaDevice {
         self.down(&dx, g.len())
     }
 
+    /// The mean (L32 sum · 1/n) of `n` values on the device.
+    fn mean_l32(&self, v: &CudaSlice<f32>, n: usize) -> Result<f32> {
+        let f = self.function("loss", "ffwd_mean_l32_f32")?;
+        let mut out = self.zeros(1)?;
+        let ni = n as i32;
+        let mut b = self.stream.launch_builder(&f);
+        b.arg(v).arg(&ni).arg(&mut out);
+        let one_warp = LaunchConfig { grid_dim: (1, 1, 1), block_dim: (32, 1, 1), shared_mem_bytes: 0 };
+        // SAFETY: n values read, one written.
+        unsafe { b.launch(one_warp) }.map_err(|e| err("mean_l32", e))?;
+        Ok(self.down(&out, 1)?[0])
+    }
+
+    /// Cosine-embedding loss of rows of `a` against rows of `b` (width `d`):
+    /// (dL/da, mean loss).
+    pub fn cosine_embedding(&self, a: &[f32], b: &[f32], d: usize) -> Result<(Vec<f32>, f32)> {
+        let m = a.len().checked_div(d).unwrap_or(0);
+        let f = self.function("loss", "ffwd_cosine_rows_f32")?;
+        let (ad, bd) = (self.up(a)?, self.up(b)?);
+        let (mut gd, mut rl) = (self.zeros(a.len())?, self.zeros(m)?);
+        let (mi, di, eps) = (m as i32, d as i32, crate::cpu::loss::COSINE_EPS);
+        let mut lb = self.stream.launch_builder(&f);
+        lb.arg(&ad).arg(&bd).arg(&mi).arg(&di).arg(&eps).arg(&mut gd).arg(&mut rl);
+        // SAFETY: one warp per row of d values in a, b and grad.
+        unsafe { lb.launch(warp_rows(m)) }.map_err(|e| err("cosine_embedding", e))?;
+        Ok((self.down(&gd, a.len())?, self.mean_l32(&rl, m)?))
+    }
+
+    /// Softmax BCE of `logits` (labels.len() × c): (gradient, mean loss).
+    pub fn softmax_bce(&self, logits: &[f32], c: usize, labels: &[u32]) -> Result<(Vec<f32>, f32)> {
+        let m = labels.len();
+        let f = self.function("loss", "ffwd_softmax_bce_rows_f32")?;
+        let zd = self.up(logits)?;
+        let ld = self
+            .stream
+            .clone_htod(if labels.is_empty() { &[0u32][..] } else { labels })
+            .map_err(|e| err("upload", e))?;
+        let (mut gd, mut td) = (self.zeros(m * c)?, self.zeros(m * c)?);
+        let (mi, ci) = (m as i32, c as i32);
+        let mut lb = self.stream.launch_builder(&f);
+        lb.arg(&zd).arg(&ld).arg(&mi).arg(&ci).arg(&mut gd).arg(&mut td);
+        // SAFETY: one warp per row of c logits; labels below c (checked by the spec call).
+        unsafe { lb.launch(warp_rows(m)) }.map_err(|e| err("softmax_bce", e))?;
+        Ok((self.down(&gd, m * c)?, self.mean_l32(&td, m * c)?))
+    }
+
     /// Row standardisation of rows of width `d`.
     pub fn standardize_rows(&self, x: &[f32], d: usize, eps: f32) -> Result<Vec<f32>> {
         let rows = x.len().checked_div(d).unwrap_or(0);
