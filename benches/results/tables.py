@@ -18,6 +18,8 @@ SSL = [
     "ssl-mnist-rotation-bp-10k-10ep",
     "ssl-mnist-rotation-bp-goodness-10k-10ep",
     "ssl-mnist-supervised-bp-10k-10ep",
+    "ssl-mnist-rotation-ff-60k-10ep",
+    "ssl-mnist-rotation-bp-60k-10ep",
     "ffcl-mnist-30ep",
 ]
 UFF = [
