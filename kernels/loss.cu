@@ -41,6 +41,18 @@ extern "C" __global__ void ffwd_ff_loss_f32(const float* __restrict__ g, int n, 
     if (lane == 0) loss[0] = n == 0 ? 0.0f : __fmul_rn(total, w);
 }
 
+// For one warp on a row of c logits: mx = the first maximum (by >), and the
+// L32 sum of exp(z - mx).
+FFWD_DEV float ffwd_softmax_sum(const float* row, int c, int lane, float* mx_out) {
+    float mx = row[0];
+    for (int j = 1; j < c; ++j)
+        if (row[j] > mx) mx = row[j];
+    float acc = 0.0f;
+    for (int j = lane; j < c; j += 32) acc = __fadd_rn(acc, ffwd_exp(__fsub_rn(row[j], mx)));
+    *mx_out = mx;
+    return ffwd_l32_tree(acc);
+}
+
 // Softmax cross-entropy, one warp per row of c logits: sh = z - (first max),
 // e = exp(sh), s = L32 sum of e, grad = (e/s - [j == y]) * w with w = 1/m;
 // row_loss = ln(s) - sh[y].
@@ -50,12 +62,8 @@ extern "C" __global__ void ffwd_softmax_xent_rows_f32(const float* __restrict__ 
     int lane = threadIdx.x & 31;
     if (r >= m) return;
     const float* row = z + (long)r * c;
-    float mx = row[0];
-    for (int j = 1; j < c; ++j)
-        if (row[j] > mx) mx = row[j];
-    float acc = 0.0f;
-    for (int j = lane; j < c; j += 32) acc = __fadd_rn(acc, ffwd_exp(__fsub_rn(row[j], mx)));
-    float s = ffwd_l32_tree(acc);
+    float mx;
+    float s = ffwd_softmax_sum(row, c, lane, &mx);
     float w = __fdiv_rn(1.0f, (float)m);
     int y = (int)labels[r];
     for (int j = lane; j < c; j += 32) {
@@ -114,12 +122,8 @@ extern "C" __global__ void ffwd_softmax_bce_rows_f32(const float* __restrict__ z
     int lane = threadIdx.x & 31;
     if (r >= m) return;
     const float* row = z + (long)r * c;
-    float mx = row[0];
-    for (int j = 1; j < c; ++j)
-        if (row[j] > mx) mx = row[j];
-    float acc = 0.0f;
-    for (int j = lane; j < c; j += 32) acc = __fadd_rn(acc, ffwd_exp(__fsub_rn(row[j], mx)));
-    float s = ffwd_l32_tree(acc);
+    float mx;
+    float s = ffwd_softmax_sum(row, c, lane, &mx);
     float w = __fdiv_rn(1.0f, (float)((long)m * c));
     int y = (int)labels[r];
     float pg = 0.0f;

@@ -453,53 +453,15 @@ fn ffcl_layer_local_gradients_match_finite_differences() {
     let bce = |z: &[f64]| bce64(z, c, &labels);
     let x64 = f64v(&x);
     let [a, b] = &net.twins;
-    let (a0w, a0b, a1w, a1b, a2w, a2b) =
-        (f64v(&a[0].w), f64v(&a[0].b), f64v(&a[1].w), f64v(&a[1].b), f64v(&a[2].w), f64v(&a[2].b));
+    let (a0w, a0b, a1w, a1b) = (f64v(&a[0].w), f64v(&a[0].b), f64v(&a[1].w), f64v(&a[1].b));
     // Copy B's outputs are constants to copy A's losses.
     let hb0 = dense(&x64, &f64v(&b[0].w), &f64v(&b[0].b), true);
     let hb1 = dense(&hb0, &f64v(&b[1].w), &f64v(&b[1].b), true);
     let ha0 = dense(&x64, &a0w, &a0b, true);
     let ha1 = dense(&ha0, &a1w, &a1b, true);
-    let h = 1e-6;
-    let fd = |f: &dyn Fn(f64) -> f64| (f(h) - f(-h)) / (2.0 * h);
-    let close = |what: &str, an: f32, num: f64| {
-        assert!(
-            (an as f64 - num).abs() <= 2e-5 + 2e-3 * num.abs(),
-            "{what}: analytic {an:e} vs finite difference {num:e}"
-        );
-    };
-    for i in 0..a0w.len() {
-        let num = fd(&|e| {
-            let mut w = a0w.clone();
-            w[i] += e;
-            cos_loss(&dense(&x64, &w, &a0b, true), &hb0, 5)
-        });
-        close(&format!("copy A layer 0 dW[{i}]"), a[0].last_grads().0[i], num);
-    }
-    for i in 0..a1w.len() {
-        let num = fd(&|e| {
-            let mut w = a1w.clone();
-            w[i] += e;
-            cos_loss(&dense(&ha0, &w, &a1b, true), &hb1, 4)
-        });
-        close(&format!("copy A layer 1 dW[{i}]"), a[1].last_grads().0[i], num);
-    }
-    for i in 0..a2w.len() {
-        let num = fd(&|e| {
-            let mut w = a2w.clone();
-            w[i] += e;
-            bce(&dense(&ha1, &w, &a2b, false))
-        });
-        close(&format!("copy A output dW[{i}]"), a[2].last_grads().0[i], num);
-    }
-    for j in 0..c {
-        let num = fd(&|e| {
-            let mut bb = a2b.clone();
-            bb[j] += e;
-            bce(&dense(&ha1, &a2w, &bb, false))
-        });
-        close(&format!("copy A output db[{j}]"), a[2].last_grads().1[j], num);
-    }
+    check_dense("copy A layer 0", &a[0], &|w, b| cos_loss(&dense(&x64, w, b, true), &hb0, 5));
+    check_dense("copy A layer 1", &a[1], &|w, b| cos_loss(&dense(&ha0, w, b, true), &hb1, 4));
+    check_dense("copy A output", &a[2], &|w, b| bce(&dense(&ha1, w, b, false)));
 }
 
 /// Central differences of `loss` over every weight and bias of `layer`
