@@ -20,6 +20,8 @@ SSL = [
     "ssl-mnist-supervised-bp-10k-10ep",
     "ssl-mnist-rotation-ff-60k-10ep",
     "ssl-mnist-rotation-bp-60k-10ep",
+    "ssl-cifar10-supervised-ff-10k-5ep",
+    "ssl-cifar10-supervised-bp-10k-5ep",
     "ffcl-mnist-30ep",
 ]
 UFF = [
