@@ -81,13 +81,9 @@ extern "C" __global__ void ffwd_bn_update_running_f32(const float* __restrict__ 
     running_var[c] = __fadd_rn(__fmul_rn(k, running_var[c]), __fmul_rn(mom, __fmul_rn(var[c], unbias)));
 }
 
-// Per image b: sum over channels ascending (from +0.0) of the plane's L32
-// sum of squares. One warp per image.
-extern "C" __global__ void ffwd_block_sumsq_f32(const float* __restrict__ x, int channels, int images, int hw,
-                                                float* __restrict__ out) {
-    int b = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
-    int lane = threadIdx.x & 31;
-    if (b >= images) return;
+// For one warp: image b's sum over channels ascending (from +0.0) of each
+// plane's L32 sum of squares.
+FFWD_DEV float ffwd_image_sumsq(const float* x, int channels, int images, int hw, int b, int lane) {
     float s = 0.0f;
     for (int c = 0; c < channels; ++c) {
         const float* p = x + ((long)c * images + b) * hw;
@@ -95,6 +91,16 @@ extern "C" __global__ void ffwd_block_sumsq_f32(const float* __restrict__ x, int
         for (int i = lane; i < hw; i += 32) acc = __fmaf_rn(p[i], p[i], acc);
         s = __fadd_rn(s, ffwd_l32_tree(acc));
     }
+    return s;
+}
+
+// Per image b: the block goodness (ffwd_image_sumsq). One warp per image.
+extern "C" __global__ void ffwd_block_sumsq_f32(const float* __restrict__ x, int channels, int images, int hw,
+                                                float* __restrict__ out) {
+    int b = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
+    int lane = threadIdx.x & 31;
+    if (b >= images) return;
+    float s = ffwd_image_sumsq(x, channels, images, hw, b, lane);
     if (lane == 0) out[b] = s;
 }
 
@@ -105,13 +111,7 @@ extern "C" __global__ void ffwd_sample_norm_inv_f32(const float* __restrict__ x,
     int b = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
     int lane = threadIdx.x & 31;
     if (b >= images) return;
-    float s = 0.0f;
-    for (int c = 0; c < channels; ++c) {
-        const float* p = x + ((long)c * images + b) * hw;
-        float acc = 0.0f;
-        for (int i = lane; i < hw; i += 32) acc = __fmaf_rn(p[i], p[i], acc);
-        s = __fadd_rn(s, ffwd_l32_tree(acc));
-    }
+    float s = ffwd_image_sumsq(x, channels, images, hw, b, lane);
     float d = (float)(channels * hw);
     if (lane == 0) inv[b] = __fdiv_rn(1.0f, __fadd_rn(__fsqrt_rn(__fdiv_rn(s, d)), eps));
 }

@@ -14,6 +14,16 @@ fn data(seed: u64, n: usize, scale: f32) -> Vec<f32> {
     v
 }
 
+/// The normalisation's divisor of a row (ε = 1e-8), in f64.
+fn norm_den64(xr: &[f64], norm: Norm) -> f64 {
+    let ss: f64 = xr.iter().map(|v| v * v).sum();
+    match norm {
+        Norm::Rms => (ss / xr.len() as f64).sqrt() + 1e-8,
+        Norm::L2 => ss.sqrt() + 1e-8,
+        Norm::None => 1.0,
+    }
+}
+
 /// The FF layer loss in f64, from scratch.
 #[allow(clippy::too_many_arguments)]
 fn ff_loss_f64(
@@ -31,12 +41,7 @@ fn ff_loss_f64(
     let mut g = vec![0.0f64; rows];
     for r in 0..rows {
         let xr: Vec<f64> = x[r * din..(r + 1) * din].iter().map(|&v| v as f64).collect();
-        let ss: f64 = xr.iter().map(|v| v * v).sum();
-        let den = match norm {
-            Norm::Rms => (ss / din as f64).sqrt() + 1e-8,
-            Norm::L2 => ss.sqrt() + 1e-8,
-            Norm::None => 1.0,
-        };
+        let den = norm_den64(&xr, norm);
         for j in 0..dout {
             let mut z = b[j];
             for k in 0..din {
@@ -170,12 +175,7 @@ fn mlp64(x: &[f64], rows: usize, layers: &[(Vec<f64>, Vec<f64>)], norm: Norm) ->
         let mut h = vec![0.0f64; rows * dout];
         for r in 0..rows {
             let xr = &a[r * din..(r + 1) * din];
-            let ss: f64 = xr.iter().map(|v| v * v).sum();
-            let den = match norm {
-                Norm::Rms => (ss / din as f64).sqrt() + 1e-8,
-                Norm::L2 => ss.sqrt() + 1e-8,
-                Norm::None => 1.0,
-            };
+            let den = norm_den64(xr, norm);
             for j in 0..dout {
                 let z = b[j] + (0..din).map(|k| xr[k] / den * w[k * dout + j]).sum::<f64>();
                 h[r * dout + j] = z.max(0.0);

@@ -15,7 +15,7 @@ use crate::config::{FfConfig, GoodnessKind, LabelMode, LossKind, MlpTraining, Op
 use crate::optim::OptState;
 use crate::readout::Readout;
 use crate::{Error, Result};
-use ffwd_kernels::{argmax, CpuBackend, Epilogue, FfLoss, GoodnessForm, LossScratch, MatMut, MatRef, Norm, PackedMat};
+use ffwd_kernels::{argmax, CpuBackend, FfLoss, GoodnessForm, LossScratch, MatMut, MatRef, Norm, PackedMat};
 use ffwd_tensor::{stream, Philox, Tensor};
 
 /// Per-layer statistics of one training batch.
@@ -121,15 +121,7 @@ impl FfLayer {
         let w = &mut self.work;
         w.dz.resize(rows * d_out, 0.0);
         be.local_grad(&w.h, d_out, &w.dldg, &mut w.dz)?;
-        w.dw.resize(d_in * d_out, 0.0);
-        w.db.resize(d_out, 0.0);
-        be.gemm(
-            MatRef::new(&w.xn, rows, d_in)?.t(),
-            MatRef::new(&w.dz, rows, d_out)?,
-            MatMut::new(&mut w.dw, d_in, d_out)?,
-            Epilogue::None,
-        )?;
-        be.bias_grad(&w.dz, rows, d_out, &mut w.db)?;
+        crate::linear::param_grads(be, &w.xn, &w.dz, (rows, d_in, d_out), &mut w.dw, &mut w.db)?;
         Ok(stats)
     }
 
@@ -218,25 +210,11 @@ impl FfLayer {
         for ((z, &g), &h) in w.dz.iter_mut().zip(dh).zip(&w.h) {
             *z = if h > 0.0 { g } else { 0.0 };
         }
-        w.dw.resize(d_in * d_out, 0.0);
-        w.db.resize(d_out, 0.0);
-        be.gemm(
-            MatRef::new(&w.xn, rows, d_in)?.t(),
-            MatRef::new(&w.dz, rows, d_out)?,
-            MatMut::new(&mut w.dw, d_in, d_out)?,
-            Epilogue::None,
-        )?;
-        be.bias_grad(&w.dz, rows, d_out, &mut w.db)?;
+        crate::linear::param_grads(be, &w.xn, &w.dz, (rows, d_in, d_out), &mut w.dw, &mut w.db)?;
         let Some(dx) = dx else { return Ok(()) };
         w.w_rows.resize(d_in * d_out, 0.0);
         self.w.write_row_major(&mut w.w_rows);
-        w.dxn.resize(rows * d_in, 0.0);
-        be.gemm(
-            MatRef::new(&w.dz, rows, d_out)?,
-            MatRef::new(&w.w_rows, d_in, d_out)?.t(),
-            MatMut::new(&mut w.dxn, rows, d_in)?,
-            Epilogue::None,
-        )?;
+        crate::linear::input_grad(be, &w.dz, &w.w_rows, (rows, d_in, d_out), &mut w.dxn)?;
         dx.resize(rows * d_in, 0.0);
         match norm {
             Norm::None => dx.copy_from_slice(&w.dxn),

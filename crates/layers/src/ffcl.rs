@@ -98,14 +98,7 @@ impl Dense {
     pub fn grads(&mut self, be: &CpuBackend, x: &[f32], n: usize, dy: &[f32]) -> Result<()> {
         self.dz.clear();
         self.dz.extend(dy.iter().zip(&self.y).map(|(&g, &y)| if !self.relu || y > 0.0 { g } else { 0.0 }));
-        be.gemm(
-            MatRef::new(x, n, self.din)?.t(),
-            MatRef::new(&self.dz, n, self.dout)?,
-            MatMut::new(&mut self.dw, self.din, self.dout)?,
-            Epilogue::None,
-        )?;
-        be.bias_grad(&self.dz, n, self.dout, &mut self.db)?;
-        Ok(())
+        crate::linear::param_grads(be, x, &self.dz, (n, self.din, self.dout), &mut self.dw, &mut self.db)
     }
 
     /// The optimiser step with the last [`Dense::grads`].
@@ -117,14 +110,7 @@ impl Dense {
 
     /// dL/dx of the last [`Dense::grads`]: `dz·Wᵀ` (`n` × din).
     pub fn input_grad(&self, be: &CpuBackend, n: usize, dx: &mut Vec<f32>) -> Result<()> {
-        dx.resize(n * self.din, 0.0);
-        be.gemm(
-            MatRef::new(&self.dz, n, self.dout)?,
-            MatRef::new(&self.w, self.din, self.dout)?.t(),
-            MatMut::new(dx, n, self.din)?,
-            Epilogue::None,
-        )?;
-        Ok(())
+        crate::linear::input_grad(be, &self.dz, &self.w, (n, self.din, self.dout), dx)
     }
 
     /// Output of the last forward.

@@ -20,6 +20,7 @@ pub mod conv;
 mod error;
 pub mod ff;
 pub mod ffcl;
+mod linear;
 pub mod optim;
 pub mod probe;
 pub mod readout;

@@ -94,13 +94,8 @@ impl Readout {
         self.labels.extend(labels.iter().map(|&y| y as u32));
         self.grad.resize(n * self.classes, 0.0);
         let loss = be.softmax_xent(&self.logits, self.classes, &self.labels, &mut self.grad, &mut self.scratch)?;
-        be.gemm(
-            MatRef::new(feats, n, self.in_dim)?.t(),
-            MatRef::new(&self.grad, n, self.classes)?,
-            MatMut::new(&mut self.dw, self.in_dim, self.classes)?,
-            Epilogue::None,
-        )?;
-        be.bias_grad(&self.grad, n, self.classes, &mut self.db)?;
+        let dims = (n, self.in_dim, self.classes);
+        crate::linear::param_grads(be, feats, &self.grad, dims, &mut self.dw, &mut self.db)?;
         Ok(loss)
     }
 
@@ -108,14 +103,7 @@ impl Readout {
     /// in_dim), for a network that trains its layers through this head.
     pub fn input_grad(&self, be: &CpuBackend, dfeats: &mut Vec<f32>) -> Result<()> {
         let n = self.labels.len();
-        dfeats.resize(n * self.in_dim, 0.0);
-        be.gemm(
-            MatRef::new(&self.grad, n, self.classes)?,
-            MatRef::new(&self.w, self.in_dim, self.classes)?.t(),
-            MatMut::new(dfeats, n, self.in_dim)?,
-            Epilogue::None,
-        )?;
-        Ok(())
+        crate::linear::input_grad(be, &self.grad, &self.w, (n, self.in_dim, self.classes), dfeats)
     }
 
     /// Logits of the last forward (`n` × classes).
