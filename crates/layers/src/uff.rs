@@ -177,6 +177,7 @@ pub struct AeCell {
     pub corrupt: Option<(f32, f32)>,
     xn: Vec<f32>,
     xc: Vec<f32>,
+    noise: Vec<f32>,
     dr: Vec<f32>,
     dz: Vec<f32>,
 }
@@ -189,6 +190,7 @@ impl AeCell {
             corrupt,
             xn: Vec::new(),
             xc: Vec::new(),
+            noise: Vec::new(),
             dr: Vec::new(),
             dz: Vec::new(),
         }
@@ -200,9 +202,9 @@ impl AeCell {
         self.xc.extend_from_slice(&self.xn);
         if let Some((p, sd)) = self.corrupt {
             let r = pos.rng();
-            let mut noise = vec![0.0f32; self.xc.len()];
-            gaussians(pos, d, 0, &mut noise);
-            for (k, (v, &g)) in self.xc.iter_mut().zip(&noise).enumerate() {
+            self.noise.resize(self.xc.len(), 0.0);
+            gaussians(pos, d, 0, &mut self.noise);
+            for (k, (v, &g)) in self.xc.iter_mut().zip(&self.noise).enumerate() {
                 let (i, j) = ((k / d) as u64, (k % d) as u64);
                 let u = (r.block(4 * ((pos.first + i) * d as u64 + j) + 2)[0] >> 8) as f32 * (1.0 / 16_777_216.0);
                 *v = if u >= p { *v } else { 0.0 } + sd * g;
@@ -736,7 +738,9 @@ impl UffNet {
         check_labelled(images.len(), self.image_dim(), labels, self.classes)?;
         let n = labels.len();
         let nc = self.cells.len();
-        let upto = if layers.contains(&nc) { nc } else { layers.end.min(nc) };
+        // Latents needed: every cell's for the classifier, else only those
+        // feeding a learning cell (the last learning cell's is not).
+        let upto = if layers.contains(&nc) { nc } else { layers.end.min(nc).saturating_sub(1) };
         self.encode_upto(be, images, n, upto)?;
         let mut stats = BatchStats { layers: vec![None; nc + 1], readout_loss: None };
         // Inputs of the learning cells, taken before any of them steps.
