@@ -1,21 +1,67 @@
-// Local gradient through ReLU and the bias gradient (mirrors
-// crates/kernels/src/cpu/linear.rs).
+// The FF layer's backward (mirrors crates/kernels/src/cpu/linear.rs and
+// CpuBackend::linear_backward_update): the local gradient through ReLU,
+// the bias gradient, and the fused passes that never write dz or dW out.
+//
+// Spec: dz[i,j] = h[i,j] * (dldg[i] + dldg[i]); dW = xnᵀ·dz (GEMM order);
+// db[j] = sum over rows of dz[i,j], sequential from +0.0; then the optimiser
+// on every element.
 
-// dz[i,j] = h[i,j] * (dldg[i] + dldg[i])
+FFWD_DEV float ffwd_local_grad(float h, float g) { return __fmul_rn(h, __fadd_rn(g, g)); }
+
 extern "C" __global__ void ffwd_local_grad_f32(const float* __restrict__ h, const float* __restrict__ dldg, int rows, int d,
                                                float* __restrict__ dz) {
     long t = (long)blockIdx.x * blockDim.x + threadIdx.x;
     if (t >= (long)rows * d) return;
-    int i = (int)(t / d);
-    float c = __fadd_rn(dldg[i], dldg[i]);
-    dz[t] = __fmul_rn(h[t], c);
+    dz[t] = ffwd_local_grad(h[t], dldg[t / d]);
 }
 
-// db[j] = sum over rows i = 0..m-1 of dz[i,j], sequential from +0.0.
 extern "C" __global__ void ffwd_bias_grad_f32(const float* __restrict__ dz, int m, int n, float* __restrict__ db) {
     int j = blockIdx.x * blockDim.x + threadIdx.x;
     if (j >= n) return;
     float acc = 0.0f;
     for (int i = 0; i < m; ++i) acc = __fadd_rn(acc, dz[(long)i * n + j]);
     db[j] = acc;
+}
+
+// dz computed while the GEMM loads its B operand: element (k, c) of dz.
+struct ffwd_local_grad_src {
+    const float* __restrict__ h;
+    const float* __restrict__ dldg;
+    long ld;
+    FFWD_DEV float at(int k, int c) const { return ffwd_local_grad(h[(long)k * ld + c], dldg[k]); }
+};
+
+// W (din × dout, row-major) and its state a, b take one optimiser step with
+// dW = xnᵀ·dz, each element the moment its fma chain ends.
+extern "C" __global__ void __launch_bounds__(256)
+ffwd_linear_backward_update_f32(const float* __restrict__ xn, const float* __restrict__ h, const float* __restrict__ dldg,
+                                int rows, int din, int dout, float* __restrict__ w, float* __restrict__ a,
+                                float* __restrict__ b, ffwd_optim s) {
+    const int row0 = blockIdx.y * FFWD_BM, col0 = blockIdx.x * FFWD_BN;
+    float acc[4][4];
+    for (int i = 0; i < 4; ++i)
+        for (int j = 0; j < 4; ++j) acc[i][j] = 0.0f;
+    // A = xnᵀ: element (r, k) = xn[k, r].
+    ffwd_gemm_tile(ffwd_strided{xn, 1, din}, ffwd_local_grad_src{h, dldg, dout}, din, dout, rows, row0, col0, acc);
+    for (int i = 0; i < 4; ++i) {
+        int r = ffwd_tile_row(row0, i);
+        if (r >= din) continue;
+        for (int j = 0; j < 4; ++j) {
+            int c = ffwd_tile_col(col0, j);
+            if (c >= dout) continue;
+            long e = (long)r * dout + c;
+            ffwd_optim_one(s, w + e, acc[i][j], a + e, b + e);
+        }
+    }
+}
+
+// The bias: db[j] summed from dz on the fly, then its optimiser step.
+extern "C" __global__ void ffwd_bias_backward_update_f32(const float* __restrict__ h, const float* __restrict__ dldg,
+                                                         int rows, int dout, float* __restrict__ bias,
+                                                         float* __restrict__ a, float* __restrict__ b, ffwd_optim s) {
+    int j = blockIdx.x * blockDim.x + threadIdx.x;
+    if (j >= dout) return;
+    float acc = 0.0f;
+    for (int i = 0; i < rows; ++i) acc = __fadd_rn(acc, ffwd_local_grad(h[(long)i * dout + j], dldg[i]));
+    ffwd_optim_one(s, bias + j, acc, a + j, b + j);
 }

@@ -9,6 +9,17 @@ ratio, and peak resident memory (of the whole process, from wait4), and
 writes the results as JSON (and a Markdown table) under benches/results/.
 
     python3 benches/peers/compare.py --data ../shared/datasets
+
+On a GPU machine (no Rust or network needed there): build on the build
+machine (`cargo build --release`, `cargo bench --bench gpu --no-run`), copy
+the binaries over, and run
+
+    python3 benches/peers/compare.py --device cuda --binary ./ffwd \
+        --gpu-bench ./gpu-bench --python python3 --data datasets
+
+which times the FF epochs on the GPU (PyTorch on CUDA, TF32 off) and, with
+`--gpu-bench`, our SGEMM against cuBLAS at the FF shapes, alternating, and
+writes peers-gpu-<date>.{json,md}.
 """
 import argparse, json, os, platform, statistics, subprocess, sys, tempfile, time
 from pathlib import Path
@@ -45,24 +56,44 @@ def run_measured(cmd, env=None):
     return out, ru.ru_maxrss / 1024.0
 
 
-def ffwd_epoch(binary, data, sizes, batch, samples, epochs, threads):
+def ffwd_epoch(binary, data, sizes, batch, samples, epochs, threads, device="cpu"):
     with tempfile.TemporaryDirectory() as d:
         cmd = [str(binary), "train", "--dataset", "mnist", "--data-dir", str(data), "--train-size", str(samples),
                "--sizes", sizes, "--batch", str(batch), "--epochs", str(epochs), "--threads", str(threads),
-               "--lr", "1e-3", "--eval-every", "0", "--quiet", "--out", d]
+               "--lr", "1e-3", "--eval-every", "0", "--quiet", "--out", d, "--device", device]
         _, rss = run_measured(cmd)
         lines = [json.loads(l) for l in open(Path(d) / "metrics.jsonl")]
     times = sorted(l["train_seconds"] for l in lines)
     return times[len(times) // 2], rss
 
 
-def torch_epoch(py, data, sizes, batch, samples, epochs, threads):
+def torch_epoch(py, data, sizes, batch, samples, epochs, threads, device="cpu"):
     cmd = [str(py), str(ROOT / "benches/peers/ff_torch.py"), "--data", str(data), "--sizes", sizes,
-           "--batch", str(batch), "--samples", str(samples), "--epochs", str(epochs), "--threads", str(threads)]
+           "--batch", str(batch), "--samples", str(samples), "--epochs", str(epochs), "--threads", str(threads),
+           "--device", device]
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     out, rss = run_measured(cmd, env)
     r = json.loads(out.strip().splitlines()[-1])
     return r["epoch_seconds"], rss, r["torch"]
+
+
+def gemm_table(py, gpu_bench, repeats):
+    """Our SGEMM (benches/gpu.rs) and cuBLAS (gemm_torch.py), alternating."""
+    ours, theirs = {}, {}
+    for r in range(repeats):
+        runs = [("ffwd", [str(gpu_bench), "--json"]), ("cublas", [str(py), str(ROOT / "benches/peers/gemm_torch.py")])]
+        for name, cmd in (runs if r % 2 == 0 else runs[::-1]):
+            out, _ = run_measured(cmd)
+            for line in out.splitlines():
+                if line.startswith("{"):
+                    j = json.loads(line)
+                    if j.get("case") == "gemm":
+                        (ours if name == "ffwd" else theirs).setdefault(j["name"], []).append(j["tflops"])
+    rows = []
+    for name, v in ours.items():
+        o, t = statistics.median(v), statistics.median(theirs.get(name, [float("nan")]))
+        rows.append({"case": name, "ffwd_tflops": o, "cublas_tflops": t, "ratio": o / t, "ffwd_pct_peak": 100 * o / 66.9})
+    return rows
 
 
 def main():
@@ -74,10 +105,17 @@ def main():
     ap.add_argument("--workloads", default="2000x4:100:5000,2000x4:1000:10000,500x2:100:20000",
                     help="WIDTHxLAYERS:BATCH:SAMPLES,...")
     ap.add_argument("--out", default=str(ROOT / "benches/results"))
+    ap.add_argument("--device", default="cpu", help="cpu or cuda (both sides)")
+    ap.add_argument("--binary", help="a prebuilt ffwd binary (else cargo build --release)")
+    ap.add_argument("--python", help="a Python with torch (else the local venv, installed from PyPI)")
+    ap.add_argument("--gpu-bench", help="the prebuilt benches/gpu.rs binary: also compare SGEMM with cuBLAS")
     a = ap.parse_args()
-    py = ensure_venv()
-    sh(["cargo", "build", "--release", "--quiet"], cwd=ROOT)
-    binary = ROOT / "target/release/ffwd"
+    py = a.python or ensure_venv()
+    if a.binary:
+        binary = Path(a.binary).resolve()
+    else:
+        sh(["cargo", "build", "--release", "--quiet"], cwd=ROOT)
+        binary = ROOT / "target/release/ffwd"
     rows = []
     torch_version = None
     for w in a.workloads.split(","):
@@ -90,10 +128,10 @@ def main():
             order = [("ffwd", 0), ("torch", 1)] if r % 2 == 0 else [("torch", 1), ("ffwd", 0)]
             for name, _ in order:
                 if name == "ffwd":
-                    s, m = ffwd_epoch(binary, a.data, sizes, batch, samples, a.epochs, a.threads)
+                    s, m = ffwd_epoch(binary, a.data, sizes, batch, samples, a.epochs, a.threads, a.device)
                     f_t.append(s); f_m.append(m)
                 else:
-                    s, m, torch_version = torch_epoch(py, a.data, sizes, batch, samples, a.epochs, a.threads)
+                    s, m, torch_version = torch_epoch(py, a.data, sizes, batch, samples, a.epochs, a.threads, a.device)
                     t_t.append(s); t_m.append(m)
                 print(f"  {name:5s} {shape} batch {batch}: epoch of {samples} in {s:.2f}s, peak {m:.0f} MiB", file=sys.stderr)
         fl = 8 * sum(i * o for i, o in zip([784] + [int(width)] * (int(layers) - 1), [int(width)] * int(layers)))
@@ -113,14 +151,21 @@ def main():
     meta = {"date": time.strftime("%Y-%m-%d"), "machine": platform.processor() or platform.machine(),
             "cpus": os.cpu_count(), "torch": torch_version, "repeats": a.repeats, "epochs_per_run": a.epochs}
     Path(a.out).mkdir(parents=True, exist_ok=True)
-    stem = Path(a.out) / f"peers-cpu-{meta['date']}"
-    json.dump({"meta": meta, "rows": rows}, open(f"{stem}.json", "w"), indent=1)
+    meta["device"] = a.device
+    stem = Path(a.out) / f"peers-{'gpu' if a.device == 'cuda' else 'cpu'}-{meta['date']}"
+    gemm = gemm_table(py, a.gpu_bench, a.repeats) if a.gpu_bench else []
+    json.dump({"meta": meta, "rows": rows, "gemm": gemm}, open(f"{stem}.json", "w"), indent=1)
     lines = ["| workload | batch | ffwd epoch (s) | PyTorch epoch (s) | speed-up | ffwd samples/s | PyTorch samples/s | ffwd GFLOP/s | ffwd peak MiB | PyTorch peak MiB |",
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in rows:
         lines.append(f"| {r['workload']} ({r['samples']} images) | {r['batch']} | {r['ffwd_epoch_s']:.2f} [{r['ffwd_spread_s'][0]:.2f}–{r['ffwd_spread_s'][1]:.2f}] "
                      f"| {r['torch_epoch_s']:.2f} [{r['torch_spread_s'][0]:.2f}–{r['torch_spread_s'][1]:.2f}] | {r['speedup']:.2f}× "
                      f"| {r['ffwd_samples_per_s']:.0f} | {r['torch_samples_per_s']:.0f} | {r['ffwd_gflops']:.1f} | {r['ffwd_peak_mib']:.0f} | {r['torch_peak_mib']:.0f} |")
+    if gemm:
+        lines += ["", "| SGEMM case | ffwd TFLOP/s | cuBLAS TFLOP/s (TF32 off) | ffwd / cuBLAS | ffwd % of 66.9 TFLOP/s |",
+                  "| --- | --- | --- | --- | --- |"]
+        for g in gemm:
+            lines.append(f"| {g['case']} | {g['ffwd_tflops']:.2f} | {g['cublas_tflops']:.2f} | {g['ratio']:.2f} | {g['ffwd_pct_peak']:.1f}% |")
     table = "\n".join(lines)
     open(f"{stem}.md", "w").write(f"{a.threads} threads, torch {torch_version}, medians of {a.repeats} alternating runs "
                                    f"(each the median of {a.epochs} epochs); [min–max] spread.\n\n{table}\n")

@@ -9,7 +9,8 @@ softplus(theta - G+) + softplus(G- - theta) averaged over pairs, one Adam
 (lr 1e-3) per layer, layer inputs detached (layer-local learning).
 
 Prints one JSON line: epoch seconds (median of the timed epochs), samples/s,
-peak resident memory.
+peak resident memory, and with --device cuda the peak device memory
+(torch.cuda.max_memory_allocated); TF32 is off, so every matmul is FP32.
 """
 import argparse, gzip, json, resource, struct, time
 import numpy as np
@@ -36,23 +37,28 @@ def main():
     ap.add_argument("--epochs", type=int, default=2, help="timed epochs (after one warm-up batch)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--device", default="cpu", help="cpu or cuda")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
-    x_all = torch.from_numpy(read_idx(f"{a.data}/mnist/train-images-idx3-ubyte.gz")[: a.samples].astype(np.float32) / 255.0)
-    y_all = torch.from_numpy(read_idx(f"{a.data}/mnist/train-labels-idx1-ubyte.gz")[: a.samples].astype(np.int64))
+    dev = torch.device(a.device)
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+    x_all = torch.from_numpy(read_idx(f"{a.data}/mnist/train-images-idx3-ubyte.gz")[: a.samples].astype(np.float32) / 255.0).to(dev)
+    y_all = torch.from_numpy(read_idx(f"{a.data}/mnist/train-labels-idx1-ubyte.gz")[: a.samples].astype(np.int64)).to(dev)
     sizes = [784] + [int(s) for s in a.sizes.split(",")]
-    layers = [torch.nn.Linear(i, o) for i, o in zip(sizes[:-1], sizes[1:])]
+    layers = [torch.nn.Linear(i, o).to(dev) for i, o in zip(sizes[:-1], sizes[1:])]
     opts = [torch.optim.Adam(l.parameters(), lr=1e-3) for l in layers]
 
     def embed(x, y):
         x = x.clone()
         x[:, :10] = 0.0
-        x[torch.arange(x.shape[0]), y] = 1.0
+        x[torch.arange(x.shape[0], device=dev), y] = 1.0
         return x
 
     def step(xb, yb):
-        neg = (yb + torch.randint(1, 10, yb.shape)) % 10
+        neg = (yb + torch.randint(1, 10, yb.shape, device=dev)) % 10
         h = torch.cat([embed(xb, yb), embed(xb, neg)])
         n = xb.shape[0]
         for layer, opt in zip(layers, opts):
@@ -68,13 +74,15 @@ def main():
             h = z
 
     step(x_all[: a.batch], y_all[: a.batch])  # warm-up
+    sync()
     times = []
     for _ in range(a.epochs):
-        perm = torch.randperm(a.samples)
+        perm = torch.randperm(a.samples, device=dev)
         t = time.perf_counter()
         for s in range(0, a.samples, a.batch):
             idx = perm[s : s + a.batch]
             step(x_all[idx], y_all[idx])
+        sync()
         times.append(time.perf_counter() - t)
     times.sort()
     med = times[len(times) // 2]
@@ -83,6 +91,8 @@ def main():
         "batch": a.batch, "samples": a.samples, "epoch_seconds": med, "epoch_seconds_all": times,
         "samples_per_s": a.samples / med,
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
+        "device": a.device,
+        "peak_device_mib": torch.cuda.max_memory_allocated() / 2**20 if dev.type == "cuda" else None,
     }))
 
 

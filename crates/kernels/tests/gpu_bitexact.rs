@@ -325,3 +325,54 @@ fn cuda_cosine_and_softmax_bce_match_spec_bitwise() {
         assert_bits_eq(&format!("softmax_bce value {m}×{c}"), &[cl], &[l]);
     }
 }
+
+#[test]
+fn cuda_fused_linear_forward_and_backward_update_match_spec_bitwise() {
+    use ffwd_kernels::cuda::LinearDims;
+    let Some(dev) = device() else { return };
+    let be = CpuBackend::scalar();
+    let adam = AdamStep { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.0, decoupled: false, t: 3 };
+    let adamw = AdamStep { weight_decay: 0.01, decoupled: true, t: 1, ..adam };
+    let sgd = SgdStep { lr: 1e-2, momentum: 0.9, weight_decay: 1e-4, nesterov: true };
+    for (i, &(rows, din, dout)) in SHAPES.iter().enumerate() {
+        let d = LinearDims { rows, din, dout };
+        let s = 100 + 10 * i as u64;
+        let (xn, w, bias) = (values(rows * din, s), values(din * dout, s + 1), values(dout, s + 2));
+        // forward: h = relu(xn·W + b) and G
+        let (mut h, mut g) = (vec![0.0; rows * dout], vec![0.0; rows]);
+        let (xm, wm) = (MatRef::new(&xn, rows, din).unwrap(), MatRef::new(&w, din, dout).unwrap());
+        be.linear_forward(xm, wm, &bias, MatMut::new(&mut h, rows, dout).unwrap(), &mut g).unwrap();
+        let (hg, gg) = dev.linear_forward(&xn, &w, &bias, d).unwrap();
+        assert_bits_eq(&format!("linear_forward h {rows}×{din}→{dout}"), &hg, &h);
+        assert_bits_eq(&format!("linear_forward G {rows}×{din}→{dout}"), &gg, &g);
+        // backward + update, against the unfused spec: dz, dW = xnᵀ·dz, db, optimiser
+        let dldg = values(rows, s + 3);
+        let mut dz = vec![0.0; rows * dout];
+        be.local_grad(&h, dout, &dldg, &mut dz).unwrap();
+        let mut dw = vec![0.0; din * dout];
+        let dzm = MatRef::new(&dz, rows, dout).unwrap();
+        be.gemm(xm.t(), dzm, MatMut::new(&mut dw, din, dout).unwrap(), Epilogue::None).unwrap();
+        let mut db = vec![0.0; dout];
+        be.bias_grad(&dz, rows, dout, &mut db).unwrap();
+        let abs = |v: Vec<f32>| v.into_iter().map(f32::abs).collect::<Vec<f32>>();
+        let (wa, wb) = (values(din * dout, s + 4), abs(values(din * dout, s + 5)));
+        let (ba, bb) = (values(dout, s + 6), abs(values(dout, s + 7)));
+        for step in [OptimStep::Adam(adam), OptimStep::Adam(adamw), OptimStep::Sgd(sgd)] {
+            let mut spec_w = [w.clone(), wa.clone(), wb.clone()];
+            let mut spec_b = [bias.clone(), ba.clone(), bb.clone()];
+            for (st, gr) in [(&mut spec_w, &dw), (&mut spec_b, &db)] {
+                let [p, a, v] = st;
+                match step {
+                    OptimStep::Adam(s) => be.adam(&s, p, gr, a, v).unwrap(),
+                    OptimStep::Sgd(s) => be.sgd(&s, p, gr, a).unwrap(),
+                }
+            }
+            let got = dev.linear_backward_update(&step, &xn, &h, &dldg, d, [&w, &wa, &wb], [&bias, &ba, &bb]).unwrap();
+            let what = format!("linear_backward_update {rows}×{din}→{dout} {step:?}");
+            for k in 0..3 {
+                assert_bits_eq(&format!("{what} W[{k}]"), &got.w[k], &spec_w[k]);
+                assert_bits_eq(&format!("{what} b[{k}]"), &got.b[k], &spec_b[k]);
+            }
+        }
+    }
+}

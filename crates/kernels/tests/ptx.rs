@@ -3,7 +3,7 @@
 //! libnvrtc (CI installs the `nvidia-cuda-nvrtc` wheel), not a GPU; without
 //! it the test prints SKIP, and with `FFWD_REQUIRE_NVRTC=1` it fails.
 
-use ffwd_kernels::cuda::{compile_ptx, lint_ptx, nvrtc_available, MODULES};
+use ffwd_kernels::cuda::{compile_ptx, lint_ptx, nvrtc_available, Module, MODULES};
 
 #[test]
 fn every_kernel_module_compiles_to_ptx_that_passes_the_lint() {
@@ -27,17 +27,23 @@ fn every_kernel_module_compiles_to_ptx_that_passes_the_lint() {
 }
 
 #[test]
-fn a_module_without_fma_calls_compiles_to_ptx_without_fma() {
-    // linear.cu only adds and multiplies: with --fmad=false nothing may fuse.
+fn a_source_without_fma_calls_compiles_to_ptx_without_fma() {
+    // With --fmad=false, `a * b + c` must stay a rounded multiply and a
+    // rounded add; only an explicit __fmaf_rn may fuse.
     if !nvrtc_available() {
         eprintln!("SKIP (no libnvrtc)");
         return;
     }
-    let m = MODULES.iter().find(|m| m.name == "linear").unwrap();
-    let ptx = compile_ptx(m, "compute_90").unwrap();
-    assert!(!m.fmas);
-    assert!(lint_ptx(&ptx, false).is_empty());
-    assert!(ptx.contains("mul.rn.f32") && ptx.contains("add.rn.f32"));
+    let probe = Module {
+        name: "lint_probe_mul_add",
+        source: "extern \"C\" __global__ void probe(float* x) { x[0] = x[1] * x[2] + x[3]; }",
+        headers: &[],
+        entries: &["probe"],
+        fmas: false,
+    };
+    let ptx = compile_ptx(&probe, "compute_90").unwrap();
+    assert!(lint_ptx(&ptx, false).is_empty(), "{ptx}");
+    assert!(ptx.contains("mul.rn.f32") && ptx.contains("add.rn.f32"), "{ptx}");
     // and the lint would see one: gemm.cu's fma chain is there
     let g = MODULES.iter().find(|m| m.name == "gemm").unwrap();
     let gptx = compile_ptx(g, "compute_90").unwrap();

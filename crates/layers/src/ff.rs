@@ -280,7 +280,7 @@ pub struct FfNet {
     pub classes: usize,
     pub layers: Vec<FfLayer>,
     pub readout: Option<Readout>,
-    input: Vec<f32>,
+    pub(crate) input: Vec<f32>,
     feats: Vec<f32>,
     tmp: Vec<f32>,
     /// Backprop of the goodness losses: dL/dh of the current layer and
@@ -341,7 +341,7 @@ impl FfNet {
         Self::input_dim_for(&self.config, self.image_dim, self.classes)
     }
 
-    fn loss(&self, layer: usize) -> (FfLoss, GoodnessForm) {
+    pub(crate) fn loss(&self, layer: usize) -> (FfLoss, GoodnessForm) {
         let c = &self.config;
         let form = match c.goodness {
             GoodnessKind::Sum => GoodnessForm::Sum,
@@ -421,7 +421,7 @@ impl FfNet {
 
     /// Write `[x; x]` with labels `[y⁺; y⁻]` into the input rows; returns
     /// the row count 2n.
-    fn embed_batch(&mut self, images: &[f32], labels: &[u8], neg_labels: &[u8]) -> Result<usize> {
+    pub(crate) fn embed_batch(&mut self, images: &[f32], labels: &[u8], neg_labels: &[u8]) -> Result<usize> {
         let n = labels.len();
         let (di, d0) = (self.image_dim, self.input_dim());
         check_batch(images.len(), di, labels, neg_labels, self.classes)?;
@@ -546,12 +546,51 @@ impl FfNet {
         Ok(())
     }
 
-    /// Goodness in the configured form (G or G/D) of layer `l`'s row `r`.
-    fn gm(&self, l: usize, r: usize) -> f32 {
-        let g = self.layers[l].goodness()[r];
+    /// Goodness `g` of layer `l` in the configured form (G or G/D).
+    fn in_form(&self, l: usize, g: f32) -> f32 {
         match self.config.goodness {
             GoodnessKind::Sum => g,
             GoodnessKind::Mean => g / self.layers[l].out_dim as f32,
+        }
+    }
+
+    /// Input rows `i·classes + y` for images `start..start + m`: image
+    /// `start + i` with label `y`, every label in turn (method A).
+    pub(crate) fn embed_candidates(&mut self, images: &[f32], start: usize, m: usize) {
+        let (di, d0, c) = (self.image_dim, self.input_dim(), self.classes);
+        let mut input = std::mem::take(&mut self.input);
+        input.resize(m * c * d0, 0.0);
+        for i in 0..m {
+            let img = &images[(start + i) * di..(start + i + 1) * di];
+            for y in 0..c {
+                let r = i * c + y;
+                self.embed(img, Some(y as u8), &mut input[r * d0..(r + 1) * d0]);
+            }
+        }
+        self.input = input;
+    }
+
+    /// Predictions of `m` images from the goodness `good(l, row)` of the
+    /// rows [`FfNet::embed_candidates`] wrote: per layer, and the total of
+    /// layers `skip_layers..` in order from +0.0; the first maximum wins.
+    pub(crate) fn score_candidates(&self, m: usize, good: impl Fn(usize, usize) -> f32, p: &mut Predictions) {
+        let (c, nl, skip) = (self.classes, self.layers.len(), self.config.skip_layers);
+        let mut scores = vec![0.0f32; c];
+        for i in 0..m {
+            for (l, out) in p.per_layer.iter_mut().enumerate() {
+                for (y, s) in scores.iter_mut().enumerate() {
+                    *s = self.in_form(l, good(l, i * c + y));
+                }
+                out.push(argmax(&scores) as u8);
+            }
+            for (y, s) in scores.iter_mut().enumerate() {
+                let mut t = 0.0f32;
+                for l in skip..nl {
+                    t = t + self.in_form(l, good(l, i * c + y));
+                }
+                *s = t;
+            }
+            p.goodness.push(argmax(&scores) as u8);
         }
     }
 
@@ -561,42 +600,17 @@ impl FfNet {
     /// goodness in the configured form; the total adds layers
     /// `skip_layers..` in order from +0.0; the first maximum wins.
     pub fn predict(&mut self, be: &CpuBackend, images: &[f32], n: usize, chunk: usize) -> Result<Predictions> {
-        let (di, d0, c) = (self.image_dim, self.input_dim(), self.classes);
+        let (di, c) = (self.image_dim, self.classes);
         let nl = self.layers.len();
-        let skip = self.config.skip_layers;
+        check_images(images.len(), n, di)?;
         let mut p = Predictions { per_layer: vec![Vec::with_capacity(n); nl], ..Default::default() };
         let mut readout_pred = self.readout.as_ref().map(|_| Vec::with_capacity(n));
         let chunk = chunk.max(1);
-        let mut scores = vec![0.0f32; c];
         for start in (0..n).step_by(chunk) {
             let m = chunk.min(n - start);
-            let mut input = std::mem::take(&mut self.input);
-            input.resize(m * c * d0, 0.0);
-            for i in 0..m {
-                let img = &images[(start + i) * di..(start + i + 1) * di];
-                for y in 0..c {
-                    let r = i * c + y;
-                    self.embed(img, Some(y as u8), &mut input[r * d0..(r + 1) * d0]);
-                }
-            }
-            self.input = input;
+            self.embed_candidates(images, start, m);
             self.forward_input(be, m * c, nl)?;
-            for i in 0..m {
-                for (l, out) in p.per_layer.iter_mut().enumerate() {
-                    for (y, s) in scores.iter_mut().enumerate() {
-                        *s = self.gm(l, i * c + y);
-                    }
-                    out.push(argmax(&scores) as u8);
-                }
-                for (y, s) in scores.iter_mut().enumerate() {
-                    let mut t = 0.0f32;
-                    for l in skip..nl {
-                        t = t + self.gm(l, i * c + y);
-                    }
-                    *s = t;
-                }
-                p.goodness.push(argmax(&scores) as u8);
-            }
+            self.score_candidates(m, |l, r| self.layers[l].goodness()[r], &mut p);
             if let Some(rp) = readout_pred.as_mut() {
                 self.embed_neutral(&images[start * di..(start + m) * di], m);
                 self.forward_input(be, m, nl)?;

@@ -19,6 +19,7 @@ pub mod config;
 pub mod conv;
 mod error;
 pub mod ff;
+pub mod ff_cuda;
 pub mod ffcl;
 mod linear;
 pub mod optim;

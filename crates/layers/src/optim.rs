@@ -26,25 +26,7 @@ impl OptState {
     /// (for fused kernels that apply the update themselves).
     pub fn next_step(&mut self) -> (OptimStep, &mut [f32], &mut [f32]) {
         self.t += 1;
-        let c = &self.cfg;
-        let step = match c.kind {
-            OptimKind::Adam | OptimKind::Adamw => OptimStep::Adam(AdamStep {
-                lr: c.lr,
-                beta1: c.beta1,
-                beta2: c.beta2,
-                eps: c.eps,
-                weight_decay: c.weight_decay,
-                decoupled: c.kind == OptimKind::Adamw,
-                t: self.t,
-            }),
-            OptimKind::Sgd => OptimStep::Sgd(SgdStep {
-                lr: c.lr,
-                momentum: c.momentum,
-                weight_decay: c.weight_decay,
-                nesterov: c.nesterov,
-            }),
-        };
-        (step, &mut self.a, &mut self.b)
+        (optim_step(&self.cfg, self.t), &mut self.a, &mut self.b)
     }
 
     /// Apply one update of `w` with gradient `g`.
@@ -55,5 +37,26 @@ impl OptState {
             OptimStep::Sgd(s) => be.sgd(&s, w, g, a)?,
         }
         Ok(())
+    }
+}
+
+/// The hyper-parameters of step `t` (counted from 1) of the optimiser `c`.
+pub fn optim_step(c: &OptimConfig, t: u64) -> OptimStep {
+    match c.kind {
+        OptimKind::Adam | OptimKind::Adamw => OptimStep::Adam(AdamStep {
+            lr: c.lr,
+            beta1: c.beta1,
+            beta2: c.beta2,
+            eps: c.eps,
+            weight_decay: c.weight_decay,
+            decoupled: c.kind == OptimKind::Adamw,
+            t,
+        }),
+        OptimKind::Sgd => OptimStep::Sgd(SgdStep {
+            lr: c.lr,
+            momentum: c.momentum,
+            weight_decay: c.weight_decay,
+            nesterov: c.nesterov,
+        }),
     }
 }

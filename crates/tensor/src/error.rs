@@ -13,6 +13,8 @@ pub enum Error {
     MissingTensor { path: PathBuf, name: String },
     #[error("{path}: tensor `{name}` has dtype {dtype}, expected F32")]
     WrongDType { path: PathBuf, name: String, dtype: String },
+    #[error("CUDA: {what}: {detail}")]
+    Cuda { what: String, detail: String },
 }
 
 pub type Result<T> = std::result::Result<T, Error>;

@@ -8,13 +8,16 @@
 //! keyed by `(seed, stream)`, checked against the Random123 known-answer
 //! vectors), and safetensors I/O with crash-safe writes
 //! ([`io::save_safetensors`] writes a temporary file and renames it).
+//! [`DeviceTensor`] is the same storage in CUDA device memory.
 //! Nothing here computes: arithmetic lives in `ffwd-kernels`.
 
+pub mod device;
 mod error;
 pub mod io;
 pub mod philox;
 mod tensor;
 
+pub use device::DeviceTensor;
 pub use error::{Error, Result};
 pub use philox::{stream, Philox};
 pub use tensor::{DType, HalfTensor, Tensor};

@@ -4,9 +4,9 @@
 //! format version, the full run configuration and the input geometry.
 //! A single metadata key keeps the bytes deterministic: the same training
 //! gives a byte-identical file. The stored configuration leaves out what
-//! describes the machine rather than the model (thread count, data folder,
-//! output folder), so a run at 1 or 2 threads, or in another folder, writes
-//! the same bytes. Writes are atomic (temp file + rename).
+//! describes the machine rather than the model (thread count, device, data
+//! folder, output folder), so a run at 1 or 2 threads, on the CPU or a GPU,
+//! or in another folder, writes the same bytes. Writes are atomic (temp file + rename).
 
 use crate::config::RunConfig;
 use crate::model::Model;
@@ -32,6 +32,7 @@ pub struct Meta {
 pub fn save(path: &Path, net: &Model, shape: (usize, usize, usize), cfg: &RunConfig, epoch: usize) -> Result<()> {
     let mut config = cfg.clone();
     config.train.threads = 0;
+    config.train.device = crate::config::Device::Cpu;
     config.data.dir = None;
     config.output = Default::default();
     let meta =

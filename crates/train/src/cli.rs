@@ -102,6 +102,9 @@ pub struct TrainArgs {
     /// Worker threads (0 = one per core).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// cpu | cuda | cuda:N (CUDA: the FF MLP with local training).
+    #[arg(long)]
+    pub device: Option<crate::config::Device>,
     /// Evaluate every N epochs (0 = never; for timing runs).
     #[arg(long)]
     pub eval_every: Option<usize>,
@@ -286,6 +289,9 @@ impl TrainArgs {
         }
         if let Some(v) = self.threads {
             c.train.threads = v;
+        }
+        if let Some(v) = self.device {
+            c.train.device = v;
         }
         if let Some(v) = self.eval_every {
             c.train.eval_every = v;

@@ -56,6 +56,55 @@ pub enum Schedule {
     LayerByLayer,
 }
 
+/// Where a run computes: `"cpu"` (the AVX2 backend where the CPU has it,
+/// else the scalar one) or `"cuda"` / `"cuda:0"` (the CUDA backend on
+/// device 0). Both give the same bits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum Device {
+    #[default]
+    Cpu,
+    /// A CUDA device by index.
+    Cuda(usize),
+}
+
+impl std::str::FromStr for Device {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "cpu" => Ok(Device::Cpu),
+            "cuda" => Ok(Device::Cuda(0)),
+            _ => s
+                .strip_prefix("cuda:")
+                .and_then(|i| i.parse().ok())
+                .map(Device::Cuda)
+                .ok_or_else(|| format!("device \"{s}\": expected \"cpu\", \"cuda\" or \"cuda:N\"")),
+        }
+    }
+}
+
+impl TryFrom<String> for Device {
+    type Error = String;
+    fn try_from(s: String) -> std::result::Result<Self, String> {
+        s.parse()
+    }
+}
+
+impl From<Device> for String {
+    fn from(d: Device) -> String {
+        d.to_string()
+    }
+}
+
+impl std::fmt::Display for Device {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Device::Cpu => write!(f, "cpu"),
+            Device::Cuda(i) => write!(f, "cuda:{i}"),
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TrainConfig {
@@ -65,6 +114,8 @@ pub struct TrainConfig {
     pub seed: u64,
     /// Worker threads (0 = one per core).
     pub threads: usize,
+    /// `"cpu"` or `"cuda"` (the FF MLP with local training).
+    pub device: Device,
     pub schedule: Schedule,
     /// Images per chunk during evaluation.
     pub eval_chunk: usize,
@@ -80,6 +131,7 @@ impl Default for TrainConfig {
             batch: 50,
             seed: 0,
             threads: 0,
+            device: Device::Cpu,
             schedule: Schedule::Simultaneous,
             eval_chunk: 500,
             eval_every: 1,

@@ -50,6 +50,19 @@ impl Model {
         })
     }
 
+    /// What kind of network this is, in words.
+    pub fn kind_name(&self) -> &'static str {
+        match self {
+            Model::Mlp(n) if n.config.training == MlpTraining::Local => "FF MLP",
+            Model::Mlp(_) => "MLP trained by backprop of the goodness losses",
+            Model::MlpBp(_) => "backprop MLP",
+            Model::Conv(_) => "convolutional FF net",
+            Model::ConvBp(_) => "backprop conv net",
+            Model::Ffcl(_) => "FF contrastive twins",
+            Model::Uff(_) => "unsupervised FF stack",
+        }
+    }
+
     /// The MLP, if this is one.
     pub fn mlp(&self) -> Option<&FfNet> {
         match self {

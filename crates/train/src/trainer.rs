@@ -5,7 +5,7 @@
 //! thread count.
 
 use crate::checkpoint;
-use crate::config::{RunConfig, Schedule};
+use crate::config::{Device, RunConfig, Schedule};
 use crate::model::{Model, Prep};
 use crate::{Error, Result};
 use ffwd_datasets::pretext::Pretext;
@@ -13,6 +13,7 @@ use ffwd_datasets::{Dataset, Name};
 use ffwd_kernels::CpuBackend;
 use ffwd_layers::config::MlpTraining;
 use ffwd_layers::ff::{negative_labels, FfNet, Predictions};
+use ffwd_layers::ff_cuda::CudaFfNet;
 use ffwd_layers::probe::{linear_probe, ProbeReport};
 use ffwd_layers::uff::SamplePos;
 use ffwd_tensor::{stream, Philox};
@@ -79,6 +80,10 @@ pub struct Trainer {
     pool: rayon::ThreadPool,
     /// Draw an indicatif progress bar (stderr) during epochs.
     pub progress: bool,
+    /// The device-resident network under `train.device = "cuda"`; `net`
+    /// then holds the description, and its parameters are brought up to
+    /// date from the device before checkpoints and at the end of `run`.
+    cuda: Option<CudaFfNet>,
 }
 
 fn accuracy(pred: &[u8], labels: &[u8]) -> f32 {
@@ -112,13 +117,57 @@ pub fn evaluate(
     chunk: usize,
     ds: &Dataset,
 ) -> Result<EvalReport> {
-    let p = predict(net, prep, pool, be, chunk, ds)?;
-    Ok(EvalReport {
-        acc: accuracy(&p.overall, &ds.labels),
-        goodness_acc: (!p.goodness.is_empty()).then(|| accuracy(&p.goodness, &ds.labels)),
-        readout_acc: p.readout.as_ref().map(|r| accuracy(r, &ds.labels)),
-        per_layer: p.per_layer.iter().map(|l| accuracy(l, &ds.labels)).collect(),
-    })
+    Ok(report(&predict(net, prep, pool, be, chunk, ds)?, &ds.labels))
+}
+
+/// The accuracies of predictions `p` against `labels`.
+fn report(p: &Predictions, labels: &[u8]) -> EvalReport {
+    EvalReport {
+        acc: accuracy(&p.overall, labels),
+        goodness_acc: (!p.goodness.is_empty()).then(|| accuracy(&p.goodness, labels)),
+        readout_acc: p.readout.as_ref().map(|r| accuracy(r, labels)),
+        per_layer: p.per_layer.iter().map(|l| accuracy(l, labels)).collect(),
+    }
+}
+
+/// Predictions of the device-resident network when there is one, else of
+/// `net` on the CPU backend `be`.
+fn predict_on(
+    cuda: &mut Option<CudaFfNet>,
+    net: &mut Model,
+    prep: &Prep,
+    pool: &rayon::ThreadPool,
+    be: CpuBackend,
+    chunk: usize,
+    ds: &Dataset,
+) -> Result<Predictions> {
+    match (cuda, net) {
+        (Some(c), Model::Mlp(m)) => {
+            let mut images = Vec::new();
+            prep.eval_images(ds, &mut images);
+            Ok(c.predict(m, &images, ds.len(), chunk)?)
+        }
+        (_, net) => predict(net, prep, pool, be, chunk, ds),
+    }
+}
+
+/// The device-resident network for `device`, or `None` for the CPU.
+fn device_net(device: Device, net: &Model) -> Result<Option<CudaFfNet>> {
+    let Device::Cuda(i) = device else { return Ok(None) };
+    let Model::Mlp(m) = net else {
+        return Err(Error::Invalid(format!(
+            "train.device = \"{device}\": the CUDA backend trains the FF MLP; this run's {} runs on the CPU \
+             (device = \"cpu\")",
+            net.kind_name()
+        )));
+    };
+    if i != 0 {
+        return Err(Error::Invalid(format!("train.device = \"{device}\": only CUDA device 0 is supported")));
+    }
+    let dev = ffwd_kernels::cuda::cuda_device_checked()
+        .map_err(|e| Error::Invalid(format!("train.device = \"{device}\": {e}")))?;
+    let c = CudaFfNet::new(dev, m).map_err(|e| Error::Invalid(format!("train.device = \"{device}\": {e}")))?;
+    Ok(Some(c))
 }
 
 impl Trainer {
@@ -180,6 +229,7 @@ impl Trainer {
             let pre = p.eval_set(&test, seed);
             real_test = Some(std::mem::replace(&mut test, pre));
         }
+        let cuda = device_net(cfg.train.device, &net)?;
         Ok(Self {
             cfg,
             net,
@@ -192,6 +242,7 @@ impl Trainer {
             real_test,
             pool,
             progress: false,
+            cuda,
         })
     }
 
@@ -227,11 +278,35 @@ impl Trainer {
 
     /// Predictions for a dataset.
     pub fn predict(&mut self, ds: &Dataset) -> Result<Predictions> {
-        predict(&mut self.net, &self.prep, &self.pool, self.backend, self.cfg.train.eval_chunk, ds)
+        let chunk = self.cfg.train.eval_chunk;
+        predict_on(&mut self.cuda, &mut self.net, &self.prep, &self.pool, self.backend, chunk, ds)
     }
 
     pub fn evaluate(&mut self, ds: &Dataset) -> Result<EvalReport> {
-        evaluate(&mut self.net, &self.prep, &self.pool, self.backend, self.cfg.train.eval_chunk, ds)
+        Ok(report(&self.predict(ds)?, &ds.labels))
+    }
+
+    /// The name of the backend that trains: `cuda` or the CPU backend's.
+    pub fn backend_name(&self) -> &'static str {
+        if self.cuda.is_some() {
+            "cuda"
+        } else {
+            self.backend.name()
+        }
+    }
+
+    /// Bring the host network's parameters up to date from the device.
+    fn sync_host(&mut self) -> Result<()> {
+        if let (Some(c), Model::Mlp(m)) = (&self.cuda, &mut self.net) {
+            c.download_into(m)?;
+        }
+        Ok(())
+    }
+
+    /// Write the checkpoint of epoch `epoch`.
+    fn save_checkpoint(&mut self, epoch: usize) -> Result<()> {
+        self.sync_host()?;
+        checkpoint::save(&self.checkpoint_path(), &self.net, self.train.shape, &self.cfg, epoch)
     }
 
     /// Paths of the run's outputs.
@@ -281,20 +356,23 @@ impl Trainer {
                 let last = global == total;
                 let every = self.cfg.train.eval_every;
                 if every == 0 && last {
-                    checkpoint::save(&self.checkpoint_path(), &self.net, self.train.shape, &self.cfg, global)?;
+                    self.save_checkpoint(global)?;
                 }
                 if every > 0 && (last || global.is_multiple_of(every)) {
                     let chunk = self.cfg.train.eval_chunk;
+                    let (cuda, net, prep, pool, be) =
+                        (&mut self.cuda, &mut self.net, &self.prep, &self.pool, self.backend);
                     if let Some(val) = &self.val {
-                        r.val = Some(evaluate(&mut self.net, &self.prep, &self.pool, self.backend, chunk, val)?);
+                        r.val = Some(report(&predict_on(cuda, net, prep, pool, be, chunk, val)?, &val.labels));
                     }
-                    r.test = Some(evaluate(&mut self.net, &self.prep, &self.pool, self.backend, chunk, &self.test)?);
+                    let t = &self.test;
+                    r.test = Some(report(&predict_on(cuda, net, prep, pool, be, chunk, t)?, &t.labels));
                     let per = r.val.as_ref().or(r.test.as_ref()).map(|e| e.per_layer.clone()).unwrap_or_default();
                     for (l, a) in per.into_iter().enumerate() {
                         r.layers[l].acc = Some(a);
                     }
                     if last || self.cfg.output.checkpoint_every_eval {
-                        checkpoint::save(&self.checkpoint_path(), &self.net, self.train.shape, &self.cfg, global)?;
+                        self.save_checkpoint(global)?;
                     }
                 }
                 self.append_metrics(&r)?;
@@ -302,6 +380,7 @@ impl Trainer {
                 reports.push(r);
             }
         }
+        self.sync_host()?;
         Ok(reports)
     }
 
@@ -340,9 +419,11 @@ impl Trainer {
                 p.transform_batch(seed, e32, (b * bs) as u64, self.train.shape, &mut images, &mut labels, &mut tmp);
             }
             negative_labels(seed, e32, (b * bs) as u64, &labels, classes, &mut negs);
-            let net = &mut self.net;
             let pos = SamplePos { seed, epoch: e32, first: (b * bs) as u64, cell: 0 };
-            let s = self.pool.install(|| net.train_batch(&be, &images, &labels, &negs, layers.clone(), pos))?;
+            let s = match (&mut self.cuda, &mut self.net) {
+                (Some(c), Model::Mlp(m)) => c.train_batch(m, &images, &labels, &negs, layers.clone())?,
+                (_, net) => self.pool.install(|| net.train_batch(&be, &images, &labels, &negs, layers.clone(), pos))?,
+            };
             for ((acc, cnt), st) in sums.iter_mut().zip(counts.iter_mut()).zip(&s.layers) {
                 if let Some(st) = st {
                     *cnt += 1;
@@ -390,7 +471,7 @@ impl Trainer {
             samples_per_s: n as f64 / secs.max(1e-9),
             val: None,
             test: None,
-            backend: be.name(),
+            backend: self.backend_name(),
             threads: self.threads(),
             seed,
         })

@@ -16,6 +16,9 @@ pub struct Module {
     pub source: &'static str,
     /// The `extern "C"` kernels it defines.
     pub entries: &'static [&'static str],
+    /// Shared headers of `kernels/` it is compiled with, after the common
+    /// numerics (`gemm_tile.cuh`, `optim.cuh`).
+    pub headers: &'static [&'static str],
     /// Whether its arithmetic calls `__fmaf_rn` (directly or through the
     /// common numerics); a module that does not must compile to PTX without
     /// any fma.
@@ -23,36 +26,48 @@ pub struct Module {
 }
 
 const COMMON: &str = include_str!("../../../../kernels/common.cuh");
+const GEMM_TILE: &str = include_str!("../../../../kernels/gemm_tile.cuh");
+const OPTIM: &str = include_str!("../../../../kernels/optim.cuh");
 
 /// Every kernel module, in the order of the CPU op families.
 pub const MODULES: &[Module] = &[
     Module {
         name: "gemm",
         source: include_str!("../../../../kernels/gemm.cu"),
+        headers: &[GEMM_TILE],
         entries: &["ffwd_gemm_f32"],
         fmas: true,
     },
     Module {
         name: "reduce",
         source: include_str!("../../../../kernels/reduce.cu"),
+        headers: &[],
         entries: &["ffwd_row_sumsq_f32", "ffwd_row_sum_f32", "ffwd_normalize_rows_f32", "ffwd_standardize_rows_f32"],
         fmas: true,
     },
     Module {
         name: "linear",
         source: include_str!("../../../../kernels/linear.cu"),
-        entries: &["ffwd_local_grad_f32", "ffwd_bias_grad_f32"],
-        fmas: false,
+        headers: &[GEMM_TILE, OPTIM],
+        entries: &[
+            "ffwd_local_grad_f32",
+            "ffwd_bias_grad_f32",
+            "ffwd_linear_backward_update_f32",
+            "ffwd_bias_backward_update_f32",
+        ],
+        fmas: true,
     },
     Module {
         name: "math",
         source: include_str!("../../../../kernels/math.cu"),
+        headers: &[],
         entries: &["ffwd_exp_f32", "ffwd_log1p_f32", "ffwd_ln_f32", "ffwd_softplus_f32", "ffwd_sigmoid_f32"],
         fmas: true,
     },
     Module {
         name: "pool",
         source: include_str!("../../../../kernels/pool.cu"),
+        headers: &[],
         entries: &[
             "ffwd_maxpool2_forward_f32",
             "ffwd_maxpool2_backward_f32",
@@ -64,6 +79,7 @@ pub const MODULES: &[Module] = &[
     Module {
         name: "loss",
         source: include_str!("../../../../kernels/loss.cu"),
+        headers: &[],
         entries: &[
             "ffwd_ff_loss_f32",
             "ffwd_softmax_xent_rows_f32",
@@ -76,18 +92,21 @@ pub const MODULES: &[Module] = &[
     Module {
         name: "philox",
         source: include_str!("../../../../kernels/philox.cu"),
+        headers: &[],
         entries: &["ffwd_philox_u32", "ffwd_philox_uniform_f32"],
         fmas: true,
     },
     Module {
         name: "conv",
         source: include_str!("../../../../kernels/conv.cu"),
+        headers: &[],
         entries: &["ffwd_im2col_f32", "ffwd_col2im_f32"],
         fmas: false,
     },
     Module {
         name: "norm2d",
         source: include_str!("../../../../kernels/norm2d.cu"),
+        headers: &[],
         entries: &[
             "ffwd_bn_stats_f32",
             "ffwd_bn_apply_f32",
@@ -105,13 +124,15 @@ pub const MODULES: &[Module] = &[
     Module {
         name: "embed",
         source: include_str!("../../../../kernels/embed.cu"),
+        headers: &[],
         entries: &["ffwd_label_channel_f32", "ffwd_label_channel_grad_f32"],
         fmas: false,
     },
     Module {
         name: "optim",
         source: include_str!("../../../../kernels/optim.cu"),
-        entries: &["ffwd_adam_f32", "ffwd_sgd_f32"],
+        headers: &[OPTIM],
+        entries: &["ffwd_optim_f32"],
         fmas: true,
     },
 ];
@@ -125,8 +146,12 @@ pub fn nvrtc_available() -> bool {
 
 /// The full source NVRTC sees for `module`.
 pub fn full_source(module: &Module) -> String {
-    let common = COMMON.replace("#pragma once", "");
-    format!("{}\n{}\n// ---- {}.cu ----\n{}", crate::numerics::cuda_prelude(), common, module.name, module.source)
+    let mut s = format!("{}\n{}\n", crate::numerics::cuda_prelude(), COMMON.replace("#pragma once", ""));
+    for h in module.headers {
+        s += &h.replace("#pragma once", "");
+        s.push('\n');
+    }
+    s + &format!("// ---- {}.cu ----\n{}", module.name, module.source)
 }
 
 /// Compiled PTX by (module name, architecture).

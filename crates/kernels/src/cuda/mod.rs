@@ -10,9 +10,23 @@
 //! training (`Device::Cuda`) is not written.
 
 pub mod compile;
+mod conv;
 pub mod device;
+mod embed;
+mod gemm;
+pub mod linear;
 pub mod lint;
+mod loss;
+mod math;
+mod norm2d;
+pub mod optim;
+mod philox;
+mod pool;
+mod reduce;
 
 pub use compile::{compile_ptx, nvrtc_available, Module, MODULES};
-pub use device::{cuda_device, CudaDevice};
+pub use conv::ConvOut;
+pub use device::{cuda_device, cuda_device_checked, CudaDevice};
+pub use linear::{LinearDims, UpdatedLayer};
 pub use lint::lint_ptx;
+pub use optim::OptimParams;
