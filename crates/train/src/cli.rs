@@ -435,7 +435,7 @@ pub fn run(cli: Cli) -> Result<()> {
                     ),
                     None => format!("layers {:?} ({:?})", t.cfg.model.sizes, t.cfg.model.training),
                 },
-                t.backend.name(),
+                t.backend_name(),
                 t.threads(),
                 t.cfg.train.seed
             );

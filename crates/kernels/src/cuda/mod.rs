@@ -3,11 +3,16 @@
 //! NVRTC with fixed, exactness-preserving options ([`compile`]), and a lint
 //! of the resulting PTX ([`lint`]).
 //!
-//! Status: the sources compile to PTX and pass the lint on machines without a
-//! GPU (CI does this with the `nvidia-cuda-nvrtc` wheel). [`device`] has
-//! host-to-host launch wrappers and `tests/gpu_bitexact.rs` compares them
-//! with the scalar spec; neither has run on a GPU yet. Device-resident
-//! training (`Device::Cuda`) is not written.
+//! [`device`] holds the device, its stream and the module cache (keyed by
+//! module; PTX is cached per module and architecture); each op family's
+//! launch wrappers sit in the file of its name (`cuda/gemm.rs` launches
+//! `kernels/gemm.cu`), in two forms: on device buffers (`*_on`, what
+//! device-resident training uses) and host slice in, host vector out (what
+//! `tests/gpu_bitexact.rs` compares with the scalar spec).
+//!
+//! Status: the sources compile to PTX and pass the lint on machines without
+//! a GPU (CI does this with the `nvidia-cuda-nvrtc` wheel). Nothing has run
+//! on a GPU yet.
 
 pub mod compile;
 mod conv;
