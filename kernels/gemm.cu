@@ -3,22 +3,25 @@
 // (a_rs, a_cs), (b_rs, b_cs), so transposes are free.
 // epi: 0 none, 1 bias, 2 bias + ReLU, 3 accumulate (each chain starts from
 // the value already in C, so C += A·B continues a split reduction).
+// Two entry points, one per tile shape (64 × 64 and 128 × 128); the host
+// picks by grid size. Both give the same bits.
 
-extern "C" __global__ void __launch_bounds__(256)
-ffwd_gemm_f32(const float* __restrict__ A, long a_rs, long a_cs, const float* __restrict__ B, long b_rs, long b_cs,
-              float* __restrict__ C, long ldc, int M, int N, int K, const float* __restrict__ bias, int epi) {
-    const int row0 = blockIdx.y * FFWD_BM, col0 = blockIdx.x * FFWD_BN;
-    float acc[4][4];
-    for (int i = 0; i < 4; ++i)
-        for (int j = 0; j < 4; ++j) {
+template <int TM, int TN, int BK>
+FFWD_DEV void ffwd_gemm(const float* __restrict__ A, long a_rs, long a_cs, const float* __restrict__ B, long b_rs,
+                        long b_cs, float* __restrict__ C, long ldc, int M, int N, int K,
+                        const float* __restrict__ bias, int epi) {
+    const int row0 = blockIdx.y * 16 * TM, col0 = blockIdx.x * 16 * TN;
+    float acc[TM][TN];
+    for (int i = 0; i < TM; ++i)
+        for (int j = 0; j < TN; ++j) {
             int r = ffwd_tile_row(row0, i), c = ffwd_tile_col(col0, j);
             acc[i][j] = (epi == 3 && r < M && c < N) ? C[(long)r * ldc + c] : 0.0f;
         }
-    ffwd_gemm_tile(ffwd_strided{A, a_rs, a_cs}, ffwd_strided{B, b_rs, b_cs}, M, N, K, row0, col0, acc);
-    for (int i = 0; i < 4; ++i) {
+    ffwd_gemm_tile<TM, TN, BK>(ffwd_strided{A, a_rs, a_cs}, ffwd_strided{B, b_rs, b_cs}, M, N, K, row0, col0, acc);
+    for (int i = 0; i < TM; ++i) {
         int r = ffwd_tile_row(row0, i);
         if (r >= M) continue;
-        for (int j = 0; j < 4; ++j) {
+        for (int j = 0; j < TN; ++j) {
             int c = ffwd_tile_col(col0, j);
             if (c >= N) continue;
             float z = acc[i][j];
@@ -27,4 +30,16 @@ ffwd_gemm_f32(const float* __restrict__ A, long a_rs, long a_cs, const float* __
             C[(long)r * ldc + c] = z;
         }
     }
+}
+
+extern "C" __global__ void __launch_bounds__(256)
+ffwd_gemm_f32(const float* __restrict__ A, long a_rs, long a_cs, const float* __restrict__ B, long b_rs, long b_cs,
+              float* __restrict__ C, long ldc, int M, int N, int K, const float* __restrict__ bias, int epi) {
+    ffwd_gemm<4, 4, 16>(A, a_rs, a_cs, B, b_rs, b_cs, C, ldc, M, N, K, bias, epi);
+}
+
+extern "C" __global__ void __launch_bounds__(256)
+ffwd_gemm_128_f32(const float* __restrict__ A, long a_rs, long a_cs, const float* __restrict__ B, long b_rs, long b_cs,
+                  float* __restrict__ C, long ldc, int M, int N, int K, const float* __restrict__ bias, int epi) {
+    ffwd_gemm<8, 8, 8>(A, a_rs, a_cs, B, b_rs, b_cs, C, ldc, M, N, K, bias, epi);
 }

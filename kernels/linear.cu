@@ -29,30 +29,56 @@ struct ffwd_local_grad_src {
     const float* __restrict__ dldg;
     long ld;
     FFWD_DEV float at(int k, int c) const { return ffwd_local_grad(h[(long)k * ld + c], dldg[k]); }
+    FFWD_DEV bool inner4() const { return ld % 4 == 0 && ((unsigned long long)h & 15ull) == 0; }
+    FFWD_DEV bool outer4() const { return false; }
+    FFWD_DEV float4 at4_inner(int k, int c) const {
+        float4 q = *(const float4*)(h + (long)k * ld + c);
+        float g = dldg[k];
+        return make_float4(ffwd_local_grad(q.x, g), ffwd_local_grad(q.y, g), ffwd_local_grad(q.z, g),
+                           ffwd_local_grad(q.w, g));
+    }
+    FFWD_DEV float4 at4_outer(int, int) const { return make_float4(0.0f, 0.0f, 0.0f, 0.0f); }
 };
 
 // W (din × dout, row-major) and its state a, b take one optimiser step with
 // dW = xnᵀ·dz, each element the moment its fma chain ends.
-extern "C" __global__ void __launch_bounds__(256)
-ffwd_linear_backward_update_f32(const float* __restrict__ xn, const float* __restrict__ h, const float* __restrict__ dldg,
-                                int rows, int din, int dout, float* __restrict__ w, float* __restrict__ a,
-                                float* __restrict__ b, ffwd_optim s) {
-    const int row0 = blockIdx.y * FFWD_BM, col0 = blockIdx.x * FFWD_BN;
-    float acc[4][4];
-    for (int i = 0; i < 4; ++i)
-        for (int j = 0; j < 4; ++j) acc[i][j] = 0.0f;
+template <int TM, int TN, int BK>
+FFWD_DEV void ffwd_linear_backward_update(const float* __restrict__ xn, const float* __restrict__ h,
+                                          const float* __restrict__ dldg, int rows, int din, int dout,
+                                          float* __restrict__ w, float* __restrict__ a, float* __restrict__ b,
+                                          const ffwd_optim& s) {
+    const int row0 = blockIdx.y * 16 * TM, col0 = blockIdx.x * 16 * TN;
+    float acc[TM][TN];
+    for (int i = 0; i < TM; ++i)
+        for (int j = 0; j < TN; ++j) acc[i][j] = 0.0f;
     // A = xnᵀ: element (r, k) = xn[k, r].
-    ffwd_gemm_tile(ffwd_strided{xn, 1, din}, ffwd_local_grad_src{h, dldg, dout}, din, dout, rows, row0, col0, acc);
-    for (int i = 0; i < 4; ++i) {
+    ffwd_gemm_tile<TM, TN, BK>(ffwd_strided{xn, 1, din}, ffwd_local_grad_src{h, dldg, dout}, din, dout, rows, row0,
+                               col0, acc);
+    for (int i = 0; i < TM; ++i) {
         int r = ffwd_tile_row(row0, i);
         if (r >= din) continue;
-        for (int j = 0; j < 4; ++j) {
+        for (int j = 0; j < TN; ++j) {
             int c = ffwd_tile_col(col0, j);
             if (c >= dout) continue;
             long e = (long)r * dout + c;
             ffwd_optim_one(s, w + e, acc[i][j], a + e, b + e);
         }
     }
+}
+
+extern "C" __global__ void __launch_bounds__(256)
+ffwd_linear_backward_update_f32(const float* __restrict__ xn, const float* __restrict__ h, const float* __restrict__ dldg,
+                                int rows, int din, int dout, float* __restrict__ w, float* __restrict__ a,
+                                float* __restrict__ b, ffwd_optim s) {
+    ffwd_linear_backward_update<4, 4, 16>(xn, h, dldg, rows, din, dout, w, a, b, s);
+}
+
+extern "C" __global__ void __launch_bounds__(256)
+ffwd_linear_backward_update_128_f32(const float* __restrict__ xn, const float* __restrict__ h,
+                                    const float* __restrict__ dldg, int rows, int din, int dout,
+                                    float* __restrict__ w, float* __restrict__ a, float* __restrict__ b,
+                                    ffwd_optim s) {
+    ffwd_linear_backward_update<8, 8, 8>(xn, h, dldg, rows, din, dout, w, a, b, s);
 }
 
 // The bias: db[j] summed from dz on the fly, then its optimiser step.

@@ -5,7 +5,7 @@
 mod common;
 
 use common::{assert_bits_eq, values};
-use ffwd_kernels::cuda::{cuda_device, CudaDevice};
+use ffwd_kernels::cuda::{cuda_device, CudaDevice, Tile};
 use ffwd_kernels::*;
 
 fn device() -> Option<&'static CudaDevice> {
@@ -22,6 +22,11 @@ fn device() -> Option<&'static CudaDevice> {
 const SHAPES: [(usize, usize, usize); 6] =
     [(1, 1, 1), (7, 13, 5), (33, 31, 300), (64, 64, 64), (100, 17, 521), (200, 130, 784)];
 
+/// Shapes for the two GEMM tiles: edges of both tiles, odd sizes, K that is
+/// not a multiple of either k tile, a K of 1.
+const TILE_SHAPES: [(usize, usize, usize); 5] =
+    [(129, 131, 9), (128, 128, 128), (257, 200, 33), (3, 300, 1), (300, 5, 77)];
+
 #[test]
 fn cuda_transcendentals_match_spec_bitwise() {
     let Some(dev) = device() else { return };
@@ -37,28 +42,28 @@ fn cuda_transcendentals_match_spec_bitwise() {
 }
 
 #[test]
-fn cuda_gemm_matches_spec_bitwise_in_every_layout() {
+fn cuda_gemm_matches_spec_bitwise_in_every_layout_and_tile() {
     let Some(dev) = device() else { return };
     let be = CpuBackend::scalar();
-    for (i, &(m, n, k)) in SHAPES.iter().enumerate() {
+    for (i, &(m, n, k)) in SHAPES.iter().chain(&TILE_SHAPES).enumerate() {
         let a = values(m * k, 10 + i as u64);
         let b = values(k * n, 20 + i as u64);
         let bias = values(n, 30 + i as u64);
-        for layout in 0..3 {
-            let (av, bv) = match layout {
-                0 => (MatRef::new(&a, m, k).unwrap(), MatRef::new(&b, k, n).unwrap()),
-                1 => (MatRef::new(&a, k, m).unwrap().t(), MatRef::new(&b, k, n).unwrap()),
-                _ => (MatRef::new(&a, m, k).unwrap(), MatRef::new(&b, n, k).unwrap().t()),
-            };
+        // row-major, A transposed (rows contiguous), B transposed, both
+        for layout in 0..4 {
+            let av = if layout % 2 == 1 { MatRef::new(&a, k, m).unwrap().t() } else { MatRef::new(&a, m, k).unwrap() };
+            let bv = if layout >= 2 { MatRef::new(&b, n, k).unwrap().t() } else { MatRef::new(&b, k, n).unwrap() };
             let c0 = values(m * n, 40 + i as u64);
             for epi in [Epilogue::None, Epilogue::Accumulate, Epilogue::Bias(&bias), Epilogue::BiasRelu(&bias)] {
                 let mut spec = c0.clone();
                 be.gemm(av, bv, MatMut::new(&mut spec, m, n).unwrap(), epi).unwrap();
-                assert_bits_eq(
-                    &format!("gemm {m}×{k}·{k}×{n} layout {layout} {epi:?}"),
-                    &dev.gemm(av, bv, epi, &c0).unwrap(),
-                    &spec,
-                );
+                for tile in [Tile::T64, Tile::T128, Tile::Auto] {
+                    assert_bits_eq(
+                        &format!("gemm {m}×{k}·{k}×{n} layout {layout} {epi:?} {tile:?}"),
+                        &dev.gemm_tiled(av, bv, epi, &c0, tile).unwrap(),
+                        &spec,
+                    );
+                }
             }
         }
     }
@@ -334,7 +339,7 @@ fn cuda_fused_linear_forward_and_backward_update_match_spec_bitwise() {
     let adam = AdamStep { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.0, decoupled: false, t: 3 };
     let adamw = AdamStep { weight_decay: 0.01, decoupled: true, t: 1, ..adam };
     let sgd = SgdStep { lr: 1e-2, momentum: 0.9, weight_decay: 1e-4, nesterov: true };
-    for (i, &(rows, din, dout)) in SHAPES.iter().enumerate() {
+    for (i, &(rows, din, dout)) in SHAPES.iter().chain(&TILE_SHAPES).enumerate() {
         let d = LinearDims { rows, din, dout };
         let s = 100 + 10 * i as u64;
         let (xn, w, bias) = (values(rows * din, s), values(din * dout, s + 1), values(dout, s + 2));
@@ -367,11 +372,14 @@ fn cuda_fused_linear_forward_and_backward_update_match_spec_bitwise() {
                     OptimStep::Sgd(s) => be.sgd(&s, p, gr, a).unwrap(),
                 }
             }
-            let got = dev.linear_backward_update(&step, &xn, &h, &dldg, d, [&w, &wa, &wb], [&bias, &ba, &bb]).unwrap();
-            let what = format!("linear_backward_update {rows}×{din}→{dout} {step:?}");
-            for k in 0..3 {
-                assert_bits_eq(&format!("{what} W[{k}]"), &got.w[k], &spec_w[k]);
-                assert_bits_eq(&format!("{what} b[{k}]"), &got.b[k], &spec_b[k]);
+            for tile in [Tile::T64, Tile::T128] {
+                let (wv, bv) = ([&w[..], &wa, &wb], [&bias[..], &ba, &bb]);
+                let got = dev.linear_backward_update(tile, &step, &xn, &h, &dldg, d, wv, bv).unwrap();
+                let what = format!("linear_backward_update {rows}×{din}→{dout} {step:?} {tile:?}");
+                for k in 0..3 {
+                    assert_bits_eq(&format!("{what} W[{k}]"), &got.w[k], &spec_w[k]);
+                    assert_bits_eq(&format!("{what} b[{k}]"), &got.b[k], &spec_b[k]);
+                }
             }
         }
     }

@@ -24,6 +24,7 @@ pub struct CudaDevice {
     pub(crate) ctx: Arc<CudaContext>,
     pub(crate) stream: Arc<CudaStream>,
     modules: Mutex<HashMap<&'static str, Arc<CudaModule>>>,
+    sms: OnceLock<usize>,
 }
 
 /// Device 0, or `None` when the driver, NVRTC or a device is missing
@@ -50,7 +51,7 @@ pub fn cuda_device_checked() -> Result<&'static CudaDevice> {
         }
         let ctx = CudaContext::new(0).map_err(|e| format!("device 0: {e}"))?;
         let stream = ctx.default_stream();
-        Ok(CudaDevice { ctx, stream, modules: Mutex::new(HashMap::new()) })
+        Ok(CudaDevice { ctx, stream, modules: Mutex::new(HashMap::new()), sms: OnceLock::new() })
     })
     .as_ref()
     .map_err(|e| Error::Cuda { what: "device 0".into(), detail: e.clone() })
@@ -76,6 +77,14 @@ impl CudaDevice {
     /// The stream every launch and copy of this device goes through, in order.
     pub fn stream(&self) -> &Arc<CudaStream> {
         &self.stream
+    }
+
+    /// The device's multiprocessor count (queried once).
+    pub fn sm_count(&self) -> usize {
+        *self.sms.get_or_init(|| {
+            use cudarc::driver::sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT;
+            self.ctx.attribute(CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT).map_or(1, |v| v.max(1) as usize)
+        })
     }
 
     /// Wait until the stream's work is done.

@@ -6,11 +6,46 @@ use crate::error::Result;
 use crate::mat::MatRef;
 use cudarc::driver::{CudaSlice, LaunchConfig, PushKernelArg};
 
+/// The GEMM's tile: outputs per thread block. Both shapes walk k in the
+/// same order, so they give the same bits; [`Tile::Auto`] takes 128 × 128
+/// when that grid still has a block for every multiprocessor, else 64 × 64.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Tile {
+    #[default]
+    Auto,
+    T64,
+    T128,
+}
+
 impl CudaDevice {
+    /// The tile edge (64 or 128) for an m × n output.
+    pub(crate) fn tile_edge(&self, tile: Tile, m: usize, n: usize) -> usize {
+        match tile {
+            Tile::T64 => 64,
+            Tile::T128 => 128,
+            Tile::Auto if m.div_ceil(128) * n.div_ceil(128) >= self.sm_count() => 128,
+            Tile::Auto => 64,
+        }
+    }
+
+    /// The grid of an m × n output in tiles of `edge`.
+    pub(crate) fn tile_grid(edge: usize, m: usize, n: usize) -> LaunchConfig {
+        LaunchConfig {
+            grid_dim: ((n as u32).div_ceil(edge as u32).max(1), (m as u32).div_ceil(edge as u32).max(1), 1),
+            block_dim: (256, 1, 1),
+            shared_mem_bytes: 0,
+        }
+    }
+
     /// `epilogue(a · b)` as a row-major m × n matrix; under
     /// [`Epilogue::Accumulate`], `c0 + a · b` with each chain starting from
     /// `c0` (`c0` is ignored otherwise and may be empty).
     pub fn gemm(&self, a: MatRef, b: MatRef, epi: Epilogue, c0: &[f32]) -> Result<Vec<f32>> {
+        self.gemm_tiled(a, b, epi, c0, Tile::Auto)
+    }
+
+    /// [`CudaDevice::gemm`] with the tile chosen by the caller.
+    pub fn gemm_tiled(&self, a: MatRef, b: MatRef, epi: Epilogue, c0: &[f32], tile: Tile) -> Result<Vec<f32>> {
         let (m, n, k) = (a.rows, b.cols, a.cols);
         if b.rows != k {
             return Err(crate::error::shape_err("cuda gemm", format!("A {m}×{k} · B {}×{n}", b.rows)));
@@ -31,7 +66,7 @@ impl CudaDevice {
         } else {
             self.zeros(m * n)?
         };
-        self.launch_gemm((&ad, a.rs, a.cs), (&bd, b.rs, b.cs), &mut cd, (m, n, k), &biasd, code)?;
+        self.launch_gemm_tiled((&ad, a.rs, a.cs), (&bd, b.rs, b.cs), &mut cd, (m, n, k), &biasd, code, tile)?;
         self.down(&cd, m * n)
     }
 
@@ -66,17 +101,28 @@ impl CudaDevice {
         bias: &CudaSlice<f32>,
         code: i32,
     ) -> Result<()> {
-        let func = self.function("gemm", "ffwd_gemm_f32")?;
+        self.launch_gemm_tiled(a, b, c, (m, n, k), bias, code, Tile::Auto)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn launch_gemm_tiled(
+        &self,
+        a: (&CudaSlice<f32>, usize, usize),
+        b: (&CudaSlice<f32>, usize, usize),
+        c: &mut CudaSlice<f32>,
+        (m, n, k): (usize, usize, usize),
+        bias: &CudaSlice<f32>,
+        code: i32,
+        tile: Tile,
+    ) -> Result<()> {
+        let edge = self.tile_edge(tile, m, n);
+        let func = self.function("gemm", if edge == 128 { "ffwd_gemm_128_f32" } else { "ffwd_gemm_f32" })?;
         let (a_rs, a_cs, b_rs, b_cs, ldc) = (a.1 as i64, a.2 as i64, b.1 as i64, b.2 as i64, n as i64);
         let (mi, ni, ki) = (m as i32, n as i32, k as i32);
         let mut lb = self.stream.launch_builder(&func);
         lb.arg(a.0).arg(&a_rs).arg(&a_cs).arg(b.0).arg(&b_rs).arg(&b_cs);
         lb.arg(c).arg(&ldc).arg(&mi).arg(&ni).arg(&ki).arg(bias).arg(&code);
-        let cfg = LaunchConfig {
-            grid_dim: ((n as u32).div_ceil(64).max(1), (m as u32).div_ceil(64).max(1), 1),
-            block_dim: (256, 1, 1),
-            shared_mem_bytes: 0,
-        };
+        let cfg = Self::tile_grid(edge, m, n);
         // SAFETY: the callers size A, B and C from (m, n, k) and the strides
         // address only those buffers; bias holds n values when used.
         unsafe { lb.launch(cfg) }.map_err(|e| err("gemm", e))?;

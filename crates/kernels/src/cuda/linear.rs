@@ -4,10 +4,11 @@
 //! that never write dz or dW out.
 
 use super::device::{err, grid_for, CudaDevice};
+use super::gemm::Tile;
 use super::optim::OptimParams;
 use crate::cpu::optim::OptimStep;
 use crate::error::{check_len, Result};
-use cudarc::driver::{CudaSlice, LaunchConfig, PushKernelArg};
+use cudarc::driver::{CudaSlice, PushKernelArg};
 
 /// The shape of one FF layer's step: rows (2·batch), inputs, outputs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -82,16 +83,27 @@ impl CudaDevice {
         (b, ba, bb): (&mut CudaSlice<f32>, &mut CudaSlice<f32>, &mut CudaSlice<f32>),
         d: LinearDims,
     ) -> Result<()> {
+        self.linear_backward_update_tiled(p, (xn, h, dldg), (w, wa, wb), (b, ba, bb), d, Tile::Auto)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn linear_backward_update_tiled(
+        &self,
+        p: &OptimParams,
+        (xn, h, dldg): (&CudaSlice<f32>, &CudaSlice<f32>, &CudaSlice<f32>),
+        (w, wa, wb): (&mut CudaSlice<f32>, &mut CudaSlice<f32>, &mut CudaSlice<f32>),
+        (b, ba, bb): (&mut CudaSlice<f32>, &mut CudaSlice<f32>, &mut CudaSlice<f32>),
+        d: LinearDims,
+        tile: Tile,
+    ) -> Result<()> {
         let (rows, din, dout) = (d.rows as i32, d.din as i32, d.dout as i32);
-        let f = self.function("linear", "ffwd_linear_backward_update_f32")?;
+        let edge = self.tile_edge(tile, d.din, d.dout);
+        let name = if edge == 128 { "ffwd_linear_backward_update_128_f32" } else { "ffwd_linear_backward_update_f32" };
+        let f = self.function("linear", name)?;
         let mut lb = self.stream.launch_builder(&f);
         lb.arg(xn).arg(h).arg(dldg).arg(&rows).arg(&din).arg(&dout);
         lb.arg(w).arg(wa).arg(wb).arg(p);
-        let cfg = LaunchConfig {
-            grid_dim: ((d.dout as u32).div_ceil(64).max(1), (d.din as u32).div_ceil(64).max(1), 1),
-            block_dim: (256, 1, 1),
-            shared_mem_bytes: 0,
-        };
+        let cfg = Self::tile_grid(edge, d.din, d.dout);
         // SAFETY: xn holds rows·din floats, h rows·dout, dL/dG rows; W and its
         // state din·dout (Adam's v too; SGD never reads it). Each output
         // element is read and written by the one thread that owns it.
@@ -107,10 +119,11 @@ impl CudaDevice {
 
     /// [`CudaDevice::linear_backward_update_on`] from host values (the
     /// bit-exact tests): W row-major with state `(a, b)` and the bias with
-    /// its state; returns every updated buffer.
+    /// its state, in tiles of `tile`; returns every updated buffer.
     #[allow(clippy::too_many_arguments)]
     pub fn linear_backward_update(
         &self,
+        tile: Tile,
         step: &OptimStep,
         xn: &[f32],
         h: &[f32],
@@ -132,12 +145,13 @@ impl CudaDevice {
         let nw = d.din * d.dout;
         let (mut w0, mut w1, mut w2) = (self.up(w[0])?, up(w[1], nw)?, up(w[2], nw)?);
         let (mut b0, mut b1, mut b2) = (self.up(b[0])?, up(b[1], d.dout)?, up(b[2], d.dout)?);
-        self.linear_backward_update_on(
+        self.linear_backward_update_tiled(
             &p,
             (&xd, &hd, &gd),
             (&mut w0, &mut w1, &mut w2),
             (&mut b0, &mut b1, &mut b2),
             d,
+            tile,
         )?;
         Ok(UpdatedLayer {
             w: [self.down(&w0, nw)?, self.down(&w1, nw)?, self.down(&w2, nw)?],
