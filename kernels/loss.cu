@@ -53,6 +53,29 @@ FFWD_DEV float ffwd_softmax_sum(const float* row, int c, int lane, float* mx_out
     return ffwd_l32_tree(acc);
 }
 
+// One batch's layer statistics into out[3·slot ..]: the loss (copied from
+// loss[0]) and the means of G over the positives (g[0..n]) and the
+// negatives (g[n..2n]), each the L32 sum divided by n (the host's
+// `l32_sum(s) / s.len()`). Launch: one block of 32 threads.
+extern "C" __global__ void ffwd_ff_stats_f32(const float* __restrict__ g, int n, const float* __restrict__ loss, int slot,
+                                             float* __restrict__ out) {
+    int lane = threadIdx.x & 31;
+    if (threadIdx.x >= 32) return;
+    float p = 0.0f, q = 0.0f;
+    for (int i = lane; i < n; i += 32) {
+        p = __fadd_rn(p, g[i]);
+        q = __fadd_rn(q, g[n + i]);
+    }
+    p = ffwd_l32_tree(p);
+    q = ffwd_l32_tree(q);
+    if (lane == 0) {
+        float* o = out + 3 * (long)slot;
+        o[0] = loss[0];
+        o[1] = n == 0 ? 0.0f : __fdiv_rn(p, (float)n);
+        o[2] = n == 0 ? 0.0f : __fdiv_rn(q, (float)n);
+    }
+}
+
 // Softmax cross-entropy, one warp per row of c logits: sh = z - (first max),
 // e = exp(sh), s = L32 sum of e, grad = (e/s - [j == y]) * w with w = 1/m;
 // row_loss = ln(s) - sh[y].

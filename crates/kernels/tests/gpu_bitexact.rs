@@ -384,3 +384,16 @@ fn cuda_fused_linear_forward_and_backward_update_match_spec_bitwise() {
         }
     }
 }
+
+#[test]
+fn cuda_ff_batch_statistics_match_the_host_means_bitwise() {
+    let Some(dev) = device() else { return };
+    for n in [1usize, 31, 32, 33, 100, 1000] {
+        let g: Vec<f32> = values(2 * n, n as u64).into_iter().map(f32::abs).collect();
+        let mean = |s: &[f32]| numerics::l32_sum(s) / s.len() as f32;
+        let [l, p, q] = dev.ff_stats(&g, 0.25).unwrap();
+        assert_eq!(l.to_bits(), 0.25f32.to_bits());
+        assert_eq!(p.to_bits(), mean(&g[..n]).to_bits(), "mean G+ of {n}");
+        assert_eq!(q.to_bits(), mean(&g[n..]).to_bits(), "mean G- of {n}");
+    }
+}

@@ -9,8 +9,12 @@
 //! the forward (GEMM with the bias + ReLU epilogue, then the L32 row
 //! goodness), the goodness loss and dL/dG, and the fused backward + update
 //! (dz computed while the dW GEMM loads it, the optimiser applied as each
-//! dW element's fma chain ends; the bias likewise). Only the loss and the
-//! goodness values come back per batch, for the epoch statistics.
+//! dW element's fma chain ends; the bias likewise). Nothing waits for the
+//! device inside a batch: each layer's loss and mean G⁺/G⁻ go into a device
+//! buffer, one slot per batch, and come back every [`STATS_BLOCK`] batches
+//! and at the end of an epoch ([`CudaFfNet::flush`]), with the same values
+//! the CPU computes per batch. A diverged loss is therefore reported up to
+//! that many batches after it happened, not at once as on the CPU.
 //!
 //! The kernels follow the scalar specification bit for bit, so training on
 //! the device gives the same parameters, bit for bit, as the CPU backends
@@ -28,6 +32,9 @@ use ffwd_kernels::cuda::{CudaDevice, LinearDims, OptimParams};
 use ffwd_kernels::{Norm, PackedMat};
 use ffwd_tensor::DeviceTensor;
 
+/// Batches whose statistics wait on the device before they are read back.
+pub const STATS_BLOCK: usize = 64;
+
 /// One layer's device state.
 struct DevLayer {
     din: usize,
@@ -44,6 +51,8 @@ struct DevLayer {
     g: DeviceTensor,
     dldg: DeviceTensor,
     loss: DeviceTensor,
+    /// (loss, mean G⁺, mean G⁻) per pending batch.
+    stats: DeviceTensor,
     rows: usize,
 }
 
@@ -53,6 +62,8 @@ pub struct CudaFfNet {
     layers: Vec<DevLayer>,
     optim: OptimConfig,
     input: DeviceTensor,
+    /// The layers that learned in each batch whose statistics are pending.
+    pending: Vec<std::ops::Range<usize>>,
 }
 
 fn scratch(dev: &CudaDevice, shape: &[usize]) -> Result<DeviceTensor> {
@@ -125,10 +136,11 @@ impl CudaFfNet {
                 g: scratch(dev, &[0])?,
                 dldg: scratch(dev, &[0])?,
                 loss: scratch(dev, &[1])?,
+                stats: scratch(dev, &[STATS_BLOCK, 3])?,
                 rows: 0,
             });
         }
-        Ok(Self { dev, layers, optim: c.optim.clone(), input: scratch(dev, &[0])? })
+        Ok(Self { dev, layers, optim: c.optim.clone(), input: scratch(dev, &[0])?, pending: Vec::new() })
     }
 
     /// Upload the host's current input rows (`rows` × the input width).
@@ -157,6 +169,10 @@ impl CudaFfNet {
     /// local training (layers in `train_layers` learn, layers before it
     /// only forward). `net` supplies the embedding and the losses; its own
     /// parameters are not touched (see [`CudaFfNet::download_into`]).
+    ///
+    /// Returns the statistics of the batches read back during this call:
+    /// none, or every pending batch in order once [`STATS_BLOCK`] are
+    /// pending. Call [`CudaFfNet::flush`] at the end of an epoch for the rest.
     pub fn train_batch(
         &mut self,
         net: &mut FfNet,
@@ -164,12 +180,13 @@ impl CudaFfNet {
         labels: &[u8],
         neg_labels: &[u8],
         train_layers: std::ops::Range<usize>,
-    ) -> Result<BatchStats> {
+    ) -> Result<Vec<BatchStats>> {
         let rows = net.embed_batch(images, labels, neg_labels)?;
         self.upload_input(net, rows)?;
         let norm = (net.config.norm.into(), net.config.norm_eps);
         let end = train_layers.end.min(self.layers.len());
         let dev = self.dev;
+        let slot = self.pending.len();
         for l in 0..end {
             let (prev, rest) = self.layers.split_at_mut(l);
             let x = if l == 0 { &self.input } else { &prev[l - 1].h };
@@ -180,6 +197,7 @@ impl CudaFfNet {
             }
             let (loss, form) = net.loss(l);
             dev.ff_loss_on((loss, form), ly.dout, ly.g.data(), rows, (ly.dldg.data_mut(), ly.loss.data_mut()))?;
+            dev.ff_stats_on(ly.g.data(), rows, ly.loss.data(), (ly.stats.data_mut(), slot))?;
             ly.t += 1;
             let p = OptimParams::new(&optim_step(&self.optim, ly.t));
             let d = ly.dims(rows);
@@ -193,21 +211,34 @@ impl CudaFfNet {
                 d,
             )?;
         }
-        // The statistics: one wait for the whole batch, at the first download.
-        let mut stats = BatchStats { layers: vec![None; self.layers.len()], readout_loss: None };
-        let n = rows / 2;
-        let mean = |s: &[f32]| if s.is_empty() { 0.0 } else { ffwd_kernels::numerics::l32_sum(s) / s.len() as f32 };
-        for l in train_layers.start..end {
-            let ly = &self.layers[l];
-            let loss = ly.loss.to_vec(dev.stream())?[0];
-            if !loss.is_finite() {
-                return Err(Error::NonFinite { layer: l, loss });
-            }
-            let g = ly.g.to_vec(dev.stream())?;
-            let g = &g[..rows];
-            stats.layers[l] = Some(LayerStats { loss, g_pos: mean(&g[..n]), g_neg: mean(&g[n..]), aux: f32::NAN });
+        self.pending.push(train_layers.start..end);
+        if self.pending.len() == STATS_BLOCK {
+            return self.flush();
         }
-        Ok(stats)
+        Ok(Vec::new())
+    }
+
+    /// Read back the statistics of every pending batch, in batch order (one
+    /// wait for the device). A non-finite loss is an error naming its layer.
+    pub fn flush(&mut self) -> Result<Vec<BatchStats>> {
+        if self.pending.is_empty() {
+            return Ok(Vec::new());
+        }
+        let s = self.dev.stream();
+        let host = self.layers.iter().map(|l| l.stats.to_vec(s)).collect::<std::result::Result<Vec<_>, _>>()?;
+        let mut out = Vec::with_capacity(self.pending.len());
+        for (slot, trained) in std::mem::take(&mut self.pending).into_iter().enumerate() {
+            let mut b = BatchStats { layers: vec![None; self.layers.len()], readout_loss: None };
+            for l in trained {
+                let v = &host[l][3 * slot..3 * slot + 3];
+                if !v[0].is_finite() {
+                    return Err(Error::NonFinite { layer: l, loss: v[0] });
+                }
+                b.layers[l] = Some(LayerStats { loss: v[0], g_pos: v[1], g_neg: v[2], aux: f32::NAN });
+            }
+            out.push(b);
+        }
+        Ok(out)
     }
 
     /// Predict `n` images by goodness (method A), in chunks of `chunk`

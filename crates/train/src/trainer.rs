@@ -12,7 +12,7 @@ use ffwd_datasets::pretext::Pretext;
 use ffwd_datasets::{Dataset, Name};
 use ffwd_kernels::CpuBackend;
 use ffwd_layers::config::MlpTraining;
-use ffwd_layers::ff::{negative_labels, FfNet, Predictions};
+use ffwd_layers::ff::{negative_labels, BatchStats, FfNet, Predictions};
 use ffwd_layers::ff_cuda::CudaFfNet;
 use ffwd_layers::probe::{linear_probe, ProbeReport};
 use ffwd_layers::uff::SamplePos;
@@ -128,6 +128,21 @@ fn report(p: &Predictions, labels: &[u8]) -> EvalReport {
         readout_acc: p.readout.as_ref().map(|r| accuracy(r, labels)),
         per_layer: p.per_layer.iter().map(|l| accuracy(l, labels)).collect(),
     }
+}
+
+/// Add one batch's statistics to the epoch sums (in batch order, so the
+/// f64 sums are the same on every backend).
+fn add_stats(s: &BatchStats, sums: &mut [(f64, f64, f64, f64)], counts: &mut [usize], readout: &mut f64) {
+    for ((acc, cnt), st) in sums.iter_mut().zip(counts.iter_mut()).zip(&s.layers) {
+        if let Some(st) = st {
+            *cnt += 1;
+            acc.0 += st.loss as f64;
+            acc.1 += st.g_pos as f64;
+            acc.2 += st.g_neg as f64;
+            acc.3 += st.aux as f64;
+        }
+    }
+    *readout += s.readout_loss.unwrap_or(0.0) as f64;
 }
 
 /// Predictions of the device-resident network when there is one, else of
@@ -420,20 +435,15 @@ impl Trainer {
             }
             negative_labels(seed, e32, (b * bs) as u64, &labels, classes, &mut negs);
             let pos = SamplePos { seed, epoch: e32, first: (b * bs) as u64, cell: 0 };
-            let s = match (&mut self.cuda, &mut self.net) {
+            let done = match (&mut self.cuda, &mut self.net) {
                 (Some(c), Model::Mlp(m)) => c.train_batch(m, &images, &labels, &negs, layers.clone())?,
-                (_, net) => self.pool.install(|| net.train_batch(&be, &images, &labels, &negs, layers.clone(), pos))?,
-            };
-            for ((acc, cnt), st) in sums.iter_mut().zip(counts.iter_mut()).zip(&s.layers) {
-                if let Some(st) = st {
-                    *cnt += 1;
-                    acc.0 += st.loss as f64;
-                    acc.1 += st.g_pos as f64;
-                    acc.2 += st.g_neg as f64;
-                    acc.3 += st.aux as f64;
+                (_, net) => {
+                    vec![self.pool.install(|| net.train_batch(&be, &images, &labels, &negs, layers.clone(), pos))?]
                 }
+            };
+            for s in &done {
+                add_stats(s, &mut sums, &mut counts, &mut readout);
             }
-            readout += s.readout_loss.unwrap_or(0.0) as f64;
             if let Some(bar) = &bar {
                 bar.inc(1);
                 if b % 10 == 0 || b + 1 == nb {
@@ -441,6 +451,11 @@ impl Trainer {
                     let loss = layers.clone().map(|l| sums[l].0 / counts[l].max(1) as f64).sum::<f64>();
                     bar.set_message(format!("loss {loss:.4} | {:.0} samples/s", ((b + 1) * bs).min(n) as f64 / el));
                 }
+            }
+        }
+        if let Some(c) = &mut self.cuda {
+            for s in &c.flush()? {
+                add_stats(s, &mut sums, &mut counts, &mut readout);
             }
         }
         if let Some(bar) = bar {

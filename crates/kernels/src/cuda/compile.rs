@@ -83,6 +83,7 @@ pub const MODULES: &[Module] = &[
         headers: &[],
         entries: &[
             "ffwd_ff_loss_f32",
+            "ffwd_ff_stats_f32",
             "ffwd_softmax_xent_rows_f32",
             "ffwd_mean_l32_f32",
             "ffwd_cosine_rows_f32",

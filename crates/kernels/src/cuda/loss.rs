@@ -37,6 +37,39 @@ impl CudaDevice {
         Ok(())
     }
 
+    /// One batch's statistics of an FF layer into `out[3·slot..3·slot + 3]`:
+    /// the loss (from `loss`), and the mean G of the `rows / 2` positives
+    /// and of the negatives (L32 sum / n, as the host computes them).
+    pub fn ff_stats_on(
+        &self,
+        g: &CudaSlice<f32>,
+        rows: usize,
+        loss: &CudaSlice<f32>,
+        (out, slot): (&mut CudaSlice<f32>, usize),
+    ) -> Result<()> {
+        if out.len() < 3 * (slot + 1) {
+            return Err(crate::error::shape_err(
+                "cuda ff_stats",
+                format!("slot {slot} past a {}-value buffer", out.len()),
+            ));
+        }
+        let func = self.function("loss", "ffwd_ff_stats_f32")?;
+        let (n, s) = ((rows / 2) as i32, slot as i32);
+        let mut b = self.stream.launch_builder(&func);
+        b.arg(g).arg(&n).arg(loss).arg(&s).arg(out);
+        // SAFETY: g holds rows values, loss one; out has room for the slot (checked).
+        unsafe { b.launch(one_warp()) }.map_err(|e| err("ff_stats", e))?;
+        Ok(())
+    }
+
+    /// [`CudaDevice::ff_stats_on`] from host values: (loss, mean G⁺, mean G⁻).
+    pub fn ff_stats(&self, g: &[f32], loss: f32) -> Result<[f32; 3]> {
+        let (gd, ld, mut od) = (self.up(g)?, self.up(&[loss])?, self.zeros(3)?);
+        self.ff_stats_on(&gd, g.len(), &ld, (&mut od, 0))?;
+        let v = self.down(&od, 3)?;
+        Ok([v[0], v[1], v[2]])
+    }
+
     /// Softmax cross-entropy of `logits` (labels.len() × c): (gradient, mean loss).
     pub fn softmax_xent(&self, logits: &[f32], c: usize, labels: &[u32]) -> Result<(Vec<f32>, f32)> {
         let m = labels.len();
