@@ -337,6 +337,16 @@ fn pack_b_panel(b: &BSource, k0: usize, kc: usize, jq: usize, w: usize, panel: &
     }
 }
 
+/// The K blocks `(start, length)` of a product with inner size `k`: the
+/// fewest blocks of at most `KC`, of equal length (up to the last), so no
+/// block is a short tail whose tile loads and stores cost more than its
+/// fmas. Any partition gives the same bits: each block continues every
+/// output's fma chain where the previous one stopped.
+fn k_blocks(k: usize) -> impl Iterator<Item = (usize, usize)> + Clone {
+    let len = k.div_ceil(k.div_ceil(KC).max(1)).max(1);
+    (0..k).step_by(len).map(move |pc| (pc, len.min(k - pc)))
+}
+
 /// The AVX2 GEMM. Preconditions (checked by the caller): shapes agree,
 /// `g` (if any) has `m` elements, bias (if any) has `n`.
 pub(crate) fn gemm_avx2(a: MatRef, b: MatRef, c: &mut MatMut, epi: Epilogue, g: Option<&mut [f32]>) {
@@ -451,8 +461,7 @@ pub(crate) fn gemm_avx2_src(a: MatRef, b: BSource, c: &mut MatMut, epi: Epi, g: 
             if qs.is_empty() {
                 return;
             }
-            for pc in (0..k).step_by(KC) {
-                let kc = KC.min(k - pc);
+            for (pc, kc) in k_blocks(k) {
                 if !packed {
                     for (i, q) in qs.clone().enumerate() {
                         let w = NR.min(n - q * NR);
@@ -504,8 +513,7 @@ pub(crate) fn gemm_avx2_src(a: MatRef, b: BSource, c: &mut MatMut, epi: Epi, g: 
     for jc in (0..n).step_by(NC) {
         let nc = NC.min(n - jc);
         let qs = jc / NR..(jc + nc).div_ceil(NR);
-        for pc in (0..k).step_by(KC) {
-            let kc = KC.min(k - pc);
+        for (pc, kc) in k_blocks(k) {
             let bpanel = match b {
                 BSource::Packed(p) => Panels::Packed { p, pc, kc },
                 _ => {
