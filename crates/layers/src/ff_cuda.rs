@@ -28,7 +28,7 @@ use crate::config::{MlpTraining, OptimConfig, PredictKind};
 use crate::ff::{BatchStats, FfNet, LayerStats, Predictions};
 use crate::optim::optim_step;
 use crate::{Error, Result};
-use ffwd_kernels::cuda::{CudaDevice, LinearDims, OptimParams};
+use ffwd_kernels::cuda::{CudaDevice, LinearDims, OptimParams, Tile};
 use ffwd_kernels::{Norm, PackedMat};
 use ffwd_tensor::DeviceTensor;
 
@@ -209,6 +209,7 @@ impl CudaFfNet {
                 (w.data_mut(), wa.data_mut(), wb.data_mut()),
                 (b.data_mut(), ba.data_mut(), bb.data_mut()),
                 d,
+                Tile::Auto,
             )?;
         }
         self.pending.push(train_layers.start..end);

@@ -103,9 +103,7 @@ pub fn predict(
     chunk: usize,
     ds: &Dataset,
 ) -> Result<Predictions> {
-    let mut images = Vec::new();
-    prep.eval_images(ds, &mut images);
-    pool.install(|| net.predict(&be, &images, ds.len(), chunk))
+    predict_on(&mut None, net, prep, pool, be, chunk, ds)
 }
 
 /// Accuracy of `net` on `ds`: overall, by goodness, by readout, per layer.
@@ -162,7 +160,11 @@ fn predict_on(
             prep.eval_images(ds, &mut images);
             Ok(c.predict(m, &images, ds.len(), chunk)?)
         }
-        (_, net) => predict(net, prep, pool, be, chunk, ds),
+        (_, net) => {
+            let mut images = Vec::new();
+            prep.eval_images(ds, &mut images);
+            pool.install(|| net.predict(&be, &images, ds.len(), chunk))
+        }
     }
 }
 

@@ -1,6 +1,7 @@
 //! Launch wrappers for `kernels/conv.cu`: im2col / col2im and the 3×3 conv built on the GEMM.
 
 use super::device::{err, grid_for, CudaDevice};
+use super::gemm::Tile;
 use crate::cpu::conv::Cnhw;
 use crate::error::Result;
 use cudarc::driver::PushKernelArg;
@@ -22,14 +23,14 @@ impl CudaDevice {
         // SAFETY: one thread per col value; x holds c·n·h·w values.
         unsafe { b.launch(grid_for(k9 * cols)) }.map_err(|e| err("im2col", e))?;
         let mut y = self.zeros(cout * cols)?;
-        self.launch_gemm((&wd, k9, 1), (&col, cols, 1), &mut y, (cout, cols, k9), &nobias, 0)?;
+        self.launch_gemm((&wd, k9, 1), (&col, cols, 1), &mut y, (cout, cols, k9), &nobias, 0, Tile::Auto)?;
         let y = self.down(&y, cout * cols)?;
         let Some(dy) = dy else { return Ok((y, None)) };
         let dyd = self.up(dy)?;
         let mut dw = self.zeros(cout * k9)?;
-        self.launch_gemm((&dyd, cols, 1), (&col, 1, cols), &mut dw, (cout, k9, cols), &nobias, 0)?;
+        self.launch_gemm((&dyd, cols, 1), (&col, 1, cols), &mut dw, (cout, k9, cols), &nobias, 0, Tile::Auto)?;
         let mut dcol = self.zeros(k9 * cols)?;
-        self.launch_gemm((&wd, 1, k9), (&dyd, cols, 1), &mut dcol, (k9, cols, cout), &nobias, 0)?;
+        self.launch_gemm((&wd, 1, k9), (&dyd, cols, 1), &mut dcol, (k9, cols, cout), &nobias, 0, Tile::Auto)?;
         let mut dx = self.zeros(g.len())?;
         let f = self.function("conv", "ffwd_col2im_f32")?;
         let mut b = self.stream.launch_builder(&f);

@@ -66,7 +66,7 @@ impl CudaDevice {
         } else {
             self.zeros(m * n)?
         };
-        self.launch_gemm_tiled((&ad, a.rs, a.cs), (&bd, b.rs, b.cs), &mut cd, (m, n, k), &biasd, code, tile)?;
+        self.launch_gemm((&ad, a.rs, a.cs), (&bd, b.rs, b.cs), &mut cd, (m, n, k), &biasd, code, tile)?;
         self.down(&cd, m * n)
     }
 
@@ -86,26 +86,14 @@ impl CudaDevice {
             return Err(crate::error::shape_err("cuda gemm_on", format!("buffers too small for {m}×{k} · {k}×{n}")));
         }
         let nobias = self.zeros(1)?;
-        self.launch_gemm(a, b, c, (m, n, k), &nobias, 0)
+        self.launch_gemm(a, b, c, (m, n, k), &nobias, 0, Tile::Auto)
     }
 
     /// Launch the GEMM on device buffers: A (m × k) and B (k × n) as strided
     /// views, C row-major m × n; `code` is the epilogue (0 none, 1 bias,
     /// 2 bias + ReLU, 3 accumulate).
-    pub(crate) fn launch_gemm(
-        &self,
-        a: (&CudaSlice<f32>, usize, usize),
-        b: (&CudaSlice<f32>, usize, usize),
-        c: &mut CudaSlice<f32>,
-        (m, n, k): (usize, usize, usize),
-        bias: &CudaSlice<f32>,
-        code: i32,
-    ) -> Result<()> {
-        self.launch_gemm_tiled(a, b, c, (m, n, k), bias, code, Tile::Auto)
-    }
-
     #[allow(clippy::too_many_arguments)]
-    fn launch_gemm_tiled(
+    pub(crate) fn launch_gemm(
         &self,
         a: (&CudaSlice<f32>, usize, usize),
         b: (&CudaSlice<f32>, usize, usize),

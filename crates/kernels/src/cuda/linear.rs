@@ -65,7 +65,7 @@ impl CudaDevice {
         (h, g): (&mut CudaSlice<f32>, &mut CudaSlice<f32>),
         d: LinearDims,
     ) -> Result<()> {
-        self.launch_gemm((xn, d.din, 1), (w, d.dout, 1), h, (d.rows, d.dout, d.din), bias, 2)?;
+        self.launch_gemm((xn, d.din, 1), (w, d.dout, 1), h, (d.rows, d.dout, d.din), bias, 2, Tile::Auto)?;
         self.row_sumsq_on(h, d.rows, d.dout, g)
     }
 
@@ -74,20 +74,9 @@ impl CudaDevice {
     /// and its state `wa`, `wb` step with dW = xnᵀ·dz, each element as its
     /// fma chain ends, and the bias with db, dz computed on the fly from
     /// `h` and dL/dG in both. `wb`, `bb` are Adam's v (any buffer under SGD).
+    /// `tile`: the dW GEMM's tile ([`Tile::Auto`] unless testing).
     #[allow(clippy::too_many_arguments)]
     pub fn linear_backward_update_on(
-        &self,
-        p: &OptimParams,
-        (xn, h, dldg): (&CudaSlice<f32>, &CudaSlice<f32>, &CudaSlice<f32>),
-        (w, wa, wb): (&mut CudaSlice<f32>, &mut CudaSlice<f32>, &mut CudaSlice<f32>),
-        (b, ba, bb): (&mut CudaSlice<f32>, &mut CudaSlice<f32>, &mut CudaSlice<f32>),
-        d: LinearDims,
-    ) -> Result<()> {
-        self.linear_backward_update_tiled(p, (xn, h, dldg), (w, wa, wb), (b, ba, bb), d, Tile::Auto)
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn linear_backward_update_tiled(
         &self,
         p: &OptimParams,
         (xn, h, dldg): (&CudaSlice<f32>, &CudaSlice<f32>, &CudaSlice<f32>),
@@ -145,7 +134,7 @@ impl CudaDevice {
         let nw = d.din * d.dout;
         let (mut w0, mut w1, mut w2) = (self.up(w[0])?, up(w[1], nw)?, up(w[2], nw)?);
         let (mut b0, mut b1, mut b2) = (self.up(b[0])?, up(b[1], d.dout)?, up(b[2], d.dout)?);
-        self.linear_backward_update_tiled(
+        self.linear_backward_update_on(
             &p,
             (&xd, &hd, &gd),
             (&mut w0, &mut w1, &mut w2),
