@@ -3,7 +3,8 @@
 //!
 //! `cargo bench --bench gpu` (or the prebuilt binary from
 //! `cargo bench --bench gpu --no-run`, run on the GPU machine). Without a
-//! device it prints `SKIP (no CUDA)` and exits 0. Options (after `--`):
+//! device it prints `SKIP (no CUDA)` and exits 0 (1 under
+//! `FFWD_REQUIRE_GPU=1`). Options (after `--`):
 //! `--peak TFLOPS` (default 66.9, one H100 SXM's FP32 peak), `--reps N`,
 //! `--json` (one JSON line per case instead of the table). The FF epochs
 //! need MNIST under `$FFWD_DATA_DIR`; without it they are skipped.
@@ -142,6 +143,10 @@ fn main() {
     let dev = match cuda_device_checked() {
         Ok(d) => d,
         Err(e) => {
+            if std::env::var("FFWD_REQUIRE_GPU").as_deref() == Ok("1") {
+                eprintln!("error: FFWD_REQUIRE_GPU=1 but {e}");
+                std::process::exit(1);
+            }
             println!("SKIP (no CUDA): {e}");
             return;
         }

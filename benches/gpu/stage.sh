@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Stage everything a GPU machine without Rust needs to check and benchmark
+# the CUDA backend, into target/gpu-stage/ (git-ignored):
+#   bin/      the ffwd binary, the test binaries with GPU tests, the GPU bench
+#   data/     MNIST (from $FFWD_DATA_DIR)
+#   run.sh    runs the bit-exact tests, the whole-run CPU == GPU test and the
+#             benchmarks, with FFWD_REQUIRE_GPU=1, writing logs under $OUT
+#             (or ./gpu-out)
+# Usage (build machine): bash benches/gpu/stage.sh
+# Then on the GPU machine, from the repository root:
+#   LD_LIBRARY_PATH=<libnvrtc dir> bash target/gpu-stage/run.sh
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+: "${FFWD_DATA_DIR:=$(cd .. && pwd)/shared/datasets}"
+S=target/gpu-stage
+rm -rf "$S"
+mkdir -p "$S/bin" "$S/data/mnist"
+cargo build --release --quiet
+cp target/release/ffwd "$S/bin/"
+# test binaries: the last "executable" line per test target
+for t in gpu_bitexact cuda_training; do
+    exe=$(cargo test --release --no-run --message-format=json --test "$t" 2>/dev/null |
+        python3 -c 'import json,sys
+for l in sys.stdin:
+    j=json.loads(l)
+    if j.get("reason")=="compiler-artifact" and j.get("executable") and j["target"]["name"]==sys.argv[1]: print(j["executable"])' "$t" | tail -1)
+    cp "$exe" "$S/bin/$t"
+done
+exe=$(cargo bench --bench gpu --no-run --message-format=json 2>/dev/null |
+    python3 -c 'import json,sys
+for l in sys.stdin:
+    j=json.loads(l)
+    if j.get("reason")=="compiler-artifact" and j.get("executable") and j["target"]["name"]=="gpu": print(j["executable"])' | tail -1)
+cp "$exe" "$S/bin/gpu-bench"
+# without debug info the four binaries fit in one transfer (< 64 MiB with MNIST)
+strip "$S"/bin/*
+cp "$FFWD_DATA_DIR"/mnist/*.gz "$S/data/mnist/"
+cat > "$S/run.sh" <<'RUN'
+#!/usr/bin/env bash
+# Run on the GPU machine from the repository root (see benches/gpu/stage.sh).
+set -uo pipefail
+S=$(cd "$(dirname "$0")" && pwd)
+O=${OUT:-$PWD/gpu-out}
+mkdir -p "$O"
+export FFWD_REQUIRE_GPU=1 FFWD_DATA_DIR="$S/data"
+nvidia-smi > "$O/nvidia-smi.txt" 2>&1
+rc=0
+"$S/bin/gpu_bitexact" --test-threads=1 > "$O/gpu_bitexact.txt" 2>&1 || rc=1
+"$S/bin/cuda_training" --test-threads=1 > "$O/cuda_training.txt" 2>&1 || rc=1
+"$S/bin/gpu-bench" > "$O/gpu-bench.txt" 2>&1 || rc=1
+tail -n 3 "$O"/gpu_bitexact.txt "$O"/cuda_training.txt
+cat "$O/gpu-bench.txt"
+exit $rc
+RUN
+chmod +x "$S/run.sh"
+du -sh "$S"
