@@ -20,6 +20,8 @@ SSL = [
     "ssl-mnist-supervised-bp-10k-10ep",
     "ssl-mnist-rotation-ff-60k-10ep",
     "ssl-mnist-rotation-bp-60k-10ep",
+    "ssl-mnist-rotation-ff-60k-60ep",
+    "ssl-mnist-rotation-bp-60k-60ep",
     "ssl-cifar10-supervised-ff-10k-5ep",
     "ssl-cifar10-supervised-bp-10k-5ep",
     "ffcl-mnist-30ep",
@@ -65,6 +67,8 @@ def ssl():
     print("| run | training | learns | budget | test accuracy (on what it learns) | probe per layer | probe, all layers |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for name in SSL:
+        if not (RUNS / f"{name}.jsonl").exists():
+            continue  # configured, not (yet) run
         cfg, lines = load(name)
         last = [r for r in lines if r.get("test")][-1]
         kind, task = describe(cfg)
