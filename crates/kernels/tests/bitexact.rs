@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{check, values};
+use common::{check, dim, kdim, values};
 use ffwd_kernels::*;
 use proptest::prelude::*;
 
@@ -23,14 +23,6 @@ fn value() -> impl Strategy<Value = f32> {
 
 fn any_bits() -> impl Strategy<Value = f32> {
     any::<u32>().prop_map(f32::from_bits)
-}
-
-fn dim() -> impl Strategy<Value = usize> {
-    prop_oneof![Just(1usize), Just(2), Just(7), Just(8), Just(13), Just(16), Just(31), Just(33), 1usize..80]
-}
-
-fn kdim() -> impl Strategy<Value = usize> {
-    prop_oneof![Just(0usize), Just(1), Just(5), Just(64), Just(257), Just(300), Just(521), 1usize..100]
 }
 
 fn vec_of(n: usize) -> impl Strategy<Value = Vec<f32>> {

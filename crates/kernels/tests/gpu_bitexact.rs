@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{assert_bits_eq, values};
+use common::{assert_bits_eq, dim, kdim, values};
 use ffwd_kernels::cuda::{cuda_device, CudaDevice, Tile};
 use ffwd_kernels::*;
 
@@ -396,4 +396,76 @@ fn cuda_ff_batch_statistics_match_the_host_means_bitwise() {
         assert_eq!(p.to_bits(), mean(&g[..n]).to_bits(), "mean G+ of {n}");
         assert_eq!(q.to_bits(), mean(&g[n..]).to_bits(), "mean G- of {n}");
     }
+}
+
+#[test]
+fn cuda_gemm_and_fused_linear_match_spec_bitwise_on_the_cpu_test_strategies() {
+    use ffwd_kernels::cuda::LinearDims;
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, TestRunner};
+    let Some(dev) = device() else { return };
+    let be = CpuBackend::scalar();
+    let mut runner = TestRunner::new(Config { cases: 48, ..Config::default() });
+    let strategy = ((dim(), dim(), kdim()), 0usize..4, 0usize..3, any::<u64>());
+    runner
+        .run(&strategy, |((m, n, k), epi, layout, seed)| {
+            let (a, b) = (values(m * k, seed), values(k * n, seed ^ 1));
+            let (bias, c0) = (values(n, seed ^ 2), values(m * n, seed ^ 3));
+            let av = if layout == 1 { MatRef::new(&a, k, m).unwrap().t() } else { MatRef::new(&a, m, k).unwrap() };
+            let bv = if layout == 2 { MatRef::new(&b, n, k).unwrap().t() } else { MatRef::new(&b, k, n).unwrap() };
+            let e = [Epilogue::None, Epilogue::Bias(&bias), Epilogue::BiasRelu(&bias), Epilogue::Accumulate][epi];
+            let mut spec = c0.clone();
+            be.gemm(av, bv, MatMut::new(&mut spec, m, n).unwrap(), e).unwrap();
+            for tile in [Tile::T64, Tile::T128] {
+                let what = format!("gemm {m}×{k}·{k}×{n} layout {layout} {e:?} {tile:?}");
+                assert_bits_eq(&what, &dev.gemm_tiled(av, bv, e, &c0, tile).unwrap(), &spec);
+            }
+            // the FF layer at the same sizes: rows m, din k, dout n
+            let d = LinearDims { rows: m, din: k, dout: n };
+            let w = values(k * n, seed ^ 4);
+            let (mut h, mut g) = (vec![0.0; m * n], vec![0.0; m]);
+            let (xm, wm) = (MatRef::new(&a, m, k).unwrap(), MatRef::new(&w, k, n).unwrap());
+            be.linear_forward(xm, wm, &bias, MatMut::new(&mut h, m, n).unwrap(), &mut g).unwrap();
+            let (hg, gg) = dev.linear_forward(&a, &w, &bias, d).unwrap();
+            assert_bits_eq("linear_forward h", &hg, &h);
+            assert_bits_eq("linear_forward G", &gg, &g);
+            let dldg = values(m, seed ^ 5);
+            let mut dz = vec![0.0; m * n];
+            be.local_grad(&h, n, &dldg, &mut dz).unwrap();
+            let mut dw = vec![0.0; k * n];
+            let dzm = MatRef::new(&dz, m, n).unwrap();
+            be.gemm(xm.t(), dzm, MatMut::new(&mut dw, k, n).unwrap(), Epilogue::None).unwrap();
+            let mut db = vec![0.0; n];
+            be.bias_grad(&dz, m, n, &mut db).unwrap();
+            let step =
+                AdamStep { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.0, decoupled: false, t: 2 };
+            let (mut ws, mut ma, mut va) = (w.clone(), vec![0.0; k * n], vec![0.0; k * n]);
+            be.adam(&step, &mut ws, &dw, &mut ma, &mut va).unwrap();
+            let (mut bs, mut mb, mut vb) = (bias.clone(), vec![0.0; n], vec![0.0; n]);
+            be.adam(&step, &mut bs, &db, &mut mb, &mut vb).unwrap();
+            for tile in [Tile::T64, Tile::T128] {
+                let z = (vec![0.0; k * n], vec![0.0; n]);
+                let got = dev
+                    .linear_backward_update(
+                        tile,
+                        &OptimStep::Adam(step),
+                        &a,
+                        &h,
+                        &dldg,
+                        d,
+                        [&w, &z.0, &z.0],
+                        [&bias, &z.1, &z.1],
+                    )
+                    .unwrap();
+                let what = format!("linear_backward_update {m}×{k}→{n} {tile:?}");
+                for (i, (gw, sw)) in got.w.iter().zip([&ws, &ma, &va]).enumerate() {
+                    assert_bits_eq(&format!("{what} W[{i}]"), gw, sw);
+                }
+                for (i, (gb, sb)) in got.b.iter().zip([&bs, &mb, &vb]).enumerate() {
+                    assert_bits_eq(&format!("{what} b[{i}]"), gb, sb);
+                }
+            }
+            Ok(())
+        })
+        .unwrap();
 }

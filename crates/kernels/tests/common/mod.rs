@@ -2,7 +2,18 @@
 #![allow(dead_code)]
 
 use ffwd_kernels::CpuBackend;
+use proptest::prelude::*;
 use std::sync::OnceLock;
+
+/// Matrix sizes the kernels must handle: 1, primes, non-multiples of 8 and 32.
+pub fn dim() -> impl Strategy<Value = usize> {
+    prop_oneof![Just(1usize), Just(2), Just(7), Just(8), Just(13), Just(16), Just(31), Just(33), 1usize..80]
+}
+
+/// Inner (K) sizes: 0, 1, and past the CPU's 256-wide K block.
+pub fn kdim() -> impl Strategy<Value = usize> {
+    prop_oneof![Just(0usize), Just(1), Just(5), Just(64), Just(257), Just(300), Just(521), 1usize..100]
+}
 
 /// Same bits, or both NaN.
 pub fn assert_bits_eq(what: &str, got: &[f32], spec: &[f32]) {
