@@ -15,7 +15,7 @@
 //!
 //! There are crates for this format (`matfile`); ours is small, streams
 //! nothing it does not need to keep, and gives errors that name the file,
-//! the variable and the byte offset. [`write`] produces the same layout
+//! the variable and the byte offset. [`write()`] produces the same layout
 //! (little-endian, optionally compressed) for tests and fixtures.
 
 use crate::{Error, Result};

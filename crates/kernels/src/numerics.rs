@@ -114,7 +114,7 @@ fn split_exponent(u: f32) -> (f32, f32) {
 
 /// ln(1 + x).
 ///
-/// `u = 1 + x`; `(e, m)` = [`split_exponent`]`(u)`; correction
+/// `u = 1 + x`; `(e, m)` = `split_exponent(u)`; correction
 /// `cr = (x − (u − 1)) / u`; result
 /// `fma(e, ln2_hi, fma(e, ln2_lo, log_mantissa(m) + cr))`.
 /// Special cases by select: u = +inf → +inf, x = −1 → −inf, x < −1 → NaN,

@@ -189,7 +189,7 @@ pub struct ProbeArgs {
     /// Override the checkpoint's dataset folder.
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
-    /// Probe training epochs (default: the run's [probe], else 100).
+    /// Probe training epochs (default: the run's probe.epochs, else 100).
     #[arg(long)]
     pub epochs: Option<usize>,
     /// Train the probe on the first N training images (default: the run's).

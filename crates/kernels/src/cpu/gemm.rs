@@ -3,7 +3,7 @@
 //!
 //! **Spec.** For every output (i, j): `acc = +0.0`; for k = 0..K−1 in
 //! ascending order, `acc = fma(A[i,k], B[k,j], acc)`; then the epilogue:
-//! `None → acc`, `Accumulate` (acc starts at C[i,j]) `→ acc`,
+//! `None → acc`, `Accumulate` (acc starts at C\[i,j\]) `→ acc`,
 //! `Bias → acc + bias[j]`, `BiasRelu → relu(acc + bias[j])`.
 //!
 //! **AVX2.** BLIS-style: B is packed in KC×16 column panels, A in 6×KC row
