@@ -6,7 +6,7 @@
 //! Rows M = 2 × batch (positives and negatives go through together).
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use ffwd::kernels::{CpuBackend, Epilogue, FfLoss, GoodnessForm, MatMut, MatRef, Norm};
+use ffwd::kernels::{CpuBackend, Epilogue, FfLoss, GoodnessForm, MatMut, MatRef, Norm, PackedMat};
 use ffwd::layers::config::OptimConfig;
 use ffwd::layers::ff::{FfLayer, Objective};
 use ffwd::tensor::{stream, Philox};
@@ -120,6 +120,41 @@ impl Gemm {
     }
 }
 
+/// The forward the trainer runs: weights kept packed, bias + ReLU and the
+/// row goodness in the epilogue (no per-call packing of W).
+struct PackedFwd {
+    m: usize,
+    x: Vec<f32>,
+    w: PackedMat,
+    bias: Vec<f32>,
+    h: Vec<f32>,
+    g: Vec<f32>,
+}
+
+impl PackedFwd {
+    fn new(m: usize, k: usize, n: usize) -> Self {
+        let w = PackedMat::from_row_major(&rand(k * n, 2), k, n).unwrap();
+        Self { m, x: rand(m * k, 1), w, bias: rand(n, 3), h: vec![0.0; m * n], g: vec![0.0; m] }
+    }
+    fn name(&self) -> String {
+        format!("fwd, W packed: X[{}×{}]·W[{}×{}]", self.m, self.w.rows(), self.w.rows(), self.w.cols())
+    }
+    fn run(&mut self, be: &CpuBackend) {
+        let (k, n) = (self.w.rows(), self.w.cols());
+        be.linear_forward_packed(
+            MatRef::new(&self.x, self.m, k).unwrap(),
+            &self.w,
+            &self.bias,
+            MatMut::new(&mut self.h, self.m, n).unwrap(),
+            &mut self.g,
+        )
+        .unwrap();
+    }
+    fn flops(&self) -> f64 {
+        2.0 * (self.m * self.w.rows() * self.w.cols()) as f64
+    }
+}
+
 struct Step {
     layer: FfLayer,
     x: Vec<f32>,
@@ -153,10 +188,10 @@ fn summary(be: &CpuBackend) {
     let pt = fma_peak(threads);
     println!("\nffwd bench: {} backend, {threads} thread(s)", be.name());
     println!("measured FMA peak: {:.1} GFLOP/s on 1 core, {:.1} GFLOP/s on {threads}", p1 / 1e9, pt / 1e9);
-    println!("{:<44} {:>9} {:>9} {:>10} {:>10}", "case (median of 9; best)", "ms", "GFLOP/s", "% of peak", "best %");
+    println!("{:<48} {:>9} {:>9} {:>10} {:>10}", "case (median of 9; best)", "ms", "GFLOP/s", "% of peak", "best %");
     let row = |name: String, (med, best): (f64, f64), flops: f64| {
         println!(
-            "{name:<44} {:>9.3} {:>9.1} {:>9.1}% {:>9.1}%",
+            "{name:<48} {:>9.3} {:>9.1} {:>9.1}% {:>9.1}%",
             med * 1e3,
             flops / med / 1e9,
             100.0 * flops / med / pt,
@@ -169,6 +204,9 @@ fn summary(be: &CpuBackend) {
             let mut g = Gemm::new(m, din, dout, false);
             let s = median_secs(9, || g.run(be));
             row(g.name(), s, g.flops());
+            let mut f = PackedFwd::new(m, din, dout);
+            let s = median_secs(9, || f.run(be));
+            row(f.name(), s, f.flops());
             let mut g = Gemm::new(din, m, dout, true);
             let s = median_secs(9, || g.run(be));
             row(g.name(), s, g.flops());

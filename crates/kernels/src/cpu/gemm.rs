@@ -402,6 +402,7 @@ pub(crate) fn gemm_avx2_src(a: MatRef, b: BSource, c: &mut MatMut, epi: Epi, g: 
         |i0: usize, mrows: usize, pc: usize, kc: usize, apack: &[f32], bpanel: Panels, qs: std::ops::Range<usize>| {
             let first = pc == 0 && !matches!(epi, Epi::Out(Epilogue::Accumulate));
             let tile_epi = if pc + kc == k { epi } else { Epi::Out(Epilogue::None) };
+            let qend = qs.end;
             for q in qs {
                 let jr = q * NR;
                 let cols = NR.min(n - jr);
@@ -409,6 +410,14 @@ pub(crate) fn gemm_avx2_src(a: MatRef, b: BSource, c: &mut MatMut, epi: Epi, g: 
                 for ir in (0..mrows).step_by(MR) {
                     let rows = MR.min(mrows - ir);
                     let apanel = &apack[(ir / MR) * MR * kc..(ir / MR + 1) * MR * kc];
+                    // The next tile will start its fma chains from its C
+                    // values (or, in the first K block, write them): fetch
+                    // its lines while this tile computes.
+                    let next =
+                        if ir + MR < mrows { Some((ir + MR, jr)) } else { (q + 1 < qend).then_some((0, jr + NR)) };
+                    if let Some((nr, nj)) = next {
+                        avx2::prefetch_tile(cptr.get().wrapping_add((i0 + nr) * rs + nj), rs, MR.min(mrows - nr));
+                    }
                     // SAFETY: avx2+fma were detected (Avx2 backend); the packed panels
                     // hold kc·MR and kc·NR floats; the tile (rows × cols at row i0+ir,
                     // column jr, stride rs) lies inside C and belongs to this task
@@ -547,6 +556,23 @@ pub(crate) fn gemm_avx2_src(a: MatRef, b: BSource, c: &mut MatMut, epi: Epi, g: 
 mod avx2 {
     use super::{Epi, Epilogue, MR, NR};
     use std::arch::x86_64::*;
+
+    /// Ask for the `rows` × NR tile of C at `c` (row stride `ldc`) to be
+    /// brought into L1: each row's first and last element, so a row that
+    /// straddles two cache lines gets both. A hint only: it reads nothing
+    /// and cannot fault, whatever the address.
+    #[inline]
+    pub fn prefetch_tile(c: *const f32, ldc: usize, rows: usize) {
+        for r in 0..rows {
+            let row = c.wrapping_add(r * ldc);
+            // SAFETY: prefetching is a hint that never dereferences or
+            // faults; the pointers are computed with wrapping arithmetic.
+            unsafe {
+                _mm_prefetch::<_MM_HINT_T0>(row as *const i8);
+                _mm_prefetch::<_MM_HINT_T0>(row.wrapping_add(NR - 1) as *const i8);
+            }
+        }
+    }
 
     /// One MR×NR tile: full tiles go straight to C, edge tiles through a
     /// local buffer.
