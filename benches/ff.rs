@@ -205,14 +205,19 @@ fn summary(be: &CpuBackend) {
             let s = median_secs(9, || g.run(be));
             row(g.name(), s, g.flops());
             let mut f = PackedFwd::new(m, din, dout);
-            let s = median_secs(9, || f.run(be));
-            row(f.name(), s, f.flops());
+            let fwd = median_secs(9, || f.run(be));
+            row(f.name(), fwd, f.flops());
             let mut g = Gemm::new(din, m, dout, true);
-            let s = median_secs(9, || g.run(be));
-            row(g.name(), s, g.flops());
+            let dw = median_secs(9, || g.run(be));
+            row(g.name(), dw, g.flops());
             let mut st = Step::new(din, dout, batch);
             let s = median_secs(9, || st.run(be));
             row(format!("FF step {din}→{dout}, batch {batch}"), s, st.flops());
+            // The step's two products are the forward with W packed and the
+            // dW GEMM; the rest (normalisation, loss, local gradient, bias,
+            // optimiser, and whatever fusion saves or costs) is the remainder.
+            let rest = s.0 - fwd.0 - dw.0;
+            println!("  outside the two GEMMs: {:.3} ms, {:.1}% of the step", rest * 1e3, 100.0 * rest / s.0);
         }
     }
     println!();
