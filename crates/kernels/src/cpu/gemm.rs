@@ -251,6 +251,15 @@ fn pack_a(a: &MatRef, i0: usize, mrows: usize, k0: usize, kc: usize, out: &mut [
             let panel = &mut out[p * MR * kc..(p + 1) * MR * kc];
             let r0 = i0 + p * MR;
             let w = MR.min(i0 + mrows - r0);
+            if w == MR {
+                // Fixed-size copies: inlined moves, not a memcpy call per k.
+                for (k, dst) in panel.chunks_exact_mut(MR).enumerate() {
+                    let base = r0 + (k0 + k) * a.cs;
+                    let src: &[f32; MR] = a.data[base..base + MR].try_into().expect("MR values");
+                    dst.copy_from_slice(src);
+                }
+                continue;
+            }
             for k in 0..kc {
                 let base = r0 + (k0 + k) * a.cs;
                 panel[k * MR..k * MR + w].copy_from_slice(&a.data[base..base + w]);
@@ -261,6 +270,24 @@ fn pack_a(a: &MatRef, i0: usize, mrows: usize, k0: usize, kc: usize, out: &mut [
     }
     for p in 0..panels {
         let panel = &mut out[p * MR * kc..(p + 1) * MR * kc];
+        if a.cs == 1 && (p + 1) * MR <= mrows && kc > 8 {
+            let base = (i0 + p * MR) * a.rs + k0;
+            // The end of the panel's last row: all MR rows hold kc values.
+            let last = base + (MR - 1) * a.rs + kc;
+            if last <= a.data.len() {
+                // SAFETY: avx2 was detected (only the Avx2 backend packs); rows
+                // base + r·rs .. + kc for r < MR lie inside a.data (checked
+                // above), and the panel holds MR·kc floats.
+                let done = unsafe { avx2::pack_rows(a.data.as_ptr().add(base), a.rs, kc, panel) };
+                for r in 0..MR {
+                    let row = &a.data[base + r * a.rs..base + r * a.rs + kc];
+                    for k in done..kc {
+                        panel[k * MR + r] = row[k];
+                    }
+                }
+                continue;
+            }
+        }
         for r in 0..MR {
             let i = p * MR + r;
             if i < mrows {
@@ -556,6 +583,58 @@ pub(crate) fn gemm_avx2_src(a: MatRef, b: BSource, c: &mut MatMut, epi: Epi, g: 
 mod avx2 {
     use super::{Epi, Epilogue, MR, NR};
     use std::arch::x86_64::*;
+
+    /// Pack MR rows of a row-major A (row `r` at `a + r·rs`, `kc` values
+    /// each) k-major into `panel` (`panel[k·MR + r]`), eight k at a time
+    /// through an 8 × 8 transpose (rows MR..8 zero). Each group's eight
+    /// 8-wide stores overlap by two lanes, later ones overwriting the
+    /// previous zeros, so the loop stops while a k remains after the group
+    /// (the last store's two spare lanes land inside the panel). Returns the
+    /// first k not packed.
+    ///
+    /// # Safety
+    /// avx2 present; `a + r·rs + k` readable for r < MR, k < kc;
+    /// `panel.len() >= MR·kc`.
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn pack_rows(a: *const f32, rs: usize, kc: usize, panel: &mut [f32]) -> usize {
+        debug_assert!(panel.len() >= MR * kc);
+        let out = panel.as_mut_ptr();
+        let zero = _mm256_setzero_ps();
+        let mut k0 = 0;
+        while k0 + 8 < kc {
+            let r = [0, 1, 2, 3, 4, 5].map(|i| _mm256_loadu_ps(a.add(i * rs + k0)));
+            let t0 = _mm256_unpacklo_ps(r[0], r[1]);
+            let t1 = _mm256_unpackhi_ps(r[0], r[1]);
+            let t2 = _mm256_unpacklo_ps(r[2], r[3]);
+            let t3 = _mm256_unpackhi_ps(r[2], r[3]);
+            let t4 = _mm256_unpacklo_ps(r[4], r[5]);
+            let t5 = _mm256_unpackhi_ps(r[4], r[5]);
+            let s0 = _mm256_shuffle_ps::<0x44>(t0, t2);
+            let s1 = _mm256_shuffle_ps::<0xEE>(t0, t2);
+            let s2 = _mm256_shuffle_ps::<0x44>(t1, t3);
+            let s3 = _mm256_shuffle_ps::<0xEE>(t1, t3);
+            let s4 = _mm256_shuffle_ps::<0x44>(t4, zero);
+            let s5 = _mm256_shuffle_ps::<0xEE>(t4, zero);
+            let s6 = _mm256_shuffle_ps::<0x44>(t5, zero);
+            let s7 = _mm256_shuffle_ps::<0xEE>(t5, zero);
+            // Column k of the 6 × 8 block, rows in lanes 0..6.
+            let cols = [
+                _mm256_permute2f128_ps::<0x20>(s0, s4),
+                _mm256_permute2f128_ps::<0x20>(s1, s5),
+                _mm256_permute2f128_ps::<0x20>(s2, s6),
+                _mm256_permute2f128_ps::<0x20>(s3, s7),
+                _mm256_permute2f128_ps::<0x31>(s0, s4),
+                _mm256_permute2f128_ps::<0x31>(s1, s5),
+                _mm256_permute2f128_ps::<0x31>(s2, s6),
+                _mm256_permute2f128_ps::<0x31>(s3, s7),
+            ];
+            for (k, c) in cols.into_iter().enumerate() {
+                _mm256_storeu_ps(out.add((k0 + k) * MR), c);
+            }
+            k0 += 8;
+        }
+        k0
+    }
 
     /// Ask for the `rows` × NR tile of C at `c` (row stride `ldc`) to be
     /// brought into L1: each row's first and last element, so a row that
