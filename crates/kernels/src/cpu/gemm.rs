@@ -221,6 +221,7 @@ pub fn warm_up_workers() {
 thread_local! {
     static APACK: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
     static BPACK: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+    static ASHARED: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
 /// A raw pointer that parallel tasks may share; each task writes a disjoint
@@ -370,8 +371,13 @@ fn pack_b_panel(b: &BSource, k0: usize, kc: usize, jq: usize, w: usize, panel: &
 /// fmas. Any partition gives the same bits: each block continues every
 /// output's fma chain where the previous one stopped.
 fn k_blocks(k: usize) -> impl Iterator<Item = (usize, usize)> + Clone {
-    let len = k.div_ceil(k.div_ceil(KC).max(1)).max(1);
+    let len = k_block_len(k);
     (0..k).step_by(len).map(move |pc| (pc, len.min(k - pc)))
+}
+
+/// The length of every K block but the last (see [`k_blocks`]).
+fn k_block_len(k: usize) -> usize {
+    k.div_ceil(k.div_ceil(KC).max(1)).max(1)
 }
 
 /// The AVX2 GEMM. Preconditions (checked by the caller): shapes agree,
@@ -492,6 +498,20 @@ pub(crate) fn gemm_avx2_src(a: MatRef, b: BSource, c: &mut MatMut, epi: Epi, g: 
         if !packed && bpack.len() < groups * chunk {
             bpack.resize(groups * chunk, 0.0);
         }
+        // A is packed once, every K block, before the tasks start (each task
+        // reads all of it): block (pc, kc) at pc·mpad, its panels laid out
+        // as `pack_a` writes them. Held by the calling thread like B's buffer.
+        let mpad = m.div_ceil(MR) * MR;
+        let mut ashared = ASHARED.with(|s| std::mem::take(&mut *s.borrow_mut()));
+        if ashared.len() < mpad * k {
+            ashared.resize(mpad * k, 0.0);
+        }
+        let len = k_block_len(k);
+        ashared[..mpad * k]
+            .par_chunks_mut(len * mpad)
+            .enumerate()
+            .for_each(|(i, blk)| pack_a(&a, 0, m, i * len, blk.len() / mpad, blk));
+        let apacked = &ashared[..mpad * k];
         let task = |t: usize, own: &mut [f32]| {
             let qs = t * per..((t + 1) * per).min(panels);
             if qs.is_empty() {
@@ -508,13 +528,11 @@ pub(crate) fn gemm_avx2_src(a: MatRef, b: BSource, c: &mut MatMut, epi: Epi, g: 
                     BSource::Packed(p) => Panels::Packed { p, pc, kc },
                     _ => Panels::Buf { buf: own, q0: qs.start, kc },
                 };
-                with_apack(m.min(MC_MAX).div_ceil(MR) * MR * kc, |apack| {
-                    for i0 in (0..m).step_by(MC_MAX) {
-                        let mrows = MC_MAX.min(m - i0);
-                        pack_a(&a, i0, mrows, pc, kc, apack);
-                        run(i0, mrows, pc, kc, apack, bpanel, qs.clone());
-                    }
-                });
+                let blk = &apacked[pc * mpad..(pc + kc) * mpad];
+                for i0 in (0..m).step_by(MC_MAX) {
+                    let mrows = MC_MAX.min(m - i0);
+                    run(i0, mrows, pc, kc, &blk[i0 * kc..], bpanel, qs.clone());
+                }
             }
         };
         if packed {
@@ -528,6 +546,12 @@ pub(crate) fn gemm_avx2_src(a: MatRef, b: BSource, c: &mut MatMut, epi: Epi, g: 
                 }
             });
         }
+        ASHARED.with(|s| {
+            let mut slot = s.borrow_mut();
+            if slot.len() < ashared.len() {
+                *slot = ashared;
+            }
+        });
         if gptr.is_some() {
             (0..m).into_par_iter().with_min_len(16).for_each(|r| row_goodness(r, r + 1));
         }
