@@ -318,22 +318,56 @@ impl BpMlp {
     }
 }
 
-/// The probe sees every layer's length-normalised activity, as for FF.
+/// The probe sees every layer's length-normalised activity (standard view)
+/// or its ReLU activity (raw view), as for FF. The net has no label inputs.
 impl crate::probe::Features for BpMlp {
     fn feature_dims(&self) -> Vec<usize> {
         self.layers.iter().map(|l| l.out_dim).collect()
     }
-    fn features(&mut self, be: &CpuBackend, images: &[f32], n: usize, out: &mut Vec<f32>) -> Result<()> {
+    fn features(
+        &mut self,
+        be: &CpuBackend,
+        images: &[f32],
+        n: usize,
+        view: crate::probe::FeatureView,
+        out: &mut Vec<f32>,
+    ) -> Result<()> {
+        if view.label.is_some() {
+            return Err(view.unsupported("BP MLP", "has no label inputs"));
+        }
         check_images(images.len(), n, self.image_dim)?;
         self.forward(be, images, n)?;
-        let norm = self.norm();
-        crate::ff::normalized_activities(be, &self.layers, n, norm, &mut self.work.feats, out)
+        match view.form {
+            crate::probe::FeatureForm::Standard => {
+                let norm = self.norm();
+                crate::ff::normalized_activities(be, &self.layers, n, norm, &mut self.work.feats, out)
+            }
+            crate::probe::FeatureForm::Raw => {
+                crate::ff::raw_activities(&self.layers, n, out);
+                Ok(())
+            }
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_bp_mlp_has_a_raw_probe_view_but_no_label_inputs() {
+        use crate::probe::{FeatureForm, FeatureView, Features};
+        let be = CpuBackend::best();
+        let cfg = FfConfig { sizes: vec![5, 5], training: MlpTraining::CrossEntropy, ..FfConfig::default() };
+        let mut net = BpMlp::new(cfg, 4, 3, 1).unwrap();
+        let imgs = [0.1f32, 0.9, 0.4, 0.7, 0.3, 0.2, 0.8, 0.6];
+        let mut raw = Vec::new();
+        net.features(&be, &imgs, 2, FeatureView { form: FeatureForm::Raw, label: None }, &mut raw).unwrap();
+        assert_eq!(raw.len(), 20);
+        assert!(raw.iter().all(|&v| v >= 0.0), "ReLU activity");
+        let e = net.features(&be, &imgs, 2, FeatureView { form: FeatureForm::Standard, label: Some(0) }, &mut raw);
+        assert!(e.unwrap_err().to_string().contains("no label inputs"));
+    }
 
     #[test]
     fn flatten_and_unflatten_are_inverse_and_order_features_chw() {

@@ -710,18 +710,60 @@ pub(crate) fn load_head(prefix: &str, r: &mut Readout, get: &mut impl FnMut(&str
     Ok(())
 }
 
-/// The probe sees every layer's length-normalised activity, the label
-/// inputs neutral (0.1 each).
+/// The probe sees every layer's length-normalised activity (standard
+/// view) or its ReLU activity (raw view), with the label inputs neutral
+/// (0.1 each) or set to the view's label.
 impl crate::probe::Features for FfNet {
     fn feature_dims(&self) -> Vec<usize> {
         self.layers.iter().map(|l| l.out_dim).collect()
     }
-    fn features(&mut self, be: &CpuBackend, images: &[f32], n: usize, out: &mut Vec<f32>) -> Result<()> {
+    fn features(
+        &mut self,
+        be: &CpuBackend,
+        images: &[f32],
+        n: usize,
+        view: crate::probe::FeatureView,
+        out: &mut Vec<f32>,
+    ) -> Result<()> {
         check_images(images.len(), n, self.image_dim)?;
-        self.embed_neutral(images, n);
+        match view.label {
+            None => self.embed_neutral(images, n),
+            Some(y) if (y as usize) < self.classes => {
+                let (di, d0) = (self.image_dim, self.input_dim());
+                let mut input = std::mem::take(&mut self.input);
+                input.resize(n * d0, 0.0);
+                for i in 0..n {
+                    self.embed(&images[i * di..(i + 1) * di], Some(y), &mut input[i * d0..(i + 1) * d0]);
+                }
+                self.input = input;
+            }
+            Some(y) => {
+                return Err(view.unsupported("FF net", &format!("has {} label inputs, not label {y}", self.classes)))
+            }
+        }
         let all = self.layers.len();
         self.forward_input(be, n, all)?;
-        self.normalized_activities(be, n, 0, out)
+        match view.form {
+            crate::probe::FeatureForm::Standard => self.normalized_activities(be, n, 0, out),
+            crate::probe::FeatureForm::Raw => {
+                raw_activities(&self.layers, n, out);
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Every layer's last activity (`rows` rows), concatenated per row.
+pub(crate) fn raw_activities(layers: &[FfLayer], rows: usize, out: &mut Vec<f32>) {
+    let f: usize = layers.iter().map(|l| l.out_dim).sum();
+    out.resize(rows * f, 0.0);
+    let mut off = 0;
+    for l in layers {
+        let d = l.out_dim;
+        for (i, src) in l.activity()[..rows * d].chunks_exact(d).enumerate() {
+            out[i * f + off..i * f + off + d].copy_from_slice(src);
+        }
+        off += d;
     }
 }
 
@@ -853,6 +895,36 @@ mod tests {
             assert_eq!(bits(a.w.data()), bits(b.w.data()));
             assert_eq!(bits(&a.b), bits(&b.b));
         }
+    }
+
+    #[test]
+    fn probe_views_read_raw_or_normalised_activity_with_the_chosen_label() {
+        use crate::probe::{FeatureForm, FeatureView, Features};
+        let be = CpuBackend::best();
+        let mut net = FfNet::new(FfConfig { sizes: vec![8, 6], ..FfConfig::default() }, 16, 4, 3).unwrap();
+        let mut imgs = vec![0.0f32; 3 * 16];
+        Philox::new(5, stream::noise(0)).fill_uniform(&mut imgs, 0.0, 1.0);
+        let (mut std_f, mut raw, mut lab) = (Vec::new(), Vec::new(), Vec::new());
+        net.features(&be, &imgs, 3, FeatureView::default(), &mut std_f).unwrap();
+        let raw_view = FeatureView { form: FeatureForm::Raw, label: None };
+        net.features(&be, &imgs, 3, raw_view, &mut raw).unwrap();
+        // The standard view is the raw view, length-normalised layer by layer.
+        let (norm, eps) = (net.config.norm.into(), net.config.norm_eps);
+        for i in 0..3 {
+            for (off, d) in [(0, 8), (8, 6)] {
+                let row = &raw[i * 14 + off..i * 14 + off + d];
+                let mut want = vec![0.0; d];
+                be.normalize_rows(row, &mut want, d, norm, eps).unwrap();
+                let got = &std_f[i * 14 + off..i * 14 + off + d];
+                assert!(want.iter().zip(got).all(|(a, b)| a.to_bits() == b.to_bits()), "row {i}, layer at {off}");
+            }
+        }
+        assert!(raw.iter().zip(&std_f).any(|(a, b)| a != b), "raw activity is not already unit length");
+        // A label written into the inputs changes what the layers see.
+        net.features(&be, &imgs, 3, FeatureView { form: FeatureForm::Standard, label: Some(2) }, &mut lab).unwrap();
+        assert!(lab.iter().zip(&std_f).any(|(a, b)| a != b));
+        let e = net.features(&be, &imgs, 3, FeatureView { form: FeatureForm::Standard, label: Some(4) }, &mut lab);
+        assert!(e.unwrap_err().to_string().contains("not label 4"));
     }
 
     #[test]

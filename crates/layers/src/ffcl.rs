@@ -295,7 +295,15 @@ impl crate::probe::Features for FfclNet {
     fn feature_dims(&self) -> Vec<usize> {
         self.config.sizes.clone()
     }
-    fn features(&mut self, be: &CpuBackend, images: &[f32], n: usize, out: &mut Vec<f32>) -> Result<()> {
+    fn features(
+        &mut self,
+        be: &CpuBackend,
+        images: &[f32],
+        n: usize,
+        view: crate::probe::FeatureView,
+        out: &mut Vec<f32>,
+    ) -> Result<()> {
+        view.only_default("FFCL net", "has one view (raw hidden outputs, no label inputs)")?;
         check_images(images.len(), n, self.image_dim)?;
         self.forward(be, images, n)?;
         let hidden = &self.twins[0][..self.config.sizes.len()];

@@ -26,8 +26,55 @@ pub trait Features: Send {
     /// Width of each feature group (one per layer), in row order.
     fn feature_dims(&self) -> Vec<usize>;
     /// Features of `n` images (n × input values): `n × Σ dims`, the groups
-    /// concatenated per row.
-    fn features(&mut self, be: &CpuBackend, images: &[f32], n: usize, out: &mut Vec<f32>) -> Result<()>;
+    /// concatenated per row, in the given view. A view the net does not
+    /// have is an error naming it.
+    fn features(
+        &mut self,
+        be: &CpuBackend,
+        images: &[f32],
+        n: usize,
+        view: FeatureView,
+        out: &mut Vec<f32>,
+    ) -> Result<()>;
+}
+
+/// Which activity of each layer the probe reads.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FeatureForm {
+    /// Each net's own view (its `Features` docs): for the FF and BP MLPs,
+    /// every layer's length-normalised activity, as the next layer sees it.
+    #[default]
+    Standard,
+    /// FF and BP MLPs: the ReLU activity before the length normalisation,
+    /// so its length (the goodness) is part of the features.
+    Raw,
+}
+
+/// What the probe feeds the net and reads from it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FeatureView {
+    pub form: FeatureForm,
+    /// Nets with label inputs (the FF MLP): this label written into them
+    /// instead of the neutral value (for a pretext net, e.g. rotation 0 for
+    /// upright images).
+    pub label: Option<u8>,
+}
+
+impl FeatureView {
+    /// An error for a view `net` does not have.
+    pub fn unsupported(&self, net: &str, what: &str) -> Error {
+        Error::Config(format!("probe: the {net} {what} (probe view {self:?})"))
+    }
+
+    /// For nets with one view: Ok for the default view, else the error.
+    pub fn only_default(&self, net: &str, what: &str) -> Result<()> {
+        if *self == Self::default() {
+            Ok(())
+        } else {
+            Err(self.unsupported(net, what))
+        }
+    }
 }
 
 /// Settings of the probe.
@@ -40,11 +87,24 @@ pub struct ProbeConfig {
     pub seed: u64,
     /// Probe each layer alone as well as the concatenation.
     pub per_layer: bool,
+    /// Which activity of each layer is read.
+    pub features: FeatureForm,
+    /// Nets with label inputs: the label written into them while features
+    /// are read (default: the neutral value).
+    pub label: Option<u8>,
 }
 
 impl Default for ProbeConfig {
     fn default() -> Self {
-        Self { epochs: 100, batch: 100, optim: OptimConfig::default(), seed: 0, per_layer: true }
+        Self {
+            epochs: 100,
+            batch: 100,
+            optim: OptimConfig::default(),
+            seed: 0,
+            per_layer: true,
+            features: FeatureForm::Standard,
+            label: None,
+        }
     }
 }
 
@@ -60,6 +120,11 @@ pub struct ProbeReport {
     pub train_images: usize,
     pub test_images: usize,
     pub epochs: usize,
+    /// The view the features were read in.
+    #[serde(default)]
+    pub features: FeatureForm,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<u8>,
 }
 
 /// Features of all `n` images, in chunks of `chunk`.
@@ -69,6 +134,7 @@ pub fn extract(
     images: &[f32],
     n: usize,
     chunk: usize,
+    view: FeatureView,
     out: &mut Vec<f32>,
 ) -> Result<()> {
     let f: usize = net.feature_dims().iter().sum();
@@ -81,7 +147,7 @@ pub fn extract(
     let mut part = Vec::new();
     for s in (0..n).step_by(chunk.max(1)) {
         let m = chunk.max(1).min(n - s);
-        net.features(be, &images[s * di..(s + m) * di], m, &mut part)?;
+        net.features(be, &images[s * di..(s + m) * di], m, view, &mut part)?;
         out[s * f..(s + m) * f].copy_from_slice(&part[..m * f]);
     }
     Ok(())
@@ -155,12 +221,15 @@ pub fn linear_probe(
     let dims = net.feature_dims();
     let f: usize = dims.iter().sum();
     let (mut tr, mut te) = (Vec::new(), Vec::new());
-    extract(net, be, train_images, train_labels.len(), 1000, &mut tr)?;
-    extract(net, be, test_images, test_labels.len(), 1000, &mut te)?;
+    let view = FeatureView { form: cfg.features, label: cfg.label };
+    extract(net, be, train_images, train_labels.len(), 1000, view, &mut tr)?;
+    extract(net, be, test_images, test_labels.len(), 1000, view, &mut te)?;
     let mut report = ProbeReport {
         train_images: train_labels.len(),
         test_images: test_labels.len(),
         epochs: cfg.epochs,
+        features: cfg.features,
+        label: cfg.label,
         ..Default::default()
     };
     if cfg.per_layer && dims.len() > 1 {

@@ -835,7 +835,15 @@ impl crate::probe::Features for UffNet {
     fn feature_dims(&self) -> Vec<usize> {
         self.cells.iter().map(|c| c.latent_dim()).collect()
     }
-    fn features(&mut self, be: &CpuBackend, images: &[f32], n: usize, out: &mut Vec<f32>) -> Result<()> {
+    fn features(
+        &mut self,
+        be: &CpuBackend,
+        images: &[f32],
+        n: usize,
+        view: crate::probe::FeatureView,
+        out: &mut Vec<f32>,
+    ) -> Result<()> {
+        view.only_default("UFF net", "has one view (its cells' latents, no label inputs)")?;
         check_images(images.len(), n, self.image_dim())?;
         let nc = self.cells.len();
         self.encode_upto(be, images, n, nc)?;

@@ -200,6 +200,24 @@ pub struct ProbeArgs {
     /// Where probe.json goes (default: the checkpoint's folder).
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Which activity of each layer the probe reads: `standard` (FF and BP
+    /// MLPs: length-normalised, as the next layer sees it) or `raw` (the
+    /// ReLU activity before the normalisation). Default: the run's.
+    #[arg(long, value_parser = parse_feature_form)]
+    pub features: Option<ffwd_layers::probe::FeatureForm>,
+    /// Nets with label inputs (FF MLPs): write this label into them while
+    /// the features are read, instead of the neutral value.
+    #[arg(long)]
+    pub label: Option<u8>,
+}
+
+fn parse_feature_form(s: &str) -> std::result::Result<ffwd_layers::probe::FeatureForm, String> {
+    use ffwd_layers::probe::FeatureForm;
+    match s {
+        "standard" => Ok(FeatureForm::Standard),
+        "raw" => Ok(FeatureForm::Raw),
+        _ => Err(format!("`{s}` is not a probe view: standard or raw")),
+    }
 }
 
 impl TrainArgs {
@@ -516,6 +534,8 @@ pub fn run(cli: Cli) -> Result<()> {
             cfg.train.threads = a.threads.unwrap_or(cfg.train.threads);
             let mut probe = cfg.probe.clone().unwrap_or_default();
             probe.epochs = a.epochs.unwrap_or(probe.epochs);
+            probe.features = a.features.unwrap_or(probe.features);
+            probe.label = a.label.or(probe.label);
             cfg.probe = Some(probe);
             cfg.validate().map_err(Error::Invalid)?;
             cfg.output.dir = match &a.out {
