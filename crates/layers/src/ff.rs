@@ -410,11 +410,16 @@ impl FfNet {
 
     /// Write `n` images with the neutral label into the input rows.
     fn embed_neutral(&mut self, images: &[f32], n: usize) {
+        self.embed_all(images, n, None);
+    }
+
+    /// Write `n` images, all with `label` (None: neutral), into the input rows.
+    fn embed_all(&mut self, images: &[f32], n: usize, label: Option<u8>) {
         let (di, d0) = (self.image_dim, self.input_dim());
         let mut input = std::mem::take(&mut self.input);
         input.resize(n * d0, 0.0);
         for i in 0..n {
-            self.embed(&images[i * di..(i + 1) * di], None, &mut input[i * d0..(i + 1) * d0]);
+            self.embed(&images[i * di..(i + 1) * di], label, &mut input[i * d0..(i + 1) * d0]);
         }
         self.input = input;
     }
@@ -659,16 +664,13 @@ pub(crate) fn normalized_activities(
     tmp: &mut Vec<f32>,
     out: &mut Vec<f32>,
 ) -> Result<()> {
-    let f: usize = layers.iter().map(|l| l.out_dim).sum();
-    out.resize(rows * f, 0.0);
+    let f = start_groups(layers, rows, out);
     let mut off = 0;
     for l in layers {
         let d = l.out_dim;
         tmp.resize(rows * d, 0.0);
         be.normalize_rows(l.activity(), tmp, d, norm, eps)?;
-        for i in 0..rows {
-            out[i * f + off..i * f + off + d].copy_from_slice(&tmp[i * d..(i + 1) * d]);
-        }
+        put_group(out, f, off, d, tmp);
         off += d;
     }
     Ok(())
@@ -726,21 +728,10 @@ impl crate::probe::Features for FfNet {
         out: &mut Vec<f32>,
     ) -> Result<()> {
         check_images(images.len(), n, self.image_dim)?;
-        match view.label {
-            None => self.embed_neutral(images, n),
-            Some(y) if (y as usize) < self.classes => {
-                let (di, d0) = (self.image_dim, self.input_dim());
-                let mut input = std::mem::take(&mut self.input);
-                input.resize(n * d0, 0.0);
-                for i in 0..n {
-                    self.embed(&images[i * di..(i + 1) * di], Some(y), &mut input[i * d0..(i + 1) * d0]);
-                }
-                self.input = input;
-            }
-            Some(y) => {
-                return Err(view.unsupported("FF net", &format!("has {} label inputs, not label {y}", self.classes)))
-            }
+        if let Some(y) = view.label.filter(|&y| y as usize >= self.classes) {
+            return Err(view.unsupported("FF net", &format!("has {} label inputs, not label {y}", self.classes)));
         }
+        self.embed_all(images, n, view.label);
         let all = self.layers.len();
         self.forward_input(be, n, all)?;
         match view.form {
@@ -755,15 +746,25 @@ impl crate::probe::Features for FfNet {
 
 /// Every layer's last activity (`rows` rows), concatenated per row.
 pub(crate) fn raw_activities(layers: &[FfLayer], rows: usize, out: &mut Vec<f32>) {
-    let f: usize = layers.iter().map(|l| l.out_dim).sum();
-    out.resize(rows * f, 0.0);
+    let f = start_groups(layers, rows, out);
     let mut off = 0;
     for l in layers {
-        let d = l.out_dim;
-        for (i, src) in l.activity()[..rows * d].chunks_exact(d).enumerate() {
-            out[i * f + off..i * f + off + d].copy_from_slice(src);
-        }
-        off += d;
+        put_group(out, f, off, l.out_dim, &l.activity()[..rows * l.out_dim]);
+        off += l.out_dim;
+    }
+}
+
+/// Size `out` for `rows` rows of every layer's activity; returns the row width.
+fn start_groups(layers: &[FfLayer], rows: usize, out: &mut Vec<f32>) -> usize {
+    let f: usize = layers.iter().map(|l| l.out_dim).sum();
+    out.resize(rows * f, 0.0);
+    f
+}
+
+/// Copy `src` (rows of `d`) into columns `off..off + d` of `out` (rows of `f`).
+fn put_group(out: &mut [f32], f: usize, off: usize, d: usize, src: &[f32]) {
+    for (dst, row) in out.chunks_exact_mut(f).zip(src.chunks_exact(d)) {
+        dst[off..off + d].copy_from_slice(row);
     }
 }
 

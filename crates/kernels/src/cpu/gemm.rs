@@ -435,6 +435,8 @@ pub(crate) fn gemm_avx2_src(a: MatRef, b: BSource, c: &mut MatMut, epi: Epi, g: 
         |i0: usize, mrows: usize, pc: usize, kc: usize, apack: &[f32], bpanel: Panels, qs: std::ops::Range<usize>| {
             let first = pc == 0 && !matches!(epi, Epi::Out(Epilogue::Accumulate));
             let tile_epi = if pc + kc == k { epi } else { Epi::Out(Epilogue::None) };
+            // A sink tile of the only K block reads and writes no C at all.
+            let touches_c = !(first && matches!(tile_epi, Epi::Sink(_)));
             let qend = qs.end;
             for q in qs {
                 let jr = q * NR;
@@ -448,7 +450,7 @@ pub(crate) fn gemm_avx2_src(a: MatRef, b: BSource, c: &mut MatMut, epi: Epi, g: 
                     // its lines while this tile computes.
                     let next =
                         if ir + MR < mrows { Some((ir + MR, jr)) } else { (q + 1 < qend).then_some((0, jr + NR)) };
-                    if let Some((nr, nj)) = next {
+                    if let (true, Some((nr, nj))) = (touches_c, next) {
                         avx2::prefetch_tile(cptr.get().wrapping_add((i0 + nr) * rs + nj), rs, MR.min(mrows - nr));
                     }
                     // SAFETY: avx2+fma were detected (Avx2 backend); the packed panels
