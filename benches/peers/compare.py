@@ -102,7 +102,7 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--epochs", type=int, default=2, help="epochs per run (median taken)")
-    ap.add_argument("--workloads", default="2000x4:100:5000,2000x4:1000:10000,500x2:100:20000",
+    ap.add_argument("--workloads", default="2000x4:100:5000,2000x4:1000:10000,500x2:100:20000,500x2:1000:20000",
                     help="WIDTHxLAYERS:BATCH:SAMPLES,...")
     ap.add_argument("--out", default=str(ROOT / "benches/results"))
     ap.add_argument("--device", default="cpu", help="cpu or cuda (both sides)")
