@@ -109,16 +109,42 @@ impl PackedMat {
     }
 }
 
-/// Receives each finished tile: (first row, first column, rows, columns,
-/// values with row stride 16).
-pub(crate) type TileSink<'a> = &'a (dyn Fn(usize, usize, usize, usize, &[f32]) + Sync);
+/// Receives each finished tile of a GEMM in place of C (the dW GEMM hands
+/// its tiles to the optimiser this way).
+pub(crate) trait TileSink: Sync {
+    /// The tile at (i0, j0) with `rows` rows is about to be computed: a
+    /// hint to start fetching what [`TileSink::take`] will read, so that
+    /// its loads do not wait on memory after the tile's fmas.
+    fn prefetch(&self, i0: usize, j0: usize, rows: usize);
+    /// The finished tile at (i0, j0): `rows` × `cols` values, row stride 16.
+    fn take(&self, i0: usize, j0: usize, rows: usize, cols: usize, tile: &[f32]);
+}
 
 /// The epilogue as the AVX2 driver sees it: the public ones, or a sink that
 /// receives each finished tile (rows × cols, stride 16) instead of storing it.
 #[derive(Clone, Copy)]
 pub(crate) enum Epi<'a> {
     Out(Epilogue<'a>),
-    Sink(TileSink<'a>),
+    Sink(&'a dyn TileSink),
+}
+
+/// Ask for the `rows` × 16 block at `p` (row stride `ld`) to be brought
+/// into L1: each row's first and last element, so a row that straddles
+/// two cache lines gets both. A hint only: it reads nothing and cannot
+/// fault, whatever the address.
+#[inline]
+pub(crate) fn prefetch_rows(p: *const f32, ld: usize, rows: usize) {
+    #[cfg(target_arch = "x86_64")]
+    for r in 0..rows {
+        let row = p.wrapping_add(r * ld);
+        // SAFETY: prefetching is a hint that never dereferences or faults;
+        // the pointers are computed with wrapping arithmetic.
+        unsafe {
+            use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+            _mm_prefetch::<_MM_HINT_T0>(row as *const i8);
+            _mm_prefetch::<_MM_HINT_T0>(row.wrapping_add(NR - 1) as *const i8);
+        }
+    }
 }
 
 /// Where the B operand comes from.
@@ -412,7 +438,7 @@ pub(crate) fn gemm_avx2_src(a: MatRef, b: BSource, c: &mut MatMut, epi: Epi, g: 
                 Epi::Sink(sink) => {
                     if i.is_multiple_of(MR) {
                         for j in (0..n).step_by(NR) {
-                            sink(i, j, MR.min(m - i), NR.min(n - j), &zeros);
+                            sink.take(i, j, MR.min(m - i), NR.min(n - j), &zeros);
                         }
                     }
                 }
@@ -451,7 +477,7 @@ pub(crate) fn gemm_avx2_src(a: MatRef, b: BSource, c: &mut MatMut, epi: Epi, g: 
                     let next =
                         if ir + MR < mrows { Some((ir + MR, jr)) } else { (q + 1 < qend).then_some((0, jr + NR)) };
                     if let (true, Some((nr, nj))) = (touches_c, next) {
-                        avx2::prefetch_tile(cptr.get().wrapping_add((i0 + nr) * rs + nj), rs, MR.min(mrows - nr));
+                        prefetch_rows(cptr.get().wrapping_add((i0 + nr) * rs + nj), rs, MR.min(mrows - nr));
                     }
                     // SAFETY: avx2+fma were detected (Avx2 backend); the packed panels
                     // hold kc·MR and kc·NR floats; the tile (rows × cols at row i0+ir,
@@ -662,23 +688,6 @@ mod avx2 {
         k0
     }
 
-    /// Ask for the `rows` × NR tile of C at `c` (row stride `ldc`) to be
-    /// brought into L1: each row's first and last element, so a row that
-    /// straddles two cache lines gets both. A hint only: it reads nothing
-    /// and cannot fault, whatever the address.
-    #[inline]
-    pub fn prefetch_tile(c: *const f32, ldc: usize, rows: usize) {
-        for r in 0..rows {
-            let row = c.wrapping_add(r * ldc);
-            // SAFETY: prefetching is a hint that never dereferences or
-            // faults; the pointers are computed with wrapping arithmetic.
-            unsafe {
-                _mm_prefetch::<_MM_HINT_T0>(row as *const i8);
-                _mm_prefetch::<_MM_HINT_T0>(row.wrapping_add(NR - 1) as *const i8);
-            }
-        }
-    }
-
     /// One MR×NR tile: full tiles go straight to C, edge tiles through a
     /// local buffer.
     #[target_feature(enable = "avx2,fma")]
@@ -704,8 +713,9 @@ mod avx2 {
                         std::ptr::copy_nonoverlapping(c.add(r * ldc), buf.as_mut_ptr().add(r * NR), cols);
                     }
                 }
+                sink.prefetch(i0, j0, rows);
                 kernel(kc, a.as_ptr(), b.as_ptr(), buf.as_mut_ptr(), NR, load, false, false, &bias);
-                sink(i0, j0, rows, cols, &buf);
+                sink.take(i0, j0, rows, cols, &buf);
                 return;
             }
         };

@@ -179,25 +179,7 @@ impl CpuBackend {
             }
             CpuKind::Avx2 => {
                 scratch.resize(din * dout, 0.0);
-                let (wp, ap, bp) =
-                    (SharedMut(w.data_mut().as_mut_ptr()), SharedMut(a.as_mut_ptr()), SharedMut(b.as_mut_ptr()));
-                let kw = din;
-                let sink = move |i0: usize, j0: usize, trows: usize, _cols: usize, tile: &[f32]| {
-                    let off = (j0 / gemm::NR) * kw * gemm::NR + i0 * gemm::NR;
-                    // SAFETY: avx2+fma detected (Avx2 backend). The tile's rows
-                    // i0..i0+trows of panel j0/16 are trows·16 contiguous floats
-                    // of W, a and b, owned by this tile alone (tiles partition W).
-                    unsafe {
-                        optim::update_raw_avx2(
-                            &p,
-                            wp.get().add(off),
-                            tile,
-                            ap.get().add(off),
-                            bp.get().add(off),
-                            trows * gemm::NR,
-                        )
-                    };
-                };
+                let sink = optim::PackedTileUpdate::new(p, w, a, b);
                 let hm = MatRef::new(h, rows, dout)?;
                 let src = BSource::LocalGrad { h: hm, dldg, db: SharedMut(db.as_mut_ptr()) };
                 let mut c = MatMut::new(scratch, din, dout)?;

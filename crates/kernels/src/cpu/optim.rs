@@ -16,6 +16,7 @@
 //! w = w − lr · g
 //! ```
 
+use super::gemm::{prefetch_rows, PackedMat, SharedMut, TileSink, NR};
 use rayon::prelude::*;
 
 /// One Adam/AdamW step's hyper-parameters. `t` is the 1-based step count.
@@ -236,16 +237,65 @@ pub(crate) fn update_one(p: &Prepared, w: &mut f32, g: f32, a: &mut f32, b: &mut
     }
 }
 
-/// AVX2: `len` contiguous elements behind raw pointers (a finished GEMM tile).
-///
-/// # Safety
-/// avx2+fma present; `w`, `a` (and `b` for Adam) valid for `len` elements and
-/// not accessed by anyone else during the call; `g.len() >= len`.
-pub(crate) unsafe fn update_raw_avx2(p: &Prepared, w: *mut f32, g: &[f32], a: *mut f32, b: *mut f32, len: usize) {
-    let w = std::slice::from_raw_parts_mut(w, len);
-    let a = std::slice::from_raw_parts_mut(a, len);
-    match p {
-        Prepared::Adam(s) => avx2::adam(s, w, &g[..len], a, std::slice::from_raw_parts_mut(b, len)),
-        Prepared::Sgd(s) => avx2::sgd(s, w, &g[..len], a),
+/// The optimiser step on a packed W, fed tile by tile by the dW GEMM (AVX2
+/// backend). W and its state `a`, `b` (Adam: m, v; SGD: the momentum
+/// buffer, `b` unused) share W's packed layout, so the 6 × 16 tile at
+/// (i0, j0) is one run of contiguous floats in each, and the GEMM's tiles
+/// partition W.
+pub(crate) struct PackedTileUpdate {
+    p: Prepared,
+    w: SharedMut,
+    a: SharedMut,
+    b: SharedMut,
+    /// W's rows (the height of each 16-column panel).
+    rows: usize,
+}
+
+impl PackedTileUpdate {
+    /// `a` is as long as `w.data()`, and so is `b` for Adam (checked by
+    /// the caller). Only for the Avx2 backend: `take` runs AVX2 code.
+    pub(crate) fn new(p: Prepared, w: &mut PackedMat, a: &mut [f32], b: &mut [f32]) -> Self {
+        let rows = w.rows();
+        PackedTileUpdate {
+            p,
+            w: SharedMut(w.data_mut().as_mut_ptr()),
+            a: SharedMut(a.as_mut_ptr()),
+            b: SharedMut(b.as_mut_ptr()),
+            rows,
+        }
+    }
+
+    /// Where the tile at (i0, j0) starts in W's packed layout.
+    fn offset(&self, i0: usize, j0: usize) -> usize {
+        (j0 / NR) * self.rows * NR + i0 * NR
+    }
+}
+
+impl TileSink for PackedTileUpdate {
+    fn prefetch(&self, i0: usize, j0: usize, rows: usize) {
+        let off = self.offset(i0, j0);
+        let adam = matches!(self.p, Prepared::Adam(_));
+        for base in [Some(self.w), Some(self.a), adam.then_some(self.b)].into_iter().flatten() {
+            prefetch_rows(base.get().wrapping_add(off), NR, rows);
+        }
+    }
+
+    fn take(&self, i0: usize, j0: usize, rows: usize, _cols: usize, tile: &[f32]) {
+        let (off, len) = (self.offset(i0, j0), rows * NR);
+        // SAFETY: the Avx2 backend detected avx2+fma. The tile's rows
+        // i0..i0+rows of panel j0/16 are `len` contiguous floats of W, a and
+        // b starting at `off` (inside them: the GEMM's C is W's shape), and
+        // belong to this tile alone (the tiles partition W); `tile` holds
+        // rows × 16 values.
+        unsafe {
+            let w = std::slice::from_raw_parts_mut(self.w.get().add(off), len);
+            let a = std::slice::from_raw_parts_mut(self.a.get().add(off), len);
+            match &self.p {
+                Prepared::Adam(s) => {
+                    avx2::adam(s, w, &tile[..len], a, std::slice::from_raw_parts_mut(self.b.get().add(off), len))
+                }
+                Prepared::Sgd(s) => avx2::sgd(s, w, &tile[..len], a),
+            }
+        }
     }
 }
