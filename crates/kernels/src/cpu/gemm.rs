@@ -117,7 +117,12 @@ pub(crate) trait TileSink: Sync {
     /// its loads do not wait on memory after the tile's fmas.
     fn prefetch(&self, i0: usize, j0: usize, rows: usize);
     /// The finished tile at (i0, j0): `rows` × `cols` values, row stride 16.
-    fn take(&self, i0: usize, j0: usize, rows: usize, cols: usize, tile: &[f32]);
+    ///
+    /// # Safety
+    /// The tile lies inside the GEMM's C, whose shape the sink was built
+    /// for; no other call is handed the same tile at the same time (the
+    /// GEMM's tasks partition C); `tile` holds `rows` × 16 values.
+    unsafe fn take(&self, i0: usize, j0: usize, rows: usize, cols: usize, tile: &[f32]);
 }
 
 /// The epilogue as the AVX2 driver sees it: the public ones, or a sink that
@@ -438,7 +443,9 @@ pub(crate) fn gemm_avx2_src(a: MatRef, b: BSource, c: &mut MatMut, epi: Epi, g: 
                 Epi::Sink(sink) => {
                     if i.is_multiple_of(MR) {
                         for j in (0..n).step_by(NR) {
-                            sink.take(i, j, MR.min(m - i), NR.min(n - j), &zeros);
+                            // SAFETY: the tile lies inside C (i < m, j < n) and
+                            // this loop runs on one thread; zeros holds MR × NR.
+                            unsafe { sink.take(i, j, MR.min(m - i), NR.min(n - j), &zeros) };
                         }
                     }
                 }

@@ -280,12 +280,12 @@ impl TileSink for PackedTileUpdate {
         }
     }
 
-    fn take(&self, i0: usize, j0: usize, rows: usize, _cols: usize, tile: &[f32]) {
+    unsafe fn take(&self, i0: usize, j0: usize, rows: usize, _cols: usize, tile: &[f32]) {
         let (off, len) = (self.offset(i0, j0), rows * NR);
-        // SAFETY: the Avx2 backend detected avx2+fma. The tile's rows
-        // i0..i0+rows of panel j0/16 are `len` contiguous floats of W, a and
-        // b starting at `off` (inside them: the GEMM's C is W's shape), and
-        // belong to this tile alone (the tiles partition W); `tile` holds
+        // SAFETY: the Avx2 backend detected avx2+fma. The GEMM's C is W's
+        // shape and the tile lies inside it (the caller's contract), so its
+        // rows i0..i0+rows of panel j0/16 are `len` contiguous floats of W,
+        // a and b starting at `off`, handed to this call alone; `tile` holds
         // rows × 16 values.
         unsafe {
             let w = std::slice::from_raw_parts_mut(self.w.get().add(off), len);
