@@ -8,7 +8,7 @@
 struct ffwd_optim {
     int kind;  // 0 Adam/AdamW, 1 SGD
     int flag;  // Adam: decoupled decay (AdamW); SGD: Nesterov
-    float lr, b1, b2, omb1, omb2, bc1, bc2, eps, wd, decay, momentum;
+    float lr, b1, b2, omb1, omb2, step, c2, eps, wd, decay, momentum;  // step = lr / (1 - b1^t), c2 = 1 / sqrt(1 - b2^t)
 };
 
 FFWD_DEV void ffwd_adam_one(const ffwd_optim& s, float* w, float gi, float* m, float* v) {
@@ -19,9 +19,8 @@ FFWD_DEV void ffwd_adam_one(const ffwd_optim& s, float* w, float gi, float* m, f
     }
     float mi = __fmaf_rn(s.b1, *m, __fmul_rn(s.omb1, gi));
     float vi = __fmaf_rn(s.b2, *v, __fmul_rn(__fmul_rn(s.omb2, gi), gi));
-    float mh = __fdiv_rn(mi, s.bc1);
-    float vh = __fdiv_rn(vi, s.bc2);
-    *w = __fsub_rn(p, __fmul_rn(s.lr, __fdiv_rn(mh, __fadd_rn(__fsqrt_rn(vh), s.eps))));
+    float d = __fmaf_rn(__fsqrt_rn(vi), s.c2, s.eps);
+    *w = __fmaf_rn(-s.step, __fdiv_rn(mi, d), p);
     *m = mi;
     *v = vi;
 }

@@ -8,8 +8,14 @@
 //! decoupled (AdamW):     w = w · (1 − lr·wd)
 //! m = fma(β1, m, (1−β1)·g)
 //! v = fma(β2, v, ((1−β2)·g)·g)
-//! w = w − lr · ((m / bc1) / (sqrt(v / bc2) + ε))
+//! d = fma(sqrt(v), c2, ε)           c2 = 1 / sqrt(1 − β2^t)
+//! w = fma(−s, m / d, w)             s  = lr / (1 − β1^t)
 //! ```
+//! This is PyTorch's Adam (`denom = sqrt(v) / sqrt(bc2) + ε`, `w −= (lr /
+//! bc1) · m / denom`) with the per-step scalars `s` and `c2` computed once
+//! on the host in f64, so each element costs one square root and one
+//! division: the divider is the update's bottleneck, and this form keeps it
+//! busy for half as long as dividing by both bias corrections per element.
 //! SGD with momentum (PyTorch semantics):
 //! ```text
 //! g = fma(wd, w, g);  buf = fma(μ, buf, g);  g = nesterov ? fma(μ, buf, g) : buf
@@ -40,8 +46,10 @@ pub struct AdamScalars {
     pub b2: f32,
     pub omb1: f32,
     pub omb2: f32,
-    pub bc1: f32,
-    pub bc2: f32,
+    /// The step size lr / (1 − β1^t).
+    pub step: f32,
+    /// 1 / sqrt(1 − β2^t), the second moment's bias correction.
+    pub c2: f32,
     pub eps: f32,
     pub wd: f32,
     pub decay: f32,
@@ -57,8 +65,8 @@ impl AdamStep {
             b2: self.beta2,
             omb1: 1.0 - self.beta1,
             omb2: 1.0 - self.beta2,
-            bc1: (1.0 - (self.beta1 as f64).powi(t)) as f32,
-            bc2: (1.0 - (self.beta2 as f64).powi(t)) as f32,
+            step: (self.lr as f64 / (1.0 - (self.beta1 as f64).powi(t))) as f32,
+            c2: (1.0 / (1.0 - (self.beta2 as f64).powi(t)).sqrt()) as f32,
             eps: self.eps,
             wd: self.weight_decay,
             decay: 1.0 - self.lr * self.weight_decay,
@@ -89,9 +97,8 @@ pub(crate) fn adam_one(s: &AdamScalars, w: &mut f32, g: f32, m: &mut f32, v: &mu
     }
     *m = s.b1.mul_add(*m, s.omb1 * g);
     *v = s.b2.mul_add(*v, (s.omb2 * g) * g);
-    let mh = *m / s.bc1;
-    let vh = *v / s.bc2;
-    *w = p - s.lr * (mh / (vh.sqrt() + s.eps));
+    let d = v.sqrt().mul_add(s.c2, s.eps);
+    *w = (-s.step).mul_add(*m / d, p);
 }
 
 pub(crate) fn adam_scalar(s: &AdamScalars, w: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32]) {
@@ -148,9 +155,9 @@ mod avx2 {
     pub unsafe fn adam(s: &AdamScalars, w: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32]) {
         let n = w.len();
         let body = n / 8 * 8;
-        let (lr, b1, b2) = (_mm256_set1_ps(s.lr), _mm256_set1_ps(s.b1), _mm256_set1_ps(s.b2));
+        let (nstep, b1, b2) = (_mm256_set1_ps(-s.step), _mm256_set1_ps(s.b1), _mm256_set1_ps(s.b2));
         let (omb1, omb2) = (_mm256_set1_ps(s.omb1), _mm256_set1_ps(s.omb2));
-        let (bc1, bc2, eps) = (_mm256_set1_ps(s.bc1), _mm256_set1_ps(s.bc2), _mm256_set1_ps(s.eps));
+        let (c2, eps) = (_mm256_set1_ps(s.c2), _mm256_set1_ps(s.eps));
         let (wd, decay) = (_mm256_set1_ps(s.wd), _mm256_set1_ps(s.decay));
         let mut i = 0;
         while i < body {
@@ -166,10 +173,8 @@ mod avx2 {
             let mv = _mm256_fmadd_ps(b1, _mm256_loadu_ps(m.as_ptr().add(i)), _mm256_mul_ps(omb1, gv));
             let vv =
                 _mm256_fmadd_ps(b2, _mm256_loadu_ps(v.as_ptr().add(i)), _mm256_mul_ps(_mm256_mul_ps(omb2, gv), gv));
-            let mh = _mm256_div_ps(mv, bc1);
-            let vh = _mm256_div_ps(vv, bc2);
-            let upd = _mm256_div_ps(mh, _mm256_add_ps(_mm256_sqrt_ps(vh), eps));
-            _mm256_storeu_ps(w.as_mut_ptr().add(i), _mm256_sub_ps(p, _mm256_mul_ps(lr, upd)));
+            let d = _mm256_fmadd_ps(_mm256_sqrt_ps(vv), c2, eps);
+            _mm256_storeu_ps(w.as_mut_ptr().add(i), _mm256_fmadd_ps(nstep, _mm256_div_ps(mv, d), p));
             _mm256_storeu_ps(m.as_mut_ptr().add(i), mv);
             _mm256_storeu_ps(v.as_mut_ptr().add(i), vv);
             i += 8;
