@@ -15,7 +15,7 @@
 //! bc1) · m / denom`) with the per-step scalars `s` and `c2` computed once
 //! on the host in f64, so each element costs one square root and one
 //! division: the divider is the update's bottleneck, and this form keeps it
-//! busy for half as long as dividing by both bias corrections per element.
+//! busy about half as long as dividing by both bias corrections per element.
 //! SGD with momentum (PyTorch semantics):
 //! ```text
 //! g = fma(wd, w, g);  buf = fma(μ, buf, g);  g = nesterov ? fma(μ, buf, g) : buf
