@@ -255,6 +255,52 @@ thread_local! {
     static ASHARED: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
+/// A thread-local buffer taken out of its slot for one GEMM call, at least
+/// `need` floats long, and put back when dropped (the larger of the two is
+/// kept, so the steady state never allocates). While it is out, a rayon
+/// worker waiting inside this GEMM may run another GEMM's job on the same
+/// thread; that job finds the slot empty and grows a buffer of its own.
+struct Held {
+    slot: &'static std::thread::LocalKey<RefCell<Vec<f32>>>,
+    buf: Vec<f32>,
+}
+
+impl Held {
+    fn take(slot: &'static std::thread::LocalKey<RefCell<Vec<f32>>>, need: usize) -> Self {
+        let mut buf = slot.with(|s| std::mem::take(&mut *s.borrow_mut()));
+        if buf.len() < need {
+            buf.resize(need, 0.0);
+        }
+        Held { slot, buf }
+    }
+}
+
+impl std::ops::Deref for Held {
+    type Target = [f32];
+    fn deref(&self) -> &[f32] {
+        &self.buf
+    }
+}
+
+impl std::ops::DerefMut for Held {
+    fn deref_mut(&mut self) -> &mut [f32] {
+        &mut self.buf
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        let buf = std::mem::take(&mut self.buf);
+        // At thread exit the slot may be gone; the buffer is then just freed.
+        let _ = self.slot.try_with(|s| {
+            let mut slot = s.borrow_mut();
+            if slot.len() < buf.len() {
+                *slot = buf;
+            }
+        });
+    }
+}
+
 /// A raw pointer that parallel tasks may share; each task writes a disjoint
 /// range (stated at every use).
 #[derive(Clone, Copy)]
@@ -529,18 +575,12 @@ pub(crate) fn gemm_avx2_src(a: MatRef, b: BSource, c: &mut MatMut, epi: Epi, g: 
         // chunk: its size depends on the shape only, so the steady state
         // never allocates.
         let chunk = per * NR * KC.min(k);
-        let mut bpack = if packed { Vec::new() } else { BPACK.with(|bp| std::mem::take(&mut *bp.borrow_mut())) };
-        if !packed && bpack.len() < groups * chunk {
-            bpack.resize(groups * chunk, 0.0);
-        }
+        let mut bpack = (!packed).then(|| Held::take(&BPACK, groups * chunk));
         // A is packed once, every K block, before the tasks start (each task
         // reads all of it): block (pc, kc) at pc·mpad, its panels laid out
         // as `pack_a` writes them. Held by the calling thread like B's buffer.
         let mpad = m.div_ceil(MR) * MR;
-        let mut ashared = ASHARED.with(|s| std::mem::take(&mut *s.borrow_mut()));
-        if ashared.len() < mpad * k {
-            ashared.resize(mpad * k, 0.0);
-        }
+        let mut ashared = Held::take(&ASHARED, mpad * k);
         let len = k_block_len(k);
         ashared[..mpad * k]
             .par_chunks_mut(len * mpad)
@@ -570,23 +610,10 @@ pub(crate) fn gemm_avx2_src(a: MatRef, b: BSource, c: &mut MatMut, epi: Epi, g: 
                 }
             }
         };
-        if packed {
-            (0..groups).into_par_iter().for_each(|t| task(t, &mut []));
-        } else {
-            bpack[..groups * chunk].par_chunks_mut(chunk).enumerate().for_each(|(t, own)| task(t, own));
-            BPACK.with(|bp| {
-                let mut slot = bp.borrow_mut();
-                if slot.len() < bpack.len() {
-                    *slot = bpack;
-                }
-            });
+        match bpack.as_mut() {
+            None => (0..groups).into_par_iter().for_each(|t| task(t, &mut [])),
+            Some(bp) => bp[..groups * chunk].par_chunks_mut(chunk).enumerate().for_each(|(t, own)| task(t, own)),
         }
-        ASHARED.with(|s| {
-            let mut slot = s.borrow_mut();
-            if slot.len() < ashared.len() {
-                *slot = ashared;
-            }
-        });
         if gptr.is_some() {
             (0..m).into_par_iter().with_min_len(16).for_each(|r| row_goodness(r, r + 1));
         }
@@ -597,14 +624,8 @@ pub(crate) fn gemm_avx2_src(a: MatRef, b: BSource, c: &mut MatMut, epi: Epi, g: 
     // Row blocks share B: per K block (K outer, so a KC × NC slab of B stays
     // in cache for every row block), B is packed once in parallel (unless it
     // is already packed), then the row blocks run.
-    // The B buffer is taken out of the thread-local for the whole call: a
-    // rayon worker waiting inside this GEMM may run another GEMM's job, which
-    // then finds the slot empty and uses a buffer of its own.
-    let mut bpack = BPACK.with(|bp| std::mem::take(&mut *bp.borrow_mut()));
-    let need = KC * NC.min(n).div_ceil(NR) * NR;
-    if !packed && bpack.len() < need {
-        bpack.resize(need, 0.0);
-    }
+    // The B buffer is held for the whole call (see `Held`).
+    let mut bpack = Held::take(&BPACK, if packed { 0 } else { KC * NC.min(n).div_ceil(NR) * NR });
     for jc in (0..n).step_by(NC) {
         let nc = NC.min(n - jc);
         let qs = jc / NR..(jc + nc).div_ceil(NR);
@@ -630,12 +651,6 @@ pub(crate) fn gemm_avx2_src(a: MatRef, b: BSource, c: &mut MatMut, epi: Epi, g: 
             });
         }
     }
-    BPACK.with(|bp| {
-        let mut slot = bp.borrow_mut();
-        if slot.len() < bpack.len() {
-            *slot = bpack;
-        }
-    });
 }
 
 #[cfg(target_arch = "x86_64")]
