@@ -285,3 +285,30 @@ fn packed_layout_round_trips_and_keeps_padding_zero() {
     assert_eq!(p.data()[p.index(2, 17)], src[2 * 21 + 17]);
     assert!(p.data()[16 * 3 + 5..16 * 3 + 16].iter().all(|&v| v == 0.0));
 }
+
+/// Few rows (≤ 512) and many columns take the column split; with m·kc past
+/// its L2 budget (here 413 rows × a 261-wide K block) each task runs the
+/// K block in several row blocks. The proptest shapes stay below that.
+#[test]
+fn column_split_with_several_row_blocks_matches_spec_bitwise() {
+    let (m, k, n) = (413, 521, 70);
+    let x = values(m * k, 11);
+    let b = values(k * n, 12);
+    let bias = values(n, 13);
+    let w = PackedMat::from_row_major(&b, k, n).unwrap();
+    check("gemm, column split", |be| {
+        let mut c = vec![f32::NAN; m * n];
+        be.gemm(
+            MatRef::new(&x, m, k).unwrap(),
+            MatRef::new(&b, k, n).unwrap(),
+            MatMut::new(&mut c, m, n).unwrap(),
+            Epilogue::Bias(&bias),
+        )
+        .unwrap();
+        let mut h = vec![f32::NAN; m * n];
+        let mut g = vec![f32::NAN; m];
+        be.linear_forward_packed(MatRef::new(&x, m, k).unwrap(), &w, &bias, MatMut::new(&mut h, m, n).unwrap(), &mut g)
+            .unwrap();
+        vec![c, h, g]
+    });
+}

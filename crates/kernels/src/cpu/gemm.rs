@@ -10,9 +10,10 @@
 //! panels, and a 6×16 outer-product microkernel keeps 12 accumulators in
 //! registers. K is blocked by KC = 256; every block after the first *loads*
 //! the C tile as its accumulators, so each output's fma chain continues in
-//! ascending k exactly as the spec says. Threads split M into row blocks;
-//! a block size never changes an output's arithmetic, so results do not
-//! depend on the thread count.
+//! ascending k exactly as the spec says. Threads split M into row blocks,
+//! or, for few rows (the batch-100 forward), the columns of C; no block
+//! size or split changes an output's arithmetic, so results do not depend
+//! on the thread count.
 
 use crate::mat::{MatMut, MatRef};
 use crate::numerics::{l32_sumsq, relu};
@@ -457,6 +458,19 @@ fn k_block_len(k: usize) -> usize {
     k.div_ceil(k.div_ceil(KC).max(1)).max(1)
 }
 
+/// The rows of one block of the column split's K block. A task runs every
+/// row block over all of its B panels, so each B panel (kc × 16, held in
+/// L1) is fetched once per row block, while the block's packed A (rows ×
+/// kc) is read again for every panel and should stay in L2. So: the fewest
+/// equal blocks (a multiple of MR rows) whose A fits in `A_BLOCK_FLOATS`,
+/// half of a 512 KiB L2. At batch 100 (200 rows) that is one block, and B
+/// is read exactly once per K block.
+fn col_split_block_rows(m: usize, kc: usize) -> usize {
+    const A_BLOCK_FLOATS: usize = 64 * 1024;
+    let blocks = (m * kc).div_ceil(A_BLOCK_FLOATS).max(1);
+    m.div_ceil(blocks).div_ceil(MR).max(1) * MR
+}
+
 /// The AVX2 GEMM. Preconditions (checked by the caller): shapes agree,
 /// `g` (if any) has `m` elements, bias (if any) has `n`.
 pub(crate) fn gemm_avx2(a: MatRef, b: MatRef, c: &mut MatMut, epi: Epilogue, g: Option<&mut [f32]>) {
@@ -604,8 +618,9 @@ pub(crate) fn gemm_avx2_src(a: MatRef, b: BSource, c: &mut MatMut, epi: Epi, g: 
                     _ => Panels::Buf { buf: own, q0: qs.start, kc },
                 };
                 let blk = &apacked[pc * mpad..(pc + kc) * mpad];
-                for i0 in (0..m).step_by(MC_MAX) {
-                    let mrows = MC_MAX.min(m - i0);
+                let mc = col_split_block_rows(m, kc);
+                for i0 in (0..m).step_by(mc) {
+                    let mrows = mc.min(m - i0);
                     run(i0, mrows, pc, kc, &blk[i0 * kc..], bpanel, qs.clone());
                 }
             }
