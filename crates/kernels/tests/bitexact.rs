@@ -287,8 +287,8 @@ fn packed_layout_round_trips_and_keeps_padding_zero() {
 }
 
 /// Few rows (≤ 512) and many columns take the column split; with m·kc past
-/// its L2 budget (here 413 rows × a 261-wide K block) each task runs the
-/// K block in several row blocks. The proptest shapes stay below that.
+/// its L2 budget (here 413 rows × K blocks of 174) each task runs a K block
+/// in several row blocks (two). The proptest shapes stay below that.
 #[test]
 fn column_split_with_several_row_blocks_matches_spec_bitwise() {
     let (m, k, n) = (413, 521, 70);
