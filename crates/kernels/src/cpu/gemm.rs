@@ -153,6 +153,21 @@ pub(crate) fn prefetch_rows(p: *const f32, ld: usize, rows: usize) {
     }
 }
 
+/// Ask for lines `l0..l1` of a packed panel at `p` (16 floats, one line,
+/// per k) to be brought into L2. A hint only, like [`prefetch_rows`].
+#[inline]
+fn prefetch_lines_l2(p: *const f32, l0: usize, l1: usize) {
+    #[cfg(target_arch = "x86_64")]
+    for l in l0..l1 {
+        // SAFETY: prefetching is a hint that never dereferences or faults;
+        // the pointer is computed with wrapping arithmetic.
+        unsafe {
+            use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T1};
+            _mm_prefetch::<_MM_HINT_T1>(p.wrapping_add(l * NR) as *const i8);
+        }
+    }
+}
+
 /// Where the B operand comes from.
 #[derive(Clone, Copy)]
 pub(crate) enum BSource<'a> {
@@ -523,6 +538,14 @@ pub(crate) fn gemm_avx2_src(a: MatRef, b: BSource, c: &mut MatMut, epi: Epi, g: 
     // Few rows (the forward pass at small batch): tasks own column ranges,
     // so each reads only its slice of B. Otherwise tasks own row blocks.
     let col_split = m <= COL_SPLIT_MAX_ROWS && n >= 2 * NR * threads;
+    // In the column split, a task reads each of its packed weight panels
+    // once per K block, straight from memory, and each panel starts a new
+    // stream (panels lie K·16 floats apart): fetch each one into L2 while
+    // the previous one computes. Measured at batch 100: the 2000-column
+    // forwards 3–5 % faster, the 500-column ones unchanged. The row split
+    // re-reads its panels from every row block; there the same prefetch
+    // was 2–4 % slower.
+    let stream_b = col_split && packed;
     // One K block (kc at pc) of rows i0..i0+mrows × panels qs, A packed.
     let run =
         |i0: usize, mrows: usize, pc: usize, kc: usize, apack: &[f32], bpanel: Panels, qs: std::ops::Range<usize>| {
@@ -535,7 +558,15 @@ pub(crate) fn gemm_avx2_src(a: MatRef, b: BSource, c: &mut MatMut, epi: Epi, g: 
                 let jr = q * NR;
                 let cols = NR.min(n - jr);
                 let bp = bpanel.get(q);
+                // Streaming packed weights (see `stream_b`): fetch the next
+                // panel's lines into L2, a share per tile of this panel.
+                let next_b = (stream_b && q + 1 < qend).then(|| bpanel.get(q + 1).as_ptr());
+                let tiles = mrows.div_ceil(MR);
                 for ir in (0..mrows).step_by(MR) {
+                    if let Some(nb) = next_b {
+                        let t = ir / MR;
+                        prefetch_lines_l2(nb, t * kc / tiles, (t + 1) * kc / tiles);
+                    }
                     let rows = MR.min(mrows - ir);
                     let apanel = &apack[(ir / MR) * MR * kc..(ir / MR + 1) * MR * kc];
                     // The next tile will start its fma chains from its C
