@@ -1,0 +1,77 @@
+//! A whole FF training batch through a chain of layers, timed per layer:
+//! how far the 4×2000 network's batch gets from the machine's peak, and
+//! how much slower a layer runs in the chain (its weights and optimiser
+//! state compete with the other layers' for the caches) than alone.
+//!
+//! ```text
+//! cargo build --release --example chain_step
+//! target/release/examples/chain_step 2000 4 100 30   # width depth batch batches
+//! ```
+//!
+//! The input is 784 wide (an MNIST image with its label); each layer
+//! trains on the previous layer's output: RMS normalisation, the forward
+//! with the goodness epilogue, the threshold loss and the fused backward +
+//! Adam, as the trainer runs it.
+
+use ffwd::kernels::{CpuBackend, FfLoss, GoodnessForm, Norm};
+use ffwd::layers::config::OptimConfig;
+use ffwd::layers::ff::{FfLayer, Objective};
+use ffwd::tensor::{stream, Philox};
+use std::time::Instant;
+
+fn main() {
+    let args: Vec<usize> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
+    let [width, depth, batch, batches] = match args[..] {
+        [a, b, c, d] if a > 0 && b > 0 && c > 0 && d > 0 => [a, b, c, d],
+        _ => {
+            eprintln!("usage: chain_step WIDTH DEPTH BATCH BATCHES (all positive)");
+            std::process::exit(2);
+        }
+    };
+    let be = CpuBackend::best();
+    let rows = 2 * batch;
+    let dims: Vec<usize> = std::iter::once(784).chain(std::iter::repeat_n(width, depth)).collect();
+    let mut layers: Vec<FfLayer> =
+        (0..depth).map(|l| FfLayer::new(dims[l], dims[l + 1], &OptimConfig::default(), 0, l as u32)).collect();
+    let mut x = vec![0.0f32; rows * 784];
+    Philox::new(1, stream::noise(0)).fill_uniform(&mut x, 0.0, 1.0);
+    let mut secs = vec![0.0f64; depth];
+    let run = |layers: &mut [FfLayer], secs: &mut [f64]| {
+        for l in 0..depth {
+            let obj = Objective {
+                norm: Norm::Rms,
+                eps: 1e-8,
+                loss: FfLoss::Threshold { theta: dims[l + 1] as f32 },
+                form: GoodnessForm::Sum,
+            };
+            let (prev, rest) = layers.split_at_mut(l);
+            let input: &[f32] = if l == 0 { &x } else { prev[l - 1].activity() };
+            let t = Instant::now();
+            if let Err(e) = rest[0].train_step(&be, input, rows, obj) {
+                eprintln!("chain_step: {e}");
+                std::process::exit(1);
+            }
+            secs[l] += t.elapsed().as_secs_f64();
+        }
+    };
+    for _ in 0..2 {
+        run(&mut layers, &mut vec![0.0; depth]);
+    }
+    let t = Instant::now();
+    for _ in 0..batches {
+        run(&mut layers, &mut secs);
+    }
+    let per_batch = t.elapsed().as_secs_f64() / batches as f64;
+    let flops = |l: usize| 4.0 * (rows * dims[l] * dims[l + 1]) as f64;
+    let total: f64 = (0..depth).map(flops).sum();
+    println!(
+        "{depth}×{width}, batch {batch}: {:.2} ms per batch, {:.1} GFLOP/s, {:.0} samples/s",
+        per_batch * 1e3,
+        total / per_batch / 1e9,
+        batch as f64 / per_batch
+    );
+    for (l, s) in secs.iter().enumerate() {
+        let ms = s / batches as f64 * 1e3;
+        println!("  layer {l} ({}→{}): {ms:.2} ms, {:.1} GFLOP/s", dims[l], dims[l + 1], flops(l) / ms / 1e6);
+    }
+}
