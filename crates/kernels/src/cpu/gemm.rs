@@ -93,7 +93,7 @@ impl PackedMat {
     /// Position of logical element (r, j) in [`PackedMat::data`].
     #[inline(always)]
     pub fn index(&self, r: usize, j: usize) -> usize {
-        (j / NR) * self.k * NR + r * NR + j % NR
+        packed_index(self.k, r, j)
     }
     pub fn rows(&self) -> usize {
         self.k
@@ -108,6 +108,13 @@ impl PackedMat {
     pub fn data_mut(&mut self) -> &mut [f32] {
         &mut self.data
     }
+}
+
+/// Position of element (r, j) of a K-row matrix in the packed layout (see
+/// [`PackedMat`]): panel j/16, row r, lane j%16.
+#[inline(always)]
+pub(crate) fn packed_index(k: usize, r: usize, j: usize) -> usize {
+    (j / NR) * k * NR + r * NR + j % NR
 }
 
 /// Receives each finished tile of a GEMM in place of C (the dW GEMM hands
@@ -240,7 +247,10 @@ impl<'b> Panels<'b> {
     #[inline]
     fn get(self, q: usize) -> &'b [f32] {
         match self {
-            Panels::Packed { p, pc, kc } => &p.data[q * p.k * NR + pc * NR..q * p.k * NR + (pc + kc) * NR],
+            Panels::Packed { p, pc, kc } => {
+                let at = packed_index(p.k, pc, q * NR);
+                &p.data[at..at + kc * NR]
+            }
             Panels::Buf { buf, q0, kc } => &buf[(q - q0) * NR * kc..(q - q0 + 1) * NR * kc],
         }
     }

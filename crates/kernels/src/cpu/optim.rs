@@ -22,7 +22,7 @@
 //! w = w − lr · g
 //! ```
 
-use super::gemm::{prefetch_rows, PackedMat, SharedMut, TileSink, NR};
+use super::gemm::{packed_index, prefetch_rows, PackedMat, SharedMut, TileSink, NR};
 use rayon::prelude::*;
 
 /// One Adam/AdamW step's hyper-parameters. `t` is the 1-based step count.
@@ -272,7 +272,7 @@ impl PackedTileUpdate {
 
     /// Where the tile at (i0, j0) starts in W's packed layout.
     fn offset(&self, i0: usize, j0: usize) -> usize {
-        (j0 / NR) * self.rows * NR + i0 * NR
+        packed_index(self.rows, i0, j0)
     }
 }
 
