@@ -1,7 +1,10 @@
-//! A whole FF training batch through a chain of layers, timed per layer:
-//! how far the 4×2000 network's batch gets from the machine's peak, and
-//! how much slower a layer runs in the chain (its weights and optimiser
-//! state compete with the other layers' for the caches) than alone.
+//! A whole FF training batch through a chain of layers: how far the 4×2000
+//! network's batch gets from the machine's peak, scheduled as the trainer
+//! runs it (each layer's update beside the forward of the layer above)
+//! and layer after layer, with each layer timed in the second schedule
+//! (how much slower a layer runs in the chain, where its weights and
+//! optimiser state compete with the other layers' for the caches, than
+//! alone).
 //!
 //! ```text
 //! cargo build --release --example chain_step
@@ -11,7 +14,8 @@
 //! The input is 784 wide (an MNIST image with its label); each layer
 //! trains on the previous layer's output: RMS normalisation, the forward
 //! with the goodness epilogue, the threshold loss and the fused backward +
-//! Adam, as the trainer runs it.
+//! Adam. The two schedules alternate batch by batch (which goes first,
+//! too), on two copies of the network.
 
 use ffwd::kernels::{CpuBackend, FfLoss, GoodnessForm, Norm};
 use ffwd::layers::config::OptimConfig;
@@ -33,43 +37,70 @@ fn main() {
     let dims: Vec<usize> = std::iter::once(784).chain(std::iter::repeat_n(width, depth)).collect();
     let mut layers: Vec<FfLayer> =
         (0..depth).map(|l| FfLayer::new(dims[l], dims[l + 1], &OptimConfig::default(), 0, l as u32)).collect();
+    let mut piped = layers.clone();
     let mut x = vec![0.0f32; rows * 784];
     Philox::new(1, stream::noise(0)).fill_uniform(&mut x, 0.0, 1.0);
-    let mut secs = vec![0.0f64; depth];
-    let run = |layers: &mut [FfLayer], secs: &mut [f64]| {
+    let obj = |l: usize| Objective {
+        norm: Norm::Rms,
+        eps: 1e-8,
+        loss: FfLoss::Threshold { theta: dims[l + 1] as f32 },
+        form: GoodnessForm::Sum,
+    };
+    let fail = |e: ffwd::layers::Error| -> ! {
+        eprintln!("chain_step: {e}");
+        std::process::exit(1);
+    };
+    let sequential = |layers: &mut [FfLayer], secs: &mut [f64]| {
         for l in 0..depth {
-            let obj = Objective {
-                norm: Norm::Rms,
-                eps: 1e-8,
-                loss: FfLoss::Threshold { theta: dims[l + 1] as f32 },
-                form: GoodnessForm::Sum,
-            };
             let (prev, rest) = layers.split_at_mut(l);
             let input: &[f32] = if l == 0 { &x } else { prev[l - 1].activity() };
             let t = Instant::now();
-            if let Err(e) = rest[0].train_step(&be, input, rows, obj) {
-                eprintln!("chain_step: {e}");
-                std::process::exit(1);
-            }
+            rest[0].train_step(&be, input, rows, obj(l)).unwrap_or_else(|e| fail(e));
             secs[l] += t.elapsed().as_secs_f64();
         }
     };
+    let pipelined = |layers: &mut [FfLayer]| {
+        layers[0].forward_loss(&be, &x, rows, obj(0)).unwrap_or_else(|e| fail(e));
+        for l in 0..depth {
+            let (cur, rest) = layers[l..].split_first_mut().expect("l < depth");
+            let done = match rest.first_mut() {
+                Some(next) => {
+                    cur.update_alongside(&be, rows, |h| next.forward_loss(&be, h, rows, obj(l + 1)).map(|_| ()))
+                }
+                None => cur.update_alongside(&be, rows, |_| Ok(())),
+            };
+            done.and_then(|r| r).unwrap_or_else(|e| fail(e));
+        }
+    };
     for _ in 0..2 {
-        run(&mut layers, &mut vec![0.0; depth]);
+        sequential(&mut layers, &mut vec![0.0; depth]);
+        pipelined(&mut piped);
     }
-    let t = Instant::now();
-    for _ in 0..batches {
-        run(&mut layers, &mut secs);
+    let mut secs = vec![0.0f64; depth];
+    let (mut seq_s, mut pipe_s) = (0.0, 0.0);
+    for i in 0..batches {
+        for first in [i % 2 == 0, i % 2 == 1] {
+            let t = Instant::now();
+            if first {
+                sequential(&mut layers, &mut secs);
+                seq_s += t.elapsed().as_secs_f64();
+            } else {
+                pipelined(&mut piped);
+                pipe_s += t.elapsed().as_secs_f64();
+            }
+        }
     }
-    let per_batch = t.elapsed().as_secs_f64() / batches as f64;
     let flops = |l: usize| 4.0 * (rows * dims[l] * dims[l + 1]) as f64;
     let total: f64 = (0..depth).map(flops).sum();
-    println!(
-        "{depth}×{width}, batch {batch}: {:.2} ms per batch, {:.1} GFLOP/s, {:.0} samples/s",
-        per_batch * 1e3,
-        total / per_batch / 1e9,
-        batch as f64 / per_batch
-    );
+    for (name, secs) in [("pipelined", pipe_s), ("layer after layer", seq_s)] {
+        let per_batch = secs / batches as f64;
+        println!(
+            "{depth}×{width}, batch {batch}, {name}: {:.2} ms per batch, {:.1} GFLOP/s, {:.0} samples/s",
+            per_batch * 1e3,
+            total / per_batch / 1e9,
+            batch as f64 / per_batch
+        );
+    }
     for (l, s) in secs.iter().enumerate() {
         let ms = s / batches as f64 * 1e3;
         println!("  layer {l} ({}→{}): {ms:.2} ms, {:.1} GFLOP/s", dims[l], dims[l + 1], flops(l) / ms / 1e6);

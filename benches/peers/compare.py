@@ -56,20 +56,21 @@ def run_measured(cmd, env=None):
     return out, ru.ru_maxrss / 1024.0
 
 
-def ffwd_epoch(binary, data, sizes, batch, samples, epochs, threads, device="cpu"):
+def ffwd_epoch(binary, data, sizes, batch, samples, epochs, warmup, threads, device="cpu"):
     with tempfile.TemporaryDirectory() as d:
         cmd = [str(binary), "train", "--dataset", "mnist", "--data-dir", str(data), "--train-size", str(samples),
-               "--sizes", sizes, "--batch", str(batch), "--epochs", str(epochs), "--threads", str(threads),
+               "--sizes", sizes, "--batch", str(batch), "--epochs", str(warmup + epochs), "--threads", str(threads),
                "--lr", "1e-3", "--eval-every", "0", "--quiet", "--out", d, "--device", device]
         _, rss = run_measured(cmd)
         lines = [json.loads(l) for l in open(Path(d) / "metrics.jsonl")]
-    times = sorted(l["train_seconds"] for l in lines)
-    return times[len(times) // 2], rss
+    # The first `warmup` epochs are untimed, as in ff_torch.py.
+    return statistics.median(l["train_seconds"] for l in lines[warmup:]), rss
 
 
-def torch_epoch(py, data, sizes, batch, samples, epochs, threads, device="cpu"):
+def torch_epoch(py, data, sizes, batch, samples, epochs, warmup, threads, device="cpu"):
     cmd = [str(py), str(ROOT / "benches/peers/ff_torch.py"), "--data", str(data), "--sizes", sizes,
-           "--batch", str(batch), "--samples", str(samples), "--epochs", str(epochs), "--threads", str(threads),
+           "--batch", str(batch), "--samples", str(samples), "--epochs", str(epochs),
+           "--warmup-epochs", str(warmup), "--threads", str(threads),
            "--device", device]
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     out, rss = run_measured(cmd, env)
@@ -101,7 +102,9 @@ def main():
     ap.add_argument("--data", default=os.environ.get("FFWD_DATA_DIR", str(ROOT.parent / "shared/datasets")))
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--epochs", type=int, default=2, help="epochs per run (median taken)")
+    ap.add_argument("--epochs", type=int, default=2, help="timed epochs per run (median taken)")
+    ap.add_argument("--warmup-epochs", type=int, default=1,
+                    help="untimed epochs before them, the same for both (first-touch page faults, caches, pools)")
     ap.add_argument("--workloads", default="2000x4:100:5000,2000x4:1000:10000,500x2:100:20000,500x2:1000:20000",
                     help="WIDTHxLAYERS:BATCH:SAMPLES,...")
     ap.add_argument("--out", default=str(ROOT / "benches/results"))
@@ -128,10 +131,10 @@ def main():
             order = [("ffwd", 0), ("torch", 1)] if r % 2 == 0 else [("torch", 1), ("ffwd", 0)]
             for name, _ in order:
                 if name == "ffwd":
-                    s, m = ffwd_epoch(binary, a.data, sizes, batch, samples, a.epochs, a.threads, a.device)
+                    s, m = ffwd_epoch(binary, a.data, sizes, batch, samples, a.epochs, a.warmup_epochs, a.threads, a.device)
                     f_t.append(s); f_m.append(m)
                 else:
-                    s, m, torch_version = torch_epoch(py, a.data, sizes, batch, samples, a.epochs, a.threads, a.device)
+                    s, m, torch_version = torch_epoch(py, a.data, sizes, batch, samples, a.epochs, a.warmup_epochs, a.threads, a.device)
                     t_t.append(s); t_m.append(m)
                 print(f"  {name:5s} {shape} batch {batch}: epoch of {samples} in {s:.2f}s, peak {m:.0f} MiB", file=sys.stderr)
         fl = 8 * sum(i * o for i, o in zip([784] + [int(width)] * (int(layers) - 1), [int(width)] * int(layers)))
@@ -149,7 +152,8 @@ def main():
         row["torch_gflops"] = row["torch_samples_per_s"] * fl / 1e9
         rows.append(row)
     meta = {"date": time.strftime("%Y-%m-%d"), "machine": platform.processor() or platform.machine(),
-            "cpus": os.cpu_count(), "torch": torch_version, "repeats": a.repeats, "epochs_per_run": a.epochs}
+            "cpus": os.cpu_count(), "torch": torch_version, "repeats": a.repeats, "epochs_per_run": a.epochs,
+            "warmup_epochs": a.warmup_epochs}
     Path(a.out).mkdir(parents=True, exist_ok=True)
     meta["device"] = a.device
     stem = Path(a.out) / f"peers-{'gpu' if a.device == 'cuda' else 'cpu'}-{meta['date']}"
@@ -168,7 +172,7 @@ def main():
             lines.append(f"| {g['case']} | {g['ffwd_tflops']:.2f} | {g['cublas_tflops']:.2f} | {g['ratio']:.2f} | {g['ffwd_pct_peak']:.1f}% |")
     table = "\n".join(lines)
     open(f"{stem}.md", "w").write(f"{a.threads} threads, torch {torch_version}, medians of {a.repeats} alternating runs "
-                                   f"(each the median of {a.epochs} epochs); [min–max] spread.\n\n{table}\n")
+                                   f"(each the median of {a.epochs} timed epochs after {a.warmup_epochs} untimed); [min–max] spread.\n\n{table}\n")
     print(table)
 
 

@@ -12,7 +12,7 @@ Prints one JSON line: epoch seconds (median of the timed epochs), samples/s,
 peak resident memory, and with --device cuda the peak device memory
 (torch.cuda.max_memory_allocated); TF32 is off, so every matmul is FP32.
 """
-import argparse, gzip, json, resource, struct, time
+import argparse, gzip, json, resource, statistics, struct, time
 import numpy as np
 import torch
 
@@ -35,6 +35,7 @@ def main():
     ap.add_argument("--batch", type=int, default=100)
     ap.add_argument("--samples", type=int, default=10000, help="training images per epoch")
     ap.add_argument("--epochs", type=int, default=2, help="timed epochs (after one warm-up batch)")
+    ap.add_argument("--warmup-epochs", type=int, default=0, help="untimed epochs before the timed ones")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default="cpu", help="cpu or cuda")
@@ -76,16 +77,17 @@ def main():
     step(x_all[: a.batch], y_all[: a.batch])  # warm-up
     sync()
     times = []
-    for _ in range(a.epochs):
+    for e in range(a.warmup_epochs + a.epochs):
         perm = torch.randperm(a.samples, device=dev)
         t = time.perf_counter()
         for s in range(0, a.samples, a.batch):
             idx = perm[s : s + a.batch]
             step(x_all[idx], y_all[idx])
         sync()
-        times.append(time.perf_counter() - t)
+        if e >= a.warmup_epochs:
+            times.append(time.perf_counter() - t)
     times.sort()
-    med = times[len(times) // 2]
+    med = statistics.median(times)
     print(json.dumps({
         "peer": "pytorch", "torch": torch.__version__, "threads": a.threads, "sizes": a.sizes,
         "batch": a.batch, "samples": a.samples, "epoch_seconds": med, "epoch_seconds_all": times,

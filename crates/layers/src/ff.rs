@@ -125,12 +125,6 @@ impl FfLayer {
         Ok(stats)
     }
 
-    /// Forward, then the loss and dL/dG into the work buffers.
-    fn forward_loss(&mut self, be: &CpuBackend, x: &[f32], rows: usize, obj: Objective) -> Result<LayerStats> {
-        self.forward(be, x, rows, obj.norm, obj.eps)?;
-        self.loss_of_last_forward(be, rows, obj)
-    }
-
     /// The goodness loss of the last forward and dL/dG (kept in the layer).
     fn loss_of_last_forward(&mut self, be: &CpuBackend, rows: usize, obj: Objective) -> Result<LayerStats> {
         let w = &mut self.work;
@@ -160,22 +154,56 @@ impl FfLayer {
     /// followed by [`FfLayer::apply_grads`]).
     pub fn train_step(&mut self, be: &CpuBackend, x: &[f32], rows: usize, obj: Objective) -> Result<LayerStats> {
         let stats = self.forward_loss(be, x, rows, obj)?;
-        let d_out = self.out_dim;
-        let w = &mut self.work;
-        w.db.resize(d_out, 0.0);
-        let (step, a, b) = self.opt_w.next_step();
-        be.linear_backward_update(
-            MatRef::new(&w.xn, rows, self.in_dim)?,
-            &w.h,
-            &w.dldg,
-            &mut self.w,
-            &step,
-            (a, b),
-            &mut w.db,
-            &mut w.gemm_scratch,
-        )?;
-        self.opt_b.step(be, &mut self.b, &w.db)?;
+        self.update_alongside(be, rows, |_| ())?;
         Ok(stats)
+    }
+
+    /// The first half of [`FfLayer::train_step`]: the forward on `x` and
+    /// the local loss, without learning yet. The layer keeps its activity,
+    /// goodness and dL/dG for [`FfLayer::update_alongside`].
+    pub fn forward_loss(&mut self, be: &CpuBackend, x: &[f32], rows: usize, obj: Objective) -> Result<LayerStats> {
+        self.forward(be, x, rows, obj.norm, obj.eps)?;
+        self.loss_of_last_forward(be, rows, obj)
+    }
+
+    /// The second half of [`FfLayer::train_step`]: the fused backward and
+    /// weight update of the last [`FfLayer::forward_loss`] (on `rows`
+    /// rows), run at the same time as `beside`, which is handed this
+    /// layer's activity `h` of that forward (the update never writes it).
+    ///
+    /// This is how a stack trains: the layer above only needs `h`, so its
+    /// forward runs beside this layer's update and the two share the
+    /// thread pool (the update streams W and the optimiser state through
+    /// memory while the forward's fmas keep the cores busy). Every GEMM
+    /// splits its work into the same tasks whichever thread runs them, so
+    /// the bits are those of the layers run one after the other.
+    pub fn update_alongside<R: Send>(
+        &mut self,
+        be: &CpuBackend,
+        rows: usize,
+        beside: impl FnOnce(&[f32]) -> R + Send,
+    ) -> Result<R> {
+        let FfLayer { in_dim, out_dim, w, b, opt_w, opt_b, work, .. } = self;
+        let Work { xn, h, dldg, db, gemm_scratch, .. } = work;
+        if xn.len() != rows * *in_dim || h.len() != rows * *out_dim || dldg.len() != rows {
+            return Err(Error::Layer {
+                layer: 0,
+                detail: format!(
+                    "update of a {in_dim}→{out_dim} layer on {rows} rows, but its last forward ran on {} rows",
+                    dldg.len()
+                ),
+            });
+        }
+        db.resize(*out_dim, 0.0);
+        let h: &[f32] = h;
+        let update = || -> Result<()> {
+            let (step, a, s) = opt_w.next_step();
+            be.linear_backward_update(MatRef::new(xn, rows, *in_dim)?, h, dldg, w, &step, (a, s), db, gemm_scratch)?;
+            opt_b.step(be, b, db)
+        };
+        let (done, r) = rayon::join(update, || beside(h));
+        done?;
+        Ok(r)
     }
 
     /// Backprop through the layer (the BP baselines): from `dh` = dL/dh of
@@ -471,30 +499,14 @@ impl FfNet {
     ) -> Result<BatchStats> {
         let n = labels.len();
         let rows = self.embed_batch(images, labels, neg_labels)?;
-        let norm: Norm = self.config.norm.into();
-        let eps = self.config.norm_eps;
         let end = train_layers.end.min(self.layers.len());
         let mut stats = BatchStats { layers: vec![None; self.layers.len()], readout_loss: None };
-        let local = self.config.training == MlpTraining::Local;
-        if !local {
+        if self.config.training == MlpTraining::Local {
+            self.train_local(be, rows, train_layers.start.min(end)..end, &mut stats)?;
+        } else {
             self.backprop_goodness(be, rows, &mut stats)?;
             for l in &mut self.layers {
                 l.apply_grads(be)?;
-            }
-        }
-        for l in (0..end).filter(|_| local) {
-            let (loss, form) = self.loss(l);
-            let obj = Objective { norm, eps, loss, form };
-            let (prev, rest) = self.layers.split_at_mut(l);
-            let x = if l == 0 { &self.input[..] } else { prev[l - 1].activity() };
-            if train_layers.contains(&l) {
-                let s = rest[0].train_step(be, x, rows, obj)?;
-                if !s.loss.is_finite() {
-                    return Err(Error::NonFinite { layer: l, loss: s.loss });
-                }
-                stats.layers[l] = Some(s);
-            } else {
-                rest[0].forward(be, x, rows, norm, eps)?;
             }
         }
         if self.readout.is_some() {
@@ -508,6 +520,57 @@ impl FfNet {
             stats.readout_loss = Some(r?);
         }
         Ok(stats)
+    }
+
+    /// Layer-local training of `train`, after a forward of the layers
+    /// below it: a pipeline in which each layer's update runs beside the
+    /// forward of the layer above (see [`FfLayer::update_alongside`]). The
+    /// bits are those of each layer's [`FfLayer::train_step`] in turn.
+    fn train_local(
+        &mut self,
+        be: &CpuBackend,
+        rows: usize,
+        train: std::ops::Range<usize>,
+        stats: &mut BatchStats,
+    ) -> Result<()> {
+        let norm: Norm = self.config.norm.into();
+        let eps = self.config.norm_eps;
+        let objective = |net: &Self, l: usize| {
+            let (loss, form) = net.loss(l);
+            Objective { norm, eps, loss, form }
+        };
+        let finite = |l: usize, s: LayerStats| {
+            if s.loss.is_finite() {
+                Ok(Some(s))
+            } else {
+                Err(Error::NonFinite { layer: l, loss: s.loss })
+            }
+        };
+        for l in 0..train.start {
+            let (prev, rest) = self.layers.split_at_mut(l);
+            let x = if l == 0 { &self.input[..] } else { prev[l - 1].activity() };
+            rest[0].forward(be, x, rows, norm, eps)?;
+        }
+        if train.is_empty() {
+            return Ok(());
+        }
+        let first = train.start;
+        let obj = objective(self, first);
+        let (prev, rest) = self.layers.split_at_mut(first);
+        let x = if first == 0 { &self.input[..] } else { prev[first - 1].activity() };
+        stats.layers[first] = finite(first, rest[0].forward_loss(be, x, rows, obj)?)?;
+        for l in train.clone() {
+            let above = (l + 1 < train.end).then(|| objective(self, l + 1));
+            let (cur, rest) = self.layers[l..].split_first_mut().expect("l < layers");
+            match (above, rest.first_mut()) {
+                (Some(obj), Some(next)) => {
+                    let s = cur.update_alongside(be, rows, |h| next.forward_loss(be, h, rows, obj))??;
+                    stats.layers[l + 1] = finite(l + 1, s)?;
+                }
+                _ => cur.update_alongside(be, rows, |_| ())?,
+            }
+        }
+        Ok(())
     }
 
     /// The goodness-loss ablation: forward every layer on the current
@@ -895,6 +958,50 @@ mod tests {
             let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
             assert_eq!(bits(a.w.data()), bits(b.w.data()));
             assert_eq!(bits(&a.b), bits(&b.b));
+        }
+    }
+
+    #[test]
+    fn pipelined_train_batch_equals_layer_after_layer_train_steps_bit_for_bit() {
+        // train_batch runs each layer's update beside the next layer's
+        // forward; the result must be the plain sequence of train_steps,
+        // on one thread or two, and for a schedule that starts mid-stack.
+        let be = CpuBackend::best();
+        let (n, di) = (40, 30);
+        let mut imgs = vec![0.0f32; n * di];
+        Philox::new(3, stream::noise(0)).fill_uniform(&mut imgs, 0.0, 1.0);
+        let labels: Vec<u8> = (0..n).map(|i| (i % 10) as u8).collect();
+        let neg: Vec<u8> = labels.iter().map(|&l| (l + 3) % 10).collect();
+        let cfg = FfConfig { sizes: vec![48, 64, 40, 24], ..FfConfig::default() };
+        for threads in [1, 2] {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            for train in [0..4, 1..3] {
+                let mut piped = FfNet::new(cfg.clone(), di, 10, 7).unwrap();
+                let mut plain = piped.clone();
+                for _ in 0..3 {
+                    let got = pool.install(|| piped.train_batch(&be, &imgs, &labels, &neg, train.clone())).unwrap();
+                    let rows = plain.embed_batch(&imgs, &labels, &neg).unwrap();
+                    let (norm, eps) = (plain.config.norm.into(), plain.config.norm_eps);
+                    for l in 0..train.end {
+                        let (loss, form) = plain.loss(l);
+                        let (prev, rest) = plain.layers.split_at_mut(l);
+                        let x = if l == 0 { &plain.input[..] } else { prev[l - 1].activity() };
+                        if l < train.start {
+                            rest[0].forward(&be, x, rows, norm, eps).unwrap();
+                            assert!(got.layers[l].is_none());
+                        } else {
+                            let s = rest[0].train_step(&be, x, rows, Objective { norm, eps, loss, form }).unwrap();
+                            let g = got.layers[l].expect("a trained layer reports its loss");
+                            assert_eq!(g.loss.to_bits(), s.loss.to_bits(), "loss of layer {l}");
+                        }
+                    }
+                }
+                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                for (l, (a, b)) in piped.layers.iter().zip(&plain.layers).enumerate() {
+                    assert_eq!(bits(a.w.data()), bits(b.w.data()), "W of layer {l}, {threads} threads, {train:?}");
+                    assert_eq!(bits(&a.b), bits(&b.b), "b of layer {l}");
+                }
+            }
         }
     }
 

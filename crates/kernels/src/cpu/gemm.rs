@@ -277,23 +277,25 @@ pub fn warm_up_workers() {
 
 thread_local! {
     static APACK: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
-    static BPACK: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
-    static ASHARED: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+    static BPACK: RefCell<Vec<Vec<f32>>> = const { RefCell::new(Vec::new()) };
+    static ASHARED: RefCell<Vec<Vec<f32>>> = const { RefCell::new(Vec::new()) };
 }
 
-/// A thread-local buffer taken out of its slot for one GEMM call, at least
-/// `need` floats long, and put back when dropped (the larger of the two is
-/// kept, so the steady state never allocates). While it is out, a rayon
-/// worker waiting inside this GEMM may run another GEMM's job on the same
-/// thread; that job finds the slot empty and grows a buffer of its own.
+/// A buffer taken from a thread-local stack for one GEMM call, at least
+/// `need` floats long, and pushed back when dropped, so the steady state
+/// never allocates. While it is out, a rayon worker waiting inside this
+/// GEMM may run another GEMM's job on the same thread (a layer's update
+/// and the next layer's forward run side by side); that call takes the
+/// next buffer of the stack, and once the stack is as deep as the deepest
+/// nesting seen, no call allocates.
 struct Held {
-    slot: &'static std::thread::LocalKey<RefCell<Vec<f32>>>,
+    slot: &'static std::thread::LocalKey<RefCell<Vec<Vec<f32>>>>,
     buf: Vec<f32>,
 }
 
 impl Held {
-    fn take(slot: &'static std::thread::LocalKey<RefCell<Vec<f32>>>, need: usize) -> Self {
-        let mut buf = slot.with(|s| std::mem::take(&mut *s.borrow_mut()));
+    fn take(slot: &'static std::thread::LocalKey<RefCell<Vec<Vec<f32>>>>, need: usize) -> Self {
+        let mut buf = slot.with(|s| s.borrow_mut().pop()).unwrap_or_default();
         if buf.len() < need {
             buf.resize(need, 0.0);
         }
@@ -318,12 +320,7 @@ impl Drop for Held {
     fn drop(&mut self) {
         let buf = std::mem::take(&mut self.buf);
         // At thread exit the slot may be gone; the buffer is then just freed.
-        let _ = self.slot.try_with(|s| {
-            let mut slot = s.borrow_mut();
-            if slot.len() < buf.len() {
-                *slot = buf;
-            }
-        });
+        let _ = self.slot.try_with(|s| s.borrow_mut().push(buf));
     }
 }
 
@@ -885,6 +882,30 @@ mod avx2 {
         for (r, row) in acc.iter().enumerate() {
             _mm256_storeu_ps(c.add(r * ldc), row[0]);
             _mm256_storeu_ps(c.add(r * ldc + 8), row[1]);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Held, ASHARED};
+
+    #[test]
+    fn nested_held_buffers_are_reused_not_reallocated() {
+        // A GEMM that runs inside another on the same thread takes a second
+        // buffer; once both exist, the same nesting finds them again.
+        let round = || {
+            let outer = Held::take(&ASHARED, 1000);
+            let inner = Held::take(&ASHARED, 500);
+            let ptrs = (outer.as_ptr(), inner.as_ptr());
+            drop(inner);
+            drop(outer);
+            ptrs
+        };
+        let first = round();
+        assert_eq!(ASHARED.with(|s| s.borrow().len()), 2, "both buffers went back to the thread's stack");
+        for _ in 0..3 {
+            assert_eq!(round(), first);
         }
     }
 }
