@@ -35,9 +35,11 @@ fn main() {
     let be = CpuBackend::best();
     let rows = 2 * batch;
     let dims: Vec<usize> = std::iter::once(784).chain(std::iter::repeat_n(width, depth)).collect();
-    let mut layers: Vec<FfLayer> =
-        (0..depth).map(|l| FfLayer::new(dims[l], dims[l + 1], &OptimConfig::default(), 0, l as u32)).collect();
-    let mut piped = layers.clone();
+    // Two networks built alike (a clone would not get the huge-page advice).
+    let build = || -> Vec<FfLayer> {
+        (0..depth).map(|l| FfLayer::new(dims[l], dims[l + 1], &OptimConfig::default(), 0, l as u32)).collect()
+    };
+    let (mut layers, mut piped) = (build(), build());
     let mut x = vec![0.0f32; rows * 784];
     Philox::new(1, stream::noise(0)).fill_uniform(&mut x, 0.0, 1.0);
     let obj = |l: usize| Objective {

@@ -16,8 +16,9 @@ pub struct OptState {
 
 impl OptState {
     pub fn new(cfg: &OptimConfig, len: usize) -> Self {
-        let b = if cfg.kind == OptimKind::Sgd { Vec::new() } else { vec![0.0; len] };
-        Self { cfg: cfg.clone(), a: vec![0.0; len], b, t: 0 }
+        let zeroed = ffwd_kernels::cpu::pages::zeroed;
+        let b = if cfg.kind == OptimKind::Sgd { Vec::new() } else { zeroed(len) };
+        Self { cfg: cfg.clone(), a: zeroed(len), b, t: 0 }
     }
     pub fn steps(&self) -> u64 {
         self.t

@@ -62,7 +62,7 @@ pub struct PackedMat {
 
 impl PackedMat {
     pub fn zeros(k: usize, n: usize) -> Self {
-        Self { k, n, data: vec![0.0; k * n.div_ceil(NR) * NR] }
+        Self { k, n, data: super::pages::zeroed(k * n.div_ceil(NR) * NR) }
     }
     /// Pack a row-major k × n matrix.
     pub fn from_row_major(src: &[f32], k: usize, n: usize) -> crate::Result<Self> {

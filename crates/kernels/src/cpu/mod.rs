@@ -11,6 +11,7 @@ pub mod loss;
 pub mod math;
 pub mod norm2d;
 pub mod optim;
+pub mod pages;
 pub mod pool;
 pub mod reduce;
 
