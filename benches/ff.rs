@@ -12,53 +12,9 @@ use ffwd::layers::ff::{FfLayer, Objective};
 use ffwd::tensor::{stream, Philox};
 use std::time::Instant;
 
-/// FLOP/s of 12 independent 8-wide FMA chains per thread (the throughput
-/// limit of two FMA ports), on `threads` threads at once.
+/// The measured FMA peak of `threads` threads (NaN without AVX2 + FMA).
 fn fma_peak(threads: usize) -> f64 {
-    #[cfg(target_arch = "x86_64")]
-    {
-        use std::arch::x86_64::*;
-        #[target_feature(enable = "avx2,fma")]
-        unsafe fn chains(iters: u64) -> f32 {
-            let mut a = [_mm256_set1_ps(1.0); 12];
-            let m = _mm256_set1_ps(0.999_999);
-            let c = _mm256_set1_ps(1e-7);
-            for _ in 0..iters {
-                for x in a.iter_mut() {
-                    *x = _mm256_fmadd_ps(*x, m, c);
-                }
-            }
-            let mut s = _mm256_setzero_ps();
-            for x in a {
-                s = _mm256_add_ps(s, x);
-            }
-            let mut out = [0.0f32; 8];
-            _mm256_storeu_ps(out.as_mut_ptr(), s);
-            out.iter().sum()
-        }
-        if !ffwd::kernels::avx2_available() {
-            return f64::NAN;
-        }
-        let iters = 50_000_000u64;
-        let mut best = 0.0f64;
-        for _ in 0..3 {
-            let t = Instant::now();
-            std::thread::scope(|s| {
-                for _ in 0..threads {
-                    // SAFETY: avx2+fma checked above.
-                    s.spawn(|| std::hint::black_box(unsafe { chains(iters) }));
-                }
-            });
-            let flops = threads as f64 * iters as f64 * 12.0 * 8.0 * 2.0;
-            best = best.max(flops / t.elapsed().as_secs_f64());
-        }
-        best
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        let _ = threads;
-        f64::NAN
-    }
+    ffwd::kernels::cpu::peak::fma_peak(threads).unwrap_or(f64::NAN)
 }
 
 fn rand(n: usize, seed: u64) -> Vec<f32> {

@@ -147,3 +147,41 @@ fn a_uff_run_saves_its_reconstructions_as_a_png_grid_and_recon_reads_the_checkpo
         .unwrap();
     assert_eq!(e.status.code(), Some(1));
 }
+
+#[test]
+fn bench_prints_peak_share_and_samples_and_reads_a_peers_file() {
+    let d = tempfile::tempdir().unwrap();
+    let peers = d.path().join("peers.json");
+    std::fs::write(
+        &peers,
+        r#"{"meta": {"date": "2026-11-23", "torch": "2.9.1"},
+            "rows": [{"workload": "2×48", "batch": 10, "threads": 2, "torch_samples_per_s": 1000.0}]}"#,
+    )
+    .unwrap();
+    let out = ffwd()
+        .args(["bench", "--workloads", "48x2:10,32x1:4", "--batches", "3", "--threads", "2", "--peers"])
+        .arg(&peers)
+        .output()
+        .unwrap();
+    let s = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{s}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(s.contains("% of peak") && s.contains("samples/s") && s.contains("2 thread(s)"), "{s}");
+    let row = s.lines().find(|l| l.starts_with("2×48")).expect("a row per workload");
+    assert!(row.contains("1000") && row.contains('×'), "the ratio to the file's PyTorch row: {row}");
+    let row = s.lines().find(|l| l.starts_with("1×32")).expect("a row per workload");
+    assert!(row.contains("not in the file"), "{row}");
+    // Bad input: an error naming what is wrong, never a panic.
+    for (args, want) in [
+        (vec!["bench", "--workloads", "48x2"], "WIDTHxLAYERS:BATCH"),
+        (vec!["bench", "--workloads", "48x2:10", "--peers", "/nonexistent/peers.json"], "/nonexistent/peers.json"),
+        (vec!["bench", "--threads", "0"], "--threads"),
+    ] {
+        let out = ffwd().args(&args).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert!(err.contains(want) && !err.contains("panicked"), "{args:?}: {err}");
+    }
+    let out = ffwd().args(["bench", "--peak-only", "--threads", "1"]).output().unwrap();
+    let s = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && s.contains("\"fma_peak_gflops\"") && s.contains("\"threads\": 1"), "{s}");
+}

@@ -67,6 +67,13 @@ def ffwd_epoch(binary, data, sizes, batch, samples, epochs, warmup, threads, dev
     return statistics.median(l["train_seconds"] for l in lines[warmup:]), rss
 
 
+def fma_peak(binary, threads):
+    """The machine's FMA peak in GFLOP/s on `threads` threads, as `ffwd bench` measures it."""
+    out = subprocess.run([str(binary), "bench", "--peak-only", "--threads", str(threads)],
+                         check=True, capture_output=True, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])["fma_peak_gflops"]
+
+
 def torch_epoch(py, data, sizes, batch, samples, epochs, warmup, threads, device="cpu"):
     cmd = [str(py), str(ROOT / "benches/peers/ff_torch.py"), "--data", str(data), "--sizes", sizes,
            "--batch", str(batch), "--samples", str(samples), "--epochs", str(epochs),
@@ -121,6 +128,7 @@ def main():
         binary = ROOT / "target/release/ffwd"
     rows = []
     torch_version = None
+    peak = fma_peak(binary, a.threads) if a.device == "cpu" else None
     for w in a.workloads.split(","):
         shape, batch, samples = w.split(":")
         width, layers = shape.split("x")
@@ -150,29 +158,35 @@ def main():
         }
         row["ffwd_gflops"] = row["ffwd_samples_per_s"] * fl / 1e9
         row["torch_gflops"] = row["torch_samples_per_s"] * fl / 1e9
+        if peak:
+            row["ffwd_pct_peak"] = 100 * row["ffwd_gflops"] / peak
+            row["torch_pct_peak"] = 100 * row["torch_gflops"] / peak
         rows.append(row)
     meta = {"date": time.strftime("%Y-%m-%d"), "machine": platform.processor() or platform.machine(),
-            "cpus": os.cpu_count(), "torch": torch_version, "repeats": a.repeats, "epochs_per_run": a.epochs,
+            "cpus": os.cpu_count(), "torch": torch_version, "repeats": a.repeats, "epochs_per_run": a.epochs, "fma_peak_gflops": peak,
             "warmup_epochs": a.warmup_epochs}
     Path(a.out).mkdir(parents=True, exist_ok=True)
     meta["device"] = a.device
     stem = Path(a.out) / f"peers-{'gpu' if a.device == 'cuda' else 'cpu'}-{meta['date']}"
     gemm = gemm_table(py, a.gpu_bench, a.repeats) if a.gpu_bench else []
     json.dump({"meta": meta, "rows": rows, "gemm": gemm}, open(f"{stem}.json", "w"), indent=1)
-    lines = ["| workload | batch | ffwd epoch (s) | PyTorch epoch (s) | speed-up | ffwd samples/s | PyTorch samples/s | ffwd GFLOP/s | ffwd peak MiB | PyTorch peak MiB |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lines = ["| workload | batch | ffwd epoch (s) | PyTorch epoch (s) | speed-up | ffwd samples/s | PyTorch samples/s | ffwd GFLOP/s | ffwd % of peak | PyTorch % of peak | ffwd peak MiB | PyTorch peak MiB |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    pct = lambda r, k: f"{r[k]:.1f}%" if k in r else "–"
     for r in rows:
         lines.append(f"| {r['workload']} ({r['samples']} images) | {r['batch']} | {r['ffwd_epoch_s']:.2f} [{r['ffwd_spread_s'][0]:.2f}–{r['ffwd_spread_s'][1]:.2f}] "
                      f"| {r['torch_epoch_s']:.2f} [{r['torch_spread_s'][0]:.2f}–{r['torch_spread_s'][1]:.2f}] | {r['speedup']:.2f}× "
-                     f"| {r['ffwd_samples_per_s']:.0f} | {r['torch_samples_per_s']:.0f} | {r['ffwd_gflops']:.1f} | {r['ffwd_peak_mib']:.0f} | {r['torch_peak_mib']:.0f} |")
+                     f"| {r['ffwd_samples_per_s']:.0f} | {r['torch_samples_per_s']:.0f} | {r['ffwd_gflops']:.1f} "
+                     f"| {pct(r, 'ffwd_pct_peak')} | {pct(r, 'torch_pct_peak')} | {r['ffwd_peak_mib']:.0f} | {r['torch_peak_mib']:.0f} |")
     if gemm:
         lines += ["", "| SGEMM case | ffwd TFLOP/s | cuBLAS TFLOP/s (TF32 off) | ffwd / cuBLAS | ffwd % of 66.9 TFLOP/s |",
                   "| --- | --- | --- | --- | --- |"]
         for g in gemm:
             lines.append(f"| {g['case']} | {g['ffwd_tflops']:.2f} | {g['cublas_tflops']:.2f} | {g['ratio']:.2f} | {g['ffwd_pct_peak']:.1f}% |")
     table = "\n".join(lines)
+    peak_note = f"; % of peak against the measured FMA peak of {peak:.1f} GFLOP/s on {a.threads} threads" if peak else ""
     open(f"{stem}.md", "w").write(f"{a.threads} threads, torch {torch_version}, medians of {a.repeats} alternating runs "
-                                   f"(each the median of {a.epochs} timed epochs after {a.warmup_epochs} untimed); [min–max] spread.\n\n{table}\n")
+                                   f"(each the median of {a.epochs} timed epochs after {a.warmup_epochs} untimed){peak_note}; [min–max] spread.\n\n{table}\n")
     print(table)
 
 

@@ -29,6 +29,11 @@ pub enum Cmd {
     /// PNG grid (originals above reconstructions; a GAN cell: generated
     /// samples below).
     Recon(ReconArgs),
+    /// Time FF training batches on this machine: ms per batch, GFLOP/s, %
+    /// of the measured FMA peak, samples/s (synthetic 784-value inputs, the
+    /// trainer's step); with --peers, the ratio to PyTorch's samples/s from
+    /// a side-by-side results file.
+    Bench(BenchArgs),
     /// Dataset management.
     Data {
         #[command(subcommand)]
@@ -45,6 +50,27 @@ pub enum DataCmd {
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
+}
+
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// Workloads, comma-separated WIDTHxLAYERS:BATCH.
+    #[arg(long, default_value = "2000x4:100,2000x4:1000,500x2:100,500x2:1000")]
+    pub workloads: String,
+    /// Threads (default: one per core).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Timed batches per workload, after two untimed ones (0: about two
+    /// seconds' worth, at least five). The median is reported.
+    #[arg(long, default_value_t = 0)]
+    pub batches: usize,
+    /// A side-by-side results file (benches/results/peers-cpu-*.json) to
+    /// take PyTorch's samples/s from, for the ratio column.
+    #[arg(long)]
+    pub peers: Option<PathBuf>,
+    /// Only measure the FMA peak and print it as one JSON line.
+    #[arg(long)]
+    pub peak_only: bool,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -397,6 +423,73 @@ fn print_epoch(r: &EpochReport) {
     }
 }
 
+/// `ffwd bench`: the table, or with --peak-only the peak alone.
+fn bench(a: &BenchArgs) -> Result<()> {
+    use crate::bench::{time_workload, PeerFile, Workload};
+    let threads = a.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    if threads == 0 {
+        return Err(Error::Invalid("--threads must be at least 1".into()));
+    }
+    let peak = ffwd_kernels::cpu::peak::fma_peak(threads);
+    if a.peak_only {
+        let gflops = peak.map_or("null".to_string(), |p| format!("{:.2}", p / 1e9));
+        println!("{{\"fma_peak_gflops\": {gflops}, \"threads\": {threads}}}");
+        return Ok(());
+    }
+    let workloads = a.workloads.split(',').map(Workload::parse).collect::<Result<Vec<_>>>()?;
+    let peers = a.peers.as_deref().map(PeerFile::read).transpose()?;
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .map_err(|e| Error::Invalid(format!("thread pool: {e}")))?;
+    let be = CpuBackend::best();
+    println!("ffwd bench: {} backend, {threads} thread(s)", be.name());
+    match peak {
+        Some(p) => println!("measured FMA peak: {:.1} GFLOP/s on {threads} thread(s)", p / 1e9),
+        None => println!("measured FMA peak: none (no AVX2 + FMA on this CPU)"),
+    }
+    let mut head = format!(
+        "{:<10} {:>6} {:>22} {:>9} {:>10} {:>10}",
+        "workload", "batch", "ms/batch median (best)", "GFLOP/s", "% of peak", "samples/s"
+    );
+    if peers.is_some() {
+        head += &format!(" {:>18} {:>8}", "PyTorch samples/s", "ratio");
+    }
+    println!("{head}");
+    pool.install(ffwd_kernels::warm_up_workers);
+    for w in workloads {
+        let t = pool.install(|| time_workload(&be, w, a.batches))?;
+        let pct = peak.map_or("-".to_string(), |p| format!("{:.1}%", 100.0 * t.gflops() * 1e9 / p));
+        let mut line = format!(
+            "{:<10} {:>6} {:>22} {:>9.1} {:>10} {:>10.0}",
+            w.name(),
+            w.batch,
+            format!("{:.2} ({:.2})", t.median_s * 1e3, t.best_s * 1e3),
+            t.gflops(),
+            pct,
+            t.samples_per_s()
+        );
+        if let Some(f) = &peers {
+            match f.torch_samples_per_s(&w) {
+                Some(s) => line += &format!(" {:>18.0} {:>7.2}×", s, t.samples_per_s() / s),
+                None => line += &format!(" {:>18} {:>8}", "not in the file", "-"),
+            }
+        }
+        println!("{line}");
+    }
+    if let (Some(f), Some(p)) = (&peers, &a.peers) {
+        let th = f.threads.map_or(String::new(), |t| format!(", {t} threads"));
+        println!(
+            "PyTorch: from {} (torch {}, {}{th}), measured then, not in this run; \
+             benches/peers/compare.py times both in one run.",
+            p.display(),
+            f.torch,
+            f.date
+        );
+    }
+    Ok(())
+}
+
 /// Entry point of the `ffwd` binary; returns the process exit code.
 pub fn main() -> i32 {
     let cli = Cli::parse();
@@ -559,6 +652,7 @@ pub fn run(cli: Cli) -> Result<()> {
             println!("{} (epoch {}): {}", a.checkpoint.display(), meta.epoch, probe_line(&p, &t.cfg.output.dir));
             Ok(())
         }
+        Cmd::Bench(a) => bench(&a),
         Cmd::Data { cmd: DataCmd::Fetch { name, data_dir } } => {
             let n = ffwd_datasets::Name::parse(&name)?;
             let root = ffwd_datasets::data_root(data_dir.as_deref());

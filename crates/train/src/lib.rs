@@ -6,6 +6,7 @@
 //! JSON lines, checkpoints in safetensors written atomically
 //! ([`checkpoint`]), and the `ffwd` command line ([`cli`]).
 
+pub mod bench;
 pub mod checkpoint;
 pub mod cli;
 pub mod config;

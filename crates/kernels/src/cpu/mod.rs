@@ -12,6 +12,7 @@ pub mod math;
 pub mod norm2d;
 pub mod optim;
 pub mod pages;
+pub mod peak;
 pub mod pool;
 pub mod reduce;
 
