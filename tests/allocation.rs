@@ -39,36 +39,53 @@ static A: Counting = Counting;
 /// The count is global: the tests of this binary take turns.
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-#[test]
-fn ff_layer_steps_allocate_nothing_in_the_steady_state() {
-    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+/// Run `f(backend, threads)` in a fresh pool of 1 and of 2 threads whose
+/// workers hold their packing buffers already.
+fn in_pools(f: impl Fn(&CpuBackend, usize) + Sync) {
     for threads in [1, 2] {
         let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
         pool.install(|| {
             ffwd::kernels::warm_up_workers();
-            let be = CpuBackend::best();
-            // 200 and 600 rows: one K block and several (partial sums in scratch)
-            for rows in [200usize, 600] {
-                let mut layer = FfLayer::new(300, 200, &OptimConfig::default(), 1, 0);
-                let x: Vec<f32> = (0..rows * 300).map(|i| ((i * 37) % 101) as f32 / 50.0 - 1.0).collect();
-                let obj = Objective {
-                    norm: Norm::Rms,
-                    eps: 1e-8,
-                    loss: FfLoss::Threshold { theta: 200.0 },
-                    form: GoodnessForm::Sum,
-                };
-                for _ in 0..3 {
-                    layer.train_step(&be, &x, rows, obj).unwrap();
-                }
-                let before = ALLOCS.load(Ordering::Relaxed);
-                for _ in 0..5 {
-                    layer.train_step(&be, &x, rows, obj).unwrap();
-                }
-                let n = ALLOCS.load(Ordering::Relaxed) - before;
-                assert_eq!(n, 0, "{n} allocations in 5 steady-state steps ({rows} rows, {threads} threads)");
-            }
+            f(&CpuBackend::best(), threads)
         });
     }
+}
+
+/// Allocations on the workers during `rounds` calls of `step`, after
+/// `warm` calls that may still allocate.
+fn allocations(warm: usize, rounds: usize, mut step: impl FnMut()) -> usize {
+    for _ in 0..warm {
+        step();
+    }
+    let before = ALLOCS.load(Ordering::Relaxed);
+    for _ in 0..rounds {
+        step();
+    }
+    ALLOCS.load(Ordering::Relaxed) - before
+}
+
+fn objective(theta: f32) -> Objective {
+    Objective { norm: Norm::Rms, eps: 1e-8, loss: FfLoss::Threshold { theta }, form: GoodnessForm::Sum }
+}
+
+fn input(n: usize) -> Vec<f32> {
+    (0..n).map(|i| ((i * 37) % 101) as f32 / 50.0 - 1.0).collect()
+}
+
+#[test]
+fn ff_layer_steps_allocate_nothing_in_the_steady_state() {
+    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    in_pools(|be, threads| {
+        // 200 and 600 rows: one K block and several (partial sums in scratch)
+        for rows in [200usize, 600] {
+            let mut layer = FfLayer::new(300, 200, &OptimConfig::default(), 1, 0);
+            let x = input(rows * 300);
+            let n = allocations(3, 5, || {
+                layer.train_step(be, &x, rows, objective(200.0)).unwrap();
+            });
+            assert_eq!(n, 0, "{n} allocations in 5 steady-state steps ({rows} rows, {threads} threads)");
+        }
+    });
 }
 
 #[test]
@@ -77,45 +94,27 @@ fn pipelined_layer_chain_allocates_nothing_in_the_steady_state() {
     // Each layer's update runs beside the next layer's forward, so a worker
     // waiting inside one GEMM may run the other's jobs; the packing buffers
     // must still settle after a few batches.
-    for threads in [1, 2] {
-        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
-        pool.install(|| {
-            ffwd::kernels::warm_up_workers();
-            let be = CpuBackend::best();
-            let dims = [300usize, 400, 200, 200];
-            let rows = 200;
-            let mut layers: Vec<FfLayer> =
-                (0..3).map(|l| FfLayer::new(dims[l], dims[l + 1], &OptimConfig::default(), 1, l as u32)).collect();
-            let x: Vec<f32> = (0..rows * dims[0]).map(|i| ((i * 37) % 101) as f32 / 50.0 - 1.0).collect();
-            let obj = |l: usize| Objective {
-                norm: Norm::Rms,
-                eps: 1e-8,
-                loss: FfLoss::Threshold { theta: dims[l + 1] as f32 },
-                form: GoodnessForm::Sum,
-            };
-            let batch = |layers: &mut [FfLayer]| {
-                layers[0].forward_loss(&be, &x, rows, obj(0)).unwrap();
-                for l in 0..layers.len() {
-                    let (cur, rest) = layers[l..].split_first_mut().unwrap();
-                    match rest.first_mut() {
-                        Some(next) => {
-                            cur.update_alongside(&be, rows, |h| next.forward_loss(&be, h, rows, obj(l + 1)))
-                                .unwrap()
-                                .unwrap();
-                        }
-                        None => cur.update_alongside(&be, rows, |_| ()).unwrap(),
+    in_pools(|be, threads| {
+        let dims = [300usize, 400, 200, 200];
+        let rows = 200;
+        let mut layers: Vec<FfLayer> =
+            (0..3).map(|l| FfLayer::new(dims[l], dims[l + 1], &OptimConfig::default(), 1, l as u32)).collect();
+        let x = input(rows * dims[0]);
+        let obj = |l: usize| objective(dims[l + 1] as f32);
+        let n = allocations(10, 10, || {
+            layers[0].forward_loss(be, &x, rows, obj(0)).unwrap();
+            for l in 0..layers.len() {
+                let (cur, rest) = layers[l..].split_first_mut().unwrap();
+                match rest.first_mut() {
+                    Some(next) => {
+                        cur.update_alongside(be, rows, |h| next.forward_loss(be, h, rows, obj(l + 1)))
+                            .unwrap()
+                            .unwrap();
                     }
+                    None => cur.update_alongside(be, rows, |_| ()).unwrap(),
                 }
-            };
-            for _ in 0..10 {
-                batch(&mut layers);
             }
-            let before = ALLOCS.load(Ordering::Relaxed);
-            for _ in 0..10 {
-                batch(&mut layers);
-            }
-            let n = ALLOCS.load(Ordering::Relaxed) - before;
-            assert_eq!(n, 0, "{n} allocations in 10 steady-state pipelined batches ({threads} threads)");
         });
-    }
+        assert_eq!(n, 0, "{n} allocations in 10 steady-state pipelined batches ({threads} threads)");
+    });
 }
