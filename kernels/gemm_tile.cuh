@@ -8,8 +8,8 @@
 //
 // The order of operations is the specification's whatever the shape: k
 // tiles are walked in order and k ascends inside a tile, so every output is
-// one fma chain over k = 0..K-1 continuing from the value its accumulator
-// starts with. No split-K, no atomics, no tensor cores.
+// one fma chain over the kept k of 0..K-1 (B's loader may leave some out)
+// continuing from the value its accumulator starts with. No split-K, no atomics, no tensor cores.
 //
 // Operands come through loaders, so a transposed view or an operand
 // computed on the fly (the FF local gradient) costs no extra pass over
@@ -31,6 +31,8 @@ struct ffwd_strided {
     FFWD_DEV bool outer4() const { return rs == 1 && cs % 4 == 0 && aligned(); }
     FFWD_DEV float4 at4_inner(int r, int c) const { return *(const float4*)(p + (long)r * rs + c); }
     FFWD_DEV float4 at4_outer(int r, int c) const { return *(const float4*)(p + (long)c * cs + r); }
+    // Every k takes part in the product (see ffwd_local_grad_src::keep).
+    FFWD_DEV bool keep(int) const { return true; }
 };
 
 // Four values of operand `x` starting at (r, c), along c (`inner`) or along
@@ -97,6 +99,9 @@ FFWD_DEV void ffwd_gemm_tile(const LA& a, const LB& b, int M, int N, int K, int 
         __syncthreads();
         const int kmax = min(BK, K - k0);
         for (int kk = 0; kk < kmax; ++kk) {
+            // A k that B's loader leaves out (an FF row with dL/dG = 0) is
+            // skipped by the whole block: its fmas would add zeros.
+            if (!b.keep(k0 + kk)) continue;
             float av[TM], bv[TN];
             for (int h = 0; h < TM / 4; ++h) {
                 float4 q = *(const float4*)&As[kk][ty * 4 + 64 * h];

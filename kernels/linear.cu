@@ -4,7 +4,8 @@
 //
 // Spec: dz[i,j] = h[i,j] * (dldg[i] + dldg[i]); dW = xnᵀ·dz (GEMM order);
 // db[j] = sum over rows of dz[i,j], sequential from +0.0; then the optimiser
-// on every element.
+// on every element. In the fused passes, rows with dldg = 0 are left out of
+// dW and db (their dz row is zero), as on the CPU.
 
 FFWD_DEV float ffwd_local_grad(float h, float g) { return __fmul_rn(h, __fadd_rn(g, g)); }
 
@@ -38,6 +39,8 @@ struct ffwd_local_grad_src {
                            ffwd_local_grad(q.w, g));
     }
     FFWD_DEV float4 at4_outer(int, int) const { return make_float4(0.0f, 0.0f, 0.0f, 0.0f); }
+    // Rows with dL/dG = 0 are left out of dW (their dz row is zero).
+    FFWD_DEV bool keep(int k) const { return dldg[k] != 0.0f; }
 };
 
 // W (din × dout, row-major) and its state a, b take one optimiser step with
@@ -88,6 +91,7 @@ extern "C" __global__ void ffwd_bias_backward_update_f32(const float* __restrict
     int j = blockIdx.x * blockDim.x + threadIdx.x;
     if (j >= dout) return;
     float acc = 0.0f;
-    for (int i = 0; i < rows; ++i) acc = __fadd_rn(acc, ffwd_local_grad(h[(long)i * dout + j], dldg[i]));
+    for (int i = 0; i < rows; ++i)
+        if (dldg[i] != 0.0f) acc = __fadd_rn(acc, ffwd_local_grad(h[(long)i * dout + j], dldg[i]));
     ffwd_optim_one(s, bias + j, acc, a + j, b + j);
 }

@@ -250,10 +250,17 @@ proptest! {
         seed in any::<u64>(),
         adam in any::<bool>(),
         t in 1u64..100,
+        zero_every in 0usize..4,
     ) {
         let xn = values(rows * din, seed);
         let h: Vec<f32> = values(rows * dout, seed ^ 3).into_iter().map(ffwd_kernels::numerics::relu).collect();
-        let dldg = values(rows, seed ^ 4);
+        // Some rows with dL/dG = ±0 (left out of dW and db) when zero_every > 0.
+        let mut dldg = values(rows, seed ^ 4);
+        for (i, g) in dldg.iter_mut().enumerate() {
+            if zero_every > 0 && i % (zero_every + 1) == 0 {
+                *g = if i % 2 == 0 { 0.0 } else { -0.0 };
+            }
+        }
         let w0 = PackedMat::from_row_major(&values(din * dout, seed ^ 5), din, dout).unwrap();
         let len = w0.data().len();
         let step = if adam {
@@ -273,6 +280,66 @@ proptest! {
             assert_eq!(a.len(), len);
             vec![w.data().to_vec(), a, b, db]
         });
+    }
+}
+
+/// Rows whose dL/dG is zero are left out of the fused FF backward: the
+/// result is bit for bit that of the batch without them, even where one of
+/// them holds an inf (whose dz, inf · 0, would be NaN), on every backend.
+#[test]
+fn rows_with_zero_loss_gradient_are_left_out_of_the_fused_backward() {
+    let (rows, din, dout) = (40, 19, 37);
+    // Moderate values, so that only the planted inf is not finite.
+    let tame =
+        |n: usize, seed: usize| (0..n).map(|i| ((i * 37 + seed) % 101) as f32 / 50.0 - 1.0).collect::<Vec<f32>>();
+    let xn = tame(rows * din, 21);
+    let mut h: Vec<f32> = tame(rows * dout, 22).into_iter().map(ffwd_kernels::numerics::relu).collect();
+    let mut dldg = tame(rows, 23);
+    for i in (0..rows).step_by(3) {
+        dldg[i] = if i % 2 == 0 { 0.0 } else { -0.0 };
+    }
+    h[3 * dout + 5] = f32::INFINITY;
+    let kept: Vec<usize> = (0..rows).filter(|&i| dldg[i] != 0.0).collect();
+    let pick = |v: &[f32], d: usize| kept.iter().flat_map(|&i| v[i * d..(i + 1) * d].to_vec()).collect::<Vec<f32>>();
+    let (xk, hk, gk) = (pick(&xn, din), pick(&h, dout), pick(&dldg, 1));
+    let w0 = PackedMat::from_row_major(&tame(din * dout, 24), din, dout).unwrap();
+    let step = OptimStep::Adam(AdamStep {
+        lr: 1e-3,
+        beta1: 0.9,
+        beta2: 0.999,
+        eps: 1e-8,
+        weight_decay: 0.0,
+        decoupled: false,
+        t: 1,
+    });
+    let run = |be: &CpuBackend, x: &[f32], h: &[f32], g: &[f32]| {
+        let n = g.len();
+        let (mut w, mut a, mut b) = (w0.clone(), vec![0.0; w0.data().len()], vec![0.0; w0.data().len()]);
+        let mut db = vec![f32::NAN; dout];
+        be.linear_backward_update(
+            MatRef::new(x, n, din).unwrap(),
+            h,
+            g,
+            &mut w,
+            &step,
+            (&mut a, &mut b),
+            &mut db,
+            &mut Vec::new(),
+        )
+        .unwrap();
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        (bits(w.data()), bits(&a), bits(&b), bits(&db))
+    };
+    let mut backends = vec![CpuBackend::scalar()];
+    backends.extend(CpuBackend::avx2().ok());
+    for be in backends {
+        let all = run(&be, &xn, &h, &dldg);
+        assert_eq!(all, run(&be, &xk, &hk, &gk), "{}", be.name());
+        assert!(
+            w0.data().len() == all.0.len() && all.0.iter().all(|&b| f32::from_bits(b).is_finite()),
+            "{}",
+            be.name()
+        );
     }
 }
 

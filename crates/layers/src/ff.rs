@@ -50,6 +50,8 @@ struct Work {
     db: Vec<f32>,
     scratch: LossScratch,
     gemm_scratch: Vec<f32>,
+    /// The rows kept in `compute_grads` (xn, h, dL/dG gathered).
+    kept: Vec<f32>,
     /// Backprop only: W row-major, dL/d(normalised input), norm scratch.
     w_rows: Vec<f32>,
     dxn: Vec<f32>,
@@ -119,9 +121,17 @@ impl FfLayer {
         let stats = self.forward_loss(be, x, rows, obj)?;
         let (d_in, d_out) = (self.in_dim, self.out_dim);
         let w = &mut self.work;
-        w.dz.resize(rows * d_out, 0.0);
-        be.local_grad(&w.h, d_out, &w.dldg, &mut w.dz)?;
-        crate::linear::param_grads(be, &w.xn, &w.dz, (rows, d_in, d_out), &mut w.dw, &mut w.db)?;
+        // Rows with dL/dG = 0 are left out, as in the fused step (see
+        // `ffwd_kernels::cpu::linear`).
+        use ffwd_kernels::cpu::linear::{active_count, gather_active};
+        let kept = active_count(&w.dldg);
+        w.kept.resize(kept * (d_in + d_out + 1), 0.0);
+        gather_active(MatRef::new(&w.xn, rows, d_in)?, &w.h, &w.dldg, &mut w.kept);
+        let (xk, rest) = w.kept.split_at(kept * d_in);
+        let (hk, gk) = rest.split_at(kept * d_out);
+        w.dz.resize(kept * d_out, 0.0);
+        be.local_grad(hk, d_out, gk, &mut w.dz)?;
+        crate::linear::param_grads(be, xk, &w.dz, (kept, d_in, d_out), &mut w.dw, &mut w.db)?;
         Ok(stats)
     }
 

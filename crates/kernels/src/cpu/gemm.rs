@@ -186,6 +186,10 @@ pub(crate) enum BSource<'a> {
         h: MatRef<'a>,
         dldg: &'a [f32],
         db: SharedMut,
+        /// The most rows this layer's batches can keep: the packing
+        /// buffers are sized for it, so that a batch keeping more rows
+        /// than the last (see `linear`) does not grow them.
+        rows_cap: usize,
     },
 }
 
@@ -440,7 +444,7 @@ fn pack_b_panel(b: &BSource, k0: usize, kc: usize, jq: usize, w: usize, panel: &
                 dst[w..].fill(0.0);
             }
         }
-        BSource::LocalGrad { h, dldg, db } => {
+        BSource::LocalGrad { h, dldg, db, .. } => {
             let mut acc = [0.0f32; NR];
             if k0 > 0 {
                 // SAFETY: columns jq..jq+w of db belong to this panel only.
@@ -626,13 +630,19 @@ pub(crate) fn gemm_avx2_src(a: MatRef, b: BSource, c: &mut MatMut, epi: Epi, g: 
         // of its thread-local for the call), each group packing into its own
         // chunk: its size depends on the shape only, so the steady state
         // never allocates.
-        let chunk = per * NR * KC.min(k);
+        // An FF layer's dW leaves out rows whose dL/dG is zero, so its K
+        // changes from batch to batch: size for the most it can be.
+        let k_cap = match b {
+            BSource::LocalGrad { rows_cap, .. } => rows_cap.max(k),
+            _ => k,
+        };
+        let chunk = per * NR * KC.min(k_cap);
         let mut bpack = (!packed).then(|| Held::take(&BPACK, groups * chunk));
         // A is packed once, every K block, before the tasks start (each task
         // reads all of it): block (pc, kc) at pc·mpad, its panels laid out
         // as `pack_a` writes them. Held by the calling thread like B's buffer.
         let mpad = m.div_ceil(MR) * MR;
-        let mut ashared = Held::take(&ASHARED, mpad * k);
+        let mut ashared = Held::take(&ASHARED, mpad * k_cap);
         let len = k_block_len(k);
         ashared[..mpad * k]
             .par_chunks_mut(len * mpad)

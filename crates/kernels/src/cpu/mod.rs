@@ -161,11 +161,26 @@ impl CpuBackend {
         if matches!(step, OptimStep::Adam(_)) {
             check_len(OP, "second moment", b.len(), w.data().len())?;
         }
+        // Rows with dL/dG = 0 are left out (see `linear`): the kept ones are
+        // gathered, in order, behind the GEMM's part of the scratch. The
+        // scratch is sized for every row kept, so no batch grows it.
+        let kept = linear::active_count(dldg);
+        let work_len = din * dout + if self.kind == CpuKind::Scalar { kept * dout } else { 0 };
+        scratch.resize(work_len + rows * (din + dout + 1), 0.0);
+        let (work, gathered) = scratch.split_at_mut(work_len);
+        let rows_cap = rows;
+        let (xn, h, dldg, rows) = if kept == rows {
+            (xn, h, dldg, rows)
+        } else {
+            linear::gather_active(xn, h, dldg, gathered);
+            let (xs, rest) = gathered.split_at(kept * din);
+            let (hs, rest) = rest.split_at(kept * dout);
+            (MatRef::new(xs, kept, din)?, hs, &rest[..kept], kept)
+        };
         let p = step.prepare();
         match self.kind {
             CpuKind::Scalar => {
-                scratch.resize(rows * dout + din * dout, 0.0);
-                let (dz, dw) = scratch.split_at_mut(rows * dout);
+                let (dz, dw) = work.split_at_mut(rows * dout);
                 linear::local_grad_scalar(h, dout, dldg, dz);
                 let mut dwm = MatMut::new(dw, din, dout)?;
                 gemm::gemm_scalar(xn.t(), MatRef::new(dz, rows, dout)?, &mut dwm, Epilogue::None, None);
@@ -180,11 +195,10 @@ impl CpuBackend {
                 }
             }
             CpuKind::Avx2 => {
-                scratch.resize(din * dout, 0.0);
                 let sink = optim::PackedTileUpdate::new(p, w, a, b);
                 let hm = MatRef::new(h, rows, dout)?;
-                let src = BSource::LocalGrad { h: hm, dldg, db: SharedMut(db.as_mut_ptr()) };
-                let mut c = MatMut::new(scratch, din, dout)?;
+                let src = BSource::LocalGrad { h: hm, dldg, db: SharedMut(db.as_mut_ptr()), rows_cap };
+                let mut c = MatMut::new(work, din, dout)?;
                 gemm::gemm_avx2_src(xn.t(), src, &mut c, Epi::Sink(&sink), None);
             }
         }
