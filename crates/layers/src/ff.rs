@@ -276,6 +276,12 @@ impl FfLayer {
         Ok(())
     }
 
+    /// How many rows of the last forward the update keeps in dW and db:
+    /// those whose dL/dG is not zero (see `ffwd_kernels::cpu::linear`).
+    pub fn rows_kept(&self) -> usize {
+        ffwd_kernels::cpu::linear::active_count(&self.work.dldg)
+    }
+
     /// `h` of the last forward (rows × out_dim).
     pub fn activity(&self) -> &[f32] {
         &self.work.h

@@ -26,7 +26,7 @@ pub fn active_count(dldg: &[f32]) -> usize {
 /// `out` must hold at least that much.
 pub fn gather_active(xn: crate::MatRef, h: &[f32], dldg: &[f32], out: &mut [f32]) {
     let din = xn.cols;
-    let dout = if xn.rows == 0 { 0 } else { h.len() / xn.rows };
+    let dout = h.len().checked_div(xn.rows).unwrap_or(0);
     let k = active_count(dldg);
     let (xo, rest) = out.split_at_mut(k * din);
     let (ho, go) = rest.split_at_mut(k * dout);
