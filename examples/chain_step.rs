@@ -15,11 +15,13 @@
 //! trains on the previous layer's output: RMS normalisation, the forward
 //! with the goodness epilogue, the threshold loss and the fused backward +
 //! Adam. The two schedules alternate batch by batch (which goes first,
-//! too), on two copies of the network.
+//! too), on two copies of the network. GFLOP/s count the nominal FLOP of
+//! a batch; rows whose loss gradient is exactly zero are left out of dW,
+//! so once the loss saturates they are effective rates.
 
 use ffwd::kernels::{CpuBackend, FfLoss, GoodnessForm, Norm};
 use ffwd::layers::config::OptimConfig;
-use ffwd::layers::ff::{FfLayer, Objective};
+use ffwd::layers::ff::{train_stack, FfLayer, Objective};
 use ffwd::tensor::{stream, Philox};
 use std::time::Instant;
 
@@ -42,10 +44,11 @@ fn main() {
     let (mut layers, mut piped) = (build(), build());
     let mut x = vec![0.0f32; rows * 784];
     Philox::new(1, stream::noise(0)).fill_uniform(&mut x, 0.0, 1.0);
-    let obj = |l: usize| Objective {
+    // The objective of a layer `width` units wide (θ = width).
+    let obj = |width: usize| Objective {
         norm: Norm::Rms,
         eps: 1e-8,
-        loss: FfLoss::Threshold { theta: dims[l + 1] as f32 },
+        loss: FfLoss::Threshold { theta: width as f32 },
         form: GoodnessForm::Sum,
     };
     let fail = |e: ffwd::layers::Error| -> ! {
@@ -57,22 +60,12 @@ fn main() {
             let (prev, rest) = layers.split_at_mut(l);
             let input: &[f32] = if l == 0 { &x } else { prev[l - 1].activity() };
             let t = Instant::now();
-            rest[0].train_step(&be, input, rows, obj(l)).unwrap_or_else(|e| fail(e));
+            rest[0].train_step(&be, input, rows, obj(dims[l + 1])).unwrap_or_else(|e| fail(e));
             secs[l] += t.elapsed().as_secs_f64();
         }
     };
     let pipelined = |layers: &mut [FfLayer]| {
-        layers[0].forward_loss(&be, &x, rows, obj(0)).unwrap_or_else(|e| fail(e));
-        for l in 0..depth {
-            let (cur, rest) = layers[l..].split_first_mut().expect("l < depth");
-            let done = match rest.first_mut() {
-                Some(next) => {
-                    cur.update_alongside(&be, rows, |h| next.forward_loss(&be, h, rows, obj(l + 1)).map(|_| ()))
-                }
-                None => cur.update_alongside(&be, rows, |_| Ok(())),
-            };
-            done.and_then(|r| r).unwrap_or_else(|e| fail(e));
-        }
+        train_stack(&be, layers, &x, rows, |ly| obj(ly.out_dim), |_, _| Ok(())).unwrap_or_else(|e| fail(e));
     };
     for _ in 0..2 {
         sequential(&mut layers, &mut vec![0.0; depth]);

@@ -5,7 +5,7 @@
 
 use ffwd::kernels::{CpuBackend, FfLoss, GoodnessForm, Norm};
 use ffwd::layers::config::OptimConfig;
-use ffwd::layers::ff::{FfLayer, Objective};
+use ffwd::layers::ff::{train_stack, FfLayer, Objective};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -100,20 +100,8 @@ fn pipelined_layer_chain_allocates_nothing_in_the_steady_state() {
         let mut layers: Vec<FfLayer> =
             (0..3).map(|l| FfLayer::new(dims[l], dims[l + 1], &OptimConfig::default(), 1, l as u32)).collect();
         let x = input(rows * dims[0]);
-        let obj = |l: usize| objective(dims[l + 1] as f32);
         let n = allocations(10, 10, || {
-            layers[0].forward_loss(be, &x, rows, obj(0)).unwrap();
-            for l in 0..layers.len() {
-                let (cur, rest) = layers[l..].split_first_mut().unwrap();
-                match rest.first_mut() {
-                    Some(next) => {
-                        cur.update_alongside(be, rows, |h| next.forward_loss(be, h, rows, obj(l + 1)))
-                            .unwrap()
-                            .unwrap();
-                    }
-                    None => cur.update_alongside(be, rows, |_| ()).unwrap(),
-                }
-            }
+            train_stack(be, &mut layers, &x, rows, |ly| objective(ly.out_dim as f32), |_, _| Ok(())).unwrap();
         });
         assert_eq!(n, 0, "{n} allocations in 10 steady-state pipelined batches ({threads} threads)");
     });

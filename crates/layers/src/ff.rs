@@ -126,9 +126,7 @@ impl FfLayer {
         use ffwd_kernels::cpu::linear::{active_count, gather_active};
         let kept = active_count(&w.dldg);
         w.kept.resize(kept * (d_in + d_out + 1), 0.0);
-        gather_active(MatRef::new(&w.xn, rows, d_in)?, &w.h, &w.dldg, &mut w.kept);
-        let (xk, rest) = w.kept.split_at(kept * d_in);
-        let (hk, gk) = rest.split_at(kept * d_out);
+        let (xk, hk, gk) = gather_active(MatRef::new(&w.xn, rows, d_in)?, &w.h, &w.dldg, &mut w.kept);
         w.dz.resize(kept * d_out, 0.0);
         be.local_grad(hk, d_out, gk, &mut w.dz)?;
         crate::linear::param_grads(be, xk, &w.dz, (kept, d_in, d_out), &mut w.dw, &mut w.db)?;
@@ -389,19 +387,7 @@ impl FfNet {
     }
 
     pub(crate) fn loss(&self, layer: usize) -> (FfLoss, GoodnessForm) {
-        let c = &self.config;
-        let form = match c.goodness {
-            GoodnessKind::Sum => GoodnessForm::Sum,
-            GoodnessKind::Mean => GoodnessForm::Mean,
-        };
-        let d = self.layers[layer].out_dim as f32;
-        let loss = match c.loss {
-            LossKind::Threshold => {
-                FfLoss::Threshold { theta: c.theta.unwrap_or(if form == GoodnessForm::Sum { d } else { 1.0 }) }
-            }
-            LossKind::Symba => FfLoss::Symba { alpha: c.alpha },
-        };
-        (loss, form)
+        loss_of(&self.config, self.layers[layer].out_dim)
     }
 
     /// Write `image` with `label` (None = neutral) into one input row.
@@ -554,13 +540,9 @@ impl FfNet {
     ) -> Result<()> {
         let norm: Norm = self.config.norm.into();
         let eps = self.config.norm_eps;
-        let objective = |net: &Self, l: usize| {
-            let (loss, form) = net.loss(l);
-            Objective { norm, eps, loss, form }
-        };
-        let finite = |l: usize, s: LayerStats| {
+        let finite = |l: usize, s: &LayerStats| {
             if s.loss.is_finite() {
-                Ok(Some(s))
+                Ok(())
             } else {
                 Err(Error::NonFinite { layer: l, loss: s.loss })
             }
@@ -570,26 +552,18 @@ impl FfNet {
             let x = if l == 0 { &self.input[..] } else { prev[l - 1].activity() };
             rest[0].forward(be, x, rows, norm, eps)?;
         }
-        if train.is_empty() {
-            return Ok(());
-        }
-        let first = train.start;
-        let obj = objective(self, first);
-        let (prev, rest) = self.layers.split_at_mut(first);
-        let x = if first == 0 { &self.input[..] } else { prev[first - 1].activity() };
-        stats.layers[first] = finite(first, rest[0].forward_loss(be, x, rows, obj)?)?;
-        for l in train.clone() {
-            let above = (l + 1 < train.end).then(|| objective(self, l + 1));
-            let (cur, rest) = self.layers[l..].split_first_mut().expect("l < layers");
-            match (above, rest.first_mut()) {
-                (Some(obj), Some(next)) => {
-                    let s = cur.update_alongside(be, rows, |h| next.forward_loss(be, h, rows, obj))??;
-                    stats.layers[l + 1] = finite(l + 1, s)?;
-                }
-                _ => cur.update_alongside(be, rows, |_| ())?,
-            }
-        }
-        Ok(())
+        let config = &self.config;
+        let (prev, rest) = self.layers.split_at_mut(train.start);
+        let x = if train.start == 0 { &self.input[..] } else { prev[train.start - 1].activity() };
+        let objective = |ly: &FfLayer| {
+            let (loss, form) = loss_of(config, ly.out_dim);
+            Objective { norm, eps, loss, form }
+        };
+        train_stack(be, &mut rest[..train.len()], x, rows, objective, |l, s| {
+            finite(train.start + l, &s)?;
+            stats.layers[train.start + l] = Some(s);
+            Ok(())
+        })
     }
 
     /// The goodness-loss ablation: forward every layer on the current
@@ -738,6 +712,56 @@ impl FfNet {
 
 /// Length-normalised activities of `layers` after their last forward,
 /// concatenated per row into `out`.
+/// The loss and goodness form `config` gives a layer `out_dim` wide.
+fn loss_of(c: &FfConfig, out_dim: usize) -> (FfLoss, GoodnessForm) {
+    let form = match c.goodness {
+        GoodnessKind::Sum => GoodnessForm::Sum,
+        GoodnessKind::Mean => GoodnessForm::Mean,
+    };
+    let loss = match c.loss {
+        LossKind::Threshold => {
+            FfLoss::Threshold { theta: c.theta.unwrap_or(if form == GoodnessForm::Sum { out_dim as f32 } else { 1.0 }) }
+        }
+        LossKind::Symba => FfLoss::Symba { alpha: c.alpha },
+    };
+    (loss, form)
+}
+
+/// One layer-local training step of a stack of layers on `x` (`rows`
+/// rows), as a pipeline: layer 0's forward, then each layer's update
+/// beside the forward of the layer above (see
+/// [`FfLayer::update_alongside`]). `objective` gives each layer's
+/// objective; `each(l, stats)` receives layer l's loss statistics right
+/// after its forward, and an error it returns stops the batch before that
+/// layer learns. The bits are those of each layer's
+/// [`FfLayer::train_step`] in turn.
+pub fn train_stack(
+    be: &CpuBackend,
+    layers: &mut [FfLayer],
+    x: &[f32],
+    rows: usize,
+    objective: impl Fn(&FfLayer) -> Objective + Sync,
+    mut each: impl FnMut(usize, LayerStats) -> Result<()>,
+) -> Result<()> {
+    let Some(first) = layers.first_mut() else { return Ok(()) };
+    let obj = objective(first);
+    each(0, first.forward_loss(be, x, rows, obj)?)?;
+    for l in 0..layers.len() {
+        let (cur, rest) = layers[l..].split_first_mut().expect("l < layers.len()");
+        match rest.first_mut() {
+            Some(next) => {
+                let s = cur.update_alongside(be, rows, |h| {
+                    let obj = objective(next);
+                    next.forward_loss(be, h, rows, obj)
+                })??;
+                each(l + 1, s)?;
+            }
+            None => cur.update_alongside(be, rows, |_| ())?,
+        }
+    }
+    Ok(())
+}
+
 pub(crate) fn normalized_activities(
     be: &CpuBackend,
     layers: &[FfLayer],

@@ -21,23 +21,35 @@ pub fn active_count(dldg: &[f32]) -> usize {
 }
 
 /// Gather the kept rows `i` (dL/dG ≠ 0, in order) of `xn` (rows × din, any
-/// strides), `h` (rows × dout) and `dldg` into `out`, laid out as
-/// `[xn' (k × din) | h' (k × dout) | dldg' (k)]`, `k` = [`active_count`].
-/// `out` must hold at least that much.
-pub fn gather_active(xn: crate::MatRef, h: &[f32], dldg: &[f32], out: &mut [f32]) {
+/// strides), `h` (rows × dout) and `dldg` into `out` and return them as
+/// `(xn' (k × din), h' (k × dout), dldg' (k))`, `k` = [`active_count`].
+/// `out` must hold at least `k · (din + dout + 1)` floats.
+pub fn gather_active<'o>(
+    xn: crate::MatRef,
+    h: &[f32],
+    dldg: &[f32],
+    out: &'o mut [f32],
+) -> (&'o [f32], &'o [f32], &'o [f32]) {
     let din = xn.cols;
     let dout = h.len().checked_div(xn.rows).unwrap_or(0);
     let k = active_count(dldg);
     let (xo, rest) = out.split_at_mut(k * din);
-    let (ho, go) = rest.split_at_mut(k * dout);
-    let kept = dldg.iter().enumerate().filter(|(_, &g)| g != 0.0).map(|(i, _)| i);
-    for (n, i) in kept.enumerate() {
-        for (c, o) in xo[n * din..(n + 1) * din].iter_mut().enumerate() {
-            *o = xn.data[i * xn.rs + c * xn.cs];
+    let (ho, rest) = rest.split_at_mut(k * dout);
+    let go = &mut rest[..k];
+    let kept = dldg.iter().enumerate().filter(|(_, &g)| g != 0.0);
+    for (n, (i, &g)) in kept.enumerate() {
+        let dst = &mut xo[n * din..(n + 1) * din];
+        if xn.cs == 1 {
+            dst.copy_from_slice(&xn.data[i * xn.rs..i * xn.rs + din]);
+        } else {
+            for (c, o) in dst.iter_mut().enumerate() {
+                *o = xn.data[i * xn.rs + c * xn.cs];
+            }
         }
         ho[n * dout..(n + 1) * dout].copy_from_slice(&h[i * dout..(i + 1) * dout]);
-        go[n] = dldg[i];
+        go[n] = g;
     }
+    (xo, ho, go)
 }
 
 pub(crate) fn local_grad_scalar(h: &[f32], d: usize, dldg: &[f32], dz: &mut [f32]) {

@@ -172,10 +172,8 @@ impl CpuBackend {
         let (xn, h, dldg, rows) = if kept == rows {
             (xn, h, dldg, rows)
         } else {
-            linear::gather_active(xn, h, dldg, gathered);
-            let (xs, rest) = gathered.split_at(kept * din);
-            let (hs, rest) = rest.split_at(kept * dout);
-            (MatRef::new(xs, kept, din)?, hs, &rest[..kept], kept)
+            let (xs, hs, gs) = linear::gather_active(xn, h, dldg, gathered);
+            (MatRef::new(xs, kept, din)?, hs, gs, kept)
         };
         let p = step.prepare();
         match self.kind {
