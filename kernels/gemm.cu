@@ -3,8 +3,8 @@
 // (a_rs, a_cs), (b_rs, b_cs), so transposes are free.
 // epi: 0 none, 1 bias, 2 bias + ReLU, 3 accumulate (each chain starts from
 // the value already in C, so C += A·B continues a split reduction).
-// Two entry points, one per tile shape (64 × 64 and 128 × 128); the host
-// picks by grid size. Both give the same bits.
+// Three entry points, one per tile shape (64 × 64, 128 × 64 and 128 × 128,
+// rows × columns of C); the host picks by grid size. All give the same bits.
 
 template <int TM, int TN, int BK>
 FFWD_DEV void ffwd_gemm(const float* __restrict__ A, long a_rs, long a_cs, const float* __restrict__ B, long b_rs,
@@ -12,15 +12,19 @@ FFWD_DEV void ffwd_gemm(const float* __restrict__ A, long a_rs, long a_cs, const
                         const float* __restrict__ bias, int epi) {
     const int row0 = blockIdx.y * 16 * TM, col0 = blockIdx.x * 16 * TN;
     float acc[TM][TN];
+#pragma unroll
     for (int i = 0; i < TM; ++i)
+#pragma unroll
         for (int j = 0; j < TN; ++j) {
             int r = ffwd_tile_row(row0, i), c = ffwd_tile_col(col0, j);
             acc[i][j] = (epi == 3 && r < M && c < N) ? C[(long)r * ldc + c] : 0.0f;
         }
     ffwd_gemm_tile<TM, TN, BK>(ffwd_strided{A, a_rs, a_cs}, ffwd_strided{B, b_rs, b_cs}, M, N, K, row0, col0, acc);
+#pragma unroll
     for (int i = 0; i < TM; ++i) {
         int r = ffwd_tile_row(row0, i);
         if (r >= M) continue;
+#pragma unroll
         for (int j = 0; j < TN; ++j) {
             int c = ffwd_tile_col(col0, j);
             if (c >= N) continue;
@@ -32,14 +36,21 @@ FFWD_DEV void ffwd_gemm(const float* __restrict__ A, long a_rs, long a_cs, const
     }
 }
 
-extern "C" __global__ void __launch_bounds__(256)
+extern "C" __global__ void __launch_bounds__(256, 4)
 ffwd_gemm_f32(const float* __restrict__ A, long a_rs, long a_cs, const float* __restrict__ B, long b_rs, long b_cs,
               float* __restrict__ C, long ldc, int M, int N, int K, const float* __restrict__ bias, int epi) {
     ffwd_gemm<4, 4, 16>(A, a_rs, a_cs, B, b_rs, b_cs, C, ldc, M, N, K, bias, epi);
 }
 
-extern "C" __global__ void __launch_bounds__(256)
+extern "C" __global__ void __launch_bounds__(256, 2)
+ffwd_gemm_128x64_f32(const float* __restrict__ A, long a_rs, long a_cs, const float* __restrict__ B, long b_rs,
+                     long b_cs, float* __restrict__ C, long ldc, int M, int N, int K, const float* __restrict__ bias,
+                     int epi) {
+    ffwd_gemm<8, 4, 16>(A, a_rs, a_cs, B, b_rs, b_cs, C, ldc, M, N, K, bias, epi);
+}
+
+extern "C" __global__ void __launch_bounds__(256, 2)
 ffwd_gemm_128_f32(const float* __restrict__ A, long a_rs, long a_cs, const float* __restrict__ B, long b_rs, long b_cs,
                   float* __restrict__ C, long ldc, int M, int N, int K, const float* __restrict__ bias, int epi) {
-    ffwd_gemm<8, 8, 8>(A, a_rs, a_cs, B, b_rs, b_cs, C, ldc, M, N, K, bias, epi);
+    ffwd_gemm<8, 8, 16>(A, a_rs, a_cs, B, b_rs, b_cs, C, ldc, M, N, K, bias, epi);
 }

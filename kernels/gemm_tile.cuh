@@ -2,14 +2,15 @@
 // crates/kernels/src/cpu/gemm.rs). A block of 256 threads (16 × 16) owns a
 // BM × BN tile of C = A·B; thread (ty, tx) owns TM × TN outputs: rows
 // ty·4 + (i mod 4) + 64·(i div 4), columns tx·4 + (j mod 4) + 64·(j div 4).
-// Two shapes: 64 × 64 (TM = TN = 4, k tiles of 16) for grids that would
-// otherwise be too small to fill the device, 128 × 128 (TM = TN = 8, k
-// tiles of 8) for large products.
+// Three shapes, all with k tiles of 16: 128 × 128 (TM = TN = 8) for large
+// products, 128 × 64 (TM = 8, TN = 4) and 64 × 64 (TM = TN = 4) for grids
+// that would otherwise leave multiprocessors idle.
 //
 // The order of operations is the specification's whatever the shape: k
 // tiles are walked in order and k ascends inside a tile, so every output is
 // one fma chain over the kept k of 0..K-1 (B's loader may leave some out)
-// continuing from the value its accumulator starts with. No split-K, no atomics, no tensor cores.
+// continuing from the value its accumulator starts with. No split-K, no
+// atomics, no tensor cores.
 //
 // Operands come through loaders, so a transposed view or an operand
 // computed on the fly (the FF local gradient) costs no extra pass over
@@ -32,6 +33,7 @@ struct ffwd_strided {
     FFWD_DEV float4 at4_inner(int r, int c) const { return *(const float4*)(p + (long)r * rs + c); }
     FFWD_DEV float4 at4_outer(int r, int c) const { return *(const float4*)(p + (long)c * cs + r); }
     // Every k takes part in the product (see ffwd_local_grad_src::keep).
+    static constexpr bool keeps_all = true;
     FFWD_DEV bool keep(int) const { return true; }
 };
 
@@ -61,14 +63,110 @@ FFWD_DEV void ffwd_load4(const L& x, int r, int c, bool inner, bool vec, int row
 FFWD_DEV int ffwd_tile_row(int row0, int i) { return row0 + (int)(threadIdx.x / 16) * 4 + (i & 3) + 64 * (i >> 2); }
 FFWD_DEV int ffwd_tile_col(int col0, int j) { return col0 + (int)(threadIdx.x % 16) * 4 + (j & 3) + 64 * (j >> 2); }
 
+// One thread's share of a k tile: G groups of four values of A (the BM × BK
+// block at (row0, k0)) or of B (the BK × BN block at (k0, col0)). Group g of
+// thread t is the (t + 256·g)-th group of four in the block, counted along
+// the operand's contiguous index (`along`: k for A, c for B) when its loader
+// reads four values along it, else along the other index.
+template <int BM, int BK, int G, class LA>
+FFWD_DEV void ffwd_load_a(const LA& a, bool along, bool vec, int M, int K, int row0, int k0, float v[G][4]) {
+#pragma unroll
+    for (int g = 0; g < G; ++g) {
+        const int q = threadIdx.x + 256 * g;
+        if (along) ffwd_load4(a, row0 + q / (BK / 4), k0 + (q % (BK / 4)) * 4, true, vec, M, K, v[g]);
+        else ffwd_load4(a, row0 + (q % (BM / 4)) * 4, k0 + q / (BM / 4), false, vec, M, K, v[g]);
+    }
+}
+
+// A's share into the shared tile, stored k-major: As[k][r].
+template <int BM, int BK, int G, int LD>
+FFWD_DEV void ffwd_store_a(float (*As)[LD], bool along, const float v[G][4]) {
+#pragma unroll
+    for (int g = 0; g < G; ++g) {
+        const int q = threadIdx.x + 256 * g;
+        if (along) {
+            const int r = q / (BK / 4), kq = (q % (BK / 4)) * 4;
+#pragma unroll
+            for (int i = 0; i < 4; ++i) As[kq + i][r] = v[g][i];
+        } else {
+            *(float4*)&As[q / (BM / 4)][(q % (BM / 4)) * 4] = make_float4(v[g][0], v[g][1], v[g][2], v[g][3]);
+        }
+    }
+}
+
+template <int BN, int BK, int G, class LB>
+FFWD_DEV void ffwd_load_b(const LB& b, bool along, bool vec, int K, int N, int k0, int col0, float v[G][4]) {
+#pragma unroll
+    for (int g = 0; g < G; ++g) {
+        const int q = threadIdx.x + 256 * g;
+        if (along) ffwd_load4(b, k0 + q / (BN / 4), col0 + (q % (BN / 4)) * 4, true, vec, K, N, v[g]);
+        else ffwd_load4(b, k0 + (q % (BK / 4)) * 4, col0 + q / (BK / 4), false, vec, K, N, v[g]);
+    }
+}
+
+// B's share into the shared tile: Bs[k][c].
+template <int BN, int BK, int G, int LD>
+FFWD_DEV void ffwd_store_b(float (*Bs)[LD], bool along, const float v[G][4]) {
+#pragma unroll
+    for (int g = 0; g < G; ++g) {
+        const int q = threadIdx.x + 256 * g;
+        if (along) {
+            *(float4*)&Bs[q / (BN / 4)][(q % (BN / 4)) * 4] = make_float4(v[g][0], v[g][1], v[g][2], v[g][3]);
+        } else {
+            const int c = q / (BK / 4), kq = (q % (BK / 4)) * 4;
+#pragma unroll
+            for (int i = 0; i < 4; ++i) Bs[kq + i][c] = v[g][i];
+        }
+    }
+}
+
+// Which k of the tile at k0 take part: bit kk for k0 + kk (below K, kept by
+// B's loader). Uniform across the block.
+template <int BK, class LB>
+FFWD_DEV unsigned ffwd_keep_mask(const LB& b, int k0, int K) {
+    unsigned m = 0;
+#pragma unroll
+    for (int kk = 0; kk < BK; ++kk)
+        if (k0 + kk < K && (LB::keeps_all || b.keep(k0 + kk))) m |= 1u << kk;
+    return m;
+}
+
+// One k of the tile: every output's chain takes its next fma.
+template <int TM, int TN>
+FFWD_DEV void ffwd_tile_step(const float* As, const float* Bs, float acc[TM][TN]) {
+    const int tx = threadIdx.x % 16, ty = threadIdx.x / 16;
+    float av[TM], bv[TN];
+#pragma unroll
+    for (int h = 0; h < TM / 4; ++h) {
+        float4 q = *(const float4*)&As[ty * 4 + 64 * h];
+        av[4 * h] = q.x, av[4 * h + 1] = q.y, av[4 * h + 2] = q.z, av[4 * h + 3] = q.w;
+    }
+#pragma unroll
+    for (int h = 0; h < TN / 4; ++h) {
+        float4 q = *(const float4*)&Bs[tx * 4 + 64 * h];
+        bv[4 * h] = q.x, bv[4 * h + 1] = q.y, bv[4 * h + 2] = q.z, bv[4 * h + 3] = q.w;
+    }
+#pragma unroll
+    for (int i = 0; i < TM; ++i)
+#pragma unroll
+        for (int j = 0; j < TN; ++j) acc[i][j] = __fmaf_rn(av[i], bv[j], acc[i][j]);
+}
+
 // Run the k loop of the block's tile into acc (initialised by the caller).
+// The shared tiles are double-buffered: the next k tile is read from global
+// memory into registers while the current one is multiplied, then stored to
+// the other buffer, so each k tile costs one barrier.
 template <int TM, int TN, int BK, class LA, class LB>
 FFWD_DEV void ffwd_gemm_tile(const LA& a, const LB& b, int M, int N, int K, int row0, int col0, float acc[TM][TN]) {
-    constexpr int BM = 16 * TM, BN = 16 * TN;
-    static_assert(BM * BK == 1024 && BN * BK == 1024, "each thread moves 4 values of A and 4 of B per k tile");
-    __shared__ __align__(16) float As[BK][BM];
-    __shared__ __align__(16) float Bs[BK][BN];
-    const int tid = threadIdx.x, tx = tid % 16, ty = tid / 16;
+    constexpr int BM = 16 * TM, BN = 16 * TN, GA = BM * BK / 1024, GB = BN * BK / 1024;
+    static_assert(GA >= 1 && GA * 1024 == BM * BK && GB >= 1 && GB * 1024 == BN * BK && BK < 32,
+                  "each thread moves whole groups of four values of A and of B per k tile");
+    // Rows padded by four floats: the transposed stores spread over banks,
+    // the float4 reads stay aligned.
+    constexpr int LDA = BM + 4, LDB = BN + 4;
+    __shared__ __align__(16) float As[2][BK][LDA];
+    __shared__ __align__(16) float Bs[2][BK][LDB];
+    if (K <= 0) return;
     // A (r, k): four consecutive k of one row when k is the contiguous index,
     // else four consecutive rows of one k. B (k, c): four consecutive columns
     // of one k when c is contiguous, else four consecutive k of one column.
@@ -76,44 +174,37 @@ FFWD_DEV void ffwd_gemm_tile(const LA& a, const LB& b, int M, int N, int K, int 
     const bool a_vec = a.inner4() || a.outer4();
     const bool b_c4 = b.inner4() || !b.outer4();
     const bool b_vec = b.inner4() || b.outer4();
+    float va[GA][4], vb[GB][4];
+    ffwd_load_a<BM, BK, GA>(a, a_k4, a_vec, M, K, row0, 0, va);
+    ffwd_load_b<BN, BK, GB>(b, b_c4, b_vec, K, N, 0, col0, vb);
+    unsigned keep = ffwd_keep_mask<BK>(b, 0, K);
+    ffwd_store_a<BM, BK, GA>(As[0], a_k4, va);
+    ffwd_store_b<BN, BK, GB>(Bs[0], b_c4, vb);
+    __syncthreads();
+    int buf = 0;
     for (int k0 = 0; k0 < K; k0 += BK) {
-        float v[4];
-        if (a_k4) {
-            const int r = tid / (BK / 4), kq = (tid % (BK / 4)) * 4;
-            ffwd_load4(a, row0 + r, k0 + kq, true, a_vec, M, K, v);
-            for (int i = 0; i < 4; ++i) As[kq + i][r] = v[i];
-        } else {
-            const int k = tid / (BM / 4), rq = (tid % (BM / 4)) * 4;
-            ffwd_load4(a, row0 + rq, k0 + k, false, a_vec, M, K, v);
-            for (int i = 0; i < 4; ++i) As[k][rq + i] = v[i];
+        const bool next = k0 + BK < K;
+        unsigned keep_next = 0;
+        if (next) {
+            ffwd_load_a<BM, BK, GA>(a, a_k4, a_vec, M, K, row0, k0 + BK, va);
+            ffwd_load_b<BN, BK, GB>(b, b_c4, b_vec, K, N, k0 + BK, col0, vb);
+            keep_next = ffwd_keep_mask<BK>(b, k0 + BK, K);
         }
-        if (b_c4) {
-            const int k = tid / (BN / 4), cq = (tid % (BN / 4)) * 4;
-            ffwd_load4(b, k0 + k, col0 + cq, true, b_vec, K, N, v);
-            for (int i = 0; i < 4; ++i) Bs[k][cq + i] = v[i];
+        // A k that is past K or that B's loader leaves out (an FF row with
+        // dL/dG = 0) is skipped by the whole block: its fmas would add zeros.
+        if (keep == (1u << BK) - 1u) {
+#pragma unroll
+            for (int kk = 0; kk < BK; ++kk) ffwd_tile_step<TM, TN>(As[buf][kk], Bs[buf][kk], acc);
         } else {
-            const int c = tid / (BK / 4), kq = (tid % (BK / 4)) * 4;
-            ffwd_load4(b, k0 + kq, col0 + c, false, b_vec, K, N, v);
-            for (int i = 0; i < 4; ++i) Bs[kq + i][c] = v[i];
+            for (int kk = 0; kk < BK; ++kk)
+                if (keep >> kk & 1u) ffwd_tile_step<TM, TN>(As[buf][kk], Bs[buf][kk], acc);
+        }
+        if (next) {
+            ffwd_store_a<BM, BK, GA>(As[buf ^ 1], a_k4, va);
+            ffwd_store_b<BN, BK, GB>(Bs[buf ^ 1], b_c4, vb);
         }
         __syncthreads();
-        const int kmax = min(BK, K - k0);
-        for (int kk = 0; kk < kmax; ++kk) {
-            // A k that B's loader leaves out (an FF row with dL/dG = 0) is
-            // skipped by the whole block: its fmas would add zeros.
-            if (!b.keep(k0 + kk)) continue;
-            float av[TM], bv[TN];
-            for (int h = 0; h < TM / 4; ++h) {
-                float4 q = *(const float4*)&As[kk][ty * 4 + 64 * h];
-                av[4 * h] = q.x, av[4 * h + 1] = q.y, av[4 * h + 2] = q.z, av[4 * h + 3] = q.w;
-            }
-            for (int h = 0; h < TN / 4; ++h) {
-                float4 q = *(const float4*)&Bs[kk][tx * 4 + 64 * h];
-                bv[4 * h] = q.x, bv[4 * h + 1] = q.y, bv[4 * h + 2] = q.z, bv[4 * h + 3] = q.w;
-            }
-            for (int i = 0; i < TM; ++i)
-                for (int j = 0; j < TN; ++j) acc[i][j] = __fmaf_rn(av[i], bv[j], acc[i][j]);
-        }
-        __syncthreads();
+        buf ^= 1;
+        keep = keep_next;
     }
 }

@@ -40,6 +40,7 @@ struct ffwd_local_grad_src {
     }
     FFWD_DEV float4 at4_outer(int, int) const { return make_float4(0.0f, 0.0f, 0.0f, 0.0f); }
     // Rows with dL/dG = 0 are left out of dW (their dz row is zero).
+    static constexpr bool keeps_all = false;
     FFWD_DEV bool keep(int k) const { return dldg[k] != 0.0f; }
 };
 
@@ -52,14 +53,18 @@ FFWD_DEV void ffwd_linear_backward_update(const float* __restrict__ xn, const fl
                                           const ffwd_optim& s) {
     const int row0 = blockIdx.y * 16 * TM, col0 = blockIdx.x * 16 * TN;
     float acc[TM][TN];
+#pragma unroll
     for (int i = 0; i < TM; ++i)
+#pragma unroll
         for (int j = 0; j < TN; ++j) acc[i][j] = 0.0f;
     // A = xnᵀ: element (r, k) = xn[k, r].
     ffwd_gemm_tile<TM, TN, BK>(ffwd_strided{xn, 1, din}, ffwd_local_grad_src{h, dldg, dout}, din, dout, rows, row0,
                                col0, acc);
+#pragma unroll
     for (int i = 0; i < TM; ++i) {
         int r = ffwd_tile_row(row0, i);
         if (r >= din) continue;
+#pragma unroll
         for (int j = 0; j < TN; ++j) {
             int c = ffwd_tile_col(col0, j);
             if (c >= dout) continue;
@@ -69,19 +74,27 @@ FFWD_DEV void ffwd_linear_backward_update(const float* __restrict__ xn, const fl
     }
 }
 
-extern "C" __global__ void __launch_bounds__(256)
+extern "C" __global__ void __launch_bounds__(256, 4)
 ffwd_linear_backward_update_f32(const float* __restrict__ xn, const float* __restrict__ h, const float* __restrict__ dldg,
                                 int rows, int din, int dout, float* __restrict__ w, float* __restrict__ a,
                                 float* __restrict__ b, ffwd_optim s) {
     ffwd_linear_backward_update<4, 4, 16>(xn, h, dldg, rows, din, dout, w, a, b, s);
 }
 
-extern "C" __global__ void __launch_bounds__(256)
+extern "C" __global__ void __launch_bounds__(256, 2)
+ffwd_linear_backward_update_128x64_f32(const float* __restrict__ xn, const float* __restrict__ h,
+                                       const float* __restrict__ dldg, int rows, int din, int dout,
+                                       float* __restrict__ w, float* __restrict__ a, float* __restrict__ b,
+                                       ffwd_optim s) {
+    ffwd_linear_backward_update<8, 4, 16>(xn, h, dldg, rows, din, dout, w, a, b, s);
+}
+
+extern "C" __global__ void __launch_bounds__(256, 2)
 ffwd_linear_backward_update_128_f32(const float* __restrict__ xn, const float* __restrict__ h,
                                     const float* __restrict__ dldg, int rows, int din, int dout,
                                     float* __restrict__ w, float* __restrict__ a, float* __restrict__ b,
                                     ffwd_optim s) {
-    ffwd_linear_backward_update<8, 8, 8>(xn, h, dldg, rows, din, dout, w, a, b, s);
+    ffwd_linear_backward_update<8, 8, 16>(xn, h, dldg, rows, din, dout, w, a, b, s);
 }
 
 // The bias: db[j] summed from dz on the fly, then its optimiser step.

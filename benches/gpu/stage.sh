@@ -4,8 +4,9 @@
 #   bin/      the ffwd binary, the test binaries with GPU tests, the GPU bench
 #   data/     MNIST (from $FFWD_DATA_DIR)
 #   run.sh    runs the bit-exact tests, the whole-run CPU == GPU test and the
-#             benchmarks, with FFWD_REQUIRE_GPU=1, writing logs under $OUT
-#             (or ./gpu-out)
+#             benchmarks (ours, then PyTorch's: benches/peers/gemm_torch.py
+#             and ff_torch.py --device cuda, twice over), with
+#             FFWD_REQUIRE_GPU=1, writing logs under $OUT (or ./gpu-out)
 # Usage (build machine): bash benches/gpu/stage.sh
 # Then on the GPU machine, from the repository root:
 #   LD_LIBRARY_PATH=<libnvrtc dir> bash target/gpu-stage/run.sh
@@ -47,9 +48,19 @@ nvidia-smi > "$O/nvidia-smi.txt" 2>&1
 rc=0
 "$S/bin/gpu_bitexact" --test-threads=1 > "$O/gpu_bitexact.txt" 2>&1 || rc=1
 "$S/bin/cuda_training" --test-threads=1 > "$O/cuda_training.txt" 2>&1 || rc=1
-"$S/bin/gpu-bench" > "$O/gpu-bench.txt" 2>&1 || rc=1
+# the benchmarks, ffwd and PyTorch (cuBLAS, TF32 off) in the same run,
+# alternating, twice
+P=benches/peers
+for round in 1 2; do
+    "$S/bin/gpu-bench" --json >> "$O/gpu-bench.jsonl" 2>> "$O/gpu-bench.err" || rc=1
+    python3 $P/gemm_torch.py >> "$O/gemm-torch.jsonl" 2>> "$O/torch.err" || rc=1
+    for b in 100 1000; do
+        python3 $P/ff_torch.py --data "$S/data" --device cuda --batch $b --samples 60000 \
+            --warmup-epochs 1 --epochs 3 >> "$O/ff-torch.jsonl" 2>> "$O/torch.err" || rc=1
+    done
+done
 tail -n 3 "$O"/gpu_bitexact.txt "$O"/cuda_training.txt
-cat "$O/gpu-bench.txt"
+cat "$O"/*.jsonl "$O"/*.err
 exit $rc
 RUN
 chmod +x "$S/run.sh"

@@ -22,8 +22,10 @@ def main():
                 (f"dW: Aᵀ[{din}×{rows}]·B[{rows}×{dout}]", (din, dout, rows), True),
             ]:
                 # dW reads Xn (rows × din) transposed, as ours does
-                a_op = torch.zeros(k, m, device=dev).t() if trans else torch.zeros(m, k, device=dev)
-                b_op = torch.zeros(k, n, device=dev)
+                # operands uniform in [-1, 1), as ours: zeros would multiply faster
+                u = lambda *shape: torch.rand(*shape, device=dev) * 2 - 1
+                a_op = u(k, m).t() if trans else u(m, k)
+                b_op = u(k, n)
                 c = torch.empty(m, n, device=dev)
                 torch.matmul(a_op, b_op, out=c)
                 torch.cuda.synchronize()

@@ -27,6 +27,24 @@ const SHAPES: [(usize, usize, usize); 6] =
 const TILE_SHAPES: [(usize, usize, usize); 5] =
     [(129, 131, 9), (128, 128, 128), (257, 200, 33), (3, 300, 1), (300, 5, 77)];
 
+/// The unfused specification of the FF parameter gradients: the rows with
+/// dL/dG = ±0 left out (gathered in order), then dz = h·2·dL/dG,
+/// dW = xnᵀ·dz and db = Σ dz, each by its own scalar kernel.
+fn unfused_param_grads(be: &CpuBackend, xn: MatRef, h: &[f32], dldg: &[f32], dout: usize) -> (Vec<f32>, Vec<f32>) {
+    let din = xn.cols();
+    let mut buf = vec![0.0; xn.rows() * (din + dout + 1)];
+    let (xk, hk, gk) = ffwd_kernels::cpu::linear::gather_active(xn, h, dldg, &mut buf);
+    let kept = gk.len();
+    let mut dz = vec![0.0; kept * dout];
+    be.local_grad(hk, dout, gk, &mut dz).unwrap();
+    let mut dw = vec![0.0; din * dout];
+    let (xm, dzm) = (MatRef::new(xk, kept, din).unwrap(), MatRef::new(&dz, kept, dout).unwrap());
+    be.gemm(xm.t(), dzm, MatMut::new(&mut dw, din, dout).unwrap(), Epilogue::None).unwrap();
+    let mut db = vec![0.0; dout];
+    be.bias_grad(&dz, kept, dout, &mut db).unwrap();
+    (dw, db)
+}
+
 #[test]
 fn cuda_transcendentals_match_spec_bitwise() {
     let Some(dev) = device() else { return };
@@ -57,7 +75,7 @@ fn cuda_gemm_matches_spec_bitwise_in_every_layout_and_tile() {
             for epi in [Epilogue::None, Epilogue::Accumulate, Epilogue::Bias(&bias), Epilogue::BiasRelu(&bias)] {
                 let mut spec = c0.clone();
                 be.gemm(av, bv, MatMut::new(&mut spec, m, n).unwrap(), epi).unwrap();
-                for tile in [Tile::T64, Tile::T128, Tile::Auto] {
+                for tile in Tile::FIXED.into_iter().chain([Tile::Auto]) {
                     assert_bits_eq(
                         &format!("gemm {m}×{k}·{k}×{n} layout {layout} {epi:?} {tile:?}"),
                         &dev.gemm_tiled(av, bv, epi, &c0, tile).unwrap(),
@@ -350,15 +368,9 @@ fn cuda_fused_linear_forward_and_backward_update_match_spec_bitwise() {
         let (hg, gg) = dev.linear_forward(&xn, &w, &bias, d).unwrap();
         assert_bits_eq(&format!("linear_forward h {rows}×{din}→{dout}"), &hg, &h);
         assert_bits_eq(&format!("linear_forward G {rows}×{din}→{dout}"), &gg, &g);
-        // backward + update, against the unfused spec: dz, dW = xnᵀ·dz, db, optimiser
+        // backward + update, against the unfused spec: kept rows, dz, dW = xnᵀ·dz, db, optimiser
         let dldg = values(rows, s + 3);
-        let mut dz = vec![0.0; rows * dout];
-        be.local_grad(&h, dout, &dldg, &mut dz).unwrap();
-        let mut dw = vec![0.0; din * dout];
-        let dzm = MatRef::new(&dz, rows, dout).unwrap();
-        be.gemm(xm.t(), dzm, MatMut::new(&mut dw, din, dout).unwrap(), Epilogue::None).unwrap();
-        let mut db = vec![0.0; dout];
-        be.bias_grad(&dz, rows, dout, &mut db).unwrap();
+        let (dw, db) = unfused_param_grads(&be, xm, &h, &dldg, dout);
         let abs = |v: Vec<f32>| v.into_iter().map(f32::abs).collect::<Vec<f32>>();
         let (wa, wb) = (values(din * dout, s + 4), abs(values(din * dout, s + 5)));
         let (ba, bb) = (values(dout, s + 6), abs(values(dout, s + 7)));
@@ -372,7 +384,7 @@ fn cuda_fused_linear_forward_and_backward_update_match_spec_bitwise() {
                     OptimStep::Sgd(s) => be.sgd(&s, p, gr, a).unwrap(),
                 }
             }
-            for tile in [Tile::T64, Tile::T128] {
+            for tile in Tile::FIXED {
                 let (wv, bv) = ([&w[..], &wa, &wb], [&bias[..], &ba, &bb]);
                 let got = dev.linear_backward_update(tile, &step, &xn, &h, &dldg, d, wv, bv).unwrap();
                 let what = format!("linear_backward_update {rows}×{din}→{dout} {step:?} {tile:?}");
@@ -416,7 +428,7 @@ fn cuda_gemm_and_fused_linear_match_spec_bitwise_on_the_cpu_test_strategies() {
             let e = [Epilogue::None, Epilogue::Bias(&bias), Epilogue::BiasRelu(&bias), Epilogue::Accumulate][epi];
             let mut spec = c0.clone();
             be.gemm(av, bv, MatMut::new(&mut spec, m, n).unwrap(), e).unwrap();
-            for tile in [Tile::T64, Tile::T128] {
+            for tile in Tile::FIXED {
                 let what = format!("gemm {m}×{k}·{k}×{n} layout {layout} {e:?} {tile:?}");
                 assert_bits_eq(&what, &dev.gemm_tiled(av, bv, e, &c0, tile).unwrap(), &spec);
             }
@@ -430,20 +442,14 @@ fn cuda_gemm_and_fused_linear_match_spec_bitwise_on_the_cpu_test_strategies() {
             assert_bits_eq("linear_forward h", &hg, &h);
             assert_bits_eq("linear_forward G", &gg, &g);
             let dldg = values(m, seed ^ 5);
-            let mut dz = vec![0.0; m * n];
-            be.local_grad(&h, n, &dldg, &mut dz).unwrap();
-            let mut dw = vec![0.0; k * n];
-            let dzm = MatRef::new(&dz, m, n).unwrap();
-            be.gemm(xm.t(), dzm, MatMut::new(&mut dw, k, n).unwrap(), Epilogue::None).unwrap();
-            let mut db = vec![0.0; n];
-            be.bias_grad(&dz, m, n, &mut db).unwrap();
+            let (dw, db) = unfused_param_grads(&be, xm, &h, &dldg, n);
             let step =
                 AdamStep { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.0, decoupled: false, t: 2 };
             let (mut ws, mut ma, mut va) = (w.clone(), vec![0.0; k * n], vec![0.0; k * n]);
             be.adam(&step, &mut ws, &dw, &mut ma, &mut va).unwrap();
             let (mut bs, mut mb, mut vb) = (bias.clone(), vec![0.0; n], vec![0.0; n]);
             be.adam(&step, &mut bs, &db, &mut mb, &mut vb).unwrap();
-            for tile in [Tile::T64, Tile::T128] {
+            for tile in Tile::FIXED {
                 let z = (vec![0.0; k * n], vec![0.0; n]);
                 let got = dev
                     .linear_backward_update(

@@ -35,7 +35,7 @@ pub const MODULES: &[Module] = &[
         name: "gemm",
         source: include_str!("../../../../kernels/gemm.cu"),
         headers: &[GEMM_TILE],
-        entries: &["ffwd_gemm_f32", "ffwd_gemm_128_f32"],
+        entries: &["ffwd_gemm_f32", "ffwd_gemm_128x64_f32", "ffwd_gemm_128_f32"],
         fmas: true,
     },
     Module {
@@ -53,6 +53,7 @@ pub const MODULES: &[Module] = &[
             "ffwd_local_grad_f32",
             "ffwd_bias_grad_f32",
             "ffwd_linear_backward_update_f32",
+            "ffwd_linear_backward_update_128x64_f32",
             "ffwd_linear_backward_update_128_f32",
             "ffwd_bias_backward_update_f32",
         ],

@@ -6,32 +6,61 @@ use crate::error::Result;
 use crate::mat::MatRef;
 use cudarc::driver::{CudaSlice, LaunchConfig, PushKernelArg};
 
-/// The GEMM's tile: outputs per thread block. Both shapes walk k in the
-/// same order, so they give the same bits; [`Tile::Auto`] takes 128 × 128
-/// when that grid still has a block for every multiprocessor, else 64 × 64.
+/// The GEMM's tile: the outputs (rows × columns of C) one thread block
+/// owns. Every tile walks k in the same order, so all give the same bits;
+/// [`Tile::Auto`] takes the largest tile whose grid still has a block for
+/// every multiprocessor (128 × 128, then 128 × 64), else 64 × 64.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Tile {
     #[default]
     Auto,
     T64,
+    T128x64,
     T128,
 }
 
-impl CudaDevice {
-    /// The tile edge (64 or 128) for an m × n output.
-    pub(crate) fn tile_edge(&self, tile: Tile, m: usize, n: usize) -> usize {
-        match tile {
-            Tile::T64 => 64,
-            Tile::T128 => 128,
-            Tile::Auto if m.div_ceil(128) * n.div_ceil(128) >= self.sm_count() => 128,
-            Tile::Auto => 64,
+impl Tile {
+    /// Every fixed tile, for the tests.
+    pub const FIXED: [Tile; 3] = [Tile::T64, Tile::T128x64, Tile::T128];
+
+    /// (rows, columns) of C per block; (0, 0) for [`Tile::Auto`].
+    pub fn dims(self) -> (usize, usize) {
+        match self {
+            Tile::Auto => (0, 0),
+            Tile::T64 => (64, 64),
+            Tile::T128x64 => (128, 64),
+            Tile::T128 => (128, 128),
         }
     }
 
-    /// The grid of an m × n output in tiles of `edge`.
-    pub(crate) fn tile_grid(edge: usize, m: usize, n: usize) -> LaunchConfig {
+    /// The suffix of the kernel entry point built for this tile.
+    pub(crate) fn entry_suffix(self) -> &'static str {
+        match self {
+            Tile::T128 => "_128",
+            Tile::T128x64 => "_128x64",
+            Tile::T64 | Tile::Auto => "",
+        }
+    }
+}
+
+impl CudaDevice {
+    /// The fixed tile `tile` stands for on an m × n output.
+    pub(crate) fn resolve_tile(&self, tile: Tile, m: usize, n: usize) -> Tile {
+        if tile != Tile::Auto {
+            return tile;
+        }
+        let blocks = |t: Tile| {
+            let (bm, bn) = t.dims();
+            m.div_ceil(bm) * n.div_ceil(bn)
+        };
+        [Tile::T128, Tile::T128x64].into_iter().find(|&t| blocks(t) >= self.sm_count()).unwrap_or(Tile::T64)
+    }
+
+    /// The grid of an m × n output in tiles of `tile` (a fixed one).
+    pub(crate) fn tile_grid(tile: Tile, m: usize, n: usize) -> LaunchConfig {
+        let (bm, bn) = tile.dims();
         LaunchConfig {
-            grid_dim: ((n as u32).div_ceil(edge as u32).max(1), (m as u32).div_ceil(edge as u32).max(1), 1),
+            grid_dim: ((n as u32).div_ceil(bn as u32).max(1), (m as u32).div_ceil(bm as u32).max(1), 1),
             block_dim: (256, 1, 1),
             shared_mem_bytes: 0,
         }
@@ -103,14 +132,14 @@ impl CudaDevice {
         code: i32,
         tile: Tile,
     ) -> Result<()> {
-        let edge = self.tile_edge(tile, m, n);
-        let func = self.function("gemm", if edge == 128 { "ffwd_gemm_128_f32" } else { "ffwd_gemm_f32" })?;
+        let tile = self.resolve_tile(tile, m, n);
+        let func = self.function("gemm", &format!("ffwd_gemm{}_f32", tile.entry_suffix()))?;
         let (a_rs, a_cs, b_rs, b_cs, ldc) = (a.1 as i64, a.2 as i64, b.1 as i64, b.2 as i64, n as i64);
         let (mi, ni, ki) = (m as i32, n as i32, k as i32);
         let mut lb = self.stream.launch_builder(&func);
         lb.arg(a.0).arg(&a_rs).arg(&a_cs).arg(b.0).arg(&b_rs).arg(&b_cs);
         lb.arg(c).arg(&ldc).arg(&mi).arg(&ni).arg(&ki).arg(bias).arg(&code);
-        let cfg = Self::tile_grid(edge, m, n);
+        let cfg = Self::tile_grid(tile, m, n);
         // SAFETY: the callers size A, B and C from (m, n, k) and the strides
         // address only those buffers; bias holds n values when used.
         unsafe { lb.launch(cfg) }.map_err(|e| err("gemm", e))?;

@@ -86,13 +86,12 @@ impl CudaDevice {
         tile: Tile,
     ) -> Result<()> {
         let (rows, din, dout) = (d.rows as i32, d.din as i32, d.dout as i32);
-        let edge = self.tile_edge(tile, d.din, d.dout);
-        let name = if edge == 128 { "ffwd_linear_backward_update_128_f32" } else { "ffwd_linear_backward_update_f32" };
-        let f = self.function("linear", name)?;
+        let tile = self.resolve_tile(tile, d.din, d.dout);
+        let f = self.function("linear", &format!("ffwd_linear_backward_update{}_f32", tile.entry_suffix()))?;
         let mut lb = self.stream.launch_builder(&f);
         lb.arg(xn).arg(h).arg(dldg).arg(&rows).arg(&din).arg(&dout);
         lb.arg(w).arg(wa).arg(wb).arg(p);
-        let cfg = Self::tile_grid(edge, d.din, d.dout);
+        let cfg = Self::tile_grid(tile, d.din, d.dout);
         // SAFETY: xn holds rows·din floats, h rows·dout, dL/dG rows; W and its
         // state din·dout (Adam's v too; SGD never reads it). Each output
         // element is read and written by the one thread that owns it.

@@ -11,8 +11,9 @@
 //! `tests/gpu_bitexact.rs` compares with the scalar spec).
 //!
 //! Status: the sources compile to PTX and pass the lint on machines without
-//! a GPU (CI does this with the `nvidia-cuda-nvrtc` wheel). Nothing has run
-//! on a GPU yet.
+//! a GPU (CI does this with the `nvidia-cuda-nvrtc` wheel); on one H100 every
+//! op matches the scalar specification bit for bit and CPU and GPU training
+//! write byte-identical checkpoints (benches/results/gpu-h100-2026-11-23.md).
 
 pub mod compile;
 mod conv;
