@@ -379,3 +379,64 @@ fn column_split_with_several_row_blocks_matches_spec_bitwise() {
         vec![c, h, g]
     });
 }
+
+/// A batch in which every row has dL/dG = 0 leaves dW and db at zero, and
+/// every weight still takes its optimiser step (Adam's momentum moves it):
+/// the same bits on every backend, the AVX2 one at 1 and 2 threads.
+#[test]
+fn a_batch_with_every_loss_gradient_zero_still_steps_every_weight() {
+    let (rows, din, dout) = (12, 50, 40);
+    let val = |n: usize, seed: usize| (0..n).map(|i| ((i * 31 + seed) % 97) as f32 / 48.0 - 1.0).collect::<Vec<f32>>();
+    let xn = val(rows * din, 1);
+    let h: Vec<f32> = val(rows * dout, 2).into_iter().map(ffwd_kernels::numerics::relu).collect();
+    let dldg: Vec<f32> = (0..rows).map(|i| if i % 2 == 0 { 0.0 } else { -0.0 }).collect();
+    let w0 = PackedMat::from_row_major(&val(din * dout, 3), din, dout).unwrap();
+    // Optimiser state in W's packed layout, nonzero on every weight (the
+    // momentum moves it) and zero on the layout's padding, as training
+    // leaves it.
+    let state = |seed: usize| {
+        let mut s = vec![0.0f32; w0.data().len()];
+        for (e, x) in val(din * dout, seed).into_iter().enumerate() {
+            s[w0.index(e / dout, e % dout)] = x.abs() + 0.01;
+        }
+        s
+    };
+    let (m0, v0) = (state(4), state(5));
+    let step = OptimStep::Adam(AdamStep {
+        lr: 1e-2,
+        beta1: 0.9,
+        beta2: 0.999,
+        eps: 1e-8,
+        weight_decay: 0.0,
+        decoupled: false,
+        t: 5,
+    });
+    let run = |be: &CpuBackend| {
+        let (mut w, mut a, mut b) = (w0.clone(), m0.clone(), v0.clone());
+        let mut db = vec![f32::NAN; dout];
+        be.linear_backward_update(
+            MatRef::new(&xn, rows, din).unwrap(),
+            &h,
+            &dldg,
+            &mut w,
+            &step,
+            (&mut a, &mut b),
+            &mut db,
+            &mut Vec::new(),
+        )
+        .unwrap();
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        (bits(w.data()), bits(&a), bits(&b), bits(&db))
+    };
+    let spec = run(&CpuBackend::scalar());
+    assert!(spec.3.iter().all(|&b| b == 0), "db of a batch with no kept row is +0");
+    let moved = (0..din * dout)
+        .filter(|&e| spec.0[w0.index(e / dout, e % dout)] != w0.data()[w0.index(e / dout, e % dout)].to_bits())
+        .count();
+    assert_eq!(moved, din * dout, "every weight takes its step");
+    let Ok(avx2) = CpuBackend::avx2() else { return };
+    for threads in [1, 2] {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+        assert_eq!(pool.install(|| run(&avx2)), spec, "avx2 at {threads} threads");
+    }
+}

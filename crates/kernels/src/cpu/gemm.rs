@@ -527,21 +527,25 @@ pub(crate) fn gemm_avx2_src(a: MatRef, b: BSource, c: &mut MatMut, epi: Epi, g: 
             unsafe { std::slice::from_raw_parts_mut(db.0, n) }.fill(0.0);
         }
         let zeros = [0.0f32; MR * NR];
+        if let Epi::Sink(sink) = epi {
+            // Every element still takes its step (an FF layer whose rows all
+            // have dL/dG = 0 still moves under Adam's momentum), in parallel
+            // over MR-row strips.
+            (0..m.div_ceil(MR)).into_par_iter().for_each(|t| {
+                let i = t * MR;
+                for j in (0..n).step_by(NR) {
+                    // SAFETY: the tile lies inside C (i < m, j < n), and each
+                    // strip of rows is taken by one task; zeros holds MR × NR.
+                    unsafe { sink.take(i, j, MR.min(m - i), NR.min(n - j), &zeros) };
+                }
+            });
+        }
         for i in 0..m {
             match epi {
-                Epi::Out(Epilogue::Accumulate) => {}
+                Epi::Out(Epilogue::Accumulate) | Epi::Sink(_) => {}
                 Epi::Out(e) => {
                     for j in 0..n {
                         c.data[i * rs + j] = e.apply(j, 0.0);
-                    }
-                }
-                Epi::Sink(sink) => {
-                    if i.is_multiple_of(MR) {
-                        for j in (0..n).step_by(NR) {
-                            // SAFETY: the tile lies inside C (i < m, j < n) and
-                            // this loop runs on one thread; zeros holds MR × NR.
-                            unsafe { sink.take(i, j, MR.min(m - i), NR.min(n - j), &zeros) };
-                        }
                     }
                 }
             }
