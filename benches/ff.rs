@@ -111,9 +111,13 @@ impl PackedFwd {
     }
 }
 
+/// One FF layer's training step, on a new batch each time (eight
+/// synthetic batches in turn: one batch over and over saturates the loss
+/// until no row is left in dW).
 struct Step {
     layer: FfLayer,
-    x: Vec<f32>,
+    xs: Vec<Vec<f32>>,
+    next: usize,
     rows: usize,
 }
 
@@ -121,14 +125,16 @@ impl Step {
     fn new(din: usize, dout: usize, batch: usize) -> Self {
         Self {
             layer: FfLayer::new(din, dout, &OptimConfig::default(), 0, 0),
-            x: rand(2 * batch * din, 4),
+            xs: (0..8).map(|i| rand(2 * batch * din, 4 + i)).collect(),
+            next: 0,
             rows: 2 * batch,
         }
     }
     fn run(&mut self, be: &CpuBackend) {
         let loss = FfLoss::Threshold { theta: self.layer.out_dim as f32 };
         let obj = Objective { norm: Norm::Rms, eps: 1e-8, loss, form: GoodnessForm::Sum };
-        self.layer.train_step(be, &self.x, self.rows, obj).unwrap();
+        self.layer.train_step(be, &self.xs[self.next], self.rows, obj).unwrap();
+        self.next = (self.next + 1) % self.xs.len();
     }
     /// The step's FLOP: the forward over every row and the dW GEMM over the
     /// rows the last step kept (the others have dL/dG = 0 exactly).
@@ -178,6 +184,8 @@ fn summary(be: &CpuBackend) {
             // costs) is the remainder.
             let dw_kept = if kept == m {
                 dw
+            } else if kept == 0 {
+                (0.0, 0.0)
             } else {
                 let mut g = Gemm::new(din, kept, dout, true);
                 median_secs(9, || g.run(be))

@@ -436,9 +436,32 @@ fn pack_b(b: &BSource, k0: usize, kc: usize, j0: usize, nc: usize, out: &mut [f3
         .for_each(|(q, panel)| pack_b_panel(b, k0, kc, j0 + q * NR, NR.min(j0 + nc - (j0 + q * NR)), panel));
 }
 
-/// One NR-wide panel of [`pack_b`]: columns `jq..jq+w` (w ≤ NR).
+/// One NR-wide panel of [`pack_b`]: columns `jq..jq+w` (w ≤ NR). Only the
+/// AVX2 driver packs B (the scalar specification multiplies unpacked).
 fn pack_b_panel(b: &BSource, k0: usize, kc: usize, jq: usize, w: usize, panel: &mut [f32]) {
     match b {
+        BSource::Mat(b) if b.cs == 1 && w == NR => {
+            debug_assert!(kc == 0 || (k0 + kc - 1) * b.rs + jq + NR <= b.data.len());
+            // SAFETY: the AVX2 driver runs only where avx2 was detected; rows
+            // k0..k0+kc of B hold columns jq..jq+16 (jq + 16 ≤ n, unit column
+            // stride), and the panel holds kc·16 floats.
+            unsafe { avx2::pack_rows16(b.data.as_ptr().add(k0 * b.rs + jq), b.rs, kc, panel) }
+        }
+        BSource::LocalGrad { h, dldg, db, .. } if w == NR => {
+            let mut acc = [0.0f32; NR];
+            if k0 > 0 {
+                // SAFETY: columns jq..jq+16 of db belong to this panel only.
+                unsafe { std::ptr::copy_nonoverlapping(db.get().add(jq), acc.as_mut_ptr(), NR) };
+            }
+            debug_assert!(kc == 0 || (k0 + kc - 1) * h.rs + jq + NR <= h.data.len());
+            // SAFETY: as above for avx2; rows k0..k0+kc of h hold columns
+            // jq..jq+16 and dldg holds k0+kc values; the panel kc·16 floats.
+            unsafe {
+                avx2::pack_local_grad16(h.data.as_ptr().add(k0 * h.rs + jq), h.rs, &dldg[k0..k0 + kc], &mut acc, panel)
+            };
+            // SAFETY: as above.
+            unsafe { std::ptr::copy_nonoverlapping(acc.as_ptr(), db.get().add(jq), NR) };
+        }
         BSource::Mat(b) => {
             for k in 0..kc {
                 let dst = &mut panel[k * NR..(k + 1) * NR];
@@ -741,6 +764,65 @@ pub(crate) fn gemm_avx2_src(a: MatRef, b: BSource, c: &mut MatMut, epi: Epi, g: 
 mod avx2 {
     use super::{Epi, Epilogue, MR, NR};
     use std::arch::x86_64::*;
+
+    /// How many rows ahead the B packers ask for their source lines.
+    const PACK_AHEAD: usize = 8;
+
+    /// Copy 16 consecutive floats of `kc` rows (row `k` at `src + k·rs`)
+    /// into `panel[k·16..]`, asking for the row `PACK_AHEAD` below as it goes
+    /// (the rows of a weight matrix lie a whole row apart, a stride the
+    /// hardware prefetcher follows late).
+    ///
+    /// # Safety
+    /// avx2 present; `src + k·rs + 0..16` readable for k < kc;
+    /// `panel.len() >= 16·kc`.
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn pack_rows16(src: *const f32, rs: usize, kc: usize, panel: &mut [f32]) {
+        debug_assert!(panel.len() >= NR * kc);
+        let out = panel.as_mut_ptr();
+        for k in 0..kc {
+            let row = src.add(k * rs);
+            if k + PACK_AHEAD < kc {
+                _mm_prefetch::<_MM_HINT_T0>(src.add((k + PACK_AHEAD) * rs) as *const i8);
+                _mm_prefetch::<_MM_HINT_T0>(src.add((k + PACK_AHEAD) * rs + NR - 1) as *const i8);
+            }
+            _mm256_storeu_ps(out.add(k * NR), _mm256_loadu_ps(row));
+            _mm256_storeu_ps(out.add(k * NR + 8), _mm256_loadu_ps(row.add(8)));
+        }
+    }
+
+    /// The FF local gradient as a packed B panel: row k is
+    /// `h[k, 0..16] · (dldg[k] + dldg[k])` (one rounded multiply per value, as
+    /// the scalar form), and `acc` gathers each column's sum in k order (the
+    /// bias gradient).
+    ///
+    /// # Safety
+    /// avx2 present; `h + k·rs + 0..16` readable for k < dldg.len();
+    /// `panel.len() >= 16·dldg.len()`.
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn pack_local_grad16(h: *const f32, rs: usize, dldg: &[f32], acc: &mut [f32; NR], panel: &mut [f32]) {
+        let kc = dldg.len();
+        debug_assert!(panel.len() >= NR * kc);
+        let out = panel.as_mut_ptr();
+        let mut a0 = _mm256_loadu_ps(acc.as_ptr());
+        let mut a1 = _mm256_loadu_ps(acc.as_ptr().add(8));
+        for (k, &g) in dldg.iter().enumerate() {
+            let row = h.add(k * rs);
+            if k + PACK_AHEAD < kc {
+                _mm_prefetch::<_MM_HINT_T0>(h.add((k + PACK_AHEAD) * rs) as *const i8);
+                _mm_prefetch::<_MM_HINT_T0>(h.add((k + PACK_AHEAD) * rs + NR - 1) as *const i8);
+            }
+            let c = _mm256_set1_ps(g + g);
+            let z0 = _mm256_mul_ps(_mm256_loadu_ps(row), c);
+            let z1 = _mm256_mul_ps(_mm256_loadu_ps(row.add(8)), c);
+            _mm256_storeu_ps(out.add(k * NR), z0);
+            _mm256_storeu_ps(out.add(k * NR + 8), z1);
+            a0 = _mm256_add_ps(a0, z0);
+            a1 = _mm256_add_ps(a1, z1);
+        }
+        _mm256_storeu_ps(acc.as_mut_ptr(), a0);
+        _mm256_storeu_ps(acc.as_mut_ptr().add(8), a1);
+    }
 
     /// Pack MR rows of a row-major A (row `r` at `a + r·rs`, `kc` values
     /// each) k-major into `panel` (`panel[k·MR + r]`), eight k at a time
