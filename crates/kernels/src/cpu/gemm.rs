@@ -190,7 +190,20 @@ pub(crate) enum BSource<'a> {
         /// buffers are sized for it, so that a batch keeping more rows
         /// than the last (see `linear`) does not grow them.
         rows_cap: usize,
+        /// The rows that take part, in order (k-th row of dz = row
+        /// `kept[k]` of h), or all of them. The same map picks A's columns:
+        /// A is then the transposed view of all rows (see [`kmap`]).
+        kept: Option<&'a [u32]>,
     },
+}
+
+/// The map from the product's k to A's column, where B's source keeps only
+/// some rows (the FF dW leaves out rows with dL/dG = 0 without copying).
+fn kmap<'a>(b: &BSource<'a>) -> Option<&'a [u32]> {
+    match *b {
+        BSource::LocalGrad { kept, .. } => kept,
+        _ => None,
+    }
 }
 
 impl BSource<'_> {
@@ -198,7 +211,7 @@ impl BSource<'_> {
         match self {
             BSource::Mat(m) => m.rows,
             BSource::Packed(p) => p.k,
-            BSource::LocalGrad { h, .. } => h.rows,
+            BSource::LocalGrad { h, kept, .. } => kept.map_or(h.rows, |ix| ix.len()),
         }
     }
     fn cols(&self) -> usize {
@@ -356,8 +369,12 @@ unsafe impl Sync for SharedMut {}
 
 /// Pack rows `i0..i0+mrows`, columns `k0..k0+kc` of A into MR-row panels:
 /// `out[p·MR·kc + k·MR + r] = A[i0 + p·MR + r, k0 + k]`, zero past the end.
-fn pack_a(a: &MatRef, i0: usize, mrows: usize, k0: usize, kc: usize, out: &mut [f32]) {
+/// With `kmap`, column k of the product is column `kmap[k]` of A (A must be
+/// a transposed view then, `rs == 1`).
+fn pack_a(a: &MatRef, kmap: Option<&[u32]>, i0: usize, mrows: usize, k0: usize, kc: usize, out: &mut [f32]) {
     let panels = mrows.div_ceil(MR);
+    let col = |k: usize| kmap.map_or(k, |ix| ix[k] as usize);
+    debug_assert!(kmap.is_none() || a.rs == 1);
     if a.rs == 1 {
         // A is a transposed view (column-contiguous): for each k the panel's
         // MR rows are MR consecutive floats.
@@ -368,14 +385,14 @@ fn pack_a(a: &MatRef, i0: usize, mrows: usize, k0: usize, kc: usize, out: &mut [
             if w == MR {
                 // Fixed-size copies: inlined moves, not a memcpy call per k.
                 for (k, dst) in panel.chunks_exact_mut(MR).enumerate() {
-                    let base = r0 + (k0 + k) * a.cs;
+                    let base = r0 + col(k0 + k) * a.cs;
                     let src: &[f32; MR] = a.data[base..base + MR].try_into().expect("MR values");
                     dst.copy_from_slice(src);
                 }
                 continue;
             }
             for k in 0..kc {
-                let base = r0 + (k0 + k) * a.cs;
+                let base = r0 + col(k0 + k) * a.cs;
                 panel[k * MR..k * MR + w].copy_from_slice(&a.data[base..base + w]);
                 panel[k * MR + w..(k + 1) * MR].fill(0.0);
             }
@@ -447,18 +464,18 @@ fn pack_b_panel(b: &BSource, k0: usize, kc: usize, jq: usize, w: usize, panel: &
             // stride), and the panel holds kc·16 floats.
             unsafe { avx2::pack_rows16(b.data.as_ptr().add(k0 * b.rs + jq), b.rs, kc, panel) }
         }
-        BSource::LocalGrad { h, dldg, db, .. } if w == NR => {
+        BSource::LocalGrad { h, dldg, db, kept, .. } if w == NR => {
             let mut acc = [0.0f32; NR];
             if k0 > 0 {
                 // SAFETY: columns jq..jq+16 of db belong to this panel only.
                 unsafe { std::ptr::copy_nonoverlapping(db.get().add(jq), acc.as_mut_ptr(), NR) };
             }
-            debug_assert!(kc == 0 || (k0 + kc - 1) * h.rs + jq + NR <= h.data.len());
-            // SAFETY: as above for avx2; rows k0..k0+kc of h hold columns
-            // jq..jq+16 and dldg holds k0+kc values; the panel kc·16 floats.
-            unsafe {
-                avx2::pack_local_grad16(h.data.as_ptr().add(k0 * h.rs + jq), h.rs, &dldg[k0..k0 + kc], &mut acc, panel)
-            };
+            let row = |k: usize| kept.map_or(k0 + k, |ix| ix[k0 + k] as usize);
+            debug_assert!((0..kc).all(|k| row(k) < dldg.len() && row(k) * h.rs + jq + NR <= h.data.len()));
+            // SAFETY: as above for avx2; the rows `row(k)`, k < kc, of h hold
+            // columns jq..jq+16 and index dldg (kept lists rows of the batch);
+            // the panel holds kc·16 floats.
+            unsafe { avx2::pack_local_grad16(h.data.as_ptr().add(jq), h.rs, kc, row, dldg, &mut acc, panel) };
             // SAFETY: as above.
             unsafe { std::ptr::copy_nonoverlapping(acc.as_ptr(), db.get().add(jq), NR) };
         }
@@ -476,7 +493,7 @@ fn pack_b_panel(b: &BSource, k0: usize, kc: usize, jq: usize, w: usize, panel: &
                 dst[w..].fill(0.0);
             }
         }
-        BSource::LocalGrad { h, dldg, db, .. } => {
+        BSource::LocalGrad { h, dldg, db, kept, .. } => {
             let mut acc = [0.0f32; NR];
             if k0 > 0 {
                 // SAFETY: columns jq..jq+w of db belong to this panel only.
@@ -484,7 +501,7 @@ fn pack_b_panel(b: &BSource, k0: usize, kc: usize, jq: usize, w: usize, panel: &
             }
             for k in 0..kc {
                 let dst = &mut panel[k * NR..(k + 1) * NR];
-                let row = k0 + k;
+                let row = kept.map_or(k0 + k, |ix| ix[k0 + k] as usize);
                 let c = dldg[row] + dldg[row];
                 let src = &h.data[row * h.rs + jq..row * h.rs + jq + w];
                 for ((d, a), &v) in dst.iter_mut().zip(acc.iter_mut()).zip(src) {
@@ -537,8 +554,10 @@ pub(crate) fn gemm_avx2(a: MatRef, b: MatRef, c: &mut MatMut, epi: Epilogue, g: 
 
 /// The AVX2 GEMM driver over any B source and epilogue.
 pub(crate) fn gemm_avx2_src(a: MatRef, b: BSource, c: &mut MatMut, epi: Epi, g: Option<&mut [f32]>) {
-    let (m, n, k) = (a.rows, b.cols(), a.cols);
+    let km = kmap(&b);
+    let (m, n, k) = (a.rows, b.cols(), km.map_or(a.cols, |ix| ix.len()));
     debug_assert_eq!(b.rows(), k);
+    debug_assert!(km.is_none_or(|ix| ix.iter().all(|&i| (i as usize) < a.cols)));
     if m == 0 || n == 0 {
         return;
     }
@@ -683,7 +702,7 @@ pub(crate) fn gemm_avx2_src(a: MatRef, b: BSource, c: &mut MatMut, epi: Epi, g: 
         ashared[..mpad * k]
             .par_chunks_mut(len * mpad)
             .enumerate()
-            .for_each(|(i, blk)| pack_a(&a, 0, m, i * len, blk.len() / mpad, blk));
+            .for_each(|(i, blk)| pack_a(&a, km, 0, m, i * len, blk.len() / mpad, blk));
         let apacked = &ashared[..mpad * k];
         let task = |t: usize, own: &mut [f32]| {
             let qs = t * per..((t + 1) * per).min(panels);
@@ -749,7 +768,7 @@ pub(crate) fn gemm_avx2_src(a: MatRef, b: BSource, c: &mut MatMut, epi: Epi, g: 
                 let (i0, i1) = block(t);
                 let mrows = i1 - i0;
                 with_apack(mrows.div_ceil(MR) * MR * kc, |apack| {
-                    pack_a(&a, i0, mrows, pc, kc, apack);
+                    pack_a(&a, km, i0, mrows, pc, kc, apack);
                     run(i0, mrows, pc, kc, apack, bpanel, qs.clone());
                 });
                 if done {
@@ -792,26 +811,36 @@ mod avx2 {
     }
 
     /// The FF local gradient as a packed B panel: row k is
-    /// `h[k, 0..16] · (dldg[k] + dldg[k])` (one rounded multiply per value, as
-    /// the scalar form), and `acc` gathers each column's sum in k order (the
-    /// bias gradient).
+    /// `h[i, 0..16] · (dldg[i] + dldg[i])` for batch row `i = row(k)` (one
+    /// rounded multiply per value, as the scalar form), and `acc` gathers
+    /// each column's sum in k order (the bias gradient).
     ///
     /// # Safety
-    /// avx2 present; `h + k·rs + 0..16` readable for k < dldg.len();
-    /// `panel.len() >= 16·dldg.len()`.
+    /// avx2 present; for k < kc, `row(k) < dldg.len()` and
+    /// `h + row(k)·rs + 0..16` is readable; `panel.len() >= 16·kc`.
     #[target_feature(enable = "avx2")]
-    pub unsafe fn pack_local_grad16(h: *const f32, rs: usize, dldg: &[f32], acc: &mut [f32; NR], panel: &mut [f32]) {
-        let kc = dldg.len();
+    pub unsafe fn pack_local_grad16(
+        h: *const f32,
+        rs: usize,
+        kc: usize,
+        row: impl Fn(usize) -> usize,
+        dldg: &[f32],
+        acc: &mut [f32; NR],
+        panel: &mut [f32],
+    ) {
         debug_assert!(panel.len() >= NR * kc);
         let out = panel.as_mut_ptr();
         let mut a0 = _mm256_loadu_ps(acc.as_ptr());
         let mut a1 = _mm256_loadu_ps(acc.as_ptr().add(8));
-        for (k, &g) in dldg.iter().enumerate() {
-            let row = h.add(k * rs);
+        for k in 0..kc {
+            let i = row(k);
+            let g = *dldg.get_unchecked(i);
             if k + PACK_AHEAD < kc {
-                _mm_prefetch::<_MM_HINT_T0>(h.add((k + PACK_AHEAD) * rs) as *const i8);
-                _mm_prefetch::<_MM_HINT_T0>(h.add((k + PACK_AHEAD) * rs + NR - 1) as *const i8);
+                let ahead = h.add(row(k + PACK_AHEAD) * rs);
+                _mm_prefetch::<_MM_HINT_T0>(ahead as *const i8);
+                _mm_prefetch::<_MM_HINT_T0>(ahead.add(NR - 1) as *const i8);
             }
+            let row = h.add(i * rs);
             let c = _mm256_set1_ps(g + g);
             let z0 = _mm256_mul_ps(_mm256_loadu_ps(row), c);
             let z1 = _mm256_mul_ps(_mm256_loadu_ps(row.add(8)), c);

@@ -161,23 +161,23 @@ impl CpuBackend {
         if matches!(step, OptimStep::Adam(_)) {
             check_len(OP, "second moment", b.len(), w.data().len())?;
         }
-        // Rows with dL/dG = 0 are left out (see `linear`): the kept ones are
-        // gathered, in order, behind the GEMM's part of the scratch. The
-        // scratch is sized for every row kept, so no batch grows it.
+        // Rows with dL/dG = 0 are left out (see `linear`). The scratch is
+        // sized for every row kept, so no batch grows it.
         let kept = linear::active_count(dldg);
-        let work_len = din * dout + if self.kind == CpuKind::Scalar { kept * dout } else { 0 };
-        scratch.resize(work_len + rows * (din + dout + 1), 0.0);
-        let (work, gathered) = scratch.split_at_mut(work_len);
-        let rows_cap = rows;
-        let (xn, h, dldg, rows) = if kept == rows {
-            (xn, h, dldg, rows)
-        } else {
-            let (xs, hs, gs) = linear::gather_active(xn, h, dldg, gathered);
-            (MatRef::new(xs, kept, din)?, hs, gs, kept)
-        };
         let p = step.prepare();
         match self.kind {
             CpuKind::Scalar => {
+                // The specification: the kept rows gathered, in order, behind
+                // the dz and dW buffers, then the unfused passes.
+                let work_len = din * dout + kept * dout;
+                scratch.resize(work_len + rows * (din + dout + 1), 0.0);
+                let (work, gathered) = scratch.split_at_mut(work_len);
+                let (xn, h, dldg, rows) = if kept == rows {
+                    (xn, h, dldg, rows)
+                } else {
+                    let (xs, hs, gs) = linear::gather_active(xn, h, dldg, gathered);
+                    (MatRef::new(xs, kept, din)?, hs, gs, kept)
+                };
                 let (dz, dw) = work.split_at_mut(rows * dout);
                 linear::local_grad_scalar(h, dout, dldg, dz);
                 let mut dwm = MatMut::new(dw, din, dout)?;
@@ -193,9 +193,20 @@ impl CpuBackend {
                 }
             }
             CpuKind::Avx2 => {
+                // The kept rows by index, behind the GEMM's part of the
+                // scratch: the packers read them where they are, so nothing
+                // is copied.
+                scratch.resize(din * dout + rows, 0.0);
+                let (work, ix) = scratch.split_at_mut(din * dout);
+                let ix: &mut [u32] = bytemuck::cast_slice_mut(&mut ix[..rows]);
+                for (slot, i) in ix.iter_mut().zip((0..rows).filter(|&i| dldg[i] != 0.0)) {
+                    *slot = i as u32;
+                }
+                let kept_rows = (kept < rows).then_some(&ix[..kept]);
                 let sink = optim::PackedTileUpdate::new(p, w, a, b);
                 let hm = MatRef::new(h, rows, dout)?;
-                let src = BSource::LocalGrad { h: hm, dldg, db: SharedMut(db.as_mut_ptr()), rows_cap };
+                let src =
+                    BSource::LocalGrad { h: hm, dldg, db: SharedMut(db.as_mut_ptr()), rows_cap: rows, kept: kept_rows };
                 let mut c = MatMut::new(work, din, dout)?;
                 gemm::gemm_avx2_src(xn.t(), src, &mut c, Epi::Sink(&sink), None);
             }
