@@ -88,6 +88,12 @@ proptest! {
             be.row_sumsq(&x, d, &mut ss).unwrap();
             be.row_sum(&x, d, &mut su).unwrap();
             be.normalize_rows(&x, &mut y, d, norm, 1e-8).unwrap();
+            // with the sums of squares handed in, as a stack's next layer
+            // gets them: the same bits as summing them again
+            let mut yg = vec![0.0; rows * d];
+            be.normalize_rows_given(&x, &ss, &mut yg, d, norm, 1e-8).unwrap();
+            let same = y.iter().zip(&yg).all(|(a, b)| a.to_bits() == b.to_bits());
+            assert!(same, "{}: normalize_rows_given differs from normalize_rows", be.name());
             vec![ss, su, y]
         });
     }

@@ -18,6 +18,23 @@ use crate::{Error, Result};
 use ffwd_kernels::{argmax, CpuBackend, FfLoss, GoodnessForm, LossScratch, MatMut, MatRef, Norm, PackedMat};
 use ffwd_tensor::{stream, Philox, Tensor};
 
+/// A layer's output as the layer above reads it: the activity `h` (rows ×
+/// width) and each row's sum of squares (the L32 sum, which is also the
+/// layer's sum-form goodness), so that the next normalisation need not sum
+/// the squares again.
+#[derive(Clone, Copy, Debug)]
+pub struct Activity<'a> {
+    pub h: &'a [f32],
+    pub sumsq: &'a [f32],
+}
+
+/// What a layer's forward reads: raw rows, or the layer below's activity.
+#[derive(Clone, Copy)]
+enum Input<'a> {
+    Raw(&'a [f32]),
+    Below(Activity<'a>),
+}
+
 /// Per-layer statistics of one training batch.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct LayerStats {
@@ -100,11 +117,18 @@ impl FfLayer {
     /// Forward `rows` rows of `x` without learning; `h` and `G` stay in the
     /// layer (see [`FfLayer::activity`], [`FfLayer::goodness`]).
     pub fn forward(&mut self, be: &CpuBackend, x: &[f32], rows: usize, norm: Norm, eps: f32) -> Result<()> {
+        self.forward_from(be, Input::Raw(x), rows, norm, eps)
+    }
+
+    fn forward_from(&mut self, be: &CpuBackend, x: Input, rows: usize, norm: Norm, eps: f32) -> Result<()> {
         let w = &mut self.work;
         w.xn.resize(rows * self.in_dim, 0.0);
         w.h.resize(rows * self.out_dim, 0.0);
         w.g.resize(rows, 0.0);
-        be.normalize_rows(x, &mut w.xn, self.in_dim, norm, eps)?;
+        match x {
+            Input::Raw(x) => be.normalize_rows(x, &mut w.xn, self.in_dim, norm, eps)?,
+            Input::Below(a) => be.normalize_rows_given(a.h, a.sumsq, &mut w.xn, self.in_dim, norm, eps)?,
+        }
         be.linear_forward_packed(
             MatRef::new(&w.xn, rows, self.in_dim)?,
             &self.w,
@@ -174,6 +198,22 @@ impl FfLayer {
         self.loss_of_last_forward(be, rows, obj)
     }
 
+    /// [`FfLayer::forward_loss`] on the activity of the layer below, as
+    /// [`FfLayer::update_alongside`] hands it over: the normalisation takes
+    /// the rows' sums of squares from it (the layer below's goodness)
+    /// instead of summing them again. The same bits as `forward_loss` on
+    /// `below.h`.
+    pub fn forward_loss_above(
+        &mut self,
+        be: &CpuBackend,
+        below: Activity,
+        rows: usize,
+        obj: Objective,
+    ) -> Result<LayerStats> {
+        self.forward_from(be, Input::Below(below), rows, obj.norm, obj.eps)?;
+        self.loss_of_last_forward(be, rows, obj)
+    }
+
     /// The second half of [`FfLayer::train_step`]: the fused backward and
     /// weight update of the last [`FfLayer::forward_loss`] (on `rows`
     /// rows), run at the same time as `beside`, which is handed this
@@ -192,10 +232,10 @@ impl FfLayer {
         &mut self,
         be: &CpuBackend,
         rows: usize,
-        beside: impl FnOnce(&[f32]) -> R + Send,
+        beside: impl FnOnce(Activity) -> R + Send,
     ) -> Result<R> {
         let FfLayer { in_dim, out_dim, w, b, opt_w, opt_b, work, .. } = self;
-        let Work { xn, h, dldg, db, gemm_scratch, .. } = work;
+        let Work { xn, h, g, dldg, db, gemm_scratch, .. } = work;
         if xn.len() != rows * *in_dim || h.len() != rows * *out_dim || dldg.len() != rows {
             return Err(Error::Layer {
                 layer: 0,
@@ -212,7 +252,7 @@ impl FfLayer {
             be.linear_backward_update(MatRef::new(xn, rows, *in_dim)?, h, dldg, w, &step, (a, s), db, gemm_scratch)?;
             opt_b.step(be, b, db)
         };
-        let (done, r) = rayon::join(update, || beside(h));
+        let (done, r) = rayon::join(update, || beside(Activity { h, sumsq: g }));
         done?;
         Ok(r)
     }
@@ -750,9 +790,9 @@ pub fn train_stack(
         let (cur, rest) = layers[l..].split_first_mut().expect("l < layers.len()");
         match rest.first_mut() {
             Some(next) => {
-                let s = cur.update_alongside(be, rows, |h| {
+                let s = cur.update_alongside(be, rows, |below| {
                     let obj = objective(next);
-                    next.forward_loss(be, h, rows, obj)
+                    next.forward_loss_above(be, below, rows, obj)
                 })??;
                 each(l + 1, s)?;
             }

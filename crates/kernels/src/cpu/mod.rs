@@ -293,8 +293,37 @@ impl CpuBackend {
             ));
         }
         match self.kind {
-            CpuKind::Scalar => reduce::normalize_scalar(x, out, d, kind, eps),
-            CpuKind::Avx2 => reduce::normalize_avx2(x, out, d, kind, eps),
+            CpuKind::Scalar => reduce::normalize_scalar(x, None, out, d, kind, eps),
+            CpuKind::Avx2 => reduce::normalize_avx2(x, None, out, d, kind, eps),
+        }
+        Ok(())
+    }
+
+    /// [`CpuBackend::normalize_rows`] with each row's sum of squares already
+    /// known (`sumsq`, one per row): one pass over `x` instead of two. The
+    /// result is the same bits when `sumsq` holds the rows' L32 sums of
+    /// squares, as [`CpuBackend::row_sumsq`] and the goodness of
+    /// [`CpuBackend::linear_forward_packed`] give them.
+    pub fn normalize_rows_given(
+        &self,
+        x: &[f32],
+        sumsq: &[f32],
+        out: &mut [f32],
+        d: usize,
+        kind: Norm,
+        eps: f32,
+    ) -> Result<()> {
+        check_len("normalize_rows_given", "out", out.len(), x.len())?;
+        if d == 0 || !x.len().is_multiple_of(d) {
+            return Err(shape_err(
+                "normalize_rows_given",
+                format!("{} elements is not a whole number of rows of {d}", x.len()),
+            ));
+        }
+        check_len("normalize_rows_given", "sums of squares", sumsq.len(), x.len() / d)?;
+        match self.kind {
+            CpuKind::Scalar => reduce::normalize_scalar(x, Some(sumsq), out, d, kind, eps),
+            CpuKind::Avx2 => reduce::normalize_avx2(x, Some(sumsq), out, d, kind, eps),
         }
         Ok(())
     }

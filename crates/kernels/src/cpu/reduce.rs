@@ -29,16 +29,19 @@ pub(crate) fn norm_inv(kind: Norm, ss: f32, d: usize, eps: f32) -> f32 {
     }
 }
 
-pub(crate) fn normalize_scalar(x: &[f32], out: &mut [f32], d: usize, kind: Norm, eps: f32) {
+/// `given`: each row's sum of squares, already known (it must equal the
+/// L32 sum of squares of that row; the FF forward's sum-form goodness is).
+pub(crate) fn normalize_scalar(x: &[f32], given: Option<&[f32]>, out: &mut [f32], d: usize, kind: Norm, eps: f32) {
     if d == 0 {
         return;
     }
-    for (xr, yr) in x.chunks(d).zip(out.chunks_mut(d)) {
+    for (i, (xr, yr)) in x.chunks(d).zip(out.chunks_mut(d)).enumerate() {
         if kind == Norm::None {
             yr.copy_from_slice(xr);
             continue;
         }
-        let inv = norm_inv(kind, l32_sumsq(xr), d, eps);
+        let ss = given.map_or_else(|| l32_sumsq(xr), |g| g[i]);
+        let inv = norm_inv(kind, ss, d, eps);
         for (y, &v) in yr.iter_mut().zip(xr) {
             *y = v * inv;
         }
@@ -62,20 +65,21 @@ fn rows_per_task(d: usize) -> usize {
     (16_384 / d.max(1)).max(1)
 }
 
-pub(crate) fn normalize_avx2(x: &[f32], out: &mut [f32], d: usize, kind: Norm, eps: f32) {
+pub(crate) fn normalize_avx2(x: &[f32], given: Option<&[f32]>, out: &mut [f32], d: usize, kind: Norm, eps: f32) {
     if d == 0 {
         return;
     }
     let rpt = rows_per_task(d);
-    out.par_chunks_mut(rpt * d).zip(x.par_chunks(rpt * d)).for_each(|(yb, xb)| {
-        for (xr, yr) in xb.chunks(d).zip(yb.chunks_mut(d)) {
+    out.par_chunks_mut(rpt * d).zip(x.par_chunks(rpt * d)).enumerate().for_each(|(t, (yb, xb))| {
+        for (i, (xr, yr)) in xb.chunks(d).zip(yb.chunks_mut(d)).enumerate() {
             if kind == Norm::None {
                 yr.copy_from_slice(xr);
                 continue;
             }
             // SAFETY: the Avx2 backend exists only where avx2+fma were detected.
             unsafe {
-                let inv = norm_inv(kind, avx2::sumsq(xr), d, eps);
+                let ss = given.map_or_else(|| avx2::sumsq(xr), |g| g[t * rpt + i]);
+                let inv = norm_inv(kind, ss, d, eps);
                 avx2::scale(xr, inv, yr);
             }
         }
