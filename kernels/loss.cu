@@ -6,39 +6,57 @@
 // The FF loss of 2n goodness values g (n positives, then n negatives).
 // kind 0: threshold (param = theta); kind 1: SymBa (param = alpha).
 // mean_form: the goodness is g / d. Writes dL/dG (2n) and the mean loss.
-// Launch: one block of 32 threads.
-extern "C" __global__ void ffwd_ff_loss_f32(const float* __restrict__ g, int n, int d, int kind, float param, int mean_form,
-                                            float* __restrict__ dldg, float* __restrict__ loss) {
-    int lane = threadIdx.x & 31;
-    if (threadIdx.x >= 32) return;
+// Launch: one block of FFWD_LOSS_THREADS threads. The loss terms (a
+// softplus each) and dL/dG are computed by the whole block, a chunk of
+// rows at a time, into shared memory; warp 0 then adds the chunk's terms
+// in the L32 order (lane l takes the terms l, l + 32, ... in turn), so the
+// sum is that of one warp walking all rows.
+#define FFWD_LOSS_THREADS 256
+#define FFWD_LOSS_CHUNK 2048
+extern "C" __global__ void __launch_bounds__(FFWD_LOSS_THREADS)
+ffwd_ff_loss_f32(const float* __restrict__ g, int n, int d, int kind, float param, int mean_form,
+                 float* __restrict__ dldg, float* __restrict__ loss) {
+    __shared__ float terms[FFWD_LOSS_CHUNK];
+    const int t = threadIdx.x, lane = t & 31;
     float w = __fdiv_rn(1.0f, (float)n);
     float df = (float)d;
     int rows = kind == 0 ? 2 * n : n;
     float acc = 0.0f;
-    for (int i = lane; i < rows; i += 32) {
-        float s;
-        if (kind == 0) {
-            float gm = mean_form ? __fdiv_rn(g[i], df) : g[i];
-            s = i < n ? __fsub_rn(param, gm) : __fsub_rn(gm, param);
-        } else {
-            float gp = mean_form ? __fdiv_rn(g[i], df) : g[i];
-            float gn = mean_form ? __fdiv_rn(g[n + i], df) : g[n + i];
-            s = __fmul_rn(-param, __fsub_rn(gp, gn));
+    for (int c0 = 0; c0 < rows; c0 += FFWD_LOSS_CHUNK) {
+        const int cn = min(FFWD_LOSS_CHUNK, rows - c0);
+        for (int r = t; r < cn; r += blockDim.x) {
+            const int i = c0 + r;
+            float s;
+            if (kind == 0) {
+                float gm = mean_form ? __fdiv_rn(g[i], df) : g[i];
+                s = i < n ? __fsub_rn(param, gm) : __fsub_rn(gm, param);
+            } else {
+                float gp = mean_form ? __fdiv_rn(g[i], df) : g[i];
+                float gn = mean_form ? __fdiv_rn(g[n + i], df) : g[n + i];
+                s = __fmul_rn(-param, __fsub_rn(gp, gn));
+            }
+            terms[r] = ffwd_softplus(s);
+            float sg = ffwd_sigmoid(s);
+            if (kind == 0) {
+                float u = __fmul_rn(sg, w);
+                float v = i < n ? -u : u;
+                dldg[i] = mean_form ? __fdiv_rn(v, df) : v;
+            } else {
+                float u = __fmul_rn(__fmul_rn(param, sg), w);
+                dldg[i] = mean_form ? __fdiv_rn(-u, df) : -u;
+                dldg[n + i] = mean_form ? __fdiv_rn(u, df) : u;
+            }
         }
-        acc = __fadd_rn(acc, ffwd_softplus(s));
-        float sg = ffwd_sigmoid(s);
-        if (kind == 0) {
-            float t = __fmul_rn(sg, w);
-            float v = i < n ? -t : t;
-            dldg[i] = mean_form ? __fdiv_rn(v, df) : v;
-        } else {
-            float t = __fmul_rn(__fmul_rn(param, sg), w);
-            dldg[i] = mean_form ? __fdiv_rn(-t, df) : -t;
-            dldg[n + i] = mean_form ? __fdiv_rn(t, df) : t;
-        }
+        __syncthreads();
+        // FFWD_LOSS_CHUNK is a multiple of 32: term r is row c0 + r of lane r mod 32
+        if (t < 32)
+            for (int r = lane; r < cn; r += 32) acc = __fadd_rn(acc, terms[r]);
+        __syncthreads();
     }
-    float total = ffwd_l32_tree(acc);
-    if (lane == 0) loss[0] = n == 0 ? 0.0f : __fmul_rn(total, w);
+    if (t < 32) {
+        float total = ffwd_l32_tree(acc);
+        if (lane == 0) loss[0] = n == 0 ? 0.0f : __fmul_rn(total, w);
+    }
 }
 
 // For one warp on a row of c logits: mx = the first maximum (by >), and the

@@ -214,7 +214,8 @@ fn cuda_label_channel_and_standardisation_match_spec_bitwise() {
 fn cuda_losses_match_spec_bitwise() {
     let Some(dev) = device() else { return };
     let be = CpuBackend::scalar();
-    for (i, &n) in [1usize, 5, 32, 100, 1000].iter().enumerate() {
+    // 2n up to 10,000 rows: the CUDA kernel takes them 2048 at a time
+    for (i, &n) in [1usize, 5, 32, 100, 1000, 1024, 1500, 5000].iter().enumerate() {
         let g: Vec<f32> = values(2 * n, 100 + i as u64).iter().map(|v| v.abs().min(1e4)).collect();
         for loss in [FfLoss::Threshold { theta: 3.0 }, FfLoss::Symba { alpha: 4.0 }] {
             for form in [GoodnessForm::Sum, GoodnessForm::Mean] {

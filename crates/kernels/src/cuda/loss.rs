@@ -3,7 +3,7 @@
 use super::device::{err, one_warp, warp_rows, CudaDevice};
 use crate::cpu::loss::{FfLoss, GoodnessForm};
 use crate::error::Result;
-use cudarc::driver::{CudaSlice, PushKernelArg};
+use cudarc::driver::{CudaSlice, LaunchConfig, PushKernelArg};
 
 impl CudaDevice {
     /// The FF loss of `g` (n positives then n negatives): (dL/dG, mean loss).
@@ -32,8 +32,10 @@ impl CudaDevice {
         let (n, di, mean) = ((rows / 2) as i32, d as i32, (form == GoodnessForm::Mean) as i32);
         let mut b = self.stream.launch_builder(&func);
         b.arg(g).arg(&n).arg(&di).arg(&kind).arg(&param).arg(&mean).arg(dldg).arg(out);
+        // One block of 256 threads (FFWD_LOSS_THREADS in loss.cu).
+        let cfg = LaunchConfig { grid_dim: (1, 1, 1), block_dim: (256, 1, 1), shared_mem_bytes: 0 };
         // SAFETY: the callers size g and dL/dG to rows values and out to one.
-        unsafe { b.launch(one_warp()) }.map_err(|e| err("ff_loss", e))?;
+        unsafe { b.launch(cfg) }.map_err(|e| err("ff_loss", e))?;
         Ok(())
     }
 
