@@ -289,6 +289,26 @@ proptest! {
     }
 }
 
+/// The bits of W, its optimiser state and db after one fused FF backward +
+/// update of `w0` (state `m0`, `v0`) on `x` (one row per dL/dG value).
+fn fused_update_bits(
+    be: &CpuBackend,
+    x: &[f32],
+    h: &[f32],
+    dldg: &[f32],
+    w0: &PackedMat,
+    (m0, v0): (&[f32], &[f32]),
+    step: &OptimStep,
+) -> (Vec<u32>, Vec<u32>, Vec<u32>, Vec<u32>) {
+    let (rows, din, dout) = (dldg.len(), w0.rows(), w0.cols());
+    let (mut w, mut a, mut b) = (w0.clone(), m0.to_vec(), v0.to_vec());
+    let mut db = vec![f32::NAN; dout];
+    let xm = MatRef::new(x, rows, din).unwrap();
+    be.linear_backward_update(xm, h, dldg, &mut w, step, (&mut a, &mut b), &mut db, &mut Vec::new()).unwrap();
+    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    (bits(w.data()), bits(&a), bits(&b), bits(&db))
+}
+
 /// Rows whose dL/dG is zero are left out of the fused FF backward: the
 /// result is bit for bit that of the batch without them, even where one of
 /// them holds an inf (whose dz, inf · 0, would be NaN), on every backend.
@@ -318,24 +338,9 @@ fn rows_with_zero_loss_gradient_are_left_out_of_the_fused_backward() {
         decoupled: false,
         t: 1,
     });
-    let run = |be: &CpuBackend, x: &[f32], h: &[f32], g: &[f32]| {
-        let n = g.len();
-        let (mut w, mut a, mut b) = (w0.clone(), vec![0.0; w0.data().len()], vec![0.0; w0.data().len()]);
-        let mut db = vec![f32::NAN; dout];
-        be.linear_backward_update(
-            MatRef::new(x, n, din).unwrap(),
-            h,
-            g,
-            &mut w,
-            &step,
-            (&mut a, &mut b),
-            &mut db,
-            &mut Vec::new(),
-        )
-        .unwrap();
-        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-        (bits(w.data()), bits(&a), bits(&b), bits(&db))
-    };
+    let zeros = vec![0.0; w0.data().len()];
+    let run =
+        |be: &CpuBackend, x: &[f32], h: &[f32], g: &[f32]| fused_update_bits(be, x, h, g, &w0, (&zeros, &zeros), &step);
     let mut backends = vec![CpuBackend::scalar()];
     backends.extend(CpuBackend::avx2().ok());
     for be in backends {
@@ -417,23 +422,7 @@ fn a_batch_with_every_loss_gradient_zero_still_steps_every_weight() {
         decoupled: false,
         t: 5,
     });
-    let run = |be: &CpuBackend| {
-        let (mut w, mut a, mut b) = (w0.clone(), m0.clone(), v0.clone());
-        let mut db = vec![f32::NAN; dout];
-        be.linear_backward_update(
-            MatRef::new(&xn, rows, din).unwrap(),
-            &h,
-            &dldg,
-            &mut w,
-            &step,
-            (&mut a, &mut b),
-            &mut db,
-            &mut Vec::new(),
-        )
-        .unwrap();
-        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-        (bits(w.data()), bits(&a), bits(&b), bits(&db))
-    };
+    let run = |be: &CpuBackend| fused_update_bits(be, &xn, &h, &dldg, &w0, (&m0, &v0), &step);
     let spec = run(&CpuBackend::scalar());
     assert!(spec.3.iter().all(|&b| b == 0), "db of a batch with no kept row is +0");
     let moved = (0..din * dout)
