@@ -175,6 +175,19 @@ fn prefetch_lines_l2(p: *const f32, l0: usize, l1: usize) {
     }
 }
 
+/// Ask for the source lines of B's panel at column `jq` (rows `k0..k0+kc`)
+/// in L2: one line per row (the panel's 16 floats), a whole row apart.
+fn prefetch_b_source(b: &BSource, k0: usize, kc: usize, jq: usize) {
+    let (data, rs, row): (&[f32], usize, &dyn Fn(usize) -> usize) = match b {
+        BSource::Mat(m) if m.cs == 1 => (m.data, m.rs, &|k| k),
+        BSource::LocalGrad { h, kept, .. } => (h.data, h.rs, &move |k| kept.map_or(k, |ix| ix[k] as usize)),
+        _ => return,
+    };
+    for k in k0..k0 + kc {
+        prefetch_lines_l2(data.as_ptr().wrapping_add(row(k) * rs + jq), 0, 1);
+    }
+}
+
 /// Where the B operand comes from.
 #[derive(Clone, Copy)]
 pub(crate) enum BSource<'a> {
@@ -710,6 +723,24 @@ pub(crate) fn gemm_avx2_src(a: MatRef, b: BSource, c: &mut MatMut, epi: Epi, g: 
                 return;
             }
             for (pc, kc) in k_blocks(k) {
+                let blk = &apacked[pc * mpad..(pc + kc) * mpad];
+                let mc = col_split_block_rows(m, kc);
+                if !packed && mc >= m {
+                    // One row block: each panel is packed just before its
+                    // tiles run, and the next panel's source rows are asked
+                    // for in L2 first, so that their loads from memory
+                    // overlap this panel's fmas instead of preceding them.
+                    for (i, q) in qs.clone().enumerate() {
+                        let w = NR.min(n - q * NR);
+                        if q + 1 < qs.end {
+                            prefetch_b_source(&b, pc, kc, (q + 1) * NR);
+                        }
+                        pack_b_panel(&b, pc, kc, q * NR, w, &mut own[i * NR * kc..(i + 1) * NR * kc]);
+                        let bpanel = Panels::Buf { buf: own, q0: qs.start, kc };
+                        run(0, m, pc, kc, blk, bpanel, q..q + 1);
+                    }
+                    continue;
+                }
                 if !packed {
                     for (i, q) in qs.clone().enumerate() {
                         let w = NR.min(n - q * NR);
@@ -720,8 +751,6 @@ pub(crate) fn gemm_avx2_src(a: MatRef, b: BSource, c: &mut MatMut, epi: Epi, g: 
                     BSource::Packed(p) => Panels::Packed { p, pc, kc },
                     _ => Panels::Buf { buf: own, q0: qs.start, kc },
                 };
-                let blk = &apacked[pc * mpad..(pc + kc) * mpad];
-                let mc = col_split_block_rows(m, kc);
                 for i0 in (0..m).step_by(mc) {
                     let mrows = mc.min(m - i0);
                     run(i0, mrows, pc, kc, &blk[i0 * kc..], bpanel, qs.clone());
