@@ -36,21 +36,10 @@ FFWD_DEV void ffwd_gemm(const float* __restrict__ A, long a_rs, long a_cs, const
     }
 }
 
-extern "C" __global__ void __launch_bounds__(256, 4)
-ffwd_gemm_f32(const float* __restrict__ A, long a_rs, long a_cs, const float* __restrict__ B, long b_rs, long b_cs,
-              float* __restrict__ C, long ldc, int M, int N, int K, const float* __restrict__ bias, int epi) {
-    ffwd_gemm<4, 4, 16>(A, a_rs, a_cs, B, b_rs, b_cs, C, ldc, M, N, K, bias, epi);
-}
-
-extern "C" __global__ void __launch_bounds__(256, 2)
-ffwd_gemm_128x64_f32(const float* __restrict__ A, long a_rs, long a_cs, const float* __restrict__ B, long b_rs,
-                     long b_cs, float* __restrict__ C, long ldc, int M, int N, int K, const float* __restrict__ bias,
-                     int epi) {
-    ffwd_gemm<8, 4, 16>(A, a_rs, a_cs, B, b_rs, b_cs, C, ldc, M, N, K, bias, epi);
-}
-
-extern "C" __global__ void __launch_bounds__(256, 2)
-ffwd_gemm_128_f32(const float* __restrict__ A, long a_rs, long a_cs, const float* __restrict__ B, long b_rs, long b_cs,
-                  float* __restrict__ C, long ldc, int M, int N, int K, const float* __restrict__ bias, int epi) {
-    ffwd_gemm<8, 8, 16>(A, a_rs, a_cs, B, b_rs, b_cs, C, ldc, M, N, K, bias, epi);
-}
+#define FFWD_GEMM_ENTRY(suffix, TM, TN, BLOCKS)                                                                    \
+    extern "C" __global__ void __launch_bounds__(256, BLOCKS) ffwd_gemm##suffix##_f32(                                 \
+        const float* __restrict__ A, long a_rs, long a_cs, const float* __restrict__ B, long b_rs, long b_cs,          \
+        float* __restrict__ C, long ldc, int M, int N, int K, const float* __restrict__ bias, int epi) {               \
+        ffwd_gemm<TM, TN, FFWD_TILE_K>(A, a_rs, a_cs, B, b_rs, b_cs, C, ldc, M, N, K, bias, epi);                      \
+    }
+FFWD_TILES(FFWD_GEMM_ENTRY)

@@ -21,6 +21,14 @@
 // loads.
 #pragma once
 
+// The tile shapes the GEMM-based kernels are built in, one entry point per
+// shape: X(suffix, TM, TN, blocks per multiprocessor). The host picks an
+// entry by its suffix (crates/kernels/src/cuda/gemm.rs, Tile). Every shape
+// takes k tiles of FFWD_TILE_K; the 128-row ones are held to 128 registers
+// so that two blocks share a multiprocessor.
+#define FFWD_TILE_K 16
+#define FFWD_TILES(X) X(, 4, 4, 4) X(_128x64, 8, 4, 2) X(_128, 8, 8, 2)
+
 // A strided view: element (r, c) at p[r·rs + c·cs].
 struct ffwd_strided {
     const float* __restrict__ p;

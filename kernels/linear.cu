@@ -74,28 +74,13 @@ FFWD_DEV void ffwd_linear_backward_update(const float* __restrict__ xn, const fl
     }
 }
 
-extern "C" __global__ void __launch_bounds__(256, 4)
-ffwd_linear_backward_update_f32(const float* __restrict__ xn, const float* __restrict__ h, const float* __restrict__ dldg,
-                                int rows, int din, int dout, float* __restrict__ w, float* __restrict__ a,
-                                float* __restrict__ b, ffwd_optim s) {
-    ffwd_linear_backward_update<4, 4, 16>(xn, h, dldg, rows, din, dout, w, a, b, s);
-}
-
-extern "C" __global__ void __launch_bounds__(256, 2)
-ffwd_linear_backward_update_128x64_f32(const float* __restrict__ xn, const float* __restrict__ h,
-                                       const float* __restrict__ dldg, int rows, int din, int dout,
-                                       float* __restrict__ w, float* __restrict__ a, float* __restrict__ b,
-                                       ffwd_optim s) {
-    ffwd_linear_backward_update<8, 4, 16>(xn, h, dldg, rows, din, dout, w, a, b, s);
-}
-
-extern "C" __global__ void __launch_bounds__(256, 2)
-ffwd_linear_backward_update_128_f32(const float* __restrict__ xn, const float* __restrict__ h,
-                                    const float* __restrict__ dldg, int rows, int din, int dout,
-                                    float* __restrict__ w, float* __restrict__ a, float* __restrict__ b,
-                                    ffwd_optim s) {
-    ffwd_linear_backward_update<8, 8, 16>(xn, h, dldg, rows, din, dout, w, a, b, s);
-}
+#define FFWD_BACKWARD_UPDATE_ENTRY(suffix, TM, TN, BLOCKS)                                                         \
+    extern "C" __global__ void __launch_bounds__(256, BLOCKS) ffwd_linear_backward_update##suffix##_f32(               \
+        const float* __restrict__ xn, const float* __restrict__ h, const float* __restrict__ dldg, int rows, int din,  \
+        int dout, float* __restrict__ w, float* __restrict__ a, float* __restrict__ b, ffwd_optim s) {                 \
+        ffwd_linear_backward_update<TM, TN, FFWD_TILE_K>(xn, h, dldg, rows, din, dout, w, a, b, s);                    \
+    }
+FFWD_TILES(FFWD_BACKWARD_UPDATE_ENTRY)
 
 // The bias: db[j] summed from dz on the fly, then its optimiser step.
 extern "C" __global__ void ffwd_bias_backward_update_f32(const float* __restrict__ h, const float* __restrict__ dldg,

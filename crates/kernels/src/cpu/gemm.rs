@@ -178,13 +178,13 @@ fn prefetch_lines_l2(p: *const f32, l0: usize, l1: usize) {
 /// Ask for the source lines of B's panel at column `jq` (rows `k0..k0+kc`)
 /// in L2: one line per row (the panel's 16 floats), a whole row apart.
 fn prefetch_b_source(b: &BSource, k0: usize, kc: usize, jq: usize) {
-    let (data, rs, row): (&[f32], usize, &dyn Fn(usize) -> usize) = match b {
-        BSource::Mat(m) if m.cs == 1 => (m.data, m.rs, &|k| k),
-        BSource::LocalGrad { h, kept, .. } => (h.data, h.rs, &move |k| kept.map_or(k, |ix| ix[k] as usize)),
+    let (data, rs, kept) = match *b {
+        BSource::Mat(m) if m.cs == 1 => (m.data, m.rs, None),
+        BSource::LocalGrad { h, kept, .. } => (h.data, h.rs, kept),
         _ => return,
     };
     for k in k0..k0 + kc {
-        prefetch_lines_l2(data.as_ptr().wrapping_add(row(k) * rs + jq), 0, 1);
+        prefetch_lines_l2(data.as_ptr().wrapping_add(kept_row(kept, k) * rs + jq), 0, 1);
     }
 }
 
@@ -208,6 +208,13 @@ pub(crate) enum BSource<'a> {
         /// A is then the transposed view of all rows (see [`kmap`]).
         kept: Option<&'a [u32]>,
     },
+}
+
+/// Row `k` of the product's inner dimension in the operands' own rows:
+/// `kept[k]` where only some rows take part, else `k`.
+#[inline(always)]
+fn kept_row(kept: Option<&[u32]>, k: usize) -> usize {
+    kept.map_or(k, |ix| ix[k] as usize)
 }
 
 /// The map from the product's k to A's column, where B's source keeps only
@@ -386,7 +393,7 @@ unsafe impl Sync for SharedMut {}
 /// a transposed view then, `rs == 1`).
 fn pack_a(a: &MatRef, kmap: Option<&[u32]>, i0: usize, mrows: usize, k0: usize, kc: usize, out: &mut [f32]) {
     let panels = mrows.div_ceil(MR);
-    let col = |k: usize| kmap.map_or(k, |ix| ix[k] as usize);
+    let col = |k: usize| kept_row(kmap, k);
     debug_assert!(kmap.is_none() || a.rs == 1);
     if a.rs == 1 {
         // A is a transposed view (column-contiguous): for each k the panel's
@@ -483,7 +490,7 @@ fn pack_b_panel(b: &BSource, k0: usize, kc: usize, jq: usize, w: usize, panel: &
                 // SAFETY: columns jq..jq+16 of db belong to this panel only.
                 unsafe { std::ptr::copy_nonoverlapping(db.get().add(jq), acc.as_mut_ptr(), NR) };
             }
-            let row = |k: usize| kept.map_or(k0 + k, |ix| ix[k0 + k] as usize);
+            let row = |k: usize| kept_row(*kept, k0 + k);
             debug_assert!((0..kc).all(|k| row(k) < dldg.len() && row(k) * h.rs + jq + NR <= h.data.len()));
             // SAFETY: as above for avx2; the rows `row(k)`, k < kc, of h hold
             // columns jq..jq+16 and index dldg (kept lists rows of the batch);
@@ -514,7 +521,7 @@ fn pack_b_panel(b: &BSource, k0: usize, kc: usize, jq: usize, w: usize, panel: &
             }
             for k in 0..kc {
                 let dst = &mut panel[k * NR..(k + 1) * NR];
-                let row = kept.map_or(k0 + k, |ix| ix[k0 + k] as usize);
+                let row = kept_row(*kept, k0 + k);
                 let c = dldg[row] + dldg[row];
                 let src = &h.data[row * h.rs + jq..row * h.rs + jq + w];
                 for ((d, a), &v) in dst.iter_mut().zip(acc.iter_mut()).zip(src) {

@@ -285,18 +285,7 @@ impl CpuBackend {
 
     /// Length-normalise each row of width `d` (see [`reduce`] for the spec).
     pub fn normalize_rows(&self, x: &[f32], out: &mut [f32], d: usize, kind: Norm, eps: f32) -> Result<()> {
-        check_len("normalize_rows", "out", out.len(), x.len())?;
-        if d == 0 || !x.len().is_multiple_of(d) {
-            return Err(shape_err(
-                "normalize_rows",
-                format!("{} elements is not a whole number of rows of {d}", x.len()),
-            ));
-        }
-        match self.kind {
-            CpuKind::Scalar => reduce::normalize_scalar(x, None, out, d, kind, eps),
-            CpuKind::Avx2 => reduce::normalize_avx2(x, None, out, d, kind, eps),
-        }
-        Ok(())
+        self.normalize_impl("normalize_rows", x, None, out, d, kind, eps)
     }
 
     /// [`CpuBackend::normalize_rows`] with each row's sum of squares already
@@ -313,17 +302,30 @@ impl CpuBackend {
         kind: Norm,
         eps: f32,
     ) -> Result<()> {
-        check_len("normalize_rows_given", "out", out.len(), x.len())?;
+        self.normalize_impl("normalize_rows_given", x, Some(sumsq), out, d, kind, eps)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn normalize_impl(
+        &self,
+        op: &'static str,
+        x: &[f32],
+        given: Option<&[f32]>,
+        out: &mut [f32],
+        d: usize,
+        kind: Norm,
+        eps: f32,
+    ) -> Result<()> {
+        check_len(op, "out", out.len(), x.len())?;
         if d == 0 || !x.len().is_multiple_of(d) {
-            return Err(shape_err(
-                "normalize_rows_given",
-                format!("{} elements is not a whole number of rows of {d}", x.len()),
-            ));
+            return Err(shape_err(op, format!("{} elements is not a whole number of rows of {d}", x.len())));
         }
-        check_len("normalize_rows_given", "sums of squares", sumsq.len(), x.len() / d)?;
+        if let Some(ss) = given {
+            check_len(op, "sums of squares", ss.len(), x.len() / d)?;
+        }
         match self.kind {
-            CpuKind::Scalar => reduce::normalize_scalar(x, Some(sumsq), out, d, kind, eps),
-            CpuKind::Avx2 => reduce::normalize_avx2(x, Some(sumsq), out, d, kind, eps),
+            CpuKind::Scalar => reduce::normalize_scalar(x, given, out, d, kind, eps),
+            CpuKind::Avx2 => reduce::normalize_avx2(x, given, out, d, kind, eps),
         }
         Ok(())
     }
