@@ -17,7 +17,12 @@
 //! division instead of a square root and three divisions. (Inside the fused
 //! dW pass the divider is no longer what the update waits on: dropping both
 //! operations saves 2 % of the pass; the rest of the update's cost is its
-//! other instructions and the traffic of W, m and v.)
+//! other instructions and the traffic of W, m and v. Splitting the update
+//! so that a tile's square roots and divisions run inside the next tile's
+//! fma loop, where the divider is otherwise idle, was tried twice:
+//! bit-identical, and 1–4 % slower (benches/results/cpu-2026-11-22.md,
+//! "Tried and reverted"), so each tile's update runs in one piece after
+//! its fmas.)
 //! SGD with momentum (PyTorch semantics):
 //! ```text
 //! g = fma(wd, w, g);  buf = fma(μ, buf, g);  g = nesterov ? fma(μ, buf, g) : buf
