@@ -71,18 +71,19 @@ FFWD_DEV void ffwd_load4(const L& x, int r, int c, bool inner, bool vec, int row
 FFWD_DEV int ffwd_tile_row(int row0, int i) { return row0 + (int)(threadIdx.x / 16) * 4 + (i & 3) + 64 * (i >> 2); }
 FFWD_DEV int ffwd_tile_col(int col0, int j) { return col0 + (int)(threadIdx.x % 16) * 4 + (j & 3) + 64 * (j >> 2); }
 
-// One thread's share of a k tile: G groups of four values of A (the BM × BK
-// block at (row0, k0)) or of B (the BK × BN block at (k0, col0)). Group g of
-// thread t is the (t + 256·g)-th group of four in the block, counted along
-// the operand's contiguous index (`along`: k for A, c for B) when its loader
-// reads four values along it, else along the other index.
-template <int BM, int BK, int G, class LA>
-FFWD_DEV void ffwd_load_a(const LA& a, bool along, bool vec, int M, int K, int row0, int k0, float v[G][4]) {
+// One thread's share of a k tile: G groups of four values of the R × C
+// block at (r0, c0) of an operand with `rows` × `cols` elements (A: the
+// BM × BK block at (row0, k0); B: the BK × BN block at (k0, col0)). Group
+// g of thread t is the (t + 256·g)-th group of four in the block, counted
+// along the operand's contiguous index (`along`: columns, i.e. k for A and
+// c for B) when its loader reads four values along it, else down the rows.
+template <int R, int C, int G, class L>
+FFWD_DEV void ffwd_load_block(const L& x, bool along, bool vec, int rows, int cols, int r0, int c0, float v[G][4]) {
 #pragma unroll
     for (int g = 0; g < G; ++g) {
         const int q = threadIdx.x + 256 * g;
-        if (along) ffwd_load4(a, row0 + q / (BK / 4), k0 + (q % (BK / 4)) * 4, true, vec, M, K, v[g]);
-        else ffwd_load4(a, row0 + (q % (BM / 4)) * 4, k0 + q / (BM / 4), false, vec, M, K, v[g]);
+        if (along) ffwd_load4(x, r0 + q / (C / 4), c0 + (q % (C / 4)) * 4, true, vec, rows, cols, v[g]);
+        else ffwd_load4(x, r0 + (q % (R / 4)) * 4, c0 + q / (R / 4), false, vec, rows, cols, v[g]);
     }
 }
 
@@ -99,16 +100,6 @@ FFWD_DEV void ffwd_store_a(float (*As)[LD], bool along, const float v[G][4]) {
         } else {
             *(float4*)&As[q / (BM / 4)][(q % (BM / 4)) * 4] = make_float4(v[g][0], v[g][1], v[g][2], v[g][3]);
         }
-    }
-}
-
-template <int BN, int BK, int G, class LB>
-FFWD_DEV void ffwd_load_b(const LB& b, bool along, bool vec, int K, int N, int k0, int col0, float v[G][4]) {
-#pragma unroll
-    for (int g = 0; g < G; ++g) {
-        const int q = threadIdx.x + 256 * g;
-        if (along) ffwd_load4(b, k0 + q / (BN / 4), col0 + (q % (BN / 4)) * 4, true, vec, K, N, v[g]);
-        else ffwd_load4(b, k0 + (q % (BK / 4)) * 4, col0 + q / (BK / 4), false, vec, K, N, v[g]);
     }
 }
 
@@ -183,8 +174,8 @@ FFWD_DEV void ffwd_gemm_tile(const LA& a, const LB& b, int M, int N, int K, int 
     const bool b_c4 = b.inner4() || !b.outer4();
     const bool b_vec = b.inner4() || b.outer4();
     float va[GA][4], vb[GB][4];
-    ffwd_load_a<BM, BK, GA>(a, a_k4, a_vec, M, K, row0, 0, va);
-    ffwd_load_b<BN, BK, GB>(b, b_c4, b_vec, K, N, 0, col0, vb);
+    ffwd_load_block<BM, BK, GA>(a, a_k4, a_vec, M, K, row0, 0, va);
+    ffwd_load_block<BK, BN, GB>(b, b_c4, b_vec, K, N, 0, col0, vb);
     unsigned keep = ffwd_keep_mask<BK>(b, 0, K);
     ffwd_store_a<BM, BK, GA>(As[0], a_k4, va);
     ffwd_store_b<BN, BK, GB>(Bs[0], b_c4, vb);
@@ -194,8 +185,8 @@ FFWD_DEV void ffwd_gemm_tile(const LA& a, const LB& b, int M, int N, int K, int 
         const bool next = k0 + BK < K;
         unsigned keep_next = 0;
         if (next) {
-            ffwd_load_a<BM, BK, GA>(a, a_k4, a_vec, M, K, row0, k0 + BK, va);
-            ffwd_load_b<BN, BK, GB>(b, b_c4, b_vec, K, N, k0 + BK, col0, vb);
+            ffwd_load_block<BM, BK, GA>(a, a_k4, a_vec, M, K, row0, k0 + BK, va);
+            ffwd_load_block<BK, BN, GB>(b, b_c4, b_vec, K, N, k0 + BK, col0, vb);
             keep_next = ffwd_keep_mask<BK>(b, k0 + BK, K);
         }
         // A k that is past K or that B's loader leaves out (an FF row with
