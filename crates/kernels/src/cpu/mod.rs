@@ -121,7 +121,8 @@ impl CpuBackend {
                 gemm::gemm_scalar(x, wm, &mut h, Epilogue::BiasRelu(bias), Some(g));
             }
             CpuKind::Avx2 => {
-                gemm::gemm_avx2_src(x, BSource::Packed(w), &mut h, Epi::Out(Epilogue::BiasRelu(bias)), Some(g))
+                // A's zero steps left out: bit-identical (see `gemm_avx2_src`).
+                gemm::gemm_avx2_src(x, BSource::Packed(w), &mut h, Epi::Out(Epilogue::BiasRelu(bias)), Some(g), true)
             }
         }
         Ok(())
@@ -208,7 +209,12 @@ impl CpuBackend {
                 let src =
                     BSource::LocalGrad { h: hm, dldg, db: SharedMut(db.as_mut_ptr()), rows_cap: rows, kept: kept_rows };
                 let mut c = MatMut::new(work, din, dout)?;
-                gemm::gemm_avx2_src(xn.t(), src, &mut c, Epi::Sink(&sink), None);
+                // A's zero steps left out under Adam, whose update rarely
+                // sees a zero's sign (see `optim::PackedTileUpdate`); SGD's
+                // often would, and each such tile would be recomputed.
+                let skip = matches!(p, optim::Prepared::Adam(s) if s.b1 != 0.0);
+                gemm::gemm_avx2_src(xn.t(), src, &mut c, Epi::Sink(&sink), None, skip);
+                w.set_all_finite(sink.all_finite());
             }
         }
         Ok(())

@@ -31,6 +31,7 @@
 
 use super::gemm::{packed_index, prefetch_rows, PackedMat, SharedMut, TileSink, NR};
 use rayon::prelude::*;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 
 /// One Adam/AdamW step's hyper-parameters. `t` is the 1-based step count.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -142,14 +143,14 @@ pub(crate) fn adam_avx2(s: &AdamScalars, w: &mut [f32], g: &[f32], m: &mut [f32]
         .zip(v.par_chunks_mut(CHUNK))
         .for_each(|(((w, g), m), v)| {
             // SAFETY: Avx2 backend ⇒ avx2+fma detected; the four chunks have equal length.
-            unsafe { avx2::adam(s, w, g, m, v) }
+            unsafe { avx2::adam(s, w, g, m, v) };
         });
 }
 
 pub(crate) fn sgd_avx2(s: &SgdStep, w: &mut [f32], g: &[f32], buf: &mut [f32]) {
     w.par_chunks_mut(CHUNK).zip(g.par_chunks(CHUNK)).zip(buf.par_chunks_mut(CHUNK)).for_each(|((w, g), b)| {
         // SAFETY: Avx2 backend ⇒ avx2+fma detected; the chunks have equal length.
-        unsafe { avx2::sgd(s, w, g, b) }
+        unsafe { avx2::sgd(s, w, g, b) };
     });
 }
 
@@ -158,14 +159,16 @@ mod avx2 {
     use super::{adam_one, sgd_one, AdamScalars, SgdStep};
     use std::arch::x86_64::*;
 
+    /// Returns whether every new weight is finite.
     #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn adam(s: &AdamScalars, w: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32]) {
+    pub unsafe fn adam(s: &AdamScalars, w: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32]) -> bool {
         let n = w.len();
         let body = n / 8 * 8;
         let (nstep, b1, b2) = (_mm256_set1_ps(-s.step), _mm256_set1_ps(s.b1), _mm256_set1_ps(s.b2));
         let (omb1, omb2) = (_mm256_set1_ps(s.omb1), _mm256_set1_ps(s.omb2));
         let (c2, eps) = (_mm256_set1_ps(s.c2), _mm256_set1_ps(s.eps));
         let (wd, decay) = (_mm256_set1_ps(s.wd), _mm256_set1_ps(s.decay));
+        let (zero, mut check) = (_mm256_setzero_ps(), _mm256_setzero_ps());
         let mut i = 0;
         while i < body {
             let mut gv = _mm256_loadu_ps(g.as_ptr().add(i));
@@ -181,21 +184,72 @@ mod avx2 {
             let vv =
                 _mm256_fmadd_ps(b2, _mm256_loadu_ps(v.as_ptr().add(i)), _mm256_mul_ps(_mm256_mul_ps(omb2, gv), gv));
             let d = _mm256_fmadd_ps(_mm256_sqrt_ps(vv), c2, eps);
-            _mm256_storeu_ps(w.as_mut_ptr().add(i), _mm256_fmadd_ps(nstep, _mm256_div_ps(mv, d), p));
+            let wn = _mm256_fmadd_ps(nstep, _mm256_div_ps(mv, d), p);
+            _mm256_storeu_ps(w.as_mut_ptr().add(i), wn);
             _mm256_storeu_ps(m.as_mut_ptr().add(i), mv);
             _mm256_storeu_ps(v.as_mut_ptr().add(i), vv);
+            check = finite_check(check, wn, zero);
             i += 8;
         }
         for j in body..n {
             adam_one(s, &mut w[j], g[j], &mut m[j], &mut v[j]);
         }
+        all_finite(check) && w[body..].iter().all(|x| x.is_finite())
     }
 
+    /// `check` OR `0 · x`: stays a (signed) zero while every x is finite
+    /// and becomes a NaN once one is inf or NaN.
+    #[inline(always)]
+    unsafe fn finite_check(check: __m256, x: __m256, zero: __m256) -> __m256 {
+        _mm256_or_ps(check, _mm256_mul_ps(x, zero))
+    }
+
+    #[inline(always)]
+    unsafe fn all_finite(check: __m256) -> bool {
+        _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_UNORD_Q>(check, check)) == 0
+    }
+
+    /// Whether Adam would step some weight of a tile differently had a
+    /// zero of `tile` the other sign (see [`super::PackedTileUpdate`]):
+    /// a zero gradient whose decayed copy (L2 decay: w = 0) meets
+    /// `β1·m` = −0 exactly. `tile.len()` is a multiple of 8.
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn adam_zero_sign_matters(s: &AdamScalars, w: &[f32], tile: &[f32], m: &[f32]) -> bool {
+        debug_assert!(tile.len().is_multiple_of(8) && w.len() >= tile.len() && m.len() >= tile.len());
+        if s.b1 == 0.0 {
+            // β1·m is a zero for every finite m: any zero gradient may matter.
+            return tile.contains(&0.0);
+        }
+        let (zero, b1) = (_mm256_setzero_ps(), _mm256_set1_ps(s.b1));
+        let l2 = s.wd != 0.0 && !s.decoupled;
+        for i in (0..tile.len()).step_by(8) {
+            let zeros = _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_EQ_OQ>(_mm256_loadu_ps(tile.as_ptr().add(i)), zero));
+            if zeros == 0 {
+                continue;
+            }
+            let mv = _mm256_loadu_ps(m.as_ptr().add(i));
+            // β1·m = −0 exactly: m = ±0 with the sign opposite to β1's.
+            let mut lanes = zeros
+                & _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_EQ_OQ>(mv, zero))
+                & _mm256_movemask_ps(_mm256_xor_ps(mv, b1));
+            if l2 {
+                // wd·w + g keeps the zero's sign only where w = ±0.
+                lanes &= _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_EQ_OQ>(_mm256_loadu_ps(w.as_ptr().add(i)), zero));
+            }
+            if lanes != 0 {
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Returns whether every new weight is finite.
     #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn sgd(s: &SgdStep, w: &mut [f32], g: &[f32], buf: &mut [f32]) {
+    pub unsafe fn sgd(s: &SgdStep, w: &mut [f32], g: &[f32], buf: &mut [f32]) -> bool {
         let n = w.len();
         let body = n / 8 * 8;
         let (lr, mu, wd) = (_mm256_set1_ps(s.lr), _mm256_set1_ps(s.momentum), _mm256_set1_ps(s.weight_decay));
+        let (zero, mut check) = (_mm256_setzero_ps(), _mm256_setzero_ps());
         let mut i = 0;
         while i < body {
             let p = _mm256_loadu_ps(w.as_ptr().add(i));
@@ -208,12 +262,15 @@ mod avx2 {
                 _mm256_storeu_ps(buf.as_mut_ptr().add(i), b);
                 gv = if s.nesterov { _mm256_fmadd_ps(mu, b, gv) } else { b };
             }
-            _mm256_storeu_ps(w.as_mut_ptr().add(i), _mm256_sub_ps(p, _mm256_mul_ps(lr, gv)));
+            let wn = _mm256_sub_ps(p, _mm256_mul_ps(lr, gv));
+            _mm256_storeu_ps(w.as_mut_ptr().add(i), wn);
+            check = finite_check(check, wn, zero);
             i += 8;
         }
         for j in body..n {
             sgd_one(s, &mut w[j], g[j], &mut buf[j]);
         }
+        all_finite(check) && w[body..].iter().all(|x| x.is_finite())
     }
 }
 
@@ -253,7 +310,18 @@ pub(crate) fn update_one(p: &Prepared, w: &mut f32, g: f32, a: &mut f32, b: &mut
 /// backend). W and its state `a`, `b` (Adam: m, v; SGD: the momentum
 /// buffer, `b` unused) share W's packed layout, so the 6 × 16 tile at
 /// (i0, j0) is one run of contiguous floats in each, and the GEMM's tiles
-/// partition W.
+/// partition W. Every weight written is checked finite on the way
+/// ([`PackedTileUpdate::all_finite`]), so that the next forward knows
+/// whether it may leave out A's zero steps (see `gemm_avx2_src`).
+///
+/// When the GEMM left out A's zero steps, a gradient that is a zero may
+/// have the other sign than the spec's. Adam's update does not see that
+/// sign (`v` squares it, and `m = fma(β1, m, (1−β1)·g)` adds it to
+/// `β1·m`, which decides the sum's sign unless it is exactly −0, that is
+/// unless m is −0; with L2 decay the zero is first added to `wd·w`, which
+/// decides unless w is ±0); [`TileSink::zero_sign_matters`] finds the
+/// lanes where it would. SGD's update sees it in more ways, and its
+/// check says yes for any zero.
 pub(crate) struct PackedTileUpdate {
     p: Prepared,
     w: SharedMut,
@@ -261,6 +329,8 @@ pub(crate) struct PackedTileUpdate {
     b: SharedMut,
     /// W's rows (the height of each 16-column panel).
     rows: usize,
+    /// Set when a weight written is not finite.
+    not_finite: AtomicBool,
 }
 
 impl PackedTileUpdate {
@@ -274,7 +344,13 @@ impl PackedTileUpdate {
             a: SharedMut(a.as_mut_ptr()),
             b: SharedMut(b.as_mut_ptr()),
             rows,
+            not_finite: AtomicBool::new(false),
         }
+    }
+
+    /// Whether every weight the update wrote so far is finite.
+    pub(crate) fn all_finite(&self) -> bool {
+        !self.not_finite.load(Relaxed)
     }
 
     /// Where the tile at (i0, j0) starts in W's packed layout.
@@ -302,12 +378,28 @@ impl TileSink for PackedTileUpdate {
         unsafe {
             let w = std::slice::from_raw_parts_mut(self.w.get().add(off), len);
             let a = std::slice::from_raw_parts_mut(self.a.get().add(off), len);
-            match &self.p {
+            let finite = match &self.p {
                 Prepared::Adam(s) => {
                     avx2::adam(s, w, &tile[..len], a, std::slice::from_raw_parts_mut(self.b.get().add(off), len))
                 }
                 Prepared::Sgd(s) => avx2::sgd(s, w, &tile[..len], a),
+            };
+            if !finite {
+                self.not_finite.store(true, Relaxed);
             }
+        }
+    }
+
+    fn zero_sign_matters(&self, i0: usize, j0: usize, rows: usize, tile: &[f32]) -> bool {
+        let (off, len) = (self.offset(i0, j0), rows * NR);
+        match &self.p {
+            // SAFETY: as in `take` (the same tile, read only; avx2 detected).
+            Prepared::Adam(s) => unsafe {
+                let w = std::slice::from_raw_parts(self.w.get().add(off), len);
+                let m = std::slice::from_raw_parts(self.a.get().add(off), len);
+                avx2::adam_zero_sign_matters(s, w, &tile[..len], m)
+            },
+            Prepared::Sgd(_) => tile[..len].contains(&0.0),
         }
     }
 }

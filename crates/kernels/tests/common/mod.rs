@@ -85,3 +85,31 @@ pub fn check<F: Fn(&CpuBackend) -> Vec<Vec<f32>> + Sync>(what: &str, f: F) {
         }
     }
 }
+
+/// `rows × cols` values as [`values`] gives them, with zeros (of either
+/// sign) in the blocks an image's background makes: most of a column
+/// (every row but about one in ten) for a third of the columns, and runs
+/// of eight within a row, so that six consecutive rows are often all zero
+/// at a column (the forward's A panels) and six consecutive columns often
+/// all zero in a row (the dW's, A being transposed there).
+pub fn blocky_zeros(rows: usize, cols: usize, seed: u64) -> Vec<f32> {
+    let mut v = values(rows * cols, seed);
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut next = move || {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        s
+    };
+    let zero_col: Vec<bool> = (0..cols).map(|_| next() % 3 != 0).collect();
+    let runs = cols.div_ceil(8);
+    for i in 0..rows {
+        let zero_run: Vec<bool> = (0..runs).map(|_| next() % 2 == 0).collect();
+        for k in 0..cols {
+            if (zero_col[k] && next() % 10 != 0) || zero_run[k / 8] {
+                v[i * cols + k] = if next() % 2 == 0 { 0.0 } else { -0.0 };
+            }
+        }
+    }
+    v
+}
