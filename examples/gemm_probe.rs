@@ -34,7 +34,7 @@ fn main() {
                 MatMut::new(&mut c, m, n).unwrap(),
                 &mut g,
             )
-            .unwrap()
+            .unwrap();
         });
         let t_plain = best(15, || {
             be.gemm(

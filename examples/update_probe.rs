@@ -47,7 +47,7 @@ fn main() {
             t += 1;
             let b: &mut [f32] = if adam { &mut s } else { &mut [] };
             be.linear_backward_update(x, &h, &dldg, &mut w, &step(t), (&mut m, b), &mut db, &mut scratch)
-                .expect("fused backward")
+                .expect("fused backward");
         })
     };
     report("backward + Adam (fused)", fused(&|t| OptimStep::Adam(adam(t)), true));

@@ -28,7 +28,7 @@ pub mod mat;
 pub mod numerics;
 
 pub use cpu::conv::{Cnhw, ConvScratch};
-pub use cpu::gemm::{warm_up_workers, Epilogue, PackedMat};
+pub use cpu::gemm::{warm_up_workers, Epilogue, PackedMat, StepsRun};
 pub use cpu::loss::{argmax, argmax_value, FfLoss, GoodnessForm, LossScratch};
 pub use cpu::math::Unary;
 pub use cpu::norm2d::bn_rstd;

@@ -15,7 +15,7 @@ use crate::config::{FfConfig, GoodnessKind, LabelMode, LossKind, MlpTraining, Op
 use crate::optim::OptState;
 use crate::readout::Readout;
 use crate::{Error, Result};
-use ffwd_kernels::{argmax, CpuBackend, FfLoss, GoodnessForm, LossScratch, MatMut, MatRef, Norm, PackedMat};
+use ffwd_kernels::{argmax, CpuBackend, FfLoss, GoodnessForm, LossScratch, MatMut, MatRef, Norm, PackedMat, StepsRun};
 use ffwd_tensor::{stream, Philox, Tensor};
 
 /// A layer's output as the layer above reads it: the activity `h` (rows ×
@@ -69,6 +69,9 @@ struct Work {
     gemm_scratch: Vec<f32>,
     /// The rows kept in `compute_grads` (xn, h, dL/dG gathered).
     kept: Vec<f32>,
+    /// How much of the last forward's and the last fused update's
+    /// products ran (see [`FfLayer::steps_run`]).
+    steps: (StepsRun, StepsRun),
     /// Backprop only: W row-major, dL/d(normalised input), norm scratch.
     w_rows: Vec<f32>,
     dxn: Vec<f32>,
@@ -129,7 +132,7 @@ impl FfLayer {
             Input::Raw(x) => be.normalize_rows(x, &mut w.xn, self.in_dim, norm, eps)?,
             Input::Below(a) => be.normalize_rows_given(a.h, a.sumsq, &mut w.xn, self.in_dim, norm, eps)?,
         }
-        be.linear_forward_packed(
+        w.steps.0 = be.linear_forward_packed(
             MatRef::new(&w.xn, rows, self.in_dim)?,
             &self.w,
             &self.b,
@@ -235,7 +238,7 @@ impl FfLayer {
         beside: impl FnOnce(Activity) -> R + Send,
     ) -> Result<R> {
         let FfLayer { in_dim, out_dim, w, b, opt_w, opt_b, work, .. } = self;
-        let Work { xn, h, g, dldg, db, gemm_scratch, .. } = work;
+        let Work { xn, h, g, dldg, db, gemm_scratch, steps, .. } = work;
         if xn.len() != rows * *in_dim || h.len() != rows * *out_dim || dldg.len() != rows {
             return Err(Error::Layer {
                 layer: 0,
@@ -249,7 +252,16 @@ impl FfLayer {
         let h: &[f32] = h;
         let update = || -> Result<()> {
             let (step, a, s) = opt_w.next_step();
-            be.linear_backward_update(MatRef::new(xn, rows, *in_dim)?, h, dldg, w, &step, (a, s), db, gemm_scratch)?;
+            steps.1 = be.linear_backward_update(
+                MatRef::new(xn, rows, *in_dim)?,
+                h,
+                dldg,
+                w,
+                &step,
+                (a, s),
+                db,
+                gemm_scratch,
+            )?;
             opt_b.step(be, b, db)
         };
         let (done, r) = rayon::join(update, || beside(Activity { h, sumsq: g }));
@@ -318,6 +330,14 @@ impl FfLayer {
     /// those whose dL/dG is not zero (see `ffwd_kernels::cpu::linear`).
     pub fn rows_kept(&self) -> usize {
         ffwd_kernels::cpu::linear::active_count(&self.work.dldg)
+    }
+
+    /// How much of the last forward's product and of the last fused
+    /// update's dW product ran: the AVX2 backend leaves out the k steps at
+    /// which six rows of the forward's input (six of its columns, in dW)
+    /// are all zero, without changing a bit (see [`StepsRun`]).
+    pub fn steps_run(&self) -> (StepsRun, StepsRun) {
+        self.work.steps
     }
 
     /// `h` of the last forward (rows × out_dim).

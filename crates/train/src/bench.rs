@@ -13,7 +13,7 @@
 //! and the dW product, each for a positive and a negative row.
 
 use crate::{Error, Result};
-use ffwd_kernels::CpuBackend;
+use ffwd_kernels::{CpuBackend, StepsRun};
 use ffwd_layers::config::FfConfig;
 use ffwd_layers::ff::{negative_labels, FfNet};
 use ffwd_tensor::{stream, Philox};
@@ -72,6 +72,10 @@ pub struct Timing {
     /// The share of rows the timed batches kept in dW (the others had a
     /// loss gradient of exactly zero and were left out), over all layers.
     pub kept: f64,
+    /// How much of the forward and of the dW products ran, over all layers
+    /// (the k steps at which six rows of a product's A are all zero are
+    /// left out; see `ffwd_kernels::StepsRun`).
+    pub steps: (StepsRun, StepsRun),
 }
 
 impl Timing {
@@ -95,6 +99,7 @@ pub fn time_workload(be: &CpuBackend, w: Workload, batches: usize) -> Result<Tim
     let mut negs = Vec::with_capacity(w.batch);
     let mut secs = Vec::new();
     let (mut kept, mut seen) = (0usize, 0usize);
+    let mut steps = (StepsRun::default(), StepsRun::default());
     let start = Instant::now();
     for i in 0.. {
         let timed = i >= 2;
@@ -113,6 +118,11 @@ pub fn time_workload(be: &CpuBackend, w: Workload, batches: usize) -> Result<Tim
         if timed {
             secs.push(t.elapsed().as_secs_f64());
             kept += net.layers.iter().map(|l| l.rows_kept()).sum::<usize>();
+            for l in &net.layers {
+                let (f, d) = l.steps_run();
+                steps.0 += f;
+                steps.1 += d;
+            }
             seen += 2 * w.batch * w.layers;
         }
     }
@@ -123,6 +133,7 @@ pub fn time_workload(be: &CpuBackend, w: Workload, batches: usize) -> Result<Tim
         median_s: secs[secs.len() / 2],
         best_s: secs[0],
         kept: kept as f64 / seen.max(1) as f64,
+        steps,
     })
 }
 
@@ -218,5 +229,10 @@ mod tests {
         assert!(t.best_s > 0.0 && t.best_s <= t.median_s);
         assert!(t.samples_per_s() > 0.0 && t.gflops() > 0.0);
         assert!(t.kept > 0.0 && t.kept <= 1.0, "{}", t.kept);
+        // The forward's A panels: 16 rows make 3 panels, over 784 inputs
+        // (layer 1) and 32 (layer 2), in each of the 3 timed batches.
+        let (fwd, dw) = t.steps;
+        assert_eq!(fwd.all, 3 * 3 * (784 + 32));
+        assert!(fwd.ran <= fwd.all && dw.ran <= dw.all && dw.all > 0, "{fwd:?} {dw:?}");
     }
 }

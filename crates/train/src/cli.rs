@@ -449,8 +449,16 @@ fn bench(a: &BenchArgs) -> Result<()> {
         None => println!("measured FMA peak: none (no AVX2 + FMA on this CPU)"),
     }
     let mut head = format!(
-        "{:<10} {:>6} {:>22} {:>9} {:>10} {:>10} {:>10}",
-        "workload", "batch", "ms/batch median (best)", "GFLOP/s", "% of peak", "samples/s", "dW rows"
+        "{:<10} {:>6} {:>22} {:>9} {:>10} {:>10} {:>10} {:>10} {:>10}",
+        "workload",
+        "batch",
+        "ms/batch median (best)",
+        "GFLOP/s",
+        "% of peak",
+        "samples/s",
+        "dW rows",
+        "fwd steps",
+        "dW steps"
     );
     if peers.is_some() {
         head += &format!(" {:>18} {:>8}", "PyTorch samples/s", "ratio");
@@ -461,14 +469,16 @@ fn bench(a: &BenchArgs) -> Result<()> {
         let t = pool.install(|| time_workload(&be, w, a.batches))?;
         let pct = peak.map_or("-".to_string(), |p| format!("{:.1}%", 100.0 * t.gflops() * 1e9 / p));
         let mut line = format!(
-            "{:<10} {:>6} {:>22} {:>9.1} {:>10} {:>10.0} {:>9.0}%",
+            "{:<10} {:>6} {:>22} {:>9.1} {:>10} {:>10.0} {:>9.0}% {:>9.0}% {:>9.0}%",
             w.name(),
             w.batch,
             format!("{:.2} ({:.2})", t.median_s * 1e3, t.best_s * 1e3),
             t.gflops(),
             pct,
             t.samples_per_s(),
-            100.0 * t.kept
+            100.0 * t.kept,
+            100.0 * t.steps.0.share(),
+            100.0 * t.steps.1.share()
         );
         if let Some(f) = &peers {
             match f.torch_samples_per_s(&w) {
@@ -480,7 +490,8 @@ fn bench(a: &BenchArgs) -> Result<()> {
     }
     println!(
         "GFLOP/s and % of peak count the nominal 8·Σ in·out FLOP per sample; the dW GEMM runs only on the \
-         rows kept (\"dW rows\"), the others having a loss gradient of exactly zero."
+         rows kept (\"dW rows\"), the others having a loss gradient of exactly zero, and the GEMMs leave out the \
+         k steps at which six rows of A are all zero (\"fwd steps\", \"dW steps\": the share that ran)."
     );
     if let (Some(f), Some(p)) = (&peers, &a.peers) {
         let th = f.threads.map_or(String::new(), |t| format!(", {t} threads"));

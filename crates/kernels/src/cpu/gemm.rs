@@ -163,6 +163,46 @@ impl PackedMat {
     }
 }
 
+/// How much of a product's multiply-add work ran. The AVX2 GEMM leaves out
+/// the k steps at which an A panel (six rows of A) is all zero, where that
+/// changes no bit (see the module notes); `ran` counts the steps of its A
+/// panels that ran, `all` all of them (each step is 12 fmas per 16 columns
+/// of B). The scalar specification runs every step.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StepsRun {
+    pub ran: u64,
+    pub all: u64,
+}
+
+impl StepsRun {
+    /// Every step of an m-row product over k ran.
+    pub fn every(m: usize, k: usize) -> Self {
+        let all = (m.div_ceil(MR) * k) as u64;
+        StepsRun { ran: all, all }
+    }
+    /// The share that ran (1 for an empty product).
+    pub fn share(&self) -> f64 {
+        if self.all == 0 {
+            1.0
+        } else {
+            self.ran as f64 / self.all as f64
+        }
+    }
+}
+
+impl std::ops::Add for StepsRun {
+    type Output = StepsRun;
+    fn add(self, o: StepsRun) -> StepsRun {
+        StepsRun { ran: self.ran + o.ran, all: self.all + o.all }
+    }
+}
+
+impl std::ops::AddAssign for StepsRun {
+    fn add_assign(&mut self, o: StepsRun) {
+        *self = *self + o;
+    }
+}
+
 /// Position of element (r, j) of a K-row matrix in the packed layout (see
 /// [`PackedMat`]): panel j/16, row r, lane j%16.
 #[inline(always)]
@@ -360,15 +400,15 @@ impl<'b> Panels<'b> {
 /// Run `f` with this thread's A packing buffer (`need` floats). The buffer
 /// is always grown to the largest size any call can ask for, so a worker
 /// allocates it once, whatever tasks it happens to run.
-fn with_apack(need: usize, f: impl FnOnce(&mut [f32])) {
+fn with_apack<R>(need: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
     APACK.with(|ap| {
         let mut apack = ap.borrow_mut();
         if apack.len() < need {
             const MOST: usize = MC_MAX * KC + compact_len(MC_MAX, KC);
             apack.resize(need.max(MOST), 0.0);
         }
-        f(&mut apack[..need]);
-    });
+        f(&mut apack[..need])
+    })
 }
 
 /// Give every worker of the current rayon pool its GEMM packing buffer now,
@@ -712,7 +752,9 @@ impl<'a> CompactMut<'a> {
             .map(|((a, off), nk)| CompactMut { a, off, nk })
     }
     /// Compact each panel of `dense` (one K block of `kc` steps).
-    fn compact(&mut self, dense: &[f32], kc: usize) {
+    /// Returns the steps kept of all.
+    fn compact(&mut self, dense: &[f32], kc: usize) -> StepsRun {
+        let mut steps = StepsRun::default();
         for (p, nk) in self.nk.iter_mut().enumerate() {
             let span = p * MR * kc..(p + 1) * MR * kc;
             // SAFETY: only the Avx2 backend reaches the AVX2 driver; both
@@ -720,7 +762,9 @@ impl<'a> CompactMut<'a> {
             *nk = unsafe {
                 avx2::compact_panel(&dense[span.clone()], &mut self.a[span], &mut self.off[p * kc..(p + 1) * kc])
             } as u32;
+            steps += StepsRun { ran: *nk as u64, all: kc as u64 };
         }
+        steps
     }
 }
 
@@ -766,7 +810,7 @@ impl<'a> APanels<'a> {
 /// The AVX2 GEMM. Preconditions (checked by the caller): shapes agree,
 /// `g` (if any) has `m` elements, bias (if any) has `n`.
 pub(crate) fn gemm_avx2(a: MatRef, b: MatRef, c: &mut MatMut, epi: Epilogue, g: Option<&mut [f32]>) {
-    gemm_avx2_src(a, BSource::Mat(b), c, Epi::Out(epi), g, false)
+    gemm_avx2_src(a, BSource::Mat(b), c, Epi::Out(epi), g, false);
 }
 
 /// The AVX2 GEMM driver over any B source and epilogue.
@@ -794,13 +838,24 @@ pub(crate) fn gemm_avx2(a: MatRef, b: MatRef, c: &mut MatMut, epi: Epilogue, g: 
 ///   that is not runs with all its steps.
 ///
 /// Other epilogues and sources ignore `skip_zeros`.
-pub(crate) fn gemm_avx2_src(a: MatRef, b: BSource, c: &mut MatMut, epi: Epi, g: Option<&mut [f32]>, skip_zeros: bool) {
+///
+/// Returns how many of A's panel steps ran (see [`StepsRun`]; counted as
+/// if every B panel allowed the compacted run, which only an inf or NaN in
+/// the local gradient prevents).
+pub(crate) fn gemm_avx2_src(
+    a: MatRef,
+    b: BSource,
+    c: &mut MatMut,
+    epi: Epi,
+    g: Option<&mut [f32]>,
+    skip_zeros: bool,
+) -> StepsRun {
     let km = kmap(&b);
     let (m, n, k) = (a.rows, b.cols(), km.map_or(a.cols, |ix| ix.len()));
     debug_assert_eq!(b.rows(), k);
     debug_assert!(km.is_none_or(|ix| ix.iter().all(|&i| (i as usize) < a.cols)));
     if m == 0 || n == 0 {
-        return;
+        return StepsRun::default();
     }
     let rs = c.rs;
     let gptr = g.map(|g| SharedMut(g.as_mut_ptr()));
@@ -837,7 +892,7 @@ pub(crate) fn gemm_avx2_src(a: MatRef, b: BSource, c: &mut MatMut, epi: Epi, g: 
                 unsafe { *gp.0.add(i) = super::reduce::avx2::sumsq(&c.data[i * rs..i * rs + n]) };
             }
         }
-        return;
+        return StepsRun::default();
     }
     let threads = rayon::current_num_threads().max(1);
     let cptr = SharedMut(c.data.as_mut_ptr());
@@ -978,14 +1033,18 @@ pub(crate) fn gemm_avx2_src(a: MatRef, b: BSource, c: &mut MatMut, epi: Epi, g: 
         let len = k_block_len(k);
         let (adense, arest) = ashared.split_at_mut(mpad * k_cap);
         let dense_blocks = adense[..mpad * k].par_chunks_mut(len * mpad).enumerate();
-        if skip {
-            dense_blocks.zip(CompactMut::blocks(arest, mpad / MR, k, len)).for_each(|((i, blk), mut cblk)| {
-                pack_a(&a, km, 0, m, i * len, blk.len() / mpad, blk);
-                cblk.compact(blk, blk.len() / mpad);
-            });
+        let steps = if skip {
+            dense_blocks
+                .zip(CompactMut::blocks(arest, mpad / MR, k, len))
+                .map(|((i, blk), mut cblk)| {
+                    pack_a(&a, km, 0, m, i * len, blk.len() / mpad, blk);
+                    cblk.compact(blk, blk.len() / mpad)
+                })
+                .reduce(StepsRun::default, |x, y| x + y)
         } else {
             dense_blocks.for_each(|(i, blk)| pack_a(&a, km, 0, m, i * len, blk.len() / mpad, blk));
-        }
+            StepsRun::every(m, k)
+        };
         let apacked = &adense[..mpad * k];
         let acompact = skip.then(|| Compact::new(arest, mpad / MR, k));
         let task = |t: usize, own: &mut [f32]| {
@@ -1039,7 +1098,7 @@ pub(crate) fn gemm_avx2_src(a: MatRef, b: BSource, c: &mut MatMut, epi: Epi, g: 
         if gptr.is_some() {
             (0..m).into_par_iter().with_min_len(16).for_each(|r| row_goodness(r, r + 1));
         }
-        return;
+        return steps;
     }
     // Row blocks of whole MR-row panels, at most MC_MAX rows each, at least
     // two per thread and a multiple of the thread count in number, with the
@@ -1056,6 +1115,7 @@ pub(crate) fn gemm_avx2_src(a: MatRef, b: BSource, c: &mut MatMut, epi: Epi, g: 
     // is already packed), then the row blocks run.
     // The B buffer is held for the whole call (see `Held`).
     let mut bpack = Held::take(&BPACK, if packed { 0 } else { KC * NC.min(n).div_ceil(NR) * NR });
+    let mut steps = StepsRun::default();
     for jc in (0..n).step_by(NC) {
         let nc = NC.min(n - jc);
         let qs = jc / NR..(jc + nc).div_ceil(NR);
@@ -1068,25 +1128,33 @@ pub(crate) fn gemm_avx2_src(a: MatRef, b: BSource, c: &mut MatMut, epi: Epi, g: 
                 }
             };
             let done = pc + kc == k && jc + nc == n;
-            (0..tasks).into_par_iter().for_each(|t| {
-                let (i0, i1) = block(t);
-                let mrows = i1 - i0;
-                let mpad = mrows.div_ceil(MR) * MR;
-                with_apack(mpad * kc + if skip { compact_len(mpad, kc) } else { 0 }, |apack| {
-                    let (dense, rest) = apack.split_at_mut(mpad * kc);
-                    pack_a(&a, km, i0, mrows, pc, kc, dense);
-                    if skip {
-                        CompactMut::new(rest, mpad / MR, kc).compact(dense, kc);
+            steps += (0..tasks)
+                .into_par_iter()
+                .map(|t| {
+                    let (i0, i1) = block(t);
+                    let mrows = i1 - i0;
+                    let mpad = mrows.div_ceil(MR) * MR;
+                    let ran = with_apack(mpad * kc + if skip { compact_len(mpad, kc) } else { 0 }, |apack| {
+                        let (dense, rest) = apack.split_at_mut(mpad * kc);
+                        pack_a(&a, km, i0, mrows, pc, kc, dense);
+                        let ran = if skip {
+                            CompactMut::new(rest, mpad / MR, kc).compact(dense, kc)
+                        } else {
+                            StepsRun::every(mrows, kc)
+                        };
+                        let compact = skip.then(|| Compact::new(rest, mpad / MR, kc));
+                        run(i0, mrows, pc, kc, APanels { dense, compact }, bpanel, qs.clone(), fin);
+                        ran
+                    });
+                    if done {
+                        row_goodness(i0, i0 + mrows);
                     }
-                    let compact = skip.then(|| Compact::new(rest, mpad / MR, kc));
-                    run(i0, mrows, pc, kc, APanels { dense, compact }, bpanel, qs.clone(), fin);
-                });
-                if done {
-                    row_goodness(i0, i0 + mrows);
-                }
-            });
+                    ran
+                })
+                .reduce(StepsRun::default, |x, y| x + y);
         }
     }
+    steps
 }
 
 #[cfg(target_arch = "x86_64")]

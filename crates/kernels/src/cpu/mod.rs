@@ -18,7 +18,7 @@ pub mod reduce;
 
 use crate::error::{check_len, shape_err, Error, Result};
 use crate::mat::{MatMut, MatRef};
-use gemm::{BSource, Epi, Epilogue, PackedMat, SharedMut};
+use gemm::{BSource, Epi, Epilogue, PackedMat, SharedMut, StepsRun};
 use loss::{FfLoss, GoodnessForm, LossScratch};
 use math::Unary;
 use optim::{AdamStep, OptimStep, SgdStep};
@@ -96,7 +96,9 @@ impl CpuBackend {
     }
 
     /// [`CpuBackend::linear_forward`] with the weights in the packed layout
-    /// (no repacking of W per call).
+    /// (no repacking of W per call). Returns how much of the product ran
+    /// ([`StepsRun`]: the AVX2 backend leaves out the k steps at which six
+    /// rows of `x` are all zero, with the spec's bits).
     pub fn linear_forward_packed(
         &self,
         x: MatRef,
@@ -104,7 +106,7 @@ impl CpuBackend {
         bias: &[f32],
         mut h: MatMut,
         g: &mut [f32],
-    ) -> Result<()> {
+    ) -> Result<StepsRun> {
         const OP: &str = "linear_forward_packed";
         if x.cols != w.rows() || h.rows != x.rows || h.cols != w.cols() {
             return Err(shape_err(
@@ -114,18 +116,18 @@ impl CpuBackend {
         }
         check_len(OP, "bias", bias.len(), w.cols())?;
         check_len(OP, "goodness", g.len(), x.rows)?;
-        match self.kind {
+        Ok(match self.kind {
             CpuKind::Scalar => {
                 let wr = w.to_row_major();
                 let wm = MatRef::new(&wr, w.rows(), w.cols())?;
                 gemm::gemm_scalar(x, wm, &mut h, Epilogue::BiasRelu(bias), Some(g));
+                StepsRun::every(x.rows, x.cols)
             }
             CpuKind::Avx2 => {
                 // A's zero steps left out: bit-identical (see `gemm_avx2_src`).
                 gemm::gemm_avx2_src(x, BSource::Packed(w), &mut h, Epi::Out(Epilogue::BiasRelu(bias)), Some(g), true)
             }
-        }
-        Ok(())
+        })
     }
 
     /// The fused backward and update of an FF layer with packed weights.
@@ -138,6 +140,9 @@ impl CpuBackend {
     /// operand (summing db on the way) and updates each 6×16 tile of W the
     /// moment its fma chains end, so dz and dW are never written out (for
     /// more than 256 rows the partial sums of dW pass through `scratch`).
+    /// Under Adam it leaves out the k steps of dW at which six columns of
+    /// `xn` are all zero (see [`StepsRun`], which it returns), with the
+    /// spec's bits.
     #[allow(clippy::too_many_arguments)]
     pub fn linear_backward_update(
         &self,
@@ -149,7 +154,7 @@ impl CpuBackend {
         (a, b): (&mut [f32], &mut [f32]),
         db: &mut [f32],
         scratch: &mut Vec<f32>,
-    ) -> Result<()> {
+    ) -> Result<StepsRun> {
         const OP: &str = "linear_backward_update";
         let (rows, din, dout) = (xn.rows, xn.cols, w.cols());
         if w.rows() != din {
@@ -166,7 +171,7 @@ impl CpuBackend {
         // sized for every row kept, so no batch grows it.
         let kept = linear::active_count(dldg);
         let p = step.prepare();
-        match self.kind {
+        Ok(match self.kind {
             CpuKind::Scalar => {
                 // The specification: the kept rows gathered, in order, behind
                 // the dz and dW buffers, then the unfused passes.
@@ -192,6 +197,7 @@ impl CpuBackend {
                         optim::update_one(&p, &mut w.data_mut()[i], dw[r * dout + j], &mut a[i], bi);
                     }
                 }
+                StepsRun::every(din, rows)
             }
             CpuKind::Avx2 => {
                 // The kept rows by index, behind the GEMM's part of the
@@ -213,11 +219,11 @@ impl CpuBackend {
                 // sees a zero's sign (see `optim::PackedTileUpdate`); SGD's
                 // often would, and each such tile would be recomputed.
                 let skip = matches!(p, optim::Prepared::Adam(s) if s.b1 != 0.0);
-                gemm::gemm_avx2_src(xn.t(), src, &mut c, Epi::Sink(&sink), None, skip);
+                let steps = gemm::gemm_avx2_src(xn.t(), src, &mut c, Epi::Sink(&sink), None, skip);
                 w.set_all_finite(sink.all_finite());
+                steps
             }
-        }
-        Ok(())
+        })
     }
 
     fn gemm_impl(
