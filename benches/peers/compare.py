@@ -64,7 +64,25 @@ def ffwd_epoch(binary, data, sizes, batch, samples, epochs, warmup, threads, dev
         _, rss = run_measured(cmd)
         lines = [json.loads(l) for l in open(Path(d) / "metrics.jsonl")]
     # The first `warmup` epochs are untimed, as in ff_torch.py.
-    return statistics.median(l["train_seconds"] for l in lines[warmup:]), rss
+    timed = lines[warmup:]
+    return statistics.median(l["train_seconds"] for l in timed), rss, steps_run(timed, sizes)
+
+
+def steps_run(epochs, sizes):
+    """The share of the forward's and of the dW's multiply-add steps that ran
+    (ffwd leaves out those whose six A values are all zero), over the timed
+    epochs, each layer weighted by its in·out; None where not reported."""
+    dims = [784] + [int(s) for s in sizes.split(",")]
+    weights = [i * o for i, o in zip(dims, dims[1:])]
+    out = []
+    for key in ("fwd_steps", "dw_steps"):
+        shares = []
+        for e in epochs:
+            per = [l.get(key) for l in e["layers"]]
+            if all(v is not None for v in per) and len(per) == len(weights):
+                shares.append(sum(w * v for w, v in zip(weights, per)) / sum(weights))
+        out.append(statistics.mean(shares) if shares else None)
+    return out
 
 
 def fma_peak(binary, threads):
@@ -138,13 +156,13 @@ def main():
         width, layers = shape.split("x")
         sizes = ",".join([width] * int(layers))
         batch, samples = int(batch), int(samples)
-        f_t, t_t, f_m, t_m = [], [], [], []
+        f_t, t_t, f_m, t_m, f_steps = [], [], [], [], []
         for r in range(a.repeats):
             order = [("ffwd", 0), ("torch", 1)] if r % 2 == 0 else [("torch", 1), ("ffwd", 0)]
             for name, _ in order:
                 if name == "ffwd":
-                    s, m = ffwd_epoch(binary, a.data, sizes, batch, samples, a.epochs, a.warmup_epochs, a.threads, a.device)
-                    f_t.append(s); f_m.append(m)
+                    s, m, st = ffwd_epoch(binary, a.data, sizes, batch, samples, a.epochs, a.warmup_epochs, a.threads, a.device)
+                    f_t.append(s); f_m.append(m); f_steps.append(st)
                 else:
                     s, m, torch_version = torch_epoch(py, a.data, sizes, batch, samples, a.epochs, a.warmup_epochs, a.threads, a.device)
                     t_t.append(s); t_m.append(m)
@@ -160,6 +178,10 @@ def main():
             "ffwd_peak_mib": statistics.median(f_m), "torch_peak_mib": statistics.median(t_m),
             "flop_per_sample": fl,
         }
+        for i, key in enumerate(("ffwd_fwd_steps", "ffwd_dw_steps")):
+            got = [st[i] for st in f_steps if st[i] is not None]
+            if got:
+                row[key] = statistics.median(got)
         row["ffwd_gflops"] = row["ffwd_samples_per_s"] * fl / 1e9
         row["torch_gflops"] = row["torch_samples_per_s"] * fl / 1e9
         rows.append(row)
@@ -178,14 +200,16 @@ def main():
     stem = Path(a.out) / f"peers-{'gpu' if a.device == 'cuda' else 'cpu'}-{meta['date']}"
     gemm = gemm_table(py, a.gpu_bench, a.repeats) if a.gpu_bench else []
     json.dump({"meta": meta, "rows": rows, "gemm": gemm}, open(f"{stem}.json", "w"), indent=1)
-    lines = ["| workload | batch | ffwd epoch (s) | PyTorch epoch (s) | speed-up | ffwd samples/s | PyTorch samples/s | ffwd GFLOP/s | ffwd % of peak | PyTorch % of peak | ffwd peak MiB | PyTorch peak MiB |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lines = ["| workload | batch | ffwd epoch (s) | PyTorch epoch (s) | speed-up | ffwd samples/s | PyTorch samples/s | ffwd GFLOP/s | ffwd % of peak | PyTorch % of peak | ffwd steps run (fwd / dW) | ffwd peak MiB | PyTorch peak MiB |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     pct = lambda r, k: f"{r[k]:.1f}%" if k in r else "–"
+    share = lambda r, k: f"{100 * r[k]:.0f}%" if k in r else "–"
     for r in rows:
         lines.append(f"| {r['workload']} ({r['samples']} images) | {r['batch']} | {r['ffwd_epoch_s']:.2f} [{r['ffwd_spread_s'][0]:.2f}–{r['ffwd_spread_s'][1]:.2f}] "
                      f"| {r['torch_epoch_s']:.2f} [{r['torch_spread_s'][0]:.2f}–{r['torch_spread_s'][1]:.2f}] | {r['speedup']:.2f}× "
                      f"| {r['ffwd_samples_per_s']:.0f} | {r['torch_samples_per_s']:.0f} | {r['ffwd_gflops']:.1f} "
-                     f"| {pct(r, 'ffwd_pct_peak')} | {pct(r, 'torch_pct_peak')} | {r['ffwd_peak_mib']:.0f} | {r['torch_peak_mib']:.0f} |")
+                     f"| {pct(r, 'ffwd_pct_peak')} | {pct(r, 'torch_pct_peak')} | {share(r, 'ffwd_fwd_steps')} / {share(r, 'ffwd_dw_steps')} "
+                     f"| {r['ffwd_peak_mib']:.0f} | {r['torch_peak_mib']:.0f} |")
     if gemm:
         lines += ["", "| SGEMM case | ffwd TFLOP/s | cuBLAS TFLOP/s (TF32 off) | ffwd / cuBLAS | ffwd % of 66.9 TFLOP/s |",
                   "| --- | --- | --- | --- | --- |"]
@@ -194,8 +218,12 @@ def main():
     table = "\n".join(lines)
     peak_note = (f"; % of peak against the measured FMA peak of {peak:.1f} GFLOP/s on {a.threads} threads "
                  f"(the highest of {len(peaks)} readings, one before each workload and one at the end)") if peak else ""
+    steps_note = (" ffwd's GFLOP/s and % of peak count the nominal 8·Σ in·out FLOP per sample; it runs the dW only on rows "
+                  "whose loss gradient is not zero, and leaves out the multiply-add steps at which six values of a product's "
+                  "A are all zero (\"steps run\": the share that ran, weighted by layer size), so these are effective rates.")
     open(f"{stem}.md", "w").write(f"{a.threads} threads, torch {torch_version}, medians of {a.repeats} alternating runs "
-                                   f"(each the median of {a.epochs} timed epochs after {a.warmup_epochs} untimed){peak_note}; [min–max] spread.\n\n{table}\n")
+                                   f"(each the median of {a.epochs} timed epochs after {a.warmup_epochs} untimed){peak_note}; [min–max] spread."
+                                   f"{steps_note}\n\n{table}\n")
     print(table)
 
 

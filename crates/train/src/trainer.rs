@@ -10,7 +10,7 @@ use crate::model::{Model, Prep};
 use crate::{Error, Result};
 use ffwd_datasets::pretext::Pretext;
 use ffwd_datasets::{Dataset, Name};
-use ffwd_kernels::CpuBackend;
+use ffwd_kernels::{CpuBackend, StepsRun};
 use ffwd_layers::config::MlpTraining;
 use ffwd_layers::ff::{negative_labels, BatchStats, FfNet, Predictions};
 use ffwd_layers::ff_cuda::CudaFfNet;
@@ -33,6 +33,13 @@ pub struct LayerReport {
     pub aux_loss: Option<f32>,
     /// Accuracy of this layer's goodness alone on the evaluation set.
     pub acc: Option<f32>,
+    /// The share of the forward's and of the fused dW's multiply-add steps
+    /// that ran this epoch (the CPU FF MLP leaves out the k steps at which
+    /// six rows of a product's A are all zero; see `ffwd_kernels::StepsRun`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fwd_steps: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dw_steps: Option<f64>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -425,6 +432,7 @@ impl Trainer {
         // Batches in which each layer trained (under OLU, every other one).
         let mut counts = vec![0usize; nl];
         let mut readout = 0.0f64;
+        let mut steps = vec![(StepsRun::default(), StepsRun::default()); nl];
         let (mut images, mut labels, mut negs, mut tmp) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         let t0 = Instant::now();
         let be = self.backend;
@@ -440,7 +448,15 @@ impl Trainer {
             let done = match (&mut self.cuda, &mut self.net) {
                 (Some(c), Model::Mlp(m)) => c.train_batch(m, &images, &labels, &negs, layers.clone())?,
                 (_, net) => {
-                    vec![self.pool.install(|| net.train_batch(&be, &images, &labels, &negs, layers.clone(), pos))?]
+                    let s = self.pool.install(|| net.train_batch(&be, &images, &labels, &negs, layers.clone(), pos))?;
+                    if let Model::Mlp(m) = net {
+                        for l in layers.clone() {
+                            let (f, d) = m.layers[l].steps_run();
+                            steps[l].0 += f;
+                            steps[l].1 += d;
+                        }
+                    }
+                    vec![s]
                 }
             };
             for s in &done {
@@ -476,6 +492,8 @@ impl Trainer {
                     g_neg: if on { per(sums[l].2, l).filter(|v| !v.is_nan()) } else { None },
                     aux_loss: if on { per(sums[l].3, l).filter(|v| !v.is_nan()) } else { None },
                     acc: None,
+                    fwd_steps: (steps[l].0.all > 0).then(|| steps[l].0.share()),
+                    dw_steps: (steps[l].1.all > 0).then(|| steps[l].1.share()),
                 }
             })
             .collect();
