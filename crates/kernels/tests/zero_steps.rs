@@ -81,6 +81,7 @@ proptest! {
         t in 1u64..100,
         decay in 0u8..3,
         zero_every in 0usize..4,
+        optim in 0u8..4,
     ) {
         let xn = blocky_zeros(rows, din, seed);
         let h: Vec<f32> = values(rows * dout, seed ^ 3).into_iter().map(numerics::relu).collect();
@@ -91,10 +92,15 @@ proptest! {
             }
         }
         let w0 = PackedMat::from_row_major(&values(din * dout, seed ^ 5), din, dout).unwrap();
-        // `values` gives ±0 often, so some moments are −0: the lanes where a
-        // zero gradient's sign reaches Adam's update.
+        // `values` gives ±0 often, so some moments, momentum buffers and
+        // weights are −0: the lanes where a zero gradient's sign reaches the
+        // update.
         let (m0, v0) = (packed_state(din, dout, seed ^ 6, false), packed_state(din, dout, seed ^ 7, true));
-        let step = adam(t, if decay == 0 { 0.0 } else { 0.01 }, decay == 2);
+        let wd = if decay == 0 { 0.0 } else { 0.01 };
+        let step = match optim {
+            0 | 1 => adam(t, wd, decay == 2),
+            _ => OptimStep::Sgd(SgdStep { lr: 1e-2, momentum: if optim == 2 { 0.0 } else { 0.9 }, weight_decay: wd, nesterov: decay == 2 }),
+        };
         check("linear_backward_update, blocky zeros", |be| fused_update(be, (&xn, &h, &dldg), &w0, (&m0, &v0), &step));
     }
 }
@@ -132,6 +138,44 @@ fn a_zero_whose_sign_adam_would_see_is_recomputed_by_the_spec() {
     let want = run(&CpuBackend::scalar());
     assert_eq!(want[1][w0.index(0, 0)].to_bits(), 0.0f32.to_bits(), "the spec's new moment is +0");
     check("fused update, a zero's sign", run);
+}
+
+/// The same underflow under SGD, where the spec's gradient is +0 and the
+/// other −0, in the three ways SGD's update can see it:
+/// - plain SGD with w = −0: `w − lr·g` is −0 from one and +0 from the other;
+/// - momentum with buf = −0: `buf' = μ·buf + g` likewise;
+/// - Nesterov with μ·buf rounding to −0 (μ = 0.1, buf the smallest
+///   negative subnormal) and w = −0: the step `μ·buf' + g`, then w.
+///
+/// The fused update recomputes the tile each time.
+#[test]
+fn a_zero_whose_sign_sgd_would_see_is_recomputed_by_the_spec() {
+    let (rows, din, dout) = (16, 6, 16);
+    let (a, hz) = (2f32.powi(-80), 2f32.powi(-76));
+    let mut xn = vec![0.0f32; rows * din];
+    xn[0] = a;
+    let mut h = vec![0.5f32; rows * dout];
+    h[0] = hz;
+    let mut dldg = vec![1.0f32; rows];
+    dldg[0] = -1.0;
+    let tiny_neg = -f32::from_bits(1);
+    // (momentum, nesterov, w at (0, 0), buf at (0, 0), which output shows it)
+    let cases = [(0.0, false, -0.0, 0.0, 0), (0.9, false, 0.25, -0.0, 1), (0.1, true, -0.0, tiny_neg, 0)];
+    for (momentum, nesterov, w00, buf00, shows) in cases {
+        let mut wr = vec![0.25f32; din * dout];
+        wr[0] = w00;
+        let w0 = PackedMat::from_row_major(&wr, din, dout).unwrap();
+        let mut buf0 = vec![0.0f32; w0.data().len()];
+        buf0[w0.index(0, 0)] = buf00;
+        let step = OptimStep::Sgd(SgdStep { lr: 0.1, momentum, weight_decay: 0.0, nesterov });
+        let run = |be: &CpuBackend| fused_update(be, (&xn, &h, &dldg), &w0, (&buf0, &buf0), &step);
+        let want = run(&CpuBackend::scalar());
+        // The spec's zero is +0; had it been −0, this output would be −0 → +0
+        // (w) or +0 → −0 (buf').
+        let got = want[shows][w0.index(0, 0)];
+        assert_eq!(got, 0.0, "momentum {momentum}, nesterov {nesterov}");
+        check(&format!("fused SGD update, momentum {momentum}, nesterov {nesterov}"), run);
+    }
 }
 
 /// The forward leaves out zero steps only against finite weights; a weight

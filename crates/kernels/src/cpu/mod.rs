@@ -140,9 +140,9 @@ impl CpuBackend {
     /// operand (summing db on the way) and updates each 6×16 tile of W the
     /// moment its fma chains end, so dz and dW are never written out (for
     /// more than 256 rows the partial sums of dW pass through `scratch`).
-    /// Under Adam it leaves out the k steps of dW at which six columns of
-    /// `xn` are all zero (see [`StepsRun`], which it returns), with the
-    /// spec's bits.
+    /// It leaves out the k steps of dW at which six columns of `xn` are all
+    /// zero (see [`StepsRun`], which it returns), with the spec's bits
+    /// (except under Adam with β1 = 0, where it runs them all).
     #[allow(clippy::too_many_arguments)]
     pub fn linear_backward_update(
         &self,
@@ -215,10 +215,11 @@ impl CpuBackend {
                 let src =
                     BSource::LocalGrad { h: hm, dldg, db: SharedMut(db.as_mut_ptr()), rows_cap: rows, kept: kept_rows };
                 let mut c = MatMut::new(work, din, dout)?;
-                // A's zero steps left out under Adam, whose update rarely
-                // sees a zero's sign (see `optim::PackedTileUpdate`); SGD's
-                // often would, and each such tile would be recomputed.
-                let skip = matches!(p, optim::Prepared::Adam(s) if s.b1 != 0.0);
+                // A's zero steps left out: the update rarely sees a zero's
+                // sign (see `optim::PackedTileUpdate`; a tile where it would
+                // is recomputed). Not with β1 = 0, where Adam's moment sees
+                // the sign of every zero gradient.
+                let skip = !matches!(p, optim::Prepared::Adam(s) if s.b1 == 0.0);
                 let steps = gemm::gemm_avx2_src(xn.t(), src, &mut c, Epi::Sink(&sink), None, skip);
                 w.set_all_finite(sink.all_finite());
                 steps

@@ -243,6 +243,62 @@ mod avx2 {
         false
     }
 
+    /// Whether SGD would step some weight of a tile differently had a zero
+    /// of `tile` the other sign (see [`super::PackedTileUpdate`]). Per
+    /// lane, with the gradient g a zero:
+    /// - `g1 = wd·w + g` keeps g's sign unless `wd·w` is not −0 exactly
+    ///   (with wd = 0 it is g itself);
+    /// - with momentum, `buf' = μ·buf + g1` keeps it where `μ·buf` is −0
+    ///   (buf' is stored: that lane matters), and Nesterov's `μ·buf' + g1`
+    ///   where `μ·buf'` is −0; otherwise the step is `buf'`, which does not;
+    /// - `w − lr·g2` sees the sign of a zero g2 only where w is −0.
+    ///
+    /// `tile.len()` is a multiple of 8; `buf` is empty without momentum.
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn sgd_zero_sign_matters(s: &SgdStep, w: &[f32], tile: &[f32], buf: &[f32]) -> bool {
+        debug_assert!(tile.len().is_multiple_of(8) && w.len() >= tile.len());
+        let zero = _mm256_setzero_ps();
+        let (wd, mu) = (_mm256_set1_ps(s.weight_decay), _mm256_set1_ps(s.momentum));
+        // Lanes where x·c is exactly −0 for a nonzero c: x = ±0 of the sign
+        // opposite to c's (c = 0 is handled by the caller's cases).
+        let neg_zero_product = |x: __m256, c: __m256| {
+            _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_EQ_OQ>(x, zero)) & _mm256_movemask_ps(_mm256_xor_ps(x, c))
+        };
+        for i in (0..tile.len()).step_by(8) {
+            let zeros = _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_EQ_OQ>(_mm256_loadu_ps(tile.as_ptr().add(i)), zero));
+            if zeros == 0 {
+                continue;
+            }
+            let wv = _mm256_loadu_ps(w.as_ptr().add(i));
+            // g1 is a zero whose sign is g's.
+            let g1 = if s.weight_decay == 0.0 { zeros } else { zeros & neg_zero_product(wv, wd) };
+            if g1 == 0 {
+                continue;
+            }
+            // g2, the step, is a zero whose sign is g's.
+            let g2 = if s.momentum == 0.0 {
+                g1
+            } else {
+                let bv = _mm256_loadu_ps(buf.as_ptr().add(i));
+                if g1 & neg_zero_product(bv, mu) != 0 {
+                    return true; // buf' itself
+                }
+                if s.nesterov {
+                    // buf' = round(μ·buf) in these lanes (g1 adds a zero).
+                    g1 & neg_zero_product(_mm256_mul_ps(mu, bv), mu)
+                } else {
+                    0
+                }
+            };
+            // w = −0: −0 − (+0) = −0 but −0 − (−0) = +0.
+            let neg_zero_w = _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_EQ_OQ>(wv, zero)) & _mm256_movemask_ps(wv);
+            if g2 & neg_zero_w != 0 {
+                return true;
+            }
+        }
+        false
+    }
+
     /// Returns whether every new weight is finite.
     #[target_feature(enable = "avx2,fma")]
     pub unsafe fn sgd(s: &SgdStep, w: &mut [f32], g: &[f32], buf: &mut [f32]) -> bool {
@@ -320,8 +376,9 @@ pub(crate) fn update_one(p: &Prepared, w: &mut f32, g: f32, a: &mut f32, b: &mut
 /// `β1·m`, which decides the sum's sign unless it is exactly −0, that is
 /// unless m is −0; with L2 decay the zero is first added to `wd·w`, which
 /// decides unless w is ±0); [`TileSink::zero_sign_matters`] finds the
-/// lanes where it would. SGD's update sees it in more ways, and its
-/// check says yes for any zero.
+/// lanes where it would. SGD's update sees it in a few more ways (see
+/// `sgd_zero_sign_matters`), each again only through an exact −0 in its
+/// state or in W.
 pub(crate) struct PackedTileUpdate {
     p: Prepared,
     w: SharedMut,
@@ -399,7 +456,14 @@ impl TileSink for PackedTileUpdate {
                 let m = std::slice::from_raw_parts(self.a.get().add(off), len);
                 avx2::adam_zero_sign_matters(s, w, &tile[..len], m)
             },
-            Prepared::Sgd(_) => tile[..len].contains(&0.0),
+            // SAFETY: as above; `a` is the momentum buffer (as long as W)
+            // when there is momentum.
+            Prepared::Sgd(s) => unsafe {
+                let w = std::slice::from_raw_parts(self.w.get().add(off), len);
+                let buf: &[f32] =
+                    if s.momentum != 0.0 { std::slice::from_raw_parts(self.a.get().add(off), len) } else { &[] };
+                avx2::sgd_zero_sign_matters(s, w, &tile[..len], buf)
+            },
         }
     }
 }
