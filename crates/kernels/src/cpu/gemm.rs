@@ -965,6 +965,16 @@ pub(crate) fn gemm_avx2_src(
                 }
                 let rows = MR.min(mrows - ir);
                 let apanel = ap.panel(ir / MR, kc, b_finite);
+                // A chain that lies in this one K block and ran every step,
+                // or none (its products all exact zeros, so the spec's sum
+                // stays +0), is the spec's exactly: no zero's sign to ask
+                // the sink about.
+                let whole = pc == 0 && kc == k;
+                let exact = match apanel {
+                    avx2::APanel::Dense(_) if whole => None,
+                    avx2::APanel::Sparse { off, .. } if whole && off.is_empty() => None,
+                    _ => exact,
+                };
                 // The next tile will start its fma chains from its C
                 // values (or, in the first K block, write them): fetch
                 // its lines while this tile computes.
