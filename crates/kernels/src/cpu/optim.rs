@@ -212,7 +212,11 @@ mod avx2 {
     /// Whether Adam would step some weight of a tile differently had a
     /// zero of `tile` the other sign (see [`super::PackedTileUpdate`]):
     /// a zero gradient whose decayed copy (L2 decay: w = 0) meets
-    /// `β1·m` = −0 exactly. `tile.len()` is a multiple of 8.
+    /// `β1·m` = −0 exactly.
+    ///
+    /// # Safety
+    /// avx2 present; `tile.len()` is a multiple of 8 and `w`, `m` hold at
+    /// least as many values.
     #[target_feature(enable = "avx2")]
     pub unsafe fn adam_zero_sign_matters(s: &AdamScalars, w: &[f32], tile: &[f32], m: &[f32]) -> bool {
         debug_assert!(tile.len().is_multiple_of(8) && w.len() >= tile.len() && m.len() >= tile.len());
@@ -253,7 +257,9 @@ mod avx2 {
     ///   where `μ·buf'` is −0; otherwise the step is `buf'`, which does not;
     /// - `w − lr·g2` sees the sign of a zero g2 only where w is −0.
     ///
-    /// `tile.len()` is a multiple of 8; `buf` is empty without momentum.
+    /// # Safety
+    /// avx2 present; `tile.len()` is a multiple of 8 and `w` holds at least
+    /// as many values, and so does `buf` when there is momentum.
     #[target_feature(enable = "avx2")]
     pub unsafe fn sgd_zero_sign_matters(s: &SgdStep, w: &[f32], tile: &[f32], buf: &[f32]) -> bool {
         debug_assert!(tile.len().is_multiple_of(8) && w.len() >= tile.len());
