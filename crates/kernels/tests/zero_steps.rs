@@ -105,6 +105,28 @@ proptest! {
     }
 }
 
+/// `(xn, h, dL/dG)` of 16 rows, 6 inputs and 16 outputs in which the spec's
+/// dW at (0, 0) underflows to −0 at step 0 and turns +0 at step 1, a step
+/// that is left out (see the tests below).
+fn underflow_case() -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    let (rows, din, dout) = (16, 6, 16);
+    let (a, hz) = (2f32.powi(-80), 2f32.powi(-76));
+    // The premise, in plain f32: the two chains differ in the zero's sign.
+    let spec = 0f32.mul_add(1.0, a.mul_add(-2.0 * hz, 0.0));
+    let left_out = a.mul_add(-2.0 * hz, 0.0);
+    assert_eq!((spec.to_bits(), left_out.to_bits()), (0.0f32.to_bits(), (-0.0f32).to_bits()));
+    // Row 0 of xn has a at input 0; every other row is all zero, so the
+    // panel of inputs 0..6 keeps only step 0.
+    let mut xn = vec![0.0f32; rows * din];
+    xn[0] = a;
+    // dz = h · 2·dL/dG: row 0 is −2^-75 in column 0, every other row +1.
+    let mut h = vec![0.5f32; rows * dout];
+    h[0] = hz;
+    let mut dldg = vec![1.0f32; rows];
+    dldg[0] = -1.0;
+    (xn, h, dldg)
+}
+
 /// The case the sink's check exists for. In the spec, the first fma of an
 /// output underflows to −0 (2^-80 · −2^-75), and the next step, whose A
 /// panel is all zero, turns it into +0 (−0 + 0·1); leaving that step out
@@ -113,22 +135,8 @@ proptest! {
 /// recompute the tile: W, m and v come out as the spec's.
 #[test]
 fn a_zero_whose_sign_adam_would_see_is_recomputed_by_the_spec() {
-    let (rows, din, dout) = (16, 6, 16);
-    let (a, hz) = (2f32.powi(-80), 2f32.powi(-76));
-    // The premise, in plain f32: the two chains differ in the zero's sign.
-    let spec = 0f32.mul_add(1.0, a.mul_add(-2.0 * hz, 0.0));
-    let left_out = a.mul_add(-2.0 * hz, 0.0);
-    assert_eq!((spec.to_bits(), left_out.to_bits()), (0.0f32.to_bits(), (-0.0f32).to_bits()));
-
-    // Row 0 of xn has a at pixel 0; every other row is all zero, so the
-    // panel of pixels 0..6 keeps only step 0.
-    let mut xn = vec![0.0f32; rows * din];
-    xn[0] = a;
-    // dz = h · 2·dL/dG: row 0 is −2^-75 in column 0, every other row +1.
-    let mut h = vec![0.5f32; rows * dout];
-    h[0] = hz;
-    let mut dldg = vec![1.0f32; rows];
-    dldg[0] = -1.0;
+    let (xn, h, dldg) = underflow_case();
+    let (din, dout) = (6, 16);
     let w0 = PackedMat::from_row_major(&vec![0.25f32; din * dout], din, dout).unwrap();
     let mut m0 = vec![0.0f32; w0.data().len()];
     m0[w0.index(0, 0)] = -0.0;
@@ -150,14 +158,8 @@ fn a_zero_whose_sign_adam_would_see_is_recomputed_by_the_spec() {
 /// The fused update recomputes the tile each time.
 #[test]
 fn a_zero_whose_sign_sgd_would_see_is_recomputed_by_the_spec() {
-    let (rows, din, dout) = (16, 6, 16);
-    let (a, hz) = (2f32.powi(-80), 2f32.powi(-76));
-    let mut xn = vec![0.0f32; rows * din];
-    xn[0] = a;
-    let mut h = vec![0.5f32; rows * dout];
-    h[0] = hz;
-    let mut dldg = vec![1.0f32; rows];
-    dldg[0] = -1.0;
+    let (xn, h, dldg) = underflow_case();
+    let (din, dout) = (6, 16);
     let tiny_neg = -f32::from_bits(1);
     // (momentum, nesterov, w at (0, 0), buf at (0, 0), which output shows it)
     let cases = [(0.0, false, -0.0, 0.0, 0), (0.9, false, 0.25, -0.0, 1), (0.1, true, -0.0, tiny_neg, 0)];
