@@ -686,16 +686,23 @@ fn col_split_block_rows(m: usize, kc: usize) -> usize {
 /// steps: the kept values (at most as many as the dense pack), each kept
 /// step's B offset, and each panel's count of kept steps per K block.
 const fn compact_len(mpad: usize, k: usize) -> usize {
-    let panels = mpad / MR;
-    mpad * k + panels * k + panels * k.div_ceil(KC)
+    let (a, off, nk) = compact_lens(mpad / MR, k);
+    a + off + nk
 }
 
 /// The three parts of a compacted copy inside a buffer of
 /// [`compact_len`]`(panels·MR, k)` floats: values, offsets, counts.
 fn compact_parts(buf: &[f32], panels: usize, k: usize) -> (&[f32], &[u32], &[u32]) {
-    let (a, rest) = buf.split_at(panels * MR * k);
-    let (off, nk) = rest.split_at(panels * k);
-    (a, bytemuck::cast_slice(off), bytemuck::cast_slice(&nk[..panels * k.div_ceil(KC)]))
+    let (a, off, nk) = compact_lens(panels, k);
+    let (a, rest) = buf.split_at(a);
+    let (off, nk_buf) = rest.split_at(off);
+    (a, bytemuck::cast_slice(off), bytemuck::cast_slice(&nk_buf[..nk]))
+}
+
+/// The lengths of the values, offsets and counts of a compacted copy of
+/// `panels` panels and `k` steps (see [`compact_len`]).
+const fn compact_lens(panels: usize, k: usize) -> (usize, usize, usize) {
+    (panels * MR * k, panels * k, panels * k.div_ceil(KC))
 }
 
 /// A compacted copy of A's packed panels, for reading: panel p of the K
@@ -736,10 +743,11 @@ struct CompactMut<'a> {
 impl<'a> CompactMut<'a> {
     /// The whole copy of `panels` panels and `k` steps in `buf`.
     fn new(buf: &'a mut [f32], panels: usize, k: usize) -> Self {
-        let (a, rest) = buf.split_at_mut(panels * MR * k);
-        let (off, nk) = rest.split_at_mut(panels * k);
+        let (a, off, nk) = compact_lens(panels, k);
+        let (a, rest) = buf.split_at_mut(a);
+        let (off, nk_buf) = rest.split_at_mut(off);
         let off: &mut [u32] = bytemuck::cast_slice_mut(off);
-        let nk: &mut [u32] = bytemuck::cast_slice_mut(&mut nk[..panels * k.div_ceil(KC)]);
+        let nk: &mut [u32] = bytemuck::cast_slice_mut(&mut nk_buf[..nk]);
         CompactMut { a, off, nk }
     }
     /// Its K blocks of `len` steps (the last may be shorter), for
