@@ -6,7 +6,7 @@
 //! Rows M = 2 × batch (positives and negatives go through together).
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use ffwd::kernels::{CpuBackend, Epilogue, FfLoss, GoodnessForm, MatMut, MatRef, Norm, PackedMat};
+use ffwd::kernels::{CpuBackend, Epilogue, FfLoss, GoodnessForm, MatMut, MatRef, Norm, PackedMat, StatSlot};
 use ffwd::layers::config::OptimConfig;
 use ffwd::layers::ff::{FfLayer, Objective};
 use ffwd::tensor::{stream, Philox};
@@ -62,7 +62,7 @@ impl Gemm {
         } else {
             MatRef::new(&self.a, self.m, self.k).unwrap()
         };
-        let epi = if self.transposed_a { Epilogue::None } else { Epilogue::BiasRelu(&self.bias) };
+        let epi = if self.transposed_a { Epilogue::None } else { Epilogue::BiasRelu(self.bias.as_slice()) };
         be.gemm(
             a,
             MatRef::new(&self.b, self.k, self.n).unwrap(),
@@ -115,7 +115,8 @@ impl PackedFwd {
 /// synthetic batches in turn: one batch over and over saturates the loss
 /// until no row is left in dW).
 struct Step {
-    layer: FfLayer,
+    layer: FfLayer<CpuBackend>,
+    stat: Vec<f32>,
     xs: Vec<Vec<f32>>,
     next: usize,
     rows: usize,
@@ -124,7 +125,8 @@ struct Step {
 impl Step {
     fn new(din: usize, dout: usize, batch: usize) -> Self {
         Self {
-            layer: FfLayer::new(din, dout, &OptimConfig::default(), 0, 0),
+            layer: FfLayer::new(&CpuBackend::best(), din, dout, &OptimConfig::default(), 0, 0).unwrap(),
+            stat: vec![0.0; 3],
             xs: (0..8).map(|i| rand(2 * batch * din, 4 + i)).collect(),
             next: 0,
             rows: 2 * batch,
@@ -133,13 +135,15 @@ impl Step {
     fn run(&mut self, be: &CpuBackend) {
         let loss = FfLoss::Threshold { theta: self.layer.out_dim as f32 };
         let obj = Objective { norm: Norm::Rms, eps: 1e-8, loss, form: GoodnessForm::Sum };
-        self.layer.train_step(be, &self.xs[self.next], self.rows, obj).unwrap();
+        self.layer.train_step(be, &self.xs[self.next], self.rows, obj, StatSlot::new(&mut self.stat, 0)).unwrap();
         self.next = (self.next + 1) % self.xs.len();
     }
     /// The step's FLOP: the forward over every row and the dW GEMM over the
     /// rows the last step kept (the others have dL/dG = 0 exactly).
     fn flops(&self) -> f64 {
-        2.0 * ((self.rows + self.layer.rows_kept()) * self.layer.in_dim * self.layer.out_dim) as f64
+        2.0 * ((self.rows + self.layer.rows_kept(&CpuBackend::best()).unwrap())
+            * self.layer.in_dim
+            * self.layer.out_dim) as f64
     }
 }
 
@@ -176,7 +180,7 @@ fn summary(be: &CpuBackend) {
             row(g.name(), dw, g.flops());
             let mut st = Step::new(din, dout, batch);
             let s = median_secs(9, || st.run(be));
-            let kept = st.layer.rows_kept();
+            let kept = st.layer.rows_kept(be).unwrap();
             row(format!("FF step {din}→{dout}, batch {batch} ({kept} of {m} rows in dW)"), s, st.flops());
             // The step's two products are the forward with W packed and the
             // dW GEMM over the rows it keeps; the rest (normalisation, loss,

@@ -13,7 +13,8 @@
 //! launches, each closed by a stream synchronisation, on operands uniform
 //! in [-1, 1); the FLOP count is 2·m·n·k.
 
-use ffwd::kernels::cuda::{cuda_device_checked, CudaDevice};
+use ffwd::kernels::ops::{Backend, GemmOps, Mat, Storage};
+use ffwd::kernels::{CudaBackend, Epilogue};
 use ffwd::train::config::{Device, RunConfig};
 use ffwd::train::trainer::Trainer;
 use std::time::Instant;
@@ -78,22 +79,23 @@ fn gemm_cases() -> Vec<(String, (usize, usize, usize), bool)> {
     v
 }
 
-fn bench_gemm(dev: &CudaDevice, o: &Opts) -> Result<(), Box<dyn std::error::Error>> {
-    let s = dev.stream();
+fn bench_gemm(be: &CudaBackend, o: &Opts) -> Result<(), Box<dyn std::error::Error>> {
     for (name, (m, n, k), transposed_a) in gemm_cases() {
         // random operands: a GPU multiplies zeros faster than data (less power)
-        let a = s.clone_htod(&uniform(m * k, 1))?;
-        let b = s.clone_htod(&uniform(k * n, 2))?;
-        let mut c = s.alloc_zeros::<f32>(m * n)?;
-        // dW reads its A operand (Xn, rows × din) transposed: row stride 1.
-        let av = if transposed_a { (&a, 1, m) } else { (&a, k, 1) };
-        dev.gemm_on(av, (&b, n, 1), &mut c, (m, n, k))?;
-        dev.synchronize()?;
+        let (mut a, mut b) = (Default::default(), Default::default());
+        be.upload(&uniform(m * k, 1), &mut a)?;
+        be.upload(&uniform(k * n, 2), &mut b)?;
+        let mut c = be.zeros(m * n)?;
+        // dW reads its A operand (Xn, rows × din) transposed.
+        let av = if transposed_a { Mat::new(&a, k, m)?.t() } else { Mat::new(&a, m, k)? };
+        let bv = Mat::new(&b, k, n)?;
+        be.gemm(av, bv, &mut c, Epilogue::None)?;
+        be.synchronize()?;
         let mut times = Vec::with_capacity(o.reps);
         for _ in 0..o.reps {
             let t = Instant::now();
-            dev.gemm_on(av, (&b, n, 1), &mut c, (m, n, k))?;
-            dev.synchronize()?;
+            be.gemm(av, bv, &mut c, Epilogue::None)?;
+            be.synchronize()?;
             times.push(t.elapsed().as_secs_f64());
         }
         let t = median(times);
@@ -157,8 +159,8 @@ fn bench_epochs(o: &Opts) -> Result<(), Box<dyn std::error::Error>> {
 
 fn main() {
     let o = opts();
-    let dev = match cuda_device_checked() {
-        Ok(d) => d,
+    let be = match CudaBackend::new(0) {
+        Ok(b) => b,
         Err(e) => {
             if std::env::var("FFWD_REQUIRE_GPU").as_deref() == Ok("1") {
                 eprintln!("error: FFWD_REQUIRE_GPU=1 but {e}");
@@ -171,7 +173,7 @@ fn main() {
     if !o.json {
         println!("ffwd GPU bench: FP32 peak taken as {} TFLOP/s; median of {} launches", o.peak_tflops, o.reps);
     }
-    if let Err(e) = bench_gemm(dev, &o).and_then(|_| bench_epochs(&o)) {
+    if let Err(e) = bench_gemm(&be, &o).and_then(|_| bench_epochs(&o)) {
         eprintln!("error: {e}");
         std::process::exit(1);
     }

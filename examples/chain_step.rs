@@ -19,7 +19,7 @@
 //! a batch; rows whose loss gradient is exactly zero are left out of dW,
 //! so once the loss saturates they are effective rates.
 
-use ffwd::kernels::{CpuBackend, FfLoss, GoodnessForm, Norm};
+use ffwd::kernels::{CpuBackend, FfLoss, GoodnessForm, Norm, StatSlot};
 use ffwd::layers::config::OptimConfig;
 use ffwd::layers::ff::{train_stack, FfLayer, Objective};
 use ffwd::tensor::{stream, Philox};
@@ -38,9 +38,12 @@ fn main() {
     let rows = 2 * batch;
     let dims: Vec<usize> = std::iter::once(784).chain(std::iter::repeat_n(width, depth)).collect();
     // Two networks built alike (a clone would not get the huge-page advice).
-    let build = || -> Vec<FfLayer> {
-        (0..depth).map(|l| FfLayer::new(dims[l], dims[l + 1], &OptimConfig::default(), 0, l as u32)).collect()
+    let build = || -> Vec<FfLayer<CpuBackend>> {
+        (0..depth)
+            .map(|l| FfLayer::new(&be, dims[l], dims[l + 1], &OptimConfig::default(), 0, l as u32).expect("a layer"))
+            .collect()
     };
+    let mut stats = vec![0.0f32; 3 * depth];
     let (mut layers, mut piped) = (build(), build());
     let mut x = vec![0.0f32; rows * 784];
     Philox::new(1, stream::noise(0)).fill_uniform(&mut x, 0.0, 1.0);
@@ -55,17 +58,20 @@ fn main() {
         eprintln!("chain_step: {e}");
         std::process::exit(1);
     };
-    let sequential = |layers: &mut [FfLayer], secs: &mut [f64]| {
+    let mut sequential = |layers: &mut [FfLayer<CpuBackend>], secs: &mut [f64]| {
         for l in 0..depth {
             let (prev, rest) = layers.split_at_mut(l);
-            let input: &[f32] = if l == 0 { &x } else { prev[l - 1].activity() };
+            let input = if l == 0 { &x } else { prev[l - 1].activity() };
             let t = Instant::now();
-            rest[0].train_step(&be, input, rows, obj(dims[l + 1])).unwrap_or_else(|e| fail(e));
+            let slot = StatSlot::new(&mut stats, 3 * l);
+            rest[0].train_step(&be, input, rows, obj(dims[l + 1]), slot).unwrap_or_else(|e| fail(e));
             secs[l] += t.elapsed().as_secs_f64();
         }
     };
-    let pipelined = |layers: &mut [FfLayer]| {
-        train_stack(&be, layers, &x, rows, |ly| obj(ly.out_dim), |_, _| Ok(())).unwrap_or_else(|e| fail(e));
+    let mut piped_stats = vec![0.0f32; 3 * depth];
+    let mut pipelined = |layers: &mut [FfLayer<CpuBackend>]| {
+        let objective = |ly: &FfLayer<CpuBackend>| obj(ly.out_dim);
+        train_stack(&be, layers, &x, rows, objective, (&mut piped_stats, 0)).unwrap_or_else(|e| fail(e));
     };
     for _ in 0..2 {
         sequential(&mut layers, &mut vec![0.0; depth]);

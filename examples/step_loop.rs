@@ -13,7 +13,7 @@
 //! RMS normalisation, the forward with W packed and the goodness epilogue,
 //! the threshold loss, and the fused backward + Adam.
 
-use ffwd::kernels::{CpuBackend, FfLoss, GoodnessForm, Norm};
+use ffwd::kernels::{CpuBackend, FfLoss, GoodnessForm, Norm, StatSlot};
 use ffwd::layers::config::OptimConfig;
 use ffwd::layers::ff::{FfLayer, Objective};
 use ffwd::tensor::{stream, Philox};
@@ -29,7 +29,8 @@ fn main() {
         }
     };
     let be = CpuBackend::best();
-    let mut layer = FfLayer::new(din, dout, &OptimConfig::default(), 0, 0);
+    let mut layer = FfLayer::new(&be, din, dout, &OptimConfig::default(), 0, 0).expect("a layer");
+    let mut stat = vec![0.0f32; 3];
     let rows = 2 * batch;
     let mut x = vec![0.0f32; rows * din];
     Philox::new(1, stream::noise(0)).fill_uniform(&mut x, 0.0, 1.0);
@@ -37,7 +38,7 @@ fn main() {
     let obj = Objective { norm: Norm::Rms, eps: 1e-8, loss, form: GoodnessForm::Sum };
     let mut step = || {
         let t = Instant::now();
-        if let Err(e) = layer.train_step(&be, &x, rows, obj) {
+        if let Err(e) = layer.train_step(&be, &x, rows, obj, StatSlot::new(&mut stat, 0)) {
             eprintln!("step_loop: {e}");
             std::process::exit(1);
         }

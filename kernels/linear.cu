@@ -82,14 +82,63 @@ FFWD_DEV void ffwd_linear_backward_update(const float* __restrict__ xn, const fl
     }
 FFWD_TILES(FFWD_BACKWARD_UPDATE_ENTRY)
 
+// The FF parameter gradients without the update (the unfused spec's
+// values): dW = xnᵀ·dz over the kept rows, written out.
+template <int TM, int TN, int BK>
+FFWD_DEV void ffwd_linear_grads(const float* __restrict__ xn, const float* __restrict__ h,
+                                const float* __restrict__ dldg, int rows, int din, int dout, float* __restrict__ dw) {
+    const int row0 = blockIdx.y * 16 * TM, col0 = blockIdx.x * 16 * TN;
+    float acc[TM][TN];
+#pragma unroll
+    for (int i = 0; i < TM; ++i)
+#pragma unroll
+        for (int j = 0; j < TN; ++j) acc[i][j] = 0.0f;
+    ffwd_gemm_tile<TM, TN, BK>(ffwd_strided{xn, 1, din}, ffwd_local_grad_src{h, dldg, dout}, din, dout, rows, row0,
+                               col0, acc);
+#pragma unroll
+    for (int i = 0; i < TM; ++i) {
+        int r = ffwd_tile_row(row0, i);
+        if (r >= din) continue;
+#pragma unroll
+        for (int j = 0; j < TN; ++j) {
+            int c = ffwd_tile_col(col0, j);
+            if (c >= dout) continue;
+            dw[(long)r * dout + c] = acc[i][j];
+        }
+    }
+}
+
+#define FFWD_LINEAR_GRADS_ENTRY(suffix, TM, TN, BLOCKS)                                                            \
+    extern "C" __global__ void __launch_bounds__(256, BLOCKS) ffwd_linear_grads##suffix##_f32(                         \
+        const float* __restrict__ xn, const float* __restrict__ h, const float* __restrict__ dldg, int rows, int din,  \
+        int dout, float* __restrict__ dw) {                                                                            \
+        ffwd_linear_grads<TM, TN, FFWD_TILE_K>(xn, h, dldg, rows, din, dout, dw);                                      \
+    }
+FFWD_TILES(FFWD_LINEAR_GRADS_ENTRY)
+
+// db[j]: the sum over the kept rows (dL/dG != 0), in row order from +0.0,
+// of the local gradient h[i, j] * (2 dL/dG_i).
+FFWD_DEV float ffwd_bias_sum_kept(const float* __restrict__ h, const float* __restrict__ dldg, int rows, int dout,
+                                  int j) {
+    float acc = 0.0f;
+    for (int i = 0; i < rows; ++i)
+        if (dldg[i] != 0.0f) acc = __fadd_rn(acc, ffwd_local_grad(h[(long)i * dout + j], dldg[i]));
+    return acc;
+}
+
+// The bias gradient of the kept rows, written out.
+extern "C" __global__ void ffwd_bias_grad_kept_f32(const float* __restrict__ h, const float* __restrict__ dldg, int rows,
+                                                   int dout, float* __restrict__ db) {
+    int j = blockIdx.x * blockDim.x + threadIdx.x;
+    if (j >= dout) return;
+    db[j] = ffwd_bias_sum_kept(h, dldg, rows, dout, j);
+}
+
 // The bias: db[j] summed from dz on the fly, then its optimiser step.
 extern "C" __global__ void ffwd_bias_backward_update_f32(const float* __restrict__ h, const float* __restrict__ dldg,
                                                          int rows, int dout, float* __restrict__ bias,
                                                          float* __restrict__ a, float* __restrict__ b, ffwd_optim s) {
     int j = blockIdx.x * blockDim.x + threadIdx.x;
     if (j >= dout) return;
-    float acc = 0.0f;
-    for (int i = 0; i < rows; ++i)
-        if (dldg[i] != 0.0f) acc = __fadd_rn(acc, ffwd_local_grad(h[(long)i * dout + j], dldg[i]));
-    ffwd_optim_one(s, bias + j, acc, a + j, b + j);
+    ffwd_optim_one(s, bias + j, ffwd_bias_sum_kept(h, dldg, rows, dout, j), a + j, b + j);
 }

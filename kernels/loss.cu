@@ -71,27 +71,16 @@ FFWD_DEV float ffwd_softmax_sum(const float* row, int c, int lane, float* mx_out
     return ffwd_l32_tree(acc);
 }
 
-// One batch's layer statistics into out[3·slot ..]: the loss (copied from
-// loss[0]) and the means of G over the positives (g[0..n]) and the
-// negatives (g[n..2n]), each the L32 sum divided by n (the host's
-// `l32_sum(s) / s.len()`). Launch: one block of 32 threads.
-extern "C" __global__ void ffwd_ff_stats_f32(const float* __restrict__ g, int n, const float* __restrict__ loss, int slot,
-                                             float* __restrict__ out) {
+// Softmax of each row of c logits, one warp per row: e = exp(z - mx),
+// out = e / (L32 sum of e).
+extern "C" __global__ void ffwd_softmax_rows_f32(const float* __restrict__ z, int m, int c, float* __restrict__ out) {
+    int r = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
     int lane = threadIdx.x & 31;
-    if (threadIdx.x >= 32) return;
-    float p = 0.0f, q = 0.0f;
-    for (int i = lane; i < n; i += 32) {
-        p = __fadd_rn(p, g[i]);
-        q = __fadd_rn(q, g[n + i]);
-    }
-    p = ffwd_l32_tree(p);
-    q = ffwd_l32_tree(q);
-    if (lane == 0) {
-        float* o = out + 3 * (long)slot;
-        o[0] = loss[0];
-        o[1] = n == 0 ? 0.0f : __fdiv_rn(p, (float)n);
-        o[2] = n == 0 ? 0.0f : __fdiv_rn(q, (float)n);
-    }
+    if (r >= m) return;
+    const float* row = z + (long)r * c;
+    float mx;
+    float s = ffwd_softmax_sum(row, c, lane, &mx);
+    for (int j = lane; j < c; j += 32) out[(long)r * c + j] = __fdiv_rn(ffwd_exp(__fsub_rn(row[j], mx)), s);
 }
 
 // Softmax cross-entropy, one warp per row of c logits: sh = z - (first max),
@@ -184,4 +173,84 @@ extern "C" __global__ void ffwd_softmax_bce_rows_f32(const float* __restrict__ z
         float p = __fdiv_rn(e, s);
         grad[(long)r * c + j] = __fmul_rn(p, __fsub_rn(grad[(long)r * c + j], dot));
     }
+}
+
+// The mean goodness of the positives (g[0..n]) and of the negatives
+// (g[n..2n]) into out[0], out[1]. mode 0: the L32 sum / n in f32 (0 when n
+// = 0); mode 1: the f64 sum in row order, from -0.0 (Rust's neutral
+// element of a float sum), / max(n, 1) / d, rounded to f32. One warp.
+extern "C" __global__ void ffwd_goodness_means_f32(const float* __restrict__ g, int n, int mode, int d,
+                                                   float* __restrict__ out) {
+    int lane = threadIdx.x & 31;
+    if (threadIdx.x >= 32) return;
+    if (mode == 0) {
+        float p = 0.0f, q = 0.0f;
+        for (int i = lane; i < n; i += 32) {
+            p = __fadd_rn(p, g[i]);
+            q = __fadd_rn(q, g[n + i]);
+        }
+        p = ffwd_l32_tree(p);
+        q = ffwd_l32_tree(q);
+        if (lane == 0) {
+            out[0] = n == 0 ? 0.0f : __fdiv_rn(p, (float)n);
+            out[1] = n == 0 ? 0.0f : __fdiv_rn(q, (float)n);
+        }
+    } else if (lane == 0) {
+        double p = -0.0, q = -0.0;
+        for (int i = 0; i < n; ++i) {
+            p = __dadd_rn(p, (double)g[i]);
+            q = __dadd_rn(q, (double)g[n + i]);
+        }
+        double den = (double)(n > 0 ? n : 1), dd = (double)d;
+        out[0] = __double2float_rn(__ddiv_rn(__ddiv_rn(p, den), dd));
+        out[1] = __double2float_rn(__ddiv_rn(__ddiv_rn(q, den), dd));
+    }
+}
+
+// delta = a - b.
+extern "C" __global__ void ffwd_sub_f32(const float* __restrict__ a, const float* __restrict__ b, long n,
+                                        float* __restrict__ out) {
+    long i = (long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) out[i] = __fsub_rn(a[i], b[i]);
+}
+
+// out[0] = the L32 sum of squares of v, divided by max(n, 1). One warp.
+extern "C" __global__ void ffwd_mean_sumsq_f32(const float* __restrict__ v, long n, float* __restrict__ out) {
+    int lane = threadIdx.x & 31;
+    if (threadIdx.x >= 32) return;
+    float acc = 0.0f;
+    for (long i = lane; i < n; i += 32) acc = __fmaf_rn(v[i], v[i], acc);
+    float total = ffwd_l32_tree(acc);
+    if (lane == 0) out[0] = __fdiv_rn(total, (float)(n > 0 ? n : 1));
+}
+
+// v = v * s.
+extern "C" __global__ void ffwd_scale_f32(float* __restrict__ v, long n, float s) {
+    long i = (long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) v[i] = __fmul_rn(v[i], s);
+}
+
+// The non-saturating GAN loss of `rows` logits, the first n of them real
+// (t = -z: softplus(t) and dL/dz = -(sigmoid(t) w)), the rest fake (t = z:
+// dL/dz = sigmoid(t) w), w = 1/n. out[0] = (L32 sum of the real terms +
+// L32 sum of the fake terms) * w; without fakes, the real sum * w. One warp.
+extern "C" __global__ void ffwd_gan_loss_f32(const float* __restrict__ z, int n, int rows,
+                                             float* __restrict__ grad, float* __restrict__ out) {
+    int lane = threadIdx.x & 31;
+    if (threadIdx.x >= 32) return;
+    float w = __fdiv_rn(1.0f, (float)n);
+    float real = 0.0f, fake = 0.0f;
+    for (int i = lane; i < n; i += 32) {
+        float t = __fmul_rn(-1.0f, z[i]);
+        real = __fadd_rn(real, ffwd_softplus(t));
+        grad[i] = -__fmul_rn(ffwd_sigmoid(t), w);
+    }
+    for (int i = lane; n + i < rows; i += 32) {
+        float t = __fmul_rn(1.0f, z[n + i]);
+        fake = __fadd_rn(fake, ffwd_softplus(t));
+        grad[n + i] = __fmul_rn(ffwd_sigmoid(t), w);
+    }
+    real = ffwd_l32_tree(real);
+    fake = ffwd_l32_tree(fake);
+    if (lane == 0) out[0] = n == 0 ? 0.0f : (rows > n ? __fmul_rn(__fadd_rn(real, fake), w) : __fmul_rn(real, w));
 }

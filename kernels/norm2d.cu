@@ -169,3 +169,11 @@ extern "C" __global__ void ffwd_block_local_grad_f32(const float* __restrict__ x
     int b = (int)((t / hw) % images);
     dx[t] = __fmul_rn(x[t], __fadd_rn(dldg[b], dldg[b]));
 }
+
+// rstd = 1 / sqrt(var + eps) per channel (evaluation from the running variance).
+extern "C" __global__ void ffwd_bn_rstd_f32(const float* __restrict__ var, int channels, float eps,
+                                           float* __restrict__ rstd) {
+    int c = blockIdx.x * blockDim.x + threadIdx.x;
+    if (c >= channels) return;
+    rstd[c] = __fdiv_rn(1.0f, __fsqrt_rn(__fadd_rn(var[c], eps)));
+}

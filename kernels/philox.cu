@@ -50,3 +50,43 @@ extern "C" __global__ void ffwd_philox_uniform_f32(unsigned long long seed, unsi
     float u = __fmul_rn((float)(w >> 8), 5.9604644775390625e-8f);
     out[i] = __fmaf_rn(u, __fsub_rn(hi, lo), lo);
 }
+
+// A uniform in [0, 1) from the top 24 bits of a word (exact).
+FFWD_DEV float ffwd_uniform24(unsigned x) { return __fmul_rn((float)(x >> 8), 5.9604644775390625e-8f); }
+
+// The Irwin-Hall Gaussian of one block: ((u0 + u1) + (u2 + u3) - 2) * sqrt(3).
+FFWD_DEV float ffwd_gauss(uint4 w) {
+    float s = __fadd_rn(__fadd_rn(ffwd_uniform24(w.x), ffwd_uniform24(w.y)),
+                        __fadd_rn(ffwd_uniform24(w.z), ffwd_uniform24(w.w)));
+    return __fmul_rn(__fsub_rn(s, 2.0f), __int_as_float(0x3fddb3d7));  // 1.7320508f
+}
+
+// Value j of row i draws block 4((first + i) d + j) + part.
+FFWD_DEV unsigned long long ffwd_value_block(unsigned long long first, long t, int d, int part) {
+    long i = t / d, j = t % d;
+    return ((first + (unsigned long long)i) * (unsigned long long)d + (unsigned long long)j) * 4ull +
+           (unsigned long long)part;
+}
+
+// out[i, j] = the Gaussian of value (i, j)'s block of `part`.
+extern "C" __global__ void ffwd_gaussian_f32(unsigned long long seed, unsigned long long stream,
+                                             unsigned long long first, long n, int d, int part, float* __restrict__ out) {
+    long t = (long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (t >= n) return;
+    uint4 w = ffwd_philox_block(ffwd_value_block(first, t, d, part), stream, (unsigned)seed, (unsigned)(seed >> 32));
+    out[t] = ffwd_gauss(w);
+}
+
+// The DAE's corruption: out = (x if u >= p else 0) + sd * g, with g the
+// Gaussian of part 0 and u the uniform of word 0 of part 2.
+extern "C" __global__ void ffwd_dae_corrupt_f32(const float* __restrict__ x, unsigned long long seed,
+                                                unsigned long long stream, unsigned long long first, long n, int d,
+                                                float p, float sd, float* __restrict__ out) {
+    long t = (long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (t >= n) return;
+    unsigned k0 = (unsigned)seed, k1 = (unsigned)(seed >> 32);
+    float g = ffwd_gauss(ffwd_philox_block(ffwd_value_block(first, t, d, 0), stream, k0, k1));
+    float u = ffwd_uniform24(ffwd_philox_block(ffwd_value_block(first, t, d, 2), stream, k0, k1).x);
+    float v = u >= p ? x[t] : 0.0f;
+    out[t] = __fadd_rn(v, __fmul_rn(sd, g));
+}

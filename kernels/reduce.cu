@@ -61,3 +61,21 @@ extern "C" __global__ void ffwd_standardize_rows_f32(const float* __restrict__ x
     float inv = __fdiv_rn(1.0f, __fsqrt_rn(__fadd_rn(var, eps)));
     for (int j = threadIdx.x & 31; j < d; j += 32) out[j] = __fmul_rn(__fsub_rn(row[j], mu), inv);
 }
+
+// The length normalisation with each row's sum of squares given (the FF
+// forward's goodness of the layer below): the same inv as
+// ffwd_normalize_rows_f32 from ss = sumsq[r].
+extern "C" __global__ void ffwd_normalize_rows_given_f32(const float* __restrict__ x, const float* __restrict__ sumsq,
+                                                         float* __restrict__ y, int rows, int d, int kind, float eps) {
+    int r = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
+    if (r >= rows) return;
+    const float* row = x + (long)r * d;
+    float* out = y + (long)r * d;
+    float inv = 1.0f;
+    if (kind != 2) {
+        float ss = sumsq[r];
+        float den = kind == 0 ? __fadd_rn(__fsqrt_rn(__fdiv_rn(ss, (float)d)), eps) : __fadd_rn(__fsqrt_rn(ss), eps);
+        inv = __fdiv_rn(1.0f, den);
+    }
+    for (int j = threadIdx.x & 31; j < d; j += 32) out[j] = kind == 2 ? row[j] : __fmul_rn(row[j], inv);
+}

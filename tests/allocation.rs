@@ -6,6 +6,7 @@
 use ffwd::kernels::{CpuBackend, FfLoss, GoodnessForm, Norm};
 use ffwd::layers::config::OptimConfig;
 use ffwd::layers::ff::{train_stack, FfLayer, Objective};
+use ffwd::layers::stats::Scalars;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -78,10 +79,11 @@ fn ff_layer_steps_allocate_nothing_in_the_steady_state() {
     in_pools(|be, threads| {
         // 200 and 600 rows: one K block and several (partial sums in scratch)
         for rows in [200usize, 600] {
-            let mut layer = FfLayer::new(300, 200, &OptimConfig::default(), 1, 0);
+            let mut layer = FfLayer::new(be, 300, 200, &OptimConfig::default(), 1, 0).unwrap();
+            let mut stat = Scalars::new(be, 3).unwrap();
             let x = input(rows * 300);
             let n = allocations(3, 5, || {
-                layer.train_step(be, &x, rows, objective(200.0)).unwrap();
+                layer.train_step(be, &x, rows, objective(200.0), stat.slot(0)).unwrap();
             });
             assert_eq!(n, 0, "{n} allocations in 5 steady-state steps ({rows} rows, {threads} threads)");
         }
@@ -97,11 +99,14 @@ fn pipelined_layer_chain_allocates_nothing_in_the_steady_state() {
     in_pools(|be, threads| {
         let dims = [300usize, 400, 200, 200];
         let rows = 200;
-        let mut layers: Vec<FfLayer> =
-            (0..3).map(|l| FfLayer::new(dims[l], dims[l + 1], &OptimConfig::default(), 1, l as u32)).collect();
+        let mut layers: Vec<FfLayer<CpuBackend>> = (0..3)
+            .map(|l| FfLayer::new(be, dims[l], dims[l + 1], &OptimConfig::default(), 1, l as u32).unwrap())
+            .collect();
+        let mut stats = vec![0.0f32; 3 * 3];
         let x = input(rows * dims[0]);
         let n = allocations(10, 10, || {
-            train_stack(be, &mut layers, &x, rows, |ly| objective(ly.out_dim as f32), |_, _| Ok(())).unwrap();
+            let objective = |ly: &FfLayer<CpuBackend>| objective(ly.out_dim as f32);
+            train_stack(be, &mut layers, &x, rows, objective, (&mut stats, 0)).unwrap();
         });
         assert_eq!(n, 0, "{n} allocations in 10 steady-state pipelined batches ({threads} threads)");
     });

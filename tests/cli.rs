@@ -48,9 +48,9 @@ fn checkpoint_from_another_architecture_is_rejected_by_name() {
         ffwd().args(["train", "--quiet", "--epochs", "1", "--sizes", "20,20", "--out"]).arg(d.path()).output().unwrap();
     assert!(ok.status.success());
     let ck = d.path().join("model.safetensors");
-    let (_, net) = ffwd::train::checkpoint::load(&ck).unwrap();
+    let (_, net) = ffwd::train::checkpoint::load(&ck, Default::default()).unwrap();
     // rewrite the checkpoint with a layer of the wrong shape
-    let mut tensors = net.named_tensors();
+    let mut tensors = net.named_tensors().unwrap();
     tensors[0].1 = ffwd::tensor::Tensor::zeros(&[3, 3]);
     let bytes = std::fs::read(&ck).unwrap();
     let meta = ffwd::tensor::io::load_safetensors(&ck).unwrap().metadata;
@@ -78,10 +78,63 @@ fn every_shipped_config_parses_validates_and_builds_its_network() {
             "digits" => (1, 8, 8),
             _ => (1, 28, 28),
         };
-        ffwd::train::model::Model::build(&cfg, shape, 10).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+        ffwd::train::model::build(&cfg, shape, 10).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
         n += 1;
     }
     assert!(n >= 10, "only {n} configs found in {}", dir.display());
+}
+
+/// The image shape each shipped config's dataset has.
+fn shipped_configs() -> Vec<(std::path::PathBuf, ffwd::train::config::RunConfig, (usize, usize, usize))> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("configs");
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_none_or(|x| x != "toml") {
+            continue;
+        }
+        let cfg = ffwd::train::config::RunConfig::from_file(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+        let shape = match cfg.data.dataset.as_str() {
+            "cifar-10" | "svhn" => (3, 32, 32),
+            "digits" => (1, 8, 8),
+            _ => (1, 28, 28),
+        };
+        out.push((p, cfg, shape));
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+/// Every network kind builds on the CUDA backend: on a machine with a GPU
+/// every shipped config builds there; without one, each fails only because
+/// the device is missing (driver, NVRTC or GPU), never because its kind
+/// "runs on the CPU".
+#[test]
+fn every_shipped_config_builds_on_cuda_or_fails_only_for_the_missing_device() {
+    use ffwd::train::config::Device;
+    let has_gpu = ffwd::kernels::cuda::cuda_device_checked().is_ok();
+    let configs = shipped_configs();
+    assert!(configs.len() >= 10);
+    for (p, cfg, shape) in configs {
+        let r = ffwd::train::model::build_on_device(Device::Cuda(0), &cfg, shape, 10);
+        match r {
+            Ok(net) => {
+                assert!(has_gpu, "{}: built on CUDA without a device", p.display());
+                assert_eq!(net.backend_name(), "cuda");
+            }
+            Err(e) => {
+                let e = e.to_string();
+                assert!(!has_gpu, "{}: {e}", p.display());
+                assert!(
+                    e.contains("train.device = \"cuda:0\"")
+                        && (e.contains("libcuda") || e.contains("libnvrtc") || e.contains("device")),
+                    "{}: {e}",
+                    p.display()
+                );
+                assert!(!e.contains("runs on the CPU"), "{}: {e}", p.display());
+            }
+        }
+    }
 }
 
 #[test]

@@ -8,7 +8,7 @@
 
 use ffwd::kernels::{Cnhw, CpuBackend, FfLoss, GoodnessForm, LossScratch};
 use ffwd::layers::config::OptimConfig;
-use ffwd::layers::conv::{BlockNorm, ConvBlock};
+use ffwd::layers::conv::{BlockMode, BlockNorm, ConvBlock};
 use ffwd::tensor::{stream, Philox};
 
 const BN_EPS: f64 = 1e-5;
@@ -33,7 +33,7 @@ struct P64 {
 }
 
 impl P64 {
-    fn of(b: &ConvBlock) -> Self {
+    fn of(b: &ConvBlock<CpuBackend>) -> Self {
         let f = |v: &[f32]| v.iter().map(|&x| x as f64).collect();
         Self { cin: b.cin, cout: b.cout, pool: b.pool, norm: b.norm, w: f(&b.w), gamma: f(&b.gamma), beta: f(&b.beta) }
     }
@@ -153,18 +153,19 @@ fn check_pair(norm: BlockNorm, loss: FfLoss, pools: (bool, bool)) {
     let be = CpuBackend::best();
     let optim = OptimConfig::default();
     let g = Cnhw::new(2, 6, 4, 4);
-    let mut lo = ConvBlock::new(2, 3, pools.0, norm, &optim, 2, 7, 0);
-    let mut up = ConvBlock::new(3, 2, pools.1, norm, &optim, 2, 7, 1);
+    let mut lo = ConvBlock::new(&be, (2, 3, pools.0, norm), &optim, 2, (7, 0)).unwrap();
+    let mut up = ConvBlock::new(&be, (3, 2, pools.1, norm), &optim, 2, (7, 1)).unwrap();
     // Non-trivial γ and β.
     lo.gamma = data(11, 2, 1.0).iter().map(|v| 1.0 + 0.5 * v).collect();
     lo.beta = data(12, 2, 0.3);
     up.gamma = data(13, 3, 1.0).iter().map(|v| 1.0 + 0.5 * v).collect();
     up.beta = data(14, 3, 0.3);
     let x = data(3, g.len(), 1.5);
-    lo.forward(&be, &x, g, true, 0.1, (BN_EPS as f32, LEN_EPS as f32)).unwrap();
+    let mode = BlockMode { train: true, momentum: 0.1, bn_eps: BN_EPS as f32, norm_eps: LEN_EPS as f32 };
+    lo.forward(&be, &x, g, mode).unwrap();
     let g1 = lo.out_geom(g);
     let h = lo.output().to_vec();
-    up.forward(&be, &h, g1, true, 0.1, (BN_EPS as f32, LEN_EPS as f32)).unwrap();
+    up.forward(&be, &h, g1, mode).unwrap();
     let g2 = up.out_geom(g1);
     let mut dldg = vec![0.0; g.n];
     be.ff_loss(loss, GoodnessForm::Mean, g2.per_image(), up.sumsq(), &mut dldg, &mut LossScratch::default()).unwrap();
@@ -267,7 +268,7 @@ fn backprop_conv_net_gradients_match_finite_differences_through_every_block_and_
     for (norm, pool) in [(BlockNorm::Batch, vec![0]), (BlockNorm::Length, vec![1]), (BlockNorm::None, vec![])] {
         let cfg = ConvFfConfig { channels: vec![3, 4, 2], pool, norm, ..ConvFfConfig::trifecta_small() };
         let image = (2, 4, 4);
-        let mut net = BpConvNet::new(cfg, image, 3, 5).unwrap();
+        let mut net = BpConvNet::new(be, cfg, image, 3, 5).unwrap();
         for (k, b) in net.blocks.iter_mut().enumerate() {
             b.gamma = data(20 + k as u64, b.cin, 1.0).iter().map(|v| 1.0 + 0.5 * v).collect();
             b.beta = data(30 + k as u64, b.cin, 0.3);
@@ -275,7 +276,9 @@ fn backprop_conv_net_gradients_match_finite_differences_through_every_block_and_
         let n = 5;
         let x = data(3, n * 32, 1.5);
         let labels = [0u8, 2, 1, 1, 0];
-        let loss = net.compute_grads(&be, &x, &labels).unwrap();
+        let mut stat = ffwd::layers::stats::Scalars::new(&be, 1).unwrap();
+        net.compute_grads(&x, &labels, stat.slot(0)).unwrap();
+        let loss = stat.read(&be).unwrap()[0];
 
         let g = Cnhw::new(2, n, 4, 4);
         let mut x64 = vec![0.0f64; g.len()];
@@ -374,7 +377,7 @@ fn cae_cell_gradients_match_finite_differences_through_pool_upsample_and_both_co
     let be = CpuBackend::best();
     let cfg = UffConfig { cells: vec![CellKind::Cae], ..UffConfig::default() };
     let (c, h, w, n) = (2, 4, 6, 3);
-    let mut net = UffNet::new(cfg, (c, h, w), 3, 8).unwrap();
+    let mut net = UffNet::new(be, cfg, (c, h, w), 3, 8).unwrap();
     let x = data(71, n * c * h * w, 1.0);
     net.cells[0].compute_grads(&be, &x, n, SamplePos::default()).unwrap();
     let Cell::Cae(cell) = &net.cells[0] else { panic!("a CAE cell") };

@@ -4,7 +4,7 @@
 mod common;
 
 use ffwd::kernels::CpuBackend;
-use ffwd::train::config::RunConfig;
+use ffwd::train::config::{Device, RunConfig};
 use ffwd::train::trainer::Trainer;
 use std::path::Path;
 
@@ -16,17 +16,18 @@ fn train_bytes(
     subset: Option<(usize, usize)>,
 ) -> Vec<u8> {
     cfg.train.threads = threads;
+    if scalar {
+        cfg.train.device = Device::CpuScalar;
+    }
     cfg.output.dir = dir.to_path_buf();
     let data_dir = common::data_dir();
     let mut t = Trainer::new(cfg.clone(), data_dir.as_deref()).unwrap();
     if let Some((ntrain, ntest)) = subset {
         let (train, test) = (t.train.slice(0..ntrain), t.test.slice(0..ntest));
-        let net = ffwd::train::model::Model::build(&cfg, train.shape, 10).unwrap();
+        let net = ffwd::train::model::build(&cfg, train.shape, 10).unwrap();
         t = Trainer::with_model(cfg, net, train, None, test).unwrap();
     }
-    if scalar {
-        t.backend = CpuBackend::scalar();
-    }
+    assert_eq!(t.backend_name(), if scalar { "cpu-scalar" } else { "cpu-avx2" });
     t.run(&mut |_| {}).unwrap();
     std::fs::read(t.checkpoint_path()).unwrap()
 }

@@ -6,6 +6,7 @@ use ffwd::kernels::{CpuBackend, FfLoss, GoodnessForm, Norm};
 use ffwd::layers::config::OptimConfig;
 use ffwd::layers::ff::{FfLayer, Objective};
 use ffwd::layers::readout::Readout;
+use ffwd::layers::stats::Scalars;
 use ffwd::tensor::{stream, Philox};
 
 fn data(seed: u64, n: usize, scale: f32) -> Vec<f32> {
@@ -69,13 +70,14 @@ fn check_layer(norm: Norm, loss: FfLoss, form: GoodnessForm) {
     let (din, dout, n) = (7, 5, 3);
     let rows = 2 * n;
     let be = CpuBackend::best();
-    let mut layer = FfLayer::new(din, dout, &OptimConfig::default(), 11, 0);
+    let mut layer = FfLayer::new(&be, din, dout, &OptimConfig::default(), 11, 0).unwrap();
     // biases positive so that most units are on and no z sits near the kink
     for b in layer.b.iter_mut() {
         *b = b.abs() + 0.3;
     }
     let x = data(5, rows * din, 1.0);
-    layer.compute_grads(&be, &x, rows, Objective { norm, eps: 1e-8, loss, form }).unwrap();
+    let mut stat = Scalars::new(&be, 3).unwrap();
+    layer.compute_grads(&be, &x, rows, Objective { norm, eps: 1e-8, loss, form }, stat.slot(0)).unwrap();
     let (dw, db) = layer.grads();
     let w64: Vec<f64> = layer.w.to_row_major().iter().map(|&v| v as f64).collect();
     let b64: Vec<f64> = layer.b.iter().map(|&v| v as f64).collect();
@@ -117,12 +119,13 @@ fn symba_gradient_matches_finite_differences() {
 fn readout_cross_entropy_gradient_matches_finite_differences() {
     let (f, c, n) = (6, 4, 5);
     let be = CpuBackend::best();
-    let mut r = Readout::new(f, c, &OptimConfig::default());
+    let mut r = Readout::new(&be, f, c, &OptimConfig::default()).unwrap();
     r.w = data(3, f * c, 0.5);
     r.b = data(4, c, 0.5);
     let feats = data(6, n * f, 1.0);
     let labels: Vec<u8> = vec![0, 3, 1, 1, 2];
-    r.compute_grads(&be, &feats, &labels).unwrap();
+    let mut stat = Scalars::new(&be, 1).unwrap();
+    r.compute_grads(&be, &feats, &labels, stat.slot(0)).unwrap();
     let (dw, db) = r.grads();
     let loss = |w: &[f64], b: &[f64]| -> f64 {
         let mut t = 0.0;
@@ -187,7 +190,7 @@ fn mlp64(x: &[f64], rows: usize, layers: &[(Vec<f64>, Vec<f64>)], norm: Norm) ->
     out
 }
 
-fn layers64(ls: &[ffwd::layers::ff::FfLayer]) -> Vec<(Vec<f64>, Vec<f64>)> {
+fn layers64(ls: &[ffwd::layers::ff::FfLayer<CpuBackend>]) -> Vec<(Vec<f64>, Vec<f64>)> {
     let f = |v: &[f32]| v.iter().map(|&a| a as f64).collect::<Vec<f64>>();
     ls.iter().map(|l| (f(&l.w.to_row_major()), f(&l.b))).collect()
 }
@@ -249,10 +252,12 @@ fn backprop_mlp_gradients_match_finite_differences_through_every_layer_and_the_h
             ..FfConfig::default()
         };
         let (din, c, n) = (7, 3, 5);
-        let mut net = BpMlp::new(cfg, din, c, 3).unwrap();
+        let mut net = BpMlp::new(be, cfg, din, c, 3).unwrap();
         let x = data(8, n * din, 1.0);
         let labels = [2u8, 0, 1, 1, 2];
-        let loss = net.compute_grads(&be, &x, &labels).unwrap();
+        let mut stat = Scalars::new(&be, 1).unwrap();
+        net.compute_grads(&x, &labels, stat.slot(0)).unwrap();
+        let loss = stat.read(&be).unwrap()[0];
         let x64: Vec<f64> = x.iter().map(|&v| v as f64).collect();
         let (hw, hb): (Vec<f64>, Vec<f64>) =
             (net.head.w.iter().map(|&v| v as f64).collect(), net.head.b.iter().map(|&v| v as f64).collect());
@@ -310,10 +315,10 @@ fn goodness_backprop_ablation_gradients_match_finite_differences_of_the_summed_l
             ..FfConfig::default()
         };
         let (din, c, n) = (9, 3, 4);
-        let mut net = FfNet::new(cfg, din, c, 5).unwrap();
+        let mut net = FfNet::new(be, cfg, din, c, 5).unwrap();
         let x = data(9, n * din, 1.0);
         let (labels, neg) = ([0u8, 2, 1, 1], [1u8, 0, 2, 0]);
-        net.backprop_grads(&be, &x, &labels, &neg).unwrap();
+        net.backprop_grads(&x, &labels, &neg).unwrap();
         // The embedded input: label one-hot over the first c pixels.
         let mut x64 = vec![0.0f64; 2 * n * din];
         for (r, &y) in labels.iter().chain(&neg).enumerate() {
@@ -431,10 +436,10 @@ fn ffcl_layer_local_gradients_match_finite_differences() {
     use ffwd::layers::ffcl::{FfclConfig, FfclNet};
     let be = CpuBackend::best();
     let (din, c, n) = (6, 3, 4);
-    let mut net = FfclNet::new(FfclConfig { sizes: vec![5, 4], ..FfclConfig::default() }, din, c, 9).unwrap();
+    let mut net = FfclNet::new(be, FfclConfig { sizes: vec![5, 4], ..FfclConfig::default() }, din, c, 9).unwrap();
     let x = data(41, n * din, 1.0);
     let labels = [2u8, 0, 1, 2];
-    net.compute_grads(&be, &x, &labels).unwrap();
+    net.compute_grads(&x, &labels).unwrap();
     let f64v = |v: &[f32]| v.iter().map(|&a| a as f64).collect::<Vec<f64>>();
     let dense = |x: &[f64], w: &[f64], b: &[f64], relu: bool| dense64(x, n, w, b, relu);
     let cos_loss = |a: &[f64], b: &[f64], d: usize| -> f64 {
@@ -466,7 +471,7 @@ fn ffcl_layer_local_gradients_match_finite_differences() {
 
 /// Central differences of `loss` over every weight and bias of `layer`
 /// against its analytic (dW, db).
-fn check_dense(what: &str, layer: &ffwd::layers::ffcl::Dense, loss: &dyn Fn(&[f64], &[f64]) -> f64) {
+fn check_dense(what: &str, layer: &ffwd::layers::ffcl::Dense<CpuBackend>, loss: &dyn Fn(&[f64], &[f64]) -> f64) {
     let f = |v: &[f32]| v.iter().map(|&a| a as f64).collect::<Vec<f64>>();
     let (w, b) = (f(&layer.w), f(&layer.b));
     let (dw, db) = layer.last_grads();
@@ -505,7 +510,7 @@ fn ae_and_dae_cell_gradients_match_finite_differences_of_the_reconstruction_loss
         cells: vec![ffwd::layers::uff::CellKind::Ae, ffwd::layers::uff::CellKind::Dae],
         ..UffConfig::default()
     };
-    let mut net = UffNet::new(cfg, (1, 1, 12), 3, 4).unwrap();
+    let mut net = UffNet::new(be, cfg, (1, 1, 12), 3, 4).unwrap();
     let n = 5;
     let x = data(51, n * 12, 1.0);
     let pos = SamplePos { seed: 4, epoch: 1, first: 30, cell: 1 };
@@ -540,7 +545,7 @@ fn gan_cell_gradients_match_finite_differences_of_the_discriminator_and_generato
     use ffwd::layers::uff::{Cell, CellKind, SamplePos, UffConfig, UffNet};
     let be = CpuBackend::best();
     let cfg = UffConfig { cells: vec![CellKind::Gan], ..UffConfig::default() };
-    let mut net = UffNet::new(cfg, (1, 2, 5), 3, 6).unwrap();
+    let mut net = UffNet::new(be, cfg, (1, 2, 5), 3, 6).unwrap();
     let n = 6;
     let x = data(61, n * 10, 1.0);
     net.cells[0].compute_grads(&be, &x, n, SamplePos { seed: 6, epoch: 0, first: 12, cell: 0 }).unwrap();

@@ -208,8 +208,11 @@ fn layer_by_layer_schedule_trains_one_layer_per_phase() {
     assert!(r[3].layers[0].loss.is_none() && r[3].layers[1].loss.is_some());
     assert!(r[3].layers[0].fwd_steps.is_none() && r[3].layers[1].fwd_steps.is_some());
     // layer 0 was frozen during phase 1: its weights equal the phase-0 end state
-    let ck = ffwd::train::checkpoint::load(&t.checkpoint_path()).unwrap().1;
-    assert_eq!(ck.mlp().unwrap().layers[0].w, t.net.mlp().unwrap().layers[0].w);
+    let ck = ffwd::train::checkpoint::load(&t.checkpoint_path(), Default::default()).unwrap().1;
+    let w0 =
+        |n: &ffwd::train::model::Model| n.named_tensors().unwrap().into_iter().find(|(k, _)| k == "layers.0.weight");
+    assert!(w0(&ck).is_some());
+    assert_eq!(w0(&ck), w0(&t.net));
 }
 
 #[test]

@@ -19,7 +19,7 @@ mkdir -p "$S/bin" "$S/data/mnist"
 cargo build --release --quiet
 cp target/release/ffwd "$S/bin/"
 # test binaries: the last "executable" line per test target
-for t in gpu_bitexact cuda_training; do
+for t in conformance cuda_training; do
     exe=$(cargo test --release --no-run --message-format=json --test "$t" 2>/dev/null |
         python3 -c 'import json,sys
 for l in sys.stdin:
@@ -46,7 +46,7 @@ mkdir -p "$O"
 export FFWD_REQUIRE_GPU=1 FFWD_DATA_DIR="$S/data"
 nvidia-smi > "$O/nvidia-smi.txt" 2>&1
 rc=0
-"$S/bin/gpu_bitexact" --test-threads=1 > "$O/gpu_bitexact.txt" 2>&1 || rc=1
+"$S/bin/conformance" --test-threads=1 > "$O/conformance.txt" 2>&1 || rc=1
 "$S/bin/cuda_training" --test-threads=1 > "$O/cuda_training.txt" 2>&1 || rc=1
 # the benchmarks, ffwd and PyTorch (cuBLAS, TF32 off) in the same run,
 # alternating, twice
@@ -59,7 +59,7 @@ for round in 1 2; do
             --warmup-epochs 1 --epochs 3 >> "$O/ff-torch.jsonl" 2>> "$O/torch.err" || rc=1
     done
 done
-tail -n 3 "$O"/gpu_bitexact.txt "$O"/cuda_training.txt
+tail -n 3 "$O"/conformance.txt "$O"/cuda_training.txt
 cat "$O"/*.jsonl "$O"/*.err
 exit $rc
 RUN

@@ -26,14 +26,25 @@ pub mod cuda;
 mod error;
 pub mod mat;
 pub mod numerics;
+pub mod ops;
 
-pub use cpu::conv::{Cnhw, ConvScratch};
-pub use cpu::gemm::{warm_up_workers, Epilogue, PackedMat, StepsRun};
-pub use cpu::loss::{argmax, argmax_value, FfLoss, GoodnessForm, LossScratch};
-pub use cpu::math::Unary;
-pub use cpu::norm2d::bn_rstd;
-pub use cpu::optim::{AdamStep, OptimStep, SgdStep};
-pub use cpu::reduce::Norm;
+pub use cpu::conv::ConvScratch;
+pub use cpu::gemm::{warm_up_workers, PackedMat};
+pub use cpu::loss::{argmax, argmax_value, LossScratch};
 pub use cpu::{avx2_available, CpuBackend, CpuKind};
+pub use cuda::CudaBackend;
 pub use error::{Error, Result};
 pub use mat::{MatMut, MatRef};
+pub use ops::conv::{Cnhw, ConvBackward};
+pub use ops::gemm::{Epilogue, StepsRun};
+pub use ops::linear::{LinearDims, LinearUpdate, Param, Weights};
+pub use ops::loss::{FfLoss, GanHalves, GoodnessForm, MeanOf};
+pub use ops::math::Unary;
+pub use ops::norm2d::{bn_rstd, BnGrads, BnStats};
+pub use ops::optim::{AdamStep, OptimStep, SgdStep};
+pub use ops::philox::RngPos;
+pub use ops::reduce::Norm;
+pub use ops::{
+    Backend, ConvOps, EmbedOps, GemmOps, LayoutOps, Len, LinearOps, LossOps, Mat, MathOps, Norm2dOps, OptimOps,
+    PhiloxOps, PoolOps, ReduceOps, StatSlot, Storage,
+};

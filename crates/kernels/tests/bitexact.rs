@@ -60,9 +60,9 @@ proptest! {
             let mut g = vec![f32::NAN; m];
             let e = match epi {
                 0 => Epilogue::None,
-                1 => Epilogue::Bias(&bias),
+                1 => Epilogue::Bias(bias.as_slice()),
                 3 => Epilogue::Accumulate,
-                _ => Epilogue::BiasRelu(&bias),
+                _ => Epilogue::BiasRelu(bias.as_slice()),
             };
             if epi == 2 {
                 be.linear_forward(a, b, &bias, MatMut::new(&mut c, m, n).unwrap(), &mut g).unwrap();

@@ -16,66 +16,49 @@
 //! statistics in training and running statistics at evaluation, as in the
 //! FF net. This fills the papers' BP column with the same architecture.
 
+use crate::checks::{check_images, check_labelled};
 use crate::config::{FfConfig, MlpTraining};
-use crate::conv::{forward_blocks, images_to_cnhw, ConvBlock, ConvFfConfig};
-use crate::ff::{check_images, check_labelled, BatchStats, FfLayer, Predictions};
+use crate::conv::{block_tensors, forward_blocks, images_to_cnhw, load_blocks, BlockMode, ConvBlock, ConvFfConfig};
+use crate::ff::{layer_tensors, load_layers, FfLayer, Predictions};
 use crate::readout::Readout;
+use crate::stats::{BatchStats, Entry, StatLog};
+use crate::tensors::TensorSource;
 use crate::{Error, Result};
-use ffwd_kernels::{Cnhw, CpuBackend, Norm};
+use ffwd_kernels::{Backend, Cnhw, Norm, StatSlot};
 use ffwd_tensor::Tensor;
 
 /// Index of the linear head's Philox init stream (after any block's and
 /// the FF label embedding's).
 pub const HEAD_INIT_STREAM: u32 = (1 << 16) + 1;
 
+/// Buffers of the last step, kept between steps.
+#[derive(Clone, Debug, Default)]
+struct Work<T> {
+    input: T,
+    feats: T,
+    dfeats: T,
+    dcur: T,
+    dnext: T,
+}
+
 /// A conv net trained end to end by backprop through all blocks.
 #[derive(Clone, Debug)]
-pub struct BpConvNet {
+pub struct BpConvNet<B: Backend> {
+    be: B,
     pub config: ConvFfConfig,
     /// Image shape (channels, height, width).
     pub image: (usize, usize, usize),
     pub classes: usize,
-    pub blocks: Vec<ConvBlock>,
+    pub blocks: Vec<ConvBlock<B>>,
     /// The linear classifier on the flattened last block.
-    pub head: Readout,
+    pub head: Readout<B>,
     pub steps: u64,
-    work: Work,
+    work: Work<B::Buf>,
+    log: StatLog<B::Buf>,
 }
 
-/// Buffers of the last step, kept between steps.
-#[derive(Clone, Debug, Default)]
-struct Work {
-    input: Vec<f32>,
-    feats: Vec<f32>,
-    dfeats: Vec<f32>,
-    dcur: Vec<f32>,
-    dnext: Vec<f32>,
-}
-
-/// Copy a CNHW tensor into per-image rows of C·H·W values.
-pub(crate) fn flatten(x: &[f32], g: Cnhw, out: &mut Vec<f32>) {
-    let (hw, d) = (g.plane(), g.per_image());
-    out.resize(g.len(), 0.0);
-    for c in 0..g.c {
-        for b in 0..g.n {
-            out[b * d + c * hw..][..hw].copy_from_slice(&x[(c * g.n + b) * hw..][..hw]);
-        }
-    }
-}
-
-/// The inverse of [`flatten`].
-pub(crate) fn unflatten(rows: &[f32], g: Cnhw, out: &mut Vec<f32>) {
-    let (hw, d) = (g.plane(), g.per_image());
-    out.resize(g.len(), 0.0);
-    for c in 0..g.c {
-        for b in 0..g.n {
-            out[(c * g.n + b) * hw..][..hw].copy_from_slice(&rows[b * d + c * hw..][..hw]);
-        }
-    }
-}
-
-impl BpConvNet {
-    pub fn new(config: ConvFfConfig, image: (usize, usize, usize), classes: usize, seed: u64) -> Result<Self> {
+impl<B: Backend> BpConvNet<B> {
+    pub fn new(be: B, config: ConvFfConfig, image: (usize, usize, usize), classes: usize, seed: u64) -> Result<Self> {
         config.validate(image).map_err(Error::Config)?;
         if classes < 2 {
             return Err(Error::Config(format!("a classifier needs at least 2 classes, got {classes}")));
@@ -84,12 +67,29 @@ impl BpConvNet {
         let mut g = Cnhw::new(image.0, 1, image.1, image.2);
         for (k, &c) in config.channels.iter().enumerate() {
             let pool = config.pool.contains(&k);
-            let b = ConvBlock::new(g.c, c, pool, config.norm, &config.optim, 1, seed, k as u32);
+            let b = ConvBlock::new(&be, (g.c, c, pool, config.norm), &config.optim, 1, (seed, k as u32))?;
             g = b.out_geom(g);
             blocks.push(b);
         }
-        let head = Readout::new(g.per_image(), classes, &config.optim).with_uniform_init(seed, HEAD_INIT_STREAM);
-        Ok(Self { config, image, classes, blocks, head, steps: 0, work: Work::default() })
+        let head =
+            Readout::new(&be, g.per_image(), classes, &config.optim)?.with_uniform_init(&be, seed, HEAD_INIT_STREAM)?;
+        let nb = blocks.len();
+        Ok(Self {
+            be,
+            config,
+            image,
+            classes,
+            blocks,
+            head,
+            steps: 0,
+            work: Work::default(),
+            log: StatLog::new(nb, Some(nb)),
+        })
+    }
+
+    /// The backend the network lives on.
+    pub fn backend(&self) -> &B {
+        &self.be
     }
 
     fn image_dim(&self) -> usize {
@@ -108,110 +108,119 @@ impl BpConvNet {
 
     /// Forward `n` images through the blocks and flatten the last output
     /// into `self.work.feats`; returns the geometries.
-    fn forward(&mut self, be: &CpuBackend, images: &[f32], n: usize, train: bool) -> Result<Vec<Cnhw>> {
+    fn forward(&mut self, images: &[f32], n: usize, train: bool) -> Result<Vec<Cnhw>> {
         let gs = self.geoms(n);
-        self.work.input.resize(gs[0].len(), 0.0);
-        images_to_cnhw(images, self.image, n, |b| b, &mut self.work.input);
-        let eps = (self.config.bn_eps, self.config.norm_eps);
-        forward_blocks(be, &mut self.blocks, &self.work.input, gs[0], train, self.config.bn_momentum, eps)?;
+        let image = self.image;
+        self.be.upload_with(&mut self.work.input, gs[0].len(), |buf| images_to_cnhw(images, image, n, |b| b, buf))?;
+        let c = &self.config;
+        let mode = BlockMode { train, momentum: c.bn_momentum, bn_eps: c.bn_eps, norm_eps: c.norm_eps };
+        forward_blocks(&self.be, &mut self.blocks, &self.work.input, gs[0], mode)?;
         let last = self.blocks.last().expect("at least one block").output();
-        flatten(last, gs[gs.len() - 1], &mut self.work.feats);
+        self.be.cnhw_to_rows(last, gs[gs.len() - 1], &mut self.work.feats)?;
         Ok(gs)
     }
 
     /// Forward and backward on a batch (training mode, batch statistics;
     /// the running statistics move), leaving every gradient in place
     /// ([`ConvBlock::grads`], [`Readout::grads`]) without updating any
-    /// weight. Returns the mean cross-entropy.
-    pub fn compute_grads(&mut self, be: &CpuBackend, images: &[f32], labels: &[u8]) -> Result<f32> {
+    /// weight. The mean cross-entropy goes to `out`.
+    pub fn compute_grads(&mut self, images: &[f32], labels: &[u8], out: StatSlot<'_, B::Buf>) -> Result<()> {
         check_labelled(images.len(), self.image_dim(), labels, self.classes)?;
         let n = labels.len();
-        let gs = self.forward(be, images, n, true)?;
+        let gs = self.forward(images, n, true)?;
         let nb = self.blocks.len();
-        let loss = self.head.compute_grads(be, &self.work.feats, labels)?;
-        if !loss.is_finite() {
-            return Err(Error::NonFinite { layer: nb, loss });
-        }
+        let be = &self.be;
+        self.head.compute_grads(be, &self.work.feats, labels, out)?;
         self.head.input_grad(be, &mut self.work.dfeats)?;
-        unflatten(&self.work.dfeats, gs[nb], &mut self.work.dcur);
+        be.rows_to_cnhw(&self.work.dfeats, gs[nb], &mut self.work.dcur)?;
         for k in (0..nb).rev() {
             let (prev, rest) = self.blocks.split_at_mut(k);
-            let x = if k == 0 { &self.work.input[..] } else { prev[k - 1].output() };
+            let x = if k == 0 { &self.work.input } else { prev[k - 1].output() };
             rest[0].backward(be, x, &self.work.dcur, (k > 0).then_some(&mut self.work.dnext))?;
             std::mem::swap(&mut self.work.dcur, &mut self.work.dnext);
         }
-        Ok(loss)
+        Ok(())
     }
 
     /// One step of backprop: [`BpConvNet::compute_grads`], then every
-    /// tensor's Adam step.
-    pub fn train_batch(&mut self, be: &CpuBackend, images: &[f32], labels: &[u8]) -> Result<BatchStats> {
-        let loss = self.compute_grads(be, images, labels)?;
-        self.head.apply(be)?;
-        for b in &mut self.blocks {
-            b.apply(be, 0)?;
+    /// tensor's Adam step. Returns the statistics read back during the call.
+    pub fn train_batch(&mut self, images: &[f32], labels: &[u8]) -> Result<Vec<BatchStats>> {
+        let row = self.log.begin(&self.be)?;
+        let nb = self.blocks.len();
+        let r = (|| {
+            let mut log = std::mem::replace(&mut self.log, StatLog::new(0, None));
+            let r = self.compute_grads(images, labels, log.slot(row, nb, 0, Entry::Loss));
+            self.log = log;
+            r?;
+            self.head.apply(&self.be)?;
+            for b in &mut self.blocks {
+                b.apply(&self.be, 0)?;
+            }
+            self.steps += 1;
+            Ok(())
+        })();
+        if let Err(e) = r {
+            self.log.abandon();
+            return Err(e);
         }
-        self.steps += 1;
-        Ok(BatchStats { layers: vec![None; self.blocks.len()], readout_loss: Some(loss) })
+        self.log.take_due(&self.be)
+    }
+
+    /// Read back the statistics of every batch still pending on the backend.
+    pub fn flush_stats(&mut self) -> Result<Vec<BatchStats>> {
+        self.log.take(&self.be)
     }
 
     /// Predict `n` images (image-major, normalised) in chunks of `chunk`
     /// (evaluation mode: running statistics).
-    pub fn predict(&mut self, be: &CpuBackend, images: &[f32], n: usize, chunk: usize) -> Result<Predictions> {
+    pub fn predict(&mut self, images: &[f32], n: usize, chunk: usize) -> Result<Predictions> {
         let di = self.image_dim();
         check_images(images.len(), n, di)?;
         let mut out = Vec::with_capacity(n);
         let chunk = chunk.max(1);
         for s in (0..n).step_by(chunk) {
             let m = chunk.min(n - s);
-            self.forward(be, &images[s * di..(s + m) * di], m, false)?;
-            self.head.predict(be, &self.work.feats, m, &mut out)?;
+            self.forward(&images[s * di..(s + m) * di], m, false)?;
+            self.head.predict(&self.be, &self.work.feats, m, &mut out)?;
         }
         Ok(Predictions { overall: out.clone(), per_layer: Vec::new(), goodness: Vec::new(), readout: Some(out) })
     }
 
     /// Every parameter and running statistic as a named tensor; the head's
     /// weight is stored features × classes.
-    pub fn named_tensors(&self) -> Vec<(String, Tensor)> {
-        let t = |shape: &[usize], v: &[f32]| Tensor::from_vec(shape, v.to_vec()).expect("shape");
-        let mut out = crate::conv::block_tensors(&self.blocks);
-        out.push(("head.weight".into(), t(&[self.head.in_dim, self.classes], &self.head.w)));
-        out.push(("head.bias".into(), t(&[self.classes], &self.head.b)));
-        out
+    pub fn named_tensors(&self) -> Result<Vec<(String, Tensor)>> {
+        let mut out = block_tensors(&self.be, &self.blocks)?;
+        out.extend(self.head.tensors(&self.be, "head")?);
+        Ok(out)
     }
 
     /// Replace parameters from named tensors, checking names and shapes.
-    pub fn load_tensors(&mut self, mut get: impl FnMut(&str) -> Result<Tensor>) -> Result<()> {
-        for (name, want) in self.named_tensors() {
-            let v = crate::conv::fetch_tensor(&mut get, &name, want.shape())?;
-            match name.as_str() {
-                "head.weight" => self.head.w = v,
-                "head.bias" => self.head.b = v,
-                _ => *crate::conv::block_field(&mut self.blocks, &name) = v,
-            }
-        }
-        Ok(())
+    pub fn load_tensors(&mut self, get: &mut TensorSource<'_>) -> Result<()> {
+        load_blocks(&self.be, &mut self.blocks, get)?;
+        self.head.load(&self.be, "head", get)
     }
 }
 
 /// An MLP of FF layers trained end to end by backprop with cross-entropy.
 #[derive(Clone, Debug)]
-pub struct BpMlp {
+pub struct BpMlp<B: Backend> {
+    be: B,
     pub config: FfConfig,
     /// Values per image.
     pub image_dim: usize,
     pub classes: usize,
-    pub layers: Vec<FfLayer>,
+    pub layers: Vec<FfLayer<B>>,
     /// The linear classifier on the last layer's activity.
-    pub head: Readout,
+    pub head: Readout<B>,
     pub steps: u64,
-    work: Work,
+    work: Work<B::Buf>,
+    log: StatLog<B::Buf>,
 }
 
-impl BpMlp {
+impl<B: Backend> BpMlp<B> {
     /// `config.training` must be `cross-entropy`; the layers are built and
     /// initialised as the FF net's (same Philox streams).
-    pub fn new(config: FfConfig, image_dim: usize, classes: usize, seed: u64) -> Result<Self> {
+    pub fn new(be: B, config: FfConfig, image_dim: usize, classes: usize, seed: u64) -> Result<Self> {
         config.validate().map_err(Error::Config)?;
         if config.training != MlpTraining::CrossEntropy {
             return Err(Error::Config("BpMlp needs model.training = \"cross-entropy\"".into()));
@@ -222,11 +231,27 @@ impl BpMlp {
         let mut layers = Vec::new();
         let mut d = image_dim;
         for (i, &s) in config.sizes.iter().enumerate() {
-            layers.push(FfLayer::new(d, s, &config.optim, seed, i as u32));
+            layers.push(FfLayer::new(&be, d, s, &config.optim, seed, i as u32)?);
             d = s;
         }
-        let head = Readout::new(d, classes, &config.optim).with_uniform_init(seed, HEAD_INIT_STREAM);
-        Ok(Self { config, image_dim, classes, layers, head, steps: 0, work: Work::default() })
+        let head = Readout::new(&be, d, classes, &config.optim)?.with_uniform_init(&be, seed, HEAD_INIT_STREAM)?;
+        let nl = layers.len();
+        Ok(Self {
+            be,
+            config,
+            image_dim,
+            classes,
+            layers,
+            head,
+            steps: 0,
+            work: Work::default(),
+            log: StatLog::new(nl, Some(nl)),
+        })
+    }
+
+    /// The backend the network lives on.
+    pub fn backend(&self) -> &B {
+        &self.be
     }
 
     fn norm(&self) -> (Norm, f32) {
@@ -234,99 +259,106 @@ impl BpMlp {
     }
 
     /// Forward `n` images through every layer.
-    fn forward(&mut self, be: &CpuBackend, images: &[f32], n: usize) -> Result<()> {
-        let (norm, eps) = self.norm();
+    fn forward(&mut self, images: &[f32], n: usize) -> Result<()> {
+        let norm = self.norm();
+        self.be.upload(images, &mut self.work.input)?;
         for l in 0..self.layers.len() {
             let (prev, rest) = self.layers.split_at_mut(l);
-            let x = if l == 0 { images } else { prev[l - 1].activity() };
-            rest[0].forward(be, x, n, norm, eps)?;
+            let x = if l == 0 { &self.work.input } else { prev[l - 1].activity() };
+            rest[0].forward(&self.be, x, n, norm.0, norm.1)?;
         }
         Ok(())
     }
 
-    fn last(&self) -> &[f32] {
-        self.layers.last().expect("at least one layer").activity()
-    }
-
     /// Forward and backward on a batch, leaving every gradient in place
-    /// ([`FfLayer::grads`], [`Readout::grads`]) without updating. Returns
-    /// the mean cross-entropy.
-    pub fn compute_grads(&mut self, be: &CpuBackend, images: &[f32], labels: &[u8]) -> Result<f32> {
+    /// ([`FfLayer::grads`], [`Readout::grads`]) without updating. The mean
+    /// cross-entropy goes to `out`.
+    pub fn compute_grads(&mut self, images: &[f32], labels: &[u8], out: StatSlot<'_, B::Buf>) -> Result<()> {
         check_labelled(images.len(), self.image_dim, labels, self.classes)?;
         let n = labels.len();
-        self.forward(be, images, n)?;
+        self.forward(images, n)?;
         let nl = self.layers.len();
-        let feats = self.layers[nl - 1].activity();
-        let loss = self.head.compute_grads(be, feats, labels)?;
-        if !loss.is_finite() {
-            return Err(Error::NonFinite { layer: nl, loss });
-        }
+        let be = &self.be;
+        self.head.compute_grads(be, self.layers[nl - 1].activity(), labels, out)?;
         self.head.input_grad(be, &mut self.work.dcur)?;
-        let (norm, eps) = self.norm();
+        let norm = self.norm();
         for l in (0..nl).rev() {
             let (prev, rest) = self.layers.split_at_mut(l);
-            let x = if l == 0 { images } else { prev[l - 1].activity() };
             let w = &mut self.work;
-            rest[0].backward(be, x, n, norm, eps, &w.dcur, (l > 0).then_some(&mut w.dnext))?;
+            let x = if l == 0 { &w.input } else { prev[l - 1].activity() };
+            rest[0].backward(be, x, n, norm, &w.dcur, (l > 0).then_some(&mut w.dnext))?;
             std::mem::swap(&mut w.dcur, &mut w.dnext);
         }
-        Ok(loss)
+        Ok(())
     }
 
     /// One step of backprop: [`BpMlp::compute_grads`], then every tensor's
-    /// optimiser step.
-    pub fn train_batch(&mut self, be: &CpuBackend, images: &[f32], labels: &[u8]) -> Result<BatchStats> {
-        let loss = self.compute_grads(be, images, labels)?;
-        self.head.apply(be)?;
-        for l in &mut self.layers {
-            l.apply_grads(be)?;
+    /// optimiser step. Returns the statistics read back during the call.
+    pub fn train_batch(&mut self, images: &[f32], labels: &[u8]) -> Result<Vec<BatchStats>> {
+        let row = self.log.begin(&self.be)?;
+        let nl = self.layers.len();
+        let r = (|| {
+            let mut log = std::mem::replace(&mut self.log, StatLog::new(0, None));
+            let r = self.compute_grads(images, labels, log.slot(row, nl, 0, Entry::Loss));
+            self.log = log;
+            r?;
+            self.head.apply(&self.be)?;
+            for l in &mut self.layers {
+                l.apply_grads(&self.be)?;
+            }
+            self.steps += 1;
+            Ok(())
+        })();
+        if let Err(e) = r {
+            self.log.abandon();
+            return Err(e);
         }
-        self.steps += 1;
-        Ok(BatchStats { layers: vec![None; self.layers.len()], readout_loss: Some(loss) })
+        self.log.take_due(&self.be)
+    }
+
+    /// Read back the statistics of every batch still pending on the backend.
+    pub fn flush_stats(&mut self) -> Result<Vec<BatchStats>> {
+        self.log.take(&self.be)
     }
 
     /// Predict `n` images in chunks of `chunk`.
-    pub fn predict(&mut self, be: &CpuBackend, images: &[f32], n: usize, chunk: usize) -> Result<Predictions> {
+    pub fn predict(&mut self, images: &[f32], n: usize, chunk: usize) -> Result<Predictions> {
         let di = self.image_dim;
         check_images(images.len(), n, di)?;
         let mut out = Vec::with_capacity(n);
         let chunk = chunk.max(1);
-        let mut feats = std::mem::take(&mut self.work.feats);
         for s in (0..n).step_by(chunk) {
             let m = chunk.min(n - s);
-            self.forward(be, &images[s * di..(s + m) * di], m)?;
-            feats.clear();
-            feats.extend_from_slice(self.last());
-            self.head.predict(be, &feats, m, &mut out)?;
+            self.forward(&images[s * di..(s + m) * di], m)?;
+            let last = self.layers.last().expect("at least one layer").activity();
+            self.head.predict(&self.be, last, m, &mut out)?;
         }
-        self.work.feats = feats;
         Ok(Predictions { overall: out.clone(), per_layer: Vec::new(), goodness: Vec::new(), readout: Some(out) })
     }
 
     /// `layers.{i}.*` as in the FF net, and `head.weight` (width ×
     /// classes), `head.bias`.
-    pub fn named_tensors(&self) -> Vec<(String, Tensor)> {
-        let mut out = crate::ff::layer_tensors(&self.layers);
-        out.extend(crate::ff::head_tensors("head", &self.head));
-        out
+    pub fn named_tensors(&self) -> Result<Vec<(String, Tensor)>> {
+        let mut out = layer_tensors(&self.be, &self.layers)?;
+        out.extend(self.head.tensors(&self.be, "head")?);
+        Ok(out)
     }
 
     /// Replace parameters from named tensors, checking names and shapes.
-    pub fn load_tensors(&mut self, mut get: impl FnMut(&str) -> Result<Tensor>) -> Result<()> {
-        crate::ff::load_layers(&mut self.layers, &mut get)?;
-        crate::ff::load_head("head", &mut self.head, &mut get)
+    pub fn load_tensors(&mut self, get: &mut TensorSource<'_>) -> Result<()> {
+        load_layers(&self.be, &mut self.layers, get)?;
+        self.head.load(&self.be, "head", get)
     }
 }
 
 /// The probe sees every layer's length-normalised activity (standard view)
 /// or its ReLU activity (raw view), as for FF. The net has no label inputs.
-impl crate::probe::Features for BpMlp {
+impl<B: Backend> crate::probe::Features for BpMlp<B> {
     fn feature_dims(&self) -> Vec<usize> {
         self.layers.iter().map(|l| l.out_dim).collect()
     }
     fn features(
         &mut self,
-        be: &CpuBackend,
         images: &[f32],
         n: usize,
         view: crate::probe::FeatureView,
@@ -336,48 +368,39 @@ impl crate::probe::Features for BpMlp {
             return Err(view.unsupported("BP MLP", "has no label inputs"));
         }
         check_images(images.len(), n, self.image_dim)?;
-        self.forward(be, images, n)?;
-        match view.form {
+        self.forward(images, n)?;
+        let mut tmp = std::mem::take(&mut self.work.dfeats);
+        let mut feats = std::mem::take(&mut self.work.feats);
+        let r = match view.form {
             crate::probe::FeatureForm::Standard => {
-                let norm = self.norm();
-                crate::ff::normalized_activities(be, &self.layers, n, norm, &mut self.work.feats, out)
+                crate::ff::normalized_activities(&self.be, &self.layers, n, self.norm(), &mut tmp, &mut feats)
             }
-            crate::probe::FeatureForm::Raw => {
-                crate::ff::raw_activities(&self.layers, n, out);
-                Ok(())
-            }
-        }
+            crate::probe::FeatureForm::Raw => crate::ff::raw_activities(&self.be, &self.layers, n, &mut feats),
+        };
+        out.clear();
+        let r = r.and_then(|()| Ok(self.be.with_host(&feats, |v| out.extend_from_slice(v))?));
+        self.work.dfeats = tmp;
+        self.work.feats = feats;
+        r
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ffwd_kernels::CpuBackend;
 
     #[test]
     fn the_bp_mlp_has_a_raw_probe_view_but_no_label_inputs() {
         use crate::probe::{FeatureForm, FeatureView, Features};
-        let be = CpuBackend::best();
         let cfg = FfConfig { sizes: vec![5, 5], training: MlpTraining::CrossEntropy, ..FfConfig::default() };
-        let mut net = BpMlp::new(cfg, 4, 3, 1).unwrap();
+        let mut net = BpMlp::new(CpuBackend::best(), cfg, 4, 3, 1).unwrap();
         let imgs = [0.1f32, 0.9, 0.4, 0.7, 0.3, 0.2, 0.8, 0.6];
         let mut raw = Vec::new();
-        net.features(&be, &imgs, 2, FeatureView { form: FeatureForm::Raw, label: None }, &mut raw).unwrap();
+        net.features(&imgs, 2, FeatureView { form: FeatureForm::Raw, label: None }, &mut raw).unwrap();
         assert_eq!(raw.len(), 20);
         assert!(raw.iter().all(|&v| v >= 0.0), "ReLU activity");
-        let e = net.features(&be, &imgs, 2, FeatureView { form: FeatureForm::Standard, label: Some(0) }, &mut raw);
+        let e = net.features(&imgs, 2, FeatureView { form: FeatureForm::Standard, label: Some(0) }, &mut raw);
         assert!(e.unwrap_err().to_string().contains("no label inputs"));
-    }
-
-    #[test]
-    fn flatten_and_unflatten_are_inverse_and_order_features_chw() {
-        let g = Cnhw::new(2, 3, 2, 2);
-        let x: Vec<f32> = (0..g.len()).map(|i| i as f32).collect();
-        let (mut rows, mut back) = (Vec::new(), Vec::new());
-        flatten(&x, g, &mut rows);
-        // Image 1, channel 1, pixel 2 sits at CNHW (1·3+1)·4+2 = 18.
-        assert_eq!(rows[8 + 4 + 2], 18.0);
-        unflatten(&rows, g, &mut back);
-        assert_eq!(back, x);
     }
 }

@@ -33,12 +33,14 @@
 //! (default: the last block) in block order from +0.0; the first maximum
 //! wins.
 
+use crate::checks::{check_batch, check_images};
 use crate::config::{LossKind, OptimConfig};
-use crate::ff::{check_batch, check_images, BatchStats, LayerStats, Predictions};
+use crate::ff::Predictions;
 use crate::optim::OptState;
+use crate::stats::{BatchStats, Entry, StatLog};
+use crate::tensors::{fetch_into, to_tensor, TensorSource};
 use crate::{Error, Result};
-use ffwd_kernels::numerics::relu;
-use ffwd_kernels::{argmax, bn_rstd, Cnhw, ConvScratch, CpuBackend, FfLoss, GoodnessForm, LossScratch};
+use ffwd_kernels::{argmax, Backend, BnGrads, BnStats, Cnhw, ConvBackward, FfLoss, GoodnessForm, Len, MeanOf};
 use ffwd_tensor::{stream, Philox, Tensor};
 use serde::{Deserialize, Serialize};
 
@@ -176,93 +178,122 @@ impl ConvFfConfig {
 
 /// Optimiser states of one block's parameters in one pair.
 #[derive(Clone, Debug)]
-struct BlockOpt {
-    w: OptState,
-    gamma: OptState,
-    beta: OptState,
+struct BlockOpt<B: Backend> {
+    w: OptState<B>,
+    gamma: OptState<B>,
+    beta: OptState<B>,
 }
 
-/// Buffers of one block's last forward and backward.
+/// Buffers of one block's last forward and backward (generic over the
+/// buffer, position and scratch types so that they derive their defaults).
 #[derive(Clone, Debug, Default)]
-struct BlockWork {
+struct BlockWork<T, I, C, N> {
     /// Geometry of the block input.
     gin: Option<Cnhw>,
-    xn: Vec<f32>,
-    mean: Vec<f32>,
-    var: Vec<f32>,
-    rstd: Vec<f32>,
-    inv: Vec<f32>,
+    xn: T,
+    mean: T,
+    var: T,
+    rstd: T,
+    inv: T,
     /// ReLU output before the pool.
-    r: Vec<f32>,
+    r: T,
     /// Pooled output (empty when the block does not pool).
-    pooled: Vec<f32>,
-    idx: Vec<u8>,
+    pooled: T,
+    idx: I,
     /// Per-image sum of squares of the output.
-    g: Vec<f32>,
-    dr: Vec<f32>,
-    dxn: Vec<f32>,
-    dw: Vec<f32>,
-    dgamma: Vec<f32>,
-    dbeta: Vec<f32>,
-    conv: ConvScratch,
-    norm_scratch: Vec<f32>,
+    g: T,
+    /// The pool's input gradient, before the ReLU mask.
+    dp: T,
+    dr: T,
+    dxn: T,
+    dw: T,
+    dgamma: T,
+    dbeta: T,
+    /// Batch norm's input gradient when nothing reads it.
+    dx_unused: T,
+    conv: C,
+    norm_scratch: N,
 }
+
+type Work<B> = BlockWork<
+    <B as ffwd_kernels::Storage>::Buf,
+    <B as ffwd_kernels::PoolOps>::PoolIdx,
+    <B as ffwd_kernels::ConvOps>::ConvScratch,
+    <B as ffwd_kernels::Norm2dOps>::NormScratch,
+>;
 
 /// One block: norm → conv 3×3 → ReLU → [max-pool].
 #[derive(Clone, Debug)]
-pub struct ConvBlock {
+pub struct ConvBlock<B: Backend> {
     pub cin: usize,
     pub cout: usize,
     pub pool: bool,
     pub norm: BlockNorm,
     /// Cout × (Cin·9), k = ci·9 + ky·3 + kx.
-    pub w: Vec<f32>,
-    pub gamma: Vec<f32>,
-    pub beta: Vec<f32>,
-    pub running_mean: Vec<f32>,
-    pub running_var: Vec<f32>,
+    pub w: B::Buf,
+    pub gamma: B::Buf,
+    pub beta: B::Buf,
+    pub running_mean: B::Buf,
+    pub running_var: B::Buf,
     /// One optimiser state per pair the block trains in (OLU: 2).
-    opt: Vec<BlockOpt>,
-    work: BlockWork,
+    opt: Vec<BlockOpt<B>>,
+    work: Work<B>,
 }
 
-impl ConvBlock {
+/// What a block's forward does besides computing: training (batch
+/// statistics, which also move the running ones with `momentum`) or
+/// evaluation (the running statistics); the ε of batch norm and of the
+/// length norm.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct BlockMode {
+    pub train: bool,
+    pub momentum: f32,
+    pub bn_eps: f32,
+    pub norm_eps: f32,
+}
+
+impl<B: Backend> ConvBlock<B> {
     /// PyTorch-style init: W uniform in ±1/√(Cin·9) from the Philox stream
     /// `init(index)`; γ = 1, β = 0; running mean 0, variance 1. `slots`
     /// optimiser states (2 under OLU: the block's own pair and the next
     /// block's; else 1).
-    #[allow(clippy::too_many_arguments)]
     pub fn new(
-        cin: usize,
-        cout: usize,
-        pool: bool,
-        norm: BlockNorm,
+        be: &B,
+        (cin, cout, pool, norm): (usize, usize, bool, BlockNorm),
         optim: &OptimConfig,
         slots: usize,
-        seed: u64,
-        index: u32,
-    ) -> Self {
+        (seed, index): (u64, u32),
+    ) -> Result<Self> {
         let bound = 1.0 / ((cin * 9) as f32).sqrt();
         let mut w = vec![0.0f32; cout * cin * 9];
         Philox::new(seed, stream::init(index)).fill_uniform(&mut w, -bound, bound);
-        let opt = || BlockOpt {
-            w: OptState::new(optim, w.len()),
-            gamma: OptState::new(optim, cin),
-            beta: OptState::new(optim, cin),
+        let opt = (0..slots.max(1))
+            .map(|_| {
+                Ok(BlockOpt {
+                    w: OptState::new(be, optim, w.len())?,
+                    gamma: OptState::new(be, optim, cin)?,
+                    beta: OptState::new(be, optim, cin)?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let up = |v: &[f32]| -> Result<B::Buf> {
+            let mut b = B::Buf::default();
+            be.upload(v, &mut b)?;
+            Ok(b)
         };
-        Self {
+        Ok(Self {
             cin,
             cout,
             pool,
             norm,
-            opt: (0..slots.max(1)).map(|_| opt()).collect(),
-            w,
-            gamma: vec![1.0; cin],
-            beta: vec![0.0; cin],
-            running_mean: vec![0.0; cin],
-            running_var: vec![1.0; cin],
+            opt,
+            w: up(&w)?,
+            gamma: up(&vec![1.0; cin])?,
+            beta: be.zeros(cin)?,
+            running_mean: be.zeros(cin)?,
+            running_var: up(&vec![1.0; cin])?,
             work: BlockWork::default(),
-        }
+        })
     }
 
     /// Geometry of the output for an input geometry.
@@ -272,7 +303,7 @@ impl ConvBlock {
     }
 
     /// The last forward's output (CNHW).
-    pub fn output(&self) -> &[f32] {
+    pub fn output(&self) -> &B::Buf {
         if self.pool {
             &self.work.pooled
         } else {
@@ -281,67 +312,43 @@ impl ConvBlock {
     }
 
     /// Per-image sum of squares of the last output.
-    pub fn sumsq(&self) -> &[f32] {
+    pub fn sumsq(&self) -> &B::Buf {
         &self.work.g
     }
 
-    /// Forward `x` (CNHW `g`); `train` uses batch statistics and updates the
-    /// running ones.
-    pub fn forward(
-        &mut self,
-        be: &CpuBackend,
-        x: &[f32],
-        g: Cnhw,
-        train: bool,
-        momentum: f32,
-        eps: (f32, f32),
-    ) -> Result<()> {
+    /// Forward `x` (CNHW `g`).
+    pub fn forward(&mut self, be: &B, x: &B::Buf, g: Cnhw, mode: BlockMode) -> Result<()> {
         let go = self.out_geom(g);
         let wk = &mut self.work;
         wk.gin = Some(g);
-        wk.xn.resize(g.len(), 0.0);
         match self.norm {
             BlockNorm::Batch => {
-                let c = g.c;
-                wk.mean.resize(c, 0.0);
-                wk.var.resize(c, 0.0);
-                wk.rstd.resize(c, 0.0);
-                if train {
-                    be.batchnorm_stats(x, g, eps.0, &mut wk.mean, &mut wk.var, &mut wk.rstd)?;
+                if mode.train {
+                    be.batchnorm_stats(x, g, mode.bn_eps, &mut wk.mean, &mut wk.var, &mut wk.rstd)?;
                     be.batchnorm_update_running(
                         &wk.mean,
                         &wk.var,
                         g.row(),
-                        momentum,
+                        mode.momentum,
                         &mut self.running_mean,
                         &mut self.running_var,
                     )?;
                 } else {
-                    wk.mean.copy_from_slice(&self.running_mean);
-                    for (r, &v) in wk.rstd.iter_mut().zip(&self.running_var) {
-                        *r = bn_rstd(v, eps.0);
-                    }
+                    be.copy(&self.running_mean, &mut wk.mean)?;
+                    be.bn_rstd(&self.running_var, mode.bn_eps, &mut wk.rstd)?;
                 }
-                be.batchnorm_apply(x, g, &wk.mean, &wk.rstd, &self.gamma, &self.beta, &mut wk.xn)?;
+                let stats = BnStats { mean: &wk.mean, rstd: &wk.rstd };
+                be.batchnorm_apply(x, g, stats, &self.gamma, &self.beta, &mut wk.xn)?;
             }
-            BlockNorm::Length => {
-                wk.inv.resize(g.n, 0.0);
-                be.sample_norm_forward(x, g, eps.1, &mut wk.xn, &mut wk.inv)?;
-            }
-            BlockNorm::None => wk.xn.copy_from_slice(x),
+            BlockNorm::Length => be.sample_norm_forward(x, g, mode.norm_eps, &mut wk.xn, &mut wk.inv)?,
+            BlockNorm::None => be.copy(x, &mut wk.xn)?,
         }
         let gc = g.with_channels(self.cout);
-        wk.r.resize(gc.len(), 0.0);
         be.conv3x3_forward(&wk.xn, g, &self.w, self.cout, &mut wk.r, &mut wk.conv)?;
-        for v in wk.r.iter_mut() {
-            *v = relu(*v);
-        }
+        be.relu(&mut wk.r)?;
         if self.pool {
-            wk.pooled.resize(go.len(), 0.0);
-            wk.idx.resize(go.len(), 0);
             be.maxpool2_forward(&wk.r, gc, &mut wk.pooled, &mut wk.idx)?;
         }
-        wk.g.resize(g.n, 0.0);
         let out = if self.pool { &wk.pooled } else { &wk.r };
         be.block_sumsq(out, go, &mut wk.g)?;
         Ok(())
@@ -350,65 +357,35 @@ impl ConvBlock {
     /// Gradients of the parameters from `dout` (gradient w.r.t. the last
     /// forward's output; `x` is that forward's input); with `dx`, also the
     /// gradient w.r.t. the input.
-    pub fn backward(&mut self, be: &CpuBackend, x: &[f32], dout: &[f32], dx: Option<&mut Vec<f32>>) -> Result<()> {
+    pub fn backward(&mut self, be: &B, x: &B::Buf, dout: &B::Buf, dx: Option<&mut B::Buf>) -> Result<()> {
         let wk = &mut self.work;
         let g = wk.gin.ok_or_else(|| Error::Config("block backward before forward".into()))?;
         let gc = g.with_channels(self.cout);
-        wk.dr.resize(gc.len(), 0.0);
-        if self.pool {
-            be.maxpool2_backward(dout, &wk.idx, gc, &mut wk.dr)?;
-        } else {
-            wk.dr.copy_from_slice(dout);
-        }
         // ReLU: r > 0 exactly where the pre-activation was > 0.
-        for (d, &r) in wk.dr.iter_mut().zip(&wk.r) {
-            // (ReLU outputs are never NaN.)
-            if r <= 0.0 {
-                *d = 0.0;
-            }
+        if self.pool {
+            be.maxpool2_backward(dout, &wk.idx, gc, &mut wk.dp)?;
+            be.relu_backward(&wk.r, &wk.dp, &mut wk.dr)?;
+        } else {
+            be.relu_backward(&wk.r, dout, &mut wk.dr)?;
         }
-        wk.dw.resize(self.w.len(), 0.0);
         let need_dxn = dx.is_some() || self.norm == BlockNorm::Batch;
-        wk.dxn.resize(if need_dxn { g.len() } else { 0 }, 0.0);
-        be.conv3x3_backward(
-            &wk.xn,
-            g,
-            &self.w,
-            self.cout,
-            &wk.dr,
-            &mut wk.dw,
-            need_dxn.then_some(&mut wk.dxn[..]),
-            &mut wk.conv,
-        )?;
+        let conv = ConvBackward { x: &wk.xn, g, w: &self.w, cout: self.cout, dy: &wk.dr };
+        be.conv3x3_backward(conv, &mut wk.dw, need_dxn.then_some(&mut wk.dxn), &mut wk.conv)?;
         match (self.norm, dx) {
             (BlockNorm::Batch, dx) => {
-                wk.dgamma.resize(g.c, 0.0);
-                wk.dbeta.resize(g.c, 0.0);
                 // Without a consumer the input gradient lands in a scratch.
-                let mut own = std::mem::take(&mut wk.norm_scratch);
-                let d = dx.unwrap_or(&mut own);
-                d.resize(g.len(), 0.0);
-                be.batchnorm_backward(
-                    x,
-                    g,
-                    &wk.mean,
-                    &wk.rstd,
-                    &self.gamma,
-                    &wk.dxn,
-                    d,
-                    &mut wk.dgamma,
-                    &mut wk.dbeta,
-                )?;
-                wk.norm_scratch = own;
+                let d = match dx {
+                    Some(d) => d,
+                    None => &mut wk.dx_unused,
+                };
+                let stats = BnStats { mean: &wk.mean, rstd: &wk.rstd };
+                let grads = BnGrads { dx: d, dgamma: &mut wk.dgamma, dbeta: &mut wk.dbeta };
+                be.batchnorm_backward(x, g, stats, &self.gamma, &wk.dxn, grads)?;
             }
             (BlockNorm::Length, Some(d)) => {
-                d.resize(g.len(), 0.0);
                 be.sample_norm_backward(x, g, &wk.inv, &wk.dxn, d, &mut wk.norm_scratch)?;
             }
-            (BlockNorm::None, Some(d)) => {
-                d.clear();
-                d.extend_from_slice(&wk.dxn);
-            }
+            (BlockNorm::None, Some(d)) => be.copy(&wk.dxn, d)?,
             (_, None) => {}
         }
         Ok(())
@@ -416,7 +393,7 @@ impl ConvBlock {
 
     /// Apply the last backward's gradients with the optimiser state `slot`
     /// (0: the block's own loss, 1: the next block's loss under OLU).
-    pub fn apply(&mut self, be: &CpuBackend, slot: usize) -> Result<()> {
+    pub fn apply(&mut self, be: &B, slot: usize) -> Result<()> {
         let slots = self.opt.len();
         let o = self
             .opt
@@ -431,7 +408,7 @@ impl ConvBlock {
     }
 
     /// The last backward's gradients (dW, dγ, dβ), for tests.
-    pub fn grads(&self) -> (&[f32], &[f32], &[f32]) {
+    pub fn grads(&self) -> (&B::Buf, &B::Buf, &B::Buf) {
         (&self.work.dw, &self.work.dgamma, &self.work.dbeta)
     }
 }
@@ -456,20 +433,18 @@ pub(crate) fn images_to_cnhw(
 
 /// Forward `blocks` in order on `input` (geometry `g0`), each on the
 /// previous block's output of the same pass.
-pub(crate) fn forward_blocks(
-    be: &CpuBackend,
-    blocks: &mut [ConvBlock],
-    input: &[f32],
+pub(crate) fn forward_blocks<B: Backend>(
+    be: &B,
+    blocks: &mut [ConvBlock<B>],
+    input: &B::Buf,
     g0: Cnhw,
-    train: bool,
-    momentum: f32,
-    eps: (f32, f32),
+    mode: BlockMode,
 ) -> Result<()> {
     let mut g = g0;
     for k in 0..blocks.len() {
         let (prev, rest) = blocks.split_at_mut(k);
         let x = if k == 0 { input } else { prev[k - 1].output() };
-        rest[0].forward(be, x, g, train, momentum, eps)?;
+        rest[0].forward(be, x, g, mode)?;
         g = rest[0].out_geom(g);
     }
     Ok(())
@@ -480,29 +455,32 @@ pub const EMBEDDING_INIT_STREAM: u32 = 1 << 16;
 
 /// A convolutional FF network with a learned label channel.
 #[derive(Clone, Debug)]
-pub struct ConvFfNet {
+pub struct ConvFfNet<B: Backend> {
+    be: B,
     pub config: ConvFfConfig,
     /// Image shape (channels, height, width), without the label channel.
     pub image: (usize, usize, usize),
     pub classes: usize,
     /// classes × (H·W): one learned map per class.
-    pub embedding: Vec<f32>,
-    pub blocks: Vec<ConvBlock>,
-    emb_opt: OptState,
+    pub embedding: B::Buf,
+    pub blocks: Vec<ConvBlock<B>>,
+    emb_opt: OptState<B>,
     /// Training steps taken (OLU parity).
     pub steps: u64,
-    input: Vec<f32>,
-    ylab: Vec<u32>,
-    dldg: Vec<f32>,
-    dout: Vec<f32>,
-    dmid: Vec<f32>,
-    demb: Vec<f32>,
-    loss_scratch: LossScratch,
+    input: B::Buf,
+    ylab: B::Ids,
+    host_ylab: Vec<u32>,
+    dldg: B::Buf,
+    dout: B::Buf,
+    dmid: B::Buf,
+    demb: B::Buf,
+    loss_scratch: B::LossScratch,
     scores: Vec<f32>,
+    log: StatLog<B::Buf>,
 }
 
-impl ConvFfNet {
-    pub fn new(config: ConvFfConfig, image: (usize, usize, usize), classes: usize, seed: u64) -> Result<Self> {
+impl<B: Backend> ConvFfNet<B> {
+    pub fn new(be: B, config: ConvFfConfig, image: (usize, usize, usize), classes: usize, seed: u64) -> Result<Self> {
         config.validate(image).map_err(Error::Config)?;
         if classes < 2 {
             return Err(Error::Config(format!("a conv FF net needs at least 2 classes, got {classes}")));
@@ -512,29 +490,40 @@ impl ConvFfNet {
         for (k, &c) in config.channels.iter().enumerate() {
             let pool = config.pool.contains(&k);
             let slots = if config.olu { 2 } else { 1 };
-            blocks.push(ConvBlock::new(cin, c, pool, config.norm, &config.optim, slots, seed, k as u32));
+            blocks.push(ConvBlock::new(&be, (cin, c, pool, config.norm), &config.optim, slots, (seed, k as u32))?);
             cin = c;
         }
         let hw = image.1 * image.2;
-        let mut embedding = vec![0.0f32; classes * hw];
-        Philox::new(seed, stream::init(EMBEDDING_INIT_STREAM)).fill_uniform(&mut embedding, -1.0, 1.0);
+        let mut emb = vec![0.0f32; classes * hw];
+        Philox::new(seed, stream::init(EMBEDDING_INIT_STREAM)).fill_uniform(&mut emb, -1.0, 1.0);
+        let mut embedding = B::Buf::default();
+        be.upload(&emb, &mut embedding)?;
+        let nb = blocks.len();
         Ok(Self {
-            emb_opt: OptState::new(&config.optim, embedding.len()),
+            emb_opt: OptState::new(&be, &config.optim, emb.len())?,
+            be,
             config,
             image,
             classes,
             embedding,
             blocks,
             steps: 0,
-            input: Vec::new(),
-            ylab: Vec::new(),
-            dldg: Vec::new(),
-            dout: Vec::new(),
-            dmid: Vec::new(),
-            demb: Vec::new(),
-            loss_scratch: LossScratch::default(),
+            input: B::Buf::default(),
+            ylab: B::Ids::default(),
+            host_ylab: Vec::new(),
+            dldg: B::Buf::default(),
+            dout: B::Buf::default(),
+            dmid: B::Buf::default(),
+            demb: B::Buf::default(),
+            loss_scratch: B::LossScratch::default(),
             scores: Vec::new(),
+            log: StatLog::new(nb, None),
         })
+    }
+
+    /// The backend the network lives on.
+    pub fn backend(&self) -> &B {
+        &self.be
     }
 
     fn image_dim(&self) -> usize {
@@ -548,113 +537,129 @@ impl ConvFfNet {
         }
     }
 
-    fn eps(&self) -> (f32, f32) {
-        (self.config.bn_eps, self.config.norm_eps)
+    fn mode(&self, train: bool) -> BlockMode {
+        BlockMode {
+            train,
+            momentum: self.config.bn_momentum,
+            bn_eps: self.config.bn_eps,
+            norm_eps: self.config.norm_eps,
+        }
     }
 
     /// Build the CNHW input: images (`n` × C·H·W, image-major) for the
-    /// batch `order` (indices into images) and the label channel for
-    /// `self.ylab`.
-    fn build_input(&mut self, be: &CpuBackend, images: &[f32], order: impl Fn(usize) -> usize) -> Result<Cnhw> {
+    /// batch `order` (indices into images) on the host, and the label
+    /// channel for `self.host_ylab` on the backend.
+    fn build_input(&mut self, images: &[f32], order: impl Fn(usize) -> usize) -> Result<Cnhw> {
         let (c, h, w) = self.image;
-        let n = self.ylab.len();
+        let n = self.host_ylab.len();
         let g = Cnhw::new(c + 1, n, h, w);
-        self.input.resize(g.len(), 0.0);
-        images_to_cnhw(images, self.image, n, order, &mut self.input);
-        be.label_channel(&self.embedding, h * w, &self.ylab, &mut self.input[c * n * h * w..])?;
+        let image = self.image;
+        self.be.upload_with(&mut self.input, g.len(), |buf| images_to_cnhw(images, image, n, order, buf))?;
+        self.be.upload_ids(&self.host_ylab, &mut self.ylab)?;
+        self.be.label_channel(&self.embedding, h * w, &self.ylab, &mut self.input, c * n * h * w)?;
         Ok(g)
     }
 
     /// Forward every block on the current input.
-    fn forward_all(&mut self, be: &CpuBackend, g0: Cnhw, train: bool) -> Result<()> {
-        let eps = self.eps();
-        forward_blocks(be, &mut self.blocks, &self.input, g0, train, self.config.bn_momentum, eps)
+    fn forward_all(&mut self, g0: Cnhw, train: bool) -> Result<()> {
+        let mode = self.mode(train);
+        forward_blocks(&self.be, &mut self.blocks, &self.input, g0, mode)
     }
 
-    /// Loss of block k on the current batch; writes dL/dG into self.dldg.
-    fn block_loss(&mut self, be: &CpuBackend, k: usize, g_in: Cnhw) -> Result<LayerStats> {
+    /// Loss of block k on the current batch into the log's row at `row`;
+    /// writes dL/dG into self.dldg.
+    fn block_loss(&mut self, k: usize, g_in: Cnhw, row: usize) -> Result<()> {
         let b = &self.blocks[k];
-        let go = b.out_geom(g_in);
-        let d = go.per_image();
+        let d = b.out_geom(g_in).per_image();
+        let loss = self.ff_loss();
         let g = b.sumsq();
-        self.dldg.resize(g.len(), 0.0);
-        let loss = be.ff_loss(self.ff_loss(), GoodnessForm::Mean, d, g, &mut self.dldg, &mut self.loss_scratch)?;
-        let n = g.len() / 2;
-        let mean = |s: &[f32]| s.iter().map(|&v| v as f64).sum::<f64>() / n.max(1) as f64 / d as f64;
-        let st = LayerStats { loss, g_pos: mean(&g[..n]) as f32, g_neg: mean(&g[n..]) as f32, aux: f32::NAN };
-        if !loss.is_finite() {
-            return Err(Error::NonFinite { layer: k, loss });
-        }
-        Ok(st)
+        let slot = self.log.slot(row, k, 0, Entry::Goodness);
+        self.be.ff_loss(loss, GoodnessForm::Mean, d, g, &mut self.dldg, &mut self.loss_scratch, slot)?;
+        let slot = self.log.slot(row, k, 1, Entry::Goodness);
+        self.be.goodness_means(g, MeanOf::PerValueF64 { d }, slot)?;
+        Ok(())
     }
 
     /// Train block `upper` with its own loss and, when `lower` is given,
     /// also block `lower = upper − 1` (OLU); `emb` trains the embedding
     /// through block 0 (upper = 0).
-    fn update(&mut self, be: &CpuBackend, geoms: &[Cnhw], upper: usize, lower: bool, emb: bool) -> Result<LayerStats> {
-        let st = self.block_loss(be, upper, geoms[upper])?;
+    fn update(&mut self, geoms: &[Cnhw], (upper, lower, emb): (usize, bool, bool), row: usize) -> Result<()> {
+        self.block_loss(upper, geoms[upper], row)?;
+        let be = &self.be;
         let go = self.blocks[upper].out_geom(geoms[upper]);
-        self.dout.resize(go.len(), 0.0);
         be.block_local_grad(self.blocks[upper].output(), go, &self.dldg, &mut self.dout)?;
         let (prev, rest) = self.blocks.split_at_mut(upper);
-        let x = if upper == 0 { &self.input[..] } else { prev[upper - 1].output() };
+        let x = if upper == 0 { &self.input } else { prev[upper - 1].output() };
         let want_dx = lower || emb;
-        let mut dmid = std::mem::take(&mut self.dmid);
-        rest[0].backward(be, x, &self.dout, want_dx.then_some(&mut dmid))?;
+        rest[0].backward(be, x, &self.dout, want_dx.then_some(&mut self.dmid))?;
         rest[0].apply(be, 0)?;
         if lower {
             let (pp, low) = prev.split_at_mut(upper - 1);
-            let xl = if upper == 1 { &self.input[..] } else { pp[upper - 2].output() };
-            low[0].backward(be, xl, &dmid, None)?;
+            let xl = if upper == 1 { &self.input } else { pp[upper - 2].output() };
+            low[0].backward(be, xl, &self.dmid, None)?;
             low[0].apply(be, 1)?;
         }
         if emb {
             let (c, h, w) = self.image;
             let n = geoms[0].n;
             let hw = h * w;
-            self.demb.resize(self.embedding.len(), 0.0);
-            be.label_channel_grad(&dmid[c * n * hw..(c + 1) * n * hw], hw, &self.ylab, &mut self.demb)?;
+            be.resize(&mut self.demb, self.embedding.len())?;
+            be.label_channel_grad(&self.dmid, c * n * hw, hw, &self.ylab, &mut self.demb)?;
             self.emb_opt.step(be, &mut self.embedding, &self.demb)?;
         }
-        self.dmid = dmid;
-        Ok(st)
+        Ok(())
     }
 
     /// One training step on `n` images (n × C·H·W, image-major, already
-    /// augmented and normalised) with labels and wrong labels.
-    pub fn train_batch(&mut self, be: &CpuBackend, images: &[f32], labels: &[u8], neg: &[u8]) -> Result<BatchStats> {
-        let n = labels.len();
+    /// augmented and normalised) with labels and wrong labels. Returns the
+    /// statistics read back during the call (see `FfNet::train_batch`).
+    pub fn train_batch(&mut self, images: &[f32], labels: &[u8], neg: &[u8]) -> Result<Vec<BatchStats>> {
         check_batch(images.len(), self.image_dim(), labels, neg, self.classes)?;
-        self.ylab.clear();
-        self.ylab.extend(labels.iter().chain(neg).map(|&l| l as u32));
-        let g0 = self.build_input(be, images, |b| if b < n { b } else { b - n })?;
-        self.forward_all(be, g0, true)?;
+        let row = self.log.begin(&self.be)?;
+        let r = self.train_rows(images, labels, neg, row);
+        if let Err(e) = r {
+            self.log.abandon();
+            return Err(e);
+        }
+        self.log.take_due(&self.be)
+    }
+
+    fn train_rows(&mut self, images: &[f32], labels: &[u8], neg: &[u8], row: usize) -> Result<()> {
+        let n = labels.len();
+        self.host_ylab.clear();
+        self.host_ylab.extend(labels.iter().chain(neg).map(|&l| l as u32));
+        let g0 = self.build_input(images, |b| if b < n { b } else { b - n })?;
+        self.forward_all(g0, true)?;
         let nb = self.blocks.len();
         let mut geoms = vec![g0];
         for k in 0..nb - 1 {
             let g = self.blocks[k].out_geom(geoms[k]);
             geoms.push(g);
         }
-        let mut stats = BatchStats { layers: vec![None; nb], readout_loss: None };
         if self.config.olu {
             let odd = self.steps % 2 == 1;
             let mut k = if odd { 0 } else { 1 };
             while k < nb {
-                stats.layers[k] = Some(self.update(be, &geoms, k, k >= 1, k == 0)?);
+                self.update(&geoms, (k, k >= 1, k == 0), row)?;
                 k += 2;
             }
         } else {
             for k in 0..nb {
-                stats.layers[k] = Some(self.update(be, &geoms, k, false, k == 0)?);
+                self.update(&geoms, (k, false, k == 0), row)?;
             }
         }
         self.steps += 1;
-        Ok(stats)
+        Ok(())
+    }
+
+    /// Read back the statistics of every batch still pending on the backend.
+    pub fn flush_stats(&mut self) -> Result<Vec<BatchStats>> {
+        self.log.take(&self.be)
     }
 
     /// Predict `n` images (image-major, normalised) in chunks of `chunk`:
     /// each image runs once per label in evaluation mode.
-    pub fn predict(&mut self, be: &CpuBackend, images: &[f32], n: usize, chunk: usize) -> Result<Predictions> {
+    pub fn predict(&mut self, images: &[f32], n: usize, chunk: usize) -> Result<Predictions> {
         let di = self.image_dim();
         check_images(images.len(), n, di)?;
         let (nb, c) = (self.blocks.len(), self.classes);
@@ -665,19 +670,22 @@ impl ConvFfNet {
         for s in (0..n).step_by(chunk) {
             let m = chunk.min(n - s);
             // scores[b][l][k]
-            self.scores.resize(m * c * nb, 0.0);
+            let mut scores = std::mem::take(&mut self.scores);
+            scores.resize(m * c * nb, 0.0);
             for l in 0..c {
-                self.ylab.clear();
-                self.ylab.resize(m, l as u32);
-                let g0 = self.build_input(be, &images[s * di..(s + m) * di], |b| b)?;
-                self.forward_all(be, g0, false)?;
+                self.host_ylab.clear();
+                self.host_ylab.resize(m, l as u32);
+                let g0 = self.build_input(&images[s * di..(s + m) * di], |b| b)?;
+                self.forward_all(g0, false)?;
                 let mut g = g0;
                 for k in 0..nb {
                     let go = self.blocks[k].out_geom(g);
                     let d = go.per_image() as f32;
-                    for b in 0..m {
-                        self.scores[(b * c + l) * nb + k] = self.blocks[k].sumsq()[b] / d;
-                    }
+                    self.be.with_host(self.blocks[k].sumsq(), |ss| {
+                        for b in 0..m {
+                            scores[(b * c + l) * nb + k] = ss[b] / d;
+                        }
+                    })?;
                     g = go;
                 }
             }
@@ -685,91 +693,82 @@ impl ConvFfNet {
             for b in 0..m {
                 for k in 0..nb {
                     for (l, r) in row.iter_mut().enumerate() {
-                        *r = self.scores[(b * c + l) * nb + k];
+                        *r = scores[(b * c + l) * nb + k];
                     }
                     p.per_layer[k].push(argmax(&row) as u8);
                 }
                 for (l, r) in row.iter_mut().enumerate() {
                     let mut t = 0.0f32;
                     for &k in &sel {
-                        t = t + self.scores[(b * c + l) * nb + k];
+                        t = t + scores[(b * c + l) * nb + k];
                     }
                     *r = t;
                 }
                 p.goodness.push(argmax(&row) as u8);
             }
+            self.scores = scores;
         }
         p.overall = p.goodness.clone();
         Ok(p)
     }
 
     /// Every parameter and running statistic as a named tensor.
-    pub fn named_tensors(&self) -> Vec<(String, Tensor)> {
+    pub fn named_tensors(&self) -> Result<Vec<(String, Tensor)>> {
         let (_, h, w) = self.image;
-        let emb = Tensor::from_vec(&[self.classes, h, w], self.embedding.clone()).expect("shape");
-        let mut out = vec![("embedding".to_string(), emb)];
-        out.extend(block_tensors(&self.blocks));
-        out
+        let mut out = vec![("embedding".to_string(), to_tensor(&self.be, &[self.classes, h, w], &self.embedding)?)];
+        out.extend(block_tensors(&self.be, &self.blocks)?);
+        Ok(out)
     }
 
     /// Replace parameters from named tensors, checking names and shapes.
-    pub fn load_tensors(&mut self, mut get: impl FnMut(&str) -> Result<Tensor>) -> Result<()> {
-        for (name, want) in self.named_tensors() {
-            let v = fetch_tensor(&mut get, &name, want.shape())?;
-            if name == "embedding" {
-                self.embedding = v;
-            } else {
-                *block_field(&mut self.blocks, &name) = v;
-            }
-        }
-        Ok(())
+    pub fn load_tensors(&mut self, get: &mut TensorSource<'_>) -> Result<()> {
+        let (_, h, w) = self.image;
+        fetch_into(&self.be, get, "embedding", &[self.classes, h, w], &mut self.embedding)?;
+        load_blocks(&self.be, &mut self.blocks, get)
     }
 }
 
 /// The blocks' tensors: `blocks.{k}.weight` (Cout × Cin × 3 × 3) and, with
 /// batch norm, `blocks.{k}.bn.{weight,bias,running_mean,running_var}`.
-pub(crate) fn block_tensors(blocks: &[ConvBlock]) -> Vec<(String, Tensor)> {
-    let t = |shape: &[usize], v: &[f32]| Tensor::from_vec(shape, v.to_vec()).expect("shape");
+pub(crate) fn block_tensors<B: Backend>(be: &B, blocks: &[ConvBlock<B>]) -> Result<Vec<(String, Tensor)>> {
     let mut out = Vec::new();
     for (k, b) in blocks.iter().enumerate() {
-        out.push((format!("blocks.{k}.weight"), t(&[b.cout, b.cin, 3, 3], &b.w)));
-        if b.norm == BlockNorm::Batch {
-            out.push((format!("blocks.{k}.bn.weight"), t(&[b.cin], &b.gamma)));
-            out.push((format!("blocks.{k}.bn.bias"), t(&[b.cin], &b.beta)));
-            out.push((format!("blocks.{k}.bn.running_mean"), t(&[b.cin], &b.running_mean)));
-            out.push((format!("blocks.{k}.bn.running_var"), t(&[b.cin], &b.running_var)));
+        for (name, shape, v) in block_fields(b) {
+            out.push((format!("blocks.{k}.{name}"), to_tensor(be, &shape, v)?));
         }
     }
-    out
+    Ok(out)
 }
 
-/// Tensor `name` from `get`, checked against the shape this architecture
-/// needs.
-pub(crate) fn fetch_tensor(
-    get: &mut impl FnMut(&str) -> Result<Tensor>,
-    name: &str,
-    want: &[usize],
-) -> Result<Vec<f32>> {
-    let t = get(name)?;
-    if t.shape() != want {
-        return Err(Error::Checkpoint {
-            what: name.to_string(),
-            detail: format!("shape {:?}, this architecture needs {want:?}", t.shape()),
-        });
+/// Load what [`block_tensors`] names.
+pub(crate) fn load_blocks<B: Backend>(be: &B, blocks: &mut [ConvBlock<B>], get: &mut TensorSource<'_>) -> Result<()> {
+    for (k, b) in blocks.iter_mut().enumerate() {
+        let (cin, cout) = (b.cin, b.cout);
+        let bn = b.norm == BlockNorm::Batch;
+        fetch_into(be, get, &format!("blocks.{k}.weight"), &[cout, cin, 3, 3], &mut b.w)?;
+        if bn {
+            let fields = [
+                ("bn.weight", &mut b.gamma),
+                ("bn.bias", &mut b.beta),
+                ("bn.running_mean", &mut b.running_mean),
+                ("bn.running_var", &mut b.running_var),
+            ];
+            for (name, v) in fields {
+                fetch_into(be, get, &format!("blocks.{k}.{name}"), &[cin], v)?;
+            }
+        }
     }
-    Ok(t.into_vec())
+    Ok(())
 }
 
-/// The buffer behind a name produced by [`block_tensors`].
-pub(crate) fn block_field<'a>(blocks: &'a mut [ConvBlock], name: &str) -> &'a mut Vec<f32> {
-    let rest = name.strip_prefix("blocks.").expect("named by block_tensors");
-    let (k, field) = rest.split_once('.').expect("named by block_tensors");
-    let b = &mut blocks[k.parse::<usize>().expect("index")];
-    match field {
-        "weight" => &mut b.w,
-        "bn.weight" => &mut b.gamma,
-        "bn.bias" => &mut b.beta,
-        "bn.running_mean" => &mut b.running_mean,
-        _ => &mut b.running_var,
+/// A block's checkpoint fields: (name, shape, buffer).
+fn block_fields<B: Backend>(b: &ConvBlock<B>) -> Vec<(&'static str, Vec<usize>, &B::Buf)> {
+    let mut f = vec![("weight", vec![b.cout, b.cin, 3, 3], &b.w)];
+    if b.norm == BlockNorm::Batch {
+        f.push(("bn.weight", vec![b.cin], &b.gamma));
+        f.push(("bn.bias", vec![b.cin], &b.beta));
+        f.push(("bn.running_mean", vec![b.cin], &b.running_mean));
+        f.push(("bn.running_var", vec![b.cin], &b.running_var));
     }
+    f
 }

@@ -1,4 +1,5 @@
-/// Errors of the layers crate; each names the layer or field.
+/// Errors of the layers crate; each names the layer, field, batch or
+/// checkpoint tensor involved.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error(transparent)]
@@ -7,6 +8,9 @@ pub enum Error {
     Tensor(#[from] ffwd_tensor::Error),
     #[error("config: {0}")]
     Config(String),
+    /// A batch (or a set of images) that does not fit the network.
+    #[error("batch: {0}")]
+    Batch(String),
     #[error("layer {layer}: {detail}")]
     Layer { layer: usize, detail: String },
     #[error("layer {layer}: training diverged (loss is {loss}); lower the learning rate")]

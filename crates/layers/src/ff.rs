@@ -10,74 +10,76 @@
 //! constant: no gradient leaves the layer. The next layer receives `h`
 //! computed before the update (so "simultaneous" equals one forward pass
 //! followed by every layer's update).
+//!
+//! Everything here is written once over a [`Backend`]: the same code trains
+//! on the CPU (scalar specification or AVX2) and on a GPU, with the same
+//! bits. Only the label embedding of a batch is written on the host.
 
+use crate::checks::{check_batch, check_images};
 use crate::config::{FfConfig, GoodnessKind, LabelMode, LossKind, MlpTraining, OptimConfig, PredictKind};
 use crate::optim::OptState;
 use crate::readout::Readout;
+use crate::stats::{BatchStats, Entry, StatLog, SLOTS};
+use crate::tensors::{fetch, to_tensor, TensorSource};
 use crate::{Error, Result};
-use ffwd_kernels::{argmax, CpuBackend, FfLoss, GoodnessForm, LossScratch, MatMut, MatRef, Norm, PackedMat, StepsRun};
+use ffwd_kernels::{
+    argmax, Backend, Cnhw, FfLoss, GoodnessForm, Len, LinearUpdate, MeanOf, Norm, Param, StatSlot, StepsRun,
+};
 use ffwd_tensor::{stream, Philox, Tensor};
+
+pub use crate::stats::LayerStats;
 
 /// A layer's output as the layer above reads it: the activity `h` (rows ×
 /// width) and each row's sum of squares (the L32 sum, which is also the
 /// layer's sum-form goodness), so that the next normalisation need not sum
 /// the squares again.
-#[derive(Clone, Copy, Debug)]
-pub struct Activity<'a> {
-    pub h: &'a [f32],
-    pub sumsq: &'a [f32],
+pub struct Activity<'a, B: Backend> {
+    pub h: &'a B::Buf,
+    pub sumsq: &'a B::Buf,
 }
 
-/// What a layer's forward reads: raw rows, or the layer below's activity.
-#[derive(Clone, Copy)]
-enum Input<'a> {
-    Raw(&'a [f32]),
-    Below(Activity<'a>),
-}
-
-/// Per-layer statistics of one training batch.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub struct LayerStats {
-    pub loss: f32,
-    /// Mean sum-form goodness over the positive rows (NaN: not a goodness
-    /// loss).
-    pub g_pos: f32,
-    /// Mean sum-form goodness over the negative rows (NaN likewise).
-    pub g_neg: f32,
-    /// A second loss of the layer, NaN if none (a UFF GAN cell: the
-    /// generator's).
-    pub aux: f32,
-}
-
-impl LayerStats {
-    /// A layer whose loss is not a goodness loss.
-    pub fn loss_only(loss: f32) -> Self {
-        Self { loss, g_pos: f32::NAN, g_neg: f32::NAN, aux: f32::NAN }
+impl<B: Backend> Clone for Activity<'_, B> {
+    fn clone(&self) -> Self {
+        *self
     }
 }
+impl<B: Backend> Copy for Activity<'_, B> {}
 
+/// What a layer's forward reads: raw rows, or the layer below's activity.
+enum Input<'a, B: Backend> {
+    Raw(&'a B::Buf),
+    Below(Activity<'a, B>),
+}
+
+/// The buffers of a layer's last step (generic over the buffer and scratch
+/// types so that they derive their defaults).
 #[derive(Clone, Debug, Default)]
-struct Work {
-    xn: Vec<f32>,
-    h: Vec<f32>,
-    g: Vec<f32>,
-    dldg: Vec<f32>,
-    dz: Vec<f32>,
-    dw: Vec<f32>,
-    db: Vec<f32>,
-    scratch: LossScratch,
-    gemm_scratch: Vec<f32>,
-    /// The rows kept in `compute_grads` (xn, h, dL/dG gathered).
-    kept: Vec<f32>,
+struct Work<T, L, S, N> {
+    xn: T,
+    h: T,
+    g: T,
+    dldg: T,
+    dz: T,
+    dw: T,
+    db: T,
+    scratch: L,
+    lin: S,
     /// How much of the last forward's and the last fused update's
     /// products ran (see [`FfLayer::steps_run`]).
     steps: (StepsRun, StepsRun),
-    /// Backprop only: W row-major, dL/d(normalised input), norm scratch.
-    w_rows: Vec<f32>,
-    dxn: Vec<f32>,
-    inv: Vec<f32>,
-    norm_scratch: Vec<f32>,
+    /// Backprop only: W row-major, dL/d(normalised input), the norm's inv.
+    w_rows: T,
+    dxn: T,
+    inv: T,
+    norm_scratch: N,
 }
+
+type LayerWork<B> = Work<
+    <B as ffwd_kernels::Storage>::Buf,
+    <B as ffwd_kernels::LossOps>::LossScratch,
+    <B as ffwd_kernels::LinearOps>::LinearScratch,
+    <B as ffwd_kernels::Norm2dOps>::NormScratch,
+>;
 
 /// What one layer's training step optimises: the input normalisation and
 /// the goodness loss.
@@ -92,113 +94,137 @@ pub struct Objective {
 
 /// One FF layer: normalise → linear → ReLU, with its own optimiser.
 #[derive(Clone, Debug)]
-pub struct FfLayer {
+pub struct FfLayer<B: Backend> {
     pub in_dim: usize,
     pub out_dim: usize,
-    /// in_dim × out_dim, kept in the GEMM's packed layout (see
-    /// [`PackedMat`]; `to_row_major` gives the plain matrix).
-    pub w: PackedMat,
-    pub b: Vec<f32>,
-    opt_w: OptState,
-    opt_b: OptState,
-    work: Work,
+    /// in_dim × out_dim, in the backend's layout ([`Backend::unpack`] gives
+    /// the row-major matrix).
+    pub w: B::Packed,
+    pub b: B::Buf,
+    opt_w: OptState<B>,
+    opt_b: OptState<B>,
+    work: LayerWork<B>,
 }
 
-impl FfLayer {
+impl<B: Backend> FfLayer<B> {
     /// PyTorch-style init: W and b uniform in ±1/√in_dim, from the Philox
     /// stream `init(index)` (W first, then b).
-    pub fn new(in_dim: usize, out_dim: usize, optim: &OptimConfig, seed: u64, index: u32) -> Self {
+    pub fn new(be: &B, in_dim: usize, out_dim: usize, optim: &OptimConfig, seed: u64, index: u32) -> Result<Self> {
         let bound = 1.0 / (in_dim as f32).sqrt();
         let mut all = vec![0.0f32; in_dim * out_dim + out_dim];
         Philox::new(seed, stream::init(index)).fill_uniform(&mut all, -bound, bound);
-        let b = all.split_off(in_dim * out_dim);
-        let w = PackedMat::from_row_major(&all, in_dim, out_dim).expect("length is in·out");
-        let opt_w = OptState::new(optim, w.data().len());
-        Self { in_dim, out_dim, w, b, opt_w, opt_b: OptState::new(optim, out_dim), work: Work::default() }
+        let w = be.pack(&all[..in_dim * out_dim], in_dim, out_dim)?;
+        let mut b = B::Buf::default();
+        be.upload(&all[in_dim * out_dim..], &mut b)?;
+        Ok(Self {
+            in_dim,
+            out_dim,
+            opt_w: OptState::for_packed(be, optim, &w)?,
+            opt_b: OptState::new(be, optim, out_dim)?,
+            w,
+            b,
+            work: Work::default(),
+        })
     }
 
     /// Forward `rows` rows of `x` without learning; `h` and `G` stay in the
     /// layer (see [`FfLayer::activity`], [`FfLayer::goodness`]).
-    pub fn forward(&mut self, be: &CpuBackend, x: &[f32], rows: usize, norm: Norm, eps: f32) -> Result<()> {
+    pub fn forward(&mut self, be: &B, x: &B::Buf, rows: usize, norm: Norm, eps: f32) -> Result<()> {
         self.forward_from(be, Input::Raw(x), rows, norm, eps)
     }
 
-    fn forward_from(&mut self, be: &CpuBackend, x: Input, rows: usize, norm: Norm, eps: f32) -> Result<()> {
+    fn forward_from(&mut self, be: &B, x: Input<'_, B>, rows: usize, norm: Norm, eps: f32) -> Result<()> {
         let w = &mut self.work;
-        w.xn.resize(rows * self.in_dim, 0.0);
-        w.h.resize(rows * self.out_dim, 0.0);
-        w.g.resize(rows, 0.0);
+        let x_len = match &x {
+            Input::Raw(x) => x.len(),
+            Input::Below(a) => a.h.len(),
+        };
+        if x_len != rows * self.in_dim {
+            return Err(Error::Batch(format!(
+                "a {}→{} layer's input of {rows} rows needs {} values, got {x_len}",
+                self.in_dim,
+                self.out_dim,
+                rows * self.in_dim
+            )));
+        }
         match x {
             Input::Raw(x) => be.normalize_rows(x, &mut w.xn, self.in_dim, norm, eps)?,
             Input::Below(a) => be.normalize_rows_given(a.h, a.sumsq, &mut w.xn, self.in_dim, norm, eps)?,
         }
-        w.steps.0 = be.linear_forward_packed(
-            MatRef::new(&w.xn, rows, self.in_dim)?,
-            &self.w,
-            &self.b,
-            MatMut::new(&mut w.h, rows, self.out_dim)?,
-            &mut w.g,
-        )?;
+        w.steps.0 = be.linear_forward_packed(&w.xn, &self.w, &self.b, &mut w.h, &mut w.g)?;
         Ok(())
     }
 
     /// The local loss and its gradients `dW`, `db` on `x` = [n positives;
-    /// n negatives], without updating (see [`FfLayer::grads`]).
-    pub fn compute_grads(&mut self, be: &CpuBackend, x: &[f32], rows: usize, obj: Objective) -> Result<LayerStats> {
-        let stats = self.forward_loss(be, x, rows, obj)?;
-        let (d_in, d_out) = (self.in_dim, self.out_dim);
+    /// n negatives], without updating (see [`FfLayer::grads`]); the loss
+    /// and mean goodness go to `out` (three values).
+    pub fn compute_grads(
+        &mut self,
+        be: &B,
+        x: &B::Buf,
+        rows: usize,
+        obj: Objective,
+        out: StatSlot<'_, B::Buf>,
+    ) -> Result<()> {
+        self.forward_loss(be, x, rows, obj, out)?;
         let w = &mut self.work;
-        // Rows with dL/dG = 0 are left out, as in the fused step (see
-        // `ffwd_kernels::cpu::linear`).
-        use ffwd_kernels::cpu::linear::{active_count, gather_active};
-        let kept = active_count(&w.dldg);
-        w.kept.resize(kept * (d_in + d_out + 1), 0.0);
-        let (xk, hk, gk) = gather_active(MatRef::new(&w.xn, rows, d_in)?, &w.h, &w.dldg, &mut w.kept);
-        w.dz.resize(kept * d_out, 0.0);
-        be.local_grad(hk, d_out, gk, &mut w.dz)?;
-        crate::linear::param_grads(be, xk, &w.dz, (kept, d_in, d_out), &mut w.dw, &mut w.db)?;
-        Ok(stats)
+        // Rows with dL/dG = 0 are left out, as in the fused step.
+        be.linear_grads(&w.xn, &w.h, &w.dldg, (self.in_dim, self.out_dim), &mut w.dw, &mut w.db, &mut w.lin)?;
+        Ok(())
     }
 
-    /// The goodness loss of the last forward and dL/dG (kept in the layer).
-    fn loss_of_last_forward(&mut self, be: &CpuBackend, rows: usize, obj: Objective) -> Result<LayerStats> {
+    /// The goodness loss of the last forward and dL/dG (kept in the layer):
+    /// the loss at `out.at`, the mean G⁺ and G⁻ after it.
+    fn loss_of_last_forward(&mut self, be: &B, obj: Objective, out: StatSlot<'_, B::Buf>) -> Result<()> {
         let w = &mut self.work;
-        w.dldg.resize(rows, 0.0);
-        let l = be.ff_loss(obj.loss, obj.form, self.out_dim, &w.g, &mut w.dldg, &mut w.scratch)?;
-        let n = rows / 2;
-        let mean = |s: &[f32]| if s.is_empty() { 0.0 } else { ffwd_kernels::numerics::l32_sum(s) / s.len() as f32 };
-        Ok(LayerStats { loss: l, g_pos: mean(&w.g[..n]), g_neg: mean(&w.g[n..]), aux: f32::NAN })
+        let StatSlot { buf, at } = out;
+        be.ff_loss(obj.loss, obj.form, self.out_dim, &w.g, &mut w.dldg, &mut w.scratch, StatSlot::new(buf, at))?;
+        be.goodness_means(&w.g, MeanOf::L32, StatSlot::new(buf, at + 1))?;
+        Ok(())
     }
 
-    /// `(dW, db)` of the last [`FfLayer::compute_grads`].
-    pub fn grads(&self) -> (&[f32], &[f32]) {
+    /// `(dW, db)` of the last [`FfLayer::compute_grads`] or
+    /// [`FfLayer::backward`] (dW row-major).
+    pub fn grads(&self) -> (&B::Buf, &B::Buf) {
         (&self.work.dw, &self.work.db)
     }
 
     /// One optimiser step with the gradients of the last `compute_grads`.
-    pub fn apply_grads(&mut self, be: &CpuBackend) -> Result<()> {
-        let dw = PackedMat::from_row_major(&self.work.dw, self.in_dim, self.out_dim)?;
-        self.opt_w.step(be, self.w.data_mut(), dw.data())?;
-        self.opt_b.step(be, &mut self.b, &self.work.db)?;
-        Ok(())
+    pub fn apply_grads(&mut self, be: &B) -> Result<()> {
+        let (step, a, b) = self.opt_w.next_step();
+        be.packed_step(&step, Param { value: &mut self.w, a, b }, &self.work.dw, &mut self.work.lin)?;
+        self.opt_b.step(be, &mut self.b, &self.work.db)
     }
 
     /// One local training step, fused: the forward, the loss, then
-    /// [`CpuBackend::linear_backward_update`] (dz, dW, db and the weight
+    /// [`Backend::linear_backward_update`] (dz, dW, db and the weight
     /// update in one pass; bit-identical to [`FfLayer::compute_grads`]
     /// followed by [`FfLayer::apply_grads`]).
-    pub fn train_step(&mut self, be: &CpuBackend, x: &[f32], rows: usize, obj: Objective) -> Result<LayerStats> {
-        let stats = self.forward_loss(be, x, rows, obj)?;
-        self.update_alongside(be, rows, |_| ())?;
-        Ok(stats)
+    pub fn train_step(
+        &mut self,
+        be: &B,
+        x: &B::Buf,
+        rows: usize,
+        obj: Objective,
+        out: StatSlot<'_, B::Buf>,
+    ) -> Result<()> {
+        self.forward_loss(be, x, rows, obj, out)?;
+        self.update_alongside(be, rows, |_| ())
     }
 
     /// The first half of [`FfLayer::train_step`]: the forward on `x` and
     /// the local loss, without learning yet. The layer keeps its activity,
     /// goodness and dL/dG for [`FfLayer::update_alongside`].
-    pub fn forward_loss(&mut self, be: &CpuBackend, x: &[f32], rows: usize, obj: Objective) -> Result<LayerStats> {
+    pub fn forward_loss(
+        &mut self,
+        be: &B,
+        x: &B::Buf,
+        rows: usize,
+        obj: Objective,
+        out: StatSlot<'_, B::Buf>,
+    ) -> Result<()> {
         self.forward(be, x, rows, obj.norm, obj.eps)?;
-        self.loss_of_last_forward(be, rows, obj)
+        self.loss_of_last_forward(be, obj, out)
     }
 
     /// [`FfLayer::forward_loss`] on the activity of the layer below, as
@@ -208,23 +234,25 @@ impl FfLayer {
     /// `below.h`.
     pub fn forward_loss_above(
         &mut self,
-        be: &CpuBackend,
-        below: Activity,
+        be: &B,
+        below: Activity<'_, B>,
         rows: usize,
         obj: Objective,
-    ) -> Result<LayerStats> {
+        out: StatSlot<'_, B::Buf>,
+    ) -> Result<()> {
         self.forward_from(be, Input::Below(below), rows, obj.norm, obj.eps)?;
-        self.loss_of_last_forward(be, rows, obj)
+        self.loss_of_last_forward(be, obj, out)
     }
 
     /// The second half of [`FfLayer::train_step`]: the fused backward and
     /// weight update of the last [`FfLayer::forward_loss`] (on `rows`
-    /// rows), run at the same time as `beside`, which is handed this
-    /// layer's activity `h` of that forward (the update never writes it).
+    /// rows), run alongside `beside` ([`Backend::alongside`]), which is
+    /// handed this layer's activity `h` of that forward (the update never
+    /// writes it).
     ///
     /// This is how a stack trains: the layer above only needs `h`, so its
-    /// forward runs beside this layer's update and the two GEMMs' tasks
-    /// share the thread pool; a thread that finishes its share of one
+    /// forward runs beside this layer's update. On the CPU the two GEMMs'
+    /// tasks share the thread pool; a thread that finishes its share of one
     /// takes tasks of the other instead of waiting (measured on the 4×2000
     /// network: within about ±2 % of layer after layer on a quiet host, up
     /// to 9 % faster on a busy one). Every GEMM splits its work into the
@@ -233,38 +261,34 @@ impl FfLayer {
     /// first, it returns an error and changes nothing.
     pub fn update_alongside<R: Send>(
         &mut self,
-        be: &CpuBackend,
+        be: &B,
         rows: usize,
-        beside: impl FnOnce(Activity) -> R + Send,
+        beside: impl FnOnce(Activity<'_, B>) -> R + Send,
     ) -> Result<R> {
-        let FfLayer { in_dim, out_dim, w, b, opt_w, opt_b, work, .. } = self;
-        let Work { xn, h, g, dldg, db, gemm_scratch, steps, .. } = work;
+        let FfLayer { in_dim, out_dim, w, b, opt_w, opt_b, work } = self;
+        let Work { xn, h, g, dldg, lin, steps, .. } = work;
         if xn.len() != rows * *in_dim || h.len() != rows * *out_dim || dldg.len() != rows {
-            return Err(Error::Layer {
-                layer: 0,
-                detail: format!(
-                    "update of a {in_dim}→{out_dim} layer on {rows} rows, but its last forward ran on {} rows",
-                    dldg.len()
-                ),
-            });
+            return Err(Error::Batch(format!(
+                "update of a {in_dim}→{out_dim} layer on {rows} rows, but its last forward ran on {} rows",
+                dldg.len()
+            )));
         }
-        db.resize(*out_dim, 0.0);
-        let h: &[f32] = h;
+        let (h, g): (&B::Buf, &B::Buf) = (h, g);
         let update = || -> Result<()> {
-            let (step, a, s) = opt_w.next_step();
-            steps.1 = be.linear_backward_update(
-                MatRef::new(xn, rows, *in_dim)?,
+            let (step, wa, wb) = opt_w.next_step();
+            let (_, ba, bb) = opt_b.next_step();
+            let u = LinearUpdate {
+                xn,
                 h,
                 dldg,
-                w,
-                &step,
-                (a, s),
-                db,
-                gemm_scratch,
-            )?;
-            opt_b.step(be, b, db)
+                w: Param { value: w, a: wa, b: wb },
+                bias: Param { value: b, a: ba, b: bb },
+                step: &step,
+            };
+            steps.1 = be.linear_backward_update(u, lin)?;
+            Ok(())
         };
-        let (done, r) = rayon::join(update, || beside(Activity { h, sumsq: g }));
+        let (done, r) = be.alongside(update, || beside(Activity { h, sumsq: g }));
         done?;
         Ok(r)
     }
@@ -277,46 +301,33 @@ impl FfLayer {
     #[allow(clippy::too_many_arguments)]
     pub fn backward(
         &mut self,
-        be: &CpuBackend,
-        x: &[f32],
+        be: &B,
+        x: &B::Buf,
         rows: usize,
-        norm: Norm,
-        eps: f32,
-        dh: &[f32],
-        dx: Option<&mut Vec<f32>>,
+        (norm, eps): (Norm, f32),
+        dh: &B::Buf,
+        dx: Option<&mut B::Buf>,
     ) -> Result<()> {
         let (d_in, d_out) = (self.in_dim, self.out_dim);
         let w = &mut self.work;
         if dh.len() != rows * d_out || x.len() != rows * d_in {
-            return Err(Error::Layer {
-                layer: 0,
-                detail: format!(
-                    "backward of a {d_in}→{d_out} layer on {rows} rows got dh {} and x {}",
-                    dh.len(),
-                    x.len()
-                ),
-            });
+            return Err(Error::Batch(format!(
+                "backward of a {d_in}→{d_out} layer on {rows} rows got dh of {} and x of {} values",
+                dh.len(),
+                x.len()
+            )));
         }
-        w.dz.resize(rows * d_out, 0.0);
-        for ((z, &g), &h) in w.dz.iter_mut().zip(dh).zip(&w.h) {
-            *z = if h > 0.0 { g } else { 0.0 };
-        }
+        be.relu_backward(&w.h, dh, &mut w.dz)?;
         crate::linear::param_grads(be, &w.xn, &w.dz, (rows, d_in, d_out), &mut w.dw, &mut w.db)?;
         let Some(dx) = dx else { return Ok(()) };
-        w.w_rows.resize(d_in * d_out, 0.0);
-        self.w.write_row_major(&mut w.w_rows);
+        be.unpack_into(&self.w, &mut w.w_rows)?;
         crate::linear::input_grad(be, &w.dz, &w.w_rows, (rows, d_in, d_out), &mut w.dxn)?;
-        dx.resize(rows * d_in, 0.0);
         match norm {
-            Norm::None => dx.copy_from_slice(&w.dxn),
+            Norm::None => be.copy(&w.dxn, dx)?,
             Norm::Rms => {
                 // The row's 1/(√(Σx²/D) + ε), as the forward computed it.
-                w.inv.resize(rows, 0.0);
-                be.row_sumsq(x, d_in, &mut w.inv)?;
-                for v in w.inv.iter_mut() {
-                    *v = 1.0 / ((*v / d_in as f32).sqrt() + eps);
-                }
-                let g = ffwd_kernels::Cnhw::new(1, rows, 1, d_in);
+                let g = Cnhw::new(1, rows, 1, d_in);
+                be.sample_norm_inv(x, g, eps, &mut w.inv)?;
                 be.sample_norm_backward(x, g, &w.inv, &w.dxn, dx, &mut w.norm_scratch)?;
             }
             Norm::L2 => {
@@ -327,39 +338,30 @@ impl FfLayer {
     }
 
     /// How many rows of the last forward the update keeps in dW and db:
-    /// those whose dL/dG is not zero (see `ffwd_kernels::cpu::linear`).
-    pub fn rows_kept(&self) -> usize {
-        ffwd_kernels::cpu::linear::active_count(&self.work.dldg)
+    /// those whose dL/dG is not zero (reads dL/dG back from the backend).
+    pub fn rows_kept(&self, be: &B) -> Result<usize> {
+        Ok(be.with_host(&self.work.dldg, |d| d.iter().filter(|&&g| g != 0.0).count())?)
     }
 
     /// How much of the last forward's product and of the last fused
     /// update's dW product ran: the AVX2 backend leaves out the k steps at
-    /// which six rows of the forward's input (six of its columns, in dW)
-    /// are all zero, without changing a bit (see [`StepsRun`]).
+    /// which six rows of A are all zero (see [`StepsRun`]).
     pub fn steps_run(&self) -> (StepsRun, StepsRun) {
         self.work.steps
     }
 
     /// `h` of the last forward (rows × out_dim).
-    pub fn activity(&self) -> &[f32] {
+    pub fn activity(&self) -> &B::Buf {
         &self.work.h
     }
     /// Sum-form goodness of the last forward.
-    pub fn goodness(&self) -> &[f32] {
+    pub fn goodness(&self) -> &B::Buf {
         &self.work.g
     }
     /// Optimiser steps taken by the weights.
     pub fn steps(&self) -> u64 {
         self.opt_w.steps()
     }
-}
-
-/// Statistics of one training batch.
-#[derive(Clone, Debug, Default)]
-pub struct BatchStats {
-    /// One entry per layer that trained (others: `None`).
-    pub layers: Vec<Option<LayerStats>>,
-    pub readout_loss: Option<f32>,
 }
 
 /// Predictions for a set of images.
@@ -375,30 +377,73 @@ pub struct Predictions {
     pub readout: Option<Vec<u8>>,
 }
 
+/// Value of every label input in the neutral (unlabelled) input.
+pub const NEUTRAL_LABEL: f32 = 0.1;
+
+/// How the label enters an input row: the network's label layout.
+#[derive(Clone, Copy, Debug)]
+struct Embedding {
+    mode: LabelMode,
+    classes: usize,
+    image_dim: usize,
+}
+
+impl Embedding {
+    /// Width of an input row.
+    fn width(&self) -> usize {
+        match self.mode {
+            LabelMode::Overwrite => self.image_dim,
+            LabelMode::Concat => self.image_dim + self.classes,
+        }
+    }
+
+    /// Write `image` with `label` (None = neutral) into one input row.
+    fn row(&self, image: &[f32], label: Option<u8>, row: &mut [f32]) {
+        let c = self.classes;
+        let lab = match self.mode {
+            LabelMode::Overwrite => {
+                row.copy_from_slice(image);
+                &mut row[..c]
+            }
+            LabelMode::Concat => {
+                let (l, i) = row.split_at_mut(c);
+                i.copy_from_slice(image);
+                l
+            }
+        };
+        match label {
+            Some(y) => {
+                lab.fill(0.0);
+                lab[y as usize] = 1.0;
+            }
+            None => lab.fill(NEUTRAL_LABEL),
+        }
+    }
+}
+
 /// A supervised FF network: the label goes into the input, every layer
 /// learns locally.
 #[derive(Clone, Debug)]
-pub struct FfNet {
+pub struct FfNet<B: Backend> {
+    be: B,
     pub config: FfConfig,
     /// Values per image (before the label is added).
     pub image_dim: usize,
     pub classes: usize,
-    pub layers: Vec<FfLayer>,
-    pub readout: Option<Readout>,
-    pub(crate) input: Vec<f32>,
-    feats: Vec<f32>,
-    tmp: Vec<f32>,
+    pub layers: Vec<FfLayer<B>>,
+    pub readout: Option<Readout<B>>,
+    input: B::Buf,
+    feats: B::Buf,
+    tmp: B::Buf,
     /// Backprop of the goodness losses: dL/dh of the current layer and
     /// dL/dx it passes down.
-    dh: Vec<f32>,
-    dx: Vec<f32>,
+    dh: B::Buf,
+    dx: B::Buf,
+    log: StatLog<B::Buf>,
 }
 
-/// Value of every label input in the neutral (unlabelled) input.
-pub const NEUTRAL_LABEL: f32 = 0.1;
-
-impl FfNet {
-    pub fn new(config: FfConfig, image_dim: usize, classes: usize, seed: u64) -> Result<Self> {
+impl<B: Backend> FfNet<B> {
+    pub fn new(be: B, config: FfConfig, image_dim: usize, classes: usize, seed: u64) -> Result<Self> {
         config.validate().map_err(Error::Config)?;
         if config.training == MlpTraining::CrossEntropy {
             return Err(Error::Config(
@@ -410,256 +455,242 @@ impl FfNet {
                 "label = \"overwrite\" needs at least {classes} pixels, the image has {image_dim}"
             )));
         }
-        let in0 = Self::input_dim_for(&config, image_dim, classes);
+        let emb = Embedding { mode: config.label, classes, image_dim };
         let mut layers = Vec::new();
-        let mut d = in0;
+        let mut d = emb.width();
         for (i, &s) in config.sizes.iter().enumerate() {
-            layers.push(FfLayer::new(d, s, &config.optim, seed, i as u32));
+            layers.push(FfLayer::new(&be, d, s, &config.optim, seed, i as u32)?);
             d = s;
         }
-        let readout = (config.predict == PredictKind::Readout).then(|| {
+        let readout = if config.predict == PredictKind::Readout {
             let f: usize = config.sizes[config.skip_layers..].iter().sum();
-            Readout::new(f, classes, &config.readout_optim)
-        });
+            Some(Readout::new(&be, f, classes, &config.readout_optim)?)
+        } else {
+            None
+        };
+        let nl = layers.len();
         Ok(Self {
+            be,
             config,
             image_dim,
             classes,
             layers,
             readout,
-            input: Vec::new(),
-            feats: Vec::new(),
-            tmp: Vec::new(),
-            dh: Vec::new(),
-            dx: Vec::new(),
+            input: B::Buf::default(),
+            feats: B::Buf::default(),
+            tmp: B::Buf::default(),
+            dh: B::Buf::default(),
+            dx: B::Buf::default(),
+            log: StatLog::new(nl, None),
         })
     }
 
-    fn input_dim_for(c: &FfConfig, image_dim: usize, classes: usize) -> usize {
-        match c.label {
-            LabelMode::Overwrite => image_dim,
-            LabelMode::Concat => image_dim + classes,
-        }
+    /// The backend the network lives on.
+    pub fn backend(&self) -> &B {
+        &self.be
     }
+
+    fn embedding(&self) -> Embedding {
+        Embedding { mode: self.config.label, classes: self.classes, image_dim: self.image_dim }
+    }
+
     /// Width of the first layer's input (image plus label).
     pub fn input_dim(&self) -> usize {
-        Self::input_dim_for(&self.config, self.image_dim, self.classes)
+        self.embedding().width()
+    }
+
+    fn norm(&self) -> (Norm, f32) {
+        (self.config.norm.into(), self.config.norm_eps)
     }
 
     pub(crate) fn loss(&self, layer: usize) -> (FfLoss, GoodnessForm) {
         loss_of(&self.config, self.layers[layer].out_dim)
     }
 
-    /// Write `image` with `label` (None = neutral) into one input row.
-    fn embed(&self, image: &[f32], label: Option<u8>, row: &mut [f32]) {
-        let c = self.classes;
-        let (lab, img) = match self.config.label {
-            LabelMode::Overwrite => {
-                row.copy_from_slice(image);
-                row.split_at_mut(c)
+    /// Fill the input rows on the host: `rows` rows, row r written by `f`.
+    fn embed_rows(&mut self, rows: usize, f: impl Fn(usize, &mut [f32])) -> Result<()> {
+        let d0 = self.input_dim();
+        self.be.upload_with(&mut self.input, rows * d0, |buf| {
+            for (r, row) in buf.chunks_exact_mut(d0).enumerate() {
+                f(r, row);
             }
-            LabelMode::Concat => {
-                let (l, i) = row.split_at_mut(c);
-                i.copy_from_slice(image);
-                (l, i)
-            }
-        };
-        let _ = img;
-        match label {
-            Some(y) => {
-                lab.fill(0.0);
-                lab[y as usize] = 1.0;
-            }
-            None => lab.fill(NEUTRAL_LABEL),
-        }
+        })?;
+        Ok(())
     }
 
-    /// Run rows of `self.input` through layers `0..upto` without learning.
-    fn forward_input(&mut self, be: &CpuBackend, rows: usize, upto: usize) -> Result<()> {
-        let norm: Norm = self.config.norm.into();
-        let eps = self.config.norm_eps;
+    /// Run the input rows through layers `0..upto` without learning.
+    fn forward_input(&mut self, rows: usize, upto: usize) -> Result<()> {
+        let (norm, eps) = self.norm();
         for l in 0..upto {
             let (prev, rest) = self.layers.split_at_mut(l);
-            let x = if l == 0 { &self.input[..] } else { prev[l - 1].activity() };
-            rest[0].forward(be, x, rows, norm, eps)?;
+            let x = if l == 0 { &self.input } else { prev[l - 1].activity() };
+            rest[0].forward(&self.be, x, rows, norm, eps)?;
         }
         Ok(())
     }
 
-    /// Normalised activities of layers ≥ skip_layers, concatenated per row.
-    fn gather_features(&mut self, be: &CpuBackend, rows: usize) -> Result<()> {
-        let mut feats = std::mem::take(&mut self.feats);
-        let r = self.normalized_activities(be, rows, self.config.skip_layers, &mut feats);
-        self.feats = feats;
-        r
-    }
-
     /// Length-normalised activities of layers `from..` after the last
     /// forward, concatenated per row into `out`.
-    fn normalized_activities(&mut self, be: &CpuBackend, rows: usize, from: usize, out: &mut Vec<f32>) -> Result<()> {
-        let (norm, eps) = (self.config.norm.into(), self.config.norm_eps);
-        normalized_activities(be, &self.layers[from..], rows, (norm, eps), &mut self.tmp, out)
-    }
-
-    /// Write `n` images with the neutral label into the input rows.
-    fn embed_neutral(&mut self, images: &[f32], n: usize) {
-        self.embed_all(images, n, None);
+    fn normalized_activities(&mut self, rows: usize, from: usize, out: &mut B::Buf) -> Result<()> {
+        let (norm, eps) = self.norm();
+        normalized_activities(&self.be, &self.layers[from..], rows, (norm, eps), &mut self.tmp, out)
     }
 
     /// Write `n` images, all with `label` (None: neutral), into the input rows.
-    fn embed_all(&mut self, images: &[f32], n: usize, label: Option<u8>) {
-        let (di, d0) = (self.image_dim, self.input_dim());
-        let mut input = std::mem::take(&mut self.input);
-        input.resize(n * d0, 0.0);
-        for i in 0..n {
-            self.embed(&images[i * di..(i + 1) * di], label, &mut input[i * d0..(i + 1) * d0]);
-        }
-        self.input = input;
+    fn embed_all(&mut self, images: &[f32], n: usize, label: Option<u8>) -> Result<()> {
+        let (e, di) = (self.embedding(), self.image_dim);
+        self.embed_rows(n, |i, row| e.row(&images[i * di..(i + 1) * di], label, row))
     }
 
     /// Write `[x; x]` with labels `[y⁺; y⁻]` into the input rows; returns
     /// the row count 2n.
-    pub(crate) fn embed_batch(&mut self, images: &[f32], labels: &[u8], neg_labels: &[u8]) -> Result<usize> {
+    fn embed_batch(&mut self, images: &[f32], labels: &[u8], neg_labels: &[u8]) -> Result<usize> {
         let n = labels.len();
-        let (di, d0) = (self.image_dim, self.input_dim());
-        check_batch(images.len(), di, labels, neg_labels, self.classes)?;
-        let mut input = std::mem::take(&mut self.input);
-        input.resize(2 * n * d0, 0.0);
-        for i in 0..n {
-            let img = &images[i * di..(i + 1) * di];
-            self.embed(img, Some(labels[i]), &mut input[i * d0..(i + 1) * d0]);
-            self.embed(img, Some(neg_labels[i]), &mut input[(n + i) * d0..(n + i + 1) * d0]);
-        }
-        self.input = input;
+        check_batch(images.len(), self.image_dim, labels, neg_labels, self.classes)?;
+        let (e, di) = (self.embedding(), self.image_dim);
+        self.embed_rows(2 * n, |r, row| {
+            let (i, y) = if r < n { (r, labels[r]) } else { (r - n, neg_labels[r - n]) };
+            e.row(&images[i * di..(i + 1) * di], Some(y), row)
+        })?;
         Ok(2 * n)
     }
 
     /// The goodness-loss ablation's gradients on one batch without
     /// updating (see [`FfLayer::grads`]): the sum of every layer's goodness
-    /// loss, backpropagated through the whole stack.
-    pub fn backprop_grads(
-        &mut self,
-        be: &CpuBackend,
-        images: &[f32],
-        labels: &[u8],
-        neg_labels: &[u8],
-    ) -> Result<BatchStats> {
+    /// loss, backpropagated through the whole stack. Returns the batch's
+    /// statistics if the log was read (see [`FfNet::train_batch`]).
+    pub fn backprop_grads(&mut self, images: &[f32], labels: &[u8], neg_labels: &[u8]) -> Result<Vec<BatchStats>> {
         let rows = self.embed_batch(images, labels, neg_labels)?;
-        let mut stats = BatchStats { layers: vec![None; self.layers.len()], readout_loss: None };
-        self.backprop_goodness(be, rows, &mut stats)?;
-        Ok(stats)
+        let row = self.log.begin(&self.be)?;
+        let r = self.backprop_goodness(rows, row);
+        self.finish_batch(r)
     }
 
     /// One training batch. `images` is n × image_dim; `neg_labels[i]` must
     /// differ from `labels[i]`. Layers in `train_layers` learn; layers
     /// before it only forward (layer-by-layer schedule); layers after it
     /// are idle.
+    ///
+    /// Returns the statistics of the batches read back from the backend
+    /// during this call, in order: this batch's on the CPU; on a device
+    /// every [`Backend::stats_every`] batches all those pending (the rest
+    /// with [`FfNet::flush_stats`]).
     pub fn train_batch(
         &mut self,
-        be: &CpuBackend,
         images: &[f32],
         labels: &[u8],
         neg_labels: &[u8],
         train_layers: std::ops::Range<usize>,
-    ) -> Result<BatchStats> {
+    ) -> Result<Vec<BatchStats>> {
         let n = labels.len();
         let rows = self.embed_batch(images, labels, neg_labels)?;
+        let row = self.log.begin(&self.be)?;
+        let r = self.train_rows(images, labels, n, rows, train_layers, row);
+        self.finish_batch(r)
+    }
+
+    fn train_rows(
+        &mut self,
+        images: &[f32],
+        labels: &[u8],
+        n: usize,
+        rows: usize,
+        train_layers: std::ops::Range<usize>,
+        row: usize,
+    ) -> Result<()> {
         let end = train_layers.end.min(self.layers.len());
-        let mut stats = BatchStats { layers: vec![None; self.layers.len()], readout_loss: None };
         if self.config.training == MlpTraining::Local {
-            self.train_local(be, rows, train_layers.start.min(end)..end, &mut stats)?;
+            self.train_local(rows, train_layers.start.min(end)..end, row)?;
         } else {
-            self.backprop_goodness(be, rows, &mut stats)?;
+            self.backprop_goodness(rows, row)?;
             for l in &mut self.layers {
-                l.apply_grads(be)?;
+                l.apply_grads(&self.be)?;
             }
         }
         if self.readout.is_some() {
-            self.embed_neutral(images, n);
+            self.embed_all(images, n, None)?;
             let all = self.layers.len();
-            self.forward_input(be, n, all)?;
-            self.gather_features(be, n)?;
-            let feats = std::mem::take(&mut self.feats);
-            let r = self.readout.as_mut().expect("checked above").train_step(be, &feats, labels);
+            self.forward_input(n, all)?;
+            let mut feats = std::mem::take(&mut self.feats);
+            let r = self.normalized_activities(n, self.config.skip_layers, &mut feats).and_then(|()| {
+                let nl = self.layers.len();
+                let slot = self.log.slot(row, nl, 0, Entry::Loss);
+                self.readout.as_mut().expect("checked above").train_step(&self.be, &feats, labels, slot)
+            });
             self.feats = feats;
-            stats.readout_loss = Some(r?);
+            r?;
         }
-        Ok(stats)
+        Ok(())
+    }
+
+    /// The statistics due after a batch (see [`FfNet::train_batch`]); a
+    /// failed batch leaves no row behind.
+    fn finish_batch(&mut self, r: Result<()>) -> Result<Vec<BatchStats>> {
+        if let Err(e) = r {
+            self.log.abandon();
+            return Err(e);
+        }
+        self.log.take_due(&self.be)
+    }
+
+    /// Read back the statistics of every batch still pending on the
+    /// backend (a device keeps them for [`Backend::stats_every`] batches).
+    pub fn flush_stats(&mut self) -> Result<Vec<BatchStats>> {
+        self.log.take(&self.be)
     }
 
     /// Layer-local training of `train`, after a forward of the layers
     /// below it: a pipeline in which each layer's update runs beside the
     /// forward of the layer above (see [`FfLayer::update_alongside`]). The
     /// bits are those of each layer's [`FfLayer::train_step`] in turn.
-    fn train_local(
-        &mut self,
-        be: &CpuBackend,
-        rows: usize,
-        train: std::ops::Range<usize>,
-        stats: &mut BatchStats,
-    ) -> Result<()> {
-        let norm: Norm = self.config.norm.into();
-        let eps = self.config.norm_eps;
-        let finite = |l: usize, s: &LayerStats| {
-            if s.loss.is_finite() {
-                Ok(())
-            } else {
-                Err(Error::NonFinite { layer: l, loss: s.loss })
-            }
-        };
+    fn train_local(&mut self, rows: usize, train: std::ops::Range<usize>, row: usize) -> Result<()> {
+        let (norm, eps) = self.norm();
         for l in 0..train.start {
             let (prev, rest) = self.layers.split_at_mut(l);
-            let x = if l == 0 { &self.input[..] } else { prev[l - 1].activity() };
-            rest[0].forward(be, x, rows, norm, eps)?;
+            let x = if l == 0 { &self.input } else { prev[l - 1].activity() };
+            rest[0].forward(&self.be, x, rows, norm, eps)?;
+        }
+        for l in train.clone() {
+            self.log.mark(l, Entry::Goodness);
         }
         let config = &self.config;
         let (prev, rest) = self.layers.split_at_mut(train.start);
-        let x = if train.start == 0 { &self.input[..] } else { prev[train.start - 1].activity() };
-        let objective = |ly: &FfLayer| {
+        let x = if train.start == 0 { &self.input } else { prev[train.start - 1].activity() };
+        let objective = |ly: &FfLayer<B>| {
             let (loss, form) = loss_of(config, ly.out_dim);
             Objective { norm, eps, loss, form }
         };
-        train_stack(be, &mut rest[..train.len()], x, rows, objective, |l, s| {
-            finite(train.start + l, &s)?;
-            stats.layers[train.start + l] = Some(s);
-            Ok(())
-        })
+        let first = self.log.at(row, train.start, 0);
+        train_stack(&self.be, &mut rest[..train.len()], x, rows, objective, (self.log.buf_mut(), first))
     }
 
     /// The goodness-loss ablation: forward every layer on the current
     /// input, then backprop the sum of all layers' losses through the whole
     /// stack (each layer's dL/dh = its own local term + what the layer
     /// above sends down), leaving dW and db in every layer.
-    fn backprop_goodness(&mut self, be: &CpuBackend, rows: usize, stats: &mut BatchStats) -> Result<()> {
+    fn backprop_goodness(&mut self, rows: usize, row: usize) -> Result<()> {
         let nl = self.layers.len();
-        let norm: Norm = self.config.norm.into();
-        let eps = self.config.norm_eps;
-        self.forward_input(be, rows, nl)?;
+        let (norm, eps) = self.norm();
+        self.forward_input(rows, nl)?;
         for l in 0..nl {
             let (loss, form) = self.loss(l);
-            let s = self.layers[l].loss_of_last_forward(be, rows, Objective { norm, eps, loss, form })?;
-            if !s.loss.is_finite() {
-                return Err(Error::NonFinite { layer: l, loss: s.loss });
-            }
-            stats.layers[l] = Some(s);
+            let slot = self.log.slot(row, l, 0, Entry::Goodness);
+            self.layers[l].loss_of_last_forward(&self.be, Objective { norm, eps, loss, form }, slot)?;
         }
         let (mut dh, mut dx) = (std::mem::take(&mut self.dh), std::mem::take(&mut self.dx));
+        let be = &self.be;
         for l in (0..nl).rev() {
             let d = self.layers[l].out_dim;
-            self.tmp.resize(rows * d, 0.0);
             let ly = &self.layers[l];
             be.local_grad(ly.activity(), d, &ly.work.dldg, &mut self.tmp)?;
             if l + 1 < nl {
-                for (a, &b) in dh.iter_mut().zip(&self.tmp) {
-                    *a = *a + b;
-                }
+                be.add_assign(&mut dh, &self.tmp)?;
             } else {
-                dh.clear();
-                dh.extend_from_slice(&self.tmp);
+                be.copy(&self.tmp, &mut dh)?;
             }
             let (prev, rest) = self.layers.split_at_mut(l);
-            let x = if l == 0 { &self.input[..] } else { prev[l - 1].activity() };
-            rest[0].backward(be, x, rows, norm, eps, &dh, (l > 0).then_some(&mut dx))?;
+            let x = if l == 0 { &self.input } else { prev[l - 1].activity() };
+            rest[0].backward(be, x, rows, (norm, eps), &dh, (l > 0).then_some(&mut dx))?;
             std::mem::swap(&mut dh, &mut dx);
         }
         self.dh = dh;
@@ -675,39 +706,24 @@ impl FfNet {
         }
     }
 
-    /// Input rows `i·classes + y` for images `start..start + m`: image
-    /// `start + i` with label `y`, every label in turn (method A).
-    pub(crate) fn embed_candidates(&mut self, images: &[f32], start: usize, m: usize) {
-        let (di, d0, c) = (self.image_dim, self.input_dim(), self.classes);
-        let mut input = std::mem::take(&mut self.input);
-        input.resize(m * c * d0, 0.0);
-        for i in 0..m {
-            let img = &images[(start + i) * di..(start + i + 1) * di];
-            for y in 0..c {
-                let r = i * c + y;
-                self.embed(img, Some(y as u8), &mut input[r * d0..(r + 1) * d0]);
-            }
-        }
-        self.input = input;
-    }
-
-    /// Predictions of `m` images from the goodness `good(l, row)` of the
-    /// rows [`FfNet::embed_candidates`] wrote: per layer, and the total of
-    /// layers `skip_layers..` in order from +0.0; the first maximum wins.
-    pub(crate) fn score_candidates(&self, m: usize, good: impl Fn(usize, usize) -> f32, p: &mut Predictions) {
+    /// Predictions of `m` images from the goodness `good[l][row]` of the
+    /// candidate rows (`i·classes + y`: image i with label y): per layer,
+    /// and the total of layers `skip_layers..` in order from +0.0; the
+    /// first maximum wins.
+    fn score_candidates(&self, m: usize, good: &[Vec<f32>], p: &mut Predictions) {
         let (c, nl, skip) = (self.classes, self.layers.len(), self.config.skip_layers);
         let mut scores = vec![0.0f32; c];
         for i in 0..m {
             for (l, out) in p.per_layer.iter_mut().enumerate() {
                 for (y, s) in scores.iter_mut().enumerate() {
-                    *s = self.in_form(l, good(l, i * c + y));
+                    *s = self.in_form(l, good[l][i * c + y]);
                 }
                 out.push(argmax(&scores) as u8);
             }
             for (y, s) in scores.iter_mut().enumerate() {
                 let mut t = 0.0f32;
-                for l in skip..nl {
-                    t = t + self.in_form(l, good(l, i * c + y));
+                for (l, g) in good.iter().enumerate().take(nl).skip(skip) {
+                    t = t + self.in_form(l, g[i * c + y]);
                 }
                 *s = t;
             }
@@ -720,24 +736,34 @@ impl FfNet {
     /// Method A: each image runs once per label; per-layer scores are the
     /// goodness in the configured form; the total adds layers
     /// `skip_layers..` in order from +0.0; the first maximum wins.
-    pub fn predict(&mut self, be: &CpuBackend, images: &[f32], n: usize, chunk: usize) -> Result<Predictions> {
+    pub fn predict(&mut self, images: &[f32], n: usize, chunk: usize) -> Result<Predictions> {
         let (di, c) = (self.image_dim, self.classes);
         let nl = self.layers.len();
         check_images(images.len(), n, di)?;
         let mut p = Predictions { per_layer: vec![Vec::with_capacity(n); nl], ..Default::default() };
         let mut readout_pred = self.readout.as_ref().map(|_| Vec::with_capacity(n));
         let chunk = chunk.max(1);
+        let e = self.embedding();
         for start in (0..n).step_by(chunk) {
             let m = chunk.min(n - start);
-            self.embed_candidates(images, start, m);
-            self.forward_input(be, m * c, nl)?;
-            self.score_candidates(m, |l, r| self.layers[l].goodness()[r], &mut p);
+            self.embed_rows(m * c, |r, row| {
+                let i = start + r / c;
+                e.row(&images[i * di..(i + 1) * di], Some((r % c) as u8), row)
+            })?;
+            self.forward_input(m * c, nl)?;
+            let good = self
+                .layers
+                .iter()
+                .map(|l| self.be.download(l.goodness()))
+                .collect::<std::result::Result<Vec<_>, _>>()?;
+            self.score_candidates(m, &good, &mut p);
             if let Some(rp) = readout_pred.as_mut() {
-                self.embed_neutral(&images[start * di..(start + m) * di], m);
-                self.forward_input(be, m, nl)?;
-                self.gather_features(be, m)?;
-                let feats = std::mem::take(&mut self.feats);
-                let r = self.readout.as_mut().expect("readout present").predict(be, &feats, m, rp);
+                self.embed_all(&images[start * di..(start + m) * di], m, None)?;
+                self.forward_input(m, nl)?;
+                let mut feats = std::mem::take(&mut self.feats);
+                let r = self
+                    .normalized_activities(m, self.config.skip_layers, &mut feats)
+                    .and_then(|()| self.readout.as_mut().expect("readout present").predict(&self.be, &feats, m, rp));
                 self.feats = feats;
                 r?;
             }
@@ -751,27 +777,25 @@ impl FfNet {
     }
 
     /// Every parameter as a named tensor (checkpoint order).
-    pub fn named_tensors(&self) -> Vec<(String, Tensor)> {
-        let mut out = layer_tensors(&self.layers);
+    pub fn named_tensors(&self) -> Result<Vec<(String, Tensor)>> {
+        let mut out = layer_tensors(&self.be, &self.layers)?;
         if let Some(r) = &self.readout {
-            out.extend(head_tensors("readout", r));
+            out.extend(r.tensors(&self.be, "readout")?);
         }
-        out
+        Ok(out)
     }
 
     /// Replace parameters from named tensors (from [`FfNet::named_tensors`]),
     /// checking every name and shape.
-    pub fn load_tensors(&mut self, mut get: impl FnMut(&str) -> Result<Tensor>) -> Result<()> {
-        load_layers(&mut self.layers, &mut get)?;
+    pub fn load_tensors(&mut self, get: &mut TensorSource<'_>) -> Result<()> {
+        load_layers(&self.be, &mut self.layers, get)?;
         if let Some(r) = &mut self.readout {
-            load_head("readout", r, &mut get)?;
+            r.load(&self.be, "readout", get)?;
         }
         Ok(())
     }
 }
 
-/// Length-normalised activities of `layers` after their last forward,
-/// concatenated per row into `out`.
 /// The loss and goodness form `config` gives a layer `out_dim` wide.
 fn loss_of(c: &FfConfig, out_dim: usize) -> (FfLoss, GoodnessForm) {
     let form = match c.goodness {
@@ -791,30 +815,27 @@ fn loss_of(c: &FfConfig, out_dim: usize) -> (FfLoss, GoodnessForm) {
 /// rows), as a pipeline: layer 0's forward, then each layer's update
 /// beside the forward of the layer above (see
 /// [`FfLayer::update_alongside`]). `objective` gives each layer's
-/// objective; `each(l, stats)` receives layer l's loss statistics right
-/// after its forward, and an error it returns stops the batch before that
-/// layer learns. The bits are those of each layer's
+/// objective; layer l's loss and mean goodness go to `stats` at
+/// `first + SLOTS·l` (three values). The bits are those of each layer's
 /// [`FfLayer::train_step`] in turn.
-pub fn train_stack(
-    be: &CpuBackend,
-    layers: &mut [FfLayer],
-    x: &[f32],
+pub fn train_stack<B: Backend>(
+    be: &B,
+    layers: &mut [FfLayer<B>],
+    x: &B::Buf,
     rows: usize,
-    objective: impl Fn(&FfLayer) -> Objective + Sync,
-    mut each: impl FnMut(usize, LayerStats) -> Result<()>,
+    objective: impl Fn(&FfLayer<B>) -> Objective + Sync,
+    (stats, first): (&mut B::Buf, usize),
 ) -> Result<()> {
-    let Some(first) = layers.first_mut() else { return Ok(()) };
-    let obj = objective(first);
-    each(0, first.forward_loss(be, x, rows, obj)?)?;
+    let Some(head) = layers.first_mut() else { return Ok(()) };
+    let obj = objective(head);
+    head.forward_loss(be, x, rows, obj, StatSlot::new(stats, first))?;
     for l in 0..layers.len() {
         let (cur, rest) = layers[l..].split_first_mut().expect("l < layers.len()");
         match rest.first_mut() {
             Some(next) => {
-                let s = cur.update_alongside(be, rows, |below| {
-                    let obj = objective(next);
-                    next.forward_loss_above(be, below, rows, obj)
-                })??;
-                each(l + 1, s)?;
+                let obj = objective(next);
+                let slot = StatSlot::new(&mut *stats, first + SLOTS * (l + 1));
+                cur.update_alongside(be, rows, |below| next.forward_loss_above(be, below, rows, obj, slot))??;
             }
             None => cur.update_alongside(be, rows, |_| ())?,
         }
@@ -822,72 +843,75 @@ pub fn train_stack(
     Ok(())
 }
 
-pub(crate) fn normalized_activities(
-    be: &CpuBackend,
-    layers: &[FfLayer],
+/// Length-normalised activities of `layers` after their last forward,
+/// concatenated per row into `out`.
+pub(crate) fn normalized_activities<B: Backend>(
+    be: &B,
+    layers: &[FfLayer<B>],
     rows: usize,
     (norm, eps): (Norm, f32),
-    tmp: &mut Vec<f32>,
-    out: &mut Vec<f32>,
+    tmp: &mut B::Buf,
+    out: &mut B::Buf,
 ) -> Result<()> {
-    let f = start_groups(layers, rows, out);
+    let f = start_groups(be, layers, rows, out)?;
     let mut off = 0;
     for l in layers {
         let d = l.out_dim;
-        tmp.resize(rows * d, 0.0);
         be.normalize_rows(l.activity(), tmp, d, norm, eps)?;
-        put_group(out, f, off, d, tmp);
+        be.put_cols(tmp, d, out, f, off)?;
         off += d;
     }
     Ok(())
 }
 
-/// `layers.{i}.weight` (in × out) and `layers.{i}.bias` of every layer.
-pub(crate) fn layer_tensors(layers: &[FfLayer]) -> Vec<(String, Tensor)> {
-    let mut out = Vec::new();
-    for (i, l) in layers.iter().enumerate() {
-        let w = Tensor::from_vec(&[l.in_dim, l.out_dim], l.w.to_row_major()).expect("shape");
-        out.push((format!("layers.{i}.weight"), w));
-        out.push((format!("layers.{i}.bias"), Tensor::from_vec(&[l.out_dim], l.b.clone()).expect("shape")));
-    }
-    out
-}
-
-/// Load what [`layer_tensors`] names.
-pub(crate) fn load_layers(layers: &mut [FfLayer], get: &mut impl FnMut(&str) -> Result<Tensor>) -> Result<()> {
-    for (i, l) in layers.iter_mut().enumerate() {
-        let w = crate::conv::fetch_tensor(get, &format!("layers.{i}.weight"), &[l.in_dim, l.out_dim])?;
-        l.w = PackedMat::from_row_major(&w, l.in_dim, l.out_dim)?;
-        l.b = crate::conv::fetch_tensor(get, &format!("layers.{i}.bias"), &[l.out_dim])?;
+/// Every layer's last activity (`rows` rows), concatenated per row.
+pub(crate) fn raw_activities<B: Backend>(be: &B, layers: &[FfLayer<B>], rows: usize, out: &mut B::Buf) -> Result<()> {
+    let f = start_groups(be, layers, rows, out)?;
+    let mut off = 0;
+    for l in layers {
+        be.put_cols(l.activity(), l.out_dim, out, f, off)?;
+        off += l.out_dim;
     }
     Ok(())
 }
 
-/// `{prefix}.weight` (features × classes) and `{prefix}.bias` of a head.
-pub(crate) fn head_tensors(prefix: &str, r: &Readout) -> Vec<(String, Tensor)> {
-    vec![
-        (format!("{prefix}.weight"), Tensor::from_vec(&[r.in_dim, r.classes], r.w.clone()).expect("shape")),
-        (format!("{prefix}.bias"), Tensor::from_vec(&[r.classes], r.b.clone()).expect("shape")),
-    ]
+/// Size `out` for `rows` rows of every layer's activity; returns the row width.
+fn start_groups<B: Backend>(be: &B, layers: &[FfLayer<B>], rows: usize, out: &mut B::Buf) -> Result<usize> {
+    let f: usize = layers.iter().map(|l| l.out_dim).sum();
+    be.resize(out, rows * f)?;
+    Ok(f)
 }
 
-/// Load what [`head_tensors`] names.
-pub(crate) fn load_head(prefix: &str, r: &mut Readout, get: &mut impl FnMut(&str) -> Result<Tensor>) -> Result<()> {
-    r.w = crate::conv::fetch_tensor(get, &format!("{prefix}.weight"), &[r.in_dim, r.classes])?;
-    r.b = crate::conv::fetch_tensor(get, &format!("{prefix}.bias"), &[r.classes])?;
+/// `layers.{i}.weight` (in × out) and `layers.{i}.bias` of every layer.
+pub(crate) fn layer_tensors<B: Backend>(be: &B, layers: &[FfLayer<B>]) -> Result<Vec<(String, Tensor)>> {
+    let mut out = Vec::new();
+    for (i, l) in layers.iter().enumerate() {
+        let w = Tensor::from_vec(&[l.in_dim, l.out_dim], be.unpack(&l.w)?)?;
+        out.push((format!("layers.{i}.weight"), w));
+        out.push((format!("layers.{i}.bias"), to_tensor(be, &[l.out_dim], &l.b)?));
+    }
+    Ok(out)
+}
+
+/// Load what [`layer_tensors`] names.
+pub(crate) fn load_layers<B: Backend>(be: &B, layers: &mut [FfLayer<B>], get: &mut TensorSource<'_>) -> Result<()> {
+    for (i, l) in layers.iter_mut().enumerate() {
+        let w = fetch(get, &format!("layers.{i}.weight"), &[l.in_dim, l.out_dim])?;
+        l.w = be.pack(&w, l.in_dim, l.out_dim)?;
+        crate::tensors::fetch_into(be, get, &format!("layers.{i}.bias"), &[l.out_dim], &mut l.b)?;
+    }
     Ok(())
 }
 
 /// The probe sees every layer's length-normalised activity (standard
 /// view) or its ReLU activity (raw view), with the label inputs neutral
 /// (0.1 each) or set to the view's label.
-impl crate::probe::Features for FfNet {
+impl<B: Backend> crate::probe::Features for FfNet<B> {
     fn feature_dims(&self) -> Vec<usize> {
         self.layers.iter().map(|l| l.out_dim).collect()
     }
     fn features(
         &mut self,
-        be: &CpuBackend,
         images: &[f32],
         n: usize,
         view: crate::probe::FeatureView,
@@ -897,82 +921,19 @@ impl crate::probe::Features for FfNet {
         if let Some(y) = view.label.filter(|&y| y as usize >= self.classes) {
             return Err(view.unsupported("FF net", &format!("has {} label inputs, not label {y}", self.classes)));
         }
-        self.embed_all(images, n, view.label);
+        self.embed_all(images, n, view.label)?;
         let all = self.layers.len();
-        self.forward_input(be, n, all)?;
-        match view.form {
-            crate::probe::FeatureForm::Standard => self.normalized_activities(be, n, 0, out),
-            crate::probe::FeatureForm::Raw => {
-                raw_activities(&self.layers, n, out);
-                Ok(())
-            }
-        }
+        self.forward_input(n, all)?;
+        let mut feats = std::mem::take(&mut self.feats);
+        let r = match view.form {
+            crate::probe::FeatureForm::Standard => self.normalized_activities(n, 0, &mut feats),
+            crate::probe::FeatureForm::Raw => raw_activities(&self.be, &self.layers, n, &mut feats),
+        };
+        out.clear();
+        let r = r.and_then(|()| Ok(self.be.with_host(&feats, |v| out.extend_from_slice(v))?));
+        self.feats = feats;
+        r
     }
-}
-
-/// Every layer's last activity (`rows` rows), concatenated per row.
-pub(crate) fn raw_activities(layers: &[FfLayer], rows: usize, out: &mut Vec<f32>) {
-    let f = start_groups(layers, rows, out);
-    let mut off = 0;
-    for l in layers {
-        put_group(out, f, off, l.out_dim, &l.activity()[..rows * l.out_dim]);
-        off += l.out_dim;
-    }
-}
-
-/// Size `out` for `rows` rows of every layer's activity; returns the row width.
-fn start_groups(layers: &[FfLayer], rows: usize, out: &mut Vec<f32>) -> usize {
-    let f: usize = layers.iter().map(|l| l.out_dim).sum();
-    out.resize(rows * f, 0.0);
-    f
-}
-
-/// Copy `src` (rows of `d`) into columns `off..off + d` of `out` (rows of `f`).
-fn put_group(out: &mut [f32], f: usize, off: usize, d: usize, src: &[f32]) {
-    for (dst, row) in out.chunks_exact_mut(f).zip(src.chunks_exact(d)) {
-        dst[off..off + d].copy_from_slice(row);
-    }
-}
-
-/// Check that `values` holds `n` images of `di` values.
-pub(crate) fn check_images(values: usize, n: usize, di: usize) -> Result<()> {
-    if values != n * di {
-        return Err(Error::Layer { layer: 0, detail: format!("{n} images need {} values, got {values}", n * di) });
-    }
-    Ok(())
-}
-
-/// Check a supervised batch: `n` images of `di` values and `n` labels below
-/// `classes`.
-pub(crate) fn check_labelled(values: usize, di: usize, labels: &[u8], classes: usize) -> Result<()> {
-    check_images(values, labels.len(), di)?;
-    if let Some(i) = labels.iter().position(|&y| y as usize >= classes) {
-        return Err(Error::Layer {
-            layer: 0,
-            detail: format!("sample {i}: label {} is not below the {classes} classes", labels[i]),
-        });
-    }
-    Ok(())
-}
-
-/// Check a training batch: `n` images of `di` values, `n` labels below
-/// `classes`, and `n` negative labels each different from its label.
-pub(crate) fn check_batch(values: usize, di: usize, labels: &[u8], neg: &[u8], classes: usize) -> Result<()> {
-    check_labelled(values, di, labels, classes)?;
-    let n = labels.len();
-    if neg.len() != n {
-        return Err(Error::Layer {
-            layer: 0,
-            detail: format!("batch of {n} labels needs {n} negative labels, got {}", neg.len()),
-        });
-    }
-    if let Some(i) = (0..n).find(|&i| neg[i] == labels[i] || neg[i] as usize >= classes) {
-        return Err(Error::Layer {
-            layer: 0,
-            detail: format!("sample {i}: negative label {} invalid for label {}", neg[i], labels[i]),
-        });
-    }
-    Ok(())
 }
 
 /// Negative labels for a batch: `(y + 1 + below(classes − 1)) mod classes`,
@@ -992,6 +953,12 @@ pub fn negative_labels(seed: u64, epoch: u32, first_index: u64, labels: &[u8], c
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::stats::Scalars;
+    use ffwd_kernels::CpuBackend;
+
+    fn bits(v: &[f32]) -> Vec<u32> {
+        v.iter().map(|x| x.to_bits()).collect()
+    }
 
     #[test]
     fn negative_labels_are_never_the_true_label_and_cover_the_others_uniformly() {
@@ -1015,24 +982,23 @@ mod tests {
 
     #[test]
     fn overwrite_embedding_writes_one_hot_or_neutral_into_the_first_pixels() {
-        let cfg = FfConfig { sizes: vec![4, 4], ..FfConfig::default() };
-        let net = FfNet::new(cfg, 16, 10, 0).unwrap();
+        let e = Embedding { mode: LabelMode::Overwrite, classes: 10, image_dim: 16 };
         let img = vec![0.5f32; 16];
         let mut row = vec![0.0; 16];
-        net.embed(&img, Some(3), &mut row);
+        e.row(&img, Some(3), &mut row);
         assert_eq!(&row[..10], &[0., 0., 0., 1., 0., 0., 0., 0., 0., 0.]);
         assert_eq!(&row[10..], &[0.5; 6]);
-        net.embed(&img, None, &mut row);
+        e.row(&img, None, &mut row);
         assert_eq!(&row[..10], &[NEUTRAL_LABEL; 10]);
     }
 
     #[test]
     fn concat_embedding_keeps_every_pixel() {
         let cfg = FfConfig { sizes: vec![4, 4], label: LabelMode::Concat, ..FfConfig::default() };
-        let net = FfNet::new(cfg, 4, 10, 0).unwrap();
+        let net = FfNet::new(CpuBackend::best(), cfg, 4, 10, 0).unwrap();
         assert_eq!(net.input_dim(), 14);
         let mut row = vec![0.0; 14];
-        net.embed(&[0.25; 4], Some(9), &mut row);
+        net.embedding().row(&[0.25; 4], Some(9), &mut row);
         assert_eq!(row[9], 1.0);
         assert_eq!(&row[10..], &[0.25; 4]);
     }
@@ -1043,7 +1009,7 @@ mod tests {
         for optim in
             [OptimConfig::default(), OptimConfig { kind: crate::config::OptimKind::Sgd, ..OptimConfig::default() }]
         {
-            let mut a = FfLayer::new(37, 21, &optim, 5, 0);
+            let mut a = FfLayer::new(&be, 37, 21, &optim, 5, 0).unwrap();
             let mut b = a.clone();
             let mut x = vec![0.0f32; 300 * 37];
             Philox::new(9, stream::noise(0)).fill_uniform(&mut x, -1.0, 1.0);
@@ -1053,12 +1019,14 @@ mod tests {
                 loss: FfLoss::Threshold { theta: 21.0 },
                 form: GoodnessForm::Sum,
             };
+            let mut s = Scalars::new(&be, 6).unwrap();
             for _ in 0..3 {
-                a.train_step(&be, &x, 300, obj).unwrap();
-                b.compute_grads(&be, &x, 300, obj).unwrap();
+                a.train_step(&be, &x, 300, obj, s.slot(0)).unwrap();
+                b.compute_grads(&be, &x, 300, obj, s.slot(3)).unwrap();
                 b.apply_grads(&be).unwrap();
+                let v = s.read(&be).unwrap();
+                assert_eq!(bits(&v[..3]), bits(&v[3..]), "loss and mean goodness");
             }
-            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
             assert_eq!(bits(a.w.data()), bits(b.w.data()));
             assert_eq!(bits(&a.b), bits(&b.b));
         }
@@ -1067,13 +1035,14 @@ mod tests {
     #[test]
     fn an_update_without_a_matching_forward_is_an_error_and_changes_nothing() {
         let be = CpuBackend::best();
-        let mut layer = FfLayer::new(12, 8, &OptimConfig::default(), 1, 0);
+        let mut layer = FfLayer::new(&be, 12, 8, &OptimConfig::default(), 1, 0).unwrap();
         let before = layer.w.data().to_vec();
         let e = layer.update_alongside(&be, 4, |_| ()).unwrap_err().to_string();
         assert!(e.contains("12→8") && e.contains("last forward"), "{e}");
         let obj =
             Objective { norm: Norm::Rms, eps: 1e-8, loss: FfLoss::Threshold { theta: 8.0 }, form: GoodnessForm::Sum };
-        layer.forward_loss(&be, &[0.5; 4 * 12], 4, obj).unwrap();
+        let mut s = Scalars::new(&be, 3).unwrap();
+        layer.forward_loss(&be, &vec![0.5; 4 * 12], 4, obj, s.slot(0)).unwrap();
         assert!(layer.update_alongside(&be, 6, |_| ()).is_err(), "rows differ from the forward's");
         assert_eq!(layer.w.data(), &before[..]);
         assert_eq!(layer.steps(), 0);
@@ -1096,27 +1065,30 @@ mod tests {
         for threads in [1, 2] {
             let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
             for train in [0..4, 1..3] {
-                let mut piped = FfNet::new(cfg.clone(), di, 10, 7).unwrap();
+                let mut piped = FfNet::new(be, cfg.clone(), di, 10, 7).unwrap();
                 let mut plain = piped.clone();
+                let mut s = Scalars::new(&be, 3).unwrap();
                 for _ in 0..3 {
-                    let got = pool.install(|| piped.train_batch(&be, &imgs, &labels, &neg, train.clone())).unwrap();
+                    let got = pool.install(|| piped.train_batch(&imgs, &labels, &neg, train.clone())).unwrap();
                     let rows = plain.embed_batch(&imgs, &labels, &neg).unwrap();
-                    let (norm, eps) = (plain.config.norm.into(), plain.config.norm_eps);
+                    let (norm, eps) = plain.norm();
                     for l in 0..train.end {
                         let (loss, form) = plain.loss(l);
                         let (prev, rest) = plain.layers.split_at_mut(l);
-                        let x = if l == 0 { &plain.input[..] } else { prev[l - 1].activity() };
+                        let x = if l == 0 { &plain.input } else { prev[l - 1].activity() };
                         if l < train.start {
                             rest[0].forward(&be, x, rows, norm, eps).unwrap();
-                            assert!(got.layers[l].is_none());
+                            assert!(got[0].layers[l].is_none());
                         } else {
-                            let s = rest[0].train_step(&be, x, rows, Objective { norm, eps, loss, form }).unwrap();
-                            let g = got.layers[l].expect("a trained layer reports its loss");
-                            assert_eq!(g.loss.to_bits(), s.loss.to_bits(), "loss of layer {l}");
+                            let obj = Objective { norm, eps, loss, form };
+                            rest[0].train_step(&be, x, rows, obj, s.slot(0)).unwrap();
+                            let g = got[0].layers[l].expect("a trained layer reports its loss");
+                            let v = s.read(&be).unwrap();
+                            assert_eq!(g.loss.to_bits(), v[0].to_bits(), "loss of layer {l}");
+                            assert_eq!((g.g_pos.to_bits(), g.g_neg.to_bits()), (v[1].to_bits(), v[2].to_bits()));
                         }
                     }
                 }
-                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
                 for (l, (a, b)) in piped.layers.iter().zip(&plain.layers).enumerate() {
                     assert_eq!(bits(a.w.data()), bits(b.w.data()), "W of layer {l}, {threads} threads, {train:?}");
                     assert_eq!(bits(&a.b), bits(&b.b), "b of layer {l}");
@@ -1129,37 +1101,37 @@ mod tests {
     fn probe_views_read_raw_or_normalised_activity_with_the_chosen_label() {
         use crate::probe::{FeatureForm, FeatureView, Features};
         let be = CpuBackend::best();
-        let mut net = FfNet::new(FfConfig { sizes: vec![8, 6], ..FfConfig::default() }, 16, 4, 3).unwrap();
+        let mut net = FfNet::new(be, FfConfig { sizes: vec![8, 6], ..FfConfig::default() }, 16, 4, 3).unwrap();
         let mut imgs = vec![0.0f32; 3 * 16];
         Philox::new(5, stream::noise(0)).fill_uniform(&mut imgs, 0.0, 1.0);
         let (mut std_f, mut raw, mut lab) = (Vec::new(), Vec::new(), Vec::new());
-        net.features(&be, &imgs, 3, FeatureView::default(), &mut std_f).unwrap();
+        net.features(&imgs, 3, FeatureView::default(), &mut std_f).unwrap();
         let raw_view = FeatureView { form: FeatureForm::Raw, label: None };
-        net.features(&be, &imgs, 3, raw_view, &mut raw).unwrap();
+        net.features(&imgs, 3, raw_view, &mut raw).unwrap();
         // The standard view is the raw view, length-normalised layer by layer.
-        let (norm, eps) = (net.config.norm.into(), net.config.norm_eps);
+        let (norm, eps) = net.norm();
         for i in 0..3 {
             for (off, d) in [(0, 8), (8, 6)] {
                 let row = &raw[i * 14 + off..i * 14 + off + d];
                 let mut want = vec![0.0; d];
                 be.normalize_rows(row, &mut want, d, norm, eps).unwrap();
                 let got = &std_f[i * 14 + off..i * 14 + off + d];
-                assert!(want.iter().zip(got).all(|(a, b)| a.to_bits() == b.to_bits()), "row {i}, layer at {off}");
+                assert_eq!(bits(&want), bits(got), "row {i}, layer at {off}");
             }
         }
         assert!(raw.iter().zip(&std_f).any(|(a, b)| a != b), "raw activity is not already unit length");
         // A label written into the inputs changes what the layers see.
-        net.features(&be, &imgs, 3, FeatureView { form: FeatureForm::Standard, label: Some(2) }, &mut lab).unwrap();
+        net.features(&imgs, 3, FeatureView { form: FeatureForm::Standard, label: Some(2) }, &mut lab).unwrap();
         assert!(lab.iter().zip(&std_f).any(|(a, b)| a != b));
-        let e = net.features(&be, &imgs, 3, FeatureView { form: FeatureForm::Standard, label: Some(4) }, &mut lab);
+        let e = net.features(&imgs, 3, FeatureView { form: FeatureForm::Standard, label: Some(4) }, &mut lab);
         assert!(e.unwrap_err().to_string().contains("not label 4"));
     }
 
     #[test]
-    fn a_batch_with_a_negative_equal_to_its_label_is_rejected() {
+    fn a_batch_with_a_negative_equal_to_its_label_is_rejected_as_a_batch_error() {
         let be = CpuBackend::best();
-        let mut net = FfNet::new(FfConfig { sizes: vec![8, 8], ..FfConfig::default() }, 16, 10, 0).unwrap();
-        let e = net.train_batch(&be, &[0.0; 32], &[1, 2], &[3, 2], 0..2).unwrap_err();
-        assert!(e.to_string().contains("sample 1"), "{e}");
+        let mut net = FfNet::new(be, FfConfig { sizes: vec![8, 8], ..FfConfig::default() }, 16, 10, 0).unwrap();
+        let e = net.train_batch(&[0.0; 32], &[1, 2], &[3, 2], 0..2).unwrap_err().to_string();
+        assert!(e.starts_with("batch: sample 1"), "{e}");
     }
 }

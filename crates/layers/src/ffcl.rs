@@ -16,11 +16,14 @@
 //! `init(FFCL_TWIN_STREAM + i)`, PyTorch-style (±1/√in). Prediction: the
 //! argmax of the mean of the two copies' softmax outputs.
 
+use crate::checks::{check_images, check_labelled};
 use crate::config::OptimConfig;
-use crate::ff::{check_images, check_labelled, BatchStats, LayerStats, Predictions};
+use crate::ff::Predictions;
 use crate::optim::OptState;
+use crate::stats::{BatchStats, Entry, StatLog, SLOTS};
+use crate::tensors::{fetch_into, to_tensor, TensorSource};
 use crate::{Error, Result};
-use ffwd_kernels::{argmax, CpuBackend, Epilogue, LossScratch, MatMut, MatRef};
+use ffwd_kernels::{argmax, Backend, Epilogue, Mat, StatSlot};
 use ffwd_tensor::{stream, Philox, Tensor};
 use serde::{Deserialize, Serialize};
 
@@ -44,103 +47,149 @@ impl Default for FfclConfig {
 
 /// One dense layer: y = x·W + b, ReLU on hidden layers.
 #[derive(Clone, Debug)]
-pub struct Dense {
+pub struct Dense<B: Backend> {
     pub din: usize,
     pub dout: usize,
     pub relu: bool,
     /// din × dout, row-major.
-    pub w: Vec<f32>,
-    pub b: Vec<f32>,
-    opt_w: OptState,
-    opt_b: OptState,
-    y: Vec<f32>,
-    dz: Vec<f32>,
-    dw: Vec<f32>,
-    db: Vec<f32>,
+    pub w: B::Buf,
+    pub b: B::Buf,
+    opt_w: OptState<B>,
+    opt_b: OptState<B>,
+    y: B::Buf,
+    dz: B::Buf,
+    dw: B::Buf,
+    db: B::Buf,
 }
 
-impl Dense {
+impl<B: Backend> Dense<B> {
     /// W and b uniform in ±1/√din from the Philox stream `init(index)`.
-    pub fn new(din: usize, dout: usize, relu: bool, optim: &OptimConfig, seed: u64, index: u32) -> Self {
+    pub fn new(
+        be: &B,
+        (din, dout, relu): (usize, usize, bool),
+        optim: &OptimConfig,
+        seed: u64,
+        index: u32,
+    ) -> Result<Self> {
         let bound = 1.0 / (din as f32).sqrt();
         let mut all = vec![0.0f32; din * dout + dout];
         Philox::new(seed, stream::init(index)).fill_uniform(&mut all, -bound, bound);
-        let b = all.split_off(din * dout);
-        Self {
+        let mut w = B::Buf::default();
+        let mut b = B::Buf::default();
+        be.upload(&all[..din * dout], &mut w)?;
+        be.upload(&all[din * dout..], &mut b)?;
+        Ok(Self {
             din,
             dout,
             relu,
-            opt_w: OptState::new(optim, din * dout),
-            opt_b: OptState::new(optim, dout),
-            w: all,
+            opt_w: OptState::new(be, optim, din * dout)?,
+            opt_b: OptState::new(be, optim, dout)?,
+            w,
             b,
-            y: Vec::new(),
-            dz: Vec::new(),
-            dw: vec![0.0; din * dout],
-            db: vec![0.0; dout],
-        }
+            y: B::Buf::default(),
+            dz: B::Buf::default(),
+            dw: B::Buf::default(),
+            db: B::Buf::default(),
+        })
     }
 
     /// `y = x·W + b` (ReLU'd on hidden layers) for `n` rows of `x`.
-    pub fn forward(&mut self, be: &CpuBackend, x: &[f32], n: usize) -> Result<()> {
-        self.y.resize(n * self.dout, 0.0);
+    pub fn forward(&mut self, be: &B, x: &B::Buf, n: usize) -> Result<()> {
         let epi = if self.relu { Epilogue::BiasRelu(&self.b) } else { Epilogue::Bias(&self.b) };
-        be.gemm(
-            MatRef::new(x, n, self.din)?,
-            MatRef::new(&self.w, self.din, self.dout)?,
-            MatMut::new(&mut self.y, n, self.dout)?,
-            epi,
-        )?;
+        be.gemm(Mat::new(x, n, self.din)?, Mat::new(&self.w, self.din, self.dout)?, &mut self.y, epi)?;
         Ok(())
     }
 
     /// dW and db from `dy` = dL/dy (through the ReLU where there is one).
-    pub fn grads(&mut self, be: &CpuBackend, x: &[f32], n: usize, dy: &[f32]) -> Result<()> {
-        self.dz.clear();
-        self.dz.extend(dy.iter().zip(&self.y).map(|(&g, &y)| if !self.relu || y > 0.0 { g } else { 0.0 }));
+    pub fn grads(&mut self, be: &B, x: &B::Buf, n: usize, dy: &B::Buf) -> Result<()> {
+        if self.relu {
+            be.relu_backward(&self.y, dy, &mut self.dz)?;
+        } else {
+            be.copy(dy, &mut self.dz)?;
+        }
         crate::linear::param_grads(be, x, &self.dz, (n, self.din, self.dout), &mut self.dw, &mut self.db)
     }
 
     /// The optimiser step with the last [`Dense::grads`].
-    pub fn apply(&mut self, be: &CpuBackend) -> Result<()> {
+    pub fn apply(&mut self, be: &B) -> Result<()> {
         self.opt_w.step(be, &mut self.w, &self.dw)?;
         self.opt_b.step(be, &mut self.b, &self.db)?;
         Ok(())
     }
 
     /// dL/dx of the last [`Dense::grads`]: `dz·Wᵀ` (`n` × din).
-    pub fn input_grad(&self, be: &CpuBackend, n: usize, dx: &mut Vec<f32>) -> Result<()> {
+    pub fn input_grad(&self, be: &B, n: usize, dx: &mut B::Buf) -> Result<()> {
         crate::linear::input_grad(be, &self.dz, &self.w, (n, self.din, self.dout), dx)
     }
 
     /// Output of the last forward.
-    pub fn output(&self) -> &[f32] {
+    pub fn output(&self) -> &B::Buf {
         &self.y
     }
 
     /// (dW, db) of the last gradient computation.
-    pub fn last_grads(&self) -> (&[f32], &[f32]) {
+    pub fn last_grads(&self) -> (&B::Buf, &B::Buf) {
         (&self.dw, &self.db)
+    }
+
+    /// `{prefix}.weight` (in × out) and `{prefix}.bias`.
+    pub fn tensors(&self, be: &B, prefix: &str) -> Result<Vec<(String, Tensor)>> {
+        Ok(vec![
+            (format!("{prefix}.weight"), to_tensor(be, &[self.din, self.dout], &self.w)?),
+            (format!("{prefix}.bias"), to_tensor(be, &[self.dout], &self.b)?),
+        ])
+    }
+
+    /// Load what [`Dense::tensors`] names.
+    pub fn load(&mut self, be: &B, prefix: &str, get: &mut TensorSource<'_>) -> Result<()> {
+        fetch_into(be, get, &format!("{prefix}.weight"), &[self.din, self.dout], &mut self.w)?;
+        fetch_into(be, get, &format!("{prefix}.bias"), &[self.dout], &mut self.b)
+    }
+}
+
+/// Buffers of the last step, kept between steps.
+#[derive(Clone, Debug)]
+struct Work<B: Backend> {
+    input: B::Buf,
+    grad: B::Buf,
+    labels: B::Ids,
+    host_labels: Vec<u32>,
+    scratch: B::LossScratch,
+    probs: [B::Buf; 2],
+    feats: B::Buf,
+}
+
+impl<B: Backend> Default for Work<B> {
+    fn default() -> Self {
+        Self {
+            input: B::Buf::default(),
+            grad: B::Buf::default(),
+            labels: B::Ids::default(),
+            host_labels: Vec::new(),
+            scratch: B::LossScratch::default(),
+            probs: Default::default(),
+            feats: B::Buf::default(),
+        }
     }
 }
 
 /// The two copies.
 #[derive(Clone, Debug)]
-pub struct FfclNet {
+pub struct FfclNet<B: Backend> {
+    be: B,
     pub config: FfclConfig,
     pub image_dim: usize,
     pub classes: usize,
     /// `twins[0]` is copy A, `twins[1]` copy B; each hidden layers then the
     /// output layer.
-    pub twins: [Vec<Dense>; 2],
-    grad: Vec<f32>,
-    ylab: Vec<u32>,
-    scratch: LossScratch,
-    probs: Vec<f32>,
+    pub twins: [Vec<Dense<B>>; 2],
+    pub steps: u64,
+    work: Work<B>,
+    log: StatLog<B::Buf>,
 }
 
-impl FfclNet {
-    pub fn new(config: FfclConfig, image_dim: usize, classes: usize, seed: u64) -> Result<Self> {
+impl<B: Backend> FfclNet<B> {
+    pub fn new(be: B, config: FfclConfig, image_dim: usize, classes: usize, seed: u64) -> Result<Self> {
         if config.sizes.contains(&0) {
             return Err(Error::Config("ffcl.sizes: a layer needs at least one unit".into()));
         }
@@ -150,140 +199,179 @@ impl FfclNet {
         if classes < 2 {
             return Err(Error::Config(format!("a classifier needs at least 2 classes, got {classes}")));
         }
-        let twin = |off: u32| {
+        let twin = |off: u32| -> Result<Vec<Dense<B>>> {
             let mut v = Vec::new();
             let mut d = image_dim;
             for (i, &s) in config.sizes.iter().enumerate() {
-                v.push(Dense::new(d, s, true, &config.optim, seed, off + i as u32));
+                v.push(Dense::new(&be, (d, s, true), &config.optim, seed, off + i as u32)?);
                 d = s;
             }
-            v.push(Dense::new(d, classes, false, &config.optim, seed, off + config.sizes.len() as u32));
-            v
+            v.push(Dense::new(&be, (d, classes, false), &config.optim, seed, off + config.sizes.len() as u32)?);
+            Ok(v)
         };
-        let twins = [twin(0), twin(FFCL_TWIN_STREAM)];
+        let twins = [twin(0)?, twin(FFCL_TWIN_STREAM)?];
+        let hidden = config.sizes.len();
         Ok(Self {
+            be,
             config,
             image_dim,
             classes,
             twins,
-            grad: Vec::new(),
-            ylab: Vec::new(),
-            scratch: LossScratch::default(),
-            probs: Vec::new(),
+            steps: 0,
+            work: Work::default(),
+            log: StatLog::new(hidden, Some(hidden)),
         })
     }
 
-    fn forward(&mut self, be: &CpuBackend, images: &[f32], n: usize) -> Result<()> {
+    /// The backend the network lives on.
+    pub fn backend(&self) -> &B {
+        &self.be
+    }
+
+    fn forward(&mut self, images: &[f32], n: usize) -> Result<()> {
+        self.be.upload(images, &mut self.work.input)?;
         for t in &mut self.twins {
             for l in 0..t.len() {
                 let (prev, rest) = t.split_at_mut(l);
-                let x = if l == 0 { images } else { prev[l - 1].output() };
-                rest[0].forward(be, x, n)?;
+                let x = if l == 0 { &self.work.input } else { prev[l - 1].output() };
+                rest[0].forward(&self.be, x, n)?;
             }
         }
         Ok(())
     }
 
     /// Forward both copies and compute every layer's local gradients
-    /// without updating. Per layer: the mean of the two copies' losses.
-    pub fn compute_grads(&mut self, be: &CpuBackend, images: &[f32], labels: &[u8]) -> Result<BatchStats> {
+    /// without updating. Layer l's loss of copy `side` goes to position
+    /// `at(l, side)` of `stats`.
+    fn grads_into(
+        &mut self,
+        images: &[f32],
+        labels: &[u8],
+        stats: &mut B::Buf,
+        at: impl Fn(usize, usize) -> usize,
+    ) -> Result<()> {
         check_labelled(images.len(), self.image_dim, labels, self.classes)?;
         let n = labels.len();
-        self.forward(be, images, n)?;
-        self.ylab.clear();
-        self.ylab.extend(labels.iter().map(|&y| y as u32));
+        self.forward(images, n)?;
+        let w = &mut self.work;
+        w.host_labels.clear();
+        w.host_labels.extend(labels.iter().map(|&y| y as u32));
+        self.be.upload_ids(&w.host_labels, &mut w.labels)?;
         let nl = self.twins[0].len();
-        let mut stats = BatchStats { layers: vec![None; nl], readout_loss: None };
+        let be = &self.be;
         for l in 0..nl {
-            let mut losses = [0.0f32; 2];
-            for (side, out) in losses.iter_mut().enumerate() {
-                let (me, other) = (side, 1 - side);
-                let d = self.twins[me][l].dout;
-                self.grad.resize(n * d, 0.0);
-                *out = if l + 1 < nl {
-                    let target = self.twins[other][l].output();
-                    be.cosine_embedding(self.twins[me][l].output(), target, d, &mut self.grad, &mut self.scratch)?
+            for side in 0..2 {
+                let (me, other) = if side == 0 {
+                    let (a, b) = self.twins.split_at_mut(1);
+                    (&mut a[0], &b[0])
                 } else {
-                    let z = self.twins[me][l].output();
-                    be.softmax_bce(z, d, &self.ylab, &mut self.grad, &mut self.scratch)?
+                    let (a, b) = self.twins.split_at_mut(1);
+                    (&mut b[0], &a[0])
                 };
-                let (prev, rest) = self.twins[me].split_at_mut(l);
-                let x = if l == 0 { images } else { prev[l - 1].output() };
-                rest[0].grads(be, x, n, &self.grad)?;
-            }
-            let loss = (losses[0] + losses[1]) * 0.5;
-            if !loss.is_finite() {
-                return Err(Error::NonFinite { layer: l, loss });
-            }
-            if l + 1 < nl {
-                stats.layers[l] = Some(LayerStats::loss_only(loss));
-            } else {
-                stats.readout_loss = Some(loss);
+                let d = me[l].dout;
+                let out = StatSlot::new(&mut *stats, at(l, side));
+                if l + 1 < nl {
+                    be.cosine_embedding(me[l].output(), other[l].output(), d, &mut w.grad, &mut w.scratch, out)?;
+                } else {
+                    be.softmax_bce(me[l].output(), d, &w.labels, &mut w.grad, &mut w.scratch, out)?;
+                }
+                let (prev, rest) = me.split_at_mut(l);
+                let x = if l == 0 { &w.input } else { prev[l - 1].output() };
+                rest[0].grads(be, x, n, &w.grad)?;
             }
         }
-        Ok(stats)
+        Ok(())
     }
 
-    /// One step: [`FfclNet::compute_grads`], then every layer's optimiser.
-    pub fn train_batch(&mut self, be: &CpuBackend, images: &[f32], labels: &[u8]) -> Result<BatchStats> {
-        let s = self.compute_grads(be, images, labels)?;
-        for t in &mut self.twins {
-            for l in t.iter_mut() {
-                l.apply(be)?;
+    /// Forward both copies and compute every layer's local gradients
+    /// without updating (left in [`Dense::last_grads`]). Returns, per layer
+    /// (the output layer last), the mean of the two copies' losses.
+    pub fn compute_grads(&mut self, images: &[f32], labels: &[u8]) -> Result<Vec<f32>> {
+        let nl = self.twins[0].len();
+        let mut s = self.be.zeros(2 * nl)?;
+        self.grads_into(images, labels, &mut s, |l, side| 2 * l + side)?;
+        let v = self.be.download(&s)?;
+        Ok(v.chunks(2).map(|p| (p[0] + p[1]) * 0.5).collect())
+    }
+
+    /// One step: every layer's local gradients, then every layer's
+    /// optimiser. Returns the statistics read back during the call (per
+    /// layer the mean of the two copies' losses; the output layers' as the
+    /// readout loss).
+    pub fn train_batch(&mut self, images: &[f32], labels: &[u8]) -> Result<Vec<BatchStats>> {
+        let row = self.log.begin(&self.be)?;
+        let r = (|| {
+            let mut log = std::mem::replace(&mut self.log, StatLog::new(0, None));
+            for l in 0..self.twins[0].len() {
+                log.mark(l, Entry::TwinMean);
             }
+            let r = self.grads_into(images, labels, log.buf_mut(), |l, side| row + SLOTS * l + side);
+            self.log = log;
+            r?;
+            for t in &mut self.twins {
+                for l in t.iter_mut() {
+                    l.apply(&self.be)?;
+                }
+            }
+            self.steps += 1;
+            Ok(())
+        })();
+        if let Err(e) = r {
+            self.log.abandon();
+            return Err(e);
         }
-        Ok(s)
+        self.log.take_due(&self.be)
+    }
+
+    /// Read back the statistics of every batch still pending on the backend.
+    pub fn flush_stats(&mut self) -> Result<Vec<BatchStats>> {
+        self.log.take(&self.be)
     }
 
     /// Predict `n` images in chunks: the argmax of the mean of the two
     /// copies' softmax outputs.
-    pub fn predict(&mut self, be: &CpuBackend, images: &[f32], n: usize, chunk: usize) -> Result<Predictions> {
+    pub fn predict(&mut self, images: &[f32], n: usize, chunk: usize) -> Result<Predictions> {
         let (di, c) = (self.image_dim, self.classes);
         check_images(images.len(), n, di)?;
         let mut p = Predictions::default();
+        let mut row = vec![0.0f32; c];
         for s in (0..n).step_by(chunk.max(1)) {
             let m = chunk.max(1).min(n - s);
-            self.forward(be, &images[s * di..(s + m) * di], m)?;
-            let mut probs = std::mem::take(&mut self.probs);
-            probs.resize(2 * m * c, 0.0);
-            for side in 0..2 {
+            self.forward(&images[s * di..(s + m) * di], m)?;
+            let w = &mut self.work;
+            for (side, probs) in w.probs.iter_mut().enumerate() {
                 let z = self.twins[side].last().expect("output layer").output();
-                be.softmax_rows(z, c, &mut probs[side * m * c..(side + 1) * m * c], &mut self.scratch)?;
+                self.be.softmax_rows(z, c, probs, &mut w.scratch)?;
             }
-            let mut row = vec![0.0f32; c];
+            let a = self.be.download(&w.probs[0])?;
+            let b = self.be.download(&w.probs[1])?;
             for i in 0..m {
                 for (j, v) in row.iter_mut().enumerate() {
-                    *v = (probs[i * c + j] + probs[m * c + i * c + j]) * 0.5;
+                    *v = (a[i * c + j] + b[i * c + j]) * 0.5;
                 }
                 p.overall.push(argmax(&row) as u8);
             }
-            self.probs = probs;
         }
         p.readout = Some(p.overall.clone());
         Ok(p)
     }
 
     /// `a.{i}.weight` / `a.{i}.bias` and `b.{i}.*` (weights in × out).
-    pub fn named_tensors(&self) -> Vec<(String, Tensor)> {
+    pub fn named_tensors(&self) -> Result<Vec<(String, Tensor)>> {
         let mut out = Vec::new();
         for (side, t) in ["a", "b"].iter().zip(&self.twins) {
             for (i, l) in t.iter().enumerate() {
-                out.push((
-                    format!("{side}.{i}.weight"),
-                    Tensor::from_vec(&[l.din, l.dout], l.w.clone()).expect("shape"),
-                ));
-                out.push((format!("{side}.{i}.bias"), Tensor::from_vec(&[l.dout], l.b.clone()).expect("shape")));
+                out.extend(l.tensors(&self.be, &format!("{side}.{i}"))?);
             }
         }
-        out
+        Ok(out)
     }
 
     /// Replace parameters from named tensors, checking names and shapes.
-    pub fn load_tensors(&mut self, mut get: impl FnMut(&str) -> Result<Tensor>) -> Result<()> {
+    pub fn load_tensors(&mut self, get: &mut TensorSource<'_>) -> Result<()> {
         for (side, t) in ["a", "b"].iter().zip(&mut self.twins) {
             for (i, l) in t.iter_mut().enumerate() {
-                l.w = crate::conv::fetch_tensor(&mut get, &format!("{side}.{i}.weight"), &[l.din, l.dout])?;
-                l.b = crate::conv::fetch_tensor(&mut get, &format!("{side}.{i}.bias"), &[l.dout])?;
+                l.load(&self.be, &format!("{side}.{i}"), get)?;
             }
         }
         Ok(())
@@ -291,13 +379,12 @@ impl FfclNet {
 }
 
 /// The probe sees copy A's hidden outputs (not normalised).
-impl crate::probe::Features for FfclNet {
+impl<B: Backend> crate::probe::Features for FfclNet<B> {
     fn feature_dims(&self) -> Vec<usize> {
         self.config.sizes.clone()
     }
     fn features(
         &mut self,
-        be: &CpuBackend,
         images: &[f32],
         n: usize,
         view: crate::probe::FeatureView,
@@ -305,17 +392,18 @@ impl crate::probe::Features for FfclNet {
     ) -> Result<()> {
         view.only_default("FFCL net", "has one view (raw hidden outputs, no label inputs)")?;
         check_images(images.len(), n, self.image_dim)?;
-        self.forward(be, images, n)?;
+        self.forward(images, n)?;
         let hidden = &self.twins[0][..self.config.sizes.len()];
         let f: usize = self.config.sizes.iter().sum();
-        out.resize(n * f, 0.0);
+        let feats = &mut self.work.feats;
+        self.be.resize(feats, n * f)?;
         let mut off = 0;
         for l in hidden {
-            for i in 0..n {
-                out[i * f + off..i * f + off + l.dout].copy_from_slice(&l.output()[i * l.dout..(i + 1) * l.dout]);
-            }
+            self.be.put_cols(l.output(), l.dout, feats, f, off)?;
             off += l.dout;
         }
+        out.clear();
+        self.be.with_host(feats, |v| out.extend_from_slice(v))?;
         Ok(())
     }
 }

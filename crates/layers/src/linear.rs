@@ -1,36 +1,34 @@
 //! Gradients of a linear map `y = x·W + b` (W row-major in × out), shared
-//! by every layer type that learns one: the FF layer, the backprop layers,
-//! the readout and the dense layers of the twins and the UFF cells.
+//! by every layer type that learns one by backprop: the FF layer in the BP
+//! baselines, the readout and the dense layers of the twins and the UFF
+//! cells.
 
 use crate::Result;
-use ffwd_kernels::{CpuBackend, Epilogue, MatMut, MatRef};
+use ffwd_kernels::{Backend, Epilogue, Mat};
 
 /// `dW = xᵀ·dz` (in × out) and `db` = the column sums of `dz`, for `rows`
-/// rows of `x` (rows × in) and `dz` (rows × out). `dw` and `db` are sized here.
-pub(crate) fn param_grads(
-    be: &CpuBackend,
-    x: &[f32],
-    dz: &[f32],
+/// rows of `x` (rows × in) and `dz` (rows × out).
+pub(crate) fn param_grads<B: Backend>(
+    be: &B,
+    x: &B::Buf,
+    dz: &B::Buf,
     (rows, din, dout): (usize, usize, usize),
-    dw: &mut Vec<f32>,
-    db: &mut Vec<f32>,
+    dw: &mut B::Buf,
+    db: &mut B::Buf,
 ) -> Result<()> {
-    dw.resize(din * dout, 0.0);
-    db.resize(dout, 0.0);
-    be.gemm(MatRef::new(x, rows, din)?.t(), MatRef::new(dz, rows, dout)?, MatMut::new(dw, din, dout)?, Epilogue::None)?;
+    be.gemm(Mat::new(x, rows, din)?.t(), Mat::new(dz, rows, dout)?, dw, Epilogue::None)?;
     be.bias_grad(dz, rows, dout, db)?;
     Ok(())
 }
 
 /// `dx = dz·Wᵀ` (rows × in) for `dz` (rows × out) and row-major `w`.
-pub(crate) fn input_grad(
-    be: &CpuBackend,
-    dz: &[f32],
-    w: &[f32],
+pub(crate) fn input_grad<B: Backend>(
+    be: &B,
+    dz: &B::Buf,
+    w: &B::Buf,
     (rows, din, dout): (usize, usize, usize),
-    dx: &mut Vec<f32>,
+    dx: &mut B::Buf,
 ) -> Result<()> {
-    dx.resize(rows * din, 0.0);
-    be.gemm(MatRef::new(dz, rows, dout)?, MatRef::new(w, din, dout)?.t(), MatMut::new(dx, rows, din)?, Epilogue::None)?;
+    be.gemm(Mat::new(dz, rows, dout)?, Mat::new(w, din, dout)?.t(), dx, Epilogue::None)?;
     Ok(())
 }

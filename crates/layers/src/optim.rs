@@ -1,42 +1,44 @@
-//! Optimiser state for one parameter tensor, stepping through the kernels.
+//! Optimiser state for one parameter tensor, stepping through the backend.
 
 use crate::config::{OptimConfig, OptimKind};
 use crate::Result;
-use ffwd_kernels::{AdamStep, CpuBackend, OptimStep, SgdStep};
+use ffwd_kernels::{AdamStep, Backend, OptimStep, SgdStep};
 
-/// Moments (Adam/AdamW) or the momentum buffer (SGD) of one tensor, and the
-/// step count.
+/// Moments (Adam/AdamW) or the momentum buffer (SGD) of one tensor on the
+/// backend, and the step count.
 #[derive(Clone, Debug)]
-pub struct OptState {
+pub struct OptState<B: Backend> {
     cfg: OptimConfig,
-    a: Vec<f32>,
-    b: Vec<f32>,
+    a: B::Buf,
+    b: B::Buf,
     t: u64,
 }
 
-impl OptState {
-    pub fn new(cfg: &OptimConfig, len: usize) -> Self {
-        let zeroed = ffwd_kernels::cpu::pages::zeroed;
-        let b = if cfg.kind == OptimKind::Sgd { Vec::new() } else { zeroed(len) };
-        Self { cfg: cfg.clone(), a: zeroed(len), b, t: 0 }
+impl<B: Backend> OptState<B> {
+    /// Zero state for a tensor of `len` values.
+    pub fn new(be: &B, cfg: &OptimConfig, len: usize) -> Result<Self> {
+        let b = if cfg.kind == OptimKind::Sgd { B::Buf::default() } else { be.zeros(len)? };
+        Ok(Self { cfg: cfg.clone(), a: be.zeros(len)?, b, t: 0 })
+    }
+    /// Zero state laid out as the weights `w` (the backend's packed layout).
+    pub fn for_packed(be: &B, cfg: &OptimConfig, w: &B::Packed) -> Result<Self> {
+        let b = if cfg.kind == OptimKind::Sgd { B::Buf::default() } else { be.packed_state(w)? };
+        Ok(Self { cfg: cfg.clone(), a: be.packed_state(w)?, b, t: 0 })
     }
     pub fn steps(&self) -> u64 {
         self.t
     }
     /// Count one step and return its hyper-parameters and the state buffers
     /// (for fused kernels that apply the update themselves).
-    pub fn next_step(&mut self) -> (OptimStep, &mut [f32], &mut [f32]) {
+    pub fn next_step(&mut self) -> (OptimStep, &mut B::Buf, &mut B::Buf) {
         self.t += 1;
         (optim_step(&self.cfg, self.t), &mut self.a, &mut self.b)
     }
 
     /// Apply one update of `w` with gradient `g`.
-    pub fn step(&mut self, be: &CpuBackend, w: &mut [f32], g: &[f32]) -> Result<()> {
+    pub fn step(&mut self, be: &B, w: &mut B::Buf, g: &B::Buf) -> Result<()> {
         let (step, a, b) = self.next_step();
-        match step {
-            OptimStep::Adam(s) => be.adam(&s, w, g, a, b)?,
-            OptimStep::Sgd(s) => be.sgd(&s, w, g, a)?,
-        }
+        be.optim_step(&step, w, g, a, b)?;
         Ok(())
     }
 }

@@ -17,7 +17,7 @@
 use crate::config::OptimConfig;
 use crate::readout::Readout;
 use crate::{Error, Result};
-use ffwd_kernels::CpuBackend;
+use ffwd_kernels::Backend;
 use ffwd_tensor::{stream, Philox};
 use serde::{Deserialize, Serialize};
 
@@ -28,14 +28,9 @@ pub trait Features: Send {
     /// Features of `n` images (n × input values): `n × Σ dims`, the groups
     /// concatenated per row, in the given view. A view the net does not
     /// have is an error naming it.
-    fn features(
-        &mut self,
-        be: &CpuBackend,
-        images: &[f32],
-        n: usize,
-        view: FeatureView,
-        out: &mut Vec<f32>,
-    ) -> Result<()>;
+    /// The features are computed on the network's own backend and handed
+    /// back on the host.
+    fn features(&mut self, images: &[f32], n: usize, view: FeatureView, out: &mut Vec<f32>) -> Result<()>;
 }
 
 /// Which activity of each layer the probe reads.
@@ -130,7 +125,6 @@ pub struct ProbeReport {
 /// Features of all `n` images, in chunks of `chunk`.
 pub fn extract(
     net: &mut dyn Features,
-    be: &CpuBackend,
     images: &[f32],
     n: usize,
     chunk: usize,
@@ -147,7 +141,7 @@ pub fn extract(
     let mut part = Vec::new();
     for s in (0..n).step_by(chunk.max(1)) {
         let m = chunk.max(1).min(n - s);
-        net.features(be, &images[s * di..(s + m) * di], m, view, &mut part)?;
+        net.features(&images[s * di..(s + m) * di], m, view, &mut part)?;
         out[s * f..(s + m) * f].copy_from_slice(&part[..m * f]);
     }
     Ok(())
@@ -158,10 +152,12 @@ fn columns(x: &[f32], f: usize, off: usize, d: usize) -> Vec<f32> {
     x.chunks_exact(f).flat_map(|r| r[off..off + d].iter().copied()).collect()
 }
 
-/// Train one linear classifier on `train` (n × d) and return (test
-/// accuracy, last epoch's mean loss).
-pub fn fit(
-    be: &CpuBackend,
+/// Train one linear classifier on `train` (n × d) on the backend `be` and
+/// return (test accuracy, last epoch's mean loss). An epoch's batch losses
+/// are read back at its end and summed in order in f64 (weighted by batch
+/// size); a non-finite one is an error.
+pub fn fit<B: Backend>(
+    be: &B,
     cfg: &ProbeConfig,
     d: usize,
     classes: usize,
@@ -180,21 +176,26 @@ pub fn fit(
     if let Some(&y) = train_labels.iter().chain(test_labels).find(|&&y| y as usize >= classes) {
         return Err(Error::Config(format!("probe: label {y} is not below the {classes} classes")));
     }
-    let mut head = Readout::new(d, classes, &cfg.optim);
+    let mut head = Readout::new(be, d, classes, &cfg.optim)?;
     let bs = cfg.batch.max(1);
     let (mut xb, mut yb) = (Vec::new(), Vec::new());
+    let mut feats = B::Buf::default();
+    let mut losses = crate::stats::Scalars::new(be, n.div_ceil(bs))?;
     let mut last = 0.0f64;
     for e in 0..cfg.epochs {
         let perm = Philox::new(cfg.seed, stream::shuffle(e as u32)).permutation(n);
-        let mut total = 0.0f64;
-        for idx in perm.chunks(bs) {
+        for (k, idx) in perm.chunks(bs).enumerate() {
             xb.clear();
             yb.clear();
             for &i in idx {
                 xb.extend_from_slice(&train[i as usize * d..(i as usize + 1) * d]);
                 yb.push(train_labels[i as usize]);
             }
-            let l = head.train_step(be, &xb, &yb)?;
+            be.upload(&xb, &mut feats)?;
+            head.train_step(be, &feats, &yb, losses.slot(k))?;
+        }
+        let mut total = 0.0f64;
+        for (l, idx) in losses.read(be)?.into_iter().zip(perm.chunks(bs)) {
             if !l.is_finite() {
                 return Err(Error::NonFinite { layer: 0, loss: l });
             }
@@ -203,16 +204,17 @@ pub fn fit(
         last = total / n as f64;
     }
     let mut pred = Vec::with_capacity(test_labels.len());
-    head.predict(be, test, test_labels.len(), &mut pred)?;
+    be.upload(test, &mut feats)?;
+    head.predict(be, &feats, test_labels.len(), &mut pred)?;
     let right = pred.iter().zip(test_labels).filter(|(a, b)| a == b).count();
     Ok((right as f32 / test_labels.len().max(1) as f32, last as f32))
 }
 
 /// Probe `net`: features of both sets, then one classifier per layer (if
 /// configured) and one on the concatenation.
-pub fn linear_probe(
+pub fn linear_probe<B: Backend>(
     net: &mut dyn Features,
-    be: &CpuBackend,
+    be: &B,
     cfg: &ProbeConfig,
     classes: usize,
     (train_images, train_labels): (&[f32], &[u8]),
@@ -222,8 +224,8 @@ pub fn linear_probe(
     let f: usize = dims.iter().sum();
     let (mut tr, mut te) = (Vec::new(), Vec::new());
     let view = FeatureView { form: cfg.features, label: cfg.label };
-    extract(net, be, train_images, train_labels.len(), 1000, view, &mut tr)?;
-    extract(net, be, test_images, test_labels.len(), 1000, view, &mut te)?;
+    extract(net, train_images, train_labels.len(), 1000, view, &mut tr)?;
+    extract(net, test_images, test_labels.len(), 1000, view, &mut te)?;
     let mut report = ProbeReport {
         train_images: train_labels.len(),
         test_images: test_labels.len(),
@@ -252,6 +254,7 @@ pub fn linear_probe(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ffwd_kernels::CpuBackend;
 
     /// Three classes, each a Gaussian-free blob: class c has feature c
     /// large; the other features are noise from Philox.

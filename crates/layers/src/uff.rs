@@ -46,15 +46,17 @@
 //!   cell 0's latents; …; finally the classifier alone on the frozen
 //!   cells' latents. The classifier counts as the last "layer".
 
+use crate::checks::{check_images, check_labelled};
 use crate::config::{OptimConfig, OptimKind};
-use crate::conv::{images_to_cnhw, BlockNorm, ConvBlock};
-use crate::ff::{check_images, check_labelled, BatchStats, LayerStats, Predictions};
+use crate::conv::{BlockMode, BlockNorm, ConvBlock};
+use crate::ff::Predictions;
 use crate::ffcl::Dense;
 use crate::optim::OptState;
 use crate::readout::Readout;
+use crate::stats::{BatchStats, Entry, StatLog};
+use crate::tensors::{fetch_into, to_tensor, TensorSource};
 use crate::{Error, Result};
-use ffwd_kernels::numerics::{l32_sum, l32_sumsq};
-use ffwd_kernels::{Cnhw, ConvScratch, CpuBackend, Epilogue, MatMut, MatRef, Unary};
+use ffwd_kernels::{Backend, Cnhw, ConvBackward, Epilogue, GanHalves, Mat, RngPos, StatSlot};
 use ffwd_tensor::{stream, Philox, Tensor};
 use serde::{Deserialize, Serialize};
 
@@ -125,38 +127,15 @@ pub struct SamplePos {
 }
 
 impl SamplePos {
-    fn rng(&self) -> Philox {
-        Philox::new(self.seed, stream::corruption(self.epoch) | ((self.cell as u64) << 32))
+    /// The cell's Philox stream `corruption(epoch) | cell << 32` and the
+    /// batch's position in it.
+    fn rng(&self) -> RngPos {
+        RngPos {
+            seed: self.seed,
+            stream: stream::corruption(self.epoch) | ((self.cell as u64) << 32),
+            first: self.first,
+        }
     }
-}
-
-/// A unit-variance Gaussian from four uniforms (Irwin–Hall).
-fn gauss(w: [u32; 4]) -> f32 {
-    let u = |x: u32| (x >> 8) as f32 * (1.0 / 16_777_216.0);
-    (((u(w[0]) + u(w[1])) + (u(w[2]) + u(w[3]))) - 2.0) * 1.732_050_8
-}
-
-/// Fill `out` (n rows of d) with Gaussians: value j of the sample at
-/// position p takes block `4·(p·d + j) + part` of the cell's stream
-/// `corruption(epoch) | cell << 32`.
-fn gaussians(pos: SamplePos, d: usize, part: u64, out: &mut [f32]) {
-    let r = pos.rng();
-    for (k, o) in out.iter_mut().enumerate() {
-        let (i, j) = ((k / d) as u64, (k % d) as u64);
-        *o = gauss(r.block(((pos.first + i) * d as u64 + j) * 4 + part));
-    }
-}
-
-/// `Σ (a − b)² / len` (L32 order) and `d = 2(a − b)/len`.
-fn mse(a: &[f32], b: &[f32], d: &mut Vec<f32>) -> f32 {
-    d.clear();
-    d.extend(a.iter().zip(b).map(|(&x, &y)| x - y));
-    let loss = l32_sumsq(d) / a.len().max(1) as f32;
-    let s = 2.0 / a.len().max(1) as f32;
-    for v in d.iter_mut() {
-        *v = *v * s;
-    }
-    loss
 }
 
 /// One cell's losses on a batch.
@@ -168,77 +147,72 @@ pub struct CellStats {
     pub generator_loss: Option<f32>,
 }
 
-/// AE and DAE.
-#[derive(Clone, Debug)]
-pub struct AeCell {
-    pub enc: Dense,
-    pub dec: Dense,
-    /// `(mask_prob, noise_std)` for a DAE.
-    pub corrupt: Option<(f32, f32)>,
-    xn: Vec<f32>,
-    xc: Vec<f32>,
-    noise: Vec<f32>,
-    dr: Vec<f32>,
-    dz: Vec<f32>,
+/// Where a cell writes its losses: the loss at `at`, a GAN's generator
+/// loss at `at + 1`.
+struct Out<'a, T> {
+    buf: &'a mut T,
+    at: usize,
 }
 
-impl AeCell {
-    fn new(d: usize, corrupt: Option<(f32, f32)>, optim: &OptimConfig, seed: u64, base: u32) -> Self {
-        Self {
-            enc: Dense::new(d, d / 2, true, optim, seed, base),
-            dec: Dense::new(d / 2, d, false, optim, seed, base + 1),
+impl<T> Out<'_, T> {
+    fn slot(&mut self, k: usize) -> StatSlot<'_, T> {
+        StatSlot { buf: &mut *self.buf, at: self.at + k }
+    }
+}
+
+/// AE and DAE.
+#[derive(Clone, Debug)]
+pub struct AeCell<B: Backend> {
+    pub enc: Dense<B>,
+    pub dec: Dense<B>,
+    /// `(mask_prob, noise_std)` for a DAE.
+    pub corrupt: Option<(f32, f32)>,
+    xn: B::Buf,
+    xc: B::Buf,
+    dr: B::Buf,
+    dz: B::Buf,
+}
+
+impl<B: Backend> AeCell<B> {
+    fn new(be: &B, d: usize, corrupt: Option<(f32, f32)>, optim: &OptimConfig, seed: u64, base: u32) -> Result<Self> {
+        Ok(Self {
+            enc: Dense::new(be, (d, d / 2, true), optim, seed, base)?,
+            dec: Dense::new(be, (d / 2, d, false), optim, seed, base + 1)?,
             corrupt,
-            xn: Vec::new(),
-            xc: Vec::new(),
-            noise: Vec::new(),
-            dr: Vec::new(),
-            dz: Vec::new(),
-        }
+            xn: B::Buf::default(),
+            xc: B::Buf::default(),
+            dr: B::Buf::default(),
+            dz: B::Buf::default(),
+        })
     }
 
-    /// The encoder input: the standardised rows, corrupted for a DAE.
-    fn input(&mut self, pos: SamplePos, d: usize) {
-        self.xc.clear();
-        self.xc.extend_from_slice(&self.xn);
-        if let Some((p, sd)) = self.corrupt {
-            let r = pos.rng();
-            self.noise.resize(self.xc.len(), 0.0);
-            gaussians(pos, d, 0, &mut self.noise);
-            for (k, (v, &g)) in self.xc.iter_mut().zip(&self.noise).enumerate() {
-                let (i, j) = ((k / d) as u64, (k % d) as u64);
-                let u = (r.block(4 * ((pos.first + i) * d as u64 + j) + 2)[0] >> 8) as f32 * (1.0 / 16_777_216.0);
-                *v = if u >= p { *v } else { 0.0 } + sd * g;
-            }
-        }
-    }
-
-    fn compute_grads(&mut self, be: &CpuBackend, x: &[f32], n: usize, pos: SamplePos) -> Result<CellStats> {
+    fn compute_grads(&mut self, be: &B, x: &B::Buf, n: usize, pos: SamplePos, mut out: Out<'_, B::Buf>) -> Result<()> {
         let d = self.enc.din;
-        self.xn.resize(x.len(), 0.0);
         be.standardize_rows(x, d, STANDARDIZE_EPS, &mut self.xn)?;
-        self.input(pos, d);
-        self.enc.forward(be, &self.xc, n)?;
+        if let Some((p, sd)) = self.corrupt {
+            be.dae_corrupt(&self.xn, d, pos.rng(), p, sd, &mut self.xc)?;
+        }
+        let input = if self.corrupt.is_some() { &self.xc } else { &self.xn };
+        self.enc.forward(be, input, n)?;
         self.dec.forward(be, self.enc.output(), n)?;
-        let loss = mse(self.dec.output(), &self.xn, &mut self.dr);
+        be.mse(self.dec.output(), &self.xn, &mut self.dr, out.slot(0))?;
         self.dec.grads(be, self.enc.output(), n, &self.dr)?;
         self.dec.input_grad(be, n, &mut self.dz)?;
-        self.enc.grads(be, &self.xc, n, &self.dz)?;
-        Ok(CellStats { loss, generator_loss: None })
+        self.enc.grads(be, input, n, &self.dz)
     }
 
-    fn apply(&mut self, be: &CpuBackend) -> Result<()> {
+    fn apply(&mut self, be: &B) -> Result<()> {
         self.enc.apply(be)?;
         self.dec.apply(be)
     }
 
     /// The encoder's input of the last step (standardised, corrupted for a
     /// DAE) and the clean standardised target.
-    pub fn last_input(&self) -> (&[f32], &[f32]) {
-        (&self.xc, &self.xn)
+    pub fn last_input(&self) -> (&B::Buf, &B::Buf) {
+        (if self.corrupt.is_some() { &self.xc } else { &self.xn }, &self.xn)
     }
 
-    fn encode(&mut self, be: &CpuBackend, x: &[f32], n: usize) -> Result<()> {
-        self.xn.resize(x.len(), 0.0);
+    fn encode(&mut self, be: &B, x: &B::Buf, n: usize) -> Result<()> {
         be.standardize_rows(x, self.enc.din, STANDARDIZE_EPS, &mut self.xn)?;
         self.enc.forward(be, &self.xn, n)
     }
@@ -246,48 +220,53 @@ impl AeCell {
 
 /// The convolutional autoencoder.
 #[derive(Clone, Debug)]
-pub struct CaeCell {
+pub struct CaeCell<B: Backend> {
     /// Input shape (C, H, W).
     pub shape: (usize, usize, usize),
-    pub enc: ConvBlock,
+    pub enc: ConvBlock<B>,
     /// Decoder conv, C × (2C·9).
-    pub wd: Vec<f32>,
-    opt_wd: OptState,
-    xn: Vec<f32>,
-    x: Vec<f32>,
-    up: Vec<f32>,
-    r: Vec<f32>,
-    dr: Vec<f32>,
-    dwd: Vec<f32>,
-    dup: Vec<f32>,
-    dlat: Vec<f32>,
-    latent: Vec<f32>,
-    scratch: ConvScratch,
+    pub wd: B::Buf,
+    opt_wd: OptState<B>,
+    xn: B::Buf,
+    x: B::Buf,
+    up: B::Buf,
+    r: B::Buf,
+    dr: B::Buf,
+    dwd: B::Buf,
+    dup: B::Buf,
+    dlat: B::Buf,
+    latent: B::Buf,
+    scratch: B::ConvScratch,
 }
 
-impl CaeCell {
-    fn new(shape: (usize, usize, usize), optim: &OptimConfig, seed: u64, base: u32) -> Self {
+/// The CAE encoder's mode: batch statistics are never used (no norm).
+const CAE_MODE: BlockMode = BlockMode { train: true, momentum: 0.0, bn_eps: 0.0, norm_eps: 0.0 };
+
+impl<B: Backend> CaeCell<B> {
+    fn new(be: &B, shape: (usize, usize, usize), optim: &OptimConfig, seed: u64, base: u32) -> Result<Self> {
         let c = shape.0;
-        let enc = ConvBlock::new(c, 2 * c, true, BlockNorm::None, optim, 1, seed, base);
+        let enc = ConvBlock::new(be, (c, 2 * c, true, BlockNorm::None), optim, 1, (seed, base))?;
         let bound = 1.0 / ((2 * c * 9) as f32).sqrt();
         let mut wd = vec![0.0f32; c * 2 * c * 9];
         Philox::new(seed, stream::init(base + 1)).fill_uniform(&mut wd, -bound, bound);
-        Self {
+        let mut wd_buf = B::Buf::default();
+        be.upload(&wd, &mut wd_buf)?;
+        Ok(Self {
             shape,
             enc,
-            opt_wd: OptState::new(optim, wd.len()),
-            wd,
-            xn: Vec::new(),
-            x: Vec::new(),
-            up: Vec::new(),
-            r: Vec::new(),
-            dr: Vec::new(),
-            dwd: Vec::new(),
-            dup: Vec::new(),
-            dlat: Vec::new(),
-            latent: Vec::new(),
-            scratch: ConvScratch::default(),
-        }
+            opt_wd: OptState::new(be, optim, wd.len())?,
+            wd: wd_buf,
+            xn: B::Buf::default(),
+            x: B::Buf::default(),
+            up: B::Buf::default(),
+            r: B::Buf::default(),
+            dr: B::Buf::default(),
+            dwd: B::Buf::default(),
+            dup: B::Buf::default(),
+            dlat: B::Buf::default(),
+            latent: B::Buf::default(),
+            scratch: B::ConvScratch::default(),
+        })
     }
 
     fn geoms(&self, n: usize) -> (Cnhw, Cnhw, Cnhw) {
@@ -297,149 +276,112 @@ impl CaeCell {
 
     /// Standardise the images and run the encoder; the latent (image-major)
     /// lands in `self.latent`.
-    fn encode(&mut self, be: &CpuBackend, x: &[f32], n: usize) -> Result<()> {
+    fn encode(&mut self, be: &B, x: &B::Buf, n: usize) -> Result<()> {
         let (gx, gl, _) = self.geoms(n);
-        let d = gx.per_image();
-        self.xn.resize(x.len(), 0.0);
-        be.standardize_rows(x, d, STANDARDIZE_EPS, &mut self.xn)?;
-        self.x.resize(gx.len(), 0.0);
-        images_to_cnhw(&self.xn, self.shape, n, |b| b, &mut self.x);
-        self.enc.forward(be, &self.x, gx, true, 0.0, (0.0, 0.0))?;
-        crate::backprop::flatten(self.enc.output(), gl, &mut self.latent);
+        be.standardize_rows(x, gx.per_image(), STANDARDIZE_EPS, &mut self.xn)?;
+        be.rows_to_cnhw(&self.xn, gx, &mut self.x)?;
+        self.enc.forward(be, &self.x, gx, CAE_MODE)?;
+        be.cnhw_to_rows(self.enc.output(), gl, &mut self.latent)?;
         Ok(())
     }
 
-    fn compute_grads(&mut self, be: &CpuBackend, x: &[f32], n: usize) -> Result<CellStats> {
+    fn compute_grads(&mut self, be: &B, x: &B::Buf, n: usize, mut out: Out<'_, B::Buf>) -> Result<()> {
         let (gx, gl, gu) = self.geoms(n);
         self.encode(be, x, n)?;
-        self.up.resize(gu.len(), 0.0);
         be.upsample2_forward(self.enc.output(), gl, &mut self.up)?;
-        self.r.resize(gx.len(), 0.0);
         be.conv3x3_forward(&self.up, gu, &self.wd, gx.c, &mut self.r, &mut self.scratch)?;
-        let loss = mse(&self.r, &self.x, &mut self.dr);
-        self.dwd.resize(self.wd.len(), 0.0);
-        self.dup.resize(gu.len(), 0.0);
-        be.conv3x3_backward(
-            &self.up,
-            gu,
-            &self.wd,
-            gx.c,
-            &self.dr,
-            &mut self.dwd,
-            Some(&mut self.dup),
-            &mut self.scratch,
-        )?;
-        self.dlat.resize(gl.len(), 0.0);
+        be.mse(&self.r, &self.x, &mut self.dr, out.slot(0))?;
+        let conv = ConvBackward { x: &self.up, g: gu, w: &self.wd, cout: gx.c, dy: &self.dr };
+        be.conv3x3_backward(conv, &mut self.dwd, Some(&mut self.dup), &mut self.scratch)?;
         be.upsample2_backward(&self.dup, gl, &mut self.dlat)?;
-        let dlat = std::mem::take(&mut self.dlat);
-        let r = self.enc.backward(be, &self.x, &dlat, None);
-        self.dlat = dlat;
-        r?;
-        Ok(CellStats { loss, generator_loss: None })
+        self.enc.backward(be, &self.x, &self.dlat, None)
     }
 
-    fn apply(&mut self, be: &CpuBackend) -> Result<()> {
+    fn apply(&mut self, be: &B) -> Result<()> {
         self.enc.apply(be, 0)?;
         self.opt_wd.step(be, &mut self.wd, &self.dwd)
     }
 
-    /// The decoder's reconstruction of the last forward (CNHW) and the
-    /// standardised input it aims at.
-    fn reconstruction(&self) -> (&[f32], &[f32]) {
-        (&self.r, &self.x)
-    }
-
     /// The last gradients: encoder dW and decoder dW.
-    pub fn grads(&self) -> (&[f32], &[f32]) {
+    pub fn grads(&self) -> (&B::Buf, &B::Buf) {
         (self.enc.grads().0, &self.dwd)
     }
 
     /// The standardised input of the last step (CNHW).
-    pub fn last_input(&self) -> &[f32] {
+    pub fn last_input(&self) -> &B::Buf {
         &self.x
     }
 }
 
 /// The GAN cell.
 #[derive(Clone, Debug)]
-pub struct GanCell {
-    pub d1: Dense,
-    pub d2: Dense,
-    pub g1: Dense,
-    pub g2: Dense,
-    xn: Vec<f32>,
-    noise: Vec<f32>,
-    both: Vec<f32>,
-    fake: Vec<f32>,
-    sig: Vec<f32>,
-    sp: Vec<f32>,
-    dlog: Vec<f32>,
-    dh: Vec<f32>,
-    hf: Vec<f32>,
-    dfake: Vec<f32>,
-    dg: Vec<f32>,
+pub struct GanCell<B: Backend> {
+    pub d1: Dense<B>,
+    pub d2: Dense<B>,
+    pub g1: Dense<B>,
+    pub g2: Dense<B>,
+    xn: B::Buf,
+    noise: B::Buf,
+    both: B::Buf,
+    dlog: B::Buf,
+    dh: B::Buf,
+    hf: B::Buf,
+    zf: B::Buf,
+    dzf: B::Buf,
+    dhf: B::Buf,
+    dfake: B::Buf,
+    dg: B::Buf,
+    scratch: B::LossScratch,
 }
 
-impl GanCell {
-    fn new(d: usize, optim: &OptimConfig, seed: u64, base: u32) -> Self {
+impl<B: Backend> GanCell<B> {
+    fn new(be: &B, d: usize, optim: &OptimConfig, seed: u64, base: u32) -> Result<Self> {
         let h = d / 2;
-        Self {
-            d1: Dense::new(d, h, true, optim, seed, base),
-            d2: Dense::new(h, 1, false, optim, seed, base + 1),
-            g1: Dense::new(h, h, true, optim, seed, base + 2),
-            g2: Dense::new(h, d, false, optim, seed, base + 3),
-            xn: Vec::new(),
-            noise: Vec::new(),
-            both: Vec::new(),
-            fake: Vec::new(),
-            sig: Vec::new(),
-            sp: Vec::new(),
-            dlog: Vec::new(),
-            dh: Vec::new(),
-            hf: Vec::new(),
-            dfake: Vec::new(),
-            dg: Vec::new(),
-        }
+        Ok(Self {
+            d1: Dense::new(be, (d, h, true), optim, seed, base)?,
+            d2: Dense::new(be, (h, 1, false), optim, seed, base + 1)?,
+            g1: Dense::new(be, (h, h, true), optim, seed, base + 2)?,
+            g2: Dense::new(be, (h, d, false), optim, seed, base + 3)?,
+            xn: B::Buf::default(),
+            noise: B::Buf::default(),
+            both: B::Buf::default(),
+            dlog: B::Buf::default(),
+            dh: B::Buf::default(),
+            hf: B::Buf::default(),
+            zf: B::Buf::default(),
+            dzf: B::Buf::default(),
+            dhf: B::Buf::default(),
+            dfake: B::Buf::default(),
+            dg: B::Buf::default(),
+            scratch: B::LossScratch::default(),
+        })
     }
 
-    /// `softplus(s·z)` summed (L32) and `σ(s·z)` per logit.
-    fn logit_terms(&mut self, be: &CpuBackend, z: &[f32], s: f32) -> Result<f32> {
-        let t: Vec<f32> = z.iter().map(|&v| s * v).collect();
-        self.sp.resize(t.len(), 0.0);
-        self.sig.resize(t.len(), 0.0);
-        be.unary(Unary::Softplus, &t, &mut self.sp)?;
-        be.unary(Unary::Sigmoid, &t, &mut self.sig)?;
-        Ok(l32_sum(&self.sp))
-    }
-
-    /// D's step then G's step on one batch; returns (D loss, G loss). With
-    /// `apply` false the gradients are left in the layers without stepping
-    /// (D's and G's gradients then both come from the same weights).
-    fn step(&mut self, be: &CpuBackend, x: &[f32], n: usize, pos: SamplePos, apply: bool) -> Result<CellStats> {
+    /// D's step then G's step on one batch; the D loss goes to slot 0 of
+    /// `out`, the G loss to slot 1. With `apply` false the gradients are
+    /// left in the layers without stepping (D's and G's gradients then
+    /// both come from the same weights).
+    fn step(
+        &mut self,
+        be: &B,
+        x: &B::Buf,
+        n: usize,
+        pos: SamplePos,
+        apply: bool,
+        mut out: Out<'_, B::Buf>,
+    ) -> Result<()> {
         let d = self.d1.din;
-        self.xn.resize(x.len(), 0.0);
         be.standardize_rows(x, d, STANDARDIZE_EPS, &mut self.xn)?;
-        self.noise.resize(n * self.g1.din, 0.0);
-        gaussians(pos, self.g1.din, 1, &mut self.noise);
+        be.gaussian(pos.rng(), n, self.g1.din, 1, &mut self.noise)?;
         self.g1.forward(be, &self.noise, n)?;
         self.g2.forward(be, self.g1.output(), n)?;
-        self.fake.clear();
-        self.fake.extend_from_slice(self.g2.output());
         // D on [real; fake]: L = mean softplus(−D(x)) + mean softplus(D(G(ζ))).
-        self.both.clear();
-        self.both.extend_from_slice(&self.xn);
-        self.both.extend_from_slice(&self.fake);
+        be.resize(&mut self.both, 2 * n * d)?;
+        be.copy_into(&self.xn, &mut self.both, 0)?;
+        be.copy_into(self.g2.output(), &mut self.both, n * d)?;
         self.d1.forward(be, &self.both, 2 * n)?;
         self.d2.forward(be, self.d1.output(), 2 * n)?;
-        let z = self.d2.output().to_vec();
-        let w = 1.0 / n as f32;
-        let lr = self.logit_terms(be, &z[..n], -1.0)?;
-        let sig_r = self.sig.clone();
-        let lf = self.logit_terms(be, &z[n..], 1.0)?;
-        self.dlog.clear();
-        self.dlog.extend(sig_r.iter().map(|&s| -(s * w)));
-        self.dlog.extend(self.sig.iter().map(|&s| s * w));
-        let d_loss = (lr + lf) * w;
+        be.gan_loss(self.d2.output(), GanHalves::RealThenFake, &mut self.dlog, &mut self.scratch, out.slot(0))?;
         self.d2.grads(be, self.d1.output(), 2 * n, &self.dlog)?;
         self.d2.input_grad(be, 2 * n, &mut self.dh)?;
         self.d1.grads(be, &self.both, 2 * n, &self.dh)?;
@@ -450,36 +392,14 @@ impl GanCell {
         // G: mean softplus(−D(G(ζ))) through D (updated when applying),
         // written out so that D's own gradients stay in place.
         let h = self.d1.dout;
-        self.hf.resize(n * h, 0.0);
-        be.gemm(
-            MatRef::new(&self.fake, n, d)?,
-            MatRef::new(&self.d1.w, d, h)?,
-            MatMut::new(&mut self.hf, n, h)?,
-            Epilogue::BiasRelu(&self.d1.b),
-        )?;
-        let mut zf = vec![0.0f32; n];
-        be.gemm(
-            MatRef::new(&self.hf, n, h)?,
-            MatRef::new(&self.d2.w, h, 1)?,
-            MatMut::new(&mut zf, n, 1)?,
-            Epilogue::Bias(&self.d2.b),
-        )?;
-        let g_loss = self.logit_terms(be, &zf, -1.0)? * w;
+        let fake = Mat::new(self.g2.output(), n, d)?;
+        be.gemm(fake, Mat::new(&self.d1.w, d, h)?, &mut self.hf, Epilogue::BiasRelu(&self.d1.b))?;
+        be.gemm(Mat::new(&self.hf, n, h)?, Mat::new(&self.d2.w, h, 1)?, &mut self.zf, Epilogue::Bias(&self.d2.b))?;
+        be.gan_loss(&self.zf, GanHalves::AllReal, &mut self.dzf, &mut self.scratch, out.slot(1))?;
         // dL/dh = dlog·W2ᵀ through the ReLU, then dL/dfake = dh·W1ᵀ.
-        self.dh.clear();
-        for (i, &s) in self.sig.iter().enumerate() {
-            let g = -(s * w);
-            for j in 0..h {
-                self.dh.push(if self.hf[i * h + j] > 0.0 { g * self.d2.w[j] } else { 0.0 });
-            }
-        }
-        self.dfake.resize(n * d, 0.0);
-        be.gemm(
-            MatRef::new(&self.dh, n, h)?,
-            MatRef::new(&self.d1.w, d, h)?.t(),
-            MatMut::new(&mut self.dfake, n, d)?,
-            Epilogue::None,
-        )?;
+        be.gemm(Mat::new(&self.dzf, n, 1)?, Mat::new(&self.d2.w, h, 1)?.t(), &mut self.dh, Epilogue::None)?;
+        be.relu_backward(&self.hf, &self.dh, &mut self.dhf)?;
+        be.gemm(Mat::new(&self.dhf, n, h)?, Mat::new(&self.d1.w, d, h)?.t(), &mut self.dfake, Epilogue::None)?;
         self.g2.grads(be, self.g1.output(), n, &self.dfake)?;
         self.g2.input_grad(be, n, &mut self.dg)?;
         self.g1.grads(be, &self.noise, n, &self.dg)?;
@@ -487,33 +407,29 @@ impl GanCell {
             self.g1.apply(be)?;
             self.g2.apply(be)?;
         }
-        if !(d_loss.is_finite() && g_loss.is_finite()) {
-            return Err(Error::NonFinite { layer: 0, loss: if d_loss.is_finite() { g_loss } else { d_loss } });
-        }
-        Ok(CellStats { loss: d_loss, generator_loss: Some(g_loss) })
+        Ok(())
     }
 
-    fn encode(&mut self, be: &CpuBackend, x: &[f32], n: usize) -> Result<()> {
-        self.xn.resize(x.len(), 0.0);
+    fn encode(&mut self, be: &B, x: &B::Buf, n: usize) -> Result<()> {
         be.standardize_rows(x, self.d1.din, STANDARDIZE_EPS, &mut self.xn)?;
         self.d1.forward(be, &self.xn, n)
     }
 
     /// The last step's standardised real input, generator noise and fakes.
-    pub fn last_batch(&self) -> (&[f32], &[f32], &[f32]) {
-        (&self.xn, &self.noise, &self.fake)
+    pub fn last_batch(&self) -> (&B::Buf, &B::Buf, &B::Buf) {
+        (&self.xn, &self.noise, self.g2.output())
     }
 }
 
 /// One cell of the stack.
 #[derive(Clone, Debug)]
-pub enum Cell {
-    Ae(Box<AeCell>),
-    Cae(Box<CaeCell>),
-    Gan(Box<GanCell>),
+pub enum Cell<B: Backend> {
+    Ae(Box<AeCell<B>>),
+    Cae(Box<CaeCell<B>>),
+    Gan(Box<GanCell<B>>),
 }
 
-impl Cell {
+impl<B: Backend> Cell<B> {
     /// Values per input row.
     pub fn input_dim(&self) -> usize {
         match self {
@@ -528,7 +444,7 @@ impl Cell {
     }
 
     /// Compute the latent of `n` rows of `x` (no learning).
-    pub fn encode(&mut self, be: &CpuBackend, x: &[f32], n: usize) -> Result<()> {
+    pub fn encode(&mut self, be: &B, x: &B::Buf, n: usize) -> Result<()> {
         match self {
             Cell::Ae(c) => c.encode(be, x, n),
             Cell::Cae(c) => c.encode(be, x, n),
@@ -537,7 +453,7 @@ impl Cell {
     }
 
     /// The latent of the last [`Cell::encode`] (image-major rows).
-    pub fn latent(&self) -> &[f32] {
+    pub fn latent(&self) -> &B::Buf {
         match self {
             Cell::Ae(c) => c.enc.output(),
             Cell::Cae(c) => &c.latent,
@@ -545,93 +461,107 @@ impl Cell {
         }
     }
 
-    /// The cell's loss and gradients on a batch, without stepping (GAN:
-    /// both D's and G's gradients from the current weights).
-    pub fn compute_grads(&mut self, be: &CpuBackend, x: &[f32], n: usize, pos: SamplePos) -> Result<CellStats> {
+    /// What the cell writes into its statistics slots.
+    fn entry(&self) -> Entry {
         match self {
-            Cell::Ae(c) => c.compute_grads(be, x, n, pos),
-            Cell::Cae(c) => c.compute_grads(be, x, n),
-            Cell::Gan(c) => c.step(be, x, n, pos, false),
+            Cell::Gan(_) => Entry::LossAux,
+            _ => Entry::Loss,
         }
     }
 
-    /// One training step of the cell on a batch.
-    pub fn train_step(&mut self, be: &CpuBackend, x: &[f32], n: usize, pos: SamplePos) -> Result<CellStats> {
-        let s = match self {
+    /// The loss and gradients on a batch, stepping the optimisers when
+    /// `apply` (a GAN's D steps before its G is trained through it).
+    fn run(&mut self, be: &B, x: &B::Buf, n: usize, pos: SamplePos, apply: bool, out: Out<'_, B::Buf>) -> Result<()> {
+        match self {
             Cell::Ae(c) => {
-                let s = c.compute_grads(be, x, n, pos)?;
-                c.apply(be)?;
-                s
+                c.compute_grads(be, x, n, pos, out)?;
+                if apply {
+                    c.apply(be)?;
+                }
             }
             Cell::Cae(c) => {
-                let s = c.compute_grads(be, x, n)?;
-                c.apply(be)?;
-                s
+                c.compute_grads(be, x, n, out)?;
+                if apply {
+                    c.apply(be)?;
+                }
             }
-            Cell::Gan(c) => c.step(be, x, n, pos, true)?,
-        };
-        Ok(s)
+            Cell::Gan(c) => c.step(be, x, n, pos, apply, out)?,
+        }
+        Ok(())
+    }
+
+    /// The cell's loss and gradients on a batch, without stepping (GAN:
+    /// both D's and G's gradients from the current weights). Waits for the
+    /// backend to read the losses back.
+    pub fn compute_grads(&mut self, be: &B, x: &B::Buf, n: usize, pos: SamplePos) -> Result<CellStats> {
+        let mut s = be.zeros(2)?;
+        self.run(be, x, n, pos, false, Out { buf: &mut s, at: 0 })?;
+        let v = be.download(&s)?;
+        let gan = matches!(self, Cell::Gan(_));
+        Ok(CellStats { loss: v[0], generator_loss: gan.then_some(v[1]) })
     }
 
     /// The parameters as named tensors under `prefix`.
-    fn tensors(&self, prefix: &str) -> Vec<(String, Tensor)> {
-        let t = |shape: &[usize], v: &[f32]| Tensor::from_vec(shape, v.to_vec()).expect("shape");
-        let dense = |name: &str, l: &Dense| {
-            vec![
-                (format!("{prefix}.{name}.weight"), t(&[l.din, l.dout], &l.w)),
-                (format!("{prefix}.{name}.bias"), t(&[l.dout], &l.b)),
-            ]
-        };
-        match self {
-            Cell::Ae(c) => [dense("enc", &c.enc), dense("dec", &c.dec)].concat(),
+    fn tensors(&self, be: &B, prefix: &str) -> Result<Vec<(String, Tensor)>> {
+        let dense = |name: &str, l: &Dense<B>| l.tensors(be, &format!("{prefix}.{name}"));
+        Ok(match self {
+            Cell::Ae(c) => [dense("enc", &c.enc)?, dense("dec", &c.dec)?].concat(),
             Cell::Cae(c) => vec![
-                (format!("{prefix}.enc.weight"), t(&[c.enc.cout, c.enc.cin, 3, 3], &c.enc.w)),
-                (format!("{prefix}.dec.weight"), t(&[c.shape.0, 2 * c.shape.0, 3, 3], &c.wd)),
+                (format!("{prefix}.enc.weight"), to_tensor(be, &[c.enc.cout, c.enc.cin, 3, 3], &c.enc.w)?),
+                (format!("{prefix}.dec.weight"), to_tensor(be, &[c.shape.0, 2 * c.shape.0, 3, 3], &c.wd)?),
             ],
-            Cell::Gan(c) => [dense("d1", &c.d1), dense("d2", &c.d2), dense("g1", &c.g1), dense("g2", &c.g2)].concat(),
-        }
+            Cell::Gan(c) => {
+                [dense("d1", &c.d1)?, dense("d2", &c.d2)?, dense("g1", &c.g1)?, dense("g2", &c.g2)?].concat()
+            }
+        })
     }
 
-    fn load(&mut self, prefix: &str, get: &mut impl FnMut(&str) -> Result<Tensor>) -> Result<()> {
-        let mut dense = |name: &str, l: &mut Dense| -> Result<()> {
-            l.w = crate::conv::fetch_tensor(get, &format!("{prefix}.{name}.weight"), &[l.din, l.dout])?;
-            l.b = crate::conv::fetch_tensor(get, &format!("{prefix}.{name}.bias"), &[l.dout])?;
-            Ok(())
-        };
+    fn load(&mut self, be: &B, prefix: &str, get: &mut TensorSource<'_>) -> Result<()> {
         match self {
             Cell::Ae(c) => {
-                dense("enc", &mut c.enc)?;
-                dense("dec", &mut c.dec)
+                c.enc.load(be, &format!("{prefix}.enc"), get)?;
+                c.dec.load(be, &format!("{prefix}.dec"), get)
             }
             Cell::Gan(c) => {
-                dense("d1", &mut c.d1)?;
-                dense("d2", &mut c.d2)?;
-                dense("g1", &mut c.g1)?;
-                dense("g2", &mut c.g2)
+                for (name, l) in [("d1", &mut c.d1), ("d2", &mut c.d2), ("g1", &mut c.g1), ("g2", &mut c.g2)] {
+                    l.load(be, &format!("{prefix}.{name}"), get)?;
+                }
+                Ok(())
             }
             Cell::Cae(c) => {
                 let (e, cin) = ((c.enc.cout, c.enc.cin), c.shape.0);
-                c.enc.w = crate::conv::fetch_tensor(get, &format!("{prefix}.enc.weight"), &[e.0, e.1, 3, 3])?;
-                c.wd = crate::conv::fetch_tensor(get, &format!("{prefix}.dec.weight"), &[cin, 2 * cin, 3, 3])?;
-                Ok(())
+                fetch_into(be, get, &format!("{prefix}.enc.weight"), &[e.0, e.1, 3, 3], &mut c.enc.w)?;
+                fetch_into(be, get, &format!("{prefix}.dec.weight"), &[cin, 2 * cin, 3, 3], &mut c.wd)
             }
         }
     }
+}
+
+/// Buffers of the last step, kept between steps.
+#[derive(Clone, Debug, Default)]
+struct Work<T> {
+    input: T,
+    feats: T,
+    /// The inputs of the learning cells, taken before any of them steps.
+    inputs: Vec<T>,
 }
 
 /// The UFF network: cells and the classifier on their latents.
 #[derive(Clone, Debug)]
-pub struct UffNet {
+pub struct UffNet<B: Backend> {
+    be: B,
     pub config: UffConfig,
     pub image: (usize, usize, usize),
     pub classes: usize,
-    pub cells: Vec<Cell>,
-    pub head: Readout,
-    feats: Vec<f32>,
+    pub cells: Vec<Cell<B>>,
+    pub head: Readout<B>,
+    pub steps: u64,
+    work: Work<B::Buf>,
+    log: StatLog<B::Buf>,
 }
 
-impl UffNet {
-    pub fn new(config: UffConfig, image: (usize, usize, usize), classes: usize, seed: u64) -> Result<Self> {
+impl<B: Backend> UffNet<B> {
+    pub fn new(be: B, config: UffConfig, image: (usize, usize, usize), classes: usize, seed: u64) -> Result<Self> {
         if config.cells.is_empty() {
             return Err(Error::Config("uff.cells: at least one cell is needed".into()));
         }
@@ -642,6 +572,9 @@ impl UffNet {
             if !(o.lr.is_finite() && o.lr > 0.0) {
                 return Err(Error::Config(format!("uff.{name}.lr must be a positive number, got {}", o.lr)));
             }
+        }
+        if classes < 2 {
+            return Err(Error::Config(format!("a classifier needs at least 2 classes, got {classes}")));
         }
         let mut cells = Vec::new();
         let mut shape = image;
@@ -665,121 +598,145 @@ impl UffNet {
                             shape.1, shape.2
                         )));
                     }
-                    let c = CaeCell::new(shape, &config.optim, seed, base);
+                    let c = CaeCell::new(&be, shape, &config.optim, seed, base)?;
                     shape = (2 * shape.0, shape.1 / 2, shape.2 / 2);
                     Cell::Cae(Box::new(c))
                 }
                 other => {
                     conv_ok = false;
                     shape = (1, 1, d / 2);
+                    let corrupt = (other == CellKind::Dae).then_some((config.mask_prob, config.noise_std));
                     match other {
-                        CellKind::Gan => Cell::Gan(Box::new(GanCell::new(d, &config.optim, seed, base))),
-                        CellKind::Dae => Cell::Ae(Box::new(AeCell::new(
-                            d,
-                            Some((config.mask_prob, config.noise_std)),
-                            &config.optim,
-                            seed,
-                            base,
-                        ))),
-                        _ => Cell::Ae(Box::new(AeCell::new(d, None, &config.optim, seed, base))),
+                        CellKind::Gan => Cell::Gan(Box::new(GanCell::new(&be, d, &config.optim, seed, base)?)),
+                        _ => Cell::Ae(Box::new(AeCell::new(&be, d, corrupt, &config.optim, seed, base)?)),
                     }
                 }
             };
             cells.push(cell);
         }
         let f: usize = cells.iter().map(|c| c.latent_dim()).sum();
-        let head = Readout::new(f, classes, &config.classifier_optim);
-        Ok(Self { config, image, classes, cells, head, feats: Vec::new() })
+        let head = Readout::new(&be, f, classes, &config.classifier_optim)?;
+        let nc = cells.len();
+        Ok(Self {
+            be,
+            config,
+            image,
+            classes,
+            cells,
+            head,
+            steps: 0,
+            work: Work::default(),
+            log: StatLog::new(nc, None),
+        })
+    }
+
+    /// The backend the network lives on.
+    pub fn backend(&self) -> &B {
+        &self.be
     }
 
     fn image_dim(&self) -> usize {
         self.image.0 * self.image.1 * self.image.2
     }
 
-    /// Encode `n` images through cells `0..upto`, each on the previous
-    /// cell's latent.
-    fn encode_upto(&mut self, be: &CpuBackend, images: &[f32], n: usize, upto: usize) -> Result<()> {
+    /// Encode the uploaded images (`self.work.input`, `n` rows) through
+    /// cells `0..upto`, each on the previous cell's latent.
+    fn encode_upto(&mut self, n: usize, upto: usize) -> Result<()> {
         for k in 0..upto {
             let (prev, rest) = self.cells.split_at_mut(k);
-            let x = if k == 0 { images } else { prev[k - 1].latent() };
-            rest[0].encode(be, x, n)?;
+            let x = if k == 0 { &self.work.input } else { prev[k - 1].latent() };
+            rest[0].encode(&self.be, x, n)?;
         }
         Ok(())
     }
 
-    /// Concatenate every cell's latent per row into `self.feats`.
-    fn gather(&mut self, n: usize) {
+    /// Concatenate every cell's latent per row into `self.work.feats`.
+    fn gather(&mut self, n: usize) -> Result<()> {
         let f: usize = self.cells.iter().map(|c| c.latent_dim()).sum();
-        self.feats.resize(n * f, 0.0);
+        self.be.resize(&mut self.work.feats, n * f)?;
         let mut off = 0;
         for c in &self.cells {
             let d = c.latent_dim();
-            let z = c.latent();
-            for i in 0..n {
-                self.feats[i * f + off..i * f + off + d].copy_from_slice(&z[i * d..(i + 1) * d]);
-            }
+            self.be.put_cols(c.latent(), d, &mut self.work.feats, f, off)?;
             off += d;
         }
+        Ok(())
     }
 
     /// One batch. `layers` selects what learns: cell indices, and
     /// `cells.len()` for the classifier (see the module's training modes).
-    /// Every cell runs forward first; then the cells in `layers` step, each
-    /// on the latent its predecessor produced in that forward; then the
-    /// classifier on the concatenated latents.
+    /// Every cell runs forward first; then the classifier on the
+    /// concatenated latents; then the cells in `layers` step, each on the
+    /// latent its predecessor produced in that forward. Returns the
+    /// statistics read back during the call.
     pub fn train_batch(
         &mut self,
-        be: &CpuBackend,
         images: &[f32],
         labels: &[u8],
         layers: std::ops::Range<usize>,
         pos: SamplePos,
-    ) -> Result<BatchStats> {
+    ) -> Result<Vec<BatchStats>> {
         check_labelled(images.len(), self.image_dim(), labels, self.classes)?;
+        let row = self.log.begin(&self.be)?;
+        let r = self.step(images, labels, layers, pos, row);
+        if let Err(e) = r {
+            self.log.abandon();
+            return Err(e);
+        }
+        self.steps += 1;
+        self.log.take_due(&self.be)
+    }
+
+    fn step(
+        &mut self,
+        images: &[f32],
+        labels: &[u8],
+        layers: std::ops::Range<usize>,
+        pos: SamplePos,
+        row: usize,
+    ) -> Result<()> {
         let n = labels.len();
         let nc = self.cells.len();
+        self.be.upload(images, &mut self.work.input)?;
         // Latents needed: every cell's for the classifier, else only those
         // feeding a learning cell (the last learning cell's is not).
         let upto = if layers.contains(&nc) { nc } else { layers.end.min(nc).saturating_sub(1) };
-        self.encode_upto(be, images, n, upto)?;
-        let mut stats = BatchStats { layers: vec![None; nc + 1], readout_loss: None };
-        // Inputs of the learning cells, taken before any of them steps.
-        let inputs: Vec<Vec<f32>> =
-            (1..nc).filter(|k| layers.contains(k)).map(|k| self.cells[k - 1].latent().to_vec()).collect();
+        self.encode_upto(n, upto)?;
+        self.work.inputs.resize_with(nc, B::Buf::default);
+        for k in (1..nc).filter(|k| layers.contains(k)) {
+            self.be.copy(self.cells[k - 1].latent(), &mut self.work.inputs[k])?;
+        }
         if layers.contains(&nc) {
-            self.gather(n);
-            let feats = std::mem::take(&mut self.feats);
-            let r = self.head.train_step(be, &feats, labels);
-            self.feats = feats;
-            stats.readout_loss = Some(r?);
+            self.gather(n)?;
+            self.head.train_step(&self.be, &self.work.feats, labels, self.log.slot(row, nc, 0, Entry::Loss))?;
         }
-        let mut it = inputs.iter();
         for k in (0..nc).filter(|k| layers.contains(k)) {
-            let x = if k == 0 { images } else { it.next().expect("one input per learning cell") };
-            let s = self.cells[k].train_step(be, x, n, SamplePos { cell: k as u32, ..pos })?;
-            if !s.loss.is_finite() {
-                return Err(Error::NonFinite { layer: k, loss: s.loss });
-            }
-            stats.layers[k] =
-                Some(LayerStats { aux: s.generator_loss.unwrap_or(f32::NAN), ..LayerStats::loss_only(s.loss) });
+            let x = if k == 0 { &self.work.input } else { &self.work.inputs[k] };
+            let e = self.cells[k].entry();
+            self.log.mark(k, e);
+            let out = Out { at: self.log.at(row, k, 0), buf: self.log.buf_mut() };
+            self.cells[k].run(&self.be, x, n, SamplePos { cell: k as u32, ..pos }, true, out)?;
         }
-        Ok(stats)
+        Ok(())
+    }
+
+    /// Read back the statistics of every batch still pending on the backend.
+    pub fn flush_stats(&mut self) -> Result<Vec<BatchStats>> {
+        self.log.take(&self.be)
     }
 
     /// Predict `n` images: the classifier on the concatenated latents.
-    pub fn predict(&mut self, be: &CpuBackend, images: &[f32], n: usize, chunk: usize) -> Result<Predictions> {
+    pub fn predict(&mut self, images: &[f32], n: usize, chunk: usize) -> Result<Predictions> {
         let di = self.image_dim();
         check_images(images.len(), n, di)?;
         let mut out = Vec::with_capacity(n);
         let nc = self.cells.len();
         for s in (0..n).step_by(chunk.max(1)) {
             let m = chunk.max(1).min(n - s);
-            self.encode_upto(be, &images[s * di..(s + m) * di], m, nc)?;
-            self.gather(m);
-            let feats = std::mem::take(&mut self.feats);
-            let r = self.head.predict(be, &feats, m, &mut out);
-            self.feats = feats;
-            r?;
+            self.be.upload(&images[s * di..(s + m) * di], &mut self.work.input)?;
+            self.encode_upto(m, nc)?;
+            self.gather(m)?;
+            self.head.predict(&self.be, &self.work.feats, m, &mut out)?;
         }
         Ok(Predictions { overall: out.clone(), per_layer: Vec::new(), goodness: Vec::new(), readout: Some(out) })
     }
@@ -787,57 +744,62 @@ impl UffNet {
     /// The first cell's reconstruction of `n` images and the standardised
     /// images it aims at (image-major, C×H×W each); a GAN cell gives `n`
     /// generated samples instead of reconstructions.
-    pub fn reconstruct(&mut self, be: &CpuBackend, images: &[f32], n: usize) -> Result<(Vec<f32>, Vec<f32>)> {
+    pub fn reconstruct(&mut self, images: &[f32], n: usize) -> Result<(Vec<f32>, Vec<f32>)> {
         check_images(images.len(), n, self.image_dim())?;
+        let be = &self.be;
+        be.upload(images, &mut self.work.input)?;
+        let x = &self.work.input;
         let pos = SamplePos::default();
         match &mut self.cells[0] {
             Cell::Ae(c) => {
-                let saved = c.corrupt.take();
-                c.compute_grads(be, images, n, pos)?;
-                c.corrupt = saved;
-                Ok((c.dec.output().to_vec(), c.xn.clone()))
+                // The clean input, as an AE (a DAE's corruption is for training).
+                c.encode(be, x, n)?;
+                c.dec.forward(be, c.enc.output(), n)?;
+                Ok((be.download(c.dec.output())?, be.download(&c.xn)?))
             }
             Cell::Cae(c) => {
-                c.compute_grads(be, images, n)?;
-                let (r, x) = c.reconstruction();
+                let mut s = be.zeros(1)?;
+                c.compute_grads(be, x, n, Out { buf: &mut s, at: 0 })?;
                 let g = Cnhw::new(c.shape.0, n, c.shape.1, c.shape.2);
-                let (mut rr, mut xx) = (Vec::new(), Vec::new());
-                crate::backprop::flatten(r, g, &mut rr);
-                crate::backprop::flatten(x, g, &mut xx);
-                Ok((rr, xx))
+                let (mut rr, mut xx) = (B::Buf::default(), B::Buf::default());
+                be.cnhw_to_rows(&c.r, g, &mut rr)?;
+                be.cnhw_to_rows(&c.x, g, &mut xx)?;
+                Ok((be.download(&rr)?, be.download(&xx)?))
             }
             Cell::Gan(c) => {
-                c.step(be, images, n, pos, false)?;
-                Ok((c.fake.clone(), c.xn.clone()))
+                let mut s = be.zeros(2)?;
+                c.step(be, x, n, pos, false, Out { buf: &mut s, at: 0 })?;
+                Ok((be.download(c.g2.output())?, be.download(&c.xn)?))
             }
         }
     }
 
-    pub fn named_tensors(&self) -> Vec<(String, Tensor)> {
+    /// `cells.{k}.*` for each cell, then `classifier.weight`, `classifier.bias`.
+    pub fn named_tensors(&self) -> Result<Vec<(String, Tensor)>> {
         let mut out = Vec::new();
         for (k, c) in self.cells.iter().enumerate() {
-            out.extend(c.tensors(&format!("cells.{k}")));
+            out.extend(c.tensors(&self.be, &format!("cells.{k}"))?);
         }
-        out.extend(crate::ff::head_tensors("classifier", &self.head));
-        out
+        out.extend(self.head.tensors(&self.be, "classifier")?);
+        Ok(out)
     }
 
-    pub fn load_tensors(&mut self, mut get: impl FnMut(&str) -> Result<Tensor>) -> Result<()> {
+    /// Replace parameters from named tensors, checking names and shapes.
+    pub fn load_tensors(&mut self, get: &mut TensorSource<'_>) -> Result<()> {
         for (k, c) in self.cells.iter_mut().enumerate() {
-            c.load(&format!("cells.{k}"), &mut get)?;
+            c.load(&self.be, &format!("cells.{k}"), get)?;
         }
-        crate::ff::load_head("classifier", &mut self.head, &mut get)
+        self.head.load(&self.be, "classifier", get)
     }
 }
 
 /// The probe sees every cell's latent.
-impl crate::probe::Features for UffNet {
+impl<B: Backend> crate::probe::Features for UffNet<B> {
     fn feature_dims(&self) -> Vec<usize> {
         self.cells.iter().map(|c| c.latent_dim()).collect()
     }
     fn features(
         &mut self,
-        be: &CpuBackend,
         images: &[f32],
         n: usize,
         view: crate::probe::FeatureView,
@@ -846,10 +808,11 @@ impl crate::probe::Features for UffNet {
         view.only_default("UFF net", "has one view (its cells' latents, no label inputs)")?;
         check_images(images.len(), n, self.image_dim())?;
         let nc = self.cells.len();
-        self.encode_upto(be, images, n, nc)?;
-        self.gather(n);
+        self.be.upload(images, &mut self.work.input)?;
+        self.encode_upto(n, nc)?;
+        self.gather(n)?;
         out.clear();
-        out.extend_from_slice(&self.feats);
+        self.be.with_host(&self.work.feats, |v| out.extend_from_slice(v))?;
         Ok(())
     }
 }

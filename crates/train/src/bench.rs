@@ -13,7 +13,7 @@
 //! and the dW product, each for a positive and a negative row.
 
 use crate::{Error, Result};
-use ffwd_kernels::{CpuBackend, StepsRun};
+use ffwd_kernels::{Backend, StepsRun};
 use ffwd_layers::config::FfConfig;
 use ffwd_layers::ff::{negative_labels, FfNet};
 use ffwd_tensor::{stream, Philox};
@@ -89,11 +89,12 @@ impl Timing {
 
 /// Train `w` on synthetic data for two untimed batches, then for
 /// `batches` timed ones (0: as many as fit in about two seconds, at least
-/// five), in the current rayon pool.
-pub fn time_workload(be: &CpuBackend, w: Workload, batches: usize) -> Result<Timing> {
+/// five), in the current rayon pool, on the backend `be` (a batch's time
+/// ends when the backend has finished its work).
+pub fn time_workload<B: Backend>(be: &B, w: Workload, batches: usize) -> Result<Timing> {
     // Prediction is not timed, so every layer may be a single one.
     let cfg = FfConfig { sizes: vec![w.width; w.layers], skip_layers: 0, ..FfConfig::default() };
-    let mut net = FfNet::new(cfg, INPUT, 10, 0)?;
+    let mut net = FfNet::new(be.clone(), cfg, INPUT, 10, 0)?;
     let mut images = vec![0.0f32; w.batch * INPUT];
     let labels: Vec<u8> = (0..w.batch).map(|i| (i % 10) as u8).collect();
     let mut negs = Vec::with_capacity(w.batch);
@@ -114,10 +115,13 @@ pub fn time_workload(be: &CpuBackend, w: Workload, batches: usize) -> Result<Tim
         Philox::new(i as u64, stream::noise(0)).fill_uniform(&mut images, 0.0, 1.0);
         negative_labels(0, 0, (i * w.batch) as u64, &labels, 10, &mut negs);
         let t = Instant::now();
-        net.train_batch(be, &images, &labels, &negs, 0..w.layers)?;
+        net.train_batch(&images, &labels, &negs, 0..w.layers)?;
+        be.synchronize()?;
         if timed {
             secs.push(t.elapsed().as_secs_f64());
-            kept += net.layers.iter().map(|l| l.rows_kept()).sum::<usize>();
+            for l in &net.layers {
+                kept += l.rows_kept(be)?;
+            }
             for l in &net.layers {
                 let (f, d) = l.steps_run();
                 steps.0 += f;
@@ -224,7 +228,8 @@ mod tests {
 
     #[test]
     fn a_small_workload_times_its_batches() {
-        let t = time_workload(&CpuBackend::best(), Workload { width: 32, layers: 2, batch: 8 }, 3).unwrap();
+        let t =
+            time_workload(&ffwd_kernels::CpuBackend::best(), Workload { width: 32, layers: 2, batch: 8 }, 3).unwrap();
         assert_eq!(t.batches, 3);
         assert!(t.best_s > 0.0 && t.best_s <= t.median_s);
         assert!(t.samples_per_s() > 0.0 && t.gflops() > 0.0);

@@ -8,6 +8,7 @@
 //! folder, output folder), so a run at 1 or 2 threads, on the CPU or a GPU,
 //! or in another folder, writes the same bytes. Writes are atomic (temp file + rename).
 
+use crate::config::Device;
 use crate::config::RunConfig;
 use crate::model::Model;
 use crate::{Error, Result};
@@ -29,7 +30,13 @@ pub struct Meta {
     pub epoch: usize,
 }
 
-pub fn save(path: &Path, net: &Model, shape: (usize, usize, usize), cfg: &RunConfig, epoch: usize) -> Result<()> {
+pub fn save(
+    path: &Path,
+    net: &dyn ffwd_layers::Network,
+    shape: (usize, usize, usize),
+    cfg: &RunConfig,
+    epoch: usize,
+) -> Result<()> {
     let mut config = cfg.clone();
     config.train.threads = 0;
     config.train.device = crate::config::Device::Cpu;
@@ -39,14 +46,15 @@ pub fn save(path: &Path, net: &Model, shape: (usize, usize, usize), cfg: &RunCon
         Meta { format: FORMAT, config, image_dim: shape.0 * shape.1 * shape.2, shape, classes: net.classes(), epoch };
     let mut m = HashMap::new();
     m.insert("ffwd".to_string(), serde_json::to_string(&meta).expect("meta serialises"));
-    let tensors = net.named_tensors();
+    let tensors = net.named_tensors()?;
     let refs: Vec<(String, &ffwd_tensor::Tensor)> = tensors.iter().map(|(n, t)| (n.clone(), t)).collect();
     ffwd_tensor::io::save_safetensors(path, &refs, &m)?;
     Ok(())
 }
 
-/// Load a checkpoint: its metadata and the network with its parameters.
-pub fn load(path: &Path) -> Result<(Meta, Model)> {
+/// Load a checkpoint: its metadata and the network with its parameters,
+/// built on `device`.
+pub fn load(path: &Path, device: Device) -> Result<(Meta, Model)> {
     let mut l = ffwd_tensor::io::load_safetensors(path)?;
     let bad = |reason: String| Error::Checkpoint { path: path.to_path_buf(), reason };
     let text = l.metadata.get("ffwd").ok_or_else(|| bad("no `ffwd` metadata entry".into()))?;
@@ -55,8 +63,8 @@ pub fn load(path: &Path) -> Result<(Meta, Model)> {
         return Err(bad(format!("format {} (this build reads {FORMAT})", meta.format)));
     }
     let shape = if meta.shape.0 == 0 { (1, 1, meta.image_dim) } else { meta.shape };
-    let mut net = Model::build(&meta.config, shape, meta.classes)?;
-    net.load_tensors(|name| l.take(name).map_err(Into::into)).map_err(|e| bad(e.to_string()))?;
+    let mut net = crate::model::build_on_device(device, &meta.config, shape, meta.classes)?;
+    net.load_tensors(&mut |name: &str| l.take(name).map_err(Into::into)).map_err(|e| bad(e.to_string()))?;
     if !l.tensors.is_empty() {
         let mut extra: Vec<_> = l.tensors.keys().cloned().collect();
         extra.sort();

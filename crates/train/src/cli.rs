@@ -128,7 +128,7 @@ pub struct TrainArgs {
     /// Worker threads (0 = one per core).
     #[arg(long)]
     pub threads: Option<usize>,
-    /// cpu | cuda | cuda:N (CUDA: the FF MLP with local training).
+    /// cpu | cpu-scalar | cuda | cuda:N (every network kind on each).
     #[arg(long)]
     pub device: Option<crate::config::Device>,
     /// Evaluate every N epochs (0 = never; for timing runs).
@@ -191,6 +191,9 @@ pub struct EvalArgs {
     pub data_dir: Option<PathBuf>,
     #[arg(long)]
     pub threads: Option<usize>,
+    /// cpu | cpu-scalar | cuda | cuda:N.
+    #[arg(long, default_value = "cpu")]
+    pub device: crate::config::Device,
 }
 
 #[derive(Args, Debug)]
@@ -206,6 +209,9 @@ pub struct ReconArgs {
     /// Override the checkpoint's dataset folder.
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
+    /// cpu | cpu-scalar | cuda | cuda:N.
+    #[arg(long, default_value = "cpu")]
+    pub device: crate::config::Device,
 }
 
 #[derive(Args, Debug)]
@@ -235,6 +241,9 @@ pub struct ProbeArgs {
     /// the features are read, instead of the neutral value.
     #[arg(long)]
     pub label: Option<u8>,
+    /// cpu | cpu-scalar | cuda | cuda:N.
+    #[arg(long, default_value = "cpu")]
+    pub device: crate::config::Device,
 }
 
 fn parse_feature_form(s: &str) -> std::result::Result<ffwd_layers::probe::FeatureForm, String> {
@@ -355,19 +364,16 @@ fn pct(x: f32) -> String {
 /// The first `count` images of `ds` and the network's first-cell
 /// reconstructions as a PNG grid at `path`.
 fn save_recon(
-    net: &mut crate::model::Model,
+    net: &mut dyn ffwd_layers::Network,
     prep: &crate::model::Prep,
     ds: &ffwd_datasets::Dataset,
     count: usize,
     path: &std::path::Path,
 ) -> Result<()> {
-    let crate::model::Model::Uff(u) = net else {
-        return Err(Error::Invalid("reconstructions exist for UFF networks ([uff]) only".into()));
-    };
     let n = count.min(ds.len()).max(1).min(ds.len());
     let mut images = Vec::new();
     prep.eval_images(&ds.slice(0..n), &mut images);
-    let (recon, target) = u.reconstruct(&CpuBackend::best(), &images, n)?;
+    let (recon, target) = net.reconstruct(&images, n)?;
     let (w, h, px) = crate::png::pair_grid(&target, &recon, n, ds.shape, 8);
     crate::png::save(path, &crate::png::encode(w, h, if ds.shape.0 == 3 { 3 } else { 1 }, &px))
 }
@@ -582,13 +588,13 @@ pub fn run(cli: Cli) -> Result<()> {
                 println!("{}", probe_line(&p, &t.cfg.output.dir));
             }
             if let Some(path) = &a.recon_png {
-                save_recon(&mut t.net, &t.prep, &t.test, 16, path)?;
+                save_recon(&mut *t.net, &t.prep, &t.test, 16, path)?;
                 println!("reconstructions of 16 test images in {}", path.display());
             }
             Ok(())
         }
         Cmd::Eval(a) => {
-            let (meta, mut net) = checkpoint::load(&a.checkpoint)?;
+            let (meta, mut net) = checkpoint::load(&a.checkpoint, a.device)?;
             let mut cfg = meta.config.clone();
             if let Some(th) = a.threads {
                 cfg.train.threads = th;
@@ -608,7 +614,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 .build()
                 .map_err(|e| Error::Invalid(format!("thread pool: {e}")))?;
             let prep = crate::model::Prep::for_run(&cfg);
-            let e = crate::trainer::evaluate(&mut net, &prep, &pool, CpuBackend::best(), cfg.train.eval_chunk, &test)?;
+            let e = crate::trainer::evaluate(&mut *net, &prep, &pool, cfg.train.eval_chunk, &test)?;
             println!(
                 "{} (epoch {}) on {} test: accuracy {}",
                 a.checkpoint.display(),
@@ -622,12 +628,12 @@ pub fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Cmd::Recon(a) => {
-            let (meta, mut net) = checkpoint::load(&a.checkpoint)?;
+            let (meta, mut net) = checkpoint::load(&a.checkpoint, a.device)?;
             let name = ffwd_datasets::Name::parse(&meta.config.data.dataset)?;
             let root = ffwd_datasets::data_root(a.data_dir.as_deref().or(meta.config.data.dir.as_deref()));
             let test = ffwd_datasets::load(name, &root)?.test;
             let prep = crate::model::Prep::for_run(&meta.config);
-            save_recon(&mut net, &prep, &test, a.count, &a.out)?;
+            save_recon(&mut *net, &prep, &test, a.count, &a.out)?;
             println!(
                 "{} (epoch {}): reconstructions of {} test images in {}",
                 a.checkpoint.display(),
@@ -638,7 +644,7 @@ pub fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Cmd::Probe(a) => {
-            let (meta, net) = checkpoint::load(&a.checkpoint)?;
+            let (meta, net) = checkpoint::load(&a.checkpoint, a.device)?;
             let mut cfg = meta.config.clone();
             cfg.train.threads = a.threads.unwrap_or(cfg.train.threads);
             let mut probe = cfg.probe.clone().unwrap_or_default();

@@ -57,13 +57,16 @@ pub enum Schedule {
 }
 
 /// Where a run computes: `"cpu"` (the AVX2 backend where the CPU has it,
-/// else the scalar one) or `"cuda"` / `"cuda:0"` (the CUDA backend on
-/// device 0). Both give the same bits.
+/// else the scalar one), `"cpu-scalar"` (the scalar specification, single
+/// threaded: slow, for checking) or `"cuda"` / `"cuda:0"` (the CUDA backend
+/// on device 0). All give the same bits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub enum Device {
     #[default]
     Cpu,
+    /// The scalar specification on the CPU.
+    CpuScalar,
     /// A CUDA device by index.
     Cuda(usize),
 }
@@ -73,12 +76,13 @@ impl std::str::FromStr for Device {
     fn from_str(s: &str) -> std::result::Result<Self, String> {
         match s {
             "cpu" => Ok(Device::Cpu),
+            "cpu-scalar" => Ok(Device::CpuScalar),
             "cuda" => Ok(Device::Cuda(0)),
             _ => s
                 .strip_prefix("cuda:")
                 .and_then(|i| i.parse().ok())
                 .map(Device::Cuda)
-                .ok_or_else(|| format!("device \"{s}\": expected \"cpu\", \"cuda\" or \"cuda:N\"")),
+                .ok_or_else(|| format!("device \"{s}\": expected \"cpu\", \"cpu-scalar\", \"cuda\" or \"cuda:N\"")),
         }
     }
 }
@@ -100,6 +104,7 @@ impl std::fmt::Display for Device {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Device::Cpu => write!(f, "cpu"),
+            Device::CpuScalar => write!(f, "cpu-scalar"),
             Device::Cuda(i) => write!(f, "cuda:{i}"),
         }
     }

@@ -1,183 +1,70 @@
-//! The networks a run can train, behind one type: the MLP of Hinton's FF
-//! ([`FfNet`]), the convolutional FF / Trifecta ([`ConvFfNet`]) or its
-//! backprop baseline ([`BpConvNet`]), chosen by the presence of a `[conv]`
-//! table in the run configuration and its `algorithm`. Also the
+//! The network a run trains, built once on the run's device: the MLP of
+//! Hinton's FF ([`FfNet`]) or its backprop baseline ([`BpMlp`]), the
+//! convolutional FF net / Trifecta ([`ConvFfNet`]) or its backprop baseline
+//! ([`BpConvNet`]), the FF contrastive twins ([`FfclNet`]) or a UFF stack
+//! ([`UffNet`]), chosen by the run configuration's tables, each generic
+//! over the backend and handed out as one `Box<dyn Network>`. Also the
 //! image preparation each expects: MLPs take pixels in [0, 1]; conv nets
-//! take augmented (training) and per-channel normalised images.
+//! take augmented (training) and per-channel normalised images. Data
+//! preparation (augmentation, pretext transforms, negative labels) runs on
+//! the host; the label embedding of a batch runs on the network's backend.
 
-use crate::config::RunConfig;
-use crate::Result;
+use crate::config::{Device, RunConfig};
+use crate::{Error, Result};
 use ffwd_datasets::augment::{channel_stats, Augment};
 use ffwd_datasets::Dataset;
-use ffwd_kernels::CpuBackend;
+use ffwd_kernels::{Backend, CpuBackend, CudaBackend};
 use ffwd_layers::backprop::{BpConvNet, BpMlp};
 use ffwd_layers::config::MlpTraining;
 use ffwd_layers::conv::{ConvAlgorithm, ConvFfNet};
-use ffwd_layers::ff::{BatchStats, FfNet, Predictions};
+use ffwd_layers::ff::FfNet;
 use ffwd_layers::ffcl::FfclNet;
-use ffwd_layers::uff::{SamplePos, UffNet};
-use ffwd_tensor::{stream, Philox, Tensor};
+use ffwd_layers::uff::UffNet;
+use ffwd_layers::Network;
+use ffwd_tensor::{stream, Philox};
 
-#[derive(Clone, Debug)]
-pub enum Model {
-    Mlp(FfNet),
-    MlpBp(BpMlp),
-    Conv(ConvFfNet),
-    ConvBp(BpConvNet),
-    Ffcl(FfclNet),
-    Uff(UffNet),
+/// A network on its backend.
+pub type Model = Box<dyn Network>;
+
+/// The network `cfg` describes, for images of `shape`, on `cfg.train.device`.
+/// Without the device (no driver, no NVRTC, no GPU) this is an error that
+/// says which is missing.
+pub fn build(cfg: &RunConfig, shape: (usize, usize, usize), classes: usize) -> Result<Model> {
+    build_on_device(cfg.train.device, cfg, shape, classes)
 }
 
-impl Model {
-    /// The network the configuration describes, for images of `shape`.
-    pub fn build(cfg: &RunConfig, shape: (usize, usize, usize), classes: usize) -> Result<Self> {
-        let dim = shape.0 * shape.1 * shape.2;
-        if let Some(u) = &cfg.uff {
-            return Ok(Model::Uff(UffNet::new(u.clone(), shape, classes, cfg.train.seed)?));
-        }
-        if let Some(f) = &cfg.ffcl {
-            return Ok(Model::Ffcl(FfclNet::new(f.clone(), dim, classes, cfg.train.seed)?));
-        }
-        Ok(match &cfg.conv {
-            Some(c) if c.algorithm == ConvAlgorithm::Backprop => {
-                Model::ConvBp(BpConvNet::new(c.clone(), shape, classes, cfg.train.seed)?)
-            }
-            Some(c) => Model::Conv(ConvFfNet::new(c.clone(), shape, classes, cfg.train.seed)?),
-            None if cfg.model.training == MlpTraining::CrossEntropy => {
-                Model::MlpBp(BpMlp::new(cfg.model.clone(), shape.0 * shape.1 * shape.2, classes, cfg.train.seed)?)
-            }
-            None => Model::Mlp(FfNet::new(cfg.model.clone(), shape.0 * shape.1 * shape.2, classes, cfg.train.seed)?),
-        })
-    }
-
-    /// What kind of network this is, in words.
-    pub fn kind_name(&self) -> &'static str {
-        match self {
-            Model::Mlp(n) if n.config.training == MlpTraining::Local => "FF MLP",
-            Model::Mlp(_) => "MLP trained by backprop of the goodness losses",
-            Model::MlpBp(_) => "backprop MLP",
-            Model::Conv(_) => "convolutional FF net",
-            Model::ConvBp(_) => "backprop conv net",
-            Model::Ffcl(_) => "FF contrastive twins",
-            Model::Uff(_) => "unsupervised FF stack",
+/// [`build`] on `device` instead of the configured one.
+pub fn build_on_device(device: Device, cfg: &RunConfig, shape: (usize, usize, usize), classes: usize) -> Result<Model> {
+    match device {
+        Device::Cpu => build_on(CpuBackend::best(), cfg, shape, classes),
+        Device::CpuScalar => build_on(CpuBackend::scalar(), cfg, shape, classes),
+        Device::Cuda(i) => {
+            let be = CudaBackend::new(i).map_err(|e| Error::Invalid(format!("train.device = \"{device}\": {e}")))?;
+            build_on(be, cfg, shape, classes)
         }
     }
+}
 
-    /// The MLP, if this is one.
-    pub fn mlp(&self) -> Option<&FfNet> {
-        match self {
-            Model::Mlp(n) => Some(n),
-            _ => None,
+/// The network `cfg` describes on the backend `be`.
+pub fn build_on<B: Backend>(be: B, cfg: &RunConfig, shape: (usize, usize, usize), classes: usize) -> Result<Model> {
+    let dim = shape.0 * shape.1 * shape.2;
+    let seed = cfg.train.seed;
+    if let Some(u) = &cfg.uff {
+        return Ok(Box::new(UffNet::new(be, u.clone(), shape, classes, seed)?));
+    }
+    if let Some(f) = &cfg.ffcl {
+        return Ok(Box::new(FfclNet::new(be, f.clone(), dim, classes, seed)?));
+    }
+    Ok(match &cfg.conv {
+        Some(c) if c.algorithm == ConvAlgorithm::Backprop => {
+            Box::new(BpConvNet::new(be, c.clone(), shape, classes, seed)?)
         }
-    }
-
-    /// The conv net, if this is one.
-    pub fn conv(&self) -> Option<&ConvFfNet> {
-        match self {
-            Model::Conv(n) => Some(n),
-            _ => None,
+        Some(c) => Box::new(ConvFfNet::new(be, c.clone(), shape, classes, seed)?),
+        None if cfg.model.training == MlpTraining::CrossEntropy => {
+            Box::new(BpMlp::new(be, cfg.model.clone(), dim, classes, seed)?)
         }
-    }
-
-    /// Layers (MLP) or blocks (conv).
-    pub fn depth(&self) -> usize {
-        match self {
-            Model::Mlp(n) => n.layers.len(),
-            Model::MlpBp(n) => n.layers.len(),
-            Model::Conv(n) => n.blocks.len(),
-            Model::ConvBp(n) => n.blocks.len(),
-            Model::Ffcl(n) => n.twins[0].len(),
-            // The classifier counts as the last layer (UFF's separate mode).
-            Model::Uff(n) => n.cells.len() + 1,
-        }
-    }
-
-    pub fn classes(&self) -> usize {
-        match self {
-            Model::Mlp(n) => n.classes,
-            Model::MlpBp(n) => n.classes,
-            Model::Conv(n) => n.classes,
-            Model::ConvBp(n) => n.classes,
-            Model::Ffcl(n) => n.classes,
-            Model::Uff(n) => n.classes,
-        }
-    }
-
-    pub fn has_readout(&self) -> bool {
-        match self {
-            Model::Mlp(n) => n.readout.is_some(),
-            Model::MlpBp(_) => true,
-            Model::Conv(_) => false,
-            Model::ConvBp(_) | Model::Ffcl(_) | Model::Uff(_) => true,
-        }
-    }
-
-    /// One training batch; `layers` selects the learning layers of an MLP
-    /// (a conv net always trains every block, as its OLU schedule says; the
-    /// backprop net ignores the negative labels).
-    pub fn train_batch(
-        &mut self,
-        be: &CpuBackend,
-        images: &[f32],
-        labels: &[u8],
-        neg: &[u8],
-        layers: std::ops::Range<usize>,
-        pos: SamplePos,
-    ) -> Result<BatchStats> {
-        Ok(match self {
-            Model::Mlp(n) => n.train_batch(be, images, labels, neg, layers)?,
-            Model::MlpBp(n) => n.train_batch(be, images, labels)?,
-            Model::Conv(n) => n.train_batch(be, images, labels, neg)?,
-            Model::ConvBp(n) => n.train_batch(be, images, labels)?,
-            Model::Ffcl(n) => n.train_batch(be, images, labels)?,
-            Model::Uff(n) => n.train_batch(be, images, labels, layers, pos)?,
-        })
-    }
-
-    pub fn predict(&mut self, be: &CpuBackend, images: &[f32], n: usize, chunk: usize) -> Result<Predictions> {
-        Ok(match self {
-            Model::Mlp(m) => m.predict(be, images, n, chunk)?,
-            Model::MlpBp(m) => m.predict(be, images, n, chunk)?,
-            Model::Conv(m) => m.predict(be, images, n, chunk)?,
-            Model::ConvBp(m) => m.predict(be, images, n, chunk)?,
-            Model::Ffcl(m) => m.predict(be, images, n, chunk)?,
-            Model::Uff(m) => m.predict(be, images, n, chunk)?,
-        })
-    }
-
-    /// The network as a frozen feature extractor for the linear probe.
-    pub fn features(&mut self) -> Option<&mut dyn ffwd_layers::probe::Features> {
-        match self {
-            Model::Mlp(n) => Some(n),
-            Model::MlpBp(n) => Some(n),
-            Model::Ffcl(n) => Some(n),
-            Model::Uff(n) => Some(n),
-            _ => None,
-        }
-    }
-
-    pub fn named_tensors(&self) -> Vec<(String, Tensor)> {
-        match self {
-            Model::Mlp(n) => n.named_tensors(),
-            Model::MlpBp(n) => n.named_tensors(),
-            Model::Conv(n) => n.named_tensors(),
-            Model::ConvBp(n) => n.named_tensors(),
-            Model::Ffcl(n) => n.named_tensors(),
-            Model::Uff(n) => n.named_tensors(),
-        }
-    }
-
-    pub fn load_tensors(&mut self, get: impl FnMut(&str) -> ffwd_layers::Result<Tensor>) -> Result<()> {
-        match self {
-            Model::Mlp(n) => n.load_tensors(get)?,
-            Model::MlpBp(n) => n.load_tensors(get)?,
-            Model::Conv(n) => n.load_tensors(get)?,
-            Model::ConvBp(n) => n.load_tensors(get)?,
-            Model::Ffcl(n) => n.load_tensors(get)?,
-            Model::Uff(n) => n.load_tensors(get)?,
-        }
-        Ok(())
-    }
+        None => Box::new(FfNet::new(be, cfg.model.clone(), dim, classes, seed)?),
+    })
 }
 
 /// How a run turns dataset bytes into network input.

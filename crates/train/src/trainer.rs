@@ -5,17 +5,16 @@
 //! thread count.
 
 use crate::checkpoint;
-use crate::config::{Device, RunConfig, Schedule};
+use crate::config::{RunConfig, Schedule};
 use crate::model::{Model, Prep};
 use crate::{Error, Result};
 use ffwd_datasets::pretext::Pretext;
 use ffwd_datasets::{Dataset, Name};
-use ffwd_kernels::{CpuBackend, StepsRun};
-use ffwd_layers::config::MlpTraining;
-use ffwd_layers::ff::{negative_labels, BatchStats, FfNet, Predictions};
-use ffwd_layers::ff_cuda::CudaFfNet;
-use ffwd_layers::probe::{linear_probe, ProbeReport};
+use ffwd_kernels::StepsRun;
+use ffwd_layers::ff::{negative_labels, Predictions};
+use ffwd_layers::probe::ProbeReport;
 use ffwd_layers::uff::SamplePos;
+use ffwd_layers::{Batch, BatchStats, Network};
 use ffwd_tensor::{stream, Philox};
 use serde::Serialize;
 use std::io::Write;
@@ -70,10 +69,10 @@ pub struct EpochReport {
 
 pub struct Trainer {
     pub cfg: RunConfig,
+    /// The network, on the run's device.
     pub net: Model,
     /// How dataset bytes become network input.
     pub prep: Prep,
-    pub backend: CpuBackend,
     pub train: Dataset,
     pub val: Option<Dataset>,
     /// The evaluation set: under a pretext task, the test images
@@ -87,10 +86,6 @@ pub struct Trainer {
     pool: rayon::ThreadPool,
     /// Draw an indicatif progress bar (stderr) during epochs.
     pub progress: bool,
-    /// The device-resident network under `train.device = "cuda"`; `net`
-    /// then holds the description, and its parameters are brought up to
-    /// date from the device before checkpoints and at the end of `run`.
-    cuda: Option<CudaFfNet>,
 }
 
 fn accuracy(pred: &[u8], labels: &[u8]) -> f32 {
@@ -101,28 +96,28 @@ fn accuracy(pred: &[u8], labels: &[u8]) -> f32 {
 }
 
 /// Predictions of `net` for every image of `ds` (prepared by `prep`), in
-/// chunks of `chunk` images.
+/// chunks of `chunk` images, in the thread pool `pool`.
 pub fn predict(
-    net: &mut Model,
+    net: &mut dyn Network,
     prep: &Prep,
     pool: &rayon::ThreadPool,
-    be: CpuBackend,
     chunk: usize,
     ds: &Dataset,
 ) -> Result<Predictions> {
-    predict_on(&mut None, net, prep, pool, be, chunk, ds)
+    let mut images = Vec::new();
+    prep.eval_images(ds, &mut images);
+    Ok(pool.install(|| net.predict(&images, ds.len(), chunk))?)
 }
 
 /// Accuracy of `net` on `ds`: overall, by goodness, by readout, per layer.
 pub fn evaluate(
-    net: &mut Model,
+    net: &mut dyn Network,
     prep: &Prep,
     pool: &rayon::ThreadPool,
-    be: CpuBackend,
     chunk: usize,
     ds: &Dataset,
 ) -> Result<EvalReport> {
-    Ok(report(&predict(net, prep, pool, be, chunk, ds)?, &ds.labels))
+    Ok(report(&predict(net, prep, pool, chunk, ds)?, &ds.labels))
 }
 
 /// The accuracies of predictions `p` against `labels`.
@@ -148,50 +143,6 @@ fn add_stats(s: &BatchStats, sums: &mut [(f64, f64, f64, f64)], counts: &mut [us
         }
     }
     *readout += s.readout_loss.unwrap_or(0.0) as f64;
-}
-
-/// Predictions of the device-resident network when there is one, else of
-/// `net` on the CPU backend `be`.
-fn predict_on(
-    cuda: &mut Option<CudaFfNet>,
-    net: &mut Model,
-    prep: &Prep,
-    pool: &rayon::ThreadPool,
-    be: CpuBackend,
-    chunk: usize,
-    ds: &Dataset,
-) -> Result<Predictions> {
-    match (cuda, net) {
-        (Some(c), Model::Mlp(m)) => {
-            let mut images = Vec::new();
-            prep.eval_images(ds, &mut images);
-            Ok(c.predict(m, &images, ds.len(), chunk)?)
-        }
-        (_, net) => {
-            let mut images = Vec::new();
-            prep.eval_images(ds, &mut images);
-            pool.install(|| net.predict(&be, &images, ds.len(), chunk))
-        }
-    }
-}
-
-/// The device-resident network for `device`, or `None` for the CPU.
-fn device_net(device: Device, net: &Model) -> Result<Option<CudaFfNet>> {
-    let Device::Cuda(i) = device else { return Ok(None) };
-    let Model::Mlp(m) = net else {
-        return Err(Error::Invalid(format!(
-            "train.device = \"{device}\": the CUDA backend trains the FF MLP; this run's {} runs on the CPU \
-             (device = \"cpu\")",
-            net.kind_name()
-        )));
-    };
-    if i != 0 {
-        return Err(Error::Invalid(format!("train.device = \"{device}\": only CUDA device 0 is supported")));
-    }
-    let dev = ffwd_kernels::cuda::cuda_device_checked()
-        .map_err(|e| Error::Invalid(format!("train.device = \"{device}\": {e}")))?;
-    let c = CudaFfNet::new(dev, m).map_err(|e| Error::Invalid(format!("train.device = \"{device}\": {e}")))?;
-    Ok(Some(c))
 }
 
 impl Trainer {
@@ -220,13 +171,19 @@ impl Trainer {
             Some(s) => Pretext::parse(&s.task)?.classes(),
             None => train.classes,
         };
-        let net = Model::build(&cfg, train.shape, classes)?;
+        let net = crate::model::build(&cfg, train.shape, classes)?;
         Self::with_model(cfg, net, train, val, splits.test)
     }
 
-    /// A trainer for an MLP built by the caller.
-    pub fn with_parts(cfg: RunConfig, net: FfNet, train: Dataset, val: Option<Dataset>, test: Dataset) -> Result<Self> {
-        Self::with_model(cfg, Model::Mlp(net), train, val, test)
+    /// A trainer for a network built by the caller, on any backend.
+    pub fn with_parts<N: Network + 'static>(
+        cfg: RunConfig,
+        net: N,
+        train: Dataset,
+        val: Option<Dataset>,
+        test: Dataset,
+    ) -> Result<Self> {
+        Self::with_model(cfg, Box::new(net), train, val, test)
     }
 
     /// A trainer for any model built by the caller.
@@ -253,21 +210,7 @@ impl Trainer {
             let pre = p.eval_set(&test, seed);
             real_test = Some(std::mem::replace(&mut test, pre));
         }
-        let cuda = device_net(cfg.train.device, &net)?;
-        Ok(Self {
-            cfg,
-            net,
-            prep,
-            backend: CpuBackend::best(),
-            train,
-            val,
-            test,
-            pretext,
-            real_test,
-            pool,
-            progress: false,
-            cuda,
-        })
+        Ok(Self { cfg, net, prep, train, val, test, pretext, real_test, pool, progress: false })
     }
 
     /// The linear probe of `[probe]` on the trained network: features of
@@ -281,14 +224,9 @@ impl Trainer {
         self.prep.eval_images(&self.train, &mut tr);
         self.prep.eval_images(test, &mut te);
         let classes = self.train.classes;
-        let be = self.backend;
-        let net = self
-            .net
-            .features()
-            .ok_or_else(|| Error::Invalid("probe: this kind of network has no feature extractor yet".into()))?;
+        let net = &mut self.net;
         let (train_labels, test_labels) = (&self.train.labels[..], &test.labels[..]);
-        let rep =
-            self.pool.install(|| linear_probe(net, &be, &cfg, classes, (&tr, train_labels), (&te, test_labels)))?;
+        let rep = self.pool.install(|| net.linear_probe(&cfg, classes, (&tr, train_labels), (&te, test_labels)))?;
         let p = self.cfg.output.dir.join("probe.json");
         let io = |source| Error::Io { path: p.clone(), source };
         std::fs::create_dir_all(&self.cfg.output.dir).map_err(io)?;
@@ -302,35 +240,21 @@ impl Trainer {
 
     /// Predictions for a dataset.
     pub fn predict(&mut self, ds: &Dataset) -> Result<Predictions> {
-        let chunk = self.cfg.train.eval_chunk;
-        predict_on(&mut self.cuda, &mut self.net, &self.prep, &self.pool, self.backend, chunk, ds)
+        predict(&mut *self.net, &self.prep, &self.pool, self.cfg.train.eval_chunk, ds)
     }
 
     pub fn evaluate(&mut self, ds: &Dataset) -> Result<EvalReport> {
         Ok(report(&self.predict(ds)?, &ds.labels))
     }
 
-    /// The name of the backend that trains: `cuda` or the CPU backend's.
+    /// The name of the backend that trains (`cpu-avx2`, `cpu-scalar`, `cuda`).
     pub fn backend_name(&self) -> &'static str {
-        if self.cuda.is_some() {
-            "cuda"
-        } else {
-            self.backend.name()
-        }
-    }
-
-    /// Bring the host network's parameters up to date from the device.
-    fn sync_host(&mut self) -> Result<()> {
-        if let (Some(c), Model::Mlp(m)) = (&self.cuda, &mut self.net) {
-            c.download_into(m)?;
-        }
-        Ok(())
+        self.net.backend_name()
     }
 
     /// Write the checkpoint of epoch `epoch`.
     fn save_checkpoint(&mut self, epoch: usize) -> Result<()> {
-        self.sync_host()?;
-        checkpoint::save(&self.checkpoint_path(), &self.net, self.train.shape, &self.cfg, epoch)
+        checkpoint::save(&self.checkpoint_path(), &*self.net, self.train.shape, &self.cfg, epoch)
     }
 
     /// Paths of the run's outputs.
@@ -356,12 +280,7 @@ impl Trainer {
         let nl = self.net.depth();
         let phases: Vec<std::ops::Range<usize>> = match self.cfg.train.schedule {
             Schedule::Simultaneous => std::iter::once(0..nl).collect(),
-            Schedule::LayerByLayer
-                if self.net.mlp().is_some_and(|m| m.config.training == MlpTraining::Local)
-                    || matches!(self.net, Model::Uff(_)) =>
-            {
-                (0..nl).map(|l| l..l + 1).collect()
-            }
+            Schedule::LayerByLayer if self.net.layer_by_layer() => (0..nl).map(|l| l..l + 1).collect(),
             Schedule::LayerByLayer => {
                 return Err(Error::Invalid(
                     "train.schedule = \"layer-by-layer\" applies to FF MLPs and UFF stacks only".into(),
@@ -384,13 +303,11 @@ impl Trainer {
                 }
                 if every > 0 && (last || global.is_multiple_of(every)) {
                     let chunk = self.cfg.train.eval_chunk;
-                    let (cuda, net, prep, pool, be) =
-                        (&mut self.cuda, &mut self.net, &self.prep, &self.pool, self.backend);
+                    let (net, prep, pool) = (&mut *self.net, &self.prep, &self.pool);
                     if let Some(val) = &self.val {
-                        r.val = Some(report(&predict_on(cuda, net, prep, pool, be, chunk, val)?, &val.labels));
+                        r.val = Some(evaluate(net, prep, pool, chunk, val)?);
                     }
-                    let t = &self.test;
-                    r.test = Some(report(&predict_on(cuda, net, prep, pool, be, chunk, t)?, &t.labels));
+                    r.test = Some(evaluate(net, prep, pool, chunk, &self.test)?);
                     let per = r.val.as_ref().or(r.test.as_ref()).map(|e| e.per_layer.clone()).unwrap_or_default();
                     for (l, a) in per.into_iter().enumerate() {
                         r.layers[l].acc = Some(a);
@@ -404,7 +321,6 @@ impl Trainer {
                 reports.push(r);
             }
         }
-        self.sync_host()?;
         Ok(reports)
     }
 
@@ -435,7 +351,6 @@ impl Trainer {
         let mut steps = vec![(StepsRun::default(), StepsRun::default()); nl];
         let (mut images, mut labels, mut negs, mut tmp) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         let t0 = Instant::now();
-        let be = self.backend;
         let classes = self.net.classes();
         for b in 0..nb {
             let idx = &perm[b * bs..((b + 1) * bs).min(n)];
@@ -445,20 +360,15 @@ impl Trainer {
             }
             negative_labels(seed, e32, (b * bs) as u64, &labels, classes, &mut negs);
             let pos = SamplePos { seed, epoch: e32, first: (b * bs) as u64, cell: 0 };
-            let done = match (&mut self.cuda, &mut self.net) {
-                (Some(c), Model::Mlp(m)) => c.train_batch(m, &images, &labels, &negs, layers.clone())?,
-                (_, net) => {
-                    let s = self.pool.install(|| net.train_batch(&be, &images, &labels, &negs, layers.clone(), pos))?;
-                    if let Model::Mlp(m) = net {
-                        for l in layers.clone() {
-                            let (f, d) = m.layers[l].steps_run();
-                            steps[l].0 += f;
-                            steps[l].1 += d;
-                        }
-                    }
-                    vec![s]
+            let batch = Batch { images: &images, labels: &labels, neg: &negs, layers: layers.clone(), pos };
+            let net = &mut self.net;
+            let done = self.pool.install(|| net.train_batch(&batch))?;
+            for l in layers.clone() {
+                if let Some((f, d)) = net.steps_run(l) {
+                    steps[l].0 += f;
+                    steps[l].1 += d;
                 }
-            };
+            }
             for s in &done {
                 add_stats(s, &mut sums, &mut counts, &mut readout);
             }
@@ -471,10 +381,9 @@ impl Trainer {
                 }
             }
         }
-        if let Some(c) = &mut self.cuda {
-            for s in &c.flush()? {
-                add_stats(s, &mut sums, &mut counts, &mut readout);
-            }
+        let net = &mut self.net;
+        for s in &self.pool.install(|| net.flush_stats())? {
+            add_stats(s, &mut sums, &mut counts, &mut readout);
         }
         if let Some(bar) = bar {
             bar.finish_and_clear();

@@ -31,43 +31,7 @@ use crate::error::{check_len, shape_err, Result};
 use crate::mat::{MatMut, MatRef};
 use rayon::prelude::*;
 
-/// A CNHW block: `c` channels of `n` images of `h × w`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Cnhw {
-    pub c: usize,
-    pub n: usize,
-    pub h: usize,
-    pub w: usize,
-}
-
-impl Cnhw {
-    pub fn new(c: usize, n: usize, h: usize, w: usize) -> Self {
-        Self { c, n, h, w }
-    }
-    /// Values per image plane.
-    pub fn plane(&self) -> usize {
-        self.h * self.w
-    }
-    /// Values per channel row (N·H·W).
-    pub fn row(&self) -> usize {
-        self.n * self.h * self.w
-    }
-    /// Values in the block.
-    pub fn len(&self) -> usize {
-        self.c * self.row()
-    }
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-    /// Values per image (C·H·W).
-    pub fn per_image(&self) -> usize {
-        self.c * self.plane()
-    }
-    /// The same images with `c` channels.
-    pub fn with_channels(&self, c: usize) -> Self {
-        Self { c, ..*self }
-    }
-}
+pub use crate::ops::conv::Cnhw;
 
 /// Scratch of the conv ops (grown once, reused).
 #[derive(Default, Debug, Clone)]
@@ -226,5 +190,36 @@ impl CpuBackend {
             }
         }
         Ok(())
+    }
+}
+
+impl crate::ops::ConvOps for CpuBackend {
+    type ConvScratch = ConvScratch;
+
+    fn conv3x3_forward(
+        &self,
+        x: &Vec<f32>,
+        g: Cnhw,
+        w: &Vec<f32>,
+        cout: usize,
+        y: &mut Vec<f32>,
+        scratch: &mut ConvScratch,
+    ) -> Result<()> {
+        y.resize(cout * g.row(), 0.0);
+        CpuBackend::conv3x3_forward(self, x, g, w, cout, y, scratch)
+    }
+    fn conv3x3_backward(
+        &self,
+        a: crate::ops::conv::ConvBackward<'_, Vec<f32>>,
+        dw: &mut Vec<f32>,
+        dx: Option<&mut Vec<f32>>,
+        scratch: &mut ConvScratch,
+    ) -> Result<()> {
+        dw.resize(a.w.len(), 0.0);
+        let dx = dx.map(|d| {
+            d.resize(a.x.len(), 0.0);
+            &mut d[..]
+        });
+        CpuBackend::conv3x3_backward(self, a.x, a.g, a.w, a.cout, a.dy, dw, dx, scratch)
     }
 }

@@ -54,3 +54,37 @@ impl CpuBackend {
         Ok(())
     }
 }
+
+/// The channel's range `offset..offset + n·hw` of a buffer of `len` values.
+fn channel_range(op: &'static str, len: usize, offset: usize, n: usize, hw: usize) -> Result<std::ops::Range<usize>> {
+    let end = offset + n * hw;
+    if end > len {
+        return Err(shape_err(op, format!("a channel of {n} planes of {hw} at {offset} is past a {len}-value buffer")));
+    }
+    Ok(offset..end)
+}
+
+impl crate::ops::EmbedOps for CpuBackend {
+    fn label_channel(
+        &self,
+        emb: &Vec<f32>,
+        hw: usize,
+        labels: &Vec<u32>,
+        x: &mut Vec<f32>,
+        offset: usize,
+    ) -> Result<()> {
+        let r = channel_range("label_channel", x.len(), offset, labels.len(), hw)?;
+        CpuBackend::label_channel(self, emb, hw, labels, &mut x[r])
+    }
+    fn label_channel_grad(
+        &self,
+        dx: &Vec<f32>,
+        offset: usize,
+        hw: usize,
+        labels: &Vec<u32>,
+        demb: &mut Vec<f32>,
+    ) -> Result<()> {
+        let r = channel_range("label_channel_grad", dx.len(), offset, labels.len(), hw)?;
+        CpuBackend::label_channel_grad(self, &dx[r], hw, labels, demb)
+    }
+}

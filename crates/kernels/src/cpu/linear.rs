@@ -14,6 +14,12 @@
 //! specification multiplies the gathered copy; the AVX2 backend packs the
 //! same rows, in the same order, straight from their places by index).
 
+use super::gemm::{self, BSource, Epi, Epilogue, PackedMat, SharedMut, StepsRun};
+use super::{optim, CpuBackend, CpuKind};
+use crate::error::{check_len, shape_err, Result};
+use crate::mat::{MatMut, MatRef};
+use crate::ops::linear::{LinearDims, LinearOps, LinearUpdate, Param, Weights};
+use crate::ops::optim::OptimStep;
 use rayon::prelude::*;
 
 /// The number of rows kept in an FF layer's parameter gradients: those
@@ -117,5 +123,292 @@ mod avx2 {
             }
             out[c] = acc;
         }
+    }
+}
+
+impl CpuBackend {
+    /// The fused FF forward: `h = relu(x · w + bias)` and the row goodness
+    /// `g_i = l32_sumsq(h_i)`, in one pass over the output.
+    pub fn linear_forward(&self, x: MatRef, w: MatRef, bias: &[f32], mut h: MatMut, g: &mut [f32]) -> Result<()> {
+        check_len("linear_forward", "goodness", g.len(), x.rows)?;
+        self.gemm_impl("linear_forward", x, w, &mut h, Epilogue::BiasRelu(bias), Some(g))
+    }
+
+    /// [`CpuBackend::linear_forward`] with the weights in the packed layout
+    /// (no repacking of W per call). Returns how much of the product ran
+    /// ([`StepsRun`]: the AVX2 backend leaves out the k steps at which six
+    /// rows of `x` are all zero, with the spec's bits).
+    pub fn linear_forward_packed(
+        &self,
+        x: MatRef,
+        w: &PackedMat,
+        bias: &[f32],
+        mut h: MatMut,
+        g: &mut [f32],
+    ) -> Result<StepsRun> {
+        const OP: &str = "linear_forward_packed";
+        if x.cols != w.rows() || h.rows != x.rows || h.cols != w.cols() {
+            return Err(shape_err(
+                OP,
+                format!("X {}×{} · W {}×{} → H {}×{}", x.rows, x.cols, w.rows(), w.cols(), h.rows, h.cols),
+            ));
+        }
+        check_len(OP, "bias", bias.len(), w.cols())?;
+        check_len(OP, "goodness", g.len(), x.rows)?;
+        Ok(match self.kind {
+            CpuKind::Scalar => {
+                let wr = w.to_row_major();
+                let wm = MatRef::new(&wr, w.rows(), w.cols())?;
+                gemm::gemm_scalar(x, wm, &mut h, Epilogue::BiasRelu(bias), Some(g));
+                StepsRun::every(x.rows, x.cols)
+            }
+            CpuKind::Avx2 => {
+                // A's zero steps left out: bit-identical (see `gemm_avx2_src`).
+                gemm::gemm_avx2_src(x, BSource::Packed(w), &mut h, Epi::Out(Epilogue::BiasRelu(bias)), Some(g), true)
+            }
+        })
+    }
+
+    /// The fused backward and update of an FF layer with packed weights.
+    ///
+    /// Spec (the scalar backend runs exactly this): `dz = local_grad(h,
+    /// dL/dG)`; `dW = xnᵀ·dz` (GEMM spec); `db = bias_grad(dz)`; then the
+    /// optimiser on every logical element of W with its state `a`, `b`
+    /// (Adam: m, v; SGD: the momentum buffer, `b` unused), which are kept in
+    /// W's packed layout. The AVX2 backend builds dz while packing the GEMM
+    /// operand (summing db on the way) and updates each 6×16 tile of W the
+    /// moment its fma chains end, so dz and dW are never written out (for
+    /// more than 256 rows the partial sums of dW pass through `scratch`).
+    /// It leaves out the k steps of dW at which six columns of `xn` are all
+    /// zero (see [`StepsRun`], which it returns), with the spec's bits
+    /// (except under Adam with β1 = 0, where it runs them all).
+    #[allow(clippy::too_many_arguments)]
+    pub fn linear_backward_update(
+        &self,
+        xn: MatRef,
+        h: &[f32],
+        dldg: &[f32],
+        w: &mut PackedMat,
+        step: &OptimStep,
+        (a, b): (&mut [f32], &mut [f32]),
+        db: &mut [f32],
+        scratch: &mut Vec<f32>,
+    ) -> Result<StepsRun> {
+        const OP: &str = "linear_backward_update";
+        let (rows, din, dout) = (xn.rows, xn.cols, w.cols());
+        if w.rows() != din {
+            return Err(shape_err(OP, format!("Xn has {din} columns, W has {} rows", w.rows())));
+        }
+        check_len(OP, "h", h.len(), rows * dout)?;
+        check_len(OP, "dL/dG", dldg.len(), rows)?;
+        check_len(OP, "db", db.len(), dout)?;
+        check_len(OP, "optimiser state", a.len(), w.data().len())?;
+        if matches!(step, OptimStep::Adam(_)) {
+            check_len(OP, "second moment", b.len(), w.data().len())?;
+        }
+        // Rows with dL/dG = 0 are left out (see `linear`). The scratch is
+        // sized for every row kept, so no batch grows it.
+        let kept = active_count(dldg);
+        let p = step.prepare();
+        Ok(match self.kind {
+            CpuKind::Scalar => {
+                // The specification: the kept rows gathered, in order, behind
+                // the dz and dW buffers, then the unfused passes.
+                let work_len = din * dout + kept * dout;
+                scratch.resize(work_len + rows * (din + dout + 1), 0.0);
+                let (work, gathered) = scratch.split_at_mut(work_len);
+                let (xn, h, dldg, rows) = if kept == rows {
+                    (xn, h, dldg, rows)
+                } else {
+                    let (xs, hs, gs) = gather_active(xn, h, dldg, gathered);
+                    (MatRef::new(xs, kept, din)?, hs, gs, kept)
+                };
+                let (dz, dw) = work.split_at_mut(rows * dout);
+                local_grad_scalar(h, dout, dldg, dz);
+                let mut dwm = MatMut::new(dw, din, dout)?;
+                gemm::gemm_scalar(xn.t(), MatRef::new(dz, rows, dout)?, &mut dwm, Epilogue::None, None);
+                bias_grad_scalar(dz, rows, dout, db);
+                let mut unused = 0.0f32;
+                for r in 0..din {
+                    for j in 0..dout {
+                        let i = w.index(r, j);
+                        let bi = if b.is_empty() { &mut unused } else { &mut b[i] };
+                        optim::update_one(&p, &mut w.data_mut()[i], dw[r * dout + j], &mut a[i], bi);
+                    }
+                }
+                StepsRun::every(din, rows)
+            }
+            CpuKind::Avx2 => {
+                // The kept rows by index, behind the GEMM's part of the
+                // scratch: the packers read them where they are, so nothing
+                // is copied.
+                scratch.resize(din * dout + rows, 0.0);
+                let (work, ix) = scratch.split_at_mut(din * dout);
+                let ix: &mut [u32] = bytemuck::cast_slice_mut(&mut ix[..rows]);
+                for (slot, i) in ix.iter_mut().zip((0..rows).filter(|&i| dldg[i] != 0.0)) {
+                    *slot = i as u32;
+                }
+                let kept_rows = (kept < rows).then_some(&ix[..kept]);
+                let sink = optim::PackedTileUpdate::new(p, w, a, b);
+                let hm = MatRef::new(h, rows, dout)?;
+                let src =
+                    BSource::LocalGrad { h: hm, dldg, db: SharedMut(db.as_mut_ptr()), rows_cap: rows, kept: kept_rows };
+                let mut c = MatMut::new(work, din, dout)?;
+                // A's zero steps left out: the update rarely sees a zero's
+                // sign (see `optim::PackedTileUpdate`; a tile where it would
+                // is recomputed). Not with β1 = 0, where Adam's moment sees
+                // the sign of every zero gradient.
+                let skip = !matches!(p, optim::Prepared::Adam(s) if s.b1 == 0.0);
+                let steps = gemm::gemm_avx2_src(xn.t(), src, &mut c, Epi::Sink(&sink), None, skip);
+                w.set_all_finite(sink.all_finite());
+                steps
+            }
+        })
+    }
+
+    /// Local gradient through ReLU: `dz = h · (2·dL/dG)` row-wise.
+    pub fn local_grad(&self, h: &[f32], d: usize, dldg: &[f32], dz: &mut [f32]) -> Result<()> {
+        check_len("local_grad", "h", h.len(), dldg.len() * d)?;
+        check_len("local_grad", "dz", dz.len(), h.len())?;
+        match self.kind {
+            CpuKind::Scalar => local_grad_scalar(h, d, dldg, dz),
+            CpuKind::Avx2 => local_grad_avx2(h, d, dldg, dz),
+        }
+        Ok(())
+    }
+
+    /// Bias gradient: column sums of the m × n matrix `dz`.
+    pub fn bias_grad(&self, dz: &[f32], m: usize, n: usize, db: &mut [f32]) -> Result<()> {
+        check_len("bias_grad", "dz", dz.len(), m * n)?;
+        check_len("bias_grad", "db", db.len(), n)?;
+        match self.kind {
+            CpuKind::Scalar => bias_grad_scalar(dz, m, n, db),
+            CpuKind::Avx2 => bias_grad_avx2(dz, m, n, db),
+        }
+        Ok(())
+    }
+}
+
+impl Weights for PackedMat {
+    fn rows(&self) -> usize {
+        PackedMat::rows(self)
+    }
+    fn cols(&self) -> usize {
+        PackedMat::cols(self)
+    }
+}
+
+/// Work space of the CPU's FF layer ops, kept between steps.
+#[derive(Clone, Debug, Default)]
+pub struct LinearScratch {
+    /// The fused update's dW partial sums and kept-row map.
+    gemm: Vec<f32>,
+    /// The bias gradient of the fused update.
+    db: Vec<f32>,
+    /// The unfused gradients' gathered rows and dz.
+    gathered: Vec<f32>,
+    dz: Vec<f32>,
+}
+
+impl LinearOps for CpuBackend {
+    type Packed = PackedMat;
+    type LinearScratch = LinearScratch;
+
+    fn pack(&self, row_major: &[f32], k: usize, n: usize) -> Result<PackedMat> {
+        PackedMat::from_row_major(row_major, k, n)
+    }
+    fn unpack(&self, w: &PackedMat) -> Result<Vec<f32>> {
+        Ok(w.to_row_major())
+    }
+    fn unpack_into(&self, w: &PackedMat, out: &mut Vec<f32>) -> Result<()> {
+        out.resize(w.rows() * w.cols(), 0.0);
+        w.write_row_major(out);
+        Ok(())
+    }
+    fn packed_state(&self, w: &PackedMat) -> Result<Vec<f32>> {
+        Ok(super::pages::zeroed(w.data().len()))
+    }
+    fn linear_forward_packed(
+        &self,
+        x: &Vec<f32>,
+        w: &PackedMat,
+        bias: &Vec<f32>,
+        h: &mut Vec<f32>,
+        g: &mut Vec<f32>,
+    ) -> Result<StepsRun> {
+        let rows = crate::ops::reduce::rows_of("linear_forward_packed", x.len(), w.rows())?;
+        h.resize(rows * w.cols(), 0.0);
+        g.resize(rows, 0.0);
+        CpuBackend::linear_forward_packed(
+            self,
+            MatRef::new(x, rows, w.rows())?,
+            w,
+            bias,
+            MatMut::new(h, rows, w.cols())?,
+            g,
+        )
+    }
+    fn linear_backward_update(&self, u: LinearUpdate<'_, Self>, scratch: &mut LinearScratch) -> Result<StepsRun> {
+        let d = LinearDims::of_update("linear_backward_update", &u)?;
+        scratch.db.resize(d.dout, 0.0);
+        let LinearUpdate { xn, h, dldg, w, bias, step } = u;
+        let steps = CpuBackend::linear_backward_update(
+            self,
+            MatRef::new(xn, d.rows, d.din)?,
+            h,
+            dldg,
+            w.value,
+            step,
+            (w.a, w.b),
+            &mut scratch.db,
+            &mut scratch.gemm,
+        )?;
+        self.optim_slices("linear_backward_update (bias)", step, bias.value, &scratch.db, bias.a, bias.b)?;
+        Ok(steps)
+    }
+    fn linear_grads(
+        &self,
+        xn: &Vec<f32>,
+        h: &Vec<f32>,
+        dldg: &Vec<f32>,
+        (din, dout): (usize, usize),
+        dw: &mut Vec<f32>,
+        db: &mut Vec<f32>,
+        scratch: &mut LinearScratch,
+    ) -> Result<()> {
+        const OP: &str = "linear_grads";
+        let rows = dldg.len();
+        check_len(OP, "Xn", xn.len(), rows * din)?;
+        check_len(OP, "h", h.len(), rows * dout)?;
+        // The specification: the kept rows gathered in order, then dz, dW
+        // and db by their own kernels.
+        let kept = active_count(dldg);
+        scratch.gathered.resize(kept * (din + dout + 1), 0.0);
+        let (xk, hk, gk) = gather_active(MatRef::new(xn, rows, din)?, h, dldg, &mut scratch.gathered);
+        scratch.dz.resize(kept * dout, 0.0);
+        CpuBackend::local_grad(self, hk, dout, gk, &mut scratch.dz)?;
+        dw.resize(din * dout, 0.0);
+        db.resize(dout, 0.0);
+        let (xm, dzm) = (MatRef::new(xk, kept, din)?, MatRef::new(&scratch.dz, kept, dout)?);
+        CpuBackend::gemm(self, xm.t(), dzm, MatMut::new(dw, din, dout)?, Epilogue::None)?;
+        CpuBackend::bias_grad(self, &scratch.dz, kept, dout, db)
+    }
+    fn packed_step(
+        &self,
+        step: &OptimStep,
+        w: Param<'_, PackedMat, Vec<f32>>,
+        grad: &Vec<f32>,
+        _scratch: &mut LinearScratch,
+    ) -> Result<()> {
+        let g = PackedMat::from_row_major(grad, w.value.rows(), w.value.cols())?;
+        self.optim_slices("packed_step", step, w.value.data_mut(), g.data(), w.a, w.b)
+    }
+    fn local_grad(&self, h: &Vec<f32>, d: usize, dldg: &Vec<f32>, dz: &mut Vec<f32>) -> Result<()> {
+        dz.resize(h.len(), 0.0);
+        CpuBackend::local_grad(self, h, d, dldg, dz)
+    }
+    fn bias_grad(&self, dz: &Vec<f32>, m: usize, n: usize, db: &mut Vec<f32>) -> Result<()> {
+        db.resize(n, 0.0);
+        CpuBackend::bias_grad(self, dz, m, n, db)
     }
 }

@@ -15,6 +15,10 @@
 //! * Sums over rows are L32 sums.
 
 use super::math::Unary;
+use super::{CpuBackend, CpuKind};
+use crate::error::{check_len, shape_err, Result};
+use crate::ops::loss::{labelled_rows, GanHalves, LossOps, MeanOf};
+use crate::ops::StatSlot;
 
 /// The backend's vector transcendental, as the composite ops call it.
 pub(crate) type UnaryFn<'a> = &'a dyn Fn(Unary, &[f32], &mut [f32]);
@@ -23,23 +27,7 @@ pub(crate) type UnaryFn<'a> = &'a dyn Fn(Unary, &[f32], &mut [f32]);
 /// labels, gradient out, scratch) → mean loss.
 pub(crate) type LabelledLoss = fn(UnaryFn, &[f32], usize, &[u32], &mut [f32], &mut LossScratch) -> f32;
 use crate::numerics::l32_sum;
-
-/// The goodness used by a loss: `Σh²` or `Σh²/D`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub enum GoodnessForm {
-    #[default]
-    Sum,
-    Mean,
-}
-
-/// Per-layer FF loss.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum FfLoss {
-    /// `softplus(θ − G⁺) + softplus(G⁻ − θ)`.
-    Threshold { theta: f32 },
-    /// `softplus(−α (G⁺ − G⁻))`.
-    Symba { alpha: f32 },
-}
+pub use crate::ops::loss::{FfLoss, GoodnessForm, COSINE_EPS};
 
 /// Scratch buffers for the loss (no allocation once sized).
 #[derive(Default, Debug, Clone)]
@@ -175,9 +163,6 @@ pub(crate) fn softmax_xent(
     l32_sum(lns) * w
 }
 
-/// ε of the cosine: each norm is taken as `max(‖·‖, ε)`.
-pub const COSINE_EPS: f32 = 1e-8;
-
 /// Cosine-embedding loss with target +1 over rows of `a` and `b` (m × d):
 /// `w·Σ (1 − cos)`, `w = 1/m`, with `cos = (a·b) / (max(‖a‖, ε)·max(‖b‖, ε))`
 /// (PyTorch's `CosineEmbeddingLoss`, `ε = 1e-8`). Writes `dL/da` (b is a
@@ -289,4 +274,292 @@ pub fn argmax(row: &[f32]) -> usize {
         }
     }
     best
+}
+
+impl CpuBackend {
+    /// FF loss over `g` (n positives then n negatives, sum-form goodness of
+    /// a layer of width `d`); writes dL/dG and returns the mean loss.
+    pub fn ff_loss(
+        &self,
+        loss: FfLoss,
+        form: GoodnessForm,
+        d: usize,
+        g: &[f32],
+        dldg: &mut [f32],
+        scratch: &mut LossScratch,
+    ) -> Result<f32> {
+        check_len("ff_loss", "dL/dG", dldg.len(), g.len())?;
+        if !g.len().is_multiple_of(2) {
+            return Err(shape_err(
+                "ff_loss",
+                format!("{} goodness values: expected n positives + n negatives", g.len()),
+            ));
+        }
+        let u = |f: Unary, x: &[f32], o: &mut [f32]| self.unary_unchecked(f, x, o);
+        Ok(ff_loss(&u, loss, form, d, g, dldg, scratch))
+    }
+
+    /// Check the shapes and labels of a loss over labelled logits, then run
+    /// it with this backend's transcendentals.
+    #[allow(clippy::too_many_arguments)]
+    fn labelled_loss(
+        &self,
+        op: &'static str,
+        f: LabelledLoss,
+        logits: &[f32],
+        c: usize,
+        labels: &[u32],
+        grad: &mut [f32],
+        scratch: &mut LossScratch,
+    ) -> Result<f32> {
+        check_len(op, "logits", logits.len(), labels.len() * c)?;
+        check_len(op, "grad", grad.len(), logits.len())?;
+        if let Some(&y) = labels.iter().find(|&&y| y as usize >= c) {
+            return Err(shape_err(op, format!("label {y} is out of range for {c} classes")));
+        }
+        let u = |f: Unary, x: &[f32], o: &mut [f32]| self.unary_unchecked(f, x, o);
+        Ok(f(&u, logits, c, labels, grad, scratch))
+    }
+
+    /// Softmax of each row of `logits` (rows of `c`) into `out`.
+    pub fn softmax_rows(&self, logits: &[f32], c: usize, out: &mut [f32], scratch: &mut LossScratch) -> Result<()> {
+        if c == 0 || !logits.len().is_multiple_of(c) {
+            return Err(shape_err("softmax_rows", format!("{} values are not rows of {c}", logits.len())));
+        }
+        check_len("softmax_rows", "out", out.len(), logits.len())?;
+        let u = |f: Unary, x: &[f32], o: &mut [f32]| self.unary_unchecked(f, x, o);
+        softmax_rows(&u, logits, c, out, scratch);
+        Ok(())
+    }
+
+    /// Softmax cross-entropy of `logits` (labels.len() × c): writes the
+    /// gradient w.r.t. the logits and returns the mean loss.
+    pub fn softmax_xent(
+        &self,
+        logits: &[f32],
+        c: usize,
+        labels: &[u32],
+        grad: &mut [f32],
+        scratch: &mut LossScratch,
+    ) -> Result<f32> {
+        self.labelled_loss("softmax_xent", softmax_xent, logits, c, labels, grad, scratch)
+    }
+
+    /// Cosine-embedding loss (target +1) of rows of `a` against the
+    /// constant rows of `b` (m × d each); writes dL/da and returns the mean
+    /// loss. One implementation for both backends (only √ and L32 sums).
+    pub fn cosine_embedding(
+        &self,
+        a: &[f32],
+        b: &[f32],
+        d: usize,
+        grad: &mut [f32],
+        scratch: &mut LossScratch,
+    ) -> Result<f32> {
+        if d == 0 || !a.len().is_multiple_of(d) {
+            return Err(shape_err("cosine_embedding", format!("{} values are not rows of {d}", a.len())));
+        }
+        check_len("cosine_embedding", "b", b.len(), a.len())?;
+        check_len("cosine_embedding", "grad", grad.len(), a.len())?;
+        Ok(cosine_embedding(a, b, d, grad, scratch))
+    }
+
+    /// Binary cross-entropy of the softmax of `logits` (labels.len() × c)
+    /// against one-hot targets; writes dL/dlogits and returns the mean loss.
+    pub fn softmax_bce(
+        &self,
+        logits: &[f32],
+        c: usize,
+        labels: &[u32],
+        grad: &mut [f32],
+        scratch: &mut LossScratch,
+    ) -> Result<f32> {
+        self.labelled_loss("softmax_bce", softmax_bce, logits, c, labels, grad, scratch)
+    }
+}
+
+/// The spec of [`LossOps::mse`]: `δ = a − b` into `grad`, the loss
+/// `l32_sumsq(δ) / len`, then `grad = δ · (2 / len)`.
+pub(crate) fn mse_scalar(a: &[f32], b: &[f32], grad: &mut [f32]) -> f32 {
+    for ((o, &x), &y) in grad.iter_mut().zip(a).zip(b) {
+        *o = x - y;
+    }
+    let loss = crate::numerics::l32_sumsq(grad) / a.len().max(1) as f32;
+    let s = 2.0 / a.len().max(1) as f32;
+    for v in grad.iter_mut() {
+        *v = *v * s;
+    }
+    loss
+}
+
+/// [`mse_scalar`] in AVX2 lanes: the same subtraction, the L32 sum of
+/// squares and the same scaling.
+fn mse_avx2(a: &[f32], b: &[f32], grad: &mut [f32]) -> f32 {
+    use rayon::prelude::*;
+    const CHUNK: usize = 8192;
+    grad.par_chunks_mut(CHUNK).zip(a.par_chunks(CHUNK).zip(b.par_chunks(CHUNK))).for_each(|(o, (x, y))| {
+        // SAFETY: the Avx2 backend exists only where avx2+fma were detected; equal chunk lengths.
+        unsafe { super::math::avx2::sub(x, y, o) }
+    });
+    let mut ss = [0.0f32];
+    super::reduce::row_reduce_avx2(grad, grad.len().max(1), &mut ss[..usize::from(!grad.is_empty())], true);
+    let loss = ss[0] / a.len().max(1) as f32;
+    let s = 2.0 / a.len().max(1) as f32;
+    grad.par_chunks_mut(CHUNK).for_each(|o| {
+        for v in o.iter_mut() {
+            *v = *v * s;
+        }
+    });
+    loss
+}
+
+/// The spec of [`LossOps::gan_loss`], with the backend's transcendentals.
+fn gan_loss(
+    unary: UnaryFn,
+    z: &[f32],
+    n: usize,
+    halves: GanHalves,
+    grad: &mut [f32],
+    scratch: &mut LossScratch,
+) -> f32 {
+    if n == 0 {
+        return 0.0;
+    }
+    let w = 1.0 / n as f32;
+    // The real logits' terms take −z, the fakes' z (negation is exact).
+    scratch.s.resize(z.len(), 0.0);
+    for (i, (t, &v)) in scratch.s.iter_mut().zip(z).enumerate() {
+        *t = if i < n { -v } else { v };
+    }
+    scratch.sp.resize(z.len(), 0.0);
+    scratch.sg.resize(z.len(), 0.0);
+    unary(Unary::Softplus, &scratch.s, &mut scratch.sp);
+    unary(Unary::Sigmoid, &scratch.s, &mut scratch.sg);
+    for (i, (o, &sg)) in grad.iter_mut().zip(&scratch.sg).enumerate() {
+        *o = if i < n { -(sg * w) } else { sg * w };
+    }
+    let real = l32_sum(&scratch.sp[..n]);
+    match halves {
+        GanHalves::RealThenFake => (real + l32_sum(&scratch.sp[n..])) * w,
+        GanHalves::AllReal => real * w,
+    }
+}
+
+impl LossOps for CpuBackend {
+    type LossScratch = LossScratch;
+
+    fn ff_loss(
+        &self,
+        loss: FfLoss,
+        form: GoodnessForm,
+        d: usize,
+        g: &Vec<f32>,
+        dldg: &mut Vec<f32>,
+        scratch: &mut LossScratch,
+        out: StatSlot<'_, Vec<f32>>,
+    ) -> Result<()> {
+        out.check("ff_loss", 1)?;
+        dldg.resize(g.len(), 0.0);
+        out.buf[out.at] = CpuBackend::ff_loss(self, loss, form, d, g, dldg, scratch)?;
+        Ok(())
+    }
+    fn goodness_means(&self, g: &Vec<f32>, mean: MeanOf, out: StatSlot<'_, Vec<f32>>) -> Result<()> {
+        out.check("goodness_means", 2)?;
+        if !g.len().is_multiple_of(2) {
+            return Err(shape_err("goodness_means", format!("{} goodness values are not two halves", g.len())));
+        }
+        let n = g.len() / 2;
+        let m = |s: &[f32]| match mean {
+            MeanOf::L32 => {
+                if s.is_empty() {
+                    0.0
+                } else {
+                    l32_sum(s) / s.len() as f32
+                }
+            }
+            MeanOf::PerValueF64 { d } => (s.iter().map(|&v| v as f64).sum::<f64>() / n.max(1) as f64 / d as f64) as f32,
+        };
+        out.buf[out.at] = m(&g[..n]);
+        out.buf[out.at + 1] = m(&g[n..]);
+        Ok(())
+    }
+    fn softmax_xent(
+        &self,
+        logits: &Vec<f32>,
+        c: usize,
+        labels: &Vec<u32>,
+        grad: &mut Vec<f32>,
+        scratch: &mut LossScratch,
+        out: StatSlot<'_, Vec<f32>>,
+    ) -> Result<()> {
+        out.check("softmax_xent", 1)?;
+        labelled_rows("softmax_xent", logits, c, labels.len())?;
+        grad.resize(logits.len(), 0.0);
+        out.buf[out.at] = CpuBackend::softmax_xent(self, logits, c, labels, grad, scratch)?;
+        Ok(())
+    }
+    fn softmax_bce(
+        &self,
+        logits: &Vec<f32>,
+        c: usize,
+        labels: &Vec<u32>,
+        grad: &mut Vec<f32>,
+        scratch: &mut LossScratch,
+        out: StatSlot<'_, Vec<f32>>,
+    ) -> Result<()> {
+        out.check("softmax_bce", 1)?;
+        labelled_rows("softmax_bce", logits, c, labels.len())?;
+        grad.resize(logits.len(), 0.0);
+        out.buf[out.at] = CpuBackend::softmax_bce(self, logits, c, labels, grad, scratch)?;
+        Ok(())
+    }
+    fn cosine_embedding(
+        &self,
+        a: &Vec<f32>,
+        b: &Vec<f32>,
+        d: usize,
+        grad: &mut Vec<f32>,
+        scratch: &mut LossScratch,
+        out: StatSlot<'_, Vec<f32>>,
+    ) -> Result<()> {
+        out.check("cosine_embedding", 1)?;
+        grad.resize(a.len(), 0.0);
+        out.buf[out.at] = CpuBackend::cosine_embedding(self, a, b, d, grad, scratch)?;
+        Ok(())
+    }
+    fn softmax_rows(&self, logits: &Vec<f32>, c: usize, out: &mut Vec<f32>, scratch: &mut LossScratch) -> Result<()> {
+        out.resize(logits.len(), 0.0);
+        CpuBackend::softmax_rows(self, logits, c, out, scratch)
+    }
+    fn mse(&self, a: &Vec<f32>, b: &Vec<f32>, grad: &mut Vec<f32>, out: StatSlot<'_, Vec<f32>>) -> Result<()> {
+        out.check("mse", 1)?;
+        check_len("mse", "target", b.len(), a.len())?;
+        grad.resize(a.len(), 0.0);
+        out.buf[out.at] = match self.kind {
+            CpuKind::Scalar => mse_scalar(a, b, grad),
+            CpuKind::Avx2 => mse_avx2(a, b, grad),
+        };
+        Ok(())
+    }
+    fn gan_loss(
+        &self,
+        z: &Vec<f32>,
+        halves: GanHalves,
+        grad: &mut Vec<f32>,
+        scratch: &mut LossScratch,
+        out: StatSlot<'_, Vec<f32>>,
+    ) -> Result<()> {
+        out.check("gan_loss", 1)?;
+        let n = match halves {
+            GanHalves::RealThenFake if !z.len().is_multiple_of(2) => {
+                return Err(shape_err("gan_loss", format!("{} logits are not n real + n fake", z.len())))
+            }
+            GanHalves::RealThenFake => z.len() / 2,
+            GanHalves::AllReal => z.len(),
+        };
+        grad.resize(z.len(), 0.0);
+        let u = |f: Unary, x: &[f32], o: &mut [f32]| self.unary_unchecked(f, x, o);
+        out.buf[out.at] = gan_loss(&u, z, n, halves, grad, scratch);
+        Ok(())
+    }
 }

@@ -1,32 +1,17 @@
-//! Elementwise transcendentals over slices: the scalar spec from
+//! Elementwise ops over slices: the transcendentals (the scalar spec from
 //! [`crate::numerics`] and AVX2 lanes performing the identical operation
-//! sequence. Tails shorter than 8 use the scalar spec (same bits by
-//! definition).
+//! sequence), and the ReLU, its derivative mask and the sum that networks
+//! apply between kernels (compare-and-select and one rounded add: AVX2
+//! lanes give the spec's bits by construction). Tails shorter than 8 use
+//! the scalar spec.
 
-use crate::numerics;
+use super::{CpuBackend, CpuKind};
+use crate::error::{check_len, Result};
+use crate::numerics::relu;
+use crate::ops::math::MathOps;
 use rayon::prelude::*;
 
-/// Which elementwise function.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Unary {
-    Exp,
-    Log1p,
-    Ln,
-    Softplus,
-    Sigmoid,
-}
-
-impl Unary {
-    pub fn scalar(self) -> fn(f32) -> f32 {
-        match self {
-            Unary::Exp => numerics::exp,
-            Unary::Log1p => numerics::log1p,
-            Unary::Ln => numerics::ln,
-            Unary::Softplus => numerics::softplus,
-            Unary::Sigmoid => numerics::sigmoid,
-        }
-    }
-}
+pub use crate::ops::math::Unary;
 
 pub(crate) fn unary_scalar(f: Unary, x: &[f32], out: &mut [f32]) {
     let g = f.scalar();
@@ -176,6 +161,54 @@ pub(crate) mod avx2 {
         sel(nonneg, _mm256_div_ps(one, d), _mm256_div_ps(e, d))
     }
 
+    /// `x = relu(x)`: lanes where `x > 0` keep x, the others become +0.
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn relu(x: &mut [f32]) {
+        let body = x.len() / 8 * 8;
+        let zero = _mm256_setzero_ps();
+        for i in (0..body).step_by(8) {
+            let v = _mm256_loadu_ps(x.as_ptr().add(i));
+            _mm256_storeu_ps(x.as_mut_ptr().add(i), _mm256_and_ps(v, _mm256_cmp_ps::<_CMP_GT_OQ>(v, zero)));
+        }
+        super::relu_scalar(&mut x[body..]);
+    }
+
+    /// `dx = dy where y > 0, else +0`.
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn relu_backward(y: &[f32], dy: &[f32], dx: &mut [f32]) {
+        let body = dx.len() / 8 * 8;
+        let zero = _mm256_setzero_ps();
+        for i in (0..body).step_by(8) {
+            let on = _mm256_cmp_ps::<_CMP_GT_OQ>(_mm256_loadu_ps(y.as_ptr().add(i)), zero);
+            _mm256_storeu_ps(dx.as_mut_ptr().add(i), _mm256_and_ps(_mm256_loadu_ps(dy.as_ptr().add(i)), on));
+        }
+        super::relu_backward_scalar(&y[body..], &dy[body..], &mut dx[body..]);
+    }
+
+    /// `out = a − b`.
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn sub(a: &[f32], b: &[f32], out: &mut [f32]) {
+        let body = out.len() / 8 * 8;
+        for i in (0..body).step_by(8) {
+            let d = _mm256_sub_ps(_mm256_loadu_ps(a.as_ptr().add(i)), _mm256_loadu_ps(b.as_ptr().add(i)));
+            _mm256_storeu_ps(out.as_mut_ptr().add(i), d);
+        }
+        for i in body..out.len() {
+            out[i] = a[i] - b[i];
+        }
+    }
+
+    /// `acc = acc + x`.
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn add(acc: &mut [f32], x: &[f32]) {
+        let body = acc.len() / 8 * 8;
+        for i in (0..body).step_by(8) {
+            let s = _mm256_add_ps(_mm256_loadu_ps(acc.as_ptr().add(i)), _mm256_loadu_ps(x.as_ptr().add(i)));
+            _mm256_storeu_ps(acc.as_mut_ptr().add(i), s);
+        }
+        super::add_scalar(&mut acc[body..], &x[body..]);
+    }
+
     #[target_feature(enable = "avx2,fma")]
     pub unsafe fn unary(f: Unary, x: &[f32], out: &mut [f32]) {
         let n = x.len().min(out.len());
@@ -204,5 +237,95 @@ pub(crate) mod avx2 {
 pub(crate) mod avx2 {
     pub unsafe fn unary(f: super::Unary, x: &[f32], out: &mut [f32]) {
         super::unary_scalar(f, x, out)
+    }
+    pub unsafe fn relu(x: &mut [f32]) {
+        super::relu_scalar(x)
+    }
+    pub unsafe fn relu_backward(y: &[f32], dy: &[f32], dx: &mut [f32]) {
+        super::relu_backward_scalar(y, dy, dx)
+    }
+    pub unsafe fn add(acc: &mut [f32], x: &[f32]) {
+        super::add_scalar(acc, x)
+    }
+    pub unsafe fn sub(a: &[f32], b: &[f32], out: &mut [f32]) {
+        for i in 0..out.len() {
+            out[i] = a[i] - b[i];
+        }
+    }
+}
+
+/// The spec: `x = relu(x)`.
+pub(crate) fn relu_scalar(x: &mut [f32]) {
+    for v in x.iter_mut() {
+        *v = relu(*v);
+    }
+}
+
+/// The spec: `dx = dy if y > 0 else +0.0`.
+pub(crate) fn relu_backward_scalar(y: &[f32], dy: &[f32], dx: &mut [f32]) {
+    for ((o, &yv), &g) in dx.iter_mut().zip(y).zip(dy) {
+        *o = if yv > 0.0 { g } else { 0.0 };
+    }
+}
+
+/// The spec: `acc = acc + x`.
+pub(crate) fn add_scalar(acc: &mut [f32], x: &[f32]) {
+    for (a, &v) in acc.iter_mut().zip(x) {
+        *a = *a + v;
+    }
+}
+
+impl CpuBackend {
+    /// Elementwise transcendental (exp, log1p, ln, softplus, sigmoid).
+    pub fn unary(&self, f: Unary, x: &[f32], out: &mut [f32]) -> Result<()> {
+        check_len("unary", "out", out.len(), x.len())?;
+        self.unary_unchecked(f, x, out);
+        Ok(())
+    }
+
+    pub(crate) fn unary_unchecked(&self, f: Unary, x: &[f32], out: &mut [f32]) {
+        match self.kind {
+            CpuKind::Scalar => unary_scalar(f, x, out),
+            CpuKind::Avx2 => unary_avx2(f, x, out),
+        }
+    }
+}
+
+impl MathOps for CpuBackend {
+    fn unary(&self, f: Unary, x: &Vec<f32>, out: &mut Vec<f32>) -> Result<()> {
+        out.resize(x.len(), 0.0);
+        self.unary_unchecked(f, x, out);
+        Ok(())
+    }
+    fn relu(&self, x: &mut Vec<f32>) -> Result<()> {
+        match self.kind {
+            CpuKind::Scalar => relu_scalar(x),
+            // SAFETY: the Avx2 backend exists only where avx2+fma were detected.
+            CpuKind::Avx2 => x.par_chunks_mut(CHUNK).for_each(|c| unsafe { avx2::relu(c) }),
+        }
+        Ok(())
+    }
+    fn relu_backward(&self, y: &Vec<f32>, dy: &Vec<f32>, dx: &mut Vec<f32>) -> Result<()> {
+        check_len("relu_backward", "dy", dy.len(), y.len())?;
+        dx.resize(y.len(), 0.0);
+        match self.kind {
+            CpuKind::Scalar => relu_backward_scalar(y, dy, dx),
+            CpuKind::Avx2 => dx.par_chunks_mut(CHUNK).zip(y.par_chunks(CHUNK).zip(dy.par_chunks(CHUNK))).for_each(
+                // SAFETY: the Avx2 backend exists only where avx2+fma were detected; equal chunk lengths.
+                |(o, (y, g))| unsafe { avx2::relu_backward(y, g, o) },
+            ),
+        }
+        Ok(())
+    }
+    fn add_assign(&self, acc: &mut Vec<f32>, x: &Vec<f32>) -> Result<()> {
+        check_len("add_assign", "x", x.len(), acc.len())?;
+        match self.kind {
+            CpuKind::Scalar => add_scalar(acc, x),
+            // SAFETY: the Avx2 backend exists only where avx2+fma were detected; equal chunk lengths.
+            CpuKind::Avx2 => {
+                acc.par_chunks_mut(CHUNK).zip(x.par_chunks(CHUNK)).for_each(|(a, x)| unsafe { avx2::add(a, x) })
+            }
+        }
+        Ok(())
     }
 }

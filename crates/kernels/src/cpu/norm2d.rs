@@ -27,13 +27,10 @@ use super::conv::Cnhw;
 use super::{CpuBackend, CpuKind};
 use crate::error::{check_len, Result};
 use crate::numerics::{l32_sum, l32_sumsq, l32_tree};
+use crate::ops::norm2d::{BnGrads, BnStats};
 use rayon::prelude::*;
 
-/// `1 / √(var + ε)`, the one expression batch norm uses in training and
-/// evaluation.
-pub fn bn_rstd(var: f32, eps: f32) -> f32 {
-    1.0 / (var + eps).sqrt()
-}
+pub use crate::ops::norm2d::bn_rstd;
 
 /// L32 sum of `f(i)` over i < n with the lane update `lane = upd(lane, i)`.
 #[inline(always)]
@@ -314,14 +311,20 @@ impl CpuBackend {
         Ok(())
     }
 
-    /// Per-image length normalisation (RMS over C·H·W): `y` and `inv`.
-    pub fn sample_norm_forward(&self, x: &[f32], g: Cnhw, eps: f32, y: &mut [f32], inv: &mut [f32]) -> Result<()> {
-        check_len("sample_norm_forward", "y", y.len(), g.len())?;
+    /// The length norm's `inv = 1 / (√(ss_b / D) + ε)` per image.
+    pub fn sample_norm_inv_of(&self, x: &[f32], g: Cnhw, eps: f32, inv: &mut [f32]) -> Result<()> {
         self.block_sumsq(x, g, inv)?;
         let d = g.per_image() as f32;
         for v in inv.iter_mut() {
             *v = 1.0 / ((*v / d).sqrt() + eps);
         }
+        Ok(())
+    }
+
+    /// Per-image length normalisation (RMS over C·H·W): `y` and `inv`.
+    pub fn sample_norm_forward(&self, x: &[f32], g: Cnhw, eps: f32, y: &mut [f32], inv: &mut [f32]) -> Result<()> {
+        check_len("sample_norm_forward", "y", y.len(), g.len())?;
+        self.sample_norm_inv_of(x, g, eps, inv)?;
         let hw = g.plane();
         if hw == 0 {
             return Ok(());
@@ -377,5 +380,108 @@ impl CpuBackend {
             },
         );
         Ok(())
+    }
+}
+
+impl crate::ops::Norm2dOps for CpuBackend {
+    type NormScratch = Vec<f32>;
+
+    fn batchnorm_stats(
+        &self,
+        x: &Vec<f32>,
+        g: Cnhw,
+        eps: f32,
+        mean: &mut Vec<f32>,
+        var: &mut Vec<f32>,
+        rstd: &mut Vec<f32>,
+    ) -> Result<()> {
+        for v in [&mut *mean, &mut *var, &mut *rstd] {
+            v.resize(g.c, 0.0);
+        }
+        CpuBackend::batchnorm_stats(self, x, g, eps, mean, var, rstd)
+    }
+    fn bn_rstd(&self, var: &Vec<f32>, eps: f32, rstd: &mut Vec<f32>) -> Result<()> {
+        rstd.resize(var.len(), 0.0);
+        for (r, &v) in rstd.iter_mut().zip(var) {
+            *r = bn_rstd(v, eps);
+        }
+        Ok(())
+    }
+    fn batchnorm_apply(
+        &self,
+        x: &Vec<f32>,
+        g: Cnhw,
+        stats: BnStats<'_, Vec<f32>>,
+        gamma: &Vec<f32>,
+        beta: &Vec<f32>,
+        y: &mut Vec<f32>,
+    ) -> Result<()> {
+        y.resize(g.len(), 0.0);
+        CpuBackend::batchnorm_apply(self, x, g, stats.mean, stats.rstd, gamma, beta, y)
+    }
+    fn batchnorm_backward(
+        &self,
+        x: &Vec<f32>,
+        g: Cnhw,
+        stats: BnStats<'_, Vec<f32>>,
+        gamma: &Vec<f32>,
+        dy: &Vec<f32>,
+        grads: BnGrads<'_, Vec<f32>>,
+    ) -> Result<()> {
+        grads.dx.resize(g.len(), 0.0);
+        grads.dgamma.resize(g.c, 0.0);
+        grads.dbeta.resize(g.c, 0.0);
+        CpuBackend::batchnorm_backward(
+            self,
+            x,
+            g,
+            stats.mean,
+            stats.rstd,
+            gamma,
+            dy,
+            grads.dx,
+            grads.dgamma,
+            grads.dbeta,
+        )
+    }
+    fn batchnorm_update_running(
+        &self,
+        mean: &Vec<f32>,
+        var: &Vec<f32>,
+        n: usize,
+        m: f32,
+        running_mean: &mut Vec<f32>,
+        running_var: &mut Vec<f32>,
+    ) -> Result<()> {
+        CpuBackend::batchnorm_update_running(self, mean, var, n, m, running_mean, running_var)
+    }
+    fn block_sumsq(&self, x: &Vec<f32>, g: Cnhw, out: &mut Vec<f32>) -> Result<()> {
+        out.resize(g.n, 0.0);
+        CpuBackend::block_sumsq(self, x, g, out)
+    }
+    fn block_local_grad(&self, x: &Vec<f32>, g: Cnhw, dldg: &Vec<f32>, dx: &mut Vec<f32>) -> Result<()> {
+        dx.resize(g.len(), 0.0);
+        CpuBackend::block_local_grad(self, x, g, dldg, dx)
+    }
+    fn sample_norm_inv(&self, x: &Vec<f32>, g: Cnhw, eps: f32, inv: &mut Vec<f32>) -> Result<()> {
+        inv.resize(g.n, 0.0);
+        self.sample_norm_inv_of(x, g, eps, inv)
+    }
+    fn sample_norm_forward(&self, x: &Vec<f32>, g: Cnhw, eps: f32, y: &mut Vec<f32>, inv: &mut Vec<f32>) -> Result<()> {
+        y.resize(g.len(), 0.0);
+        inv.resize(g.n, 0.0);
+        CpuBackend::sample_norm_forward(self, x, g, eps, y, inv)
+    }
+    fn sample_norm_backward(
+        &self,
+        x: &Vec<f32>,
+        g: Cnhw,
+        inv: &Vec<f32>,
+        dy: &Vec<f32>,
+        dx: &mut Vec<f32>,
+        scratch: &mut Vec<f32>,
+    ) -> Result<()> {
+        dx.resize(g.len(), 0.0);
+        CpuBackend::sample_norm_backward(self, x, g, inv, dy, dx, scratch)
     }
 }

@@ -30,67 +30,13 @@
 //! ```
 
 use super::gemm::{packed_index, prefetch_rows, PackedMat, SharedMut, TileSink, NR};
+use super::{CpuBackend, CpuKind};
+use crate::error::{check_len, Result};
+use crate::ops::optim::{check_step, OptimOps};
 use rayon::prelude::*;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 
-/// One Adam/AdamW step's hyper-parameters. `t` is the 1-based step count.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct AdamStep {
-    pub lr: f32,
-    pub beta1: f32,
-    pub beta2: f32,
-    pub eps: f32,
-    pub weight_decay: f32,
-    /// true: AdamW (decoupled decay); false: Adam with L2 decay in the gradient.
-    pub decoupled: bool,
-    pub t: u64,
-}
-
-/// The per-step f32 scalars every backend uses.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct AdamScalars {
-    pub lr: f32,
-    pub b1: f32,
-    pub b2: f32,
-    pub omb1: f32,
-    pub omb2: f32,
-    /// The step size lr / (1 − β1^t).
-    pub step: f32,
-    /// 1 / sqrt(1 − β2^t), the second moment's bias correction.
-    pub c2: f32,
-    pub eps: f32,
-    pub wd: f32,
-    pub decay: f32,
-    pub decoupled: bool,
-}
-
-impl AdamStep {
-    pub fn scalars(&self) -> AdamScalars {
-        let t = self.t.clamp(1, i32::MAX as u64) as i32;
-        AdamScalars {
-            lr: self.lr,
-            b1: self.beta1,
-            b2: self.beta2,
-            omb1: 1.0 - self.beta1,
-            omb2: 1.0 - self.beta2,
-            step: (self.lr as f64 / (1.0 - (self.beta1 as f64).powi(t))) as f32,
-            c2: (1.0 / (1.0 - (self.beta2 as f64).powi(t)).sqrt()) as f32,
-            eps: self.eps,
-            wd: self.weight_decay,
-            decay: 1.0 - self.lr * self.weight_decay,
-            decoupled: self.decoupled,
-        }
-    }
-}
-
-/// One SGD step's hyper-parameters.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct SgdStep {
-    pub lr: f32,
-    pub momentum: f32,
-    pub weight_decay: f32,
-    pub nesterov: bool,
-}
+pub use crate::ops::optim::{AdamScalars, AdamStep, OptimStep, SgdStep};
 
 #[inline(always)]
 pub(crate) fn adam_one(s: &AdamScalars, w: &mut f32, g: f32, m: &mut f32, v: &mut f32) {
@@ -336,13 +282,6 @@ mod avx2 {
     }
 }
 
-/// One optimiser step's hyper-parameters, either kind.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum OptimStep {
-    Adam(AdamStep),
-    Sgd(SgdStep),
-}
-
 /// The per-step scalars of either kind (see [`AdamStep::scalars`]).
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum Prepared {
@@ -471,5 +410,61 @@ impl TileSink for PackedTileUpdate {
                 avx2::sgd_zero_sign_matters(s, w, &tile[..len], buf)
             },
         }
+    }
+}
+
+impl CpuBackend {
+    /// One Adam/AdamW step on `w` with gradient `g` and moments `m`, `v`.
+    pub fn adam(&self, step: &AdamStep, w: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32]) -> Result<()> {
+        check_len("adam", "grad", g.len(), w.len())?;
+        check_len("adam", "m", m.len(), w.len())?;
+        check_len("adam", "v", v.len(), w.len())?;
+        let s = step.scalars();
+        match self.kind {
+            CpuKind::Scalar => adam_scalar(&s, w, g, m, v),
+            CpuKind::Avx2 => adam_avx2(&s, w, g, m, v),
+        }
+        Ok(())
+    }
+
+    /// One SGD (momentum, Nesterov, L2 decay) step.
+    pub fn sgd(&self, step: &SgdStep, w: &mut [f32], g: &[f32], buf: &mut [f32]) -> Result<()> {
+        check_len("sgd", "grad", g.len(), w.len())?;
+        check_len("sgd", "momentum buffer", buf.len(), w.len())?;
+        match self.kind {
+            CpuKind::Scalar => sgd_scalar(step, w, g, buf),
+            CpuKind::Avx2 => sgd_avx2(step, w, g, buf),
+        }
+        Ok(())
+    }
+
+    /// One step of either kind on host slices (`b` unused by SGD).
+    pub(crate) fn optim_slices(
+        &self,
+        op: &'static str,
+        step: &OptimStep,
+        w: &mut [f32],
+        g: &[f32],
+        a: &mut [f32],
+        b: &mut [f32],
+    ) -> Result<()> {
+        check_step(op, step, &*w, g, &*a, &*b)?;
+        match step {
+            OptimStep::Adam(s) => self.adam(s, w, g, a, b),
+            OptimStep::Sgd(s) => self.sgd(s, w, g, a),
+        }
+    }
+}
+
+impl OptimOps for CpuBackend {
+    fn optim_step(
+        &self,
+        step: &OptimStep,
+        w: &mut Vec<f32>,
+        g: &Vec<f32>,
+        a: &mut Vec<f32>,
+        b: &mut Vec<f32>,
+    ) -> Result<()> {
+        self.optim_slices("optim_step", step, w, g, a, b)
     }
 }

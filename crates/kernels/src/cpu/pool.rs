@@ -126,3 +126,26 @@ impl CpuBackend {
         Ok(())
     }
 }
+
+impl crate::ops::PoolOps for CpuBackend {
+    type PoolIdx = Vec<u8>;
+
+    fn maxpool2_forward(&self, x: &Vec<f32>, g: Cnhw, y: &mut Vec<f32>, idx: &mut Vec<u8>) -> Result<()> {
+        let n = g.c * g.n * (g.h / 2) * (g.w / 2);
+        y.resize(n, 0.0);
+        idx.resize(n, 0);
+        CpuBackend::maxpool2_forward(self, x, g, y, idx)
+    }
+    fn maxpool2_backward(&self, dy: &Vec<f32>, idx: &Vec<u8>, g: Cnhw, dx: &mut Vec<f32>) -> Result<()> {
+        dx.resize(g.len(), 0.0);
+        CpuBackend::maxpool2_backward(self, dy, idx, g, dx)
+    }
+    fn upsample2_forward(&self, x: &Vec<f32>, g: Cnhw, y: &mut Vec<f32>) -> Result<()> {
+        y.resize(4 * g.len(), 0.0);
+        CpuBackend::upsample2_forward(self, x, g, y)
+    }
+    fn upsample2_backward(&self, dy: &Vec<f32>, g: Cnhw, dx: &mut Vec<f32>) -> Result<()> {
+        dx.resize(g.len(), 0.0);
+        CpuBackend::upsample2_backward(self, dy, g, dx)
+    }
+}

@@ -5,29 +5,13 @@
 //! `ss = l32_sumsq(x)`; RMS: `den = sqrt(ss / D) + eps`; L2:
 //! `den = sqrt(ss) + eps`; `inv = 1 / den`; `y_i = x_i · inv`.
 
+use super::{CpuBackend, CpuKind};
+use crate::error::{check_len, shape_err, Result};
 use crate::numerics::{l32_sum, l32_sumsq};
+use crate::ops::reduce::{rows_of, ReduceOps};
 use rayon::prelude::*;
 
-/// Which length normalisation.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub enum Norm {
-    /// x / (√mean(x²) + ε): unit mean-square activity (the default).
-    #[default]
-    Rms,
-    /// x / (‖x‖₂ + ε).
-    L2,
-    /// No normalisation.
-    None,
-}
-
-#[inline(always)]
-pub(crate) fn norm_inv(kind: Norm, ss: f32, d: usize, eps: f32) -> f32 {
-    match kind {
-        Norm::Rms => 1.0 / ((ss / d as f32).sqrt() + eps),
-        Norm::L2 => 1.0 / (ss.sqrt() + eps),
-        Norm::None => 1.0,
-    }
-}
+pub use crate::ops::reduce::{norm_inv, Norm};
 
 /// `given`: each row's sum of squares, already known (it must equal the
 /// L32 sum of squares of that row; the FF forward's sum-form goodness is).
@@ -180,5 +164,129 @@ pub(crate) mod avx2 {
         for j in body..n {
             y[j] = x[j] * s;
         }
+    }
+}
+
+impl CpuBackend {
+    /// Row sums of squares in the L32 order; `x` is row-major `out.len() × d`.
+    pub fn row_sumsq(&self, x: &[f32], d: usize, out: &mut [f32]) -> Result<()> {
+        check_len("row_sumsq", "x", x.len(), out.len() * d)?;
+        match self.kind {
+            CpuKind::Scalar => row_sumsq_scalar(x, d, out),
+            CpuKind::Avx2 => row_reduce_avx2(x, d, out, true),
+        }
+        Ok(())
+    }
+
+    /// Standardise each row of `x` (row-major, rows of `d`):
+    /// `y = (x − μ) / √(σ² + ε)` with `μ = L32 sum(x) / d` and
+    /// `σ² = L32 sum((x − μ)²) / d` (layer norm without gain or bias). One
+    /// implementation for both backends (no transcendental but √).
+    pub fn standardize_rows(&self, x: &[f32], d: usize, eps: f32, y: &mut [f32]) -> Result<()> {
+        if d == 0 || !x.len().is_multiple_of(d) {
+            return Err(shape_err("standardize_rows", format!("{} values are not rows of {d}", x.len())));
+        }
+        check_len("standardize_rows", "y", y.len(), x.len())?;
+        use rayon::prelude::*;
+        y.par_chunks_mut(d).zip(x.par_chunks(d)).for_each(|(yr, xr)| {
+            let mu = crate::numerics::l32_sum(xr) / d as f32;
+            for (o, &v) in yr.iter_mut().zip(xr) {
+                *o = v - mu;
+            }
+            let var = crate::numerics::l32_sumsq(yr) / d as f32;
+            let r = 1.0 / (var + eps).sqrt();
+            for o in yr.iter_mut() {
+                *o = *o * r;
+            }
+        });
+        Ok(())
+    }
+
+    /// Row sums in the L32 order.
+    pub fn row_sum(&self, x: &[f32], d: usize, out: &mut [f32]) -> Result<()> {
+        check_len("row_sum", "x", x.len(), out.len() * d)?;
+        match self.kind {
+            CpuKind::Scalar => row_sum_scalar(x, d, out),
+            CpuKind::Avx2 => row_reduce_avx2(x, d, out, false),
+        }
+        Ok(())
+    }
+
+    /// Length-normalise each row of width `d` (see [`reduce`] for the spec).
+    pub fn normalize_rows(&self, x: &[f32], out: &mut [f32], d: usize, kind: Norm, eps: f32) -> Result<()> {
+        self.normalize_impl("normalize_rows", x, None, out, d, kind, eps)
+    }
+
+    /// [`CpuBackend::normalize_rows`] with each row's sum of squares already
+    /// known (`sumsq`, one per row): one pass over `x` instead of two. The
+    /// result is the same bits when `sumsq` holds the rows' L32 sums of
+    /// squares, as [`CpuBackend::row_sumsq`] and the goodness of
+    /// [`CpuBackend::linear_forward_packed`] give them.
+    pub fn normalize_rows_given(
+        &self,
+        x: &[f32],
+        sumsq: &[f32],
+        out: &mut [f32],
+        d: usize,
+        kind: Norm,
+        eps: f32,
+    ) -> Result<()> {
+        self.normalize_impl("normalize_rows_given", x, Some(sumsq), out, d, kind, eps)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn normalize_impl(
+        &self,
+        op: &'static str,
+        x: &[f32],
+        given: Option<&[f32]>,
+        out: &mut [f32],
+        d: usize,
+        kind: Norm,
+        eps: f32,
+    ) -> Result<()> {
+        check_len(op, "out", out.len(), x.len())?;
+        if d == 0 || !x.len().is_multiple_of(d) {
+            return Err(shape_err(op, format!("{} elements is not a whole number of rows of {d}", x.len())));
+        }
+        if let Some(ss) = given {
+            check_len(op, "sums of squares", ss.len(), x.len() / d)?;
+        }
+        match self.kind {
+            CpuKind::Scalar => normalize_scalar(x, given, out, d, kind, eps),
+            CpuKind::Avx2 => normalize_avx2(x, given, out, d, kind, eps),
+        }
+        Ok(())
+    }
+}
+
+impl ReduceOps for CpuBackend {
+    fn row_sumsq(&self, x: &Vec<f32>, d: usize, out: &mut Vec<f32>) -> Result<()> {
+        out.resize(rows_of("row_sumsq", x.len(), d)?, 0.0);
+        CpuBackend::row_sumsq(self, x, d, out)
+    }
+    fn row_sum(&self, x: &Vec<f32>, d: usize, out: &mut Vec<f32>) -> Result<()> {
+        out.resize(rows_of("row_sum", x.len(), d)?, 0.0);
+        CpuBackend::row_sum(self, x, d, out)
+    }
+    fn normalize_rows(&self, x: &Vec<f32>, out: &mut Vec<f32>, d: usize, kind: Norm, eps: f32) -> Result<()> {
+        out.resize(x.len(), 0.0);
+        CpuBackend::normalize_rows(self, x, out, d, kind, eps)
+    }
+    fn normalize_rows_given(
+        &self,
+        x: &Vec<f32>,
+        sumsq: &Vec<f32>,
+        out: &mut Vec<f32>,
+        d: usize,
+        kind: Norm,
+        eps: f32,
+    ) -> Result<()> {
+        out.resize(x.len(), 0.0);
+        CpuBackend::normalize_rows_given(self, x, sumsq, out, d, kind, eps)
+    }
+    fn standardize_rows(&self, x: &Vec<f32>, d: usize, eps: f32, y: &mut Vec<f32>) -> Result<()> {
+        y.resize(x.len(), 0.0);
+        CpuBackend::standardize_rows(self, x, d, eps, y)
     }
 }

@@ -1,42 +1,109 @@
-//! Launch wrappers for `kernels/conv.cu`: im2col / col2im and the 3×3 conv built on the GEMM.
+//! Launch wrappers for `kernels/conv.cu` ([`ConvOps`] on device buffers):
+//! im2col / col2im around the GEMM. On the device the whole batch is one
+//! chunk: the CPU's chunking never changes a bit (the forward and dX write
+//! disjoint columns per chunk, and dW continues each chain).
 
-use super::device::{err, grid_for, CudaDevice};
-use super::gemm::Tile;
-use crate::cpu::conv::Cnhw;
-use crate::error::Result;
+use super::device::{err, grid_for, int, CudaBackend, DevBuf};
+use super::gemm::EPI_NONE;
+use crate::error::{check_len, Result};
+use crate::ops::conv::{conv_check, Cnhw, ConvBackward, ConvOps};
+use crate::ops::Len;
 use cudarc::driver::PushKernelArg;
 
-/// The conv's output, and (dW, dX) when a gradient was given.
-pub type ConvOut = (Vec<f32>, Option<(Vec<f32>, Vec<f32>)>);
+/// The col buffers of the conv ops, kept between steps.
+#[derive(Clone, Debug, Default)]
+pub struct DevConvScratch {
+    col: DevBuf,
+    dcol: DevBuf,
+}
 
-impl CudaDevice {
-    /// The 3×3 conv of CNHW `x` with W (cout × Cin·9): y, and with `dy`
-    /// also (dW, dX). im2col, one GEMM over the whole batch, col2im.
-    pub fn conv3x3(&self, x: &[f32], g: Cnhw, w: &[f32], cout: usize, dy: Option<&[f32]>) -> Result<ConvOut> {
+impl CudaBackend {
+    /// `col` (Cin·9 × N·H·W) of CNHW `x`.
+    fn im2col(&self, x: &DevBuf, g: Cnhw, col: &mut DevBuf) -> Result<()> {
+        const OP: &str = "im2col";
+        let n = g.c * 9 * g.row();
+        col.set_len(self.dev, n, false)?;
+        let f = self.dev.function("conv", "ffwd_im2col_f32")?;
+        let (c, ni, h, w) = (int(OP, g.c)?, int(OP, g.n)?, int(OP, g.h)?, int(OP, g.w)?);
+        let (xv, mut cv) = (x.view()?, col.view_mut()?);
+        let mut b = self.dev.stream.launch_builder(&f);
+        b.arg(&xv).arg(&c).arg(&ni).arg(&h).arg(&w).arg(&mut cv);
+        // SAFETY: one thread per col value; x holds c·n·h·w values (checked by the callers).
+        unsafe { b.launch(grid_for(n)) }.map_err(|e| err(OP, e))?;
+        Ok(())
+    }
+}
+
+impl ConvOps for CudaBackend {
+    type ConvScratch = DevConvScratch;
+
+    fn conv3x3_forward(
+        &self,
+        x: &DevBuf,
+        g: Cnhw,
+        w: &DevBuf,
+        cout: usize,
+        y: &mut DevBuf,
+        scratch: &mut DevConvScratch,
+    ) -> Result<()> {
+        conv_check("conv3x3_forward", x, g, w, cout)?;
         let (k9, cols) = (g.c * 9, g.row());
-        let (xd, wd, nobias) = (self.up(x)?, self.up(w)?, self.zeros(1)?);
-        let mut col = self.zeros(k9 * cols)?;
-        let (c, n, h, wi) = (g.c as i32, g.n as i32, g.h as i32, g.w as i32);
-        let f = self.function("conv", "ffwd_im2col_f32")?;
-        let mut b = self.stream.launch_builder(&f);
-        b.arg(&xd).arg(&c).arg(&n).arg(&h).arg(&wi).arg(&mut col);
-        // SAFETY: one thread per col value; x holds c·n·h·w values.
-        unsafe { b.launch(grid_for(k9 * cols)) }.map_err(|e| err("im2col", e))?;
-        let mut y = self.zeros(cout * cols)?;
-        self.launch_gemm((&wd, k9, 1), (&col, cols, 1), &mut y, (cout, cols, k9), &nobias, 0, Tile::Auto)?;
-        let y = self.down(&y, cout * cols)?;
-        let Some(dy) = dy else { return Ok((y, None)) };
-        let dyd = self.up(dy)?;
-        let mut dw = self.zeros(cout * k9)?;
-        self.launch_gemm((&dyd, cols, 1), (&col, 1, cols), &mut dw, (cout, k9, cols), &nobias, 0, Tile::Auto)?;
-        let mut dcol = self.zeros(k9 * cols)?;
-        self.launch_gemm((&wd, 1, k9), (&dyd, cols, 1), &mut dcol, (k9, cols, cout), &nobias, 0, Tile::Auto)?;
-        let mut dx = self.zeros(g.len())?;
-        let f = self.function("conv", "ffwd_col2im_f32")?;
-        let mut b = self.stream.launch_builder(&f);
-        b.arg(&dcol).arg(&c).arg(&n).arg(&h).arg(&wi).arg(&mut dx);
+        y.set_len(self.dev, cout * cols, false)?;
+        if cols == 0 || cout == 0 {
+            return Ok(());
+        }
+        self.im2col(x, g, &mut scratch.col)?;
+        let dummy = self.dev.dummy()?.slice(0..1);
+        let (wv, cv) = (w.view()?, scratch.col.view()?);
+        self.launch_gemm((wv, k9, 1), (cv, cols, 1), &mut y.view_mut()?, (cout, cols, k9), &dummy, EPI_NONE)
+    }
+    fn conv3x3_backward(
+        &self,
+        a: ConvBackward<'_, DevBuf>,
+        dw: &mut DevBuf,
+        dx: Option<&mut DevBuf>,
+        scratch: &mut DevConvScratch,
+    ) -> Result<()> {
+        const OP: &str = "conv3x3_backward";
+        let ConvBackward { x, g, w, cout, dy } = a;
+        conv_check(OP, x, g, w, cout)?;
+        check_len(OP, "dy", dy.len(), cout * g.row())?;
+        let (k9, cols) = (g.c * 9, g.row());
+        dw.set_len(self.dev, w.len(), false)?;
+        let dummy = self.dev.dummy()?.slice(0..1);
+        if cols == 0 {
+            if !dw.is_empty() {
+                self.dev.stream.memset_zeros(&mut dw.view_mut()?).map_err(|e| err(OP, e))?;
+            }
+        } else if cout > 0 {
+            self.im2col(x, g, &mut scratch.col)?;
+            // dW = dY · colᵀ: one chain per weight over all N·H·W columns.
+            let (yv, cv) = (dy.view()?, scratch.col.view()?);
+            self.launch_gemm((yv, cols, 1), (cv, 1, cols), &mut dw.view_mut()?, (cout, k9, cols), &dummy, EPI_NONE)?;
+        }
+        let Some(dx) = dx else { return Ok(()) };
+        dx.set_len(self.dev, x.len(), false)?;
+        if x.is_empty() {
+            return Ok(());
+        }
+        // dcol = Wᵀ · dY, then col2im.
+        scratch.dcol.set_len(self.dev, k9 * cols, false)?;
+        {
+            let (wv, yv) = (w.view()?, dy.view()?);
+            let mut dc = scratch.dcol.view_mut()?;
+            if cout == 0 {
+                self.dev.stream.memset_zeros(&mut dc).map_err(|e| err(OP, e))?;
+            } else {
+                self.launch_gemm((wv, 1, k9), (yv, cols, 1), &mut dc, (k9, cols, cout), &dummy, EPI_NONE)?;
+            }
+        }
+        let f = self.dev.function("conv", "ffwd_col2im_f32")?;
+        let (c, n, h, wi) = (int(OP, g.c)?, int(OP, g.n)?, int(OP, g.h)?, int(OP, g.w)?);
+        let (dv, mut xv) = (scratch.dcol.view()?, dx.view_mut()?);
+        let mut b = self.dev.stream.launch_builder(&f);
+        b.arg(&dv).arg(&c).arg(&n).arg(&h).arg(&wi).arg(&mut xv);
         // SAFETY: one thread per dx value; dcol holds Cin·9 × n·h·w values.
         unsafe { b.launch(grid_for(g.len())) }.map_err(|e| err("col2im", e))?;
-        Ok((y, Some((self.down(&dw, cout * k9)?, self.down(&dx, g.len())?))))
+        Ok(())
     }
 }

@@ -1,10 +1,12 @@
-//! Launch wrappers for `kernels/gemm.cu`: the tiled SGEMM with its epilogues.
+//! Launch wrappers for `kernels/gemm.cu`: the tiled SGEMM with its
+//! epilogues ([`GemmOps`] on device buffers), and the launch every
+//! GEMM-shaped op of the backend goes through.
 
-use super::device::{err, CudaDevice};
-use crate::cpu::gemm::Epilogue;
+use super::device::{err, int, CudaBackend, CudaDevice, DevBuf};
 use crate::error::Result;
-use crate::mat::MatRef;
-use cudarc::driver::{CudaSlice, LaunchConfig, PushKernelArg};
+use crate::ops::gemm::{gemm_shapes, Epilogue};
+use crate::ops::{GemmOps, Len, Mat};
+use cudarc::driver::{CudaView, CudaViewMut, LaunchConfig, PushKernelArg};
 
 /// The GEMM's tile: the outputs (rows × columns of C) one thread block
 /// owns. Every tile walks k in the same order, so all give the same bits;
@@ -43,6 +45,15 @@ impl Tile {
     }
 }
 
+/// A strided operand as the kernels take it: (values, row stride, column stride).
+pub(crate) type Operand<'a> = (CudaView<'a, f32>, usize, usize);
+
+/// The epilogue codes of `gemm.cu`.
+pub(crate) const EPI_NONE: i32 = 0;
+const EPI_BIAS: i32 = 1;
+const EPI_BIAS_RELU: i32 = 2;
+const EPI_ACCUMULATE: i32 = 3;
+
 impl CudaDevice {
     /// The fixed tile `tile` stands for on an m × n output.
     pub(crate) fn resolve_tile(&self, tile: Tile, m: usize, n: usize) -> Tile {
@@ -65,84 +76,62 @@ impl CudaDevice {
             shared_mem_bytes: 0,
         }
     }
+}
 
-    /// `epilogue(a · b)` as a row-major m × n matrix; under
-    /// [`Epilogue::Accumulate`], `c0 + a · b` with each chain starting from
-    /// `c0` (`c0` is ignored otherwise and may be empty).
-    pub fn gemm(&self, a: MatRef, b: MatRef, epi: Epilogue, c0: &[f32]) -> Result<Vec<f32>> {
-        self.gemm_tiled(a, b, epi, c0, Tile::Auto)
-    }
-
-    /// [`CudaDevice::gemm`] with the tile chosen by the caller.
-    pub fn gemm_tiled(&self, a: MatRef, b: MatRef, epi: Epilogue, c0: &[f32], tile: Tile) -> Result<Vec<f32>> {
-        let (m, n, k) = (a.rows, b.cols, a.cols);
-        if b.rows != k {
-            return Err(crate::error::shape_err("cuda gemm", format!("A {m}×{k} · B {}×{n}", b.rows)));
-        }
-        let (ad, bd) = (self.up(a.data)?, self.up(b.data)?);
-        let (bias, code) = match epi {
-            Epilogue::None => (vec![0.0f32], 0i32),
-            Epilogue::Accumulate => (vec![0.0f32], 3),
-            Epilogue::Bias(v) => (v.to_vec(), 1),
-            Epilogue::BiasRelu(v) => (v.to_vec(), 2),
-        };
-        let biasd = self.up(&bias)?;
-        let mut cd = if code == 3 {
-            if c0.len() != m * n {
-                return Err(crate::error::shape_err("cuda gemm", format!("C₀ has {} elements, not {m}×{n}", c0.len())));
-            }
-            self.up(c0)?
-        } else {
-            self.zeros(m * n)?
-        };
-        self.launch_gemm((&ad, a.rs, a.cs), (&bd, b.rs, b.cs), &mut cd, (m, n, k), &biasd, code, tile)?;
-        self.down(&cd, m * n)
-    }
-
-    /// `C = A · B` on device buffers: A (m × k) and B (k × n) as strided
-    /// views `(buffer, row stride, column stride)`, C row-major m × n.
-    pub fn gemm_on(
-        &self,
-        a: (&CudaSlice<f32>, usize, usize),
-        b: (&CudaSlice<f32>, usize, usize),
-        c: &mut CudaSlice<f32>,
-        (m, n, k): (usize, usize, usize),
-    ) -> Result<()> {
-        let reach = |(buf, rs, cs): (&CudaSlice<f32>, usize, usize), rows: usize, cols: usize| {
-            rows == 0 || cols == 0 || (rows - 1) * rs + (cols - 1) * cs < buf.len()
-        };
-        if !reach(a, m, k) || !reach(b, k, n) || c.len() < m * n {
-            return Err(crate::error::shape_err("cuda gemm_on", format!("buffers too small for {m}×{k} · {k}×{n}")));
-        }
-        let nobias = self.zeros(1)?;
-        self.launch_gemm(a, b, c, (m, n, k), &nobias, 0, Tile::Auto)
-    }
-
-    /// Launch the GEMM on device buffers: A (m × k) and B (k × n) as strided
-    /// views, C row-major m × n; `code` is the epilogue (0 none, 1 bias,
-    /// 2 bias + ReLU, 3 accumulate).
+impl CudaBackend {
+    /// Launch the GEMM: A (m × k) and B (k × n) as strided operands, C
+    /// row-major m × n; `code` is the epilogue (`EPI_*`), `bias` n values
+    /// when the epilogue adds one. The callers check every shape.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn launch_gemm(
         &self,
-        a: (&CudaSlice<f32>, usize, usize),
-        b: (&CudaSlice<f32>, usize, usize),
-        c: &mut CudaSlice<f32>,
+        a: Operand<'_>,
+        b: Operand<'_>,
+        c: &mut CudaViewMut<'_, f32>,
         (m, n, k): (usize, usize, usize),
-        bias: &CudaSlice<f32>,
+        bias: &CudaView<'_, f32>,
         code: i32,
-        tile: Tile,
     ) -> Result<()> {
-        let tile = self.resolve_tile(tile, m, n);
-        let func = self.function("gemm", &format!("ffwd_gemm{}_f32", tile.entry_suffix()))?;
+        if m == 0 || n == 0 {
+            return Ok(());
+        }
+        let tile = self.dev.resolve_tile(self.tile, m, n);
+        let func = self.dev.function("gemm", &format!("ffwd_gemm{}_f32", tile.entry_suffix()))?;
         let (a_rs, a_cs, b_rs, b_cs, ldc) = (a.1 as i64, a.2 as i64, b.1 as i64, b.2 as i64, n as i64);
-        let (mi, ni, ki) = (m as i32, n as i32, k as i32);
-        let mut lb = self.stream.launch_builder(&func);
-        lb.arg(a.0).arg(&a_rs).arg(&a_cs).arg(b.0).arg(&b_rs).arg(&b_cs);
+        let (mi, ni, ki) = (int("gemm", m)?, int("gemm", n)?, int("gemm", k)?);
+        let mut lb = self.dev.stream.launch_builder(&func);
+        lb.arg(&a.0).arg(&a_rs).arg(&a_cs).arg(&b.0).arg(&b_rs).arg(&b_cs);
         lb.arg(c).arg(&ldc).arg(&mi).arg(&ni).arg(&ki).arg(bias).arg(&code);
-        let cfg = Self::tile_grid(tile, m, n);
-        // SAFETY: the callers size A, B and C from (m, n, k) and the strides
-        // address only those buffers; bias holds n values when used.
+        let cfg = CudaDevice::tile_grid(tile, m, n);
+        // SAFETY: the callers size A, B and C from (m, n, k), and the strides
+        // address only those values (checked when the views were made); the
+        // bias holds n values when the epilogue reads it.
         unsafe { lb.launch(cfg) }.map_err(|e| err("gemm", e))?;
         Ok(())
+    }
+
+    /// A view of a [`Mat`]'s buffer with its strides.
+    pub(crate) fn operand<'a>(&self, m: &Mat<'a, DevBuf>) -> Result<Operand<'a>> {
+        Ok((m.buf.view()?, m.rs, m.cs))
+    }
+}
+
+impl GemmOps for CudaBackend {
+    fn gemm(&self, a: Mat<'_, DevBuf>, b: Mat<'_, DevBuf>, c: &mut DevBuf, epi: Epilogue<'_, DevBuf>) -> Result<()> {
+        let (m, n, k) = gemm_shapes("gemm", &a, &b, c, &epi)?;
+        if !matches!(epi, Epilogue::Accumulate) {
+            c.set_len(self.dev, m * n, false)?;
+        }
+        if c.is_empty() {
+            return Ok(());
+        }
+        let dummy = self.dev.dummy()?.slice(0..1);
+        let (bias, code) = match epi {
+            Epilogue::None => (dummy, EPI_NONE),
+            Epilogue::Accumulate => (dummy, EPI_ACCUMULATE),
+            Epilogue::Bias(v) => (v.view()?, EPI_BIAS),
+            Epilogue::BiasRelu(v) => (v.view()?, EPI_BIAS_RELU),
+        };
+        self.launch_gemm(self.operand(&a)?, self.operand(&b)?, &mut c.view_mut()?, (m, n, k), &bias, code)
     }
 }

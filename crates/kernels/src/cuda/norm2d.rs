@@ -1,138 +1,280 @@
-//! Launch wrappers for `kernels/norm2d.cu`: batch norm and the per-image length norm of conv blocks.
+//! Launch wrappers for `kernels/norm2d.cu` ([`Norm2dOps`] on device
+//! buffers): batch norm, the block goodness and the per-image length norm
+//! of conv blocks. Reductions take one warp per channel or image.
 
-use super::device::{err, grid_for, warp_rows, CudaDevice};
-use crate::cpu::conv::Cnhw;
-use crate::error::Result;
+use super::device::{err, grid_for, int, warp_rows, CudaBackend, DevBuf};
+use crate::error::{check_len, Result};
+use crate::ops::conv::Cnhw;
+use crate::ops::norm2d::{BnGrads, BnStats, Norm2dOps};
+use crate::ops::Len;
 use cudarc::driver::PushKernelArg;
 
-impl CudaDevice {
-    /// Batch-norm statistics of CNHW `g`: (mean, var, rstd).
-    pub fn batchnorm_stats(&self, x: &[f32], g: Cnhw, eps: f32) -> Result<[Vec<f32>; 3]> {
-        let func = self.function("norm2d", "ffwd_bn_stats_f32")?;
-        let xd = self.up(x)?;
-        let (mut md, mut vd, mut rd) = (self.zeros(g.c)?, self.zeros(g.c)?, self.zeros(g.c)?);
-        let (c, n) = (g.c as i32, g.row() as i32);
-        let mut b = self.stream.launch_builder(&func);
-        b.arg(&xd).arg(&c).arg(&n).arg(&eps).arg(&mut md).arg(&mut vd).arg(&mut rd);
-        // SAFETY: one warp per channel row of n values; c values per output.
-        unsafe { b.launch(warp_rows(g.c)) }.map_err(|e| err("bn_stats", e))?;
-        Ok([self.down(&md, g.c)?, self.down(&vd, g.c)?, self.down(&rd, g.c)?])
-    }
+/// (channels, values per channel) of a CNHW block as kernel arguments.
+fn rows_args(op: &'static str, g: Cnhw) -> Result<(i32, i32)> {
+    Ok((int(op, g.c)?, int(op, g.row())?))
+}
 
-    /// Batch-norm apply: `((x − mean)·rstd)·γ + β` per channel.
-    pub fn batchnorm_apply(&self, x: &[f32], g: Cnhw, p: [&[f32]; 4]) -> Result<Vec<f32>> {
-        let func = self.function("norm2d", "ffwd_bn_apply_f32")?;
-        let xd = self.up(x)?;
-        let pd = p.iter().map(|v| self.up(v)).collect::<Result<Vec<_>>>()?;
-        let mut yd = self.zeros(g.len())?;
-        let (c, n) = (g.c as i32, g.row() as i32);
-        let mut b = self.stream.launch_builder(&func);
-        b.arg(&xd).arg(&c).arg(&n).arg(&pd[0]).arg(&pd[1]).arg(&pd[2]).arg(&pd[3]).arg(&mut yd);
-        // SAFETY: one thread per value; the per-channel vectors hold c values.
-        unsafe { b.launch(grid_for(g.len())) }.map_err(|e| err("bn_apply", e))?;
-        self.down(&yd, g.len())
-    }
+/// (channels, images, plane) of a CNHW block as kernel arguments.
+fn image_args(op: &'static str, g: Cnhw) -> Result<(i32, i32, i32)> {
+    Ok((int(op, g.c)?, int(op, g.n)?, int(op, g.plane())?))
+}
 
-    /// Batch-norm backward: (dx, dγ, dβ).
-    pub fn batchnorm_backward(&self, x: &[f32], g: Cnhw, p: [&[f32]; 3], dy: &[f32]) -> Result<[Vec<f32>; 3]> {
-        let func = self.function("norm2d", "ffwd_bn_backward_f32")?;
-        let (xd, gd) = (self.up(x)?, self.up(dy)?);
-        let pd = p.iter().map(|v| self.up(v)).collect::<Result<Vec<_>>>()?;
-        let (mut dxd, mut dgd, mut dbd) = (self.zeros(g.len())?, self.zeros(g.c)?, self.zeros(g.c)?);
-        let (c, n) = (g.c as i32, g.row() as i32);
-        let mut b = self.stream.launch_builder(&func);
-        b.arg(&xd)
-            .arg(&c)
-            .arg(&n)
-            .arg(&pd[0])
-            .arg(&pd[1])
-            .arg(&pd[2])
-            .arg(&gd)
-            .arg(&mut dxd)
-            .arg(&mut dgd)
-            .arg(&mut dbd);
-        // SAFETY: one warp per channel row; all buffers sized from g.
-        unsafe { b.launch(warp_rows(g.c)) }.map_err(|e| err("bn_backward", e))?;
-        Ok([self.down(&dxd, g.len())?, self.down(&dgd, g.c)?, self.down(&dbd, g.c)?])
-    }
+impl Norm2dOps for CudaBackend {
+    /// The per-image coefficients of the length-norm backward.
+    type NormScratch = DevBuf;
 
-    /// Running-statistics update: (running mean, running var).
-    pub fn batchnorm_update_running(
+    fn batchnorm_stats(
         &self,
-        mean: &[f32],
-        var: &[f32],
+        x: &DevBuf,
+        g: Cnhw,
+        eps: f32,
+        mean: &mut DevBuf,
+        var: &mut DevBuf,
+        rstd: &mut DevBuf,
+    ) -> Result<()> {
+        const OP: &str = "batchnorm_stats";
+        check_len(OP, "x", x.len(), g.len())?;
+        for b in [&mut *mean, &mut *var, &mut *rstd] {
+            b.set_len(self.dev, g.c, false)?;
+        }
+        if g.c == 0 {
+            return Ok(());
+        }
+        if g.row() == 0 {
+            // No values: mean and var 0, rstd of 0 (as the CPU).
+            for b in [&mut *mean, &mut *var] {
+                self.dev.stream.memset_zeros(&mut b.view_mut()?).map_err(|e| err(OP, e))?;
+            }
+            let zeros = mean.clone();
+            return self.bn_rstd(&zeros, eps, rstd);
+        }
+        let func = self.dev.function("norm2d", "ffwd_bn_stats_f32")?;
+        let (c, n) = rows_args(OP, g)?;
+        let (xv, mut mv, mut vv, mut rv) = (x.view()?, mean.view_mut()?, var.view_mut()?, rstd.view_mut()?);
+        let mut b = self.dev.stream.launch_builder(&func);
+        b.arg(&xv).arg(&c).arg(&n).arg(&eps).arg(&mut mv).arg(&mut vv).arg(&mut rv);
+        // SAFETY: one warp per channel row of n values; c values per output.
+        unsafe { b.launch(warp_rows(g.c)) }.map_err(|e| err(OP, e))?;
+        Ok(())
+    }
+    fn bn_rstd(&self, var: &DevBuf, eps: f32, rstd: &mut DevBuf) -> Result<()> {
+        const OP: &str = "bn_rstd";
+        rstd.set_len(self.dev, var.len(), false)?;
+        if var.is_empty() {
+            return Ok(());
+        }
+        let func = self.dev.function("norm2d", "ffwd_bn_rstd_f32")?;
+        let c = int(OP, var.len())?;
+        let (vv, mut rv) = (var.view()?, rstd.view_mut()?);
+        let mut b = self.dev.stream.launch_builder(&func);
+        b.arg(&vv).arg(&c).arg(&eps).arg(&mut rv);
+        // SAFETY: c values in each buffer.
+        unsafe { b.launch(grid_for(var.len())) }.map_err(|e| err(OP, e))?;
+        Ok(())
+    }
+    fn batchnorm_apply(
+        &self,
+        x: &DevBuf,
+        g: Cnhw,
+        stats: BnStats<'_, DevBuf>,
+        gamma: &DevBuf,
+        beta: &DevBuf,
+        y: &mut DevBuf,
+    ) -> Result<()> {
+        const OP: &str = "batchnorm_apply";
+        check_len(OP, "x", x.len(), g.len())?;
+        for (what, v) in [("mean", stats.mean), ("rstd", stats.rstd), ("gamma", gamma), ("beta", beta)] {
+            check_len(OP, what, v.len(), g.c)?;
+        }
+        y.set_len(self.dev, g.len(), false)?;
+        if g.is_empty() {
+            return Ok(());
+        }
+        let func = self.dev.function("norm2d", "ffwd_bn_apply_f32")?;
+        let (c, n) = rows_args(OP, g)?;
+        let (xv, mv, rv, gv, bv, mut yv) =
+            (x.view()?, stats.mean.view()?, stats.rstd.view()?, gamma.view()?, beta.view()?, y.view_mut()?);
+        let mut b = self.dev.stream.launch_builder(&func);
+        b.arg(&xv).arg(&c).arg(&n).arg(&mv).arg(&rv).arg(&gv).arg(&bv).arg(&mut yv);
+        // SAFETY: one thread per value; the per-channel vectors hold c values (checked).
+        unsafe { b.launch(grid_for(g.len())) }.map_err(|e| err(OP, e))?;
+        Ok(())
+    }
+    fn batchnorm_backward(
+        &self,
+        x: &DevBuf,
+        g: Cnhw,
+        stats: BnStats<'_, DevBuf>,
+        gamma: &DevBuf,
+        dy: &DevBuf,
+        grads: BnGrads<'_, DevBuf>,
+    ) -> Result<()> {
+        const OP: &str = "batchnorm_backward";
+        check_len(OP, "x", x.len(), g.len())?;
+        check_len(OP, "dy", dy.len(), g.len())?;
+        for (what, v) in [("mean", stats.mean), ("rstd", stats.rstd), ("gamma", gamma)] {
+            check_len(OP, what, v.len(), g.c)?;
+        }
+        let BnGrads { dx, dgamma, dbeta } = grads;
+        dx.set_len(self.dev, g.len(), false)?;
+        dgamma.set_len(self.dev, g.c, false)?;
+        dbeta.set_len(self.dev, g.c, false)?;
+        if g.c == 0 {
+            return Ok(());
+        }
+        if g.row() == 0 {
+            for b in [dgamma, dbeta] {
+                self.dev.stream.memset_zeros(&mut b.view_mut()?).map_err(|e| err(OP, e))?;
+            }
+            return Ok(());
+        }
+        let func = self.dev.function("norm2d", "ffwd_bn_backward_f32")?;
+        let (c, n) = rows_args(OP, g)?;
+        let (xv, mv, rv, gv, yv) = (x.view()?, stats.mean.view()?, stats.rstd.view()?, gamma.view()?, dy.view()?);
+        let (mut dxv, mut dgv, mut dbv) = (dx.view_mut()?, dgamma.view_mut()?, dbeta.view_mut()?);
+        let mut b = self.dev.stream.launch_builder(&func);
+        b.arg(&xv).arg(&c).arg(&n).arg(&mv).arg(&rv).arg(&gv).arg(&yv);
+        b.arg(&mut dxv).arg(&mut dgv).arg(&mut dbv);
+        // SAFETY: one warp per channel row; all buffers sized from g (checked).
+        unsafe { b.launch(warp_rows(g.c)) }.map_err(|e| err(OP, e))?;
+        Ok(())
+    }
+    fn batchnorm_update_running(
+        &self,
+        mean: &DevBuf,
+        var: &DevBuf,
         n: usize,
         m: f32,
-        running: (&[f32], &[f32]),
-    ) -> Result<[Vec<f32>; 2]> {
-        let func = self.function("norm2d", "ffwd_bn_update_running_f32")?;
-        let (md, vd, mut rm, mut rv) = (self.up(mean)?, self.up(var)?, self.up(running.0)?, self.up(running.1)?);
+        running_mean: &mut DevBuf,
+        running_var: &mut DevBuf,
+    ) -> Result<()> {
+        const OP: &str = "batchnorm_update_running";
+        check_len(OP, "var", var.len(), mean.len())?;
+        check_len(OP, "running mean", running_mean.len(), mean.len())?;
+        check_len(OP, "running var", running_var.len(), mean.len())?;
+        if mean.is_empty() {
+            return Ok(());
+        }
+        let func = self.dev.function("norm2d", "ffwd_bn_update_running_f32")?;
+        // The same f32 factor as the specification's.
         let unbias = if n > 1 { n as f32 / (n - 1) as f32 } else { 1.0 };
-        let c = mean.len() as i32;
-        let mut b = self.stream.launch_builder(&func);
-        b.arg(&md).arg(&vd).arg(&c).arg(&unbias).arg(&m).arg(&mut rm).arg(&mut rv);
-        // SAFETY: c values in every buffer.
-        unsafe { b.launch(grid_for(mean.len())) }.map_err(|e| err("bn_update_running", e))?;
-        Ok([self.down(&rm, mean.len())?, self.down(&rv, mean.len())?])
+        let c = int(OP, mean.len())?;
+        let (mv, vv, mut rm, mut rv) = (mean.view()?, var.view()?, running_mean.view_mut()?, running_var.view_mut()?);
+        let mut b = self.dev.stream.launch_builder(&func);
+        b.arg(&mv).arg(&vv).arg(&c).arg(&unbias).arg(&m).arg(&mut rm).arg(&mut rv);
+        // SAFETY: c values in every buffer (checked).
+        unsafe { b.launch(grid_for(mean.len())) }.map_err(|e| err(OP, e))?;
+        Ok(())
     }
-
-    /// Per-image sum of squares of a CNHW block.
-    pub fn block_sumsq(&self, x: &[f32], g: Cnhw) -> Result<Vec<f32>> {
-        let func = self.function("norm2d", "ffwd_block_sumsq_f32")?;
-        let (xd, mut od) = (self.up(x)?, self.zeros(g.n)?);
-        let (c, n, hw) = (g.c as i32, g.n as i32, g.plane() as i32);
-        let mut b = self.stream.launch_builder(&func);
-        b.arg(&xd).arg(&c).arg(&n).arg(&hw).arg(&mut od);
-        // SAFETY: one warp per image; g.len() values read, g.n written.
-        unsafe { b.launch(warp_rows(g.n)) }.map_err(|e| err("block_sumsq", e))?;
-        self.down(&od, g.n)
+    fn block_sumsq(&self, x: &DevBuf, g: Cnhw, out: &mut DevBuf) -> Result<()> {
+        self.per_image("block_sumsq", "ffwd_block_sumsq_f32", x, g, None, out)
     }
-
-    /// Per-image length norm of CNHW `g`: (y, inv).
-    pub fn sample_norm_forward(&self, x: &[f32], g: Cnhw, eps: f32) -> Result<(Vec<f32>, Vec<f32>)> {
-        let xd = self.up(x)?;
-        let (mut inv, mut yd) = (self.zeros(g.n)?, self.zeros(g.len())?);
-        let (c, n, hw) = (g.c as i32, g.n as i32, g.plane() as i32);
-        let f = self.function("norm2d", "ffwd_sample_norm_inv_f32")?;
-        let mut b = self.stream.launch_builder(&f);
-        b.arg(&xd).arg(&c).arg(&n).arg(&hw).arg(&eps).arg(&mut inv);
-        // SAFETY: one warp per image; g.len() values read, g.n written.
-        unsafe { b.launch(warp_rows(g.n)) }.map_err(|e| err("sample_norm_inv", e))?;
-        let f = self.function("norm2d", "ffwd_scale_images_f32")?;
-        let mut b = self.stream.launch_builder(&f);
-        b.arg(&xd).arg(&c).arg(&n).arg(&hw).arg(&inv).arg(&mut yd);
+    fn block_local_grad(&self, x: &DevBuf, g: Cnhw, dldg: &DevBuf, dx: &mut DevBuf) -> Result<()> {
+        const OP: &str = "block_local_grad";
+        check_len(OP, "x", x.len(), g.len())?;
+        check_len(OP, "dL/dG", dldg.len(), g.n)?;
+        dx.set_len(self.dev, g.len(), false)?;
+        if g.is_empty() {
+            return Ok(());
+        }
+        let f = self.dev.function("norm2d", "ffwd_block_local_grad_f32")?;
+        let (c, n, hw) = image_args(OP, g)?;
+        let (xv, lv, mut dv) = (x.view()?, dldg.view()?, dx.view_mut()?);
+        let mut b = self.dev.stream.launch_builder(&f);
+        b.arg(&xv).arg(&c).arg(&n).arg(&hw).arg(&lv).arg(&mut dv);
+        // SAFETY: one thread per value; dL/dG holds g.n values (checked).
+        unsafe { b.launch(grid_for(g.len())) }.map_err(|e| err(OP, e))?;
+        Ok(())
+    }
+    fn sample_norm_inv(&self, x: &DevBuf, g: Cnhw, eps: f32, inv: &mut DevBuf) -> Result<()> {
+        self.per_image("sample_norm_inv", "ffwd_sample_norm_inv_f32", x, g, Some(eps), inv)
+    }
+    fn sample_norm_forward(&self, x: &DevBuf, g: Cnhw, eps: f32, y: &mut DevBuf, inv: &mut DevBuf) -> Result<()> {
+        const OP: &str = "sample_norm_forward";
+        self.sample_norm_inv(x, g, eps, inv)?;
+        y.set_len(self.dev, g.len(), false)?;
+        if g.is_empty() {
+            return Ok(());
+        }
+        let f = self.dev.function("norm2d", "ffwd_scale_images_f32")?;
+        let (c, n, hw) = image_args(OP, g)?;
+        let (xv, iv, mut yv) = (x.view()?, inv.view()?, y.view_mut()?);
+        let mut b = self.dev.stream.launch_builder(&f);
+        b.arg(&xv).arg(&c).arg(&n).arg(&hw).arg(&iv).arg(&mut yv);
         // SAFETY: one thread per value; inv holds g.n values.
         unsafe { b.launch(grid_for(g.len())) }.map_err(|e| err("scale_images", e))?;
-        Ok((self.down(&yd, g.len())?, self.down(&inv, g.n)?))
+        Ok(())
     }
-
-    /// Backward of the length norm: dx.
-    pub fn sample_norm_backward(&self, x: &[f32], g: Cnhw, inv: &[f32], dy: &[f32]) -> Result<Vec<f32>> {
-        let (xd, gd, id) = (self.up(x)?, self.up(dy)?, self.up(inv)?);
-        let (mut coef, mut dx) = (self.zeros(g.n)?, self.zeros(g.len())?);
-        let (c, n, hw) = (g.c as i32, g.n as i32, g.plane() as i32);
-        let f = self.function("norm2d", "ffwd_sample_norm_coef_f32")?;
-        let mut b = self.stream.launch_builder(&f);
-        b.arg(&xd).arg(&gd).arg(&c).arg(&n).arg(&hw).arg(&id).arg(&mut coef);
-        // SAFETY: one warp per image; x and dy hold g.len() values, inv g.n.
-        unsafe { b.launch(warp_rows(g.n)) }.map_err(|e| err("sample_norm_coef", e))?;
-        let f = self.function("norm2d", "ffwd_sample_norm_dx_f32")?;
-        let mut b = self.stream.launch_builder(&f);
-        b.arg(&xd).arg(&gd).arg(&c).arg(&n).arg(&hw).arg(&id).arg(&coef).arg(&mut dx);
+    fn sample_norm_backward(
+        &self,
+        x: &DevBuf,
+        g: Cnhw,
+        inv: &DevBuf,
+        dy: &DevBuf,
+        dx: &mut DevBuf,
+        scratch: &mut DevBuf,
+    ) -> Result<()> {
+        const OP: &str = "sample_norm_backward";
+        check_len(OP, "x", x.len(), g.len())?;
+        check_len(OP, "dy", dy.len(), g.len())?;
+        check_len(OP, "inv", inv.len(), g.n)?;
+        dx.set_len(self.dev, g.len(), false)?;
+        scratch.set_len(self.dev, g.n, false)?;
+        if g.n == 0 {
+            return Ok(());
+        }
+        let (c, n, hw) = image_args(OP, g)?;
+        {
+            let f = self.dev.function("norm2d", "ffwd_sample_norm_coef_f32")?;
+            let (xv, gv, iv, mut cv) = (x.view()?, dy.view()?, inv.view()?, scratch.view_mut()?);
+            let mut b = self.dev.stream.launch_builder(&f);
+            b.arg(&xv).arg(&gv).arg(&c).arg(&n).arg(&hw).arg(&iv).arg(&mut cv);
+            // SAFETY: one warp per image; x and dy hold g.len() values, inv g.n.
+            unsafe { b.launch(warp_rows(g.n)) }.map_err(|e| err("sample_norm_coef", e))?;
+        }
+        if g.is_empty() {
+            return Ok(());
+        }
+        let f = self.dev.function("norm2d", "ffwd_sample_norm_dx_f32")?;
+        let (xv, gv, iv, cv, mut dv) = (x.view()?, dy.view()?, inv.view()?, scratch.view()?, dx.view_mut()?);
+        let mut b = self.dev.stream.launch_builder(&f);
+        b.arg(&xv).arg(&gv).arg(&c).arg(&n).arg(&hw).arg(&iv).arg(&cv).arg(&mut dv);
         // SAFETY: one thread per value.
         unsafe { b.launch(grid_for(g.len())) }.map_err(|e| err("sample_norm_dx", e))?;
-        self.down(&dx, g.len())
+        Ok(())
     }
+}
 
-    /// The block goodness gradient `x · (dL/dG_b + dL/dG_b)`.
-    pub fn block_local_grad(&self, x: &[f32], g: Cnhw, dldg: &[f32]) -> Result<Vec<f32>> {
-        let (xd, ld, mut dx) = (self.up(x)?, self.up(dldg)?, self.zeros(g.len())?);
-        let (c, n, hw) = (g.c as i32, g.n as i32, g.plane() as i32);
-        let f = self.function("norm2d", "ffwd_block_local_grad_f32")?;
-        let mut b = self.stream.launch_builder(&f);
-        b.arg(&xd).arg(&c).arg(&n).arg(&hw).arg(&ld).arg(&mut dx);
-        // SAFETY: one thread per value; dldg holds g.n values.
-        unsafe { b.launch(grid_for(g.len())) }.map_err(|e| err("block_local_grad", e))?;
-        self.down(&dx, g.len())
+impl CudaBackend {
+    /// A one-warp-per-image reduction `name` of CNHW `x` into `out` (g.n
+    /// values), with `eps` when the kernel takes one.
+    fn per_image(
+        &self,
+        op: &'static str,
+        name: &str,
+        x: &DevBuf,
+        g: Cnhw,
+        eps: Option<f32>,
+        out: &mut DevBuf,
+    ) -> Result<()> {
+        check_len(op, "x", x.len(), g.len())?;
+        out.set_len(self.dev, g.n, false)?;
+        if g.n == 0 {
+            return Ok(());
+        }
+        let f = self.dev.function("norm2d", name)?;
+        let (c, n, hw) = image_args(op, g)?;
+        let dummy = self.dev.dummy()?;
+        let xv = if x.is_empty() { dummy.slice(0..0) } else { x.view()? };
+        let mut ov = out.view_mut()?;
+        let mut b = self.dev.stream.launch_builder(&f);
+        b.arg(&xv).arg(&c).arg(&n).arg(&hw);
+        if let Some(e) = &eps {
+            b.arg(e);
+        }
+        b.arg(&mut ov);
+        // SAFETY: one warp per image; g.len() values read, g.n written (checked).
+        unsafe { b.launch(warp_rows(g.n)) }.map_err(|e| err(op, e))?;
+        Ok(())
     }
 }

@@ -1,10 +1,11 @@
 //! Launch wrappers for `kernels/optim.cu` (and the optimiser parameters the
 //! fused passes of `kernels/linear.cu` take): Adam/AdamW and SGD.
 
-use super::device::{err, grid_for, CudaDevice};
-use crate::cpu::optim::{AdamStep, OptimStep, SgdStep};
+use super::device::{err, grid_for, CudaBackend, DevBuf};
 use crate::error::Result;
-use cudarc::driver::{CudaSlice, DeviceRepr, PushKernelArg};
+use crate::ops::optim::{check_step, AdamStep, OptimOps, OptimStep, SgdStep};
+use crate::ops::Len;
+use cudarc::driver::{DeviceRepr, PushKernelArg};
 
 /// One optimiser step's scalars as the kernels take them (`struct
 /// ffwd_optim` of `kernels/optim.cuh`, field for field). The Adam scalars
@@ -77,38 +78,40 @@ impl OptimParams {
     }
 }
 
-impl CudaDevice {
-    /// One optimiser step on device buffers: `w` (n values) with gradient
-    /// `g` and state `a` (Adam m / SGD momentum) and `b` (Adam v; unused by
-    /// SGD, any buffer).
-    pub fn optim_on(
+impl CudaBackend {
+    /// One optimiser step on device buffers: `w` with gradient `g` and
+    /// state `a` (Adam m / SGD momentum) and `b` (Adam v; unused by SGD,
+    /// may be empty).
+    pub(crate) fn launch_optim(
         &self,
-        p: &OptimParams,
-        w: &mut CudaSlice<f32>,
-        g: &CudaSlice<f32>,
-        (a, b): (&mut CudaSlice<f32>, &mut CudaSlice<f32>),
-        n: usize,
+        op: &'static str,
+        step: &OptimStep,
+        w: &mut DevBuf,
+        g: &DevBuf,
+        a: &mut DevBuf,
+        b: &mut DevBuf,
     ) -> Result<()> {
-        let func = self.function("optim", "ffwd_optim_f32")?;
+        check_step(op, step, w, g, a, b)?;
+        let n = w.len();
+        if n == 0 {
+            return Ok(());
+        }
+        let p = OptimParams::new(step);
+        let func = self.dev.function("optim", "ffwd_optim_f32")?;
         let nl = n as i64;
-        let mut lb = self.stream.launch_builder(&func);
-        lb.arg(w).arg(g).arg(a).arg(b).arg(&nl).arg(p);
-        // SAFETY: w, g and a hold n floats (b too under Adam; SGD never reads it).
-        unsafe { lb.launch(grid_for(n)) }.map_err(|e| err("optim", e))?;
+        let (mut wv, gv, mut av) = (w.view_mut()?, g.view()?, a.view_mut()?);
+        let mut bv = self.maybe_mut(b)?;
+        let mut lb = self.dev.stream.launch_builder(&func);
+        lb.arg(&mut wv).arg(&gv).arg(&mut av).arg(&mut bv).arg(&nl).arg(&p);
+        // SAFETY: w, g and a hold n floats (b too under Adam; SGD never reads
+        // it), checked above.
+        unsafe { lb.launch(grid_for(n)) }.map_err(|e| err(op, e))?;
         Ok(())
     }
+}
 
-    /// One Adam/AdamW step; returns (w, m, v).
-    pub fn adam(&self, step: &AdamStep, w: &[f32], g: &[f32], m: &[f32], v: &[f32]) -> Result<[Vec<f32>; 3]> {
-        let (mut wd, gd, mut md, mut vd) = (self.up(w)?, self.up(g)?, self.up(m)?, self.up(v)?);
-        self.optim_on(&OptimParams::adam(step), &mut wd, &gd, (&mut md, &mut vd), w.len())?;
-        Ok([self.down(&wd, w.len())?, self.down(&md, w.len())?, self.down(&vd, w.len())?])
-    }
-
-    /// One SGD step; returns (w, buf).
-    pub fn sgd(&self, step: &SgdStep, w: &[f32], g: &[f32], buf: &[f32]) -> Result<[Vec<f32>; 2]> {
-        let (mut wd, gd, mut bd, mut unused) = (self.up(w)?, self.up(g)?, self.up(buf)?, self.zeros(1)?);
-        self.optim_on(&OptimParams::sgd(step), &mut wd, &gd, (&mut bd, &mut unused), w.len())?;
-        Ok([self.down(&wd, w.len())?, self.down(&bd, w.len())?])
+impl OptimOps for CudaBackend {
+    fn optim_step(&self, step: &OptimStep, w: &mut DevBuf, g: &DevBuf, a: &mut DevBuf, b: &mut DevBuf) -> Result<()> {
+        self.launch_optim("optim_step", step, w, g, a, b)
     }
 }

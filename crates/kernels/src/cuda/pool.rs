@@ -1,54 +1,86 @@
-//! Launch wrappers for `kernels/pool.cu`: 2×2 max-pool and nearest 2× upsampling.
+//! Launch wrappers for `kernels/pool.cu` ([`PoolOps`] on device buffers):
+//! 2×2 max-pool and nearest 2× upsampling. One thread per output (forward)
+//! or per input (backward).
 
-use super::device::{err, grid_for, CudaDevice};
-use crate::cpu::conv::Cnhw;
-use crate::error::Result;
+use super::device::{err, grid_for, int, CudaBackend, DevBuf, DevBytes};
+use crate::error::{check_len, Result};
+use crate::ops::conv::Cnhw;
+use crate::ops::pool::{pool_check, PoolOps};
+use crate::ops::Len;
 use cudarc::driver::PushKernelArg;
 
-impl CudaDevice {
-    /// 2×2 max-pool of a CNHW block `g`: (pooled values, positions).
-    pub fn maxpool2_forward(&self, x: &[f32], g: Cnhw) -> Result<(Vec<f32>, Vec<u8>)> {
-        let func = self.function("pool", "ffwd_maxpool2_forward_f32")?;
+impl PoolOps for CudaBackend {
+    type PoolIdx = DevBytes;
+
+    fn maxpool2_forward(&self, x: &DevBuf, g: Cnhw, y: &mut DevBuf, idx: &mut DevBytes) -> Result<()> {
+        const OP: &str = "maxpool2_forward";
+        pool_check(OP, g)?;
+        check_len(OP, "x", x.len(), g.len())?;
         let n = g.c * g.n * (g.h / 2) * (g.w / 2);
-        let (xd, mut yd) = (self.up(x)?, self.zeros(n)?);
-        let mut id = self.stream.alloc_zeros::<u8>(n.max(1)).map_err(|e| err("alloc", e))?;
-        let (p, h, w) = ((g.c * g.n) as i32, g.h as i32, g.w as i32);
-        let mut b = self.stream.launch_builder(&func);
-        b.arg(&xd).arg(&p).arg(&h).arg(&w).arg(&mut yd).arg(&mut id);
+        y.set_len(self.dev, n, false)?;
+        idx.set_len(self.dev, n, false)?;
+        if n == 0 {
+            return Ok(());
+        }
+        let func = self.dev.function("pool", "ffwd_maxpool2_forward_f32")?;
+        let (p, h, w) = (int(OP, g.c * g.n)?, int(OP, g.h)?, int(OP, g.w)?);
+        let (xv, mut yv, mut iv) = (x.view()?, y.view_mut()?, idx.view_mut()?);
+        let mut b = self.dev.stream.launch_builder(&func);
+        b.arg(&xv).arg(&p).arg(&h).arg(&w).arg(&mut yv).arg(&mut iv);
         // SAFETY: planes·h·w inputs are read; n outputs and n positions written.
-        unsafe { b.launch(grid_for(n)) }.map_err(|e| err("maxpool2_forward", e))?;
-        let idx = self.stream.clone_dtoh(&id).map_err(|e| err("download", e))?;
-        Ok((self.down(&yd, n)?, idx[..n].to_vec()))
+        unsafe { b.launch(grid_for(n)) }.map_err(|e| err(OP, e))?;
+        Ok(())
     }
-
-    /// The max-pool's input gradient (CNHW `g`).
-    pub fn maxpool2_backward(&self, dy: &[f32], idx: &[u8], g: Cnhw) -> Result<Vec<f32>> {
-        let func = self.function("pool", "ffwd_maxpool2_backward_f32")?;
-        let (gd, mut xd) = (self.up(dy)?, self.zeros(g.len())?);
-        let id = self.stream.clone_htod(if idx.is_empty() { &[0u8][..] } else { idx }).map_err(|e| err("upload", e))?;
-        let (p, h, w) = ((g.c * g.n) as i32, g.h as i32, g.w as i32);
-        let mut b = self.stream.launch_builder(&func);
-        b.arg(&gd).arg(&id).arg(&p).arg(&h).arg(&w).arg(&mut xd);
-        // SAFETY: one thread per input element; dy and idx hold the pooled count.
-        unsafe { b.launch(grid_for(g.len())) }.map_err(|e| err("maxpool2_backward", e))?;
-        self.down(&xd, g.len())
+    fn maxpool2_backward(&self, dy: &DevBuf, idx: &DevBytes, g: Cnhw, dx: &mut DevBuf) -> Result<()> {
+        const OP: &str = "maxpool2_backward";
+        pool_check(OP, g)?;
+        let n = g.c * g.n * (g.h / 2) * (g.w / 2);
+        check_len(OP, "dy", dy.len(), n)?;
+        check_len(OP, "idx", idx.len(), n)?;
+        dx.set_len(self.dev, g.len(), false)?;
+        if g.is_empty() {
+            return Ok(());
+        }
+        let func = self.dev.function("pool", "ffwd_maxpool2_backward_f32")?;
+        let (p, h, w) = (int(OP, g.c * g.n)?, int(OP, g.h)?, int(OP, g.w)?);
+        let (gv, iv, mut xv) = (dy.view()?, idx.view()?, dx.view_mut()?);
+        let mut b = self.dev.stream.launch_builder(&func);
+        b.arg(&gv).arg(&iv).arg(&p).arg(&h).arg(&w).arg(&mut xv);
+        // SAFETY: one thread per input element; dy and idx hold the pooled count (checked).
+        unsafe { b.launch(grid_for(g.len())) }.map_err(|e| err(OP, e))?;
+        Ok(())
     }
+    fn upsample2_forward(&self, x: &DevBuf, g: Cnhw, y: &mut DevBuf) -> Result<()> {
+        self.upsample2("upsample2_forward", "ffwd_upsample2_forward_f32", x, g, y, (g.len(), 4 * g.len()))
+    }
+    fn upsample2_backward(&self, dy: &DevBuf, g: Cnhw, dx: &mut DevBuf) -> Result<()> {
+        self.upsample2("upsample2_backward", "ffwd_upsample2_backward_f32", dy, g, dx, (4 * g.len(), g.len()))
+    }
+}
 
-    /// Nearest 2× upsampling (`forward`) of CNHW `g`, or its input gradient
-    /// from a 2h × 2w `x` (`!forward`).
-    pub fn upsample2(&self, x: &[f32], g: Cnhw, forward: bool) -> Result<Vec<f32>> {
-        let (name, n) = if forward {
-            ("ffwd_upsample2_forward_f32", 4 * g.len())
-        } else {
-            ("ffwd_upsample2_backward_f32", g.len())
-        };
-        let func = self.function("pool", name)?;
-        let (xd, mut yd) = (self.up(x)?, self.zeros(n)?);
-        let (p, h, w) = ((g.c * g.n) as i32, g.h as i32, g.w as i32);
-        let mut b = self.stream.launch_builder(&func);
-        b.arg(&xd).arg(&p).arg(&h).arg(&w).arg(&mut yd);
-        // SAFETY: one thread per output; inputs hold the matching count.
-        unsafe { b.launch(grid_for(n)) }.map_err(|e| err(name, e))?;
-        self.down(&yd, n)
+impl CudaBackend {
+    /// One of the upsampling kernels: `x` of `lens.0` values into `y` of `lens.1`.
+    fn upsample2(
+        &self,
+        op: &'static str,
+        name: &str,
+        x: &DevBuf,
+        g: Cnhw,
+        y: &mut DevBuf,
+        lens: (usize, usize),
+    ) -> Result<()> {
+        check_len(op, "input", x.len(), lens.0)?;
+        y.set_len(self.dev, lens.1, false)?;
+        if lens.1 == 0 {
+            return Ok(());
+        }
+        let func = self.dev.function("pool", name)?;
+        let (p, h, w) = (int(op, g.c * g.n)?, int(op, g.h)?, int(op, g.w)?);
+        let (xv, mut yv) = (x.view()?, y.view_mut()?);
+        let mut b = self.dev.stream.launch_builder(&func);
+        b.arg(&xv).arg(&p).arg(&h).arg(&w).arg(&mut yv);
+        // SAFETY: one thread per output; the input holds the matching count (checked).
+        unsafe { b.launch(grid_for(lens.1)) }.map_err(|e| err(op, e))?;
+        Ok(())
     }
 }

@@ -1,83 +1,87 @@
-//! Launch wrappers for `kernels/reduce.cu`: L32 row reductions, length normalisation, standardisation.
+//! Launch wrappers for `kernels/reduce.cu` ([`ReduceOps`] on device
+//! buffers): L32 row reductions, length normalisation, standardisation.
+//! One warp per row.
 
-use super::device::{err, warp_rows, CudaDevice};
-use crate::cpu::reduce::Norm;
-use crate::error::Result;
-use cudarc::driver::{CudaSlice, PushKernelArg};
+use super::device::{err, int, warp_rows, CudaBackend, DevBuf};
+use crate::error::{check_len, Result};
+use crate::ops::reduce::{rows_of, Norm, ReduceOps};
+use crate::ops::Len;
+use cudarc::driver::PushKernelArg;
 
-impl CudaDevice {
-    /// Row sums of squares (`squares`) or row sums, L32 order.
-    pub fn row_reduce(&self, x: &[f32], d: usize, squares: bool) -> Result<Vec<f32>> {
-        let rows = x.len().checked_div(d).unwrap_or(0);
-        let (xd, mut od) = (self.up(x)?, self.zeros(rows)?);
-        self.row_reduce_on(&xd, rows, d, squares, &mut od)?;
-        self.down(&od, rows)
+fn norm_code(kind: Norm) -> i32 {
+    match kind {
+        Norm::Rms => 0,
+        Norm::L2 => 1,
+        Norm::None => 2,
     }
+}
 
-    /// Row sums of squares of `rows` rows of width `d` on device buffers.
-    pub fn row_sumsq_on(&self, x: &CudaSlice<f32>, rows: usize, d: usize, out: &mut CudaSlice<f32>) -> Result<()> {
-        self.row_reduce_on(x, rows, d, true, out)
+impl ReduceOps for CudaBackend {
+    fn row_sumsq(&self, x: &DevBuf, d: usize, out: &mut DevBuf) -> Result<()> {
+        let rows = rows_of("row_sumsq", x.len(), d)?;
+        out.set_len(self.dev, rows, false)?;
+        self.launch_row_reduce(x, rows, d, true, out)
     }
-
-    fn row_reduce_on(
-        &self,
-        x: &CudaSlice<f32>,
-        rows: usize,
-        d: usize,
-        squares: bool,
-        out: &mut CudaSlice<f32>,
-    ) -> Result<()> {
-        let name = if squares { "ffwd_row_sumsq_f32" } else { "ffwd_row_sum_f32" };
-        let func = self.function("reduce", name)?;
-        let (r, dd) = (rows as i32, d as i32);
-        let mut b = self.stream.launch_builder(&func);
-        b.arg(x).arg(&r).arg(&dd).arg(out);
-        // SAFETY: the callers size x to rows·d floats and out to rows.
-        unsafe { b.launch(warp_rows(rows)) }.map_err(|e| err(name, e))?;
+    fn row_sum(&self, x: &DevBuf, d: usize, out: &mut DevBuf) -> Result<()> {
+        let rows = rows_of("row_sum", x.len(), d)?;
+        out.set_len(self.dev, rows, false)?;
+        self.launch_row_reduce(x, rows, d, false, out)
+    }
+    fn normalize_rows(&self, x: &DevBuf, out: &mut DevBuf, d: usize, kind: Norm, eps: f32) -> Result<()> {
+        const OP: &str = "normalize_rows";
+        let rows = rows_of(OP, x.len(), d)?;
+        out.set_len(self.dev, x.len(), false)?;
+        if rows == 0 {
+            return Ok(());
+        }
+        let func = self.dev.function("reduce", "ffwd_normalize_rows_f32")?;
+        let (r, dd, k) = (int(OP, rows)?, int(OP, d)?, norm_code(kind));
+        let (xv, mut yv) = (x.view()?, out.view_mut()?);
+        let mut b = self.dev.stream.launch_builder(&func);
+        b.arg(&xv).arg(&mut yv).arg(&r).arg(&dd).arg(&k).arg(&eps);
+        // SAFETY: x and out hold rows·d floats (checked).
+        unsafe { b.launch(warp_rows(rows)) }.map_err(|e| err(OP, e))?;
         Ok(())
     }
-
-    /// Length normalisation of rows of width `d`.
-    pub fn normalize_rows(&self, x: &[f32], d: usize, kind: Norm, eps: f32) -> Result<Vec<f32>> {
-        let rows = x.len().checked_div(d).unwrap_or(0);
-        let (xd, mut yd) = (self.up(x)?, self.zeros(x.len())?);
-        self.normalize_rows_on(&xd, &mut yd, rows, d, (kind, eps))?;
-        self.down(&yd, x.len())
-    }
-
-    /// Length normalisation of `rows` rows of width `d` on device buffers.
-    pub fn normalize_rows_on(
+    fn normalize_rows_given(
         &self,
-        x: &CudaSlice<f32>,
-        y: &mut CudaSlice<f32>,
-        rows: usize,
+        x: &DevBuf,
+        sumsq: &DevBuf,
+        out: &mut DevBuf,
         d: usize,
-        (kind, eps): (Norm, f32),
+        kind: Norm,
+        eps: f32,
     ) -> Result<()> {
-        let func = self.function("reduce", "ffwd_normalize_rows_f32")?;
-        let k: i32 = match kind {
-            Norm::Rms => 0,
-            Norm::L2 => 1,
-            Norm::None => 2,
-        };
-        let (r, dd) = (rows as i32, d as i32);
-        let mut b = self.stream.launch_builder(&func);
-        b.arg(x).arg(y).arg(&r).arg(&dd).arg(&k).arg(&eps);
-        // SAFETY: the callers size x and y to rows·d floats.
-        unsafe { b.launch(warp_rows(rows)) }.map_err(|e| err("normalize_rows", e))?;
+        const OP: &str = "normalize_rows_given";
+        let rows = rows_of(OP, x.len(), d)?;
+        check_len(OP, "sums of squares", sumsq.len(), rows)?;
+        out.set_len(self.dev, x.len(), false)?;
+        if rows == 0 {
+            return Ok(());
+        }
+        let func = self.dev.function("reduce", "ffwd_normalize_rows_given_f32")?;
+        let (r, dd, k) = (int(OP, rows)?, int(OP, d)?, norm_code(kind));
+        let (xv, sv, mut yv) = (x.view()?, sumsq.view()?, out.view_mut()?);
+        let mut b = self.dev.stream.launch_builder(&func);
+        b.arg(&xv).arg(&sv).arg(&mut yv).arg(&r).arg(&dd).arg(&k).arg(&eps);
+        // SAFETY: x and out hold rows·d floats, sumsq rows (checked).
+        unsafe { b.launch(warp_rows(rows)) }.map_err(|e| err(OP, e))?;
         Ok(())
     }
-
-    /// Row standardisation of rows of width `d`.
-    pub fn standardize_rows(&self, x: &[f32], d: usize, eps: f32) -> Result<Vec<f32>> {
-        let rows = x.len().checked_div(d).unwrap_or(0);
-        let func = self.function("reduce", "ffwd_standardize_rows_f32")?;
-        let (xd, mut yd) = (self.up(x)?, self.zeros(x.len())?);
-        let (r, dd) = (rows as i32, d as i32);
-        let mut b = self.stream.launch_builder(&func);
-        b.arg(&xd).arg(&mut yd).arg(&r).arg(&dd).arg(&eps);
-        // SAFETY: rows·d floats read and written.
-        unsafe { b.launch(warp_rows(rows)) }.map_err(|e| err("standardize_rows", e))?;
-        self.down(&yd, x.len())
+    fn standardize_rows(&self, x: &DevBuf, d: usize, eps: f32, y: &mut DevBuf) -> Result<()> {
+        const OP: &str = "standardize_rows";
+        let rows = rows_of(OP, x.len(), d)?;
+        y.set_len(self.dev, x.len(), false)?;
+        if rows == 0 {
+            return Ok(());
+        }
+        let func = self.dev.function("reduce", "ffwd_standardize_rows_f32")?;
+        let (r, dd) = (int(OP, rows)?, int(OP, d)?);
+        let (xv, mut yv) = (x.view()?, y.view_mut()?);
+        let mut b = self.dev.stream.launch_builder(&func);
+        b.arg(&xv).arg(&mut yv).arg(&r).arg(&dd).arg(&eps);
+        // SAFETY: rows·d floats read and written (checked).
+        unsafe { b.launch(warp_rows(rows)) }.map_err(|e| err(OP, e))?;
+        Ok(())
     }
 }
