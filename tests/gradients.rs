@@ -26,11 +26,8 @@ fn norm_den64(xr: &[f64], norm: Norm) -> f64 {
 }
 
 /// The FF layer loss in f64, from scratch.
-#[allow(clippy::too_many_arguments)]
 fn ff_loss_f64(
-    x: &[f32],
-    rows: usize,
-    din: usize,
+    (x, rows, din): (&[f32], usize, usize),
     w: &[f64],
     b: &[f64],
     norm: Norm,
@@ -82,7 +79,7 @@ fn check_layer(norm: Norm, loss: FfLoss, form: GoodnessForm) {
     let w64: Vec<f64> = layer.w.to_row_major().iter().map(|&v| v as f64).collect();
     let b64: Vec<f64> = layer.b.iter().map(|&v| v as f64).collect();
     let h = 1e-6;
-    let fd = |w: &[f64], b: &[f64]| ff_loss_f64(&x, rows, din, w, b, norm, loss, form);
+    let fd = |w: &[f64], b: &[f64]| ff_loss_f64((&x, rows, din), w, b, norm, loss, form);
     for i in 0..w64.len() {
         let (mut wp, mut wm) = (w64.clone(), w64.clone());
         wp[i] += h;

@@ -3,8 +3,9 @@
 # the CUDA backend, into target/gpu-stage/ (git-ignored):
 #   bin/      the ffwd binary, the test binaries with GPU tests, the GPU bench
 #   data/     MNIST (from $FFWD_DATA_DIR)
-#   run.sh    runs the bit-exact tests, the whole-run CPU == GPU test and the
-#             benchmarks (ours, then PyTorch's: benches/peers/gemm_torch.py
+#   run.sh    runs the bit-exact tests, the whole-run CPU == GPU test of every
+#             network kind, the epoch time of every kind on CPU and GPU
+#             (benches/gpu/kinds.sh) and the benchmarks (ours, then PyTorch's: benches/peers/gemm_torch.py
 #             and ff_torch.py --device cuda, twice over), with
 #             FFWD_REQUIRE_GPU=1, writing logs under $OUT (or ./gpu-out)
 # Usage (build machine): bash benches/gpu/stage.sh
@@ -48,6 +49,8 @@ nvidia-smi > "$O/nvidia-smi.txt" 2>&1
 rc=0
 "$S/bin/conformance" --test-threads=1 > "$O/conformance.txt" 2>&1 || rc=1
 "$S/bin/cuda_training" --test-threads=1 > "$O/cuda_training.txt" 2>&1 || rc=1
+# epoch time per network kind, this machine's CPU cores vs its GPU
+bash benches/gpu/kinds.sh "$S/bin/ffwd" "$O/kinds" > "$O/kinds.md" 2>&1 || rc=1
 # the benchmarks, ffwd and PyTorch (cuBLAS, TF32 off) in the same run,
 # alternating, twice
 P=benches/peers
@@ -60,6 +63,7 @@ for round in 1 2; do
     done
 done
 tail -n 3 "$O"/conformance.txt "$O"/cuda_training.txt
+cat "$O"/kinds.md
 cat "$O"/*.jsonl "$O"/*.err
 exit $rc
 RUN

@@ -5,8 +5,11 @@
 //! code in [`numerics`] and the `*_scalar` functions of [`cpu`], with the
 //! order of every reduction written in the module docs — and the **AVX2+FMA
 //! backend** that reproduces it bit for bit with rayon parallelism at any
-//! thread count. Both sit behind one interface, [`CpuBackend`]. The CUDA
-//! backend (kernels in the workspace's `kernels/*.cu`) follows the same spec.
+//! thread count. Both sit in one type, [`CpuBackend`] (chosen at run
+//! time). The CUDA backend, [`CudaBackend`] (kernels in the workspace's
+//! `kernels/*.cu`), follows the same spec. Every backend implements the
+//! same op-family traits of [`ops`], whose sum is [`Backend`]: the
+//! networks of `ffwd-layers` are written once over it.
 //!
 //! The determinism rules in brief: only correctly rounded primitives
 //! (`+ − × ÷ √`, explicit fma); our own transcendentals; a GEMM output is a
@@ -15,7 +18,8 @@
 //! sequentially over rows; ReLU is a compare and select; parallelism only
 //! partitions outputs, never a reduction.
 //!
-//! All `unsafe` of the engine lives in this crate, inside the AVX2 kernels.
+//! All `unsafe` of the engine lives in this crate, inside the AVX2 kernels
+//! and the CUDA launch wrappers, each block with its `SAFETY` reason.
 
 // The specification spells out every rounding step (`acc = acc + v`) and
 // index (`for i in 0..n`) on purpose: it is read as the order of operations.
@@ -38,7 +42,7 @@ pub use mat::{MatMut, MatRef};
 pub use ops::conv::{Cnhw, ConvBackward};
 pub use ops::gemm::{Epilogue, StepsRun};
 pub use ops::linear::{LinearDims, LinearUpdate, Param, Weights};
-pub use ops::loss::{FfLoss, GanHalves, GoodnessForm, MeanOf};
+pub use ops::loss::{FfLoss, GanHalves, GoodnessForm, LossOut, MeanOf};
 pub use ops::math::Unary;
 pub use ops::norm2d::{bn_rstd, BnGrads, BnStats};
 pub use ops::optim::{AdamStep, OptimStep, SgdStep};

@@ -143,7 +143,7 @@ impl<B: Backend> Wrap<'_, B> {
                 vec![d(&o)]
             }
             Op::FfLoss(l, f, dd, g) => {
-                be.ff_loss(l, f, dd, &u(g), &mut o, &mut ls, StatSlot::new(&mut st, 1)).unwrap();
+                be.ff_loss(l, f, dd, &u(g), LossOut::new(&mut o, &mut ls, StatSlot::new(&mut st, 1))).unwrap();
                 vec![d(&o), d(&st)]
             }
             Op::GoodnessMeans(g, m) => {
@@ -151,15 +151,18 @@ impl<B: Backend> Wrap<'_, B> {
                 vec![d(&st)]
             }
             Op::SoftmaxXent(z, c, y) => {
-                be.softmax_xent(&u(z), c, &ids(be, y), &mut o, &mut ls, StatSlot::new(&mut st, 0)).unwrap();
+                be.softmax_xent(&u(z), c, &ids(be, y), LossOut::new(&mut o, &mut ls, StatSlot::new(&mut st, 0)))
+                    .unwrap();
                 vec![d(&o), d(&st)]
             }
             Op::SoftmaxBce(z, c, y) => {
-                be.softmax_bce(&u(z), c, &ids(be, y), &mut o, &mut ls, StatSlot::new(&mut st, 3)).unwrap();
+                be.softmax_bce(&u(z), c, &ids(be, y), LossOut::new(&mut o, &mut ls, StatSlot::new(&mut st, 3)))
+                    .unwrap();
                 vec![d(&o), d(&st)]
             }
             Op::Cosine(a, b, dd) => {
-                be.cosine_embedding(&u(a), &u(b), dd, &mut o, &mut ls, StatSlot::new(&mut st, 0)).unwrap();
+                be.cosine_embedding(&u(a), &u(b), dd, LossOut::new(&mut o, &mut ls, StatSlot::new(&mut st, 0)))
+                    .unwrap();
                 vec![d(&o), d(&st)]
             }
             Op::SoftmaxRows(z, c) => {
@@ -197,7 +200,7 @@ impl<B: Backend> Wrap<'_, B> {
             }
             Op::LinearGrads(xn, h, g, dims) => {
                 let mut s = B::LinearScratch::default();
-                be.linear_grads(&u(xn), &u(h), &u(g), dims, &mut o, &mut o2, &mut s).unwrap();
+                be.linear_grads((&u(xn), &u(h), &u(g)), dims, (&mut o, &mut o2), &mut s).unwrap();
                 vec![d(&o), d(&o2)]
             }
             Op::LinearUpdate(step, [xn, h, g, w, bias], (k, n)) => {

@@ -93,7 +93,7 @@ fn conv_backend(be: &CpuBackend, x: &[f32], g: Cnhw, w: &[f32], cout: usize, dy:
     be.conv3x3_forward(x, g, w, cout, &mut y, &mut s).unwrap();
     let mut dw = vec![f32::NAN; w.len()];
     let mut dx = vec![f32::NAN; x.len()];
-    be.conv3x3_backward(x, g, w, cout, dy, &mut dw, Some(&mut dx), &mut s).unwrap();
+    be.conv3x3_backward(ConvBackward { x, g, w, cout, dy }, &mut dw, Some(&mut dx), &mut s).unwrap();
     vec![y, dw, dx]
 }
 
@@ -215,9 +215,10 @@ proptest! {
             let (mut mean, mut var, mut rstd) = (vec![0.0; c], vec![0.0; c], vec![0.0; c]);
             be.batchnorm_stats(&x, g, 1e-5, &mut mean, &mut var, &mut rstd).unwrap();
             let mut bn = vec![0.0; g.len()];
-            be.batchnorm_apply(&x, g, &mean, &rstd, &gamma, &beta, &mut bn).unwrap();
+            be.batchnorm_apply(&x, g, BnStats { mean: &mean[..], rstd: &rstd[..] }, &gamma, &beta, &mut bn).unwrap();
             let (mut dxb, mut dg, mut db) = (vec![0.0; g.len()], vec![0.0; c], vec![0.0; c]);
-            be.batchnorm_backward(&x, g, &mean, &rstd, &gamma, &dy, &mut dxb, &mut dg, &mut db).unwrap();
+            let grads = BnGrads { dx: &mut dxb[..], dgamma: &mut dg[..], dbeta: &mut db[..] };
+            be.batchnorm_backward(&x, g, BnStats { mean: &mean[..], rstd: &rstd[..] }, &gamma, &dy, grads).unwrap();
             let (mut rm, mut rv) = (gamma.clone(), beta.iter().map(|v| v.abs()).collect::<Vec<_>>());
             be.batchnorm_update_running(&mean, &var, g.row(), 0.1, &mut rm, &mut rv).unwrap();
             let mut ss = vec![0.0; g.n];

@@ -159,11 +159,7 @@ impl<B: Backend> BpConvNet<B> {
             self.steps += 1;
             Ok(())
         })();
-        if let Err(e) = r {
-            self.log.abandon();
-            return Err(e);
-        }
-        self.log.take_due(&self.be)
+        self.log.finish(&self.be, r)
     }
 
     /// Read back the statistics of every batch still pending on the backend.
@@ -309,11 +305,7 @@ impl<B: Backend> BpMlp<B> {
             self.steps += 1;
             Ok(())
         })();
-        if let Err(e) = r {
-            self.log.abandon();
-            return Err(e);
-        }
-        self.log.take_due(&self.be)
+        self.log.finish(&self.be, r)
     }
 
     /// Read back the statistics of every batch still pending on the backend.

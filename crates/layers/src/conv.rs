@@ -40,7 +40,7 @@ use crate::optim::OptState;
 use crate::stats::{BatchStats, Entry, StatLog};
 use crate::tensors::{fetch_into, to_tensor, TensorSource};
 use crate::{Error, Result};
-use ffwd_kernels::{argmax, Backend, BnGrads, BnStats, Cnhw, ConvBackward, FfLoss, GoodnessForm, Len, MeanOf};
+use ffwd_kernels::{argmax, Backend, BnGrads, BnStats, Cnhw, ConvBackward, FfLoss, GoodnessForm, Len, LossOut, MeanOf};
 use ffwd_tensor::{stream, Philox, Tensor};
 use serde::{Deserialize, Serialize};
 
@@ -574,7 +574,7 @@ impl<B: Backend> ConvFfNet<B> {
         let loss = self.ff_loss();
         let g = b.sumsq();
         let slot = self.log.slot(row, k, 0, Entry::Goodness);
-        self.be.ff_loss(loss, GoodnessForm::Mean, d, g, &mut self.dldg, &mut self.loss_scratch, slot)?;
+        self.be.ff_loss(loss, GoodnessForm::Mean, d, g, LossOut::new(&mut self.dldg, &mut self.loss_scratch, slot))?;
         let slot = self.log.slot(row, k, 1, Entry::Goodness);
         self.be.goodness_means(g, MeanOf::PerValueF64 { d }, slot)?;
         Ok(())
@@ -617,11 +617,7 @@ impl<B: Backend> ConvFfNet<B> {
         check_batch(images.len(), self.image_dim(), labels, neg, self.classes)?;
         let row = self.log.begin(&self.be)?;
         let r = self.train_rows(images, labels, neg, row);
-        if let Err(e) = r {
-            self.log.abandon();
-            return Err(e);
-        }
-        self.log.take_due(&self.be)
+        self.log.finish(&self.be, r)
     }
 
     fn train_rows(&mut self, images: &[f32], labels: &[u8], neg: &[u8], row: usize) -> Result<()> {

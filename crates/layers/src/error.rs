@@ -13,8 +13,9 @@ pub enum Error {
     Batch(String),
     #[error("layer {layer}: {detail}")]
     Layer { layer: usize, detail: String },
-    #[error("layer {layer}: training diverged (loss is {loss}); lower the learning rate")]
-    NonFinite { layer: usize, loss: f32 },
+    /// A loss that is not finite; `what` names the layer, head or probe.
+    #[error("{what}: training diverged (loss is {loss}); lower the learning rate")]
+    NonFinite { what: String, loss: f32 },
     #[error("checkpoint {what}: {detail}")]
     Checkpoint { what: String, detail: String },
 }

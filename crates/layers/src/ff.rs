@@ -23,7 +23,7 @@ use crate::stats::{BatchStats, Entry, StatLog, SLOTS};
 use crate::tensors::{fetch, to_tensor, TensorSource};
 use crate::{Error, Result};
 use ffwd_kernels::{
-    argmax, Backend, Cnhw, FfLoss, GoodnessForm, Len, LinearUpdate, MeanOf, Norm, Param, StatSlot, StepsRun,
+    argmax, Backend, Cnhw, FfLoss, GoodnessForm, Len, LinearUpdate, LossOut, MeanOf, Norm, Param, StatSlot, StepsRun,
 };
 use ffwd_tensor::{stream, Philox, Tensor};
 
@@ -169,7 +169,7 @@ impl<B: Backend> FfLayer<B> {
         self.forward_loss(be, x, rows, obj, out)?;
         let w = &mut self.work;
         // Rows with dL/dG = 0 are left out, as in the fused step.
-        be.linear_grads(&w.xn, &w.h, &w.dldg, (self.in_dim, self.out_dim), &mut w.dw, &mut w.db, &mut w.lin)?;
+        be.linear_grads((&w.xn, &w.h, &w.dldg), (self.in_dim, self.out_dim), (&mut w.dw, &mut w.db), &mut w.lin)?;
         Ok(())
     }
 
@@ -178,7 +178,13 @@ impl<B: Backend> FfLayer<B> {
     fn loss_of_last_forward(&mut self, be: &B, obj: Objective, out: StatSlot<'_, B::Buf>) -> Result<()> {
         let w = &mut self.work;
         let StatSlot { buf, at } = out;
-        be.ff_loss(obj.loss, obj.form, self.out_dim, &w.g, &mut w.dldg, &mut w.scratch, StatSlot::new(buf, at))?;
+        be.ff_loss(
+            obj.loss,
+            obj.form,
+            self.out_dim,
+            &w.g,
+            LossOut::new(&mut w.dldg, &mut w.scratch, StatSlot::new(buf, at)),
+        )?;
         be.goodness_means(&w.g, MeanOf::L32, StatSlot::new(buf, at + 1))?;
         Ok(())
     }
@@ -298,7 +304,6 @@ impl<B: Backend> FfLayer<B> {
     /// [`FfLayer::apply_grads`]) and, with `dx`, dL/dx through the ReLU,
     /// the linear map (dz·Wᵀ, one GEMM in the canonical order) and the
     /// normalisation (RMS: the per-row length-norm backward; none).
-    #[allow(clippy::too_many_arguments)]
     pub fn backward(
         &mut self,
         be: &B,
@@ -563,7 +568,7 @@ impl<B: Backend> FfNet<B> {
         let rows = self.embed_batch(images, labels, neg_labels)?;
         let row = self.log.begin(&self.be)?;
         let r = self.backprop_goodness(rows, row);
-        self.finish_batch(r)
+        self.log.finish(&self.be, r)
     }
 
     /// One training batch. `images` is n × image_dim; `neg_labels[i]` must
@@ -586,7 +591,7 @@ impl<B: Backend> FfNet<B> {
         let rows = self.embed_batch(images, labels, neg_labels)?;
         let row = self.log.begin(&self.be)?;
         let r = self.train_rows(images, labels, n, rows, train_layers, row);
-        self.finish_batch(r)
+        self.log.finish(&self.be, r)
     }
 
     fn train_rows(
@@ -621,16 +626,6 @@ impl<B: Backend> FfNet<B> {
             r?;
         }
         Ok(())
-    }
-
-    /// The statistics due after a batch (see [`FfNet::train_batch`]); a
-    /// failed batch leaves no row behind.
-    fn finish_batch(&mut self, r: Result<()>) -> Result<Vec<BatchStats>> {
-        if let Err(e) = r {
-            self.log.abandon();
-            return Err(e);
-        }
-        self.log.take_due(&self.be)
     }
 
     /// Read back the statistics of every batch still pending on the

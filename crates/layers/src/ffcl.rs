@@ -23,7 +23,7 @@ use crate::optim::OptState;
 use crate::stats::{BatchStats, Entry, StatLog, SLOTS};
 use crate::tensors::{fetch_into, to_tensor, TensorSource};
 use crate::{Error, Result};
-use ffwd_kernels::{argmax, Backend, Epilogue, Mat, StatSlot};
+use ffwd_kernels::{argmax, Backend, Epilogue, LossOut, Mat, StatSlot};
 use ffwd_tensor::{stream, Philox, Tensor};
 use serde::{Deserialize, Serialize};
 
@@ -271,9 +271,14 @@ impl<B: Backend> FfclNet<B> {
                 let d = me[l].dout;
                 let out = StatSlot::new(&mut *stats, at(l, side));
                 if l + 1 < nl {
-                    be.cosine_embedding(me[l].output(), other[l].output(), d, &mut w.grad, &mut w.scratch, out)?;
+                    be.cosine_embedding(
+                        me[l].output(),
+                        other[l].output(),
+                        d,
+                        LossOut::new(&mut w.grad, &mut w.scratch, out),
+                    )?;
                 } else {
-                    be.softmax_bce(me[l].output(), d, &w.labels, &mut w.grad, &mut w.scratch, out)?;
+                    be.softmax_bce(me[l].output(), d, &w.labels, LossOut::new(&mut w.grad, &mut w.scratch, out))?;
                 }
                 let (prev, rest) = me.split_at_mut(l);
                 let x = if l == 0 { &w.input } else { prev[l - 1].output() };
@@ -316,11 +321,7 @@ impl<B: Backend> FfclNet<B> {
             self.steps += 1;
             Ok(())
         })();
-        if let Err(e) = r {
-            self.log.abandon();
-            return Err(e);
-        }
-        self.log.take_due(&self.be)
+        self.log.finish(&self.be, r)
     }
 
     /// Read back the statistics of every batch still pending on the backend.

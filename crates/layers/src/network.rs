@@ -73,14 +73,17 @@ pub trait Network: Send {
     fn features(&mut self) -> Option<&mut dyn Features> {
         None
     }
-    /// The linear probe on the frozen network, trained on its backend.
+    /// The linear probe on the frozen network, trained on its backend (an
+    /// error for a network that is not a feature extractor).
     fn linear_probe(
         &mut self,
-        cfg: &ProbeConfig,
-        classes: usize,
-        train: LabelledSet<'_>,
-        test: LabelledSet<'_>,
-    ) -> Result<ProbeReport>;
+        _cfg: &ProbeConfig,
+        _classes: usize,
+        _train: LabelledSet<'_>,
+        _test: LabelledSet<'_>,
+    ) -> Result<ProbeReport> {
+        Err(Error::Config(format!("probe: the {} has no feature extractor yet", self.kind_name())))
+    }
     /// The first cell's reconstructions of `n` images and the targets they
     /// aim at (UFF stacks only).
     fn reconstruct(&mut self, _images: &[f32], _n: usize) -> Result<(Vec<f32>, Vec<f32>)> {
@@ -105,6 +108,9 @@ macro_rules! common {
     () => {
         fn backend_name(&self) -> &'static str {
             self.backend().name()
+        }
+        fn classes(&self) -> usize {
+            self.classes
         }
         fn flush_stats(&mut self) -> Result<Vec<BatchStats>> {
             Self::flush_stats(self)
@@ -140,10 +146,6 @@ macro_rules! probed {
     };
 }
 
-fn no_probe(kind: &str) -> Error {
-    Error::Config(format!("probe: the {kind} has no feature extractor yet"))
-}
-
 impl<B: Backend> Network for FfNet<B> {
     common!();
     probed!();
@@ -155,9 +157,6 @@ impl<B: Backend> Network for FfNet<B> {
     }
     fn depth(&self) -> usize {
         self.layers.len()
-    }
-    fn classes(&self) -> usize {
-        self.classes
     }
     fn has_readout(&self) -> bool {
         self.readout.is_some()
@@ -182,9 +181,6 @@ impl<B: Backend> Network for BpMlp<B> {
     fn depth(&self) -> usize {
         self.layers.len()
     }
-    fn classes(&self) -> usize {
-        self.classes
-    }
     fn has_readout(&self) -> bool {
         true
     }
@@ -201,23 +197,11 @@ impl<B: Backend> Network for ConvFfNet<B> {
     fn depth(&self) -> usize {
         self.blocks.len()
     }
-    fn classes(&self) -> usize {
-        self.classes
-    }
     fn has_readout(&self) -> bool {
         false
     }
     fn train_batch(&mut self, b: &Batch<'_>) -> Result<Vec<BatchStats>> {
         Self::train_batch(self, b.images, b.labels, b.neg)
-    }
-    fn linear_probe(
-        &mut self,
-        _: &ProbeConfig,
-        _: usize,
-        _: LabelledSet<'_>,
-        _: LabelledSet<'_>,
-    ) -> Result<ProbeReport> {
-        Err(no_probe(self.kind_name()))
     }
 }
 
@@ -229,23 +213,11 @@ impl<B: Backend> Network for BpConvNet<B> {
     fn depth(&self) -> usize {
         self.blocks.len()
     }
-    fn classes(&self) -> usize {
-        self.classes
-    }
     fn has_readout(&self) -> bool {
         true
     }
     fn train_batch(&mut self, b: &Batch<'_>) -> Result<Vec<BatchStats>> {
         Self::train_batch(self, b.images, b.labels)
-    }
-    fn linear_probe(
-        &mut self,
-        _: &ProbeConfig,
-        _: usize,
-        _: LabelledSet<'_>,
-        _: LabelledSet<'_>,
-    ) -> Result<ProbeReport> {
-        Err(no_probe(self.kind_name()))
     }
 }
 
@@ -257,9 +229,6 @@ impl<B: Backend> Network for FfclNet<B> {
     }
     fn depth(&self) -> usize {
         self.twins[0].len()
-    }
-    fn classes(&self) -> usize {
-        self.classes
     }
     fn has_readout(&self) -> bool {
         true
@@ -278,9 +247,6 @@ impl<B: Backend> Network for UffNet<B> {
     /// The classifier counts as the last layer (the separate mode).
     fn depth(&self) -> usize {
         self.cells.len() + 1
-    }
-    fn classes(&self) -> usize {
-        self.classes
     }
     fn has_readout(&self) -> bool {
         true

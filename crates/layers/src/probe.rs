@@ -197,7 +197,7 @@ pub fn fit<B: Backend>(
         let mut total = 0.0f64;
         for (l, idx) in losses.read(be)?.into_iter().zip(perm.chunks(bs)) {
             if !l.is_finite() {
-                return Err(Error::NonFinite { layer: 0, loss: l });
+                return Err(Error::NonFinite { what: format!("the linear probe (width {d})"), loss: l });
             }
             total += l as f64 * idx.len() as f64;
         }

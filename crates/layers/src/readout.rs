@@ -7,7 +7,7 @@
 use crate::config::OptimConfig;
 use crate::optim::OptState;
 use crate::Result;
-use ffwd_kernels::{argmax, Backend, Epilogue, Mat, StatSlot};
+use ffwd_kernels::{argmax, Backend, Epilogue, LossOut, Mat, StatSlot};
 use ffwd_tensor::{stream, Philox};
 
 #[derive(Clone, Debug)]
@@ -99,7 +99,12 @@ impl<B: Backend> Readout<B> {
         self.host_labels.clear();
         self.host_labels.extend(labels.iter().map(|&y| y as u32));
         be.upload_ids(&self.host_labels, &mut self.labels)?;
-        be.softmax_xent(&self.logits, self.classes, &self.labels, &mut self.grad, &mut self.scratch, out)?;
+        be.softmax_xent(
+            &self.logits,
+            self.classes,
+            &self.labels,
+            LossOut::new(&mut self.grad, &mut self.scratch, out),
+        )?;
         let dims = (n, self.in_dim, self.classes);
         crate::linear::param_grads(be, feats, &self.grad, dims, &mut self.dw, &mut self.db)
     }

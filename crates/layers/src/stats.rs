@@ -68,13 +68,14 @@ pub(crate) struct StatLog<T> {
     layers: usize,
     /// What each pending batch wrote, per layer then the readout.
     pending: Vec<Vec<Option<Entry>>>,
-    /// The layer a non-finite readout loss is reported as, if it is checked.
+    /// The layer index of the output head, if its loss is checked.
     readout_checked: Option<usize>,
 }
 
 impl<T: Len + Default> StatLog<T> {
     /// A log for `layers` layers and a readout; a non-finite readout loss
-    /// is an error naming layer `readout_checked` (if given).
+    /// is an error naming the output head, layer `readout_checked` (if
+    /// given).
     pub fn new(layers: usize, readout_checked: Option<usize>) -> Self {
         Self { buf: T::default(), layers, pending: Vec::new(), readout_checked }
     }
@@ -129,6 +130,17 @@ impl<T: Len + Default> StatLog<T> {
 
     /// The batches read back now: all pending ones once the backend's block
     /// is full, else none.
+    /// End a batch begun with [`StatLog::begin`]: a failed step leaves no
+    /// row behind and its error is returned; else the statistics due (see
+    /// [`StatLog::take_due`]).
+    pub fn finish<B: Backend<Buf = T>>(&mut self, be: &B, step: Result<()>) -> Result<Vec<BatchStats>> {
+        if let Err(e) = step {
+            self.abandon();
+            return Err(e);
+        }
+        self.take_due(be)
+    }
+
     pub fn take_due<B: Backend<Buf = T>>(&mut self, be: &B) -> Result<Vec<BatchStats>> {
         if self.pending.len() >= be.stats_every().max(1) {
             self.take(be)
@@ -161,10 +173,13 @@ impl<T: Len + Default> StatLog<T> {
                     Entry::TwinMean => LayerStats::loss_only((v[0] + v[1]) * 0.5),
                 };
                 let checked = l < self.layers || self.readout_checked.is_some();
-                let layer = if l < self.layers { l } else { self.readout_checked.unwrap_or(l) };
+                let what = || match self.readout_checked {
+                    Some(h) if l >= self.layers => format!("the output head (layer {h})"),
+                    _ => format!("layer {l}"),
+                };
                 for x in [s.loss, if e == Entry::LossAux { s.aux } else { 0.0 }] {
                     if checked && !x.is_finite() {
-                        return Err(Error::NonFinite { layer, loss: x });
+                        return Err(Error::NonFinite { what: what(), loss: x });
                     }
                 }
                 if l < self.layers {

@@ -679,12 +679,10 @@ impl<B: Backend> UffNet<B> {
         check_labelled(images.len(), self.image_dim(), labels, self.classes)?;
         let row = self.log.begin(&self.be)?;
         let r = self.step(images, labels, layers, pos, row);
-        if let Err(e) = r {
-            self.log.abandon();
-            return Err(e);
+        if r.is_ok() {
+            self.steps += 1;
         }
-        self.steps += 1;
-        self.log.take_due(&self.be)
+        self.log.finish(&self.be, r)
     }
 
     fn step(

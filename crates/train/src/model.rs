@@ -19,7 +19,7 @@ use ffwd_layers::config::MlpTraining;
 use ffwd_layers::conv::{ConvAlgorithm, ConvFfNet};
 use ffwd_layers::ff::FfNet;
 use ffwd_layers::ffcl::FfclNet;
-use ffwd_layers::uff::UffNet;
+use ffwd_layers::uff::{SamplePos, UffNet};
 use ffwd_layers::Network;
 use ffwd_tensor::{stream, Philox};
 
@@ -87,20 +87,11 @@ impl Prep {
         Prep::Augmented(Augment { crop_padding: a.crop_padding, rotation_deg: a.rotation_deg, mean, std })
     }
 
-    /// Images `idx` of `ds` for training in epoch `epoch` (0-based), the
-    /// sample at batch position k drawing block `first + k` of the Philox
-    /// stream `noise(epoch)`.
-    #[allow(clippy::too_many_arguments)]
-    pub fn train_images(
-        &self,
-        ds: &Dataset,
-        idx: &[u32],
-        seed: u64,
-        epoch: u32,
-        first: u64,
-        images: &mut Vec<f32>,
-        labels: &mut Vec<u8>,
-    ) {
+    /// Images `idx` of `ds` for training at `pos` (epoch 0-based), the
+    /// sample at batch position k drawing block `pos.first + k` of the
+    /// Philox stream `noise(pos.epoch)`.
+    pub fn train_images(&self, ds: &Dataset, idx: &[u32], pos: SamplePos, images: &mut Vec<f32>, labels: &mut Vec<u8>) {
+        let SamplePos { seed, epoch, first, .. } = pos;
         match self {
             Prep::Plain => ds.gather(idx, images, labels),
             Prep::Augmented(a) => {

@@ -354,12 +354,12 @@ impl Trainer {
         let classes = self.net.classes();
         for b in 0..nb {
             let idx = &perm[b * bs..((b + 1) * bs).min(n)];
-            self.prep.train_images(&self.train, idx, seed, e32, (b * bs) as u64, &mut images, &mut labels);
+            let pos = SamplePos { seed, epoch: e32, first: (b * bs) as u64, cell: 0 };
+            self.prep.train_images(&self.train, idx, pos, &mut images, &mut labels);
             if let Some(p) = self.pretext {
                 p.transform_batch(seed, e32, (b * bs) as u64, self.train.shape, &mut images, &mut labels, &mut tmp);
             }
             negative_labels(seed, e32, (b * bs) as u64, &labels, classes, &mut negs);
-            let pos = SamplePos { seed, epoch: e32, first: (b * bs) as u64, cell: 0 };
             let batch = Batch { images: &images, labels: &labels, neg: &negs, layers: layers.clone(), pos };
             let net = &mut self.net;
             let done = self.pool.install(|| net.train_batch(&batch))?;

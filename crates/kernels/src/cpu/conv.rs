@@ -29,6 +29,7 @@ use super::gemm::Epilogue;
 use super::CpuBackend;
 use crate::error::{check_len, shape_err, Result};
 use crate::mat::{MatMut, MatRef};
+use crate::ops::conv::ConvBackward;
 use rayon::prelude::*;
 
 pub use crate::ops::conv::Cnhw;
@@ -149,18 +150,14 @@ impl CpuBackend {
 
     /// The conv's gradients from `dy` (CNHW, `cout` channels): `dw`
     /// (Cout × Cin·9, overwritten) and, when asked, `dx` (CNHW like x).
-    #[allow(clippy::too_many_arguments)]
     pub fn conv3x3_backward(
         &self,
-        x: &[f32],
-        g: Cnhw,
-        wts: &[f32],
-        cout: usize,
-        dy: &[f32],
+        a: ConvBackward<'_, [f32]>,
         dw: &mut [f32],
         mut dx: Option<&mut [f32]>,
         scratch: &mut ConvScratch,
     ) -> Result<()> {
+        let ConvBackward { x, g, w: wts, cout, dy } = a;
         Self::conv_check("conv3x3_backward", x, g, wts, cout)?;
         check_len("conv3x3_backward", "dy", dy.len(), cout * g.row())?;
         check_len("conv3x3_backward", "dW", dw.len(), wts.len())?;
@@ -210,7 +207,7 @@ impl crate::ops::ConvOps for CpuBackend {
     }
     fn conv3x3_backward(
         &self,
-        a: crate::ops::conv::ConvBackward<'_, Vec<f32>>,
+        a: ConvBackward<'_, Vec<f32>>,
         dw: &mut Vec<f32>,
         dx: Option<&mut Vec<f32>>,
         scratch: &mut ConvScratch,
@@ -220,6 +217,7 @@ impl crate::ops::ConvOps for CpuBackend {
             d.resize(a.x.len(), 0.0);
             &mut d[..]
         });
-        CpuBackend::conv3x3_backward(self, a.x, a.g, a.w, a.cout, a.dy, dw, dx, scratch)
+        let a = ConvBackward { x: &a.x[..], g: a.g, w: &a.w[..], cout: a.cout, dy: &a.dy[..] };
+        CpuBackend::conv3x3_backward(self, a, dw, dx, scratch)
     }
 }

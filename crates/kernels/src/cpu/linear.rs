@@ -169,7 +169,8 @@ impl CpuBackend {
         })
     }
 
-    /// The fused backward and update of an FF layer with packed weights.
+    /// The fused backward and update of an FF layer with packed weights,
+    /// from the forward's `(xn, h, dL/dG)`.
     ///
     /// Spec (the scalar backend runs exactly this): `dz = local_grad(h,
     /// dL/dG)`; `dW = xnᵀ·dz` (GEMM spec); `db = bias_grad(dz)`; then the
@@ -182,12 +183,9 @@ impl CpuBackend {
     /// It leaves out the k steps of dW at which six columns of `xn` are all
     /// zero (see [`StepsRun`], which it returns), with the spec's bits
     /// (except under Adam with β1 = 0, where it runs them all).
-    #[allow(clippy::too_many_arguments)]
     pub fn linear_backward_update(
         &self,
-        xn: MatRef,
-        h: &[f32],
-        dldg: &[f32],
+        (xn, h, dldg): (MatRef, &[f32], &[f32]),
         w: &mut PackedMat,
         step: &OptimStep,
         (a, b): (&mut [f32], &mut [f32]),
@@ -354,9 +352,7 @@ impl LinearOps for CpuBackend {
         let LinearUpdate { xn, h, dldg, w, bias, step } = u;
         let steps = CpuBackend::linear_backward_update(
             self,
-            MatRef::new(xn, d.rows, d.din)?,
-            h,
-            dldg,
+            (MatRef::new(xn, d.rows, d.din)?, h, dldg),
             w.value,
             step,
             (w.a, w.b),
@@ -368,12 +364,9 @@ impl LinearOps for CpuBackend {
     }
     fn linear_grads(
         &self,
-        xn: &Vec<f32>,
-        h: &Vec<f32>,
-        dldg: &Vec<f32>,
+        (xn, h, dldg): (&Vec<f32>, &Vec<f32>, &Vec<f32>),
         (din, dout): (usize, usize),
-        dw: &mut Vec<f32>,
-        db: &mut Vec<f32>,
+        (dw, db): (&mut Vec<f32>, &mut Vec<f32>),
         scratch: &mut LinearScratch,
     ) -> Result<()> {
         const OP: &str = "linear_grads";

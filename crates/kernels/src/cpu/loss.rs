@@ -17,7 +17,7 @@
 use super::math::Unary;
 use super::{CpuBackend, CpuKind};
 use crate::error::{check_len, shape_err, Result};
-use crate::ops::loss::{labelled_rows, GanHalves, LossOps, MeanOf};
+use crate::ops::loss::{labelled_rows, GanHalves, LossOps, LossOut, MeanOf};
 use crate::ops::StatSlot;
 
 /// The backend's vector transcendental, as the composite ops call it.
@@ -301,11 +301,9 @@ impl CpuBackend {
 
     /// Check the shapes and labels of a loss over labelled logits, then run
     /// it with this backend's transcendentals.
-    #[allow(clippy::too_many_arguments)]
     fn labelled_loss(
         &self,
-        op: &'static str,
-        f: LabelledLoss,
+        (op, f): (&'static str, LabelledLoss),
         logits: &[f32],
         c: usize,
         labels: &[u32],
@@ -342,7 +340,7 @@ impl CpuBackend {
         grad: &mut [f32],
         scratch: &mut LossScratch,
     ) -> Result<f32> {
-        self.labelled_loss("softmax_xent", softmax_xent, logits, c, labels, grad, scratch)
+        self.labelled_loss(("softmax_xent", softmax_xent), logits, c, labels, grad, scratch)
     }
 
     /// Cosine-embedding loss (target +1) of rows of `a` against the
@@ -374,7 +372,7 @@ impl CpuBackend {
         grad: &mut [f32],
         scratch: &mut LossScratch,
     ) -> Result<f32> {
-        self.labelled_loss("softmax_bce", softmax_bce, logits, c, labels, grad, scratch)
+        self.labelled_loss(("softmax_bce", softmax_bce), logits, c, labels, grad, scratch)
     }
 }
 
@@ -448,19 +446,10 @@ fn gan_loss(
 impl LossOps for CpuBackend {
     type LossScratch = LossScratch;
 
-    fn ff_loss(
-        &self,
-        loss: FfLoss,
-        form: GoodnessForm,
-        d: usize,
-        g: &Vec<f32>,
-        dldg: &mut Vec<f32>,
-        scratch: &mut LossScratch,
-        out: StatSlot<'_, Vec<f32>>,
-    ) -> Result<()> {
-        out.check("ff_loss", 1)?;
-        dldg.resize(g.len(), 0.0);
-        out.buf[out.at] = CpuBackend::ff_loss(self, loss, form, d, g, dldg, scratch)?;
+    fn ff_loss(&self, loss: FfLoss, form: GoodnessForm, d: usize, g: &Vec<f32>, out: LossOut<'_, Self>) -> Result<()> {
+        out.stat.check("ff_loss", 1)?;
+        out.grad.resize(g.len(), 0.0);
+        out.stat.buf[out.stat.at] = CpuBackend::ff_loss(self, loss, form, d, g, out.grad, out.scratch)?;
         Ok(())
     }
     fn goodness_means(&self, g: &Vec<f32>, mean: MeanOf, out: StatSlot<'_, Vec<f32>>) -> Result<()> {
@@ -483,48 +472,24 @@ impl LossOps for CpuBackend {
         out.buf[out.at + 1] = m(&g[n..]);
         Ok(())
     }
-    fn softmax_xent(
-        &self,
-        logits: &Vec<f32>,
-        c: usize,
-        labels: &Vec<u32>,
-        grad: &mut Vec<f32>,
-        scratch: &mut LossScratch,
-        out: StatSlot<'_, Vec<f32>>,
-    ) -> Result<()> {
-        out.check("softmax_xent", 1)?;
+    fn softmax_xent(&self, logits: &Vec<f32>, c: usize, labels: &Vec<u32>, out: LossOut<'_, Self>) -> Result<()> {
+        out.stat.check("softmax_xent", 1)?;
         labelled_rows("softmax_xent", logits, c, labels.len())?;
-        grad.resize(logits.len(), 0.0);
-        out.buf[out.at] = CpuBackend::softmax_xent(self, logits, c, labels, grad, scratch)?;
+        out.grad.resize(logits.len(), 0.0);
+        out.stat.buf[out.stat.at] = CpuBackend::softmax_xent(self, logits, c, labels, out.grad, out.scratch)?;
         Ok(())
     }
-    fn softmax_bce(
-        &self,
-        logits: &Vec<f32>,
-        c: usize,
-        labels: &Vec<u32>,
-        grad: &mut Vec<f32>,
-        scratch: &mut LossScratch,
-        out: StatSlot<'_, Vec<f32>>,
-    ) -> Result<()> {
-        out.check("softmax_bce", 1)?;
+    fn softmax_bce(&self, logits: &Vec<f32>, c: usize, labels: &Vec<u32>, out: LossOut<'_, Self>) -> Result<()> {
+        out.stat.check("softmax_bce", 1)?;
         labelled_rows("softmax_bce", logits, c, labels.len())?;
-        grad.resize(logits.len(), 0.0);
-        out.buf[out.at] = CpuBackend::softmax_bce(self, logits, c, labels, grad, scratch)?;
+        out.grad.resize(logits.len(), 0.0);
+        out.stat.buf[out.stat.at] = CpuBackend::softmax_bce(self, logits, c, labels, out.grad, out.scratch)?;
         Ok(())
     }
-    fn cosine_embedding(
-        &self,
-        a: &Vec<f32>,
-        b: &Vec<f32>,
-        d: usize,
-        grad: &mut Vec<f32>,
-        scratch: &mut LossScratch,
-        out: StatSlot<'_, Vec<f32>>,
-    ) -> Result<()> {
-        out.check("cosine_embedding", 1)?;
-        grad.resize(a.len(), 0.0);
-        out.buf[out.at] = CpuBackend::cosine_embedding(self, a, b, d, grad, scratch)?;
+    fn cosine_embedding(&self, a: &Vec<f32>, b: &Vec<f32>, d: usize, out: LossOut<'_, Self>) -> Result<()> {
+        out.stat.check("cosine_embedding", 1)?;
+        out.grad.resize(a.len(), 0.0);
+        out.stat.buf[out.stat.at] = CpuBackend::cosine_embedding(self, a, b, d, out.grad, out.scratch)?;
         Ok(())
     }
     fn softmax_rows(&self, logits: &Vec<f32>, c: usize, out: &mut Vec<f32>, scratch: &mut LossScratch) -> Result<()> {

@@ -175,17 +175,16 @@ impl CpuBackend {
     }
 
     /// `y = ((x − mean) · rstd) · γ + β` per channel.
-    #[allow(clippy::too_many_arguments)]
     pub fn batchnorm_apply(
         &self,
         x: &[f32],
         g: Cnhw,
-        mean: &[f32],
-        rstd: &[f32],
+        stats: BnStats<'_, [f32]>,
         gamma: &[f32],
         beta: &[f32],
         y: &mut [f32],
     ) -> Result<()> {
+        let BnStats { mean, rstd } = stats;
         check_len("batchnorm_apply", "x", x.len(), g.len())?;
         check_len("batchnorm_apply", "y", y.len(), g.len())?;
         for (what, s) in [("mean", mean), ("rstd", rstd), ("gamma", gamma), ("beta", beta)] {
@@ -207,19 +206,16 @@ impl CpuBackend {
     }
 
     /// Batch-norm backward with batch statistics: `dx`, `dγ`, `dβ`.
-    #[allow(clippy::too_many_arguments)]
     pub fn batchnorm_backward(
         &self,
         x: &[f32],
         g: Cnhw,
-        mean: &[f32],
-        rstd: &[f32],
+        stats: BnStats<'_, [f32]>,
         gamma: &[f32],
         dy: &[f32],
-        dx: &mut [f32],
-        dgamma: &mut [f32],
-        dbeta: &mut [f32],
+        grads: BnGrads<'_, [f32]>,
     ) -> Result<()> {
+        let (BnStats { mean, rstd }, BnGrads { dx, dgamma, dbeta }) = (stats, grads);
         check_len("batchnorm_backward", "x", x.len(), g.len())?;
         check_len("batchnorm_backward", "dy", dy.len(), g.len())?;
         check_len("batchnorm_backward", "dx", dx.len(), g.len())?;
@@ -339,7 +335,6 @@ impl CpuBackend {
     }
 
     /// Backward of [`CpuBackend::sample_norm_forward`]; `scratch` holds 2·N.
-    #[allow(clippy::too_many_arguments)]
     pub fn sample_norm_backward(
         &self,
         x: &[f32],
@@ -417,7 +412,8 @@ impl crate::ops::Norm2dOps for CpuBackend {
         y: &mut Vec<f32>,
     ) -> Result<()> {
         y.resize(g.len(), 0.0);
-        CpuBackend::batchnorm_apply(self, x, g, stats.mean, stats.rstd, gamma, beta, y)
+        let stats = BnStats { mean: &stats.mean[..], rstd: &stats.rstd[..] };
+        CpuBackend::batchnorm_apply(self, x, g, stats, gamma, beta, y)
     }
     fn batchnorm_backward(
         &self,
@@ -431,18 +427,9 @@ impl crate::ops::Norm2dOps for CpuBackend {
         grads.dx.resize(g.len(), 0.0);
         grads.dgamma.resize(g.c, 0.0);
         grads.dbeta.resize(g.c, 0.0);
-        CpuBackend::batchnorm_backward(
-            self,
-            x,
-            g,
-            stats.mean,
-            stats.rstd,
-            gamma,
-            dy,
-            grads.dx,
-            grads.dgamma,
-            grads.dbeta,
-        )
+        let stats = BnStats { mean: &stats.mean[..], rstd: &stats.rstd[..] };
+        let grads = BnGrads { dx: &mut grads.dx[..], dgamma: &mut grads.dgamma[..], dbeta: &mut grads.dbeta[..] };
+        CpuBackend::batchnorm_backward(self, x, g, stats, gamma, dy, grads)
     }
     fn batchnorm_update_running(
         &self,

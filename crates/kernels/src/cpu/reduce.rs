@@ -214,7 +214,7 @@ impl CpuBackend {
 
     /// Length-normalise each row of width `d` (see [`reduce`] for the spec).
     pub fn normalize_rows(&self, x: &[f32], out: &mut [f32], d: usize, kind: Norm, eps: f32) -> Result<()> {
-        self.normalize_impl("normalize_rows", x, None, out, d, kind, eps)
+        self.normalize_impl("normalize_rows", x, None, out, (d, kind, eps))
     }
 
     /// [`CpuBackend::normalize_rows`] with each row's sum of squares already
@@ -231,19 +231,16 @@ impl CpuBackend {
         kind: Norm,
         eps: f32,
     ) -> Result<()> {
-        self.normalize_impl("normalize_rows_given", x, Some(sumsq), out, d, kind, eps)
+        self.normalize_impl("normalize_rows_given", x, Some(sumsq), out, (d, kind, eps))
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn normalize_impl(
         &self,
         op: &'static str,
         x: &[f32],
         given: Option<&[f32]>,
         out: &mut [f32],
-        d: usize,
-        kind: Norm,
-        eps: f32,
+        (d, kind, eps): (usize, Norm, f32),
     ) -> Result<()> {
         check_len(op, "out", out.len(), x.len())?;
         if d == 0 || !x.len().is_multiple_of(d) {

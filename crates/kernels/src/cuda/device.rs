@@ -242,7 +242,9 @@ impl<T: DeviceRepr + ValidAsZeroBits> Dev<T> {
         if n <= cap {
             if let Some(d) = self.data.as_mut() {
                 if keep && n > self.len {
-                    dev.stream.memset_zeros(&mut d.slice_mut(self.len..n)).map_err(|e| err("zeroing a grown buffer", e))?;
+                    dev.stream
+                        .memset_zeros(&mut d.slice_mut(self.len..n))
+                        .map_err(|e| err("zeroing a grown buffer", e))?;
                 }
                 self.len = n;
                 return Ok(());

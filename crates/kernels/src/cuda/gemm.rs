@@ -82,7 +82,6 @@ impl CudaBackend {
     /// Launch the GEMM: A (m × k) and B (k × n) as strided operands, C
     /// row-major m × n; `code` is the epilogue (`EPI_*`), `bias` n values
     /// when the epilogue adds one. The callers check every shape.
-    #[allow(clippy::too_many_arguments)]
     pub(crate) fn launch_gemm(
         &self,
         a: Operand<'_>,

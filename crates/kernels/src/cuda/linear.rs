@@ -142,12 +142,9 @@ impl LinearOps for CudaBackend {
     }
     fn linear_grads(
         &self,
-        xn: &DevBuf,
-        h: &DevBuf,
-        dldg: &DevBuf,
+        (xn, h, dldg): (&DevBuf, &DevBuf, &DevBuf),
         (din, dout): (usize, usize),
-        dw: &mut DevBuf,
-        db: &mut DevBuf,
+        (dw, db): (&mut DevBuf, &mut DevBuf),
         _scratch: &mut (),
     ) -> Result<()> {
         const OP: &str = "linear_grads";

@@ -5,7 +5,7 @@
 
 use super::device::{err, grid_for, int, one_warp, warp_rows, CudaBackend, DevBuf, DevIds};
 use crate::error::{check_len, shape_err, Result};
-use crate::ops::loss::{labelled_rows, FfLoss, GanHalves, GoodnessForm, LossOps, MeanOf, COSINE_EPS};
+use crate::ops::loss::{labelled_rows, FfLoss, GanHalves, GoodnessForm, LossOps, LossOut, MeanOf, COSINE_EPS};
 use crate::ops::{Len, StatSlot};
 use cudarc::driver::{CudaView, LaunchConfig, PushKernelArg};
 
@@ -32,17 +32,14 @@ impl CudaBackend {
     /// A loss over labelled logits: the rows kernel `name` (one warp per
     /// row) writes the gradient and `terms` per-row (`per_value`: per
     /// logit) terms, then their L32 mean goes to `out`.
-    #[allow(clippy::too_many_arguments)]
     fn labelled(
         &self,
-        op: &'static str,
-        name: &str,
+        (op, name): (&'static str, &str),
         (logits, c, labels): (&DevBuf, usize, &DevIds),
         per_value: bool,
-        grad: &mut DevBuf,
-        scratch: &mut DevLossScratch,
-        out: StatSlot<'_, DevBuf>,
+        out: LossOut<'_, Self>,
     ) -> Result<()> {
+        let LossOut { grad, scratch, stat: out } = out;
         let m = labelled_rows(op, logits, c, labels.len())?;
         labels.check(op, c)?;
         out.check(op, 1)?;
@@ -71,17 +68,9 @@ impl CudaBackend {
 impl LossOps for CudaBackend {
     type LossScratch = DevLossScratch;
 
-    fn ff_loss(
-        &self,
-        loss: FfLoss,
-        form: GoodnessForm,
-        d: usize,
-        g: &DevBuf,
-        dldg: &mut DevBuf,
-        _scratch: &mut DevLossScratch,
-        out: StatSlot<'_, DevBuf>,
-    ) -> Result<()> {
+    fn ff_loss(&self, loss: FfLoss, form: GoodnessForm, d: usize, g: &DevBuf, out: LossOut<'_, Self>) -> Result<()> {
         const OP: &str = "ff_loss";
+        let LossOut { grad: dldg, stat: out, .. } = out;
         if !g.len().is_multiple_of(2) {
             return Err(shape_err(OP, format!("{} goodness values: expected n positives + n negatives", g.len())));
         }
@@ -126,38 +115,15 @@ impl LossOps for CudaBackend {
         unsafe { b.launch(one_warp()) }.map_err(|e| err(OP, e))?;
         Ok(())
     }
-    fn softmax_xent(
-        &self,
-        logits: &DevBuf,
-        c: usize,
-        labels: &DevIds,
-        grad: &mut DevBuf,
-        scratch: &mut DevLossScratch,
-        out: StatSlot<'_, DevBuf>,
-    ) -> Result<()> {
-        self.labelled("softmax_xent", "ffwd_softmax_xent_rows_f32", (logits, c, labels), false, grad, scratch, out)
+    fn softmax_xent(&self, logits: &DevBuf, c: usize, labels: &DevIds, out: LossOut<'_, Self>) -> Result<()> {
+        self.labelled(("softmax_xent", "ffwd_softmax_xent_rows_f32"), (logits, c, labels), false, out)
     }
-    fn softmax_bce(
-        &self,
-        logits: &DevBuf,
-        c: usize,
-        labels: &DevIds,
-        grad: &mut DevBuf,
-        scratch: &mut DevLossScratch,
-        out: StatSlot<'_, DevBuf>,
-    ) -> Result<()> {
-        self.labelled("softmax_bce", "ffwd_softmax_bce_rows_f32", (logits, c, labels), true, grad, scratch, out)
+    fn softmax_bce(&self, logits: &DevBuf, c: usize, labels: &DevIds, out: LossOut<'_, Self>) -> Result<()> {
+        self.labelled(("softmax_bce", "ffwd_softmax_bce_rows_f32"), (logits, c, labels), true, out)
     }
-    fn cosine_embedding(
-        &self,
-        a: &DevBuf,
-        b: &DevBuf,
-        d: usize,
-        grad: &mut DevBuf,
-        scratch: &mut DevLossScratch,
-        out: StatSlot<'_, DevBuf>,
-    ) -> Result<()> {
+    fn cosine_embedding(&self, a: &DevBuf, b: &DevBuf, d: usize, out: LossOut<'_, Self>) -> Result<()> {
         const OP: &str = "cosine_embedding";
+        let LossOut { grad, scratch, stat: out } = out;
         let m = crate::ops::reduce::rows_of(OP, a.len(), d)?;
         check_len(OP, "b", b.len(), a.len())?;
         out.check(OP, 1)?;

@@ -15,8 +15,9 @@
 //! a GPU (CI does this with the `nvidia-cuda-nvrtc` wheel). The ops that
 //! existed before the backend trait matched the scalar specification bit
 //! for bit on one H100 (benches/results/gpu-h100-2026-11-23.md); the ones
-//! added with it (`crates/kernels/tests/gpu_bitexact.rs` lists them) have
-//! not run on a GPU yet.
+//! added with it (`kernels/README.md` lists them), and the generic
+//! conformance suite (`crates/kernels/tests/conformance.rs`) that checks
+//! every family, have not run on a GPU yet.
 
 pub mod compile;
 mod conv;

@@ -60,7 +60,7 @@ impl Cnhw {
 }
 
 /// The gradients of one conv (see [`ConvOps::conv3x3_backward`]).
-pub struct ConvBackward<'a, T> {
+pub struct ConvBackward<'a, T: ?Sized> {
     /// The forward's input, CNHW `g`.
     pub x: &'a T,
     pub g: Cnhw,
@@ -77,7 +77,6 @@ pub trait ConvOps: Storage {
     type ConvScratch: Default + Clone + std::fmt::Debug + Send + Sync;
 
     /// `y = conv3x3(x, w)` (CNHW with `cout` channels, resized).
-    #[allow(clippy::too_many_arguments)]
     fn conv3x3_forward(
         &self,
         x: &Self::Buf,

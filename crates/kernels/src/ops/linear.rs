@@ -82,18 +82,14 @@ pub trait LinearOps: Storage {
     /// optimiser step on every element of W and of the bias. dz and dW need
     /// not exist in memory. Returns how much of the dW product ran.
     fn linear_backward_update(&self, u: LinearUpdate<'_, Self>, scratch: &mut Self::LinearScratch) -> Result<StepsRun>;
-    /// The same gradients without the update (the unfused specification):
-    /// `dw` (din × dout row-major) and `db`, both resized; `dims` is
-    /// (din, dout).
-    #[allow(clippy::too_many_arguments)]
+    /// The same gradients without the update (the unfused specification)
+    /// from the forward's `(xn, h, dL/dG)`: `(dw, db)`, dW din × dout
+    /// row-major, both resized; `dims` is (din, dout).
     fn linear_grads(
         &self,
-        xn: &Self::Buf,
-        h: &Self::Buf,
-        dldg: &Self::Buf,
+        forward: (&Self::Buf, &Self::Buf, &Self::Buf),
         dims: (usize, usize),
-        dw: &mut Self::Buf,
-        db: &mut Self::Buf,
+        grads: (&mut Self::Buf, &mut Self::Buf),
         scratch: &mut Self::LinearScratch,
     ) -> Result<()>;
     /// One optimiser step on weights `w` with a row-major gradient `grad`

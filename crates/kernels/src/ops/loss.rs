@@ -59,71 +59,48 @@ pub enum GanHalves {
     AllReal,
 }
 
+/// Where a loss writes: its gradient (resized to the input), its work
+/// space, and the statistics slot of its mean loss.
+pub struct LossOut<'a, B: LossOps> {
+    pub grad: &'a mut B::Buf,
+    pub scratch: &'a mut B::LossScratch,
+    pub stat: StatSlot<'a, B::Buf>,
+}
+
+impl<'a, B: LossOps> LossOut<'a, B> {
+    pub fn new(grad: &'a mut B::Buf, scratch: &'a mut B::LossScratch, stat: StatSlot<'a, B::Buf>) -> Self {
+        Self { grad, scratch, stat }
+    }
+}
+
 /// The loss family.
 pub trait LossOps: Storage {
     /// Work space of the losses, kept between steps.
     type LossScratch: Default + Clone + std::fmt::Debug + Send + Sync;
 
     /// The FF loss over `g` (n positives then n negatives, sum-form goodness
-    /// of a layer of width `d`): `dldg` (resized) and the mean loss at `out`.
-    #[allow(clippy::too_many_arguments)]
-    fn ff_loss(
-        &self,
-        loss: FfLoss,
-        form: GoodnessForm,
-        d: usize,
-        g: &Self::Buf,
-        dldg: &mut Self::Buf,
-        scratch: &mut Self::LossScratch,
-        out: StatSlot<'_, Self::Buf>,
-    ) -> Result<()>;
+    /// of a layer of width `d`): `dL/dG` into `out.grad` and the mean loss.
+    fn ff_loss(&self, loss: FfLoss, form: GoodnessForm, d: usize, g: &Self::Buf, out: LossOut<'_, Self>) -> Result<()>;
     /// The mean goodness of the positives and of the negatives (the two
     /// halves of `g`) at `out.at` and `out.at + 1`.
     fn goodness_means(&self, g: &Self::Buf, mean: MeanOf, out: StatSlot<'_, Self::Buf>) -> Result<()>;
     /// Softmax cross-entropy of `logits` (labels × c): per row `mx` = the
     /// first maximum by `>`, `sh = z − mx`, `e = exp(sh)`, `s = l32_sum(e)`,
-    /// `p = e / s`; `grad = (p − onehot)·w` (resized), `w = 1/m`; the mean
+    /// `p = e / s`; `grad = (p − onehot)·w`, `w = 1/m`; the mean
     /// loss `l32_sum(ln(s) − sh_y) · w` at `out`.
-    #[allow(clippy::too_many_arguments)]
-    fn softmax_xent(
-        &self,
-        logits: &Self::Buf,
-        c: usize,
-        labels: &Self::Ids,
-        grad: &mut Self::Buf,
-        scratch: &mut Self::LossScratch,
-        out: StatSlot<'_, Self::Buf>,
-    ) -> Result<()>;
+    fn softmax_xent(&self, logits: &Self::Buf, c: usize, labels: &Self::Ids, out: LossOut<'_, Self>) -> Result<()>;
     /// Binary cross-entropy of the softmax of `logits` against one-hot
     /// targets (the FFCL output loss): `p` as in
     /// [`LossOps::softmax_xent`], `q = (s − e)/s`; loss `w·Σ −[t·max(ln p,
     /// −100) + (1−t)·max(ln q, −100)]`, `w = 1/(m·c)`;
     /// `g = w·(p − t)/max(p·q, 1e-12)`, `dz = p·(g − l32 Σ p·g)`.
-    #[allow(clippy::too_many_arguments)]
-    fn softmax_bce(
-        &self,
-        logits: &Self::Buf,
-        c: usize,
-        labels: &Self::Ids,
-        grad: &mut Self::Buf,
-        scratch: &mut Self::LossScratch,
-        out: StatSlot<'_, Self::Buf>,
-    ) -> Result<()>;
+    fn softmax_bce(&self, logits: &Self::Buf, c: usize, labels: &Self::Ids, out: LossOut<'_, Self>) -> Result<()>;
     /// Cosine-embedding loss (target +1) of rows of `a` against the
     /// constant rows of `b` (m × d): `w·Σ (1 − cos)`, `w = 1/m`, `cos =
     /// (a·b) / (max(‖a‖, ε)·max(‖b‖, ε))` ([`COSINE_EPS`]); `grad = dL/da
     /// = −w·(b/den − k·a)` with `k = cos/‖a‖²` where `‖a‖ > ε`, else 0.
     /// Dots and squared norms are L32 sums of the products.
-    #[allow(clippy::too_many_arguments)]
-    fn cosine_embedding(
-        &self,
-        a: &Self::Buf,
-        b: &Self::Buf,
-        d: usize,
-        grad: &mut Self::Buf,
-        scratch: &mut Self::LossScratch,
-        out: StatSlot<'_, Self::Buf>,
-    ) -> Result<()>;
+    fn cosine_embedding(&self, a: &Self::Buf, b: &Self::Buf, d: usize, out: LossOut<'_, Self>) -> Result<()>;
     /// Softmax of each row of `logits` (rows of `c`; `out` resized): `e /
     /// l32_sum(e)` with `e` as in [`LossOps::softmax_xent`].
     fn softmax_rows(

@@ -32,13 +32,13 @@ pub fn bn_rstd(var: f32, eps: f32) -> f32 {
 }
 
 /// Per-channel statistics of a batch norm (each `c` values).
-pub struct BnStats<'a, T> {
+pub struct BnStats<'a, T: ?Sized> {
     pub mean: &'a T,
     pub rstd: &'a T,
 }
 
 /// The gradients of a batch norm with batch statistics.
-pub struct BnGrads<'a, T> {
+pub struct BnGrads<'a, T: ?Sized> {
     pub dx: &'a mut T,
     pub dgamma: &'a mut T,
     pub dbeta: &'a mut T,
@@ -51,7 +51,6 @@ pub trait Norm2dOps: Storage {
 
     /// Per-channel batch statistics of `x`: `mean`, biased `var` and `rstd`
     /// (each resized to the channels).
-    #[allow(clippy::too_many_arguments)]
     fn batchnorm_stats(
         &self,
         x: &Self::Buf,
@@ -65,7 +64,6 @@ pub trait Norm2dOps: Storage {
     /// variance; resized).
     fn bn_rstd(&self, var: &Self::Buf, eps: f32, rstd: &mut Self::Buf) -> Result<()>;
     /// `y = ((x − mean) · rstd) · γ + β` per channel (resized).
-    #[allow(clippy::too_many_arguments)]
     fn batchnorm_apply(
         &self,
         x: &Self::Buf,
@@ -87,7 +85,6 @@ pub trait Norm2dOps: Storage {
     ) -> Result<()>;
     /// Running statistics with momentum `m` from one batch of `n` values
     /// per channel.
-    #[allow(clippy::too_many_arguments)]
     fn batchnorm_update_running(
         &self,
         mean: &Self::Buf,
@@ -113,7 +110,6 @@ pub trait Norm2dOps: Storage {
         inv: &mut Self::Buf,
     ) -> Result<()>;
     /// Backward of [`Norm2dOps::sample_norm_forward`] (`dx` resized).
-    #[allow(clippy::too_many_arguments)]
     fn sample_norm_backward(
         &self,
         x: &Self::Buf,

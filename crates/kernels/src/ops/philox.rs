@@ -33,7 +33,6 @@ pub trait PhiloxOps: Storage {
     /// The DAE's corrupted copy of `x` (rows of `d`; `out` resized): each
     /// value zeroed with probability `mask_prob`, then `noise_std` times a
     /// Gaussian added.
-    #[allow(clippy::too_many_arguments)]
     fn dae_corrupt(
         &self,
         x: &Self::Buf,

@@ -42,7 +42,6 @@ pub trait ReduceOps: Storage {
     /// [`ReduceOps::normalize_rows`] with each row's sum of squares already
     /// known (`sumsq`, one per row; the same bits when they are the rows'
     /// L32 sums of squares, as an FF forward's goodness is).
-    #[allow(clippy::too_many_arguments)]
     fn normalize_rows_given(
         &self,
         x: &Self::Buf,

@@ -181,7 +181,7 @@ pub unsafe fn compact_panel(dense: &[f32], out: &mut [f32], off: &mut [u32]) -> 
 /// (`exact` given) is known up to the sign of its zeros; where the sink
 /// says that sign would matter, `exact` recomputes the tile by the spec.
 #[target_feature(enable = "avx2,fma")]
-#[allow(clippy::too_many_arguments)]
+#[allow(clippy::too_many_arguments)] // a microkernel's operands, each a register
 pub unsafe fn tile(
     kc: usize,
     a: APanel,
@@ -252,7 +252,7 @@ pub unsafe fn tile(
 /// way (the compacted panel), B at `b + off[t]`.
 #[target_feature(enable = "avx2,fma")]
 #[inline]
-#[allow(clippy::too_many_arguments)]
+#[allow(clippy::too_many_arguments)] // a microkernel's operands, each a register
 unsafe fn kernel<const SPARSE: bool>(
     steps: usize,
     a: *const f32,
