@@ -19,7 +19,8 @@
 use crate::checks::{check_images, check_labelled};
 use crate::config::{FfConfig, MlpTraining};
 use crate::conv::{block_tensors, forward_blocks, images_to_cnhw, load_blocks, BlockMode, ConvBlock, ConvFfConfig};
-use crate::ff::{layer_tensors, load_layers, FfLayer, Predictions};
+use crate::ff::{layer_tensors, load_layers, FfLayer};
+use crate::predict::Predictions;
 use crate::readout::Readout;
 use crate::stats::{BatchStats, Entry, StatLog};
 use crate::tensors::TensorSource;

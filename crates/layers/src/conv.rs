@@ -35,8 +35,8 @@
 
 use crate::checks::{check_batch, check_images};
 use crate::config::{LossKind, OptimConfig};
-use crate::ff::Predictions;
 use crate::optim::OptState;
+use crate::predict::Predictions;
 use crate::stats::{BatchStats, Entry, StatLog};
 use crate::tensors::{fetch_into, to_tensor, TensorSource};
 use crate::{Error, Result};

@@ -97,7 +97,7 @@ pub struct Objective {
 pub struct FfLayer<B: Backend> {
     pub in_dim: usize,
     pub out_dim: usize,
-    /// in_dim × out_dim, in the backend's layout ([`Backend::unpack`] gives
+    /// in_dim × out_dim, in the backend's layout ([`LinearOps::unpack`](ffwd_kernels::LinearOps::unpack) gives
     /// the row-major matrix).
     pub w: B::Packed,
     pub b: B::Buf,
@@ -203,7 +203,7 @@ impl<B: Backend> FfLayer<B> {
     }
 
     /// One local training step, fused: the forward, the loss, then
-    /// [`Backend::linear_backward_update`] (dz, dW, db and the weight
+    /// [`LinearOps::linear_backward_update`](ffwd_kernels::LinearOps::linear_backward_update) (dz, dW, db and the weight
     /// update in one pass; bit-identical to [`FfLayer::compute_grads`]
     /// followed by [`FfLayer::apply_grads`]).
     pub fn train_step(
@@ -369,18 +369,7 @@ impl<B: Backend> FfLayer<B> {
     }
 }
 
-/// Predictions for a set of images.
-#[derive(Clone, Debug, Default)]
-pub struct Predictions {
-    /// By the configured method (A or B).
-    pub overall: Vec<u8>,
-    /// Method A with each layer's goodness alone.
-    pub per_layer: Vec<Vec<u8>>,
-    /// Method A (goodness summed over layers ≥ skip_layers).
-    pub goodness: Vec<u8>,
-    /// Method B, when the network has a readout.
-    pub readout: Option<Vec<u8>>,
-}
+pub use crate::predict::Predictions;
 
 /// Value of every label input in the neutral (unlabelled) input.
 pub const NEUTRAL_LABEL: f32 = 0.1;

@@ -18,8 +18,8 @@
 
 use crate::checks::{check_images, check_labelled};
 use crate::config::OptimConfig;
-use crate::ff::Predictions;
 use crate::optim::OptState;
+use crate::predict::Predictions;
 use crate::stats::{BatchStats, Entry, StatLog, SLOTS};
 use crate::tensors::{fetch_into, to_tensor, TensorSource};
 use crate::{Error, Result};

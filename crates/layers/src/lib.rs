@@ -34,6 +34,7 @@ pub mod ffcl;
 mod linear;
 pub mod network;
 pub mod optim;
+pub mod predict;
 pub mod probe;
 pub mod readout;
 pub mod stats;
@@ -42,4 +43,5 @@ pub mod uff;
 
 pub use error::{Error, Result};
 pub use network::{Batch, Network};
+pub use predict::Predictions;
 pub use stats::{BatchStats, LayerStats};

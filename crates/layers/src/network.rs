@@ -7,8 +7,9 @@
 use crate::backprop::{BpConvNet, BpMlp};
 use crate::config::MlpTraining;
 use crate::conv::ConvFfNet;
-use crate::ff::{FfNet, Predictions};
+use crate::ff::FfNet;
 use crate::ffcl::FfclNet;
+use crate::predict::Predictions;
 use crate::probe::{linear_probe, Features, ProbeConfig, ProbeReport};
 use crate::stats::BatchStats;
 use crate::tensors::TensorSource;

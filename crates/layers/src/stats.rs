@@ -1,6 +1,6 @@
 //! The statistics of training batches, kept where the backend computes
 //! them. Each op that produces a scalar (a loss, a mean goodness) writes it
-//! into a [`StatLog`]'s buffer on the backend; the network reads the log
+//! into a `StatLog`'s buffer on the backend; the network reads the log
 //! back every [`Backend::stats_every`] batches (every batch on the CPU, in
 //! blocks on a device, so the device never waits for the host inside a
 //! training step) and turns each batch's row into a [`BatchStats`].
@@ -214,5 +214,48 @@ impl<B: Backend> Scalars<B> {
     /// The values on the host (waits for the backend).
     pub fn read(&self, be: &B) -> Result<Vec<f32>> {
         Ok(be.download(&self.buf)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ffwd_kernels::CpuBackend;
+
+    /// A log of 2 layers and a checked head, with one batch whose slot 0
+    /// of `layer` holds `v`.
+    fn one_batch(layer: usize, v: f32) -> Result<Vec<BatchStats>> {
+        let be = CpuBackend::scalar();
+        let mut log = StatLog::<Vec<f32>>::new(2, Some(2));
+        let row = log.begin(&be)?;
+        let s = log.slot(row, layer, 0, Entry::Loss);
+        s.buf[s.at] = v;
+        log.take(&be)
+    }
+
+    #[test]
+    fn a_diverged_loss_names_the_layer_or_the_output_head() {
+        let e = one_batch(1, f32::NAN).unwrap_err().to_string();
+        assert!(e.starts_with("layer 1: training diverged"), "{e}");
+        let e = one_batch(2, f32::INFINITY).unwrap_err().to_string();
+        assert!(e.starts_with("the output head (layer 2): training diverged"), "{e}");
+        let ok = one_batch(2, 0.5).unwrap();
+        assert_eq!(ok[0].readout_loss, Some(0.5));
+    }
+
+    #[test]
+    fn a_failed_step_leaves_no_row_behind() {
+        let be = CpuBackend::scalar();
+        let mut log = StatLog::<Vec<f32>>::new(1, None);
+        log.begin(&be).unwrap();
+        let err = crate::Error::Batch("bad".into());
+        assert!(log.finish(&be, Err(err)).is_err());
+        assert!(log.take(&be).unwrap().is_empty());
+        let row = log.begin(&be).unwrap();
+        let s = log.slot(row, 0, 0, Entry::Loss);
+        s.buf[s.at] = 1.5;
+        let got = log.finish(&be, Ok(())).unwrap();
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].layers[0].map(|l| l.loss), Some(1.5));
     }
 }

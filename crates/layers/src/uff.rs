@@ -49,9 +49,9 @@
 use crate::checks::{check_images, check_labelled};
 use crate::config::{OptimConfig, OptimKind};
 use crate::conv::{BlockMode, BlockNorm, ConvBlock};
-use crate::ff::Predictions;
 use crate::ffcl::Dense;
 use crate::optim::OptState;
+use crate::predict::Predictions;
 use crate::readout::Readout;
 use crate::stats::{BatchStats, Entry, StatLog};
 use crate::tensors::{fetch_into, to_tensor, TensorSource};

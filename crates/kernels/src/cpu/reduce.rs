@@ -212,7 +212,7 @@ impl CpuBackend {
         Ok(())
     }
 
-    /// Length-normalise each row of width `d` (see [`reduce`] for the spec).
+    /// Length-normalise each row of width `d` (see [`crate::ops::reduce`] for the spec).
     pub fn normalize_rows(&self, x: &[f32], out: &mut [f32], d: usize, kind: Norm, eps: f32) -> Result<()> {
         self.normalize_impl("normalize_rows", x, None, out, (d, kind, eps))
     }

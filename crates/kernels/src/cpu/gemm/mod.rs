@@ -264,7 +264,7 @@ const COL_SPLIT_MAX_ROWS: usize = 512;
 const NC: usize = 4096;
 
 impl CpuBackend {
-    /// `c = epilogue(a · b)` (see [`gemm`] for the spec).
+    /// `c = epilogue(a · b)` (see [`crate::ops::gemm`] for the spec).
     pub fn gemm(&self, a: MatRef, b: MatRef, mut c: MatMut, epi: Epilogue) -> Result<()> {
         self.gemm_impl("gemm", a, b, &mut c, epi, None)
     }
