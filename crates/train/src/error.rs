@@ -19,6 +19,9 @@ pub enum Error {
     Checkpoint { path: PathBuf, reason: String },
     #[error("{0}")]
     Invalid(String),
+    /// The device asked for cannot be used (no driver, NVRTC or device).
+    #[error("train.device = \"{device}\": {reason}")]
+    Device { device: String, reason: String },
 }
 
 pub type Result<T> = std::result::Result<T, Error>;

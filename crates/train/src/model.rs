@@ -39,7 +39,8 @@ pub fn build_on_device(device: Device, cfg: &RunConfig, shape: (usize, usize, us
         Device::Cpu => build_on(CpuBackend::best(), cfg, shape, classes),
         Device::CpuScalar => build_on(CpuBackend::scalar(), cfg, shape, classes),
         Device::Cuda(i) => {
-            let be = CudaBackend::new(i).map_err(|e| Error::Invalid(format!("train.device = \"{device}\": {e}")))?;
+            let be =
+                CudaBackend::new(i).map_err(|e| Error::Device { device: device.to_string(), reason: e.to_string() })?;
             build_on(be, cfg, shape, classes)
         }
     }

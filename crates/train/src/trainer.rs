@@ -234,6 +234,11 @@ impl Trainer {
         Ok(Some(rep))
     }
 
+    /// The network, for use after the run.
+    pub fn into_net(self) -> Model {
+        self.net
+    }
+
     pub fn threads(&self) -> usize {
         self.pool.current_num_threads()
     }

@@ -1,0 +1,198 @@
+"""The Python package against the engine: the same bytes as the command
+line, checkpoints readable by the safetensors package, clear exceptions for
+bad arguments. Needs the `ffwd` binary of this checkout (FFWD_BIN, else
+target/release/ffwd; `cargo build --release` makes it)."""
+
+import _thread
+import json
+import os
+import pathlib
+import subprocess
+import sys
+import threading
+
+import numpy as np
+import pytest
+
+import ffwd
+
+ROOT = pathlib.Path(__file__).resolve().parents[3]
+
+
+def ffwd_bin() -> str:
+    b = os.environ.get("FFWD_BIN") or str(ROOT / "target" / "release" / "ffwd")
+    if not os.path.isfile(b):
+        pytest.fail(f"the ffwd binary is needed for this test: {b} is missing (cargo build --release, or set FFWD_BIN)")
+    return b
+
+
+def digits_config(out_dir, epochs=3, **model):
+    d = ffwd.RunConfig().to_dict()
+    d["train"]["epochs"] = epochs
+    d["output"]["dir"] = str(out_dir)
+    d["model"].update(model)
+    return ffwd.RunConfig.from_dict(d)
+
+
+def metrics_without_timings(path):
+    rows = []
+    for line in pathlib.Path(path).read_text().splitlines():
+        r = json.loads(line)
+        for k in ("train_seconds", "samples_per_s", "threads"):
+            r.pop(k, None)
+        rows.append(r)
+    return rows
+
+
+def test_the_readme_example_trains_digits_and_prints_the_accuracy(tmp_path):
+    example = ROOT / "crates" / "py" / "examples" / "train_digits.py"
+    out = subprocess.run([sys.executable, str(example)], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    line = out.stdout.splitlines()[0]
+    assert line.startswith("test accuracy "), out.stdout
+    acc = float(line.split()[2].rstrip("%"))
+    # 30 epochs of the default run: well above chance (10 %)
+    assert acc > 50.0, out.stdout
+    assert (tmp_path / "runs" / "latest" / "model.safetensors").is_file()
+
+
+def test_a_python_run_writes_the_same_checkpoint_and_metrics_as_the_cli(tmp_path):
+    cfg = digits_config(tmp_path / "py", loss="symba")
+    run = ffwd.train(cfg)
+    toml = tmp_path / "run.toml"
+    toml.write_text(cfg.to_toml())
+    cli = tmp_path / "cli"
+    out = subprocess.run([ffwd_bin(), "train", "--config", str(toml), "--out", str(cli), "--quiet"],
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    a = (tmp_path / "py" / "model.safetensors").read_bytes()
+    b = (cli / "model.safetensors").read_bytes()
+    assert a == b
+    assert metrics_without_timings(tmp_path / "py" / "metrics.jsonl") == metrics_without_timings(cli / "metrics.jsonl")
+    assert len(run.metrics) == 3 and run.metrics[-1]["epoch"] == 3
+
+
+def test_an_epoch_loop_over_numpy_arrays_gives_the_cli_checkpoint(tmp_path):
+    cfg = digits_config(tmp_path / "cli", epochs=2)
+    toml = tmp_path / "run.toml"
+    toml.write_text(cfg.to_toml())
+    out = subprocess.run([ffwd_bin(), "train", "--config", str(toml), "--quiet"],
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    x, y, _, _, classes = ffwd.datasets.load("digits")
+    m = ffwd.Model(cfg, x.shape[1:], classes)
+    for _ in range(2):
+        m.train_epoch(x, y)
+    m.save(tmp_path / "loop.safetensors")
+    assert (tmp_path / "loop.safetensors").read_bytes() == (tmp_path / "cli" / "model.safetensors").read_bytes()
+
+
+def numpy_goodness_predictions(tensors, cfg, x, classes):
+    """Prediction A recomputed from the checkpoint in float64: each image
+    with each label (concatenated in front of the pixels), every layer
+    RMS-normalising its input, ReLU, goodness Σh², summed over the layers
+    after `skip_layers`."""
+    m = cfg["model"]
+    assert m["label"] == "concat" and m["norm"] == "rms" and m["goodness"] == "sum"
+    n = len(x)
+    flat = x.reshape(n, -1).astype(np.float64)
+    total = np.zeros((n, classes))
+    for y in range(classes):
+        lab = np.zeros((n, classes))
+        lab[:, y] = 1.0
+        h = np.concatenate([lab, flat], axis=1)
+        score = np.zeros(n)
+        for i in range(len(m["sizes"])):
+            den = np.sqrt((h * h).mean(axis=1, keepdims=True)) + m["norm_eps"]
+            h = np.maximum((h / den) @ tensors[f"layers.{i}.weight"].astype(np.float64) + tensors[f"layers.{i}.bias"], 0.0)
+            if i >= m["skip_layers"]:
+                score += (h * h).sum(axis=1)
+        total[:, y] = score
+    return total.argmax(axis=1)
+
+
+def test_a_checkpoint_read_by_safetensors_predicts_in_numpy_as_the_model_does(tmp_path):
+    from safetensors.numpy import load_file
+
+    cfg = digits_config(tmp_path / "run", epochs=5)
+    run = ffwd.train(cfg)
+    _, _, x, y, classes = ffwd.datasets.load("digits")
+    tensors = load_file(str(tmp_path / "run" / "model.safetensors"))
+    sd = run.model.state_dict()
+    assert sorted(tensors) == sorted(sd)
+    for k, v in sd.items():
+        assert v.dtype == np.float32 and np.array_equal(tensors[k], v)
+    ours = run.model.predict(x, all=True)["goodness"]
+    theirs = numpy_goodness_predictions(tensors, cfg.to_dict(), x, classes)
+    # f32 against f64 sums: only a near tie may flip
+    assert (ours == theirs).mean() >= 0.99, (ours != theirs).sum()
+
+
+def test_a_loaded_checkpoint_predicts_as_the_trained_model(tmp_path):
+    run = ffwd.train(digits_config(tmp_path / "run", epochs=2))
+    _, _, x, _, _ = ffwd.datasets.load("digits")
+    again = ffwd.load(tmp_path / "run" / "model.safetensors", device="cpu-scalar")
+    assert again.backend == "cpu-scalar" and again.epoch == 2
+    assert np.array_equal(again.predict(x), run.model.predict(x))
+
+
+@pytest.mark.parametrize("bad, exc, words", [
+    (lambda m, x, y: m.fit_batch(x.astype(str), y), TypeError, "dtype"),
+    (lambda m, x, y: m.fit_batch(x[:, :, :4], y), ValueError, "values per image"),
+    (lambda m, x, y: m.fit_batch(np.where(np.arange(x.size).reshape(x.shape) == 7, np.nan, x), y), ValueError, "NaN"),
+    (lambda m, x, y: m.fit_batch(x, y.astype(np.float32)), TypeError, "integer labels"),
+    (lambda m, x, y: m.fit_batch(x, y[:-1]), ValueError, "labels for"),
+    (lambda m, x, y: m.fit_batch(x, y + 10), ValueError, "0..9"),
+    (lambda m, x, y: m.train_epoch(x, y, batch=0), ValueError, "batch"),
+    (lambda m, x, y: m.features(x, form="cooked"), ValueError, "cooked"),
+    (lambda m, x, y: m.fit_batch(x, y, layers=(2, 1)), ValueError, "layers"),
+])
+def test_bad_arguments_raise_clear_python_exceptions(bad, exc, words):
+    x, y, _, _, classes = ffwd.datasets.load("digits")
+    m = ffwd.Model(ffwd.RunConfig(), x.shape[1:], classes)
+    with pytest.raises(exc, match=words):
+        bad(m, x[:20], y[:20])
+
+
+def test_bad_configs_files_and_devices_raise_clear_python_exceptions(tmp_path):
+    with pytest.raises(ValueError, match="epochz"):
+        ffwd.RunConfig.from_dict({"train": {"epochz": 3}})
+    with pytest.raises(ValueError, match="imagenet"):
+        ffwd.RunConfig.from_dict({"data": {"dataset": "imagenet"}})
+    with pytest.raises(TypeError, match="config"):
+        ffwd.train(42)
+    with pytest.raises(FileNotFoundError, match="nowhere.toml"):
+        ffwd.train(tmp_path / "nowhere.toml")
+    with pytest.raises(FileNotFoundError, match="no such checkpoint"):
+        ffwd.load(tmp_path / "missing.safetensors")
+    with pytest.raises(FileNotFoundError, match="mnist"):
+        ffwd.datasets.load("mnist", data_dir=tmp_path)
+    with pytest.raises(ValueError, match="unknown dataset"):
+        ffwd.datasets.load("imagenet")
+    with pytest.raises(ValueError, match="device"):
+        ffwd.Model(ffwd.RunConfig(), (1, 8, 8), 10, device="tpu")
+    (tmp_path / "junk.safetensors").write_bytes(b"not a checkpoint at all")
+    with pytest.raises(ffwd.FfwdError):
+        ffwd.load(tmp_path / "junk.safetensors")
+
+
+def test_asking_for_cuda_without_a_gpu_is_an_engine_error_not_a_crash():
+    try:
+        m = ffwd.Model(ffwd.RunConfig(), (1, 8, 8), 10, device="cuda")
+    except ffwd.FfwdError as e:
+        assert "CUDA" in str(e)
+    else:
+        assert m.backend == "cuda"
+
+
+def test_ctrl_c_stops_training_after_a_whole_batch_and_leaves_a_usable_model():
+    x, y, _, _, classes = ffwd.datasets.load("digits")
+    m = ffwd.Model(ffwd.RunConfig(), x.shape[1:], classes)
+    timer = threading.Timer(0.3, _thread.interrupt_main)
+    timer.start()
+    with pytest.raises(KeyboardInterrupt):
+        for _ in range(10_000):
+            m.train_epoch(x, y, batch=10)
+    timer.cancel()
+    assert m.predict(x[:50]).shape == (50,)
+    m.train_epoch(x, y)
