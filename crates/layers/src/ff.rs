@@ -715,6 +715,20 @@ impl<B: Backend> FfNet<B> {
         }
     }
 
+    /// The sum-form goodness of every layer for `n` images, each with its
+    /// label in `labels` (None: the neutral label): `n` values per layer.
+    pub fn goodness_of(&mut self, images: &[f32], labels: &[Option<u8>]) -> Result<Vec<Vec<f32>>> {
+        let (n, di, nl) = (labels.len(), self.image_dim, self.layers.len());
+        check_images(images.len(), n, di)?;
+        if let Some(&y) = labels.iter().flatten().find(|&&y| y as usize >= self.classes) {
+            return Err(Error::Batch(format!("label {y} is not below the {} classes", self.classes)));
+        }
+        let e = self.embedding();
+        self.embed_rows(n, |i, row| e.row(&images[i * di..(i + 1) * di], labels[i], row))?;
+        self.forward_input(n, nl)?;
+        self.layers.iter().map(|l| Ok(self.be.download(l.goodness())?)).collect()
+    }
+
     /// Predict `n` images (n × image_dim), in chunks of `chunk` images.
     ///
     /// Method A: each image runs once per label; per-layer scores are the

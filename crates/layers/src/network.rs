@@ -85,6 +85,11 @@ pub trait Network: Send {
     ) -> Result<ProbeReport> {
         Err(Error::Config(format!("probe: the {} has no feature extractor yet", self.kind_name())))
     }
+    /// Each layer's goodness (sum form) for `images` with `labels` (None:
+    /// the neutral label), `labels.len()` values per layer (FF MLPs only).
+    fn goodness(&mut self, _images: &[f32], _labels: &[Option<u8>]) -> Result<Vec<Vec<f32>>> {
+        Err(Error::Config(format!("goodness: the {} has no per-label goodness (FF MLPs do)", self.kind_name())))
+    }
     /// The first cell's reconstructions of `n` images and the targets they
     /// aim at (UFF stacks only).
     fn reconstruct(&mut self, _images: &[f32], _n: usize) -> Result<(Vec<f32>, Vec<f32>)> {
@@ -167,6 +172,9 @@ impl<B: Backend> Network for FfNet<B> {
     }
     fn train_batch(&mut self, b: &Batch<'_>) -> Result<Vec<BatchStats>> {
         Self::train_batch(self, b.images, b.labels, b.neg, b.layers.clone())
+    }
+    fn goodness(&mut self, images: &[f32], labels: &[Option<u8>]) -> Result<Vec<Vec<f32>>> {
+        self.goodness_of(images, labels)
     }
     fn steps_run(&self, layer: usize) -> Option<(StepsRun, StepsRun)> {
         self.layers.get(layer).map(|l| l.steps_run())

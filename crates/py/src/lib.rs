@@ -26,7 +26,7 @@ use pyo3::exceptions::{PyFileNotFoundError, PyOSError, PyRuntimeError, PyValueEr
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use std::path::PathBuf;
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 create_exception!(ffwd, FfwdError, PyRuntimeError, "An error of the ffwd engine; the message names what failed.");
 
@@ -382,6 +382,26 @@ impl PyModel {
         Ok(d.into_any())
     }
 
+    /// Each layer's goodness (sum form) of n images with the labels `y`
+    /// (n labels; a label of -1 or None: the neutral one): a list of one
+    /// float32 array of n values per layer (FF MLPs).
+    fn goodness<'py>(
+        &mut self,
+        py: Python<'py>,
+        x: PyReadonlyArray2<'py, f32>,
+        y: Vec<Option<u8>>,
+    ) -> PyResult<Vec<Bound<'py, PyArray1<f32>>>> {
+        let n = self.check(&x, None)?;
+        if y.len() != n {
+            return Err(PyValueError::new_err(format!("labels: {} labels for {n} images", y.len())));
+        }
+        let xs = x.as_slice()?;
+        let pool = &self.pool;
+        let net = self.net.get_mut().unwrap_or_else(PoisonError::into_inner);
+        let g = py.allow_threads(|| pool.install(|| net.goodness(xs, &y))).map_err(layers_err)?;
+        Ok(g.into_iter().map(|v| v.into_pyarray(py)).collect())
+    }
+
     /// The features a linear probe reads (n × Σ widths): `form` is
     /// "standard" or "raw"; `label` the label written into label inputs
     /// (None: the neutral value).
@@ -491,6 +511,18 @@ fn train(
     let mut t = py.allow_threads(|| Trainer::new(cfg, data_dir.as_deref())).map_err(py_err)?;
     t.progress = progress_bar(py, &progress);
     let callback = progress.filter(|p| p.bind(py).is_callable());
+    // Signals (Ctrl-C) are checked after every batch; the run stops there.
+    let signal: Arc<Mutex<Option<PyErr>>> = Arc::default();
+    let slot = signal.clone();
+    t.interrupt = Some(Box::new(move || {
+        Python::with_gil(|py| match py.check_signals() {
+            Ok(()) => false,
+            Err(e) => {
+                *slot.lock().unwrap_or_else(PoisonError::into_inner) = Some(e);
+                true
+            }
+        })
+    }));
     let mut failed: Option<PyErr> = None;
     let mut lines = Vec::new();
     let reports = py.allow_threads(|| {
@@ -508,7 +540,12 @@ fn train(
             lines.push(line);
         })
     });
-    reports.map_err(py_err)?;
+    if let Err(e) = reports {
+        return Err(match (e, signal.lock().unwrap_or_else(PoisonError::into_inner).take()) {
+            (Error::Interrupted { .. }, Some(sig)) => sig,
+            (e, _) => py_err(e),
+        });
+    }
     if let Some(e) = failed {
         return Err(e);
     }

@@ -196,3 +196,37 @@ def test_ctrl_c_stops_training_after_a_whole_batch_and_leaves_a_usable_model():
     timer.cancel()
     assert m.predict(x[:50]).shape == (50,)
     m.train_epoch(x, y)
+
+
+def test_ctrl_c_stops_a_whole_run_after_a_batch(tmp_path):
+    cfg = digits_config(tmp_path / "run", epochs=1000)
+    timer = threading.Timer(0.5, _thread.interrupt_main)
+    timer.start()
+    with pytest.raises(KeyboardInterrupt):
+        ffwd.train(cfg)
+    timer.cancel()
+
+
+def test_per_layer_goodness_gives_the_goodness_prediction(tmp_path):
+    run = ffwd.train(digits_config(tmp_path / "run", epochs=2))
+    _, _, x, _, classes = ffwd.datasets.load("digits")
+    x = x[:40]
+    skip = run.model.config.to_dict()["model"]["skip_layers"]
+    total = np.zeros((len(x), classes), dtype=np.float32)
+    for y in range(classes):
+        g = run.model.goodness(x, np.full(len(x), y))
+        assert len(g) == run.model.depth and all(v.shape == (len(x),) for v in g)
+        for v in g[skip:]:
+            total[:, y] = total[:, y] + v
+    assert np.array_equal(total.argmax(axis=1), run.model.predict(x, all=True)["goodness"])
+    neutral = run.model.goodness(x, np.full(len(x), -1))
+    assert all(np.isfinite(v).all() for v in neutral)
+    with pytest.raises(ValueError, match="labels"):
+        run.model.goodness(x, np.full(len(x), classes))
+
+
+def test_goodness_of_a_network_without_it_is_a_clear_error():
+    cfg = ffwd.RunConfig.from_dict({"model": {"training": "cross-entropy", "sizes": [20, 20]}})
+    m = ffwd.Model(cfg, (1, 8, 8), 10)
+    with pytest.raises(ValueError, match="goodness"):
+        m.goodness(np.zeros((2, 64), np.float32), [0, 1])

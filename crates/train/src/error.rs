@@ -19,6 +19,9 @@ pub enum Error {
     Checkpoint { path: PathBuf, reason: String },
     #[error("{0}")]
     Invalid(String),
+    /// The run was stopped by its `Trainer::interrupt` hook.
+    #[error("interrupted in epoch {epoch} after batch {batch}")]
+    Interrupted { epoch: usize, batch: usize },
     /// The device asked for cannot be used (no driver, NVRTC or device).
     #[error("train.device = \"{device}\": {reason}")]
     Device { device: String, reason: String },

@@ -86,6 +86,9 @@ pub struct Trainer {
     pool: rayon::ThreadPool,
     /// Draw an indicatif progress bar (stderr) during epochs.
     pub progress: bool,
+    /// Asked after every batch; `true` stops the run with
+    /// [`Error::Interrupted`] (the network holds every batch up to then).
+    pub interrupt: Option<Box<dyn FnMut() -> bool + Send>>,
 }
 
 fn accuracy(pred: &[u8], labels: &[u8]) -> f32 {
@@ -210,7 +213,7 @@ impl Trainer {
             let pre = p.eval_set(&test, seed);
             real_test = Some(std::mem::replace(&mut test, pre));
         }
-        Ok(Self { cfg, net, prep, train, val, test, pretext, real_test, pool, progress: false })
+        Ok(Self { cfg, net, prep, train, val, test, pretext, real_test, pool, progress: false, interrupt: None })
     }
 
     /// The linear probe of `[probe]` on the trained network: features of
@@ -368,6 +371,9 @@ impl Trainer {
             let batch = Batch { images: &images, labels: &labels, neg: &negs, layers: layers.clone(), pos };
             let net = &mut self.net;
             let done = self.pool.install(|| net.train_batch(&batch))?;
+            if self.interrupt.as_mut().is_some_and(|stop| stop()) {
+                return Err(Error::Interrupted { epoch, batch: b + 1 });
+            }
             for l in layers.clone() {
                 if let Some((f, d)) = net.steps_run(l) {
                     steps[l].0 += f;

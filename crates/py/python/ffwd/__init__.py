@@ -119,6 +119,21 @@ class Model:
         """Predicted labels (uint8); with ``all=True`` every method's."""
         return self._m.predict(_images(x, self._dim), chunk, all)
 
+    def goodness(self, x: Any, labels: Any) -> List[np.ndarray]:
+        """Each layer's goodness (sum of squared activities) of every image
+        with its label written in (-1: the neutral label): one float32
+        array per layer (FF MLPs)."""
+        x = _images(x, self._dim)
+        a = np.asarray(labels)
+        if a.dtype.kind not in "iub":
+            raise TypeError(f"labels: expected integer labels, got dtype {a.dtype}")
+        a = a.reshape(-1)
+        if a.shape[0] != len(x):
+            raise ValueError(f"labels: {a.shape[0]} labels for {len(x)} images")
+        if len(a) and (a.min() < -1 or a.max() >= self.classes):
+            raise ValueError(f"labels: labels must lie in 0..{self.classes - 1} (or -1 for neutral)")
+        return self._m.goodness(x, [None if v < 0 else int(v) for v in a])
+
     def features(self, x: Any, form: str = "standard", label: Optional[int] = None) -> np.ndarray:
         """What a linear probe reads: n × (sum of the layer widths)."""
         return self._m.features(_images(x, self._dim), form, label)
