@@ -230,3 +230,26 @@ def test_goodness_of_a_network_without_it_is_a_clear_error():
     m = ffwd.Model(cfg, (1, 8, 8), 10)
     with pytest.raises(ValueError, match="goodness"):
         m.goodness(np.zeros((2, 64), np.float32), [0, 1])
+
+
+@pytest.mark.parametrize("table", [
+    {"conv": {"channels": [4, 4, 4, 4, 4, 4]}},
+    {"conv": {"channels": [4, 4, 4, 4, 4, 4], "algorithm": "backprop"}},
+    {"ffcl": {}},
+    {"uff": {"cells": ["cae", "dae", "gan"]}},
+    {"model": {"training": "cross-entropy", "sizes": [30, 30]}},
+    {"model": {"training": "goodness-backprop", "sizes": [30, 30]}},
+])
+def test_every_network_kind_trains_predicts_and_round_trips_from_python(tmp_path, table):
+    x, y, xt, yt, classes = ffwd.datasets.load("digits")
+    m = ffwd.Model(ffwd.RunConfig.from_dict({"train": {"batch": 50}, **table}), x.shape[1:], classes)
+    m.train_epoch(x[:200], y[:200])
+    assert m.epoch == 1
+    p = m.predict(xt)
+    assert p.shape == (len(xt),) and p.max() < classes
+    m.save(tmp_path / "m.safetensors")
+    again = ffwd.load(tmp_path / "m.safetensors")
+    assert again.kind == m.kind
+    assert np.array_equal(again.predict(xt), p)
+    sd, sd2 = m.state_dict(), again.state_dict()
+    assert sorted(sd) == sorted(sd2) and all(np.array_equal(sd[k], sd2[k]) for k in sd)
