@@ -104,10 +104,23 @@ fn pipelined_layer_chain_allocates_nothing_in_the_steady_state() {
             .collect();
         let mut stats = vec![0.0f32; 3 * 3];
         let x = input(rows * dims[0]);
-        let n = allocations(10, 10, || {
+        let mut step = || {
             let objective = |ly: &FfLayer<CpuBackend>| objective(ly.out_dim as f32);
             train_stack(be, &mut layers, &x, rows, objective, (&mut stats, 0)).unwrap();
-        });
-        assert_eq!(n, 0, "{n} allocations in 10 steady-state pipelined batches ({threads} threads)");
+        };
+        // Work stealing decides which worker packs which GEMM, so under a
+        // busy machine a worker may first pack a shape late and grow its
+        // buffer once then. Buffers never shrink, so the allocations must
+        // stop: a window of 10 batches without any, within 8 windows, and
+        // only a few in all (a per-batch allocation would fail both).
+        let mut windows = vec![allocations(10, 10, &mut step)];
+        while windows.last() != Some(&0) && windows.len() < 8 {
+            windows.push(allocations(0, 10, &mut step));
+        }
+        let total: usize = windows.iter().sum();
+        assert!(
+            windows.last() == Some(&0) && total <= 8,
+            "allocations per window of 10 pipelined batches ({threads} threads): {windows:?}"
+        );
     });
 }

@@ -11,14 +11,33 @@ use std::path::{Path, PathBuf};
 const IMAGES_MAGIC: u32 = 0x0000_0803;
 const LABELS_MAGIC: u32 = 0x0000_0801;
 
+/// The most a compressed dataset file may inflate to (the largest file
+/// ffwd reads, SVHN's training set, is about 230 MB).
+pub const MAX_INFLATED: u64 = 1 << 30;
+
+/// Read a decompressing reader to its end, refusing more than
+/// [`MAX_INFLATED`] bytes (a damaged or hostile file must not fill memory).
+pub(crate) fn inflate_bounded(path: &Path, r: impl Read, what: &str) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    r.take(MAX_INFLATED + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| Error::Gzip { path: path.to_path_buf(), reason: format!("{what}: {e}") })?;
+    if out.len() as u64 > MAX_INFLATED {
+        return Err(Error::Format {
+            path: path.to_path_buf(),
+            reason: format!(
+                "{what} decompresses to larger than {} MiB, more than any dataset file",
+                MAX_INFLATED >> 20
+            ),
+        });
+    }
+    Ok(out)
+}
+
 /// Decompress if the bytes start with the gzip magic; otherwise return them.
 pub fn decompress(path: &Path, bytes: &[u8]) -> Result<Vec<u8>> {
     if bytes.len() >= 2 && bytes[0] == 0x1f && bytes[1] == 0x8b {
-        let mut out = Vec::new();
-        GzDecoder::new(bytes)
-            .read_to_end(&mut out)
-            .map_err(|e| Error::Gzip { path: path.to_path_buf(), reason: e.to_string() })?;
-        Ok(out)
+        inflate_bounded(path, GzDecoder::new(bytes), "the gzip stream")
     } else {
         Ok(bytes.to_vec())
     }

@@ -19,7 +19,6 @@
 //! (little-endian, optionally compressed) for tests and fixtures.
 
 use crate::{Error, Result};
-use std::io::Read;
 use std::path::Path;
 
 const MI_INT8: u32 = 1;
@@ -257,16 +256,21 @@ pub fn read(path: &Path, bytes: &[u8], wanted: &[&str]) -> Result<Vec<Array>> {
     let top = Cursor { path, b: bytes, big, base: 0, what: "data element" };
     let mut out = Vec::new();
     let mut at = 128;
-    let mut inflated = Vec::new();
+    let mut inflated: Vec<u8>;
     while at < bytes.len() {
         let (ty, r, next) = top.element(at)?;
         let parsed = match ty {
             MI_MATRIX => matrix(&top, r)?,
             MI_COMPRESSED => {
-                inflated.clear();
-                flate2::read::ZlibDecoder::new(&bytes[r])
-                    .read_to_end(&mut inflated)
-                    .map_err(|e| top.bad(at, format!("corrupt compressed variable: {e}")))?;
+                inflated = crate::idx::inflate_bounded(
+                    path,
+                    flate2::read::ZlibDecoder::new(&bytes[r]),
+                    "a compressed variable",
+                )
+                .map_err(|e| match e {
+                    Error::Gzip { reason, .. } => top.bad(at, format!("corrupt compressed variable: {reason}")),
+                    e => e,
+                })?;
                 let inner = Cursor { path, b: &inflated, big, base: 0, what: "compressed variable's element" };
                 let (ty, r2, _) = inner.element(0)?;
                 if ty != MI_MATRIX {

@@ -249,6 +249,17 @@ impl RunConfig {
         if self.train.eval_chunk == 0 {
             return Err("train.eval_chunk must be at least 1".into());
         }
+        for (field, v, max) in [
+            ("train.batch", self.train.batch, 1 << 20),
+            ("train.eval_chunk", self.train.eval_chunk, 1 << 20),
+            ("train.epochs", self.train.epochs, 1 << 24),
+            ("train.threads", self.train.threads, 1024),
+            ("model.sizes (layers)", self.model.sizes.len(), 1024),
+        ] {
+            if v > max {
+                return Err(format!("{field} = {v} is more than the {max} this build allows"));
+            }
+        }
         ffwd_datasets::Name::parse(&self.data.dataset).map_err(|e| format!("data.dataset: {e}"))?;
         if [self.ffcl.is_some(), self.conv.is_some(), self.uff.is_some()].iter().filter(|&&b| b).count() > 1 {
             return Err("[ffcl], [conv] and [uff] each choose the network; give one".into());

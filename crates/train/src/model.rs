@@ -35,6 +35,7 @@ pub fn build(cfg: &RunConfig, shape: (usize, usize, usize), classes: usize) -> R
 
 /// [`build`] on `device` instead of the configured one.
 pub fn build_on_device(device: Device, cfg: &RunConfig, shape: (usize, usize, usize), classes: usize) -> Result<Model> {
+    check_size(cfg, shape, classes)?;
     match device {
         Device::Cpu => build_on(CpuBackend::best(), cfg, shape, classes),
         Device::CpuScalar => build_on(CpuBackend::scalar(), cfg, shape, classes),
@@ -46,8 +47,75 @@ pub fn build_on_device(device: Device, cfg: &RunConfig, shape: (usize, usize, us
     }
 }
 
+/// The most weights a network may have: 2^30 (4 GiB of f32, about 12 GiB
+/// with Adam's moments). Realistic FF nets are far below (4×2000 on MNIST:
+/// 13.6 M; the large Trifecta: 4.9 M).
+pub const MAX_PARAMS: u128 = 1 << 30;
+
+/// The most values one batch's widest activation may hold (rows × width;
+/// 2^33 f32 = 32 GiB).
+pub const MAX_ACTIVATION: u128 = 1 << 33;
+
+/// Check that the network `cfg` describes on images of `shape` stays
+/// within [`MAX_PARAMS`] and [`MAX_ACTIVATION`] before anything is
+/// allocated: a config, flag or checkpoint with absurd sizes is an error
+/// that names the field, never an allocation failure.
+pub fn check_size(cfg: &RunConfig, shape: (usize, usize, usize), classes: usize) -> Result<()> {
+    let (c, h, w) = (shape.0 as u128, shape.1 as u128, shape.2 as u128);
+    let (dim, k) = (c * h * w, classes as u128);
+    let dense = |field: &str, first: u128, sizes: &[usize], copies: u128| -> (String, u128, u128) {
+        let mut params = 0u128;
+        let mut inp = first;
+        for &s in sizes {
+            params = params.saturating_add(inp.saturating_mul(s as u128));
+            inp = s as u128;
+        }
+        params = params.saturating_add(inp.saturating_mul(k));
+        let widest = sizes.iter().map(|&s| s as u128).max().unwrap_or(0).max(first);
+        (field.to_string(), params.saturating_mul(copies), widest)
+    };
+    let (field, params, widest) = if cfg.uff.is_some() {
+        // the cells' sizes follow the image (checked by the dataset reader)
+        ("image".to_string(), dim.saturating_mul(dim), dim)
+    } else if let Some(f) = &cfg.ffcl {
+        dense("ffcl.sizes", dim, &f.sizes, 2)
+    } else if let Some(cv) = &cfg.conv {
+        let (mut params, mut widest) = (0u128, 0u128);
+        let (mut cin, mut hw) = (c + 1, h * w);
+        for (i, &co) in cv.channels.iter().enumerate() {
+            params = params.saturating_add((9 * cin).saturating_mul(co as u128));
+            widest = widest.max((co as u128).saturating_mul(hw));
+            cin = co as u128;
+            if cv.pool.contains(&i) {
+                hw /= 4;
+            }
+        }
+        ("conv.channels".to_string(), params, widest)
+    } else {
+        dense("model.sizes", dim + k, &cfg.model.sizes, 1)
+    };
+    if params > MAX_PARAMS {
+        return Err(Error::Invalid(format!(
+            "{field}: the network would have {params} weights on {:?} images; the limit is {MAX_PARAMS} (4 GiB)",
+            shape
+        )));
+    }
+    // positives and negatives (or ten label passes at evaluation) side by side
+    let rows = (cfg.train.batch.max(cfg.train.eval_chunk) as u128).saturating_mul(2.max(k));
+    if rows.saturating_mul(widest) > MAX_ACTIVATION {
+        return Err(Error::Invalid(format!(
+            "{field} with train.batch = {} and train.eval_chunk = {}: one activation would hold {} values; the limit is {MAX_ACTIVATION}",
+            cfg.train.batch,
+            cfg.train.eval_chunk,
+            rows.saturating_mul(widest)
+        )));
+    }
+    Ok(())
+}
+
 /// The network `cfg` describes on the backend `be`.
 pub fn build_on<B: Backend>(be: B, cfg: &RunConfig, shape: (usize, usize, usize), classes: usize) -> Result<Model> {
+    check_size(cfg, shape, classes)?;
     let dim = shape.0 * shape.1 * shape.2;
     let seed = cfg.train.seed;
     if let Some(u) = &cfg.uff {

@@ -1,0 +1,158 @@
+//! Checkpoints and run configurations on random and damaged input: loading
+//! a damaged checkpoint (bit flips, truncations, header bytes set to
+//! extremes) or parsing damaged TOML returns an error or a usable value —
+//! never a panic or an abort.
+
+use ffwd::train::checkpoint;
+use ffwd::train::config::{Device, RunConfig};
+use proptest::prelude::*;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+/// A valid checkpoint of a small FF MLP (built once).
+fn valid_checkpoint() -> &'static [u8] {
+    static BYTES: OnceLock<Vec<u8>> = OnceLock::new();
+    BYTES.get_or_init(|| {
+        let mut cfg = RunConfig::default();
+        cfg.model.sizes = vec![12, 8];
+        let net = ffwd::train::model::build(&cfg, (1, 8, 8), 10).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("m.safetensors");
+        checkpoint::save(&p, &*net, (1, 8, 8), &cfg, 1).unwrap();
+        std::fs::read(&p).unwrap()
+    })
+}
+
+fn shipped_configs() -> Vec<(PathBuf, String)> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs");
+    let mut v: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .map(|p| {
+            let t = std::fs::read_to_string(&p).unwrap();
+            (p, t)
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+#[derive(Clone, Debug)]
+enum Damage {
+    Flip(usize, u8),
+    Truncate(usize),
+    Extreme(usize, u64),
+}
+
+fn damage() -> impl Strategy<Value = Damage> {
+    let extreme = prop_oneof![Just(0u64), Just(u64::MAX), Just(1 << 40), any::<u64>()];
+    prop_oneof![
+        (any::<usize>(), 1u8..=255).prop_map(|(i, m)| Damage::Flip(i, m)),
+        any::<usize>().prop_map(Damage::Truncate),
+        (any::<usize>(), extreme).prop_map(|(i, v)| Damage::Extreme(i, v)),
+    ]
+}
+
+fn apply(mut b: Vec<u8>, ds: &[Damage]) -> Vec<u8> {
+    for d in ds {
+        if b.is_empty() {
+            break;
+        }
+        match *d {
+            Damage::Flip(i, m) => {
+                let i = i % b.len();
+                b[i] ^= m;
+            }
+            Damage::Truncate(i) => b.truncate(i % b.len()),
+            Damage::Extreme(i, v) => {
+                // the 8-byte header length, or a spot in the JSON header
+                let i = if i % 3 == 0 { 0 } else { i % b.len().min(600) };
+                let end = (i + 8).min(b.len());
+                b[i..end].copy_from_slice(&v.to_le_bytes()[..end - i]);
+            }
+        }
+    }
+    b
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
+
+    #[test]
+    fn a_damaged_checkpoint_loads_or_is_an_error_naming_the_file(d in proptest::collection::vec(damage(), 1..4)) {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("damaged.safetensors");
+        std::fs::write(&p, apply(valid_checkpoint().to_vec(), &d)).unwrap();
+        match checkpoint::load(&p, Device::Cpu) {
+            Ok((meta, net)) => {
+                prop_assert_eq!(meta.classes, net.classes());
+            }
+            Err(e) => prop_assert!(e.to_string().contains("damaged.safetensors"), "{}", e),
+        }
+    }
+
+    #[test]
+    fn random_bytes_are_not_a_checkpoint(b in proptest::collection::vec(any::<u8>(), 0..300)) {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("noise.safetensors");
+        std::fs::write(&p, &b).unwrap();
+        prop_assert!(checkpoint::load(&p, Device::Cpu).is_err());
+    }
+
+    #[test]
+    fn a_damaged_run_config_parses_or_is_an_error_naming_the_file(k in any::<usize>(),
+                                                                 d in proptest::collection::vec(damage(), 1..3)) {
+        let configs = shipped_configs();
+        let (path, text) = &configs[k % configs.len()];
+        let bytes = apply(text.clone().into_bytes(), &d);
+        let text = String::from_utf8_lossy(&bytes);
+        if let Err(e) = RunConfig::from_toml_str(&text, path) {
+            let name = path.file_name().unwrap().to_string_lossy().to_string();
+            prop_assert!(e.to_string().contains(&name), "{}", e);
+        }
+    }
+
+    #[test]
+    fn random_text_is_a_config_error_or_a_config(s in "\\PC{0,200}") {
+        let _ = RunConfig::from_toml_str(&s, Path::new("noise.toml"));
+    }
+}
+
+#[test]
+fn absurd_sizes_are_errors_naming_the_field_before_anything_is_allocated() {
+    use ffwd::train::model::build_on_device;
+    let mut cfg = RunConfig::default();
+    cfg.model.sizes = vec![1 << 40, 10];
+    let e = build_on_device(Device::Cpu, &cfg, (1, 28, 28), 10).err().expect("refused").to_string();
+    assert!(e.contains("model.sizes") && e.contains("limit"), "{e}");
+    let conv = ffwd::layers::conv::ConvFfConfig { channels: vec![1 << 20; 6], ..Default::default() };
+    let cfg = RunConfig { conv: Some(conv), ..Default::default() };
+    let e = build_on_device(Device::Cuda(0), &cfg, (3, 32, 32), 10).err().expect("refused").to_string();
+    assert!(e.contains("conv.channels"), "{e}");
+    let ffcl = ffwd::layers::ffcl::FfclConfig { sizes: vec![usize::MAX, 3], ..Default::default() };
+    let cfg = RunConfig { ffcl: Some(ffcl), ..Default::default() };
+    let e = build_on_device(Device::Cpu, &cfg, (1, 28, 28), 10).err().expect("refused").to_string();
+    assert!(e.contains("ffcl.sizes"), "{e}");
+    let mut cfg = RunConfig::default();
+    cfg.model.sizes = vec![60_000, 60_000];
+    cfg.train.batch = 1 << 20;
+    let e = build_on_device(Device::Cpu, &cfg, (1, 28, 28), 10).err().expect("refused").to_string();
+    assert!(e.contains("weights") || e.contains("activation"), "{e}");
+    // a config file with an absurd batch is refused when it is read
+    let e = RunConfig::from_toml_str("[train]\nbatch = 99999999999\n", Path::new("big.toml")).unwrap_err().to_string();
+    assert!(e.contains("big.toml") && e.contains("train.batch"), "{e}");
+}
+
+#[test]
+fn every_shipped_config_is_within_the_size_limits_on_its_dataset() {
+    for (path, text) in shipped_configs() {
+        let cfg = RunConfig::from_toml_str(&text, &path).unwrap();
+        let shape = match cfg.data.dataset.as_str() {
+            "cifar-10" | "svhn" => (3, 32, 32),
+            "digits" => (1, 8, 8),
+            _ => (1, 28, 28),
+        };
+        ffwd::train::model::check_size(&cfg, shape, 10).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    }
+}
