@@ -25,6 +25,31 @@ fn train_without_arguments_uses_the_embedded_digits_and_eval_reads_the_checkpoin
 }
 
 #[test]
+fn a_second_run_into_the_same_folder_leaves_the_first_alone_and_takes_the_next_number() {
+    let d = tempfile::tempdir().unwrap();
+    let run = d.path().join("exp");
+    let train =
+        || ffwd().args(["train", "--quiet", "--epochs", "1", "--sizes", "20,20", "--out"]).arg(&run).output().unwrap();
+    assert!(train().status.success());
+    let first = std::fs::read(run.join("model.safetensors")).unwrap();
+    let metrics = std::fs::read(run.join("metrics.jsonl")).unwrap();
+    let out = train();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.contains("holds an earlier run") && stdout.contains("exp-2"), "{stdout}");
+    assert_eq!(std::fs::read(run.join("model.safetensors")).unwrap(), first);
+    assert_eq!(std::fs::read(run.join("metrics.jsonl")).unwrap(), metrics);
+    assert!(d.path().join("exp-2").join("model.safetensors").is_file());
+    // a file where the run folder should be is an error naming it
+    let f = d.path().join("afile");
+    std::fs::write(&f, b"keep me").unwrap();
+    let out = ffwd().args(["train", "--quiet", "--epochs", "1", "--out"]).arg(&f).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("afile") && stderr.contains("not a folder"), "{stderr}");
+    assert_eq!(std::fs::read(&f).unwrap(), b"keep me");
+}
+
+#[test]
 fn malformed_config_fails_with_a_message_not_a_panic() {
     let d = tempfile::tempdir().unwrap();
     let p = d.path().join("bad.toml");

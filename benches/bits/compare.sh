@@ -25,6 +25,7 @@ run() { # name config extra-args...
     [ -f $W/$name-new-$t/model.safetensors ] || $NEW train --config $C/$cfg --quiet --threads $t --eval-every 2 --out $W/$name-new-$t "$@" >$W/$name-new-$t.log 2>&1 || echo "NEW FAIL $name"
   done
   # scalar vs AVX2 without evaluation (the scalar spec is slow): checkpoints and losses
+  rm -rf $W/$name-scalar $W/$name-avx2
   $NEW train --config $C/$cfg --quiet --threads 2 --device cpu-scalar --eval-every 0 --out $W/$name-scalar "$@" >$W/$name-scalar.log 2>&1 || echo "SCALAR FAIL $name"
   $NEW train --config $C/$cfg --quiet --threads 2 --device cpu --eval-every 0 --out $W/$name-avx2 "$@" >$W/$name-avx2.log 2>&1 || echo "AVX2 FAIL $name"
   local ok=1

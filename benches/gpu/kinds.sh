@@ -16,6 +16,7 @@ rc=0
 while IFS='|' read -r kind cfg flags; do
     [ -z "$kind" ] && continue
     for dev in cpu cuda; do
+        rm -rf "$O/$kind-$dev"
         # shellcheck disable=SC2086
         "$BIN" train --config "configs/$cfg" --device "$dev" --train-size "$N" --validation 0 \
             --epochs 2 --eval-every 0 --quiet --out "$O/$kind-$dev" $flags \

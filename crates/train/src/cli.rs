@@ -532,8 +532,16 @@ pub fn run(cli: Cli) -> Result<()> {
                 print!("{}", cfg.to_toml());
                 return Ok(());
             }
+            let asked = cfg.output.dir.clone();
             let mut t = Trainer::new(cfg, None)?;
             t.progress = !a.quiet;
+            if t.cfg.output.dir != asked {
+                println!(
+                    "{} holds an earlier run, left as it is; this run goes to {}",
+                    asked.display(),
+                    t.cfg.output.dir.display()
+                );
+            }
             println!(
                 "ffwd train: {} ({} train{}, {} test), {}, {} on {} thread(s), seed {}",
                 t.cfg.data.dataset,

@@ -189,8 +189,17 @@ impl Trainer {
         Self::with_model(cfg, Box::new(net), train, val, test)
     }
 
-    /// A trainer for any model built by the caller.
-    pub fn with_model(cfg: RunConfig, net: Model, train: Dataset, val: Option<Dataset>, test: Dataset) -> Result<Self> {
+    /// A trainer for any model built by the caller. The run folder is
+    /// claimed now (see [`crate::rundir`]): `cfg.output.dir` becomes the
+    /// folder the run writes to.
+    pub fn with_model(
+        mut cfg: RunConfig,
+        net: Model,
+        train: Dataset,
+        val: Option<Dataset>,
+        test: Dataset,
+    ) -> Result<Self> {
+        cfg.output.dir = crate::rundir::claim(&cfg.output.dir)?;
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(cfg.train.threads)
             .build()

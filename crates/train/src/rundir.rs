@@ -1,0 +1,78 @@
+//! The run folder: a run never writes into a folder that holds another
+//! run's results. A folder that holds `metrics.jsonl`, `model.safetensors`
+//! or `probe.json` is left as it is and the run goes to the first free
+//! numbered sibling (`runs/x` → `runs/x-2`, `runs/x-3`, …); the folder is
+//! created and checked for writing before any training starts.
+
+use crate::{Error, Result};
+use std::path::{Path, PathBuf};
+
+/// The files a run leaves in its folder.
+pub const RUN_FILES: [&str; 3] = ["metrics.jsonl", "model.safetensors", "probe.json"];
+
+/// Whether `dir` holds a run's results.
+pub fn holds_a_run(dir: &Path) -> bool {
+    RUN_FILES.iter().any(|f| dir.join(f).exists())
+}
+
+/// The folder this run writes to: `dir` if it is new or holds no run, else
+/// the first `dir-N` (N ≥ 2) that does not. Created and checked for
+/// writing; errors name the folder.
+pub fn claim(dir: &Path) -> Result<PathBuf> {
+    let mut at = dir.to_path_buf();
+    let mut n = 2usize;
+    loop {
+        if at.exists() && !at.is_dir() {
+            return Err(Error::Invalid(format!("output.dir {}: exists and is not a folder", at.display())));
+        }
+        if !at.is_dir() || !holds_a_run(&at) {
+            break;
+        }
+        let name = dir.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "run".into());
+        at = dir.with_file_name(format!("{name}-{n}"));
+        n += 1;
+        if n > 10_000 {
+            return Err(Error::Invalid(format!(
+                "output.dir {}: 10,000 numbered runs beside it already",
+                dir.display()
+            )));
+        }
+    }
+    let io =
+        |what: &str, source| Error::Io { path: at.clone(), source: std::io::Error::other(format!("{what}: {source}")) };
+    std::fs::create_dir_all(&at).map_err(|e| io("cannot create the run folder", e))?;
+    let probe = at.join(".ffwd-write-check");
+    std::fs::write(&probe, b"").map_err(|e| io("cannot write in the run folder", e))?;
+    std::fs::remove_file(&probe).map_err(|e| io("cannot write in the run folder", e))?;
+    Ok(at)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_folder_holding_a_run_is_left_alone_and_the_next_number_is_taken() {
+        let d = tempfile::tempdir().unwrap();
+        let run = d.path().join("exp");
+        assert_eq!(claim(&run).unwrap(), run);
+        assert_eq!(claim(&run).unwrap(), run, "an empty folder is reused");
+        std::fs::write(run.join("metrics.jsonl"), b"{}\n").unwrap();
+        let second = claim(&run).unwrap();
+        assert_eq!(second, d.path().join("exp-2"));
+        std::fs::write(second.join("model.safetensors"), b"x").unwrap();
+        assert_eq!(claim(&run).unwrap(), d.path().join("exp-3"));
+        assert_eq!(std::fs::read(run.join("metrics.jsonl")).unwrap(), b"{}\n");
+        assert!(!run.join(".ffwd-write-check").exists());
+    }
+
+    #[test]
+    fn a_file_where_the_folder_should_be_is_an_error_naming_it() {
+        let d = tempfile::tempdir().unwrap();
+        let f = d.path().join("notadir");
+        std::fs::write(&f, b"data").unwrap();
+        let e = claim(&f).unwrap_err().to_string();
+        assert!(e.contains("notadir") && e.contains("not a folder"), "{e}");
+        assert_eq!(std::fs::read(&f).unwrap(), b"data");
+    }
+}
