@@ -263,3 +263,38 @@ fn bench_prints_peak_share_and_samples_and_reads_a_peers_file() {
     let s = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success() && s.contains("\"fma_peak_gflops\"") && s.contains("\"threads\": 1"), "{s}");
 }
+
+#[test]
+fn no_output_of_a_command_replaces_a_checkpoint_and_a_reprobe_keeps_the_first_report() {
+    let d = tempfile::tempdir().unwrap();
+    let run = d.path().join("uff");
+    let cfg = d.path().join("uff.toml");
+    std::fs::write(&cfg, "[uff]\ncells = [\"ae\"]\n[train]\nepochs = 1\n[probe]\nepochs = 1\n").unwrap();
+    let out = ffwd().args(["train", "--quiet", "--config"]).arg(&cfg).arg("--out").arg(&run).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let ck = run.join("model.safetensors");
+    let before = std::fs::read(&ck).unwrap();
+    // a PNG grid aimed at the checkpoint is refused, before training too
+    let recon = ffwd().args(["recon", "--checkpoint"]).arg(&ck).arg("--out").arg(&ck).output().unwrap();
+    let e = String::from_utf8_lossy(&recon.stderr);
+    assert!(!recon.status.success() && e.contains("not a PNG"), "{e}");
+    let other = d.path().join("other");
+    let t = ffwd()
+        .args(["train", "--quiet", "--config"])
+        .arg(&cfg)
+        .arg("--recon-png")
+        .arg(&ck)
+        .arg("--out")
+        .arg(&other)
+        .output()
+        .unwrap();
+    assert!(!t.status.success() && String::from_utf8_lossy(&t.stderr).contains("not a PNG"));
+    assert!(!other.exists(), "refused before training");
+    assert_eq!(std::fs::read(&ck).unwrap(), before);
+    // probing again writes probe-2.json beside the first report
+    let first = std::fs::read(run.join("probe.json")).unwrap();
+    let p = ffwd().args(["probe", "--epochs", "1", "--checkpoint"]).arg(&ck).output().unwrap();
+    let s = String::from_utf8_lossy(&p.stdout);
+    assert!(p.status.success() && s.contains("probe-2.json"), "{s}{}", String::from_utf8_lossy(&p.stderr));
+    assert_eq!(std::fs::read(run.join("probe.json")).unwrap(), first);
+}

@@ -370,6 +370,7 @@ fn save_recon(
     count: usize,
     path: &std::path::Path,
 ) -> Result<()> {
+    crate::rundir::png_target(path)?;
     let n = count.min(ds.len()).max(1).min(ds.len());
     let mut images = Vec::new();
     prep.eval_images(&ds.slice(0..n), &mut images);
@@ -378,7 +379,7 @@ fn save_recon(
     crate::png::save(path, &crate::png::encode(w, h, if ds.shape.0 == 3 { 3 } else { 1 }, &px))
 }
 
-fn probe_line(p: &ffwd_layers::probe::ProbeReport, dir: &std::path::Path) -> String {
+fn probe_line(p: &ffwd_layers::probe::ProbeReport, written: Option<&std::path::Path>) -> String {
     let layers: Vec<String> = p.per_layer.iter().map(|&a| pct(a)).collect();
     format!(
         "linear probe ({} epochs, {} train / {} test images): per layer [{}], concatenation {} | {}",
@@ -387,7 +388,7 @@ fn probe_line(p: &ffwd_layers::probe::ProbeReport, dir: &std::path::Path) -> Str
         p.test_images,
         layers.join(", "),
         pct(p.concat),
-        dir.join("probe.json").display()
+        written.map(|w| w.display().to_string()).unwrap_or_default()
     )
 }
 
@@ -532,6 +533,9 @@ pub fn run(cli: Cli) -> Result<()> {
                 print!("{}", cfg.to_toml());
                 return Ok(());
             }
+            if let Some(p) = &a.recon_png {
+                crate::rundir::png_target(p)?;
+            }
             let asked = cfg.output.dir.clone();
             let mut t = Trainer::new(cfg, None)?;
             t.progress = !a.quiet;
@@ -593,7 +597,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 t.checkpoint_path().display()
             );
             if let Some(p) = t.probe()? {
-                println!("{}", probe_line(&p, &t.cfg.output.dir));
+                println!("{}", probe_line(&p, t.probe_written.as_deref()));
             }
             if let Some(path) = &a.recon_png {
                 save_recon(&mut *t.net, &t.prep, &t.test, 16, path)?;
@@ -679,7 +683,12 @@ pub fn run(cli: Cli) -> Result<()> {
             let n = if n == 0 { avail } else { n.min(avail) };
             let mut t = Trainer::with_model(cfg, net, splits.train.slice(0..n), None, splits.test)?;
             let p = t.probe()?.expect("probe configured above");
-            println!("{} (epoch {}): {}", a.checkpoint.display(), meta.epoch, probe_line(&p, &t.cfg.output.dir));
+            println!(
+                "{} (epoch {}): {}",
+                a.checkpoint.display(),
+                meta.epoch,
+                probe_line(&p, t.probe_written.as_deref())
+            );
             Ok(())
         }
         Cmd::Bench(a) => bench(&a),

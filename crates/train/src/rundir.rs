@@ -47,6 +47,42 @@ pub fn claim(dir: &Path) -> Result<PathBuf> {
     Ok(at)
 }
 
+/// `dir/stem.ext`, or the first `dir/stem-N.ext` (N ≥ 2) that does not
+/// exist: a report never replaces an earlier one.
+pub fn free_file(dir: &Path, stem: &str, ext: &str) -> Result<PathBuf> {
+    let mut p = dir.join(format!("{stem}.{ext}"));
+    let mut n = 2usize;
+    while p.exists() {
+        if n > 10_000 {
+            return Err(Error::Invalid(format!("{}: 10,000 {stem} files already", dir.display())));
+        }
+        p = dir.join(format!("{stem}-{n}.{ext}"));
+        n += 1;
+    }
+    Ok(p)
+}
+
+/// Check that `path` may receive a new PNG: a new file, or an earlier PNG
+/// (a picture the same command can make again). Anything else there — a
+/// checkpoint, a dataset file, a folder — is an error naming it.
+pub fn png_target(path: &Path) -> Result<()> {
+    if !path.exists() {
+        return Ok(());
+    }
+    let mut head = [0u8; 8];
+    let is_png = std::fs::File::open(path)
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut head))
+        .is_ok_and(|()| head == *b"\x89PNG\r\n\x1a\n");
+    if path.is_file() && is_png {
+        Ok(())
+    } else {
+        Err(Error::Invalid(format!(
+            "{}: exists and is not a PNG image; refusing to replace it (give another path)",
+            path.display()
+        )))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -64,6 +100,22 @@ mod tests {
         assert_eq!(claim(&run).unwrap(), d.path().join("exp-3"));
         assert_eq!(std::fs::read(run.join("metrics.jsonl")).unwrap(), b"{}\n");
         assert!(!run.join(".ffwd-write-check").exists());
+    }
+
+    #[test]
+    fn reports_and_pictures_never_replace_other_files() {
+        let d = tempfile::tempdir().unwrap();
+        assert_eq!(free_file(d.path(), "probe", "json").unwrap(), d.path().join("probe.json"));
+        std::fs::write(d.path().join("probe.json"), b"{}").unwrap();
+        assert_eq!(free_file(d.path(), "probe", "json").unwrap(), d.path().join("probe-2.json"));
+        let ck = d.path().join("model.safetensors");
+        std::fs::write(&ck, b"\x10\0\0\0\0\0\0\0{}").unwrap();
+        let e = png_target(&ck).unwrap_err().to_string();
+        assert!(e.contains("model.safetensors") && e.contains("not a PNG"), "{e}");
+        assert!(png_target(d.path()).is_err());
+        let png = d.path().join("old.png");
+        std::fs::write(&png, b"\x89PNG\r\n\x1a\nrest").unwrap();
+        assert!(png_target(&png).is_ok() && png_target(&d.path().join("new.png")).is_ok());
     }
 
     #[test]

@@ -89,6 +89,8 @@ pub struct Trainer {
     /// Asked after every batch; `true` stops the run with
     /// [`Error::Interrupted`] (the network holds every batch up to then).
     pub interrupt: Option<Box<dyn FnMut() -> bool + Send>>,
+    /// Where the last [`Trainer::probe`] wrote its report.
+    pub probe_written: Option<PathBuf>,
 }
 
 fn accuracy(pred: &[u8], labels: &[u8]) -> f32 {
@@ -175,31 +177,29 @@ impl Trainer {
             None => train.classes,
         };
         let net = crate::model::build(&cfg, train.shape, classes)?;
+        let mut cfg = cfg;
+        cfg.output.dir = crate::rundir::claim(&cfg.output.dir)?;
         Self::with_model(cfg, net, train, val, splits.test)
     }
 
     /// A trainer for a network built by the caller, on any backend.
+    /// The run folder is claimed as by [`Trainer::new`].
     pub fn with_parts<N: Network + 'static>(
-        cfg: RunConfig,
+        mut cfg: RunConfig,
         net: N,
         train: Dataset,
         val: Option<Dataset>,
         test: Dataset,
     ) -> Result<Self> {
+        cfg.output.dir = crate::rundir::claim(&cfg.output.dir)?;
         Self::with_model(cfg, Box::new(net), train, val, test)
     }
 
-    /// A trainer for any model built by the caller. The run folder is
-    /// claimed now (see [`crate::rundir`]): `cfg.output.dir` becomes the
-    /// folder the run writes to.
-    pub fn with_model(
-        mut cfg: RunConfig,
-        net: Model,
-        train: Dataset,
-        val: Option<Dataset>,
-        test: Dataset,
-    ) -> Result<Self> {
-        cfg.output.dir = crate::rundir::claim(&cfg.output.dir)?;
+    /// A trainer for any model built by the caller, writing into
+    /// `cfg.output.dir` as it is (`new` and `with_parts` first claim a run
+    /// folder, see [`crate::rundir`]; this one also serves a re-probe of a
+    /// saved run, whose report goes beside its checkpoint).
+    pub fn with_model(cfg: RunConfig, net: Model, train: Dataset, val: Option<Dataset>, test: Dataset) -> Result<Self> {
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(cfg.train.threads)
             .build()
@@ -222,7 +222,20 @@ impl Trainer {
             let pre = p.eval_set(&test, seed);
             real_test = Some(std::mem::replace(&mut test, pre));
         }
-        Ok(Self { cfg, net, prep, train, val, test, pretext, real_test, pool, progress: false, interrupt: None })
+        Ok(Self {
+            cfg,
+            net,
+            prep,
+            train,
+            val,
+            test,
+            pretext,
+            real_test,
+            pool,
+            progress: false,
+            interrupt: None,
+            probe_written: None,
+        })
     }
 
     /// The linear probe of `[probe]` on the trained network: features of
@@ -239,10 +252,13 @@ impl Trainer {
         let net = &mut self.net;
         let (train_labels, test_labels) = (&self.train.labels[..], &test.labels[..]);
         let rep = self.pool.install(|| net.linear_probe(&cfg, classes, (&tr, train_labels), (&te, test_labels)))?;
-        let p = self.cfg.output.dir.join("probe.json");
+        let dir = &self.cfg.output.dir;
+        std::fs::create_dir_all(dir).map_err(|source| Error::Io { path: dir.clone(), source })?;
+        // an earlier report stays: probe-2.json, probe-3.json, … beside it
+        let p = crate::rundir::free_file(dir, "probe", "json")?;
         let io = |source| Error::Io { path: p.clone(), source };
-        std::fs::create_dir_all(&self.cfg.output.dir).map_err(io)?;
         std::fs::write(&p, serde_json::to_string_pretty(&rep).expect("report serialises")).map_err(io)?;
+        self.probe_written = Some(p);
         Ok(Some(rep))
     }
 
