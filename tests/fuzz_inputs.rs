@@ -156,3 +156,23 @@ fn every_shipped_config_is_within_the_size_limits_on_its_dataset() {
         ffwd::train::model::check_size(&cfg, shape, 10).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     }
 }
+
+#[test]
+fn a_checkpoint_with_a_nan_weight_or_cut_short_is_an_error_in_words() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut b = valid_checkpoint().to_vec();
+    let n = b.len();
+    b[n - 4..].copy_from_slice(&f32::NAN.to_le_bytes());
+    let p = dir.path().join("nan.safetensors");
+    std::fs::write(&p, &b).unwrap();
+    let e = checkpoint::load(&p, Device::Cpu).err().expect("refused").to_string();
+    assert!(e.contains("nan.safetensors") && e.contains("NaN"), "{e}");
+    let p = dir.path().join("cut.safetensors");
+    std::fs::write(&p, &valid_checkpoint()[..n - 100]).unwrap();
+    let e = checkpoint::load(&p, Device::Cpu).err().expect("refused").to_string();
+    assert!(e.contains("truncated") && !e.contains("MetadataIncompleteBuffer"), "{e}");
+    let p = dir.path().join("tiny.safetensors");
+    std::fs::write(&p, b"abc").unwrap();
+    let e = checkpoint::load(&p, Device::Cpu).err().expect("refused").to_string();
+    assert!(e.contains("truncated: 3 bytes"), "{e}");
+}

@@ -30,9 +30,14 @@ pub fn save_safetensors(path: &Path, tensors: &[(String, &Tensor)], metadata: &H
             std::fs::create_dir_all(dir).map_err(io)?;
         }
     }
-    std::fs::write(&tmp, &bytes).map_err(|source| Error::Io { path: tmp.clone(), source })?;
-    std::fs::rename(&tmp, path).map_err(io)?;
-    Ok(())
+    // a failed write or rename leaves no temporary file behind
+    let written = std::fs::write(&tmp, &bytes)
+        .map_err(|source| Error::Io { path: tmp.clone(), source })
+        .and_then(|()| std::fs::rename(&tmp, path).map_err(io));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
 }
 
 /// A loaded safetensors file: tensors by name, and the metadata.
@@ -55,13 +60,40 @@ impl Loaded {
     }
 }
 
+/// What a safetensors parse error means, in words, for a file of `len`
+/// bytes (the library's variants name only the check that failed).
+fn describe(e: safetensors::SafeTensorError, bytes: &[u8]) -> String {
+    use safetensors::SafeTensorError as E;
+    let len = bytes.len();
+    let header = bytes.get(..8).map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")));
+    match e {
+        E::HeaderTooSmall => format!("truncated: {len} bytes, too short for the 8-byte header length"),
+        E::HeaderTooLarge | E::InvalidHeaderLength => match header {
+            Some(h) => format!("the header length says {h} bytes, the file has {len}"),
+            None => format!("truncated: {len} bytes"),
+        },
+        E::InvalidHeader | E::InvalidHeaderStart => "the header is not UTF-8 JSON text starting with `{`".into(),
+        E::InvalidHeaderDeserialization | E::JsonError(_) => "the header is not a valid JSON table of tensors".into(),
+        E::MetadataIncompleteBuffer => {
+            format!("truncated: the header describes more tensor data than the {len}-byte file holds")
+        }
+        E::TensorInvalidInfo | E::InvalidOffset(_) => {
+            "a tensor's shape or byte offsets do not fit its data (overlapping, out of order, or the wrong size)".into()
+        }
+        E::ValidationOverflow => "a tensor's shape is too large to describe any real tensor".into(),
+        E::InvalidTensorView(dtype, shape, n) => format!("a {dtype:?} tensor of shape {shape:?} cannot hold {n} bytes"),
+        E::TensorNotFound(name) => format!("no tensor `{name}`"),
+        E::IoError(e) => e.to_string(),
+    }
+}
+
 /// Read every tensor of a safetensors file (all must be F32).
 pub fn load_safetensors(path: &Path) -> Result<Loaded> {
     let bytes = std::fs::read(path).map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
     let bad = |reason: String| Error::Safetensors { path: path.to_path_buf(), reason };
-    let (_, meta) = SafeTensors::read_metadata(&bytes).map_err(|e| bad(e.to_string()))?;
+    let (_, meta) = SafeTensors::read_metadata(&bytes).map_err(|e| bad(describe(e, &bytes)))?;
     let metadata = meta.metadata().clone().unwrap_or_default();
-    let st = SafeTensors::deserialize(&bytes).map_err(|e| bad(e.to_string()))?;
+    let st = SafeTensors::deserialize(&bytes).map_err(|e| bad(describe(e, &bytes)))?;
     let mut tensors = HashMap::new();
     for (name, view) in st.tensors() {
         if view.dtype() != Dtype::F32 {

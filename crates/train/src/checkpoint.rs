@@ -62,6 +62,19 @@ pub fn load(path: &Path, device: Device) -> Result<(Meta, Model)> {
     if meta.format != FORMAT {
         return Err(bad(format!("format {} (this build reads {FORMAT})", meta.format)));
     }
+    if meta.classes < 2 || (meta.shape.0 != 0 && meta.shape.0 * meta.shape.1 * meta.shape.2 != meta.image_dim) {
+        return Err(bad(format!(
+            "metadata: {} classes and image shape {:?} with {} values per image do not describe a network",
+            meta.classes, meta.shape, meta.image_dim
+        )));
+    }
+    let mut names: Vec<&String> = l.tensors.keys().collect();
+    names.sort();
+    for name in names {
+        if let Some(i) = l.tensors[name].data().iter().position(|v| !v.is_finite()) {
+            return Err(bad(format!("tensor `{name}` holds a NaN or infinite value (at index {i})")));
+        }
+    }
     let shape = if meta.shape.0 == 0 { (1, 1, meta.image_dim) } else { meta.shape };
     let mut net = crate::model::build_on_device(device, &meta.config, shape, meta.classes)?;
     net.load_tensors(&mut |name: &str| l.take(name).map_err(Into::into)).map_err(|e| bad(e.to_string()))?;
