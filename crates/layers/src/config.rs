@@ -184,10 +184,10 @@ impl FfConfig {
         }
         for (name, o) in [("optim", &self.optim), ("readout_optim", &self.readout_optim)] {
             if !(o.lr.is_finite() && o.lr > 0.0) {
-                return Err(format!("{name}.lr must be a positive number, got {}", o.lr));
+                return Err(format!("model.{name}.lr must be a positive number, got {}", o.lr));
             }
             if !(0.0..1.0).contains(&o.beta1) || !(0.0..1.0).contains(&o.beta2) {
-                return Err(format!("{name}: beta1 and beta2 must lie in [0, 1)"));
+                return Err(format!("model.{name}: beta1 and beta2 must lie in [0, 1)"));
             }
         }
         if self.training != MlpTraining::Local && self.norm == NormKind::L2 {

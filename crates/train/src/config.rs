@@ -240,6 +240,7 @@ impl RunConfig {
 
     pub fn validate(&self) -> std::result::Result<(), String> {
         self.model.validate()?;
+        self.check_hyperparameters()?;
         if self.train.batch == 0 {
             return Err("train.batch must be at least 1".into());
         }
@@ -289,6 +290,69 @@ impl RunConfig {
         Ok(())
     }
 
+    /// Every hyperparameter a config sets, in range and finite, named by its
+    /// field: nonsense is refused when the config is read, not found later
+    /// as a diverged loss.
+    fn check_hyperparameters(&self) -> std::result::Result<(), String> {
+        use ffwd_layers::config::OptimConfig;
+        let finite_pos = |field: &str, v: f32, zero_ok: bool| -> std::result::Result<(), String> {
+            if v.is_finite() && (v > 0.0 || (zero_ok && v == 0.0)) {
+                Ok(())
+            } else {
+                Err(format!("{field} must be a finite number {} 0, got {v}", if zero_ok { "≥" } else { ">" }))
+            }
+        };
+        let unit = |field: &str, v: f32, hi_ok: bool| -> std::result::Result<(), String> {
+            if v >= 0.0 && (v < 1.0 || (hi_ok && v == 1.0)) {
+                Ok(())
+            } else {
+                Err(format!("{field} must lie in [0, 1{}, got {v}", if hi_ok { "]" } else { ")" }))
+            }
+        };
+        let optim = |field: &str, o: &OptimConfig| -> std::result::Result<(), String> {
+            finite_pos(&format!("{field}.lr"), o.lr, false)?;
+            unit(&format!("{field}.beta1"), o.beta1, false)?;
+            unit(&format!("{field}.beta2"), o.beta2, false)?;
+            finite_pos(&format!("{field}.eps"), o.eps, true)?;
+            finite_pos(&format!("{field}.weight_decay"), o.weight_decay, true)?;
+            unit(&format!("{field}.momentum"), o.momentum, false)
+        };
+        let m = &self.model;
+        optim("model.optim", &m.optim)?;
+        optim("model.readout_optim", &m.readout_optim)?;
+        if let Some(t) = m.theta {
+            finite_pos("model.theta", t, true)?;
+        }
+        finite_pos("model.alpha", m.alpha, false)?;
+        if let Some(c) = &self.conv {
+            optim("conv.optim", &c.optim)?;
+            finite_pos("conv.theta", c.theta, true)?;
+            finite_pos("conv.alpha", c.alpha, false)?;
+            finite_pos("conv.bn_eps", c.bn_eps, false)?;
+            finite_pos("conv.norm_eps", c.norm_eps, true)?;
+            unit("conv.bn_momentum", c.bn_momentum, true)?;
+            if let Some(i) = c.channels.iter().position(|&ch| ch == 0) {
+                return Err(format!("conv.channels[{i}]: a block needs at least one channel"));
+            }
+        }
+        if let Some(f) = &self.ffcl {
+            optim("ffcl.optim", &f.optim)?;
+            if let Some(i) = f.sizes.iter().position(|&s| s == 0) {
+                return Err(format!("ffcl.sizes[{i}]: a layer needs at least one unit"));
+            }
+        }
+        if let Some(u) = &self.uff {
+            optim("uff.optim", &u.optim)?;
+            optim("uff.classifier_optim", &u.classifier_optim)?;
+            unit("uff.mask_prob", u.mask_prob, true)?;
+            finite_pos("uff.noise_std", u.noise_std, true)?;
+        }
+        if let Some(p) = &self.probe {
+            optim("probe.optim", &p.optim)?;
+        }
+        Ok(())
+    }
+
     pub fn to_toml(&self) -> String {
         toml::to_string_pretty(self).unwrap_or_default()
     }
@@ -297,6 +361,28 @@ impl RunConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nonsense_hyperparameters_are_refused_naming_the_field() {
+        let p = Path::new("h.toml");
+        for (text, field) in [
+            ("[model.optim]\nlr = nan\n", "model.optim.lr"),
+            ("[model.optim]\nlr = -1e-3\n", "model.optim.lr"),
+            ("[model]\ntheta = -2.0\n", "model.theta"),
+            ("[model]\nalpha = inf\n", "model.alpha"),
+            ("[model.optim]\nmomentum = 1.5\n", "model.optim.momentum"),
+            ("[model.optim]\nweight_decay = nan\n", "model.optim.weight_decay"),
+            ("[conv]\nbn_momentum = 2.0\n", "conv.bn_momentum"),
+            ("[conv]\nchannels = [4, 0]\n", "conv.channels[1]"),
+            ("[uff]\nmask_prob = 1.5\n", "uff.mask_prob"),
+            ("[uff]\nnoise_std = -0.1\n", "uff.noise_std"),
+            ("[ffcl]\nsizes = [0]\n", "ffcl.sizes[0]"),
+            ("[probe.optim]\nbeta2 = 1.0\n", "probe.optim.beta2"),
+        ] {
+            let e = RunConfig::from_toml_str(text, p).unwrap_err().to_string();
+            assert!(e.contains("h.toml") && e.contains(field), "{text}: {e}");
+        }
+    }
 
     #[test]
     fn malformed_config_names_file_and_field() {
