@@ -298,3 +298,19 @@ fn no_output_of_a_command_replaces_a_checkpoint_and_a_reprobe_keeps_the_first_re
     assert!(p.status.success() && s.contains("probe-2.json"), "{s}{}", String::from_utf8_lossy(&p.stderr));
     assert_eq!(std::fs::read(run.join("probe.json")).unwrap(), first);
 }
+
+#[test]
+fn a_long_user_string_is_echoed_cut_short() {
+    let long = "z".repeat(5000);
+    for args in [
+        vec!["train", "--dataset", &long],
+        vec!["train", "--device", &long],
+        vec!["train", "--epochs", &long],
+        vec!["train", "--loss", &long],
+        vec![long.as_str()],
+    ] {
+        let out = ffwd().args(&args).output().unwrap();
+        let e = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && e.contains("zzzz") && e.len() < 600, "{} bytes: {e:.300}", e.len());
+    }
+}

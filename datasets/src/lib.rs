@@ -99,7 +99,7 @@ impl Name {
             "fashion-mnist" | "fashion_mnist" | "fmnist" => Ok(Name::FashionMnist),
             "cifar-10" | "cifar10" => Ok(Name::Cifar10),
             "svhn" => Ok(Name::Svhn),
-            other => Err(Error::UnknownDataset(other.to_string())),
+            other => Err(Error::UnknownDataset(shown(other))),
         }
     }
     pub fn as_str(&self) -> &'static str {
@@ -111,6 +111,15 @@ impl Name {
             Name::Svhn => "svhn",
         }
     }
+}
+
+/// A user's string for an error message: as given, cut to 64 characters.
+pub fn shown(s: &str) -> String {
+    let mut out: String = s.chars().take(64).collect();
+    if s.chars().nth(64).is_some() {
+        out.push('…');
+    }
+    out
 }
 
 /// Where dataset folders live: `flag`, else `$FFWD_DATA_DIR`, else the

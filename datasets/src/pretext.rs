@@ -56,7 +56,7 @@ impl Pretext {
             o => {
                 return Err(Error::Format {
                     path: "pretext".into(),
-                    reason: format!("unknown pretext task `{o}` (rotation, flip2, flip4, jigsaw)"),
+                    reason: format!("unknown pretext task `{}` (rotation, flip2, flip4, jigsaw)", crate::shown(o)),
                 })
             }
         })

@@ -130,7 +130,7 @@ pub struct TrainArgs {
     pub threads: Option<usize>,
     /// cpu | cpu-scalar | cuda | cuda:N (every network kind on each).
     #[arg(long)]
-    pub device: Option<crate::config::Device>,
+    pub device: Option<DeviceArg>,
     /// Evaluate every N epochs (0 = never; for timing runs).
     #[arg(long)]
     pub eval_every: Option<usize>,
@@ -193,7 +193,7 @@ pub struct EvalArgs {
     pub threads: Option<usize>,
     /// cpu | cpu-scalar | cuda | cuda:N.
     #[arg(long, default_value = "cpu")]
-    pub device: crate::config::Device,
+    pub device: DeviceArg,
 }
 
 #[derive(Args, Debug)]
@@ -211,7 +211,7 @@ pub struct ReconArgs {
     pub data_dir: Option<PathBuf>,
     /// cpu | cpu-scalar | cuda | cuda:N.
     #[arg(long, default_value = "cpu")]
-    pub device: crate::config::Device,
+    pub device: DeviceArg,
 }
 
 #[derive(Args, Debug)]
@@ -243,7 +243,7 @@ pub struct ProbeArgs {
     pub label: Option<u8>,
     /// cpu | cpu-scalar | cuda | cuda:N.
     #[arg(long, default_value = "cpu")]
-    pub device: crate::config::Device,
+    pub device: DeviceArg,
 }
 
 fn parse_feature_form(s: &str) -> std::result::Result<ffwd_layers::probe::FeatureForm, String> {
@@ -343,8 +343,8 @@ impl TrainArgs {
         if let Some(v) = self.threads {
             c.train.threads = v;
         }
-        if let Some(v) = self.device {
-            c.train.device = v;
+        if let Some(v) = &self.device {
+            c.train.device = v.device()?;
         }
         if let Some(v) = self.eval_every {
             c.train.eval_every = v;
@@ -515,13 +515,63 @@ fn bench(a: &BenchArgs) -> Result<()> {
 
 /// Entry point of the `ffwd` binary; returns the process exit code.
 pub fn main() -> i32 {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) if !e.use_stderr() => e.exit(), // --help, --version
+        Err(e) => {
+            eprint!("{}", bound_words(&e.render().to_string()));
+            return 2;
+        }
+    };
     match run(cli) {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("error: {e}");
             1
         }
+    }
+}
+
+/// `text` with every word longer than 64 characters cut to 64 and `…`
+/// (a value echoed in an error message is shown as given, but bounded).
+fn bound_words(text: &str) -> String {
+    let mut out = String::with_capacity(text.len().min(4096));
+    for (i, line) in text.split('\n').enumerate() {
+        if i > 0 {
+            out.push('\n');
+        }
+        let words: Vec<String> = line
+            .split(' ')
+            .map(|w| {
+                if w.chars().count() <= 64 {
+                    return w.to_string();
+                }
+                let mut cut: String = w.chars().take(64).collect();
+                cut.push('…');
+                cut.extend(w.chars().last().filter(|c| "'\"`:".contains(*c)));
+                cut
+            })
+            .collect();
+        out.push_str(&words.join(" "));
+    }
+    out
+}
+
+/// A `--device` value as typed. Parsed by [`DeviceArg::device`] rather than
+/// by clap, whose error would echo the whole value however long.
+#[derive(Clone, Debug)]
+pub struct DeviceArg(String);
+
+impl std::str::FromStr for DeviceArg {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
+        Ok(Self(s.to_string()))
+    }
+}
+
+impl DeviceArg {
+    pub fn device(&self) -> Result<crate::config::Device> {
+        self.0.parse().map_err(|e: String| Error::Invalid(format!("--device: {e}")))
     }
 }
 
@@ -606,7 +656,7 @@ pub fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Cmd::Eval(a) => {
-            let (meta, mut net) = checkpoint::load(&a.checkpoint, a.device)?;
+            let (meta, mut net) = checkpoint::load(&a.checkpoint, a.device.device()?)?;
             let mut cfg = meta.config.clone();
             if let Some(th) = a.threads {
                 cfg.train.threads = th;
@@ -640,7 +690,7 @@ pub fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Cmd::Recon(a) => {
-            let (meta, mut net) = checkpoint::load(&a.checkpoint, a.device)?;
+            let (meta, mut net) = checkpoint::load(&a.checkpoint, a.device.device()?)?;
             let name = ffwd_datasets::Name::parse(&meta.config.data.dataset)?;
             let root = ffwd_datasets::data_root(a.data_dir.as_deref().or(meta.config.data.dir.as_deref()));
             let test = ffwd_datasets::load(name, &root)?.test;
@@ -656,7 +706,7 @@ pub fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Cmd::Probe(a) => {
-            let (meta, net) = checkpoint::load(&a.checkpoint, a.device)?;
+            let (meta, net) = checkpoint::load(&a.checkpoint, a.device.device()?)?;
             let mut cfg = meta.config.clone();
             cfg.train.threads = a.threads.unwrap_or(cfg.train.threads);
             let mut probe = cfg.probe.clone().unwrap_or_default();

@@ -78,11 +78,10 @@ impl std::str::FromStr for Device {
             "cpu" => Ok(Device::Cpu),
             "cpu-scalar" => Ok(Device::CpuScalar),
             "cuda" => Ok(Device::Cuda(0)),
-            _ => s
-                .strip_prefix("cuda:")
-                .and_then(|i| i.parse().ok())
-                .map(Device::Cuda)
-                .ok_or_else(|| format!("device \"{s}\": expected \"cpu\", \"cpu-scalar\", \"cuda\" or \"cuda:N\"")),
+            _ => s.strip_prefix("cuda:").and_then(|i| i.parse().ok()).map(Device::Cuda).ok_or_else(|| {
+                let s = ffwd_datasets::shown(s);
+                format!("device \"{s}\": expected \"cpu\", \"cpu-scalar\", \"cuda\" or \"cuda:N\"")
+            }),
         }
     }
 }
@@ -266,8 +265,12 @@ impl RunConfig {
             return Err("[ffcl], [conv] and [uff] each choose the network; give one".into());
         }
         if let Some(s) = &self.ssl {
-            ffwd_datasets::pretext::Pretext::parse(&s.task)
-                .map_err(|_| format!("ssl.task: unknown pretext task `{}` (rotation, flip2, flip4, jigsaw)", s.task))?;
+            ffwd_datasets::pretext::Pretext::parse(&s.task).map_err(|_| {
+                format!(
+                    "ssl.task: unknown pretext task `{}` (rotation, flip2, flip4, jigsaw)",
+                    ffwd_datasets::shown(&s.task)
+                )
+            })?;
             if self.conv.is_some() {
                 return Err("ssl: pretext training is implemented for the MLP of [model], not for [conv]".into());
             }
