@@ -314,3 +314,34 @@ fn a_long_user_string_is_echoed_cut_short() {
         assert!(!out.status.success() && e.contains("zzzz") && e.len() < 600, "{} bytes: {e:.300}", e.len());
     }
 }
+
+#[test]
+fn a_dataset_with_an_empty_split_is_an_error_not_an_accuracy() {
+    let d = tempfile::tempdir().unwrap();
+    let mnist = d.path().join("mnist");
+    std::fs::create_dir(&mnist).unwrap();
+    for (split, n) in [("train", 5u32), ("t10k", 0)] {
+        let mut img = Vec::new();
+        for v in [0x803u32, n, 28, 28] {
+            img.extend_from_slice(&v.to_be_bytes());
+        }
+        img.resize(16 + n as usize * 784, 0);
+        std::fs::write(mnist.join(format!("{split}-images-idx3-ubyte")), img).unwrap();
+        let mut lab = Vec::new();
+        for v in [0x801u32, n] {
+            lab.extend_from_slice(&v.to_be_bytes());
+        }
+        lab.resize(8 + n as usize, 0);
+        std::fs::write(mnist.join(format!("{split}-labels-idx1-ubyte")), lab).unwrap();
+    }
+    let out = ffwd()
+        .args(["train", "--quiet", "--dataset", "mnist", "--data-dir"])
+        .arg(d.path())
+        .arg("--out")
+        .arg(d.path().join("run"))
+        .output()
+        .unwrap();
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && e.contains("0 test images"), "{e}");
+    assert!(!d.path().join("run").exists(), "refused before the run folder");
+}

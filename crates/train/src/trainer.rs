@@ -159,6 +159,14 @@ impl Trainer {
         let root = ffwd_datasets::data_root(data_dir.or(cfg.data.dir.as_deref()));
         let splits = ffwd_datasets::load(name, &root)?;
         let n = splits.train.len();
+        if splits.test.is_empty() || n == 0 {
+            return Err(Error::Invalid(format!(
+                "data.dataset = \"{}\": {} training and {} test images; both splits need images",
+                cfg.data.dataset,
+                n,
+                splits.test.len()
+            )));
+        }
         let v = cfg.data.validation;
         if v >= n {
             return Err(Error::Invalid(format!("data.validation = {v} leaves no training images of {n}")));
