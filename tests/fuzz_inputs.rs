@@ -3,6 +3,9 @@
 //! extremes) or parsing damaged TOML returns an error or a usable value —
 //! never a panic or an abort.
 
+mod common;
+
+use common::damage::{apply, damage, Header};
 use ffwd::train::checkpoint;
 use ffwd::train::config::{Device, RunConfig};
 use proptest::prelude::*;
@@ -38,43 +41,11 @@ fn shipped_configs() -> Vec<(PathBuf, String)> {
     v
 }
 
-#[derive(Clone, Debug)]
-enum Damage {
-    Flip(usize, u8),
-    Truncate(usize),
-    Extreme(usize, u64),
-}
+/// safetensors: a little-endian 64-bit header length, then the JSON header.
+const CKPT: Header = Header { len: 600, width: 8, big_endian: false };
 
-fn damage() -> impl Strategy<Value = Damage> {
-    let extreme = prop_oneof![Just(0u64), Just(u64::MAX), Just(1 << 40), any::<u64>()];
-    prop_oneof![
-        (any::<usize>(), 1u8..=255).prop_map(|(i, m)| Damage::Flip(i, m)),
-        any::<usize>().prop_map(Damage::Truncate),
-        (any::<usize>(), extreme).prop_map(|(i, v)| Damage::Extreme(i, v)),
-    ]
-}
-
-fn apply(mut b: Vec<u8>, ds: &[Damage]) -> Vec<u8> {
-    for d in ds {
-        if b.is_empty() {
-            break;
-        }
-        match *d {
-            Damage::Flip(i, m) => {
-                let i = i % b.len();
-                b[i] ^= m;
-            }
-            Damage::Truncate(i) => b.truncate(i % b.len()),
-            Damage::Extreme(i, v) => {
-                // the 8-byte header length, or a spot in the JSON header
-                let i = if i % 3 == 0 { 0 } else { i % b.len().min(600) };
-                let end = (i + 8).min(b.len());
-                b[i..end].copy_from_slice(&v.to_le_bytes()[..end - i]);
-            }
-        }
-    }
-    b
-}
+/// TOML text: no binary sizes; damage lands in the first 600 bytes.
+const TOML: Header = Header { len: 600, width: 4, big_endian: false };
 
 proptest! {
     #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
@@ -83,7 +54,7 @@ proptest! {
     fn a_damaged_checkpoint_loads_or_is_an_error_naming_the_file(d in proptest::collection::vec(damage(), 1..4)) {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("damaged.safetensors");
-        std::fs::write(&p, apply(valid_checkpoint().to_vec(), &d)).unwrap();
+        std::fs::write(&p, apply(valid_checkpoint().to_vec(), &d, CKPT)).unwrap();
         match checkpoint::load(&p, Device::Cpu) {
             Ok((meta, net)) => {
                 prop_assert_eq!(meta.classes, net.classes());
@@ -105,7 +76,7 @@ proptest! {
                                                                  d in proptest::collection::vec(damage(), 1..3)) {
         let configs = shipped_configs();
         let (path, text) = &configs[k % configs.len()];
-        let bytes = apply(text.clone().into_bytes(), &d);
+        let bytes = apply(text.clone().into_bytes(), &d, TOML);
         let text = String::from_utf8_lossy(&bytes);
         if let Err(e) = RunConfig::from_toml_str(&text, path) {
             let name = path.file_name().unwrap().to_string_lossy().to_string();

@@ -1,6 +1,8 @@
 //! Shared helpers of the workspace tests.
 #![allow(dead_code)]
 
+pub mod damage;
+
 use std::path::PathBuf;
 
 /// The folder of the real datasets: `$FFWD_DATA_DIR`, else `../shared/datasets`

@@ -3,7 +3,10 @@
 //! them): each returns an error or a valid result — never a panic, an
 //! abort, or unbounded work. Stable Rust: proptest drives the inputs.
 
-use ffwd_datasets::{cifar, idx, mat, svhn};
+mod common;
+
+use common::damage::{apply, damage, Header};
+use ffwd::data::{cifar, idx, mat, svhn};
 use flate2::{write::GzEncoder, Compression};
 use proptest::prelude::*;
 use std::io::Write;
@@ -54,45 +57,9 @@ fn svhn_file(n: usize, compress: bool) -> Vec<u8> {
     mat::write(&[x, y], compress)
 }
 
-/// A damage: flip bits, cut the end, or overwrite four bytes with an
-/// extreme value.
-#[derive(Clone, Debug)]
-enum Damage {
-    Flip(usize, u8),
-    Truncate(usize),
-    Extreme(usize, u32),
-}
-
-fn damage() -> impl Strategy<Value = Damage> {
-    let extreme = prop_oneof![Just(0u32), Just(1), Just(0x7fff_ffff), Just(u32::MAX), any::<u32>()];
-    prop_oneof![
-        (any::<usize>(), 1u8..=255).prop_map(|(i, m)| Damage::Flip(i, m)),
-        any::<usize>().prop_map(Damage::Truncate),
-        (any::<usize>(), extreme).prop_map(|(i, v)| Damage::Extreme(i, v)),
-    ]
-}
-
-fn apply(mut b: Vec<u8>, ds: &[Damage]) -> Vec<u8> {
-    for d in ds {
-        if b.is_empty() {
-            break;
-        }
-        match *d {
-            Damage::Flip(i, m) => {
-                let i = i % b.len();
-                b[i] ^= m;
-            }
-            Damage::Truncate(i) => b.truncate(i % b.len()),
-            Damage::Extreme(i, v) => {
-                // mostly the headers, where the sizes are
-                let i = if i % 4 == 0 { i % b.len() } else { (i % 160).min(b.len() - 1) };
-                let end = (i + 4).min(b.len());
-                b[i..end].copy_from_slice(&be32(v)[..end - i]);
-            }
-        }
-    }
-    b
-}
+/// IDX, CIFAR-10 and MAT headers: 32-bit sizes (big-endian in IDX) in the
+/// first 160 bytes.
+const HDR: Header = Header { len: 160, width: 4, big_endian: true };
 
 /// Whatever the bytes, parsing them (decompressed first where they are
 /// gzip) returns; a result is checked for consistency.
@@ -126,10 +93,10 @@ proptest! {
                                                                    dl in proptest::collection::vec(damage(), 0..3),
                                                                    zip in any::<bool>()) {
         let (img, lab) = idx_pair(n, r, c);
-        let (img, lab) = (apply(img, &di), apply(lab, &dl));
+        let (img, lab) = (apply(img, &di, HDR), apply(lab, &dl, HDR));
         if zip {
             // a damaged gzip stream around a damaged file
-            parse_idx(&apply(gzip(&img), &di), &gzip(&lab));
+            parse_idx(&apply(gzip(&img), &di, HDR), &gzip(&lab));
         } else {
             parse_idx(&img, &lab);
         }
@@ -139,7 +106,7 @@ proptest! {
     fn cifar_batches_return_an_error_or_valid_records(bytes in proptest::collection::vec(any::<u8>(), 0..10_000),
                                                       d in proptest::collection::vec(damage(), 0..3)) {
         let (mut px, mut lab) = (Vec::new(), Vec::new());
-        let bytes = apply(bytes, &d);
+        let bytes = apply(bytes, &d, HDR);
         if cifar::parse_batch(Path::new(P), &bytes, &mut px, &mut lab).is_ok() {
             prop_assert_eq!(px.len(), lab.len() * 3072);
             prop_assert!(lab.iter().all(|&l| l < 10));
@@ -151,7 +118,7 @@ proptest! {
                                                            d in proptest::collection::vec(damage(), 1..4),
                                                            noise in proptest::collection::vec(any::<u8>(), 0..400)) {
         let p = Path::new(P);
-        for bytes in [apply(svhn_file(n, compress), &d), noise.clone()] {
+        for bytes in [apply(svhn_file(n, compress), &d, HDR), noise.clone()] {
             let _ = mat::read(p, &bytes, &[]);
             if let Ok(ds) = svhn::parse(p, &bytes) {
                 prop_assert_eq!(ds.pixels.len(), ds.len() * 3 * 32 * 32);
