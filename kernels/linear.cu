@@ -44,13 +44,12 @@ struct ffwd_local_grad_src {
     FFWD_DEV bool keep(int k) const { return dldg[k] != 0.0f; }
 };
 
-// W (din × dout, row-major) and its state a, b take one optimiser step with
-// dW = xnᵀ·dz, each element the moment its fma chain ends.
-template <int TM, int TN, int BK>
-FFWD_DEV void ffwd_linear_backward_update(const float* __restrict__ xn, const float* __restrict__ h,
-                                          const float* __restrict__ dldg, int rows, int din, int dout,
-                                          float* __restrict__ w, float* __restrict__ a, float* __restrict__ b,
-                                          const ffwd_optim& s) {
+// dW = xnᵀ·dz over the kept rows (dz built while the tile loads it), each
+// element handed to `out(e, dW[e])` (e = r·dout + c) the moment its fma
+// chain ends.
+template <int TM, int TN, int BK, class Out>
+FFWD_DEV void ffwd_linear_dw(const float* __restrict__ xn, const float* __restrict__ h,
+                             const float* __restrict__ dldg, int rows, int din, int dout, Out out) {
     const int row0 = blockIdx.y * 16 * TM, col0 = blockIdx.x * 16 * TN;
     float acc[TM][TN];
 #pragma unroll
@@ -68,51 +67,39 @@ FFWD_DEV void ffwd_linear_backward_update(const float* __restrict__ xn, const fl
         for (int j = 0; j < TN; ++j) {
             int c = ffwd_tile_col(col0, j);
             if (c >= dout) continue;
-            long e = (long)r * dout + c;
-            ffwd_optim_one(s, w + e, acc[i][j], a + e, b + e);
+            out((long)r * dout + c, acc[i][j]);
         }
     }
 }
+
+// W (din × dout, row-major) and its state a, b take one optimiser step.
+struct ffwd_dw_update {
+    float* __restrict__ w;
+    float* __restrict__ a;
+    float* __restrict__ b;
+    ffwd_optim s;
+    FFWD_DEV void operator()(long e, float g) const { ffwd_optim_one(s, w + e, g, a + e, b + e); }
+};
+
+// dW written out (the unfused spec's values).
+struct ffwd_dw_store {
+    float* __restrict__ dw;
+    FFWD_DEV void operator()(long e, float g) const { dw[e] = g; }
+};
 
 #define FFWD_BACKWARD_UPDATE_ENTRY(suffix, TM, TN, BLOCKS)                                                         \
     extern "C" __global__ void __launch_bounds__(256, BLOCKS) ffwd_linear_backward_update##suffix##_f32(               \
         const float* __restrict__ xn, const float* __restrict__ h, const float* __restrict__ dldg, int rows, int din,  \
         int dout, float* __restrict__ w, float* __restrict__ a, float* __restrict__ b, ffwd_optim s) {                 \
-        ffwd_linear_backward_update<TM, TN, FFWD_TILE_K>(xn, h, dldg, rows, din, dout, w, a, b, s);                    \
+        ffwd_linear_dw<TM, TN, FFWD_TILE_K>(xn, h, dldg, rows, din, dout, ffwd_dw_update{w, a, b, s});                 \
     }
 FFWD_TILES(FFWD_BACKWARD_UPDATE_ENTRY)
-
-// The FF parameter gradients without the update (the unfused spec's
-// values): dW = xnᵀ·dz over the kept rows, written out.
-template <int TM, int TN, int BK>
-FFWD_DEV void ffwd_linear_grads(const float* __restrict__ xn, const float* __restrict__ h,
-                                const float* __restrict__ dldg, int rows, int din, int dout, float* __restrict__ dw) {
-    const int row0 = blockIdx.y * 16 * TM, col0 = blockIdx.x * 16 * TN;
-    float acc[TM][TN];
-#pragma unroll
-    for (int i = 0; i < TM; ++i)
-#pragma unroll
-        for (int j = 0; j < TN; ++j) acc[i][j] = 0.0f;
-    ffwd_gemm_tile<TM, TN, BK>(ffwd_strided{xn, 1, din}, ffwd_local_grad_src{h, dldg, dout}, din, dout, rows, row0,
-                               col0, acc);
-#pragma unroll
-    for (int i = 0; i < TM; ++i) {
-        int r = ffwd_tile_row(row0, i);
-        if (r >= din) continue;
-#pragma unroll
-        for (int j = 0; j < TN; ++j) {
-            int c = ffwd_tile_col(col0, j);
-            if (c >= dout) continue;
-            dw[(long)r * dout + c] = acc[i][j];
-        }
-    }
-}
 
 #define FFWD_LINEAR_GRADS_ENTRY(suffix, TM, TN, BLOCKS)                                                            \
     extern "C" __global__ void __launch_bounds__(256, BLOCKS) ffwd_linear_grads##suffix##_f32(                         \
         const float* __restrict__ xn, const float* __restrict__ h, const float* __restrict__ dldg, int rows, int din,  \
         int dout, float* __restrict__ dw) {                                                                            \
-        ffwd_linear_grads<TM, TN, FFWD_TILE_K>(xn, h, dldg, rows, din, dout, dw);                                      \
+        ffwd_linear_dw<TM, TN, FFWD_TILE_K>(xn, h, dldg, rows, din, dout, ffwd_dw_store{dw});                          \
     }
 FFWD_TILES(FFWD_LINEAR_GRADS_ENTRY)
 

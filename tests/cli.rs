@@ -1,5 +1,7 @@
 //! The `ffwd` binary as a user runs it.
 
+mod common;
+
 use std::process::Command;
 
 fn ffwd() -> Command {
@@ -90,44 +92,10 @@ fn checkpoint_from_another_architecture_is_rejected_by_name() {
 
 #[test]
 fn every_shipped_config_parses_validates_and_builds_its_network() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("configs");
-    let mut n = 0;
-    for e in std::fs::read_dir(&dir).unwrap() {
-        let p = e.unwrap().path();
-        if p.extension().is_none_or(|x| x != "toml") {
-            continue;
-        }
-        let cfg = ffwd::train::config::RunConfig::from_file(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
-        let shape = match cfg.data.dataset.as_str() {
-            "cifar-10" | "svhn" => (3, 32, 32),
-            "digits" => (1, 8, 8),
-            _ => (1, 28, 28),
-        };
+    // (building also checks the size limits: every shipped config is within them)
+    for common::Shipped { path: p, cfg, shape, .. } in common::shipped_configs() {
         ffwd::train::model::build(&cfg, shape, 10).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
-        n += 1;
     }
-    assert!(n >= 10, "only {n} configs found in {}", dir.display());
-}
-
-/// The image shape each shipped config's dataset has.
-fn shipped_configs() -> Vec<(std::path::PathBuf, ffwd::train::config::RunConfig, (usize, usize, usize))> {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("configs");
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(&dir).unwrap() {
-        let p = e.unwrap().path();
-        if p.extension().is_none_or(|x| x != "toml") {
-            continue;
-        }
-        let cfg = ffwd::train::config::RunConfig::from_file(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
-        let shape = match cfg.data.dataset.as_str() {
-            "cifar-10" | "svhn" => (3, 32, 32),
-            "digits" => (1, 8, 8),
-            _ => (1, 28, 28),
-        };
-        out.push((p, cfg, shape));
-    }
-    out.sort_by(|a, b| a.0.cmp(&b.0));
-    out
 }
 
 /// Every network kind builds on the CUDA backend: on a machine with a GPU
@@ -138,9 +106,7 @@ fn shipped_configs() -> Vec<(std::path::PathBuf, ffwd::train::config::RunConfig,
 fn every_shipped_config_builds_on_cuda_or_fails_only_for_the_missing_device() {
     use ffwd::train::config::Device;
     let has_gpu = ffwd::kernels::cuda::cuda_device_checked().is_ok();
-    let configs = shipped_configs();
-    assert!(configs.len() >= 10);
-    for (p, cfg, shape) in configs {
+    for common::Shipped { path: p, cfg, shape, .. } in common::shipped_configs() {
         let r = ffwd::train::model::build_on_device(Device::Cuda(0), &cfg, shape, 10);
         match r {
             Ok(net) => {

@@ -9,7 +9,7 @@ use common::damage::{apply, damage, Header};
 use ffwd::train::checkpoint;
 use ffwd::train::config::{Device, RunConfig};
 use proptest::prelude::*;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::OnceLock;
 
 /// A valid checkpoint of a small FF MLP (built once).
@@ -24,21 +24,6 @@ fn valid_checkpoint() -> &'static [u8] {
         checkpoint::save(&p, &*net, (1, 8, 8), &cfg, 1).unwrap();
         std::fs::read(&p).unwrap()
     })
-}
-
-fn shipped_configs() -> Vec<(PathBuf, String)> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs");
-    let mut v: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
-        .map(|p| {
-            let t = std::fs::read_to_string(&p).unwrap();
-            (p, t)
-        })
-        .collect();
-    v.sort();
-    v
 }
 
 /// safetensors: a little-endian 64-bit header length, then the JSON header.
@@ -74,8 +59,8 @@ proptest! {
     #[test]
     fn a_damaged_run_config_parses_or_is_an_error_naming_the_file(k in any::<usize>(),
                                                                  d in proptest::collection::vec(damage(), 1..3)) {
-        let configs = shipped_configs();
-        let (path, text) = &configs[k % configs.len()];
+        let configs = common::shipped_configs();
+        let common::Shipped { path, text, .. } = &configs[k % configs.len()];
         let bytes = apply(text.clone().into_bytes(), &d, TOML);
         let text = String::from_utf8_lossy(&bytes);
         if let Err(e) = RunConfig::from_toml_str(&text, path) {
@@ -113,19 +98,6 @@ fn absurd_sizes_are_errors_naming_the_field_before_anything_is_allocated() {
     // a config file with an absurd batch is refused when it is read
     let e = RunConfig::from_toml_str("[train]\nbatch = 99999999999\n", Path::new("big.toml")).unwrap_err().to_string();
     assert!(e.contains("big.toml") && e.contains("train.batch"), "{e}");
-}
-
-#[test]
-fn every_shipped_config_is_within_the_size_limits_on_its_dataset() {
-    for (path, text) in shipped_configs() {
-        let cfg = RunConfig::from_toml_str(&text, &path).unwrap();
-        let shape = match cfg.data.dataset.as_str() {
-            "cifar-10" | "svhn" => (3, 32, 32),
-            "digits" => (1, 8, 8),
-            _ => (1, 28, 28),
-        };
-        ffwd::train::model::check_size(&cfg, shape, 10).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    }
 }
 
 #[test]

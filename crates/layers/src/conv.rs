@@ -653,6 +653,29 @@ impl<B: Backend> ConvFfNet<B> {
         self.log.take(&self.be)
     }
 
+    /// The goodness (sum of squares, evaluation mode) of every block for `n`
+    /// images, each with its label in `labels` (the label channel has no
+    /// neutral value): `n` values per block.
+    pub fn goodness_of(&mut self, images: &[f32], labels: &[Option<u8>]) -> Result<Vec<Vec<f32>>> {
+        let (n, di) = (labels.len(), self.image_dim());
+        check_images(images.len(), n, di)?;
+        self.host_ylab.clear();
+        for (i, y) in labels.iter().enumerate() {
+            match *y {
+                Some(y) if (y as usize) < self.classes => self.host_ylab.push(y as u32),
+                Some(y) => return Err(Error::Batch(format!("label {y} is not below the {} classes", self.classes))),
+                None => {
+                    return Err(Error::Batch(format!(
+                        "image {i}: the label channel has no neutral label; give every image a label"
+                    )))
+                }
+            }
+        }
+        let g0 = self.build_input(images, |b| b)?;
+        self.forward_all(g0, false)?;
+        self.blocks.iter().map(|b| Ok(self.be.download(b.sumsq())?)).collect()
+    }
+
     /// Predict `n` images (image-major, normalised) in chunks of `chunk`:
     /// each image runs once per label in evaluation mode.
     pub fn predict(&mut self, images: &[f32], n: usize, chunk: usize) -> Result<Predictions> {

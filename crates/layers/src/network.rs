@@ -85,10 +85,12 @@ pub trait Network: Send {
     ) -> Result<ProbeReport> {
         Err(Error::Config(format!("probe: the {} has no feature extractor yet", self.kind_name())))
     }
-    /// Each layer's goodness (sum form) for `images` with `labels` (None:
-    /// the neutral label), `labels.len()` values per layer (FF MLPs only).
+    /// Each layer's (or block's) goodness, the sum of squared activities,
+    /// for `images` with `labels` (None: the neutral label, where the net
+    /// has one), `labels.len()` values per layer (the FF MLP and the conv
+    /// FF net).
     fn goodness(&mut self, _images: &[f32], _labels: &[Option<u8>]) -> Result<Vec<Vec<f32>>> {
-        Err(Error::Config(format!("goodness: the {} has no per-label goodness (FF MLPs do)", self.kind_name())))
+        Err(Error::Config(format!("goodness: the {} has no per-label goodness (the FF nets do)", self.kind_name())))
     }
     /// The first cell's reconstructions of `n` images and the targets they
     /// aim at (UFF stacks only).
@@ -211,6 +213,9 @@ impl<B: Backend> Network for ConvFfNet<B> {
     }
     fn train_batch(&mut self, b: &Batch<'_>) -> Result<Vec<BatchStats>> {
         Self::train_batch(self, b.images, b.labels, b.neg)
+    }
+    fn goodness(&mut self, images: &[f32], labels: &[Option<u8>]) -> Result<Vec<Vec<f32>>> {
+        self.goodness_of(images, labels)
     }
 }
 

@@ -383,8 +383,8 @@ impl PyModel {
     }
 
     /// Each layer's goodness (sum form) of n images with the labels `y`
-    /// (n labels; a label of -1 or None: the neutral one): a list of one
-    /// float32 array of n values per layer (FF MLPs).
+    /// (n labels; None: the neutral one, FF MLPs only): a list of one
+    /// float32 array of n values per layer or block (the FF nets).
     fn goodness<'py>(
         &mut self,
         py: Python<'py>,

@@ -225,6 +225,20 @@ def test_per_layer_goodness_gives_the_goodness_prediction(tmp_path):
         run.model.goodness(x, np.full(len(x), classes))
 
 
+def test_block_goodness_of_the_conv_ff_net_gives_its_prediction():
+    x, y, xt, _, classes = ffwd.datasets.load("digits")
+    m = ffwd.Model(ffwd.RunConfig.from_dict({"train": {"batch": 50}, "conv": {"channels": [4] * 6}}), x.shape[1:], classes)
+    m.train_epoch(x[:200], y[:200])
+    xt = xt[:30]
+    # the last block's output is 4 channels of 1×1 after the three pools
+    last = np.stack([m.goodness(xt, np.full(len(xt), lab))[-1] for lab in range(classes)], axis=1)
+    assert len(m.goodness(xt, np.zeros(len(xt), int))) == m.depth
+    per_value = last / np.float32(4)
+    assert np.array_equal(per_value.argmax(axis=1), m.predict(xt, all=True)["goodness"])
+    with pytest.raises(ValueError, match="neutral"):
+        m.goodness(xt, np.full(len(xt), -1))
+
+
 def test_goodness_of_a_network_without_it_is_a_clear_error():
     cfg = ffwd.RunConfig.from_dict({"model": {"training": "cross-entropy", "sizes": [20, 20]}})
     m = ffwd.Model(cfg, (1, 8, 8), 10)

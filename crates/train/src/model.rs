@@ -35,14 +35,15 @@ pub fn build(cfg: &RunConfig, shape: (usize, usize, usize), classes: usize) -> R
 
 /// [`build`] on `device` instead of the configured one.
 pub fn build_on_device(device: Device, cfg: &RunConfig, shape: (usize, usize, usize), classes: usize) -> Result<Model> {
+    // sizes first: an absurd config is refused before a device is opened
     check_size(cfg, shape, classes)?;
     match device {
-        Device::Cpu => build_on(CpuBackend::best(), cfg, shape, classes),
-        Device::CpuScalar => build_on(CpuBackend::scalar(), cfg, shape, classes),
+        Device::Cpu => build_checked(CpuBackend::best(), cfg, shape, classes),
+        Device::CpuScalar => build_checked(CpuBackend::scalar(), cfg, shape, classes),
         Device::Cuda(i) => {
             let be =
                 CudaBackend::new(i).map_err(|e| Error::Device { device: device.to_string(), reason: e.to_string() })?;
-            build_on(be, cfg, shape, classes)
+            build_checked(be, cfg, shape, classes)
         }
     }
 }
@@ -116,6 +117,11 @@ pub fn check_size(cfg: &RunConfig, shape: (usize, usize, usize), classes: usize)
 /// The network `cfg` describes on the backend `be`.
 pub fn build_on<B: Backend>(be: B, cfg: &RunConfig, shape: (usize, usize, usize), classes: usize) -> Result<Model> {
     check_size(cfg, shape, classes)?;
+    build_checked(be, cfg, shape, classes)
+}
+
+/// [`build_on`] once [`check_size`] has passed.
+fn build_checked<B: Backend>(be: B, cfg: &RunConfig, shape: (usize, usize, usize), classes: usize) -> Result<Model> {
     let dim = shape.0 * shape.1 * shape.2;
     let seed = cfg.train.seed;
     if let Some(u) = &cfg.uff {

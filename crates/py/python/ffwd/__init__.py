@@ -120,9 +120,10 @@ class Model:
         return self._m.predict(_images(x, self._dim), chunk, all)
 
     def goodness(self, x: Any, labels: Any) -> List[np.ndarray]:
-        """Each layer's goodness (sum of squared activities) of every image
-        with its label written in (-1: the neutral label): one float32
-        array per layer (FF MLPs)."""
+        """Each layer's (or block's) goodness, the sum of squared
+        activities, of every image with its label written in (-1: the
+        neutral label, FF MLPs only): one float32 array per layer (the FF
+        MLP and the conv FF net)."""
         x = _images(x, self._dim)
         a = np.asarray(labels)
         if a.dtype.kind not in "iub":
