@@ -8,9 +8,9 @@
 
 mod common;
 
+use common::kinds::{mlp_symba_sgd_layer_by_layer, mnist_cfg, other_kinds};
 use ffwd::kernels::cuda::cuda_device;
-use ffwd::layers::config::{LossKind, OptimKind};
-use ffwd::train::config::{Device, RunConfig, Schedule};
+use ffwd::train::config::{Device, RunConfig};
 use ffwd::train::trainer::Trainer;
 use std::path::Path;
 
@@ -23,16 +23,6 @@ fn gpu_present() -> bool {
     }
     eprintln!("SKIP (no CUDA)");
     false
-}
-
-fn mnist_cfg() -> RunConfig {
-    let mut c = RunConfig::default();
-    c.data.dataset = "mnist".into();
-    c.model.sizes = vec![500, 300, 200];
-    c.train.epochs = 2;
-    c.train.batch = 100;
-    c.train.seed = 11;
-    c
 }
 
 /// Train on the first `subset` MNIST images (train, test) on `device`; the
@@ -86,73 +76,8 @@ fn cpu_and_gpu_training_give_byte_identical_checkpoints() {
     }
     let sub = (2000, 500);
     assert_cpu_and_gpu_agree(mnist_cfg(), "FF MLP: threshold loss, Adam, simultaneous", sub);
-    let mut c = mnist_cfg();
-    c.model.loss = LossKind::Symba;
-    c.model.optim.kind = OptimKind::Sgd;
-    c.model.optim.lr = 0.01;
-    c.model.optim.momentum = 0.9;
-    c.train.schedule = Schedule::LayerByLayer;
-    c.train.epochs = 1;
+    let c = mlp_symba_sgd_layer_by_layer();
     assert_cpu_and_gpu_agree(c, "FF MLP: SymBa loss, SGD with momentum, layer by layer", sub);
-}
-
-/// One config of every other network kind, for 2 epochs (1 per phase) on
-/// a small MNIST subset (train, test).
-fn other_kinds() -> Vec<(&'static str, RunConfig, (usize, usize))> {
-    use ffwd::layers::config::{MlpTraining, PredictKind};
-    use ffwd::layers::conv::{BlockNorm, ConvAlgorithm, ConvFfConfig};
-    use ffwd::layers::uff::{CellKind, UffConfig};
-    let mlp = |f: &dyn Fn(&mut RunConfig)| {
-        let mut c = mnist_cfg();
-        c.model.sizes = vec![200, 100];
-        f(&mut c);
-        c
-    };
-    let mut cases: Vec<(&str, RunConfig, (usize, usize))> = vec![
-        ("FF MLP with readout", mlp(&|c| c.model.predict = PredictKind::Readout), (2000, 500)),
-        ("goodness-backprop MLP", mlp(&|c| c.model.training = MlpTraining::GoodnessBackprop), (2000, 500)),
-        ("backprop MLP", mlp(&|c| c.model.training = MlpTraining::CrossEntropy), (2000, 500)),
-        (
-            "FF MLP with a linear probe",
-            mlp(&|c| c.probe = Some(ffwd::layers::probe::ProbeConfig { epochs: 2, ..Default::default() })),
-            (2000, 500),
-        ),
-    ];
-    let conv = |f: &dyn Fn(&mut ConvFfConfig)| {
-        let mut c = mnist_cfg();
-        c.train.batch = 50;
-        let mut k = ConvFfConfig::trifecta_small().narrowed(4);
-        f(&mut k);
-        c.conv = Some(k);
-        c
-    };
-    cases.push(("Trifecta (SymBa, OLU, batch norm)", conv(&|_| {}), (500, 100)));
-    cases.push((
-        "vanilla conv FF",
-        conv(&|k| {
-            k.olu = false;
-            k.norm = BlockNorm::Length;
-            k.loss = ffwd::layers::config::LossKind::Threshold;
-        }),
-        (500, 100),
-    ));
-    cases.push(("backprop CNN", conv(&|k| k.algorithm = ConvAlgorithm::Backprop), (500, 100)));
-    let mut ffcl = mnist_cfg();
-    ffcl.ffcl = Some(ffwd::layers::ffcl::FfclConfig::default());
-    cases.push(("FF contrastive twins", ffcl, (2000, 500)));
-    for (cells, schedule) in [
-        (vec![CellKind::Ae, CellKind::Ae], Schedule::Simultaneous),
-        (vec![CellKind::Cae, CellKind::Dae, CellKind::Gan], Schedule::Simultaneous),
-        (vec![CellKind::Dae, CellKind::Gan], Schedule::LayerByLayer),
-    ] {
-        let mut u = mnist_cfg();
-        u.train.schedule = schedule;
-        u.train.epochs = if schedule == Schedule::LayerByLayer { 1 } else { 2 };
-        u.uff = Some(UffConfig { cells: cells.clone(), ..UffConfig::default() });
-        let what: &'static str = Box::leak(format!("UFF {cells:?} {schedule:?}").into_boxed_str());
-        cases.push((what, u, (1000, 200)));
-    }
-    cases
 }
 
 /// Every network kind: CPU and GPU give the same checkpoint bytes, metrics

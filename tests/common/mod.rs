@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod damage;
+pub mod kinds;
 
 use std::path::PathBuf;
 

@@ -232,7 +232,15 @@ impl<B: Backend> Wrap<'_, B> {
                 for _ in 0..2 {
                     be.packed_step(&step, Param { value: &mut p, a: &mut a, b: &mut b }, &g, &mut s).unwrap();
                 }
-                vec![be.unpack(&p).unwrap()]
+                // the moments, row-major (what a training state saves), and
+                // saved and restored: the same bits
+                let (ua, ub) = (be.unpack_state(&p, &a).unwrap(), be.unpack_state(&p, &b).unwrap());
+                let mut back = B::Buf::default();
+                be.pack_state(&p, &ua, &mut back).unwrap();
+                let again = be.unpack_state(&p, &back).unwrap();
+                assert_bits_eq(&format!("packed state round trip {k}×{n}"), &again, &ua);
+                assert!(be.pack_state(&p, &ua[1..], &mut back).unwrap_err().to_string().contains("pack_state"));
+                vec![be.unpack(&p).unwrap(), ua, ub]
             }
             Op::Conv(x, g, w, cout, dy, want_dx) => {
                 let (x, w, dy) = (u(x), u(w), u(dy));

@@ -18,10 +18,13 @@
 
 use crate::checks::{check_images, check_labelled};
 use crate::config::{FfConfig, MlpTraining};
-use crate::conv::{block_tensors, forward_blocks, images_to_cnhw, load_blocks, BlockMode, ConvBlock, ConvFfConfig};
-use crate::ff::{layer_tensors, load_layers, FfLayer};
+use crate::conv::{
+    block_tensors, forward_blocks, images_to_cnhw, load_blocks, walk_blocks, BlockMode, ConvBlock, ConvFfConfig,
+};
+use crate::ff::{layer_tensors, load_layers, walk_layers, FfLayer};
 use crate::predict::Predictions;
 use crate::readout::Readout;
+use crate::state::StateIo;
 use crate::stats::{BatchStats, Entry, StatLog};
 use crate::tensors::TensorSource;
 use crate::{Error, Result};
@@ -196,6 +199,13 @@ impl<B: Backend> BpConvNet<B> {
         load_blocks(&self.be, &mut self.blocks, get)?;
         self.head.load(&self.be, "head", get)
     }
+
+    /// Save or load the optimiser states and the step count.
+    pub fn walk_state(&mut self, io: &mut StateIo<'_>) -> Result<()> {
+        walk_blocks(&self.be, &mut self.blocks, io)?;
+        self.head.walk_state(&self.be, io, "head")?;
+        io.counter("steps", &mut self.steps)
+    }
 }
 
 /// An MLP of FF layers trained end to end by backprop with cross-entropy.
@@ -341,6 +351,13 @@ impl<B: Backend> BpMlp<B> {
     pub fn load_tensors(&mut self, get: &mut TensorSource<'_>) -> Result<()> {
         load_layers(&self.be, &mut self.layers, get)?;
         self.head.load(&self.be, "head", get)
+    }
+
+    /// Save or load the optimiser states and the step count.
+    pub fn walk_state(&mut self, io: &mut StateIo<'_>) -> Result<()> {
+        walk_layers(&self.be, &mut self.layers, io)?;
+        self.head.walk_state(&self.be, io, "head")?;
+        io.counter("steps", &mut self.steps)
     }
 }
 

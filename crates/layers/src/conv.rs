@@ -37,6 +37,7 @@ use crate::checks::{check_batch, check_images};
 use crate::config::{LossKind, OptimConfig};
 use crate::optim::OptState;
 use crate::predict::Predictions;
+use crate::state::StateIo;
 use crate::stats::{BatchStats, Entry, StatLog};
 use crate::tensors::{fetch_into, to_tensor, TensorSource};
 use crate::{Error, Result};
@@ -294,6 +295,17 @@ impl<B: Backend> ConvBlock<B> {
             running_var: up(&vec![1.0; cin])?,
             work: BlockWork::default(),
         })
+    }
+
+    /// Save or load the optimiser states of every slot: `{prefix}.opt{s}.weight.*`,
+    /// `….bn.weight.*`, `….bn.bias.*`.
+    pub fn walk_state(&mut self, be: &B, io: &mut StateIo<'_>, prefix: &str) -> Result<()> {
+        for (s, o) in self.opt.iter_mut().enumerate() {
+            o.w.walk_state(be, io, &format!("{prefix}.opt{s}.weight"), None)?;
+            o.gamma.walk_state(be, io, &format!("{prefix}.opt{s}.bn.weight"), None)?;
+            o.beta.walk_state(be, io, &format!("{prefix}.opt{s}.bn.bias"), None)?;
+        }
+        Ok(())
     }
 
     /// Geometry of the output for an input geometry.
@@ -745,6 +757,14 @@ impl<B: Backend> ConvFfNet<B> {
         fetch_into(&self.be, get, "embedding", &[self.classes, h, w], &mut self.embedding)?;
         load_blocks(&self.be, &mut self.blocks, get)
     }
+
+    /// Save or load the optimiser states and the step count (which OLU
+    /// pair trains next).
+    pub fn walk_state(&mut self, io: &mut StateIo<'_>) -> Result<()> {
+        self.emb_opt.walk_state(&self.be, io, "embedding", None)?;
+        walk_blocks(&self.be, &mut self.blocks, io)?;
+        io.counter("steps", &mut self.steps)
+    }
 }
 
 /// The blocks' tensors: `blocks.{k}.weight` (Cout × Cin × 3 × 3) and, with
@@ -757,6 +777,15 @@ pub(crate) fn block_tensors<B: Backend>(be: &B, blocks: &[ConvBlock<B>]) -> Resu
         }
     }
     Ok(out)
+}
+
+/// Save or load the optimiser states of every block: `blocks.{k}.opt{s}.*`
+/// for each of its slots (two under OLU).
+pub(crate) fn walk_blocks<B: Backend>(be: &B, blocks: &mut [ConvBlock<B>], io: &mut StateIo<'_>) -> Result<()> {
+    for (k, b) in blocks.iter_mut().enumerate() {
+        b.walk_state(be, io, &format!("blocks.{k}"))?;
+    }
+    Ok(())
 }
 
 /// Load what [`block_tensors`] names.

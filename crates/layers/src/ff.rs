@@ -19,6 +19,7 @@ use crate::checks::{check_batch, check_images};
 use crate::config::{FfConfig, GoodnessKind, LabelMode, LossKind, MlpTraining, OptimConfig, PredictKind};
 use crate::optim::OptState;
 use crate::readout::Readout;
+use crate::state::StateIo;
 use crate::stats::{BatchStats, Entry, StatLog, SLOTS};
 use crate::tensors::{fetch, to_tensor, TensorSource};
 use crate::{Error, Result};
@@ -792,6 +793,15 @@ impl<B: Backend> FfNet<B> {
         }
         Ok(())
     }
+
+    /// Save or load the optimiser states of the layers and the readout.
+    pub fn walk_state(&mut self, io: &mut StateIo<'_>) -> Result<()> {
+        walk_layers(&self.be, &mut self.layers, io)?;
+        if let Some(r) = &mut self.readout {
+            r.walk_state(&self.be, io, "readout")?;
+        }
+        Ok(())
+    }
 }
 
 /// The loss and goodness form `config` gives a layer `out_dim` wide.
@@ -889,6 +899,16 @@ pub(crate) fn layer_tensors<B: Backend>(be: &B, layers: &[FfLayer<B>]) -> Result
         out.push((format!("layers.{i}.bias"), to_tensor(be, &[l.out_dim], &l.b)?));
     }
     Ok(out)
+}
+
+/// Save or load the optimiser state of every layer (`layers.{i}.weight.*`,
+/// `layers.{i}.bias.*`; see [`crate::state`]).
+pub(crate) fn walk_layers<B: Backend>(be: &B, layers: &mut [FfLayer<B>], io: &mut StateIo<'_>) -> Result<()> {
+    for (i, l) in layers.iter_mut().enumerate() {
+        l.opt_w.walk_state(be, io, &format!("layers.{i}.weight"), Some(&l.w))?;
+        l.opt_b.walk_state(be, io, &format!("layers.{i}.bias"), None)?;
+    }
+    Ok(())
 }
 
 /// Load what [`layer_tensors`] names.

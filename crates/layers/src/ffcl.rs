@@ -20,6 +20,7 @@ use crate::checks::{check_images, check_labelled};
 use crate::config::OptimConfig;
 use crate::optim::OptState;
 use crate::predict::Predictions;
+use crate::state::StateIo;
 use crate::stats::{BatchStats, Entry, StatLog, SLOTS};
 use crate::tensors::{fetch_into, to_tensor, TensorSource};
 use crate::{Error, Result};
@@ -138,6 +139,12 @@ impl<B: Backend> Dense<B> {
             (format!("{prefix}.weight"), to_tensor(be, &[self.din, self.dout], &self.w)?),
             (format!("{prefix}.bias"), to_tensor(be, &[self.dout], &self.b)?),
         ])
+    }
+
+    /// Save or load the optimiser state (`{prefix}.weight.*`, `{prefix}.bias.*`).
+    pub fn walk_state(&mut self, be: &B, io: &mut StateIo<'_>, prefix: &str) -> Result<()> {
+        self.opt_w.walk_state(be, io, &format!("{prefix}.weight"), None)?;
+        self.opt_b.walk_state(be, io, &format!("{prefix}.bias"), None)
     }
 
     /// Load what [`Dense::tensors`] names.
@@ -376,6 +383,16 @@ impl<B: Backend> FfclNet<B> {
             }
         }
         Ok(())
+    }
+
+    /// Save or load the optimiser states of both copies and the step count.
+    pub fn walk_state(&mut self, io: &mut StateIo<'_>) -> Result<()> {
+        for (side, t) in ["a", "b"].iter().zip(&mut self.twins) {
+            for (i, l) in t.iter_mut().enumerate() {
+                l.walk_state(&self.be, io, &format!("{side}.{i}"))?;
+            }
+        }
+        io.counter("steps", &mut self.steps)
     }
 }
 

@@ -11,6 +11,7 @@ use crate::ff::FfNet;
 use crate::ffcl::FfclNet;
 use crate::predict::Predictions;
 use crate::probe::{linear_probe, Features, ProbeConfig, ProbeReport};
+use crate::state::StateIo;
 use crate::stats::BatchStats;
 use crate::tensors::TensorSource;
 use crate::uff::{SamplePos, UffNet};
@@ -70,6 +71,10 @@ pub trait Network: Send {
     fn named_tensors(&self) -> Result<Vec<(String, Tensor)>>;
     /// Replace parameters from named tensors, checking names and shapes.
     fn load_tensors(&mut self, get: &mut TensorSource<'_>) -> Result<()>;
+    /// Save or load the training state beyond the parameters (optimiser
+    /// moments and step counts, step counters; see [`crate::state`]).
+    /// Flush the statistics first: pending ones are not part of it.
+    fn walk_state(&mut self, io: &mut StateIo<'_>) -> Result<()>;
     /// The network as a frozen feature extractor, if it is one.
     fn features(&mut self) -> Option<&mut dyn Features> {
         None
@@ -131,6 +136,9 @@ macro_rules! common {
         }
         fn load_tensors(&mut self, get: &mut TensorSource<'_>) -> Result<()> {
             Self::load_tensors(self, get)
+        }
+        fn walk_state(&mut self, io: &mut StateIo<'_>) -> Result<()> {
+            Self::walk_state(self, io)
         }
     };
 }

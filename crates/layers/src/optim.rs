@@ -1,8 +1,9 @@
 //! Optimiser state for one parameter tensor, stepping through the backend.
 
 use crate::config::{OptimConfig, OptimKind};
+use crate::state::StateIo;
 use crate::Result;
-use ffwd_kernels::{AdamStep, Backend, OptimStep, SgdStep};
+use ffwd_kernels::{AdamStep, Backend, Len, OptimStep, SgdStep};
 
 /// Moments (Adam/AdamW) or the momentum buffer (SGD) of one tensor on the
 /// backend, and the step count.
@@ -33,6 +34,25 @@ impl<B: Backend> OptState<B> {
     pub fn next_step(&mut self) -> (OptimStep, &mut B::Buf, &mut B::Buf) {
         self.t += 1;
         (optim_step(&self.cfg, self.t), &mut self.a, &mut self.b)
+    }
+
+    /// Save or load the state of the tensor `name`: `{name}.t` (steps),
+    /// `{name}.m` (Adam's first moment; SGD's momentum buffer) and
+    /// `{name}.v` (Adam's second moment). `packed`: the weights whose
+    /// layout the state shares, if packed.
+    pub fn walk_state(&mut self, be: &B, io: &mut StateIo<'_>, name: &str, packed: Option<&B::Packed>) -> Result<()> {
+        io.counter(&format!("{name}.t"), &mut self.t)?;
+        for (suffix, buf) in [("m", &mut self.a), ("v", &mut self.b)] {
+            if buf.is_empty() {
+                continue;
+            }
+            let n = format!("{name}.{suffix}");
+            match packed {
+                Some(w) => io.packed(be, &n, w, buf)?,
+                None => io.buf(be, &n, buf)?,
+            }
+        }
+        Ok(())
     }
 
     /// Apply one update of `w` with gradient `g`.

@@ -138,6 +138,12 @@ impl<B: Backend> Readout<B> {
         ])
     }
 
+    /// Save or load the optimiser state (`{prefix}.weight.*`, `{prefix}.bias.*`).
+    pub fn walk_state(&mut self, be: &B, io: &mut crate::StateIo<'_>, prefix: &str) -> Result<()> {
+        self.opt_w.walk_state(be, io, &format!("{prefix}.weight"), None)?;
+        self.opt_b.walk_state(be, io, &format!("{prefix}.bias"), None)
+    }
+
     /// Load what [`Readout::tensors`] names.
     pub fn load(&mut self, be: &B, prefix: &str, get: &mut crate::tensors::TensorSource<'_>) -> Result<()> {
         use crate::tensors::fetch_into;

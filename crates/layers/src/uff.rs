@@ -53,6 +53,7 @@ use crate::ffcl::Dense;
 use crate::optim::OptState;
 use crate::predict::Predictions;
 use crate::readout::Readout;
+use crate::state::StateIo;
 use crate::stats::{BatchStats, Entry, StatLog};
 use crate::tensors::{fetch_into, to_tensor, TensorSource};
 use crate::{Error, Result};
@@ -537,6 +538,29 @@ impl<B: Backend> Cell<B> {
     }
 }
 
+impl<B: Backend> Cell<B> {
+    /// Save or load the optimiser states under `prefix`, named as the
+    /// parameters of [`Cell::tensors`].
+    fn walk_state(&mut self, be: &B, io: &mut StateIo<'_>, prefix: &str) -> Result<()> {
+        match self {
+            Cell::Ae(c) => {
+                c.enc.walk_state(be, io, &format!("{prefix}.enc"))?;
+                c.dec.walk_state(be, io, &format!("{prefix}.dec"))
+            }
+            Cell::Gan(c) => {
+                for (name, l) in [("d1", &mut c.d1), ("d2", &mut c.d2), ("g1", &mut c.g1), ("g2", &mut c.g2)] {
+                    l.walk_state(be, io, &format!("{prefix}.{name}"))?;
+                }
+                Ok(())
+            }
+            Cell::Cae(c) => {
+                c.enc.walk_state(be, io, &format!("{prefix}.enc"))?;
+                c.opt_wd.walk_state(be, io, &format!("{prefix}.dec.weight"), None)
+            }
+        }
+    }
+}
+
 /// Buffers of the last step, kept between steps.
 #[derive(Clone, Debug, Default)]
 struct Work<T> {
@@ -788,6 +812,16 @@ impl<B: Backend> UffNet<B> {
             c.load(&self.be, &format!("cells.{k}"), get)?;
         }
         self.head.load(&self.be, "classifier", get)
+    }
+
+    /// Save or load the cells' and the classifier's optimiser states and
+    /// the step count.
+    pub fn walk_state(&mut self, io: &mut StateIo<'_>) -> Result<()> {
+        for (k, c) in self.cells.iter_mut().enumerate() {
+            c.walk_state(&self.be, io, &format!("cells.{k}"))?;
+        }
+        self.head.walk_state(&self.be, io, "classifier")?;
+        io.counter("steps", &mut self.steps)
     }
 }
 

@@ -508,7 +508,35 @@ fn train(
     data_dir: Option<PathBuf>,
 ) -> PyResult<(Vec<String>, PyModel, String, Option<String>)> {
     let cfg = config.inner.clone();
-    let mut t = py.allow_threads(|| Trainer::new(cfg, data_dir.as_deref())).map_err(py_err)?;
+    let t = py.allow_threads(|| Trainer::new(cfg, data_dir.as_deref())).map_err(py_err)?;
+    run_trainer(py, t, progress)
+}
+
+/// Continue the interrupted run in `run_dir` from its training state, to
+/// the bits it would have had uninterrupted (`ffwd train --resume`), on
+/// `threads` and `device` if given. Returns what [`train`] returns, with
+/// the metrics of the epochs this call trained.
+#[pyfunction]
+#[pyo3(signature = (run_dir, threads = None, device = None, progress = None, data_dir = None))]
+fn resume(
+    py: Python<'_>,
+    run_dir: PathBuf,
+    threads: Option<usize>,
+    device: Option<String>,
+    progress: Option<PyObject>,
+    data_dir: Option<PathBuf>,
+) -> PyResult<(Vec<String>, PyModel, String, Option<String>)> {
+    let device = device.as_deref().map(parse_device).transpose()?;
+    let t = py.allow_threads(|| Trainer::resume(&run_dir, data_dir.as_deref(), threads, device)).map_err(py_err)?;
+    run_trainer(py, t, progress)
+}
+
+/// Train `t` to the end (see [`train`]).
+fn run_trainer(
+    py: Python<'_>,
+    mut t: Trainer,
+    progress: Option<PyObject>,
+) -> PyResult<(Vec<String>, PyModel, String, Option<String>)> {
     t.progress = progress_bar(py, &progress);
     let callback = progress.filter(|p| p.bind(py).is_callable());
     // Signals (Ctrl-C) are checked after every batch; the run stops there.
@@ -600,6 +628,7 @@ fn _ffwd(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyRunConfig>()?;
     m.add_class::<PyModel>()?;
     m.add_function(wrap_pyfunction!(train, m)?)?;
+    m.add_function(wrap_pyfunction!(resume, m)?)?;
     m.add_function(wrap_pyfunction!(load_dataset, m)?)?;
     m.add("FfwdError", m.py().get_type::<FfwdError>())?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;

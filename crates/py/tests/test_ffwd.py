@@ -207,6 +207,25 @@ def test_ctrl_c_stops_a_whole_run_after_a_batch(tmp_path):
     timer.cancel()
 
 
+def test_an_interrupted_run_resumes_to_the_bits_of_an_uninterrupted_one(tmp_path):
+    ffwd.train(digits_config(tmp_path / "whole", epochs=60))
+    timer = threading.Timer(0.5, _thread.interrupt_main)
+    timer.start()
+    with pytest.raises(KeyboardInterrupt):
+        ffwd.train(digits_config(tmp_path / "run", epochs=60))
+    timer.cancel()
+    assert (tmp_path / "run" / "train-state.safetensors").is_file()
+    run = ffwd.resume(tmp_path / "run", threads=1)
+    assert 0 < len(run.metrics) < 60
+    assert not (tmp_path / "run" / "train-state.safetensors").exists()
+    for f in ("model.safetensors",):
+        assert (tmp_path / "run" / f).read_bytes() == (tmp_path / "whole" / f).read_bytes()
+    assert metrics_without_timings(tmp_path / "run" / "metrics.jsonl") == metrics_without_timings(
+        tmp_path / "whole" / "metrics.jsonl")
+    with pytest.raises(ValueError, match="finished run"):
+        ffwd.resume(tmp_path / "run")
+
+
 def test_per_layer_goodness_gives_the_goodness_prediction(tmp_path):
     run = ffwd.train(digits_config(tmp_path / "run", epochs=2))
     _, _, x, _, classes = ffwd.datasets.load("digits")

@@ -21,6 +21,13 @@ pub fn save_safetensors(path: &Path, tensors: &[(String, &Tensor)], metadata: &H
     let meta = if metadata.is_empty() { None } else { Some(metadata.clone()) };
     let bytes = safetensors::tensor::serialize(views, &meta)
         .map_err(|e| Error::Safetensors { path: path.to_path_buf(), reason: e.to_string() })?;
+    write_atomic(path, &bytes)
+}
+
+/// Write `bytes` to `path` atomically: into `<path>.tmp`, then renamed
+/// into place. A failed write or rename leaves no temporary file behind
+/// and the old file, if any, as it was.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let io = |source| Error::Io { path: path.to_path_buf(), source };
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(".tmp");
@@ -30,8 +37,7 @@ pub fn save_safetensors(path: &Path, tensors: &[(String, &Tensor)], metadata: &H
             std::fs::create_dir_all(dir).map_err(io)?;
         }
     }
-    // a failed write or rename leaves no temporary file behind
-    let written = std::fs::write(&tmp, &bytes)
+    let written = std::fs::write(&tmp, bytes)
         .map_err(|source| Error::Io { path: tmp.clone(), source })
         .and_then(|()| std::fs::rename(&tmp, path).map_err(io));
     if written.is_err() {

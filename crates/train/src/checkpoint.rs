@@ -5,8 +5,9 @@
 //! A single metadata key keeps the bytes deterministic: the same training
 //! gives a byte-identical file. The stored configuration leaves out what
 //! describes the machine rather than the model (thread count, device, data
-//! folder, output folder), so a run at 1 or 2 threads, on the CPU or a GPU,
-//! or in another folder, writes the same bytes. Writes are atomic (temp file + rename).
+//! folder, output folder, how often the training state is saved), so a run
+//! at 1 or 2 threads, on the CPU or a GPU, or in another folder, writes the
+//! same bytes. Writes are atomic (temp file + rename).
 
 use crate::config::Device;
 use crate::config::RunConfig;
@@ -40,6 +41,9 @@ pub fn save(
     let mut config = cfg.clone();
     config.train.threads = 0;
     config.train.device = crate::config::Device::Cpu;
+    let d = crate::config::TrainConfig::default();
+    (config.train.checkpoint_every, config.train.checkpoint_every_batches) =
+        (d.checkpoint_every, d.checkpoint_every_batches);
     config.data.dir = None;
     config.output = Default::default();
     let meta =

@@ -84,6 +84,17 @@ pub struct TrainArgs {
     /// TOML run configuration (flags below override it).
     #[arg(long)]
     pub config: Option<PathBuf>,
+    /// Continue the run in this folder from its training state
+    /// (train-state.safetensors, written every train.checkpoint_every
+    /// epochs and on Ctrl-C or SIGTERM) to the bits it would have had
+    /// uninterrupted. Only --threads, --device, --data-dir, --quiet and
+    /// --recon-png go with it: the run keeps its configuration.
+    #[arg(long, value_name = "RUN_DIR", conflicts_with_all = [
+        "config", "dataset", "train_size", "validation", "sizes", "loss", "goodness", "theta", "alpha", "norm",
+        "label", "predict", "optim", "schedule", "epochs", "batch", "lr", "seed", "eval_every", "out", "dry_run",
+        "checkpoint_every", "checkpoint_every_batches",
+    ])]
+    pub resume: Option<PathBuf>,
     /// digits | mnist | fashion-mnist | cifar-10 | svhn
     #[arg(long)]
     pub dataset: Option<String>,
@@ -134,6 +145,12 @@ pub struct TrainArgs {
     /// Evaluate every N epochs (0 = never; for timing runs).
     #[arg(long)]
     pub eval_every: Option<usize>,
+    /// Save the training state every N epochs (0: only on Ctrl-C or SIGTERM).
+    #[arg(long, value_name = "N")]
+    pub checkpoint_every: Option<usize>,
+    /// Also save it every N batches within an epoch (0: never).
+    #[arg(long, value_name = "N")]
+    pub checkpoint_every_batches: Option<usize>,
     /// Run folder for metrics.jsonl and model.safetensors.
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -352,6 +369,12 @@ impl TrainArgs {
         if let Some(v) = &self.out {
             c.output.dir = v.clone();
         }
+        if let Some(v) = self.checkpoint_every {
+            c.train.checkpoint_every = v;
+        }
+        if let Some(v) = self.checkpoint_every_batches {
+            c.train.checkpoint_every_batches = v;
+        }
         c.validate().map_err(Error::Invalid)?;
         Ok(c)
     }
@@ -525,11 +548,33 @@ pub fn main() -> i32 {
     };
     match run(cli) {
         Ok(()) => 0,
+        Err(e @ Error::Interrupted { .. }) => {
+            eprintln!("{e}");
+            130
+        }
         Err(e) => {
             eprintln!("error: {e}");
             1
         }
     }
+}
+
+/// A hook that turns the first Ctrl-C or SIGTERM into a stop after the
+/// current batch, with the training state saved; a second one ends the
+/// process at once (exit code 130). None if a handler is already set.
+fn stop_on_signal() -> Option<Box<dyn FnMut() -> bool + Send>> {
+    use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+    let flag = std::sync::Arc::new(AtomicBool::new(false));
+    let seen = flag.clone();
+    ctrlc::set_handler(move || {
+        if seen.swap(true, SeqCst) {
+            eprintln!("\nsecond interrupt: stopping now, without saving");
+            std::process::exit(130);
+        }
+        eprintln!("\ninterrupt: finishing this batch and saving the training state (again to stop at once)");
+    })
+    .ok()?;
+    Some(Box::new(move || flag.load(SeqCst)))
 }
 
 /// `text` with every word longer than 64 characters cut to 64 and `…`
@@ -587,9 +632,19 @@ pub fn run(cli: Cli) -> Result<()> {
                 crate::rundir::png_target(p)?;
             }
             let asked = cfg.output.dir.clone();
-            let mut t = Trainer::new(cfg, None)?;
+            let mut t = match &a.resume {
+                None => Trainer::new(cfg, None)?,
+                Some(dir) => {
+                    let device = a.device.as_ref().map(DeviceArg::device).transpose()?;
+                    let t = Trainer::resume(dir, a.data_dir.as_deref(), a.threads, device)?;
+                    let (epoch, batch) = t.start();
+                    println!("resuming {} after epoch {epoch}, batch {batch} of epoch {}", dir.display(), epoch + 1);
+                    t
+                }
+            };
             t.progress = !a.quiet;
-            if t.cfg.output.dir != asked {
+            t.interrupt = stop_on_signal();
+            if a.resume.is_none() && t.cfg.output.dir != asked {
                 println!(
                     "{} holds an earlier run, left as it is; this run goes to {}",
                     asked.display(),

@@ -126,6 +126,21 @@ pub struct TrainConfig {
     /// Evaluate every `eval_every` epochs and after the last (0 = never:
     /// for timing runs).
     pub eval_every: usize,
+    /// Write the training state (`train-state.safetensors`, see
+    /// [`crate::resume`]) every N epochs (0: only when interrupted).
+    #[serde(skip_serializing_if = "is_one")]
+    pub checkpoint_every: usize,
+    /// Also write it every N batches within an epoch (0: never; for long
+    /// epochs).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub checkpoint_every_batches: usize,
+}
+
+fn is_one(v: &usize) -> bool {
+    *v == 1
+}
+fn is_zero(v: &usize) -> bool {
+    *v == 0
 }
 
 impl Default for TrainConfig {
@@ -139,6 +154,8 @@ impl Default for TrainConfig {
             schedule: Schedule::Simultaneous,
             eval_chunk: 500,
             eval_every: 1,
+            checkpoint_every: 1,
+            checkpoint_every_batches: 0,
         }
     }
 }
@@ -253,6 +270,8 @@ impl RunConfig {
             ("train.batch", self.train.batch, 1 << 20),
             ("train.eval_chunk", self.train.eval_chunk, 1 << 20),
             ("train.epochs", self.train.epochs, 1 << 24),
+            ("train.checkpoint_every", self.train.checkpoint_every, 1 << 24),
+            ("train.checkpoint_every_batches", self.train.checkpoint_every_batches, 1 << 30),
             ("train.threads", self.train.threads, 1024),
             ("model.sizes (layers)", self.model.sizes.len(), 1024),
         ] {

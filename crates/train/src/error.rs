@@ -19,9 +19,14 @@ pub enum Error {
     Checkpoint { path: PathBuf, reason: String },
     #[error("{0}")]
     Invalid(String),
-    /// The run was stopped by its `Trainer::interrupt` hook.
-    #[error("interrupted in epoch {epoch} after batch {batch}")]
-    Interrupted { epoch: usize, batch: usize },
+    /// The run was stopped by its `Trainer::interrupt` hook, after
+    /// writing its training state into the run folder `resume`.
+    #[error(
+        "interrupted in epoch {epoch} after batch {batch}; the training state is saved: continue with \
+         `ffwd train --resume {}`",
+        resume.display()
+    )]
+    Interrupted { epoch: usize, batch: usize, resume: PathBuf },
     /// The device asked for cannot be used (no driver, NVRTC or device).
     #[error("train.device = \"{device}\": {reason}")]
     Device { device: String, reason: String },

@@ -13,6 +13,7 @@ pub mod config;
 mod error;
 pub mod model;
 pub mod png;
+pub mod resume;
 pub mod rundir;
 pub mod trainer;
 

@@ -1,14 +1,16 @@
 //! The run folder: a run never writes into a folder that holds another
-//! run's results. A folder that holds `metrics.jsonl`, `model.safetensors`
-//! or `probe.json` is left as it is and the run goes to the first free
-//! numbered sibling (`runs/x` → `runs/x-2`, `runs/x-3`, …); the folder is
-//! created and checked for writing before any training starts.
+//! run's results. A folder that holds `metrics.jsonl`, `model.safetensors`,
+//! `probe.json` or a training state (`train-state.safetensors`) is left as
+//! it is and the run goes to the first free numbered sibling (`runs/x` →
+//! `runs/x-2`, `runs/x-3`, …); the folder is created and checked for
+//! writing before any training starts. `ffwd train --resume DIR` is the
+//! one way to continue writing into a run's folder.
 
 use crate::{Error, Result};
 use std::path::{Path, PathBuf};
 
 /// The files a run leaves in its folder.
-pub const RUN_FILES: [&str; 3] = ["metrics.jsonl", "model.safetensors", "probe.json"];
+pub const RUN_FILES: [&str; 4] = ["metrics.jsonl", "model.safetensors", "probe.json", crate::resume::STATE_FILE];
 
 /// Whether `dir` holds a run's results.
 pub fn holds_a_run(dir: &Path) -> bool {

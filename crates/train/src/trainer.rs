@@ -5,8 +5,9 @@
 //! thread count.
 
 use crate::checkpoint;
-use crate::config::{RunConfig, Schedule};
+use crate::config::{Device, RunConfig, Schedule};
 use crate::model::{Model, Prep};
+use crate::resume::{Partial, Position, STATE_FILE};
 use crate::{Error, Result};
 use ffwd_datasets::pretext::Pretext;
 use ffwd_datasets::{Dataset, Name};
@@ -91,6 +92,84 @@ pub struct Trainer {
     pub interrupt: Option<Box<dyn FnMut() -> bool + Send>>,
     /// Where the last [`Trainer::probe`] wrote its report.
     pub probe_written: Option<PathBuf>,
+    /// Where [`Trainer::run`] starts (a resumed run: where it stopped).
+    start: Position,
+    /// The lines of `metrics.jsonl` so far.
+    metrics: Vec<String>,
+    /// The interrupt hook asked to stop.
+    stopping: bool,
+}
+
+/// One epoch's statistics, summed in batch order.
+struct EpochSums {
+    /// Per layer: loss, G⁺, G⁻, second loss.
+    sums: Vec<(f64, f64, f64, f64)>,
+    /// Batches in which each layer trained (under OLU, every other one).
+    counts: Vec<usize>,
+    readout: f64,
+    steps: Vec<(StepsRun, StepsRun)>,
+    /// Training seconds of the batches before this process took over.
+    seconds: f64,
+}
+
+impl EpochSums {
+    fn new(layers: usize) -> Self {
+        Self {
+            sums: vec![(0.0, 0.0, 0.0, 0.0); layers],
+            counts: vec![0; layers],
+            readout: 0.0,
+            steps: vec![(StepsRun::default(), StepsRun::default()); layers],
+            seconds: 0.0,
+        }
+    }
+
+    /// Add one batch's statistics (in batch order, so the f64 sums are the
+    /// same on every backend).
+    fn add(&mut self, s: &BatchStats) {
+        for ((acc, cnt), st) in self.sums.iter_mut().zip(self.counts.iter_mut()).zip(&s.layers) {
+            if let Some(st) = st {
+                *cnt += 1;
+                acc.0 += st.loss as f64;
+                acc.1 += st.g_pos as f64;
+                acc.2 += st.g_neg as f64;
+                acc.3 += st.aux as f64;
+            }
+        }
+        self.readout += s.readout_loss.unwrap_or(0.0) as f64;
+    }
+
+    /// The sums as saved in a training state, with `seconds` of training.
+    fn to_partial(&self, seconds: f64) -> Partial {
+        Partial {
+            sums: self.sums.iter().map(|s| [s.0.to_bits(), s.1.to_bits(), s.2.to_bits(), s.3.to_bits()]).collect(),
+            counts: self.counts.clone(),
+            readout: self.readout.to_bits(),
+            steps: self.steps.iter().map(|(f, d)| [f.ran, f.all, d.ran, d.all]).collect(),
+            seconds,
+        }
+    }
+
+    /// The sums a training state saved, for a network of `layers` layers.
+    fn from_partial(p: &Partial, layers: usize) -> Result<Self> {
+        if [p.sums.len(), p.counts.len(), p.steps.len()] != [layers; 3] {
+            return Err(Error::Invalid(format!(
+                "training state: epoch statistics of {} layers for a network of {layers}",
+                p.sums.len()
+            )));
+        }
+        let f = f64::from_bits;
+        Ok(Self {
+            sums: p.sums.iter().map(|s| (f(s[0]), f(s[1]), f(s[2]), f(s[3]))).collect(),
+            counts: p.counts.clone(),
+            readout: f(p.readout),
+            steps: p
+                .steps
+                .iter()
+                .map(|s| (StepsRun { ran: s[0], all: s[1] }, StepsRun { ran: s[2], all: s[3] }))
+                .collect(),
+            seconds: p.seconds,
+        })
+    }
 }
 
 fn accuracy(pred: &[u8], labels: &[u8]) -> f32 {
@@ -135,19 +214,43 @@ fn report(p: &Predictions, labels: &[u8]) -> EvalReport {
     }
 }
 
-/// Add one batch's statistics to the epoch sums (in batch order, so the
-/// f64 sums are the same on every backend).
-fn add_stats(s: &BatchStats, sums: &mut [(f64, f64, f64, f64)], counts: &mut [usize], readout: &mut f64) {
-    for ((acc, cnt), st) in sums.iter_mut().zip(counts.iter_mut()).zip(&s.layers) {
-        if let Some(st) = st {
-            *cnt += 1;
-            acc.0 += st.loss as f64;
-            acc.1 += st.g_pos as f64;
-            acc.2 += st.g_neg as f64;
-            acc.3 += st.aux as f64;
-        }
+/// A run's data: the training split (less the held-out images), the
+/// validation split, the test split and the class count (a pretext task's,
+/// under `[ssl]`).
+pub type Splits = (Dataset, Option<Dataset>, Dataset, usize);
+
+/// The run's [`Splits`], loaded from `data_dir` or the configured folder.
+fn load_data(cfg: &RunConfig, data_dir: Option<&Path>) -> Result<Splits> {
+    let name = Name::parse(&cfg.data.dataset)?;
+    let root = ffwd_datasets::data_root(data_dir.or(cfg.data.dir.as_deref()));
+    let splits = ffwd_datasets::load(name, &root)?;
+    let n = splits.train.len();
+    if splits.test.is_empty() || n == 0 {
+        return Err(Error::Invalid(format!(
+            "data.dataset = \"{}\": {} training and {} test images; both splits need images",
+            cfg.data.dataset,
+            n,
+            splits.test.len()
+        )));
     }
-    *readout += s.readout_loss.unwrap_or(0.0) as f64;
+    let v = cfg.data.validation;
+    if v >= n {
+        return Err(Error::Invalid(format!("data.validation = {v} leaves no training images of {n}")));
+    }
+    let avail = n - v;
+    let t = if cfg.data.train_size == 0 { avail } else { cfg.data.train_size };
+    if t > avail {
+        return Err(Error::Invalid(format!(
+            "data.train_size = {t} overlaps the {v} held-out images ({n} in the train split)"
+        )));
+    }
+    let train = splits.train.slice(0..t);
+    let val = (v > 0).then(|| splits.train.slice(n - v..n));
+    let classes = match &cfg.ssl {
+        Some(s) => Pretext::parse(&s.task)?.classes(),
+        None => train.classes,
+    };
+    Ok((train, val, splits.test, classes))
 }
 
 impl Trainer {
@@ -155,39 +258,74 @@ impl Trainer {
     /// config's folder.
     pub fn new(cfg: RunConfig, data_dir: Option<&Path>) -> Result<Self> {
         cfg.validate().map_err(Error::Invalid)?;
-        let name = Name::parse(&cfg.data.dataset)?;
-        let root = ffwd_datasets::data_root(data_dir.or(cfg.data.dir.as_deref()));
-        let splits = ffwd_datasets::load(name, &root)?;
-        let n = splits.train.len();
-        if splits.test.is_empty() || n == 0 {
-            return Err(Error::Invalid(format!(
-                "data.dataset = \"{}\": {} training and {} test images; both splits need images",
-                cfg.data.dataset,
-                n,
-                splits.test.len()
-            )));
-        }
-        let v = cfg.data.validation;
-        if v >= n {
-            return Err(Error::Invalid(format!("data.validation = {v} leaves no training images of {n}")));
-        }
-        let avail = n - v;
-        let t = if cfg.data.train_size == 0 { avail } else { cfg.data.train_size };
-        if t > avail {
-            return Err(Error::Invalid(format!(
-                "data.train_size = {t} overlaps the {v} held-out images ({n} in the train split)"
-            )));
-        }
-        let train = splits.train.slice(0..t);
-        let val = (v > 0).then(|| splits.train.slice(n - v..n));
-        let classes = match &cfg.ssl {
-            Some(s) => Pretext::parse(&s.task)?.classes(),
-            None => train.classes,
-        };
+        let (train, val, test, classes) = load_data(&cfg, data_dir)?;
         let net = crate::model::build(&cfg, train.shape, classes)?;
         let mut cfg = cfg;
         cfg.output.dir = crate::rundir::claim(&cfg.output.dir)?;
-        Self::with_model(cfg, net, train, val, splits.test)
+        Self::with_model(cfg, net, train, val, test)
+    }
+
+    /// Continue the run in `dir` from its training state (see
+    /// [`crate::resume`]): the same configuration, data and position, on
+    /// `threads` and `device` if given (the bits do not depend on either).
+    /// [`Trainer::run`] then trains the epochs and batches left.
+    pub fn resume(dir: &Path, data_dir: Option<&Path>, threads: Option<usize>, device: Option<Device>) -> Result<Self> {
+        Self::resume_with(dir, threads, device, &mut |cfg| {
+            let mut cfg = cfg.clone();
+            if let Some(d) = data_dir {
+                cfg.data.dir = Some(d.to_path_buf());
+            }
+            load_data(&cfg, None)
+        })
+    }
+
+    /// [`Trainer::resume`] with the data given by `data` (for the
+    /// configuration the state holds) instead of loaded from its files.
+    pub fn resume_with(
+        dir: &Path,
+        threads: Option<usize>,
+        device: Option<Device>,
+        data: &mut dyn FnMut(&RunConfig) -> Result<Splits>,
+    ) -> Result<Self> {
+        let path = dir.join(STATE_FILE);
+        if !path.is_file() {
+            let why = if dir.join("model.safetensors").is_file() {
+                "it holds a finished run (the training state is removed when a run ends)"
+            } else if dir.is_dir() {
+                "it holds no training state"
+            } else {
+                "no such folder"
+            };
+            return Err(Error::Invalid(format!("--resume {}: {why}; nothing to resume", dir.display())));
+        }
+        let (saved, restore) = crate::resume::read(&path)?;
+        let mut cfg = saved.config;
+        cfg.output.dir = dir.to_path_buf();
+        cfg.train.threads = threads.unwrap_or(cfg.train.threads);
+        cfg.train.device = device.unwrap_or(cfg.train.device);
+        cfg.validate().map_err(Error::Invalid)?;
+        let (train, val, test, classes) = data(&cfg)?;
+        if (train.shape, classes) != (saved.shape, saved.classes) {
+            return Err(Error::Checkpoint {
+                path,
+                reason: format!(
+                    "saved for images {:?} and {} classes; the data now gives {:?} and {classes}",
+                    saved.shape, saved.classes, train.shape
+                ),
+            });
+        }
+        let mut net = crate::model::build(&cfg, train.shape, classes)?;
+        restore(&mut *net)?;
+        let mut t = Self::with_model(cfg, net, train, val, test)?;
+        t.start = saved.position;
+        t.metrics = saved.metrics;
+        Ok(t)
+    }
+
+    /// Where [`Trainer::run`] starts: epochs finished and batches finished
+    /// of the next (non-zero for a resumed run).
+    pub fn start(&self) -> (usize, usize) {
+        (self.start.epoch, self.start.batch)
     }
 
     /// A trainer for a network built by the caller, on any backend.
@@ -243,6 +381,9 @@ impl Trainer {
             progress: false,
             interrupt: None,
             probe_written: None,
+            start: Position::default(),
+            metrics: Vec::new(),
+            stopping: false,
         })
     }
 
@@ -306,17 +447,46 @@ impl Trainer {
         self.cfg.output.dir.join("model.safetensors")
     }
 
-    fn append_metrics(&self, r: &EpochReport) -> Result<()> {
+    pub fn state_path(&self) -> PathBuf {
+        self.cfg.output.dir.join(STATE_FILE)
+    }
+
+    /// Append one epoch's line to `metrics.jsonl`.
+    fn append_metrics(&mut self, r: &EpochReport) -> Result<()> {
+        let line = serde_json::to_string(r).expect("report serialises");
         let p = self.metrics_path();
         let io = |source| Error::Io { path: p.clone(), source };
         std::fs::create_dir_all(&self.cfg.output.dir).map_err(io)?;
         let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&p).map_err(io)?;
-        writeln!(f, "{}", serde_json::to_string(r).expect("report serialises")).map_err(io)?;
+        writeln!(f, "{line}").map_err(io)?;
+        self.metrics.push(line);
         Ok(())
     }
 
-    /// Train for the configured epochs; calls `on_epoch` after each, appends
-    /// each report to `metrics.jsonl` and writes checkpoints.
+    /// Write the training state at `pos` (the statistics read back).
+    fn save_state(&mut self, pos: &Position) -> Result<()> {
+        let path = self.state_path();
+        let shape = self.train.shape;
+        crate::resume::save(&path, &mut *self.net, (&self.cfg, shape), pos, &self.metrics)
+    }
+
+    /// Whether the interrupt hook asks to stop.
+    fn stop_asked(&mut self) -> bool {
+        if !self.stopping {
+            self.stopping = self.interrupt.as_mut().is_some_and(|stop| stop());
+        }
+        self.stopping
+    }
+
+    /// Write the training state at `pos` and stop with [`Error::Interrupted`].
+    fn stop_at(&mut self, pos: Position) -> Result<EpochReport> {
+        self.save_state(&pos)?;
+        Err(Error::Interrupted { epoch: pos.epoch + 1, batch: pos.batch, resume: self.cfg.output.dir.clone() })
+    }
+
+    /// Train for the configured epochs (from where a resumed run stopped);
+    /// calls `on_epoch` after each, appends each report to
+    /// `metrics.jsonl`, writes checkpoints and the training state.
     pub fn run(&mut self, on_epoch: &mut dyn FnMut(&EpochReport)) -> Result<Vec<EpochReport>> {
         let nl = self.net.depth();
         let phases: Vec<std::ops::Range<usize>> = match self.cfg.train.schedule {
@@ -330,48 +500,86 @@ impl Trainer {
         };
         let epochs = self.cfg.train.epochs;
         let total = phases.len() * epochs;
+        let start = std::mem::take(&mut self.start);
+        if start.epoch >= total {
+            return Err(Error::Invalid(format!(
+                "training state: {} of {total} epochs done; nothing to resume",
+                start.epoch
+            )));
+        }
+        if start.epoch > 0 || start.batch > 0 {
+            // metrics.jsonl as it was when the state was written
+            let text: String = self.metrics.iter().map(|l| format!("{l}\n")).collect();
+            ffwd_tensor::io::write_atomic(&self.metrics_path(), text.as_bytes())?;
+        }
         self.pool.install(ffwd_kernels::warm_up_workers);
         let mut reports = Vec::new();
-        let mut global = 0usize;
-        for phase in &phases {
-            for _ in 0..epochs {
-                global += 1;
-                let mut r = self.train_epoch(global, phase.clone())?;
-                let last = global == total;
-                let every = self.cfg.train.eval_every;
-                if every == 0 && last {
+        let mut from = Some(start);
+        for global in from.as_ref().map_or(1, |s| s.epoch + 1)..=total {
+            let phase = phases[(global - 1) / epochs].clone();
+            let mut r = self.train_epoch(global, phase, from.take())?;
+            let last = global == total;
+            let every = self.cfg.train.eval_every;
+            if every == 0 && last {
+                self.save_checkpoint(global)?;
+            }
+            if every > 0 && (last || global.is_multiple_of(every)) {
+                let chunk = self.cfg.train.eval_chunk;
+                let (net, prep, pool) = (&mut *self.net, &self.prep, &self.pool);
+                if let Some(val) = &self.val {
+                    r.val = Some(evaluate(net, prep, pool, chunk, val)?);
+                }
+                r.test = Some(evaluate(net, prep, pool, chunk, &self.test)?);
+                let per = r.val.as_ref().or(r.test.as_ref()).map(|e| e.per_layer.clone()).unwrap_or_default();
+                for (l, a) in per.into_iter().enumerate() {
+                    r.layers[l].acc = Some(a);
+                }
+                if last || self.cfg.output.checkpoint_every_eval {
                     self.save_checkpoint(global)?;
                 }
-                if every > 0 && (last || global.is_multiple_of(every)) {
-                    let chunk = self.cfg.train.eval_chunk;
-                    let (net, prep, pool) = (&mut *self.net, &self.prep, &self.pool);
-                    if let Some(val) = &self.val {
-                        r.val = Some(evaluate(net, prep, pool, chunk, val)?);
-                    }
-                    r.test = Some(evaluate(net, prep, pool, chunk, &self.test)?);
-                    let per = r.val.as_ref().or(r.test.as_ref()).map(|e| e.per_layer.clone()).unwrap_or_default();
-                    for (l, a) in per.into_iter().enumerate() {
-                        r.layers[l].acc = Some(a);
-                    }
-                    if last || self.cfg.output.checkpoint_every_eval {
-                        self.save_checkpoint(global)?;
-                    }
+            }
+            self.append_metrics(&r)?;
+            on_epoch(&r);
+            reports.push(r);
+            let done = Position { epoch: global, batch: 0, partial: None };
+            if last {
+                let p = self.state_path();
+                if p.exists() {
+                    std::fs::remove_file(&p).map_err(|source| Error::Io { path: p, source })?;
                 }
-                self.append_metrics(&r)?;
-                on_epoch(&r);
-                reports.push(r);
+            } else if self.stop_asked() {
+                self.stop_at(done)?;
+            } else if self.cfg.train.checkpoint_every > 0 && global.is_multiple_of(self.cfg.train.checkpoint_every) {
+                self.save_state(&done)?;
             }
         }
         Ok(reports)
     }
 
-    fn train_epoch(&mut self, epoch: usize, layers: std::ops::Range<usize>) -> Result<EpochReport> {
+    /// Train epoch `epoch` (counted from 1 over every phase) on `layers`,
+    /// from batch `from.batch` with the sums `from.partial` when resuming.
+    fn train_epoch(
+        &mut self,
+        epoch: usize,
+        layers: std::ops::Range<usize>,
+        from: Option<Position>,
+    ) -> Result<EpochReport> {
         let seed = self.cfg.train.seed;
         let n = self.train.len();
         let bs = self.cfg.train.batch;
         let e32 = (epoch - 1) as u32;
         let perm = Philox::new(seed, stream::shuffle(e32)).permutation(n);
         let nb = n.div_ceil(bs);
+        let nl = self.net.depth();
+        let (first, mut acc) = match from.and_then(|p| p.partial.map(|q| (p.batch, q))) {
+            Some((b, p)) if b <= nb => (b, EpochSums::from_partial(&p, nl)?),
+            Some((b, _)) => {
+                return Err(Error::Invalid(format!(
+                    "training state: batch {b} of epoch {epoch}, which has {nb} batches of {bs}"
+                )))
+            }
+            None => (0, EpochSums::new(nl)),
+        };
         let bar = if self.progress {
             let b = indicatif::ProgressBar::new(nb as u64);
             b.set_style(
@@ -380,20 +588,16 @@ impl Trainer {
                     .progress_chars("=> "),
             );
             b.set_prefix(epoch.to_string());
+            b.set_position(first as u64);
             Some(b)
         } else {
             None
         };
-        let nl = self.net.depth();
-        let mut sums = vec![(0.0f64, 0.0f64, 0.0f64, 0.0f64); nl];
-        // Batches in which each layer trained (under OLU, every other one).
-        let mut counts = vec![0usize; nl];
-        let mut readout = 0.0f64;
-        let mut steps = vec![(StepsRun::default(), StepsRun::default()); nl];
         let (mut images, mut labels, mut negs, mut tmp) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         let t0 = Instant::now();
         let classes = self.net.classes();
-        for b in 0..nb {
+        let every_batches = self.cfg.train.checkpoint_every_batches;
+        for b in first..nb {
             let idx = &perm[b * bs..((b + 1) * bs).min(n)];
             let pos = SamplePos { seed, epoch: e32, first: (b * bs) as u64, cell: 0 };
             self.prep.train_images(&self.train, idx, pos, &mut images, &mut labels);
@@ -404,49 +608,64 @@ impl Trainer {
             let batch = Batch { images: &images, labels: &labels, neg: &negs, layers: layers.clone(), pos };
             let net = &mut self.net;
             let done = self.pool.install(|| net.train_batch(&batch))?;
-            if self.interrupt.as_mut().is_some_and(|stop| stop()) {
-                return Err(Error::Interrupted { epoch, batch: b + 1 });
-            }
             for l in layers.clone() {
                 if let Some((f, d)) = net.steps_run(l) {
-                    steps[l].0 += f;
-                    steps[l].1 += d;
+                    acc.steps[l].0 += f;
+                    acc.steps[l].1 += d;
                 }
             }
             for s in &done {
-                add_stats(s, &mut sums, &mut counts, &mut readout);
+                acc.add(s);
             }
             if let Some(bar) = &bar {
                 bar.inc(1);
                 if b % 10 == 0 || b + 1 == nb {
                     let el = t0.elapsed().as_secs_f64().max(1e-9);
-                    let loss = layers.clone().map(|l| sums[l].0 / counts[l].max(1) as f64).sum::<f64>();
-                    bar.set_message(format!("loss {loss:.4} | {:.0} samples/s", ((b + 1) * bs).min(n) as f64 / el));
+                    let loss = layers.clone().map(|l| acc.sums[l].0 / acc.counts[l].max(1) as f64).sum::<f64>();
+                    let rate = ((b + 1 - first) * bs).min(n) as f64 / el;
+                    bar.set_message(format!("loss {loss:.4} | {rate:.0} samples/s"));
                 }
+            }
+            let stop = self.stop_asked();
+            if b + 1 < nb && (stop || (every_batches > 0 && (b + 1).is_multiple_of(every_batches))) {
+                let net = &mut self.net;
+                for s in &self.pool.install(|| net.flush_stats())? {
+                    acc.add(s);
+                }
+                let partial = acc.to_partial(acc.seconds + t0.elapsed().as_secs_f64());
+                let here = Position { epoch: epoch - 1, batch: b + 1, partial: Some(partial) };
+                if stop {
+                    if let Some(bar) = bar {
+                        bar.abandon();
+                    }
+                    return self.stop_at(here);
+                }
+                self.save_state(&here)?;
             }
         }
         let net = &mut self.net;
         for s in &self.pool.install(|| net.flush_stats())? {
-            add_stats(s, &mut sums, &mut counts, &mut readout);
+            acc.add(s);
         }
         if let Some(bar) = bar {
             bar.finish_and_clear();
         }
-        let secs = t0.elapsed().as_secs_f64();
-        let per = |x: f64, l: usize| (counts[l] > 0).then_some((x / counts[l] as f64) as f32);
+        let secs = acc.seconds + t0.elapsed().as_secs_f64();
+        let per = |x: f64, l: usize| (acc.counts[l] > 0).then_some((x / acc.counts[l] as f64) as f32);
         let layer_reports = (0..nl)
             .map(|l| {
                 let on = layers.contains(&l);
+                let (sums, steps) = (acc.sums[l], acc.steps[l]);
                 LayerReport {
                     layer: l,
-                    loss: if on { per(sums[l].0, l) } else { None },
+                    loss: if on { per(sums.0, l) } else { None },
                     // (NaN: the layer's loss is not a goodness loss.)
-                    g_pos: if on { per(sums[l].1, l).filter(|v| !v.is_nan()) } else { None },
-                    g_neg: if on { per(sums[l].2, l).filter(|v| !v.is_nan()) } else { None },
-                    aux_loss: if on { per(sums[l].3, l).filter(|v| !v.is_nan()) } else { None },
+                    g_pos: if on { per(sums.1, l).filter(|v| !v.is_nan()) } else { None },
+                    g_neg: if on { per(sums.2, l).filter(|v| !v.is_nan()) } else { None },
+                    aux_loss: if on { per(sums.3, l).filter(|v| !v.is_nan()) } else { None },
                     acc: None,
-                    fwd_steps: (steps[l].0.all > 0).then(|| steps[l].0.share()),
-                    dw_steps: (steps[l].1.all > 0).then(|| steps[l].1.share()),
+                    fwd_steps: (steps.0.all > 0).then(|| steps.0.share()),
+                    dw_steps: (steps.1.all > 0).then(|| steps.1.share()),
                 }
             })
             .collect();
@@ -454,7 +673,7 @@ impl Trainer {
             epoch,
             training_layer: (self.cfg.train.schedule == Schedule::LayerByLayer).then_some(layers.start),
             layers: layer_reports,
-            readout_loss: self.net.has_readout().then_some((readout / nb as f64) as f32),
+            readout_loss: self.net.has_readout().then_some((acc.readout / nb as f64) as f32),
             train_seconds: secs,
             samples_per_s: n as f64 / secs.max(1e-9),
             val: None,

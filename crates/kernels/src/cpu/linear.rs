@@ -326,6 +326,18 @@ impl LinearOps for CpuBackend {
     fn packed_state(&self, w: &PackedMat) -> Result<Vec<f32>> {
         Ok(super::pages::zeroed(w.data().len()))
     }
+    fn unpack_state(&self, w: &PackedMat, state: &Vec<f32>) -> Result<Vec<f32>> {
+        check_len("unpack_state", "state", state.len(), w.data().len())?;
+        let (k, n) = (w.rows(), w.cols());
+        Ok((0..k * n).map(|i| state[gemm::packed_index(k, i / n, i % n)]).collect())
+    }
+    fn pack_state(&self, w: &PackedMat, row_major: &[f32], state: &mut Vec<f32>) -> Result<()> {
+        let (k, n) = (w.rows(), w.cols());
+        check_len("pack_state", "state", row_major.len(), k * n)?;
+        state.clear();
+        state.extend_from_slice(PackedMat::from_row_major(row_major, k, n)?.data());
+        Ok(())
+    }
     fn linear_forward_packed(
         &self,
         x: &Vec<f32>,

@@ -79,6 +79,14 @@ impl LinearOps for CudaBackend {
     fn packed_state(&self, w: &DevMat) -> Result<DevBuf> {
         self.zeros(w.rows * w.cols)
     }
+    fn unpack_state(&self, w: &DevMat, state: &DevBuf) -> Result<Vec<f32>> {
+        check_len("unpack_state", "state", state.len(), w.rows * w.cols)?;
+        self.download(state)
+    }
+    fn pack_state(&self, w: &DevMat, row_major: &[f32], state: &mut DevBuf) -> Result<()> {
+        check_len("pack_state", "state", row_major.len(), w.rows * w.cols)?;
+        self.upload(row_major, state)
+    }
     fn linear_forward_packed(
         &self,
         x: &DevBuf,

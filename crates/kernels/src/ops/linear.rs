@@ -66,6 +66,13 @@ pub trait LinearOps: Storage {
     /// [`LinearOps::linear_backward_update`] and
     /// [`LinearOps::packed_step`] take).
     fn packed_state(&self, w: &Self::Packed) -> Result<Self::Buf>;
+    /// An optimiser state laid out as `w` (see [`LinearOps::packed_state`])
+    /// as a row-major host matrix: what a saved training state holds, the
+    /// same on every backend.
+    fn unpack_state(&self, w: &Self::Packed, state: &Self::Buf) -> Result<Vec<f32>>;
+    /// An optimiser state laid out as `w` from a row-major host matrix
+    /// (`state` resized); the inverse of [`LinearOps::unpack_state`].
+    fn pack_state(&self, w: &Self::Packed, row_major: &[f32], state: &mut Self::Buf) -> Result<()>;
     /// The fused FF forward: `h = relu(x · w + bias)` (rows × w.cols(),
     /// resized) and the row goodness `g` (rows, resized), `rows = x.len() /
     /// w.rows()`. Returns how much of the product ran.

@@ -26,7 +26,7 @@ from . import _ffwd
 from . import datasets
 from ._ffwd import FfwdError, RunConfig, __version__
 
-__all__ = ["FfwdError", "Model", "Run", "RunConfig", "datasets", "load", "train", "__version__"]
+__all__ = ["FfwdError", "Model", "Run", "RunConfig", "datasets", "load", "resume", "train", "__version__"]
 
 ConfigLike = Union[RunConfig, Dict[str, Any], str, "os.PathLike[str]"]
 
@@ -183,10 +183,28 @@ def train(config: ConfigLike, progress: Union[bool, Callable[[Dict[str, Any]], A
     TOML structure, or a TOML path). ``progress``: True for the command
     line's progress bar, or a callable given each epoch's metrics dict."""
     cfg = _config(config)
-    cb = None
+    return _run(_ffwd.train(cfg, _progress(progress), None if data_dir is None else os.fspath(data_dir)))
+
+
+def resume(run_dir: Union[str, "os.PathLike[str]"], threads: Optional[int] = None, device: Optional[str] = None,
+           progress: Union[bool, Callable[[Dict[str, Any]], Any], None] = None,
+           data_dir: Optional[Union[str, "os.PathLike[str]"]] = None) -> Run:
+    """Continue an interrupted run (Ctrl-C, SIGTERM, a crash after a saved
+    training state) from ``run_dir/train-state.safetensors``, as
+    ``ffwd train --resume`` does: it ends with the bits the run would have
+    had uninterrupted. ``Run.metrics`` holds the epochs this call trained;
+    ``metrics.jsonl`` in the folder holds them all."""
+    out = _ffwd.resume(os.fspath(run_dir), threads, device, _progress(progress),
+                       None if data_dir is None else os.fspath(data_dir))
+    return _run(out)
+
+
+def _progress(progress: Union[bool, Callable[[Dict[str, Any]], Any], None]) -> Any:
     if callable(progress):
-        cb = lambda line: progress(json.loads(line))  # noqa: E731
-    elif progress:
-        cb = True
-    lines, model, out_dir, probe = _ffwd.train(cfg, cb, None if data_dir is None else os.fspath(data_dir))
+        return lambda line: progress(json.loads(line))
+    return True if progress else None
+
+
+def _run(out: Tuple[List[str], Any, str, Optional[str]]) -> Run:
+    lines, model, out_dir, probe = out
     return Run([json.loads(l) for l in lines], Model._wrap(model), out_dir, None if probe is None else json.loads(probe))

@@ -45,6 +45,13 @@ class Model:
 def train(
     config: RunConfig, progress: Union[bool, Callable[[str], Any], None] = None, data_dir: Optional[str] = None
 ) -> Tuple[List[str], Model, str, Optional[str]]: ...
+def resume(
+    run_dir: str,
+    threads: Optional[int] = None,
+    device: Optional[str] = None,
+    progress: Union[bool, Callable[[str], Any], None] = None,
+    data_dir: Optional[str] = None,
+) -> Tuple[List[str], Model, str, Optional[str]]: ...
 def load_dataset(
     name: str, data_dir: Optional[str] = None
 ) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]: ...
