@@ -311,3 +311,24 @@ fn a_dataset_with_an_empty_split_is_an_error_not_an_accuracy() {
     assert!(!out.status.success() && e.contains("0 test images"), "{e}");
     assert!(!d.path().join("run").exists(), "refused before the run folder");
 }
+
+/// A network or batch within the size limits that the machine cannot hold
+/// (here: an address-space limit of the child) is an error naming the
+/// memory asked for, exit code 1 — not an abort.
+#[test]
+fn memory_the_system_refuses_is_an_error_not_an_abort() {
+    let bin = env!("CARGO_BIN_EXE_ffwd");
+    let d = tempfile::tempdir().unwrap();
+    for (limit_kb, args) in [
+        // the weights: a 20000×20000 layer
+        ("1500000", "--sizes 20000,20000 --batch 50"),
+        // the activations: 2·1797 rows of 20000 units
+        ("700000", "--sizes 20000,64 --batch 1797"),
+    ] {
+        let script = format!("ulimit -v {limit_kb} && exec \"{bin}\" train --epochs 1 --quiet {args} --out run");
+        let out = Command::new("sh").arg("-c").arg(&script).current_dir(d.path()).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args}: {err}");
+        assert!(err.contains("out of memory: the system refused") && err.contains("MiB"), "{args}: {err}");
+    }
+}

@@ -7,6 +7,10 @@ pub enum Error {
     Cuda { what: String, detail: String },
     #[error("{op}: the AVX2+FMA backend was requested but this CPU lacks avx2/fma")]
     Unsupported { op: &'static str },
+    /// The system refused an allocation (sizes are checked against fixed
+    /// bounds first; this is a machine with less memory than they allow).
+    #[error("out of memory: the system refused {} MiB; use a smaller network or batch", bytes.div_ceil(1 << 20))]
+    OutOfMemory { bytes: usize },
 }
 
 pub type Result<T> = std::result::Result<T, Error>;

@@ -35,6 +35,7 @@ pub mod ops;
 pub use cpu::conv::ConvScratch;
 pub use cpu::gemm::{warm_up_workers, PackedMat};
 pub use cpu::loss::{argmax, argmax_value, LossScratch};
+pub use cpu::pages::try_zeros;
 pub use cpu::{avx2_available, CpuBackend, CpuKind};
 pub use cuda::CudaBackend;
 pub use error::{Error, Result};

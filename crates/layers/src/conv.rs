@@ -266,7 +266,7 @@ impl<B: Backend> ConvBlock<B> {
         (seed, index): (u64, u32),
     ) -> Result<Self> {
         let bound = 1.0 / ((cin * 9) as f32).sqrt();
-        let mut w = vec![0.0f32; cout * cin * 9];
+        let mut w = ffwd_kernels::try_zeros(cout * cin * 9)?;
         Philox::new(seed, stream::init(index)).fill_uniform(&mut w, -bound, bound);
         let opt = (0..slots.max(1))
             .map(|_| {
@@ -506,7 +506,7 @@ impl<B: Backend> ConvFfNet<B> {
             cin = c;
         }
         let hw = image.1 * image.2;
-        let mut emb = vec![0.0f32; classes * hw];
+        let mut emb = ffwd_kernels::try_zeros(classes * hw)?;
         Philox::new(seed, stream::init(EMBEDDING_INIT_STREAM)).fill_uniform(&mut emb, -1.0, 1.0);
         let mut embedding = B::Buf::default();
         be.upload(&emb, &mut embedding)?;

@@ -112,7 +112,7 @@ impl<B: Backend> FfLayer<B> {
     /// stream `init(index)` (W first, then b).
     pub fn new(be: &B, in_dim: usize, out_dim: usize, optim: &OptimConfig, seed: u64, index: u32) -> Result<Self> {
         let bound = 1.0 / (in_dim as f32).sqrt();
-        let mut all = vec![0.0f32; in_dim * out_dim + out_dim];
+        let mut all = ffwd_kernels::try_zeros(in_dim * out_dim + out_dim)?;
         Philox::new(seed, stream::init(index)).fill_uniform(&mut all, -bound, bound);
         let w = be.pack(&all[..in_dim * out_dim], in_dim, out_dim)?;
         let mut b = B::Buf::default();

@@ -73,7 +73,7 @@ impl<B: Backend> Dense<B> {
         index: u32,
     ) -> Result<Self> {
         let bound = 1.0 / (din as f32).sqrt();
-        let mut all = vec![0.0f32; din * dout + dout];
+        let mut all = ffwd_kernels::try_zeros(din * dout + dout)?;
         Philox::new(seed, stream::init(index)).fill_uniform(&mut all, -bound, bound);
         let mut w = B::Buf::default();
         let mut b = B::Buf::default();

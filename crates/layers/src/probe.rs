@@ -59,7 +59,12 @@ pub struct FeatureView {
 impl FeatureView {
     /// An error for a view `net` does not have.
     pub fn unsupported(&self, net: &str, what: &str) -> Error {
-        Error::Config(format!("probe: the {net} {what} (probe view {self:?})"))
+        let form = match self.form {
+            FeatureForm::Standard => "standard",
+            FeatureForm::Raw => "raw",
+        };
+        let label = self.label.map_or("the neutral label".to_string(), |l| format!("label {l}"));
+        Error::Config(format!("probe: the {net} {what} (asked: {form} features with {label})"))
     }
 
     /// For nets with one view: Ok for the default view, else the error.

@@ -55,7 +55,7 @@ impl<B: Backend> Readout<B> {
     pub fn with_uniform_init(mut self, be: &B, seed: u64, stream_index: u32) -> Result<Self> {
         let bound = 1.0 / (self.in_dim as f32).sqrt();
         let nw = self.in_dim * self.classes;
-        let mut all = vec![0.0f32; nw + self.classes];
+        let mut all = ffwd_kernels::try_zeros(nw + self.classes)?;
         Philox::new(seed, stream::init(stream_index)).fill_uniform(&mut all, -bound, bound);
         be.upload(&all[..nw], &mut self.w)?;
         be.upload(&all[nw..], &mut self.b)?;

@@ -248,7 +248,7 @@ impl<B: Backend> CaeCell<B> {
         let c = shape.0;
         let enc = ConvBlock::new(be, (c, 2 * c, true, BlockNorm::None), optim, 1, (seed, base))?;
         let bound = 1.0 / ((2 * c * 9) as f32).sqrt();
-        let mut wd = vec![0.0f32; c * 2 * c * 9];
+        let mut wd = ffwd_kernels::try_zeros(c * 2 * c * 9)?;
         Philox::new(seed, stream::init(base + 1)).fill_uniform(&mut wd, -bound, bound);
         let mut wd_buf = B::Buf::default();
         be.upload(&wd, &mut wd_buf)?;

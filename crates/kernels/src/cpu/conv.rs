@@ -26,6 +26,7 @@
 //! copies and fixed-order sums shared by both, parallel over rows.
 
 use super::gemm::Epilogue;
+use super::pages;
 use super::CpuBackend;
 use crate::error::{check_len, shape_err, Result};
 use crate::mat::{MatMut, MatRef};
@@ -139,7 +140,8 @@ impl CpuBackend {
         for b0 in (0..g.n).step_by(per) {
             let nb = per.min(g.n - b0);
             let cols = nb * hw;
-            scratch.col.resize(scratch.col.len().max(k9 * per * hw), 0.0);
+            let want = scratch.col.len().max(k9 * per * hw);
+            pages::grow(&mut scratch.col, want)?;
             im2col(x, g, b0, nb, &mut scratch.col);
             let colm = MatRef::new(&scratch.col[..k9 * cols], k9, cols)?;
             let ym = MatMut::strided(&mut y[b0 * hw..], cout, cols, row)?;
@@ -174,14 +176,16 @@ impl CpuBackend {
         for b0 in (0..g.n).step_by(per) {
             let nb = per.min(g.n - b0);
             let cols = nb * hw;
-            scratch.col.resize(scratch.col.len().max(k9 * per * hw), 0.0);
+            let want = scratch.col.len().max(k9 * per * hw);
+            pages::grow(&mut scratch.col, want)?;
             im2col(x, g, b0, nb, &mut scratch.col);
             let colt = MatRef::new(&scratch.col[..k9 * cols], k9, cols)?.t();
             let dym = MatRef::strided(&dy[b0 * hw..], cout, cols, row, 1)?;
             let epi = if b0 == 0 { Epilogue::None } else { Epilogue::Accumulate };
             self.gemm(dym, colt, MatMut::new(dw, cout, k9)?, epi)?;
             if let Some(dx) = dx.as_deref_mut() {
-                scratch.dcol.resize(scratch.dcol.len().max(k9 * per * hw), 0.0);
+                let want = scratch.dcol.len().max(k9 * per * hw);
+                pages::grow(&mut scratch.dcol, want)?;
                 self.gemm(wt, dym, MatMut::new(&mut scratch.dcol[..k9 * cols], k9, cols)?, Epilogue::None)?;
                 col2im(&scratch.dcol, g, b0, nb, dx);
             }
@@ -202,7 +206,7 @@ impl crate::ops::ConvOps for CpuBackend {
         y: &mut Vec<f32>,
         scratch: &mut ConvScratch,
     ) -> Result<()> {
-        y.resize(cout * g.row(), 0.0);
+        pages::grow(y, cout * g.row())?;
         CpuBackend::conv3x3_forward(self, x, g, w, cout, y, scratch)
     }
     fn conv3x3_backward(
@@ -212,11 +216,14 @@ impl crate::ops::ConvOps for CpuBackend {
         dx: Option<&mut Vec<f32>>,
         scratch: &mut ConvScratch,
     ) -> Result<()> {
-        dw.resize(a.w.len(), 0.0);
-        let dx = dx.map(|d| {
-            d.resize(a.x.len(), 0.0);
-            &mut d[..]
-        });
+        pages::grow(dw, a.w.len())?;
+        let dx = match dx {
+            Some(d) => {
+                pages::grow(d, a.x.len())?;
+                Some(&mut d[..])
+            }
+            None => None,
+        };
         let a = ConvBackward { x: &a.x[..], g: a.g, w: &a.w[..], cout: a.cout, dy: &a.dy[..] };
         CpuBackend::conv3x3_backward(self, a, dw, dx, scratch)
     }

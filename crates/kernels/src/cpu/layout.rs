@@ -2,6 +2,7 @@
 //! row-major matrices, CNHW blocks and per-image rows, ranges. No
 //! arithmetic, so one implementation serves both CPU backends.
 
+use super::pages;
 use super::CpuBackend;
 use crate::error::{check_len, shape_err, Result};
 use crate::ops::conv::Cnhw;
@@ -28,7 +29,7 @@ impl LayoutOps for CpuBackend {
     }
     fn take_cols(&self, src: &Vec<f32>, src_w: usize, off: usize, w: usize, dst: &mut Vec<f32>) -> Result<()> {
         let rows = col_block("take_cols", src.len(), src_w, src_w, off, w)?;
-        dst.resize(rows * w, 0.0);
+        pages::grow(dst, rows * w)?;
         if w > 0 {
             for (d, s) in dst.chunks_exact_mut(w).zip(src.chunks_exact(src_w)) {
                 d.copy_from_slice(&s[off..off + w]);
@@ -39,7 +40,7 @@ impl LayoutOps for CpuBackend {
     fn cnhw_to_rows(&self, src: &Vec<f32>, g: Cnhw, dst: &mut Vec<f32>) -> Result<()> {
         check_len("cnhw_to_rows", "source", src.len(), g.len())?;
         let (hw, d) = (g.plane(), g.per_image());
-        dst.resize(g.len(), 0.0);
+        pages::grow(dst, g.len())?;
         for c in 0..g.c {
             for b in 0..g.n {
                 dst[b * d + c * hw..][..hw].copy_from_slice(&src[(c * g.n + b) * hw..][..hw]);
@@ -50,7 +51,7 @@ impl LayoutOps for CpuBackend {
     fn rows_to_cnhw(&self, src: &Vec<f32>, g: Cnhw, dst: &mut Vec<f32>) -> Result<()> {
         check_len("rows_to_cnhw", "source", src.len(), g.len())?;
         let (hw, d) = (g.plane(), g.per_image());
-        dst.resize(g.len(), 0.0);
+        pages::grow(dst, g.len())?;
         for c in 0..g.c {
             for b in 0..g.n {
                 dst[(c * g.n + b) * hw..][..hw].copy_from_slice(&src[b * d + c * hw..][..hw]);

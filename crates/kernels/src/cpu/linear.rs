@@ -15,6 +15,7 @@
 //! same rows, in the same order, straight from their places by index).
 
 use super::gemm::{self, BSource, Epi, Epilogue, PackedMat, SharedMut, StepsRun};
+use super::pages;
 use super::{optim, CpuBackend, CpuKind};
 use crate::error::{check_len, shape_err, Result};
 use crate::mat::{MatMut, MatRef};
@@ -213,7 +214,7 @@ impl CpuBackend {
                 // The specification: the kept rows gathered, in order, behind
                 // the dz and dW buffers, then the unfused passes.
                 let work_len = din * dout + kept * dout;
-                scratch.resize(work_len + rows * (din + dout + 1), 0.0);
+                pages::grow(scratch, work_len + rows * (din + dout + 1))?;
                 let (work, gathered) = scratch.split_at_mut(work_len);
                 let (xn, h, dldg, rows) = if kept == rows {
                     (xn, h, dldg, rows)
@@ -240,7 +241,7 @@ impl CpuBackend {
                 // The kept rows by index, behind the GEMM's part of the
                 // scratch: the packers read them where they are, so nothing
                 // is copied.
-                scratch.resize(din * dout + rows, 0.0);
+                pages::grow(scratch, din * dout + rows)?;
                 let (work, ix) = scratch.split_at_mut(din * dout);
                 let ix: &mut [u32] = bytemuck::cast_slice_mut(&mut ix[..rows]);
                 for (slot, i) in ix.iter_mut().zip((0..rows).filter(|&i| dldg[i] != 0.0)) {
@@ -319,12 +320,12 @@ impl LinearOps for CpuBackend {
         Ok(w.to_row_major())
     }
     fn unpack_into(&self, w: &PackedMat, out: &mut Vec<f32>) -> Result<()> {
-        out.resize(w.rows() * w.cols(), 0.0);
+        pages::grow(out, w.rows() * w.cols())?;
         w.write_row_major(out);
         Ok(())
     }
     fn packed_state(&self, w: &PackedMat) -> Result<Vec<f32>> {
-        Ok(super::pages::zeroed(w.data().len()))
+        super::pages::zeroed(w.data().len())
     }
     fn unpack_state(&self, w: &PackedMat, state: &Vec<f32>) -> Result<Vec<f32>> {
         check_len("unpack_state", "state", state.len(), w.data().len())?;
@@ -347,8 +348,8 @@ impl LinearOps for CpuBackend {
         g: &mut Vec<f32>,
     ) -> Result<StepsRun> {
         let rows = crate::ops::reduce::rows_of("linear_forward_packed", x.len(), w.rows())?;
-        h.resize(rows * w.cols(), 0.0);
-        g.resize(rows, 0.0);
+        pages::grow(h, rows * w.cols())?;
+        pages::grow(g, rows)?;
         CpuBackend::linear_forward_packed(
             self,
             MatRef::new(x, rows, w.rows())?,
@@ -360,7 +361,7 @@ impl LinearOps for CpuBackend {
     }
     fn linear_backward_update(&self, u: LinearUpdate<'_, Self>, scratch: &mut LinearScratch) -> Result<StepsRun> {
         let d = LinearDims::of_update("linear_backward_update", &u)?;
-        scratch.db.resize(d.dout, 0.0);
+        pages::grow(&mut scratch.db, d.dout)?;
         let LinearUpdate { xn, h, dldg, w, bias, step } = u;
         let steps = CpuBackend::linear_backward_update(
             self,
@@ -388,12 +389,12 @@ impl LinearOps for CpuBackend {
         // The specification: the kept rows gathered in order, then dz, dW
         // and db by their own kernels.
         let kept = active_count(dldg);
-        scratch.gathered.resize(kept * (din + dout + 1), 0.0);
+        pages::grow(&mut scratch.gathered, kept * (din + dout + 1))?;
         let (xk, hk, gk) = gather_active(MatRef::new(xn, rows, din)?, h, dldg, &mut scratch.gathered);
-        scratch.dz.resize(kept * dout, 0.0);
+        pages::grow(&mut scratch.dz, kept * dout)?;
         CpuBackend::local_grad(self, hk, dout, gk, &mut scratch.dz)?;
-        dw.resize(din * dout, 0.0);
-        db.resize(dout, 0.0);
+        pages::grow(dw, din * dout)?;
+        pages::grow(db, dout)?;
         let (xm, dzm) = (MatRef::new(xk, kept, din)?, MatRef::new(&scratch.dz, kept, dout)?);
         CpuBackend::gemm(self, xm.t(), dzm, MatMut::new(dw, din, dout)?, Epilogue::None)?;
         CpuBackend::bias_grad(self, &scratch.dz, kept, dout, db)
@@ -409,11 +410,11 @@ impl LinearOps for CpuBackend {
         self.optim_slices("packed_step", step, w.value.data_mut(), g.data(), w.a, w.b)
     }
     fn local_grad(&self, h: &Vec<f32>, d: usize, dldg: &Vec<f32>, dz: &mut Vec<f32>) -> Result<()> {
-        dz.resize(h.len(), 0.0);
+        pages::grow(dz, h.len())?;
         CpuBackend::local_grad(self, h, d, dldg, dz)
     }
     fn bias_grad(&self, dz: &Vec<f32>, m: usize, n: usize, db: &mut Vec<f32>) -> Result<()> {
-        db.resize(n, 0.0);
+        pages::grow(db, n)?;
         CpuBackend::bias_grad(self, dz, m, n, db)
     }
 }

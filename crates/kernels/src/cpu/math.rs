@@ -5,6 +5,7 @@
 //! lanes give the spec's bits by construction). Tails shorter than 8 use
 //! the scalar spec.
 
+use super::pages;
 use super::{CpuBackend, CpuKind};
 use crate::error::{check_len, Result};
 use crate::numerics::relu;
@@ -293,7 +294,7 @@ impl CpuBackend {
 
 impl MathOps for CpuBackend {
     fn unary(&self, f: Unary, x: &Vec<f32>, out: &mut Vec<f32>) -> Result<()> {
-        out.resize(x.len(), 0.0);
+        pages::grow(out, x.len())?;
         self.unary_unchecked(f, x, out);
         Ok(())
     }
@@ -307,7 +308,7 @@ impl MathOps for CpuBackend {
     }
     fn relu_backward(&self, y: &Vec<f32>, dy: &Vec<f32>, dx: &mut Vec<f32>) -> Result<()> {
         check_len("relu_backward", "dy", dy.len(), y.len())?;
-        dx.resize(y.len(), 0.0);
+        pages::grow(dx, y.len())?;
         match self.kind {
             CpuKind::Scalar => relu_backward_scalar(y, dy, dx),
             CpuKind::Avx2 => dx.par_chunks_mut(CHUNK).zip(y.par_chunks(CHUNK).zip(dy.par_chunks(CHUNK))).for_each(

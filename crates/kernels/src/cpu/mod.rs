@@ -87,18 +87,21 @@ impl crate::ops::Storage for CpuBackend {
     type Ids = Vec<u32>;
 
     fn zeros(&self, n: usize) -> Result<Vec<f32>> {
-        Ok(pages::zeroed(n))
+        pages::zeroed(n)
     }
     fn resize(&self, buf: &mut Vec<f32>, n: usize) -> Result<()> {
+        pages::reserve(buf, n)?;
         buf.resize(n, 0.0);
         Ok(())
     }
     fn upload(&self, host: &[f32], buf: &mut Vec<f32>) -> Result<()> {
         buf.clear();
+        pages::reserve(buf, host.len())?;
         buf.extend_from_slice(host);
         Ok(())
     }
     fn upload_with(&self, buf: &mut Vec<f32>, n: usize, write: impl FnOnce(&mut [f32])) -> Result<()> {
+        pages::reserve(buf, n)?;
         buf.resize(n, 0.0);
         write(buf);
         Ok(())

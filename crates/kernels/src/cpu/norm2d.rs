@@ -24,6 +24,7 @@
 //! (`f32::mul_add` is a single fma either way, so the bits agree).
 
 use super::conv::Cnhw;
+use super::pages;
 use super::{CpuBackend, CpuKind};
 use crate::error::{check_len, Result};
 use crate::numerics::{l32_sum, l32_sumsq, l32_tree};
@@ -347,7 +348,7 @@ impl CpuBackend {
         check_len("sample_norm_backward", "dy", dy.len(), g.len())?;
         check_len("sample_norm_backward", "dx", dx.len(), g.len())?;
         check_len("sample_norm_backward", "inv", inv.len(), g.n)?;
-        scratch.resize(2 * g.n, 0.0);
+        pages::grow(scratch, 2 * g.n)?;
         let (ss, coef) = scratch.split_at_mut(g.n);
         self.block_sumsq(x, g, ss)?;
         let hw = g.plane();
@@ -391,12 +392,12 @@ impl crate::ops::Norm2dOps for CpuBackend {
         rstd: &mut Vec<f32>,
     ) -> Result<()> {
         for v in [&mut *mean, &mut *var, &mut *rstd] {
-            v.resize(g.c, 0.0);
+            pages::grow(v, g.c)?;
         }
         CpuBackend::batchnorm_stats(self, x, g, eps, mean, var, rstd)
     }
     fn bn_rstd(&self, var: &Vec<f32>, eps: f32, rstd: &mut Vec<f32>) -> Result<()> {
-        rstd.resize(var.len(), 0.0);
+        pages::grow(rstd, var.len())?;
         for (r, &v) in rstd.iter_mut().zip(var) {
             *r = bn_rstd(v, eps);
         }
@@ -411,7 +412,7 @@ impl crate::ops::Norm2dOps for CpuBackend {
         beta: &Vec<f32>,
         y: &mut Vec<f32>,
     ) -> Result<()> {
-        y.resize(g.len(), 0.0);
+        pages::grow(y, g.len())?;
         let stats = BnStats { mean: &stats.mean[..], rstd: &stats.rstd[..] };
         CpuBackend::batchnorm_apply(self, x, g, stats, gamma, beta, y)
     }
@@ -424,9 +425,9 @@ impl crate::ops::Norm2dOps for CpuBackend {
         dy: &Vec<f32>,
         grads: BnGrads<'_, Vec<f32>>,
     ) -> Result<()> {
-        grads.dx.resize(g.len(), 0.0);
-        grads.dgamma.resize(g.c, 0.0);
-        grads.dbeta.resize(g.c, 0.0);
+        pages::grow(grads.dx, g.len())?;
+        pages::grow(grads.dgamma, g.c)?;
+        pages::grow(grads.dbeta, g.c)?;
         let stats = BnStats { mean: &stats.mean[..], rstd: &stats.rstd[..] };
         let grads = BnGrads { dx: &mut grads.dx[..], dgamma: &mut grads.dgamma[..], dbeta: &mut grads.dbeta[..] };
         CpuBackend::batchnorm_backward(self, x, g, stats, gamma, dy, grads)
@@ -443,20 +444,20 @@ impl crate::ops::Norm2dOps for CpuBackend {
         CpuBackend::batchnorm_update_running(self, mean, var, n, m, running_mean, running_var)
     }
     fn block_sumsq(&self, x: &Vec<f32>, g: Cnhw, out: &mut Vec<f32>) -> Result<()> {
-        out.resize(g.n, 0.0);
+        pages::grow(out, g.n)?;
         CpuBackend::block_sumsq(self, x, g, out)
     }
     fn block_local_grad(&self, x: &Vec<f32>, g: Cnhw, dldg: &Vec<f32>, dx: &mut Vec<f32>) -> Result<()> {
-        dx.resize(g.len(), 0.0);
+        pages::grow(dx, g.len())?;
         CpuBackend::block_local_grad(self, x, g, dldg, dx)
     }
     fn sample_norm_inv(&self, x: &Vec<f32>, g: Cnhw, eps: f32, inv: &mut Vec<f32>) -> Result<()> {
-        inv.resize(g.n, 0.0);
+        pages::grow(inv, g.n)?;
         self.sample_norm_inv_of(x, g, eps, inv)
     }
     fn sample_norm_forward(&self, x: &Vec<f32>, g: Cnhw, eps: f32, y: &mut Vec<f32>, inv: &mut Vec<f32>) -> Result<()> {
-        y.resize(g.len(), 0.0);
-        inv.resize(g.n, 0.0);
+        pages::grow(y, g.len())?;
+        pages::grow(inv, g.n)?;
         CpuBackend::sample_norm_forward(self, x, g, eps, y, inv)
     }
     fn sample_norm_backward(
@@ -468,7 +469,7 @@ impl crate::ops::Norm2dOps for CpuBackend {
         dx: &mut Vec<f32>,
         scratch: &mut Vec<f32>,
     ) -> Result<()> {
-        dx.resize(g.len(), 0.0);
+        pages::grow(dx, g.len())?;
         CpuBackend::sample_norm_backward(self, x, g, inv, dy, dx, scratch)
     }
 }

@@ -11,18 +11,57 @@
 //! faster (four pairs), batch 100 about 0.5 % (eight triples, within the
 //! noise).
 
+use crate::error::{Error, Result};
+
 /// Buffers from this size (4 MiB) on get the huge-page advice.
 pub const HUGE_MIN_FLOATS: usize = 1 << 20;
 
-/// `n` zeros, on huge pages where the buffer is large and the OS offers them.
-pub fn zeroed(n: usize) -> Vec<f32> {
+/// `n` zeros, on huge pages where the buffer is large and the OS offers
+/// them; an allocation the system refuses is an error, not an abort.
+pub fn zeroed(n: usize) -> Result<Vec<f32>> {
     // A large zeroed allocation comes straight from the OS, untouched, so
     // the advice applies to every page the first write faults in.
-    let v = vec![0.0f32; n];
+    let v = try_zeros(n)?;
     if n >= HUGE_MIN_FLOATS {
         advise_huge(&v);
     }
-    v
+    Ok(v)
+}
+
+/// `n` zeros, or [`Error::OutOfMemory`] where the allocation fails.
+pub fn try_zeros(n: usize) -> Result<Vec<f32>> {
+    let oom = || Error::OutOfMemory { bytes: n.saturating_mul(4) };
+    if n == 0 {
+        return Ok(Vec::new());
+    }
+    let layout = std::alloc::Layout::array::<f32>(n).map_err(|_| oom())?;
+    // SAFETY: `layout` has a non-zero size (n > 0). `alloc_zeroed` returns
+    // null or a block of `layout` filled with zero bytes, which are valid
+    // f32 zeros; `Vec::from_raw_parts` takes it over with the same
+    // allocator (the global one), alignment (f32's), length and capacity n.
+    unsafe {
+        let p = std::alloc::alloc_zeroed(layout).cast::<f32>();
+        if p.is_null() {
+            return Err(oom());
+        }
+        Ok(Vec::from_raw_parts(p, n, n))
+    }
+}
+
+/// Make room for `n` values in `v` (an error rather than an abort where the
+/// system refuses).
+pub fn reserve<T>(v: &mut Vec<T>, n: usize) -> Result<()> {
+    let bytes = n.saturating_mul(std::mem::size_of::<T>());
+    v.try_reserve_exact(n.saturating_sub(v.len())).map_err(|_| Error::OutOfMemory { bytes })
+}
+
+/// `v` resized to `n` values, new ones zero: what every op does to its
+/// outputs and scratch, failing with [`Error::OutOfMemory`] rather than
+/// aborting where the system refuses the memory.
+pub fn grow<T: Clone + Default>(v: &mut Vec<T>, n: usize) -> Result<()> {
+    reserve(v, n)?;
+    v.resize(n, T::default());
+    Ok(())
 }
 
 #[cfg(target_os = "linux")]
@@ -72,7 +111,7 @@ mod tests {
             eprintln!("skipped: transparent huge pages are off here ({})", mode.trim());
             return;
         }
-        let mut v = super::zeroed(4 * super::HUGE_MIN_FLOATS);
+        let mut v = super::zeroed(4 * super::HUGE_MIN_FLOATS).unwrap();
         for (i, x) in v.iter_mut().enumerate() {
             *x = i as f32;
         }
@@ -84,9 +123,18 @@ mod tests {
     #[test]
     fn zeroed_buffers_of_every_size_hold_zeros() {
         for n in [0, 1, super::HUGE_MIN_FLOATS - 1, super::HUGE_MIN_FLOATS + 3] {
-            let v = super::zeroed(n);
+            let v = super::zeroed(n).unwrap();
             assert_eq!(v.len(), n);
             assert!(v.iter().all(|x| x.to_bits() == 0));
         }
+    }
+
+    #[test]
+    fn an_allocation_the_system_refuses_is_an_error() {
+        let e = super::zeroed(usize::MAX / 8).unwrap_err().to_string();
+        assert!(e.contains("out of memory"), "{e}");
+        let mut v = vec![1.0f32];
+        assert!(super::reserve(&mut v, usize::MAX / 8).is_err());
+        assert_eq!(v, [1.0]);
     }
 }

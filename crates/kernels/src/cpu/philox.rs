@@ -4,6 +4,7 @@
 //! operations per value; the AVX2 backend runs the same per-value code in
 //! parallel over rows (no lane version: the bits are the spec's either way).
 
+use super::pages;
 use super::{CpuBackend, CpuKind};
 use crate::error::Result;
 use crate::ops::philox::{gauss, uniform24, PhiloxOps, RngPos};
@@ -31,7 +32,7 @@ fn by_rows(be: &CpuBackend, out: &mut [f32], d: usize, f: impl Fn(usize, &mut [f
 
 impl PhiloxOps for CpuBackend {
     fn gaussian(&self, pos: RngPos, rows: usize, d: usize, part: u64, out: &mut Vec<f32>) -> Result<()> {
-        out.resize(rows * d, 0.0);
+        pages::grow(out, rows * d)?;
         let r = Philox::new(pos.seed, pos.stream);
         by_rows(self, out, d, |i, row| {
             for (j, o) in row.iter_mut().enumerate() {
@@ -50,7 +51,7 @@ impl PhiloxOps for CpuBackend {
         out: &mut Vec<f32>,
     ) -> Result<()> {
         rows_of("dae_corrupt", x.len(), d)?;
-        out.resize(x.len(), 0.0);
+        pages::grow(out, x.len())?;
         let r = Philox::new(pos.seed, pos.stream);
         by_rows(self, out, d, |i, row| {
             for (j, o) in row.iter_mut().enumerate() {

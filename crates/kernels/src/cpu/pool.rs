@@ -16,6 +16,7 @@
 //! parallel over image planes.
 
 use super::conv::Cnhw;
+use super::pages;
 use super::CpuBackend;
 use crate::error::{check_len, shape_err, Result};
 use rayon::prelude::*;
@@ -132,20 +133,20 @@ impl crate::ops::PoolOps for CpuBackend {
 
     fn maxpool2_forward(&self, x: &Vec<f32>, g: Cnhw, y: &mut Vec<f32>, idx: &mut Vec<u8>) -> Result<()> {
         let n = g.c * g.n * (g.h / 2) * (g.w / 2);
-        y.resize(n, 0.0);
-        idx.resize(n, 0);
+        pages::grow(y, n)?;
+        pages::grow(idx, n)?;
         CpuBackend::maxpool2_forward(self, x, g, y, idx)
     }
     fn maxpool2_backward(&self, dy: &Vec<f32>, idx: &Vec<u8>, g: Cnhw, dx: &mut Vec<f32>) -> Result<()> {
-        dx.resize(g.len(), 0.0);
+        pages::grow(dx, g.len())?;
         CpuBackend::maxpool2_backward(self, dy, idx, g, dx)
     }
     fn upsample2_forward(&self, x: &Vec<f32>, g: Cnhw, y: &mut Vec<f32>) -> Result<()> {
-        y.resize(4 * g.len(), 0.0);
+        pages::grow(y, 4 * g.len())?;
         CpuBackend::upsample2_forward(self, x, g, y)
     }
     fn upsample2_backward(&self, dy: &Vec<f32>, g: Cnhw, dx: &mut Vec<f32>) -> Result<()> {
-        dx.resize(g.len(), 0.0);
+        pages::grow(dx, g.len())?;
         CpuBackend::upsample2_backward(self, dy, g, dx)
     }
 }

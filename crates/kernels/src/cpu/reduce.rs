@@ -5,6 +5,7 @@
 //! `ss = l32_sumsq(x)`; RMS: `den = sqrt(ss / D) + eps`; L2:
 //! `den = sqrt(ss) + eps`; `inv = 1 / den`; `y_i = x_i · inv`.
 
+use super::pages;
 use super::{CpuBackend, CpuKind};
 use crate::error::{check_len, shape_err, Result};
 use crate::numerics::{l32_sum, l32_sumsq};
@@ -259,15 +260,15 @@ impl CpuBackend {
 
 impl ReduceOps for CpuBackend {
     fn row_sumsq(&self, x: &Vec<f32>, d: usize, out: &mut Vec<f32>) -> Result<()> {
-        out.resize(rows_of("row_sumsq", x.len(), d)?, 0.0);
+        pages::grow(out, rows_of("row_sumsq", x.len(), d)?)?;
         CpuBackend::row_sumsq(self, x, d, out)
     }
     fn row_sum(&self, x: &Vec<f32>, d: usize, out: &mut Vec<f32>) -> Result<()> {
-        out.resize(rows_of("row_sum", x.len(), d)?, 0.0);
+        pages::grow(out, rows_of("row_sum", x.len(), d)?)?;
         CpuBackend::row_sum(self, x, d, out)
     }
     fn normalize_rows(&self, x: &Vec<f32>, out: &mut Vec<f32>, d: usize, kind: Norm, eps: f32) -> Result<()> {
-        out.resize(x.len(), 0.0);
+        pages::grow(out, x.len())?;
         CpuBackend::normalize_rows(self, x, out, d, kind, eps)
     }
     fn normalize_rows_given(
@@ -279,11 +280,11 @@ impl ReduceOps for CpuBackend {
         kind: Norm,
         eps: f32,
     ) -> Result<()> {
-        out.resize(x.len(), 0.0);
+        pages::grow(out, x.len())?;
         CpuBackend::normalize_rows_given(self, x, sumsq, out, d, kind, eps)
     }
     fn standardize_rows(&self, x: &Vec<f32>, d: usize, eps: f32, y: &mut Vec<f32>) -> Result<()> {
-        y.resize(x.len(), 0.0);
+        pages::grow(y, x.len())?;
         CpuBackend::standardize_rows(self, x, d, eps, y)
     }
 }

@@ -43,6 +43,7 @@ pub(crate) use pack::*;
 pub(crate) use spec::*;
 
 use super::{CpuBackend, CpuKind};
+use crate::cpu::pages;
 use crate::error::{check_len, shape_err, Result};
 use crate::mat::{MatMut, MatRef};
 use crate::numerics::l32_sumsq;
@@ -86,13 +87,14 @@ impl PartialEq for PackedMat {
 }
 
 impl PackedMat {
-    pub fn zeros(k: usize, n: usize) -> Self {
-        Self { k, n, data: super::pages::zeroed(k * n.div_ceil(NR) * NR), finite: AtomicU8::new(FINITE_YES) }
+    pub fn zeros(k: usize, n: usize) -> crate::Result<Self> {
+        let data = super::pages::zeroed(k * n.div_ceil(NR) * NR)?;
+        Ok(Self { k, n, data, finite: AtomicU8::new(FINITE_YES) })
     }
     /// Pack a row-major k × n matrix.
     pub fn from_row_major(src: &[f32], k: usize, n: usize) -> crate::Result<Self> {
         crate::error::check_len("PackedMat::from_row_major", "source", src.len(), k * n)?;
-        let mut p = Self::zeros(k, n);
+        let mut p = Self::zeros(k, n)?;
         for r in 0..k {
             for j in 0..n {
                 let idx = p.index(r, j);
@@ -310,7 +312,7 @@ impl GemmOps for CpuBackend {
     ) -> Result<()> {
         let (m, n, _) = gemm_shapes("gemm", &a, &b, c, &epi)?;
         if !matches!(epi, Epilogue::Accumulate) {
-            c.resize(m * n, 0.0);
+            pages::grow(c, m * n)?;
         }
         CpuBackend::gemm(self, host_mat(a)?, host_mat(b)?, MatMut::new(c, m, n)?, epi.map(|v| v.as_slice()))
     }
