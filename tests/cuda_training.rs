@@ -92,6 +92,71 @@ fn every_network_kind_trains_to_the_same_bits_on_cpu_and_gpu() {
     }
 }
 
+/// A run stopped on the GPU continues on the CPU, and one stopped on the
+/// CPU continues on the GPU: both end with the checkpoint and metrics of
+/// the CPU run that never stopped (the training state is the same on
+/// every backend).
+#[test]
+fn a_run_stopped_on_one_backend_resumes_on_the_other_to_the_same_bits() {
+    if common::data_dir().is_none() || !gpu_present() {
+        return;
+    }
+    let data = common::data_dir().unwrap();
+    let mut cfg = mnist_cfg();
+    cfg.data.train_size = 2000;
+    let d = tempfile::tempdir().unwrap();
+    let finish = |mut t: Trainer| {
+        t.run(&mut |_| {}).unwrap();
+        let metrics = std::fs::read_to_string(t.metrics_path()).unwrap();
+        let metrics: Vec<String> = metrics
+            .lines()
+            .map(|l| {
+                let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
+                for k in ["train_seconds", "samples_per_s", "threads", "backend", "fwd_steps", "dw_steps"] {
+                    strip_key(&mut v, k);
+                }
+                v.to_string()
+            })
+            .collect();
+        (std::fs::read(t.checkpoint_path()).unwrap(), metrics)
+    };
+    let mut c = cfg.clone();
+    c.output.dir = d.path().join("whole");
+    let whole = finish(Trainer::new(c, Some(&data)).unwrap());
+    for (first, then) in [(Device::Cuda(0), Device::Cpu), (Device::Cpu, Device::Cuda(0))] {
+        let dir = d.path().join(format!("{first}-then-{then}"));
+        let mut c = cfg.clone();
+        c.output.dir = dir.clone();
+        c.train.device = first;
+        let mut t = Trainer::new(c, Some(&data)).unwrap();
+        let mut asked = 0;
+        // 20 batches an epoch: stop in epoch 2 after batch 4
+        t.interrupt = Some(Box::new(move || {
+            asked += 1;
+            asked == 25
+        }));
+        let e = t.run(&mut |_| {}).unwrap_err();
+        assert!(matches!(e, ffwd::train::Error::Interrupted { epoch: 2, batch: 4, .. }), "{e}");
+        drop(t);
+        let t = Trainer::resume(&dir, Some(&data), None, Some(then)).unwrap();
+        let resumed = finish(t);
+        assert_eq!(resumed.1, whole.1, "{first} then {then}: metrics differ");
+        assert!(resumed.0 == whole.0, "{first} then {then}: checkpoints differ");
+    }
+}
+
+/// `v` without the key `k`, at any depth.
+fn strip_key(v: &mut serde_json::Value, k: &str) {
+    match v {
+        serde_json::Value::Object(m) => {
+            m.remove(k);
+            m.values_mut().for_each(|x| strip_key(x, k));
+        }
+        serde_json::Value::Array(a) => a.iter_mut().for_each(|x| strip_key(x, k)),
+        _ => {}
+    }
+}
+
 /// The GPU test's configs are valid networks (checked on any machine).
 #[test]
 fn every_kind_of_the_gpu_comparison_builds_on_the_cpu() {
