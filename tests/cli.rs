@@ -332,3 +332,22 @@ fn memory_the_system_refuses_is_an_error_not_an_abort() {
         assert!(err.contains("out of memory: the system refused") && err.contains("MiB"), "{args}: {err}");
     }
 }
+
+/// Prediction uses every layer of a 1- or 2-layer net unless told, and
+/// `--skip-layers` says how many first layers to leave out.
+#[test]
+fn prediction_skips_the_first_layer_only_of_deeper_nets_and_the_flag_sets_it() {
+    let toml = |args: &[&str]| {
+        let out = ffwd().args(["train", "--dry-run"]).args(args).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        ffwd::train::config::RunConfig::from_toml_str(&text, std::path::Path::new("dry-run")).unwrap().model
+    };
+    assert_eq!(toml(&["--sizes", "50"]).skip(), 0);
+    assert_eq!(toml(&["--sizes", "50,50"]).skip(), 0);
+    assert_eq!(toml(&["--sizes", "50,50,50"]).skip(), 1);
+    assert_eq!(toml(&["--sizes", "50,50", "--skip-layers", "1"]).skip(), 1);
+    let out = ffwd().args(["train", "--sizes", "50,50", "--skip-layers", "2", "--dry-run"]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("skip_layers = 2 leaves no layer"), "{err}");
+}

@@ -174,3 +174,43 @@ fn uff_stacks_give_identical_checkpoints_across_threads_and_backends_in_both_mod
         assert!(a == s, "{schedule:?}: AVX2 and the scalar specification differ");
     }
 }
+
+/// The learning-rate schedules and per-group weight decay keep the
+/// contract: the same bytes at 1 and 2 threads and on the scalar
+/// specification; each option changes the weights.
+#[test]
+fn schedules_and_weight_decay_groups_are_bit_exact_across_threads_and_backends() {
+    use ffwd::layers::config::OptimKind;
+    use ffwd::train::config::LrSchedule;
+    if CpuBackend::avx2().is_err() {
+        eprintln!("SKIP (no avx2/fma)");
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let mut base = RunConfig::default();
+    base.model.sizes = vec![48, 40, 32];
+    base.model.optim.kind = OptimKind::Sgd;
+    base.model.optim.lr = 0.01;
+    base.train.epochs = 3;
+    let sub = Some((600, 100));
+    let plain = train_bytes(base.clone(), 2, false, &d.path().join("plain"), sub);
+    for (i, schedule) in [LrSchedule::Linear, LrSchedule::Cosine].into_iter().enumerate() {
+        let mut c = base.clone();
+        c.train.lr_schedule = schedule;
+        c.train.cooldown_from = 0.25;
+        let a = train_bytes(c.clone(), 2, false, &d.path().join(format!("{i}-a")), sub);
+        let b = train_bytes(c.clone(), 1, false, &d.path().join(format!("{i}-b")), sub);
+        let s = train_bytes(c, 1, true, &d.path().join(format!("{i}-s")), sub);
+        assert!(a == b && a == s, "{schedule:?}: threads or backends differ");
+        assert!(a != plain, "{schedule:?} changed nothing");
+    }
+    let mut c = base.clone();
+    c.model.optim.weight_decay = 0.05;
+    c.model.optim.bias_weight_decay = Some(0.0);
+    let a = train_bytes(c.clone(), 2, false, &d.path().join("wd-a"), sub);
+    let s = train_bytes(c.clone(), 1, true, &d.path().join("wd-s"), sub);
+    assert!(a == s, "per-group weight decay: AVX2 and scalar differ");
+    c.model.optim.bias_weight_decay = None;
+    let all = train_bytes(c, 2, false, &d.path().join("wd-all"), sub);
+    assert!(a != all && a != plain, "bias_weight_decay = 0 must differ from decaying everything and from none");
+}

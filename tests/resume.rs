@@ -106,8 +106,11 @@ fn stopped_and_resumed(
 #[test]
 fn a_resumed_run_is_byte_identical_to_an_uninterrupted_one_for_every_kind() {
     let Some(d) = mnist() else { return };
+    let mut linear = mnist_cfg();
+    linear.train.lr_schedule = ffwd::train::config::LrSchedule::Linear;
+    linear.train.cooldown_from = 0.25;
     let mut kinds = vec![
-        ("FF MLP: threshold loss, Adam", mnist_cfg(), (2000, 500)),
+        ("FF MLP: threshold loss, Adam, linear cool-down", linear, (2000, 500)),
         ("FF MLP: SymBa, SGD with momentum, layer by layer", mlp_symba_sgd_layer_by_layer(), (2000, 500)),
     ];
     kinds.extend(other_kinds());

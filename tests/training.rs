@@ -95,7 +95,7 @@ fn ff_rotation_pretext_learns_and_its_features_transfer_through_the_linear_probe
     let mut c = RunConfig::default_for("mnist");
     c.data.train_size = 5_000;
     c.model.sizes = vec![200, 200, 200];
-    c.model.skip_layers = 1;
+    c.model.skip_layers = Some(1);
     c.ssl = Some(ffwd::train::config::SslConfig { task: "rotation".into() });
     c.probe = Some(ffwd::layers::probe::ProbeConfig { epochs: 5, ..Default::default() });
     c.train.epochs = 3;

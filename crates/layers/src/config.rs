@@ -74,8 +74,19 @@ pub struct OptimConfig {
     pub beta2: f32,
     pub eps: f32,
     pub weight_decay: f32,
+    /// Weight decay of the biases and batch-norm γ, β (absent: as
+    /// `weight_decay`; Hinton's recipe decays the weights only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bias_weight_decay: Option<f32>,
     pub momentum: f32,
     pub nesterov: bool,
+}
+
+impl OptimConfig {
+    /// The optimiser of the biases and batch-norm parameters.
+    pub fn for_biases(&self) -> Self {
+        Self { weight_decay: self.bias_weight_decay.unwrap_or(self.weight_decay), ..self.clone() }
+    }
 }
 
 impl Default for OptimConfig {
@@ -87,6 +98,7 @@ impl Default for OptimConfig {
             beta2: 0.999,
             eps: 1e-8,
             weight_decay: 0.0,
+            bias_weight_decay: None,
             momentum: 0.9,
             nesterov: false,
         }
@@ -138,8 +150,11 @@ pub struct FfConfig {
     /// SymBa's α.
     pub alpha: f32,
     pub label: LabelMode,
-    /// Number of first layers left out of prediction (A and B); Hinton skips 1.
-    pub skip_layers: usize,
+    /// Number of first layers left out of prediction (A and B). Absent:
+    /// Hinton's 1 for nets of 3 or more layers, 0 for 1 or 2 layers (whose
+    /// first layer is half the net or all of it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub skip_layers: Option<usize>,
     pub predict: PredictKind,
     pub optim: OptimConfig,
     /// The readout's optimiser (prediction B).
@@ -158,7 +173,7 @@ impl Default for FfConfig {
             theta: None,
             alpha: 4.0,
             label: LabelMode::Overwrite,
-            skip_layers: 1,
+            skip_layers: None,
             predict: PredictKind::Goodness,
             optim: OptimConfig::default(),
             readout_optim: OptimConfig::default(),
@@ -167,6 +182,11 @@ impl Default for FfConfig {
 }
 
 impl FfConfig {
+    /// The first layers left out of prediction (see [`FfConfig::skip_layers`]).
+    pub fn skip(&self) -> usize {
+        self.skip_layers.unwrap_or(if self.sizes.len() >= 3 { 1 } else { 0 })
+    }
+
     /// Check the config for values that cannot train.
     pub fn validate(&self) -> Result<(), String> {
         if self.sizes.is_empty() {
@@ -175,10 +195,10 @@ impl FfConfig {
         if let Some(i) = self.sizes.iter().position(|&s| s == 0) {
             return Err(format!("model.sizes[{i}]: a layer needs at least one unit"));
         }
-        if self.skip_layers >= self.sizes.len() {
+        if self.skip() >= self.sizes.len() {
             return Err(format!(
                 "model.skip_layers = {} leaves no layer to predict with ({} layers)",
-                self.skip_layers,
+                self.skip(),
                 self.sizes.len()
             ));
         }

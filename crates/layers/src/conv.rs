@@ -272,8 +272,8 @@ impl<B: Backend> ConvBlock<B> {
             .map(|_| {
                 Ok(BlockOpt {
                     w: OptState::new(be, optim, w.len())?,
-                    gamma: OptState::new(be, optim, cin)?,
-                    beta: OptState::new(be, optim, cin)?,
+                    gamma: OptState::new(be, &optim.for_biases(), cin)?,
+                    beta: OptState::new(be, &optim.for_biases(), cin)?,
                 })
             })
             .collect::<Result<Vec<_>>>()?;

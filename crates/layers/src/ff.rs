@@ -121,7 +121,7 @@ impl<B: Backend> FfLayer<B> {
             in_dim,
             out_dim,
             opt_w: OptState::for_packed(be, optim, &w)?,
-            opt_b: OptState::new(be, optim, out_dim)?,
+            opt_b: OptState::new(be, &optim.for_biases(), out_dim)?,
             w,
             b,
             work: Work::default(),
@@ -458,7 +458,7 @@ impl<B: Backend> FfNet<B> {
             d = s;
         }
         let readout = if config.predict == PredictKind::Readout {
-            let f: usize = config.sizes[config.skip_layers..].iter().sum();
+            let f: usize = config.sizes[config.skip()..].iter().sum();
             Some(Readout::new(&be, f, classes, &config.readout_optim)?)
         } else {
             None
@@ -607,7 +607,7 @@ impl<B: Backend> FfNet<B> {
             let all = self.layers.len();
             self.forward_input(n, all)?;
             let mut feats = std::mem::take(&mut self.feats);
-            let r = self.normalized_activities(n, self.config.skip_layers, &mut feats).and_then(|()| {
+            let r = self.normalized_activities(n, self.config.skip(), &mut feats).and_then(|()| {
                 let nl = self.layers.len();
                 let slot = self.log.slot(row, nl, 0, Entry::Loss);
                 self.readout.as_mut().expect("checked above").train_step(&self.be, &feats, labels, slot)
@@ -696,7 +696,7 @@ impl<B: Backend> FfNet<B> {
     /// and the total of layers `skip_layers..` in order from +0.0; the
     /// first maximum wins.
     fn score_candidates(&self, m: usize, good: &[Vec<f32>], p: &mut Predictions) {
-        let (c, nl, skip) = (self.classes, self.layers.len(), self.config.skip_layers);
+        let (c, nl, skip) = (self.classes, self.layers.len(), self.config.skip());
         let mut scores = vec![0.0f32; c];
         for i in 0..m {
             for (l, out) in p.per_layer.iter_mut().enumerate() {
@@ -761,7 +761,7 @@ impl<B: Backend> FfNet<B> {
                 self.forward_input(m, nl)?;
                 let mut feats = std::mem::take(&mut self.feats);
                 let r = self
-                    .normalized_activities(m, self.config.skip_layers, &mut feats)
+                    .normalized_activities(m, self.config.skip(), &mut feats)
                     .and_then(|()| self.readout.as_mut().expect("readout present").predict(&self.be, &feats, m, rp));
                 self.feats = feats;
                 r?;

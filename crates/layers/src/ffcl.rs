@@ -84,7 +84,7 @@ impl<B: Backend> Dense<B> {
             dout,
             relu,
             opt_w: OptState::new(be, optim, din * dout)?,
-            opt_b: OptState::new(be, optim, dout)?,
+            opt_b: OptState::new(be, &optim.for_biases(), dout)?,
             w,
             b,
             y: B::Buf::default(),

@@ -75,6 +75,11 @@ pub trait Network: Send {
     /// moments and step counts, step counters; see [`crate::state`]).
     /// Flush the statistics first: pending ones are not part of it.
     fn walk_state(&mut self, io: &mut StateIo<'_>) -> Result<()>;
+    /// Multiply every optimiser's learning rate by `scale` from the next
+    /// step on (the run's learning-rate schedule).
+    fn set_lr_scale(&mut self, scale: f32) -> Result<()> {
+        self.walk_state(&mut StateIo::LrScale(scale))
+    }
     /// The network as a frozen feature extractor, if it is one.
     fn features(&mut self) -> Option<&mut dyn Features> {
         None

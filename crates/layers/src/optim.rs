@@ -13,18 +13,20 @@ pub struct OptState<B: Backend> {
     a: B::Buf,
     b: B::Buf,
     t: u64,
+    /// The learning rate's factor of the run's schedule (1: as configured).
+    scale: f32,
 }
 
 impl<B: Backend> OptState<B> {
     /// Zero state for a tensor of `len` values.
     pub fn new(be: &B, cfg: &OptimConfig, len: usize) -> Result<Self> {
         let b = if cfg.kind == OptimKind::Sgd { B::Buf::default() } else { be.zeros(len)? };
-        Ok(Self { cfg: cfg.clone(), a: be.zeros(len)?, b, t: 0 })
+        Ok(Self { cfg: cfg.clone(), a: be.zeros(len)?, b, t: 0, scale: 1.0 })
     }
     /// Zero state laid out as the weights `w` (the backend's packed layout).
     pub fn for_packed(be: &B, cfg: &OptimConfig, w: &B::Packed) -> Result<Self> {
         let b = if cfg.kind == OptimKind::Sgd { B::Buf::default() } else { be.packed_state(w)? };
-        Ok(Self { cfg: cfg.clone(), a: be.packed_state(w)?, b, t: 0 })
+        Ok(Self { cfg: cfg.clone(), a: be.packed_state(w)?, b, t: 0, scale: 1.0 })
     }
     pub fn steps(&self) -> u64 {
         self.t
@@ -33,7 +35,14 @@ impl<B: Backend> OptState<B> {
     /// (for fused kernels that apply the update themselves).
     pub fn next_step(&mut self) -> (OptimStep, &mut B::Buf, &mut B::Buf) {
         self.t += 1;
-        (optim_step(&self.cfg, self.t), &mut self.a, &mut self.b)
+        let mut step = optim_step(&self.cfg, self.t);
+        if self.scale != 1.0 {
+            match &mut step {
+                OptimStep::Adam(s) => s.lr *= self.scale,
+                OptimStep::Sgd(s) => s.lr *= self.scale,
+            }
+        }
+        (step, &mut self.a, &mut self.b)
     }
 
     /// Save or load the state of the tensor `name`: `{name}.t` (steps),
@@ -41,6 +50,10 @@ impl<B: Backend> OptState<B> {
     /// `{name}.v` (Adam's second moment). `packed`: the weights whose
     /// layout the state shares, if packed.
     pub fn walk_state(&mut self, be: &B, io: &mut StateIo<'_>, name: &str, packed: Option<&B::Packed>) -> Result<()> {
+        if let StateIo::LrScale(s) = io {
+            self.scale = *s;
+            return Ok(());
+        }
         io.counter(&format!("{name}.t"), &mut self.t)?;
         for (suffix, buf) in [("m", &mut self.a), ("v", &mut self.b)] {
             if buf.is_empty() {

@@ -37,7 +37,7 @@ impl<B: Backend> Readout<B> {
             w: be.zeros(in_dim * classes)?,
             b: be.zeros(classes)?,
             opt_w: OptState::new(be, optim, in_dim * classes)?,
-            opt_b: OptState::new(be, optim, classes)?,
+            opt_b: OptState::new(be, &optim.for_biases(), classes)?,
             logits: B::Buf::default(),
             grad: B::Buf::default(),
             dw: B::Buf::default(),

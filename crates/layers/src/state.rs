@@ -8,7 +8,8 @@
 //!
 //! Each network walks its state once, with a [`StateIo`] that either
 //! collects it ([`StateIo::Save`]) or replaces it ([`StateIo::Load`]), so
-//! the two directions cannot disagree on names or order. Moments of packed
+//! the two directions cannot disagree on names or order; the same walk
+//! sets every optimiser's learning-rate factor ([`StateIo::LrScale`]). Moments of packed
 //! weights are stored row-major, the same on every backend.
 
 use crate::tensors::{fetch, TensorSource};
@@ -32,6 +33,9 @@ pub enum StateIo<'a> {
     Save(&'a mut NetState),
     /// Replace the state by saved values, checking every name and size.
     Load { tensors: &'a mut TensorSource<'a>, counters: &'a BTreeMap<String, u64> },
+    /// Set every optimiser's learning-rate factor (the run's schedule;
+    /// not part of the state: it follows from the position in the run).
+    LrScale(f32),
 }
 
 impl StateIo<'_> {
@@ -46,6 +50,7 @@ impl StateIo<'_> {
                 let v = fetch(*tensors, name, &[buf.len()])?;
                 be.upload(&v, buf)?;
             }
+            StateIo::LrScale(_) => {}
         }
         Ok(())
     }
@@ -63,6 +68,7 @@ impl StateIo<'_> {
                 let v = fetch(*tensors, name, &shape)?;
                 be.pack_state(w, &v, buf)?;
             }
+            StateIo::LrScale(_) => {}
         }
         Ok(())
     }
@@ -79,6 +85,7 @@ impl StateIo<'_> {
                     detail: "missing from the training state".into(),
                 })?;
             }
+            StateIo::LrScale(_) => {}
         }
         Ok(())
     }

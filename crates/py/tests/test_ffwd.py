@@ -87,6 +87,12 @@ def test_an_epoch_loop_over_numpy_arrays_gives_the_cli_checkpoint(tmp_path):
     assert (tmp_path / "loop.safetensors").read_bytes() == (tmp_path / "cli" / "model.safetensors").read_bytes()
 
 
+def skip_layers(model):
+    """The first layers prediction leaves out: as configured, else 1 for
+    nets of 3 or more layers and 0 for shallower ones."""
+    return model.get("skip_layers", 1 if len(model["sizes"]) >= 3 else 0)
+
+
 def numpy_goodness_predictions(tensors, cfg, x, classes):
     """Prediction A recomputed from the checkpoint in float64: each image
     with each label (concatenated in front of the pixels), every layer
@@ -105,7 +111,7 @@ def numpy_goodness_predictions(tensors, cfg, x, classes):
         for i in range(len(m["sizes"])):
             den = np.sqrt((h * h).mean(axis=1, keepdims=True)) + m["norm_eps"]
             h = np.maximum((h / den) @ tensors[f"layers.{i}.weight"].astype(np.float64) + tensors[f"layers.{i}.bias"], 0.0)
-            if i >= m["skip_layers"]:
+            if i >= skip_layers(m):
                 score += (h * h).sum(axis=1)
         total[:, y] = score
     return total.argmax(axis=1)
@@ -230,7 +236,7 @@ def test_per_layer_goodness_gives_the_goodness_prediction(tmp_path):
     run = ffwd.train(digits_config(tmp_path / "run", epochs=2))
     _, _, x, _, classes = ffwd.datasets.load("digits")
     x = x[:40]
-    skip = run.model.config.to_dict()["model"]["skip_layers"]
+    skip = skip_layers(run.model.config.to_dict()["model"])
     total = np.zeros((len(x), classes), dtype=np.float32)
     for y in range(classes):
         g = run.model.goodness(x, np.full(len(x), y))

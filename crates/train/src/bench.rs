@@ -93,7 +93,7 @@ impl Timing {
 /// ends when the backend has finished its work).
 pub fn time_workload<B: Backend>(be: &B, w: Workload, batches: usize) -> Result<Timing> {
     // Prediction is not timed, so every layer may be a single one.
-    let cfg = FfConfig { sizes: vec![w.width; w.layers], skip_layers: 0, ..FfConfig::default() };
+    let cfg = FfConfig { sizes: vec![w.width; w.layers], skip_layers: Some(0), ..FfConfig::default() };
     let mut net = FfNet::new(be.clone(), cfg, INPUT, 10, 0)?;
     let mut images = vec![0.0f32; w.batch * INPUT];
     let labels: Vec<u8> = (0..w.batch).map(|i| (i % 10) as u8).collect();

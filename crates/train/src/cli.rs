@@ -1,6 +1,6 @@
 //! The `ffwd` command line.
 
-use crate::config::{RunConfig, Schedule};
+use crate::config::{LrSchedule, RunConfig, Schedule};
 use crate::trainer::{EpochReport, Trainer};
 use crate::{checkpoint, Error, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -92,6 +92,7 @@ pub struct TrainArgs {
     #[arg(long, value_name = "RUN_DIR", conflicts_with_all = [
         "config", "dataset", "train_size", "validation", "sizes", "loss", "goodness", "theta", "alpha", "norm",
         "label", "predict", "optim", "schedule", "epochs", "batch", "lr", "seed", "eval_every", "out", "dry_run",
+        "lr_schedule", "cooldown_from", "skip_layers",
         "checkpoint_every", "checkpoint_every_batches",
     ])]
     pub resume: Option<PathBuf>,
@@ -134,6 +135,17 @@ pub struct TrainArgs {
     pub batch: Option<usize>,
     #[arg(long)]
     pub lr: Option<f32>,
+    /// The learning rate over the run: constant, or constant up to
+    /// --cooldown-from then down toward zero (linear, cosine).
+    #[arg(long, value_enum)]
+    pub lr_schedule: Option<LrScheduleArg>,
+    /// Where the cool-down starts, as a fraction of the run (default 0.5).
+    #[arg(long, value_name = "FRACTION")]
+    pub cooldown_from: Option<f32>,
+    /// First layers left out of prediction (default: 1 for nets of 3 or
+    /// more layers, else 0).
+    #[arg(long, value_name = "N")]
+    pub skip_layers: Option<usize>,
     #[arg(long)]
     pub seed: Option<u64>,
     /// Worker threads (0 = one per core).
@@ -191,6 +203,12 @@ pub enum LabelArg {
 pub enum PredictArg {
     Goodness,
     Readout,
+}
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum LrScheduleArg {
+    Constant,
+    Linear,
+    Cosine,
 }
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum OptimArg {
@@ -341,6 +359,19 @@ impl TrainArgs {
         }
         if let Some(v) = self.lr {
             m.optim.lr = v;
+        }
+        if let Some(v) = self.skip_layers {
+            m.skip_layers = Some(v);
+        }
+        if let Some(v) = self.lr_schedule {
+            c.train.lr_schedule = match v {
+                LrScheduleArg::Constant => LrSchedule::Constant,
+                LrScheduleArg::Linear => LrSchedule::Linear,
+                LrScheduleArg::Cosine => LrSchedule::Cosine,
+            };
+        }
+        if let Some(v) = self.cooldown_from {
+            c.train.cooldown_from = v;
         }
         if let Some(v) = self.schedule {
             c.train.schedule = match v {

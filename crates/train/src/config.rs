@@ -56,6 +56,46 @@ pub enum Schedule {
     LayerByLayer,
 }
 
+/// How the learning rate of every optimiser changes over a run (over each
+/// layer's phase under the layer-by-layer schedule): constant up to the
+/// fraction `train.cooldown_from` of the batches, then down toward zero.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum LrSchedule {
+    /// The configured rate throughout.
+    #[default]
+    Constant,
+    /// Then linearly: the factor `(1 − p) / (1 − from)` at progress p.
+    Linear,
+    /// Then along a half cosine: `cos²(π/2 · (p − from) / (1 − from))`.
+    Cosine,
+}
+
+impl LrSchedule {
+    /// The learning-rate factor of the batch that starts at progress `p`
+    /// (in [0, 1)) of the phase. Computed on the host from f64 division
+    /// and our own f32 polynomials, so the same on every machine and
+    /// backend; exactly 1 before the cool-down.
+    pub fn factor(self, p: f64, from: f32) -> f32 {
+        let from = from as f64;
+        if self == LrSchedule::Constant || p < from {
+            return 1.0;
+        }
+        let u = (p - from) / (1.0 - from);
+        match self {
+            LrSchedule::Constant => 1.0,
+            LrSchedule::Linear => (1.0 - u) as f32,
+            LrSchedule::Cosine => {
+                use ffwd_datasets::augment::{cos_small, sin_small};
+                let t = (u * std::f64::consts::FRAC_PI_2) as f32;
+                let quarter = std::f32::consts::FRAC_PI_4;
+                let c = if t <= quarter { cos_small(t) } else { sin_small(std::f32::consts::FRAC_PI_2 - t) };
+                c * c
+            }
+        }
+    }
+}
+
 /// Where a run computes: `"cpu"` (the AVX2 backend where the CPU has it,
 /// else the scalar one), `"cpu-scalar"` (the scalar specification, single
 /// threaded: slow, for checking) or `"cuda"` / `"cuda:0"` (the CUDA backend
@@ -134,6 +174,20 @@ pub struct TrainConfig {
     /// epochs).
     #[serde(skip_serializing_if = "is_zero")]
     pub checkpoint_every_batches: usize,
+    /// The learning-rate schedule of every optimiser (see [`LrSchedule`]).
+    #[serde(skip_serializing_if = "is_constant")]
+    pub lr_schedule: LrSchedule,
+    /// Where the cool-down of `lr_schedule` starts, as a fraction of the
+    /// run (of each phase), in [0, 1). Hinton's recipe: 0.5, linear.
+    #[serde(skip_serializing_if = "is_half")]
+    pub cooldown_from: f32,
+}
+
+fn is_constant(v: &LrSchedule) -> bool {
+    *v == LrSchedule::Constant
+}
+fn is_half(v: &f32) -> bool {
+    *v == 0.5
 }
 
 fn is_one(v: &usize) -> bool {
@@ -156,6 +210,8 @@ impl Default for TrainConfig {
             eval_every: 1,
             checkpoint_every: 1,
             checkpoint_every_batches: 0,
+            lr_schedule: LrSchedule::Constant,
+            cooldown_from: 0.5,
         }
     }
 }
@@ -263,6 +319,9 @@ impl RunConfig {
         if self.train.epochs == 0 {
             return Err("train.epochs must be at least 1".into());
         }
+        if !(0.0..1.0).contains(&self.train.cooldown_from) {
+            return Err(format!("train.cooldown_from must lie in [0, 1), got {}", self.train.cooldown_from));
+        }
         if self.train.eval_chunk == 0 {
             return Err("train.eval_chunk must be at least 1".into());
         }
@@ -337,6 +396,9 @@ impl RunConfig {
             unit(&format!("{field}.beta2"), o.beta2, false)?;
             finite_pos(&format!("{field}.eps"), o.eps, true)?;
             finite_pos(&format!("{field}.weight_decay"), o.weight_decay, true)?;
+            if let Some(d) = o.bias_weight_decay {
+                finite_pos(&format!("{field}.bias_weight_decay"), d, true)?;
+            }
             unit(&format!("{field}.momentum"), o.momentum, false)
         };
         let m = &self.model;
@@ -382,6 +444,29 @@ impl RunConfig {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn lr_schedules_hold_then_fall_to_zero_as_their_formulas_say() {
+        use approx::assert_abs_diff_eq;
+        for p in [0.0, 0.2, 0.49999] {
+            for s in [LrSchedule::Constant, LrSchedule::Linear, LrSchedule::Cosine] {
+                assert_eq!(s.factor(p, 0.5).to_bits(), 1.0f32.to_bits(), "{s:?} before the cool-down");
+            }
+        }
+        assert_eq!(LrSchedule::Constant.factor(0.99, 0.5), 1.0);
+        let mut last = (1.0f32, 1.0f32);
+        for k in 0..=1000 {
+            let p = 0.5 + 0.5 * k as f64 / 1000.0;
+            let u = (p - 0.5) / 0.5;
+            let (lin, cos) = (LrSchedule::Linear.factor(p, 0.5), LrSchedule::Cosine.factor(p, 0.5));
+            assert_abs_diff_eq!(lin as f64, 1.0 - u, epsilon = 1e-7);
+            assert_abs_diff_eq!(cos as f64, (u * std::f64::consts::FRAC_PI_2).cos().powi(2), epsilon = 2e-6);
+            assert!(lin <= last.0 && cos <= last.1, "not falling at p = {p}");
+            last = (lin, cos);
+        }
+        assert!(last.0.abs() < 1e-6 && last.1.abs() < 1e-6, "{last:?} at the end");
+    }
+
     use super::*;
 
     #[test]

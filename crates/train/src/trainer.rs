@@ -5,7 +5,7 @@
 //! thread count.
 
 use crate::checkpoint;
-use crate::config::{Device, RunConfig, Schedule};
+use crate::config::{Device, LrSchedule, RunConfig, Schedule};
 use crate::model::{Model, Prep};
 use crate::resume::{Partial, Position, STATE_FILE};
 use crate::{Error, Result};
@@ -517,7 +517,9 @@ impl Trainer {
         let mut from = Some(start);
         for global in from.as_ref().map_or(1, |s| s.epoch + 1)..=total {
             let phase = phases[(global - 1) / epochs].clone();
-            let mut r = self.train_epoch(global, phase, from.take())?;
+            // the epoch's place in its phase, for the learning-rate schedule
+            let in_phase = ((global - 1) % epochs, epochs);
+            let mut r = self.train_epoch(global, phase, in_phase, from.take())?;
             let last = global == total;
             let every = self.cfg.train.eval_every;
             if every == 0 && last {
@@ -562,6 +564,7 @@ impl Trainer {
         &mut self,
         epoch: usize,
         layers: std::ops::Range<usize>,
+        (in_phase, phase_epochs): (usize, usize),
         from: Option<Position>,
     ) -> Result<EpochReport> {
         let seed = self.cfg.train.seed;
@@ -597,7 +600,12 @@ impl Trainer {
         let t0 = Instant::now();
         let classes = self.net.classes();
         let every_batches = self.cfg.train.checkpoint_every_batches;
+        let (schedule, cooldown) = (self.cfg.train.lr_schedule, self.cfg.train.cooldown_from);
         for b in first..nb {
+            if schedule != LrSchedule::Constant {
+                let p = (in_phase * nb + b) as f64 / (phase_epochs * nb) as f64;
+                self.net.set_lr_scale(schedule.factor(p, cooldown))?;
+            }
             let idx = &perm[b * bs..((b + 1) * bs).min(n)];
             let pos = SamplePos { seed, epoch: e32, first: (b * bs) as u64, cell: 0 };
             self.prep.train_images(&self.train, idx, pos, &mut images, &mut labels);
