@@ -18,6 +18,11 @@ fn train_without_arguments_uses_the_embedded_digits_and_eval_reads_the_checkpoin
     let ck = d.path().join("model.safetensors");
     assert!(ck.is_file());
     assert_eq!(std::fs::read_to_string(d.path().join("metrics.jsonl")).unwrap().lines().count(), 3);
+    // the curves picture beside the metrics, and `ffwd plot` of the run
+    assert!(std::fs::read_to_string(d.path().join("curves.svg")).unwrap().contains("accuracy (%)"));
+    let pic = d.path().join("again.svg");
+    let p = ffwd().arg("plot").arg(d.path()).arg("--out").arg(&pic).output().unwrap();
+    assert!(p.status.success() && pic.is_file(), "{}", String::from_utf8_lossy(&p.stderr));
     let ev = ffwd().args(["eval", "--checkpoint"]).arg(&ck).output().unwrap();
     let s = String::from_utf8_lossy(&ev.stdout);
     assert!(ev.status.success() && s.contains("accuracy") && s.contains("epoch 3"), "{s}");

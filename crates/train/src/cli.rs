@@ -34,6 +34,9 @@ pub enum Cmd {
     /// trainer's step); with --peers, the ratio to PyTorch's samples/s from
     /// a side-by-side results file.
     Bench(BenchArgs),
+    /// Draw the training curves of one or more runs (their metrics.jsonl)
+    /// as an SVG picture: per-layer loss, G+ and G-, accuracy per epoch.
+    Plot(PlotArgs),
     /// Dataset management.
     Data {
         #[command(subcommand)]
@@ -229,6 +232,17 @@ pub struct EvalArgs {
     /// cpu | cpu-scalar | cuda | cuda:N.
     #[arg(long, default_value = "cpu")]
     pub device: DeviceArg,
+}
+
+#[derive(Args, Debug)]
+pub struct PlotArgs {
+    /// Run folders (or metrics.jsonl files), drawn together.
+    #[arg(required = true, value_name = "RUN_DIR")]
+    pub runs: Vec<PathBuf>,
+    /// The SVG to write (default: curves.svg in the run's folder for one
+    /// run, compare.svg here for several). Replaces only an earlier SVG.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -430,7 +444,7 @@ fn save_recon(
     prep.eval_images(&ds.slice(0..n), &mut images);
     let (recon, target) = net.reconstruct(&images, n)?;
     let (w, h, px) = crate::png::pair_grid(&target, &recon, n, ds.shape, 8);
-    crate::png::save(path, &crate::png::encode(w, h, if ds.shape.0 == 3 { 3 } else { 1 }, &px))
+    crate::png::save(path, &crate::png::encode(w, h, if ds.shape.0 == 3 { 3 } else { 1 }, &px)?)
 }
 
 fn probe_line(p: &ffwd_layers::probe::ProbeReport, written: Option<&std::path::Path>) -> String {
@@ -828,6 +842,17 @@ pub fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Cmd::Bench(a) => bench(&a),
+        Cmd::Plot(a) => {
+            let runs = a.runs.iter().map(|r| crate::plot::Curves::read(r)).collect::<Result<Vec<_>>>()?;
+            let out = match (&a.out, &a.runs[..]) {
+                (Some(o), _) => o.clone(),
+                (None, [one]) if one.is_dir() => one.join("curves.svg"),
+                _ => PathBuf::from("compare.svg"),
+            };
+            crate::plot::write(&runs, &out)?;
+            println!("curves of {} run(s) in {}", runs.len(), out.display());
+            Ok(())
+        }
         Cmd::Data { cmd: DataCmd::Fetch { name, data_dir } } => {
             let n = ffwd_datasets::Name::parse(&name)?;
             let root = ffwd_datasets::data_root(data_dir.as_deref());

@@ -12,6 +12,7 @@ pub mod cli;
 pub mod config;
 mod error;
 pub mod model;
+pub mod plot;
 pub mod png;
 pub mod resume;
 pub mod rundir;

@@ -447,6 +447,9 @@ impl Trainer {
         self.cfg.output.dir.join("model.safetensors")
     }
 
+    pub fn curves_path(&self) -> PathBuf {
+        self.cfg.output.dir.join("curves.svg")
+    }
     pub fn state_path(&self) -> PathBuf {
         self.cfg.output.dir.join(STATE_FILE)
     }
@@ -460,7 +463,12 @@ impl Trainer {
         let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&p).map_err(io)?;
         writeln!(f, "{line}").map_err(io)?;
         self.metrics.push(line);
-        Ok(())
+        // the curves so far, beside the metrics
+        let curves = crate::plot::Curves {
+            name: String::new(),
+            epochs: self.metrics.iter().filter_map(|l| serde_json::from_str(l).ok()).collect(),
+        };
+        crate::plot::write(&[curves], &self.curves_path())
     }
 
     /// Write the training state at `pos` (the statistics read back).
