@@ -79,6 +79,13 @@ struct Line {
     dashed: bool,
 }
 
+impl Line {
+    /// A line with its (stroke width, dashed).
+    fn new(label: String, points: Vec<(f64, f64)>, color: RGBColor, (width, dashed): (u32, bool)) -> Self {
+        Self { label, points, color, width, dashed }
+    }
+}
+
 const PALETTE: [(u8, u8, u8); 6] =
     [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75)];
 
@@ -102,42 +109,19 @@ pub fn svg(runs: &[Curves]) -> Result<String> {
         for l in 0..r.layers() {
             let at = |k: &'static str| [Key::Name("layers"), Key::Index(l), Key::Name(k)];
             let c = color(many, ri, l);
-            loss.push(Line {
-                label: format!("{p}layer {l}"),
-                points: r.series(&at("loss")),
-                color: c,
-                width: 2,
-                dashed: false,
-            });
-            good.push(Line {
-                label: format!("{p}G+ layer {l}"),
-                points: r.series(&at("g_pos")),
-                color: c,
-                width: 2,
-                dashed: false,
-            });
-            good.push(Line {
-                label: format!("{p}G- layer {l}"),
-                points: r.series(&at("g_neg")),
-                color: c,
-                width: 2,
-                dashed: true,
-            });
+            loss.push(Line::new(format!("{p}layer {l}"), r.series(&at("loss")), c, (2, false)));
+            good.push(Line::new(format!("{p}G+ layer {l}"), r.series(&at("g_pos")), c, (2, false)));
+            good.push(Line::new(format!("{p}G- layer {l}"), r.series(&at("g_neg")), c, (2, true)));
             let alone = r.series(&at("acc")).into_iter().map(|(x, y)| (x, 100.0 * y)).collect();
-            acc.push(Line { label: format!("{p}layer {l} alone"), points: alone, color: c, width: 1, dashed: true });
+            acc.push(Line::new(format!("{p}layer {l} alone"), alone, c, (1, true)));
         }
         let readout = r.series(&[Key::Name("readout_loss")]);
-        loss.push(Line {
-            label: format!("{p}readout"),
-            points: readout,
-            color: if many { color(true, ri, 3) } else { RGBColor(0, 0, 0) },
-            width: 2,
-            dashed: true,
-        });
+        let c = if many { color(true, ri, 3) } else { RGBColor(0, 0, 0) };
+        loss.push(Line::new(format!("{p}readout"), readout, c, (2, true)));
         for (k, set) in ["val", "test"].into_iter().enumerate() {
             let pts = r.series(&[Key::Name(set), Key::Name("acc")]).into_iter().map(|(x, y)| (x, 100.0 * y)).collect();
             let c = if many { color(true, ri, k) } else { [RGBColor(0, 0, 0), RGBColor(120, 120, 120)][k] };
-            acc.push(Line { label: format!("{p}{set}"), points: pts, color: c, width: 3, dashed: false });
+            acc.push(Line::new(format!("{p}{set}"), pts, c, (3, false)));
         }
     }
     let panels = [
