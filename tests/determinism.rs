@@ -214,3 +214,32 @@ fn schedules_and_weight_decay_groups_are_bit_exact_across_threads_and_backends()
     let all = train_bytes(c, 2, false, &d.path().join("wd-all"), sub);
     assert!(a != all && a != plain, "bias_weight_decay = 0 must differ from decaying everything and from none");
 }
+
+/// Hard negatives (drawn from the readout's softmax each epoch) keep the
+/// contract and change the run; asking for them without a readout is an
+/// error naming the fields.
+#[test]
+fn hard_negatives_are_bit_exact_across_threads_and_backends() {
+    use ffwd::layers::config::PredictKind;
+    use ffwd::train::config::Negatives;
+    if CpuBackend::avx2().is_err() {
+        eprintln!("SKIP (no avx2/fma)");
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let mut c = RunConfig::default();
+    c.model.sizes = vec![48, 40, 32];
+    c.model.predict = PredictKind::Readout;
+    c.train.epochs = 3;
+    let sub = Some((600, 100));
+    let random = train_bytes(c.clone(), 2, false, &d.path().join("random"), sub);
+    c.train.negatives = Negatives::Hard;
+    let a = train_bytes(c.clone(), 2, false, &d.path().join("a"), sub);
+    let b = train_bytes(c.clone(), 1, false, &d.path().join("b"), sub);
+    let s = train_bytes(c.clone(), 1, true, &d.path().join("s"), sub);
+    assert!(a == b && a == s, "hard negatives: threads or backends differ");
+    assert!(a != random, "hard negatives changed nothing");
+    c.model.predict = PredictKind::Goodness;
+    let e = c.validate().unwrap_err();
+    assert!(e.contains("train.negatives") && e.contains("model.predict"), "{e}");
+}

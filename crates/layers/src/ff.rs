@@ -716,6 +716,31 @@ impl<B: Backend> FfNet<B> {
         }
     }
 
+    /// The readout's logits (`n` × classes, host) on the neutral-label
+    /// pass, in chunks of `chunk` images: what hard negatives sample from.
+    pub fn readout_logits(&mut self, images: &[f32], n: usize, chunk: usize) -> Result<Vec<f32>> {
+        check_images(images.len(), n, self.image_dim)?;
+        if self.readout.is_none() {
+            return Err(Error::Config(
+                "train.negatives = \"hard\" samples from the readout: set model.predict = \"readout\"".into(),
+            ));
+        }
+        let (di, nl, skip) = (self.image_dim, self.layers.len(), self.config.skip());
+        let mut out = Vec::with_capacity(n * self.classes);
+        for start in (0..n).step_by(chunk.max(1)) {
+            let m = chunk.max(1).min(n - start);
+            self.embed_all(&images[start * di..(start + m) * di], m, None)?;
+            self.forward_input(m, nl)?;
+            let mut feats = std::mem::take(&mut self.feats);
+            let r = self.normalized_activities(m, skip, &mut feats).and_then(|()| {
+                self.readout.as_mut().expect("checked above").logits_host(&self.be, &feats, m, &mut out)
+            });
+            self.feats = feats;
+            r?;
+        }
+        Ok(out)
+    }
+
     /// The sum-form goodness of every layer for `n` images, each with its
     /// label in `labels` (None: the neutral label): `n` values per layer.
     pub fn goodness_of(&mut self, images: &[f32], labels: &[Option<u8>]) -> Result<Vec<Vec<f32>>> {
@@ -968,11 +993,91 @@ pub fn negative_labels(seed: u64, epoch: u32, first_index: u64, labels: &[u8], c
     }
 }
 
+/// Hard negative labels (Hinton's recipe): for each sample, a wrong label
+/// drawn from the model's own belief — the softmax of its `scores` row
+/// (classes values; the readout's logits) over every class but the true
+/// one. The draw for sample `index` is word `index` of the Philox stream
+/// `negative_labels(epoch)` as a uniform u: the first class whose running
+/// sum of `exp(s_j − max)` (index order, f32, our own exp) exceeds u times
+/// the total. Never the true label; a row without finite scores falls back
+/// to [`negative_labels`]' uniform choice.
+pub fn hard_negative_labels(
+    (seed, epoch, first_index): (u64, u32, u64),
+    labels: &[u8],
+    scores: &[f32],
+    classes: usize,
+    out: &mut Vec<u8>,
+) {
+    let r = Philox::new(seed, stream::negative_labels(epoch));
+    out.clear();
+    let mut w = vec![0.0f32; classes];
+    for (k, (&y, s)) in labels.iter().zip(scores.chunks(classes)).enumerate() {
+        let (y, at) = (y as usize, first_index + k as u64);
+        let others = || s.iter().enumerate().filter(|&(j, _)| j != y);
+        let max = others().map(|(_, &v)| v).fold(f32::NEG_INFINITY, f32::max);
+        let mut total = 0.0f32;
+        for (j, &v) in s.iter().enumerate() {
+            w[j] = if j == y { 0.0 } else { ffwd_kernels::numerics::exp(v - max) };
+            total += w[j];
+        }
+        if !(total.is_finite() && total > 0.0 && max.is_finite()) {
+            let off = 1 + r.below_at(at, classes as u32 - 1);
+            out.push(((y as u32 + off) % classes as u32) as u8);
+            continue;
+        }
+        let goal = r.uniform_at(at) * total;
+        let mut run = 0.0f32;
+        let mut pick = others().next_back().map_or(0, |(j, _)| j);
+        for (j, &wj) in w.iter().enumerate() {
+            run += wj;
+            if j != y && wj > 0.0 && run > goal {
+                pick = j;
+                break;
+            }
+        }
+        out.push(pick as u8);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::stats::Scalars;
     use ffwd_kernels::CpuBackend;
+
+    #[test]
+    fn hard_negatives_are_never_the_true_label_and_follow_the_softmax_of_the_others() {
+        let classes = 10;
+        let mut out = Vec::new();
+        // random scores, the true label often far ahead, ties, -inf and NaN rows
+        let n = 5000;
+        let mut scores = vec![0.0f32; n * classes];
+        Philox::new(1, stream::noise(0)).fill_uniform(&mut scores, -30.0, 30.0);
+        let labels: Vec<u8> = (0..n).map(|i| (i % classes) as u8).collect();
+        for i in 0..n {
+            let row = &mut scores[i * classes..(i + 1) * classes];
+            match i % 7 {
+                0 => row[labels[i] as usize] = 1e30,
+                1 => row.iter_mut().for_each(|v| *v = 2.0),
+                2 => row.iter_mut().for_each(|v| *v = f32::NEG_INFINITY),
+                3 => row[3] = f32::NAN,
+                _ => {}
+            }
+        }
+        hard_negative_labels((7, 0, 0), &labels, &scores, classes, &mut out);
+        assert_eq!(out.len(), n);
+        for (i, (&y, &neg)) in labels.iter().zip(&out).enumerate() {
+            assert!(neg != y && (neg as usize) < classes, "sample {i}: label {y}, negative {neg}");
+        }
+        // scores (0, 0, ln 3) with true label 0: P(1) = 1/4, P(2) = 3/4
+        let m = 20_000;
+        let row = [0.0f32, 0.0, 3.0f32.ln()];
+        let scores: Vec<f32> = (0..m).flat_map(|_| row).collect();
+        hard_negative_labels((3, 1, 0), &vec![0u8; m], &scores, 3, &mut out);
+        let twos = out.iter().filter(|&&v| v == 2).count() as f64 / m as f64;
+        assert!(out.iter().all(|&v| v == 1 || v == 2));
+        approx::assert_abs_diff_eq!(twos, 0.75, epsilon = 0.015);
+    }
 
     fn bits(v: &[f32]) -> Vec<u32> {
         v.iter().map(|x| x.to_bits()).collect()

@@ -102,6 +102,14 @@ pub trait Network: Send {
     fn goodness(&mut self, _images: &[f32], _labels: &[Option<u8>]) -> Result<Vec<Vec<f32>>> {
         Err(Error::Config(format!("goodness: the {} has no per-label goodness (the FF nets do)", self.kind_name())))
     }
+    /// Each image's score per class (`n` × classes) that hard negatives
+    /// sample from (the FF MLP with a readout: its logits).
+    fn label_scores(&mut self, _images: &[f32], _n: usize, _chunk: usize) -> Result<Vec<f32>> {
+        Err(Error::Config(format!(
+            "train.negatives = \"hard\": the {} has no label scores (the FF MLP with a readout has)",
+            self.kind_name()
+        )))
+    }
     /// The first cell's reconstructions of `n` images and the targets they
     /// aim at (UFF stacks only).
     fn reconstruct(&mut self, _images: &[f32], _n: usize) -> Result<(Vec<f32>, Vec<f32>)> {
@@ -190,6 +198,9 @@ impl<B: Backend> Network for FfNet<B> {
     }
     fn goodness(&mut self, images: &[f32], labels: &[Option<u8>]) -> Result<Vec<Vec<f32>>> {
         self.goodness_of(images, labels)
+    }
+    fn label_scores(&mut self, images: &[f32], n: usize, chunk: usize) -> Result<Vec<f32>> {
+        self.readout_logits(images, n, chunk)
     }
     fn steps_run(&self, layer: usize) -> Option<(StepsRun, StepsRun)> {
         self.layers.get(layer).map(|l| l.steps_run())

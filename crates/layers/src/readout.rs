@@ -120,6 +120,13 @@ impl<B: Backend> Readout<B> {
         &self.logits
     }
 
+    /// The logits of `n` feature rows, appended to `out` (host).
+    pub fn logits_host(&mut self, be: &B, feats: &B::Buf, n: usize, out: &mut Vec<f32>) -> Result<()> {
+        self.logits(be, feats, n)?;
+        be.with_host(&self.logits, |l| out.extend_from_slice(l))?;
+        Ok(())
+    }
+
     /// Predicted class of each of `n` feature rows (first maximum),
     /// appended to `out`.
     pub fn predict(&mut self, be: &B, feats: &B::Buf, n: usize, out: &mut Vec<u8>) -> Result<()> {

@@ -1,6 +1,6 @@
 //! The `ffwd` command line.
 
-use crate::config::{LrSchedule, RunConfig, Schedule};
+use crate::config::{LrSchedule, Negatives, RunConfig, Schedule};
 use crate::trainer::{EpochReport, Trainer};
 use crate::{checkpoint, Error, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -95,7 +95,7 @@ pub struct TrainArgs {
     #[arg(long, value_name = "RUN_DIR", conflicts_with_all = [
         "config", "dataset", "train_size", "validation", "sizes", "loss", "goodness", "theta", "alpha", "norm",
         "label", "predict", "optim", "schedule", "epochs", "batch", "lr", "seed", "eval_every", "out", "dry_run",
-        "lr_schedule", "cooldown_from", "skip_layers",
+        "lr_schedule", "cooldown_from", "skip_layers", "negatives",
         "checkpoint_every", "checkpoint_every_batches",
     ])]
     pub resume: Option<PathBuf>,
@@ -145,6 +145,10 @@ pub struct TrainArgs {
     /// Where the cool-down starts, as a fraction of the run (default 0.5).
     #[arg(long, value_name = "FRACTION")]
     pub cooldown_from: Option<f32>,
+    /// Negative labels: random, or hard (drawn from the model's own readout
+    /// softmax; needs --predict readout).
+    #[arg(long, value_enum)]
+    pub negatives: Option<NegativesArg>,
     /// First layers left out of prediction (default: 1 for nets of 3 or
     /// more layers, else 0).
     #[arg(long, value_name = "N")]
@@ -206,6 +210,11 @@ pub enum LabelArg {
 pub enum PredictArg {
     Goodness,
     Readout,
+}
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum NegativesArg {
+    Random,
+    Hard,
 }
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum LrScheduleArg {
@@ -386,6 +395,12 @@ impl TrainArgs {
         }
         if let Some(v) = self.cooldown_from {
             c.train.cooldown_from = v;
+        }
+        if let Some(v) = self.negatives {
+            c.train.negatives = match v {
+                NegativesArg::Random => Negatives::Random,
+                NegativesArg::Hard => Negatives::Hard,
+            };
         }
         if let Some(v) = self.schedule {
             c.train.schedule = match v {

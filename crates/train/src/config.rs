@@ -96,6 +96,19 @@ impl LrSchedule {
     }
 }
 
+/// Where the FF MLP's negative labels come from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Negatives {
+    /// A wrong label drawn uniformly.
+    #[default]
+    Random,
+    /// A wrong label drawn from the model's own readout softmax, computed
+    /// for every training image at the start of each epoch (Hinton's
+    /// recipe; needs `model.predict = "readout"`).
+    Hard,
+}
+
 /// Where a run computes: `"cpu"` (the AVX2 backend where the CPU has it,
 /// else the scalar one), `"cpu-scalar"` (the scalar specification, single
 /// threaded: slow, for checking) or `"cuda"` / `"cuda:0"` (the CUDA backend
@@ -181,6 +194,13 @@ pub struct TrainConfig {
     /// run (of each phase), in [0, 1). Hinton's recipe: 0.5, linear.
     #[serde(skip_serializing_if = "is_half")]
     pub cooldown_from: f32,
+    /// Where the negative labels come from (see [`Negatives`]).
+    #[serde(skip_serializing_if = "is_random")]
+    pub negatives: Negatives,
+}
+
+fn is_random(v: &Negatives) -> bool {
+    *v == Negatives::Random
 }
 
 fn is_constant(v: &LrSchedule) -> bool {
@@ -212,6 +232,7 @@ impl Default for TrainConfig {
             checkpoint_every_batches: 0,
             lr_schedule: LrSchedule::Constant,
             cooldown_from: 0.5,
+            negatives: Negatives::Random,
         }
     }
 }
@@ -321,6 +342,17 @@ impl RunConfig {
         }
         if !(0.0..1.0).contains(&self.train.cooldown_from) {
             return Err(format!("train.cooldown_from must lie in [0, 1), got {}", self.train.cooldown_from));
+        }
+        if self.train.negatives == Negatives::Hard {
+            let mlp = self.conv.is_none() && self.ffcl.is_none() && self.uff.is_none() && self.ssl.is_none();
+            if !(mlp && self.model.training == ffwd_layers::config::MlpTraining::Local) {
+                return Err("train.negatives = \"hard\" applies to the supervised FF MLP (local training) only".into());
+            }
+            if self.model.predict != ffwd_layers::config::PredictKind::Readout {
+                return Err(
+                    "train.negatives = \"hard\" samples from the readout: set model.predict = \"readout\"".into()
+                );
+            }
         }
         if self.train.eval_chunk == 0 {
             return Err("train.eval_chunk must be at least 1".into());

@@ -53,6 +53,10 @@ pub struct Partial {
     /// Training seconds so far (timings are the one thing a resumed run
     /// does not reproduce).
     pub seconds: f64,
+    /// The epoch's hard negative labels by position (`train.negatives =
+    /// "hard"`; drawn from the model as it was when the epoch began).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub negatives: Vec<u8>,
 }
 
 #[derive(Serialize, Deserialize)]

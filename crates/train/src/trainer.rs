@@ -5,14 +5,14 @@
 //! thread count.
 
 use crate::checkpoint;
-use crate::config::{Device, LrSchedule, RunConfig, Schedule};
+use crate::config::{Device, LrSchedule, Negatives, RunConfig, Schedule};
 use crate::model::{Model, Prep};
 use crate::resume::{Partial, Position, STATE_FILE};
 use crate::{Error, Result};
 use ffwd_datasets::pretext::Pretext;
 use ffwd_datasets::{Dataset, Name};
 use ffwd_kernels::StepsRun;
-use ffwd_layers::ff::{negative_labels, Predictions};
+use ffwd_layers::ff::{hard_negative_labels, negative_labels, Predictions};
 use ffwd_layers::probe::ProbeReport;
 use ffwd_layers::uff::SamplePos;
 use ffwd_layers::{Batch, BatchStats, Network};
@@ -141,6 +141,7 @@ impl EpochSums {
     /// The sums as saved in a training state, with `seconds` of training.
     fn to_partial(&self, seconds: f64) -> Partial {
         Partial {
+            negatives: Vec::new(),
             sums: self.sums.iter().map(|s| [s.0.to_bits(), s.1.to_bits(), s.2.to_bits(), s.3.to_bits()]).collect(),
             counts: self.counts.clone(),
             readout: self.readout.to_bits(),
@@ -566,6 +567,26 @@ impl Trainer {
         Ok(reports)
     }
 
+    /// Hard negative labels of epoch `e32` (0-based) by position, for the
+    /// shuffle `perm`: drawn from the network's label scores of every
+    /// training image (evaluation images, no augmentation).
+    fn hard_negatives(&mut self, e32: u32, perm: &[u32]) -> Result<Vec<u8>> {
+        let (n, classes, chunk) = (self.train.len(), self.net.classes(), self.cfg.train.eval_chunk);
+        let mut images = Vec::new();
+        self.prep.eval_images(&self.train, &mut images);
+        let net = &mut self.net;
+        let scores = self.pool.install(|| net.label_scores(&images, n, chunk))?;
+        let (mut labels, mut rows) = (Vec::with_capacity(n), Vec::with_capacity(scores.len()));
+        for &i in perm {
+            let i = i as usize;
+            labels.push(self.train.labels[i]);
+            rows.extend_from_slice(&scores[i * classes..(i + 1) * classes]);
+        }
+        let mut out = Vec::with_capacity(n);
+        hard_negative_labels((self.cfg.train.seed, e32, 0), &labels, &rows, classes, &mut out);
+        Ok(out)
+    }
+
     /// Train epoch `epoch` (counted from 1 over every phase) on `layers`,
     /// from batch `from.batch` with the sums `from.partial` when resuming.
     fn train_epoch(
@@ -582,14 +603,19 @@ impl Trainer {
         let perm = Philox::new(seed, stream::shuffle(e32)).permutation(n);
         let nb = n.div_ceil(bs);
         let nl = self.net.depth();
-        let (first, mut acc) = match from.and_then(|p| p.partial.map(|q| (p.batch, q))) {
-            Some((b, p)) if b <= nb => (b, EpochSums::from_partial(&p, nl)?),
+        let (first, mut acc, saved_negs) = match from.and_then(|p| p.partial.map(|q| (p.batch, q))) {
+            Some((b, p)) if b <= nb => (b, EpochSums::from_partial(&p, nl)?, p.negatives),
             Some((b, _)) => {
                 return Err(Error::Invalid(format!(
                     "training state: batch {b} of epoch {epoch}, which has {nb} batches of {bs}"
                 )))
             }
-            None => (0, EpochSums::new(nl)),
+            None => (0, EpochSums::new(nl), Vec::new()),
+        };
+        let hard = match self.cfg.train.negatives {
+            Negatives::Random => None,
+            Negatives::Hard if saved_negs.len() == n => Some(saved_negs),
+            Negatives::Hard => Some(self.hard_negatives(e32, &perm)?),
         };
         let bar = if self.progress {
             let b = indicatif::ProgressBar::new(nb as u64);
@@ -620,7 +646,13 @@ impl Trainer {
             if let Some(p) = self.pretext {
                 p.transform_batch(seed, e32, (b * bs) as u64, self.train.shape, &mut images, &mut labels, &mut tmp);
             }
-            negative_labels(seed, e32, (b * bs) as u64, &labels, classes, &mut negs);
+            match &hard {
+                Some(h) => {
+                    negs.clear();
+                    negs.extend_from_slice(&h[b * bs..((b + 1) * bs).min(n)]);
+                }
+                None => negative_labels(seed, e32, (b * bs) as u64, &labels, classes, &mut negs),
+            }
             let batch = Batch { images: &images, labels: &labels, neg: &negs, layers: layers.clone(), pos };
             let net = &mut self.net;
             let done = self.pool.install(|| net.train_batch(&batch))?;
@@ -648,7 +680,8 @@ impl Trainer {
                 for s in &self.pool.install(|| net.flush_stats())? {
                     acc.add(s);
                 }
-                let partial = acc.to_partial(acc.seconds + t0.elapsed().as_secs_f64());
+                let mut partial = acc.to_partial(acc.seconds + t0.elapsed().as_secs_f64());
+                partial.negatives = hard.clone().unwrap_or_default();
                 let here = Position { epoch: epoch - 1, batch: b + 1, partial: Some(partial) };
                 if stop {
                     if let Some(bar) = bar {
