@@ -243,3 +243,25 @@ fn hard_negatives_are_bit_exact_across_threads_and_backends() {
     let e = c.validate().unwrap_err();
     assert!(e.contains("train.negatives") && e.contains("model.predict"), "{e}");
 }
+
+/// `[data.augment]` shifts the MLP's images too (random crops of the
+/// padded image: jitter), on every backend and thread count the same.
+#[test]
+fn mlp_jitter_is_bit_exact_across_threads_and_backends_and_changes_the_run() {
+    if CpuBackend::avx2().is_err() {
+        eprintln!("SKIP (no avx2/fma)");
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let mut c = RunConfig::default();
+    c.model.sizes = vec![48, 40, 32];
+    c.train.epochs = 2;
+    let sub = Some((600, 100));
+    let plain = train_bytes(c.clone(), 2, false, &d.path().join("plain"), sub);
+    c.data.augment.crop_padding = 1;
+    let a = train_bytes(c.clone(), 2, false, &d.path().join("a"), sub);
+    let b = train_bytes(c.clone(), 1, false, &d.path().join("b"), sub);
+    let s = train_bytes(c, 1, true, &d.path().join("s"), sub);
+    assert!(a == b && a == s, "MLP jitter: threads or backends differ");
+    assert!(a != plain, "crop_padding = 1 changed nothing on the MLP");
+}

@@ -145,18 +145,23 @@ fn build_checked<B: Backend>(be: B, cfg: &RunConfig, shape: (usize, usize, usize
 /// How a run turns dataset bytes into network input.
 #[derive(Clone, Debug)]
 pub enum Prep {
-    /// `byte / 255` (MLPs).
+    /// `byte / 255` (MLPs without `[data.augment]`).
     Plain,
     /// The augmentation of training (and its normalisation at evaluation).
     Augmented(Augment),
 }
 
 impl Prep {
+    /// The conv nets always go through [`Augment`] (a no-op where
+    /// `[data.augment]` asks for nothing); the MLPs where it asks for a
+    /// crop (a random shift by up to `crop_padding` pixels: the jitter of
+    /// Hinton's augmented row), a rotation or the normalisation.
     pub fn for_run(cfg: &RunConfig) -> Self {
-        if cfg.conv.is_none() {
+        let a = &cfg.data.augment;
+        let nothing = a.crop_padding == 0 && a.rotation_deg == 0.0 && !a.normalize;
+        if cfg.conv.is_none() && nothing {
             return Prep::Plain;
         }
-        let a = &cfg.data.augment;
         let (mean, std) =
             if a.normalize { channel_stats(&cfg.data.dataset).unwrap_or_default() } else { Default::default() };
         Prep::Augmented(Augment { crop_padding: a.crop_padding, rotation_deg: a.rotation_deg, mean, std })
