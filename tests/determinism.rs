@@ -217,7 +217,7 @@ fn schedules_and_weight_decay_groups_are_bit_exact_across_threads_and_backends()
 
 /// Hard negatives (drawn from the readout's softmax each epoch) keep the
 /// contract and change the run; asking for them without a readout is an
-/// error naming the fields.
+/// error naming the fields; a readout beside prediction by goodness serves them.
 #[test]
 fn hard_negatives_are_bit_exact_across_threads_and_backends() {
     use ffwd::layers::config::PredictKind;
@@ -241,7 +241,12 @@ fn hard_negatives_are_bit_exact_across_threads_and_backends() {
     assert!(a != random, "hard negatives changed nothing");
     c.model.predict = PredictKind::Goodness;
     let e = c.validate().unwrap_err();
-    assert!(e.contains("train.negatives") && e.contains("model.predict"), "{e}");
+    assert!(e.contains("train.negatives") && e.contains("model.readout"), "{e}");
+    // a readout trained beside prediction by goodness serves them too
+    c.model.readout = true;
+    let g2 = train_bytes(c.clone(), 2, false, &d.path().join("g2"), sub);
+    let g1 = train_bytes(c, 1, false, &d.path().join("g1"), sub);
+    assert!(g1 == g2 && g1 != a, "hard negatives with prediction by goodness");
 }
 
 /// `[data.augment]` shifts the MLP's images too (random crops of the

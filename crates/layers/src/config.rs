@@ -156,6 +156,11 @@ pub struct FfConfig {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub skip_layers: Option<usize>,
     pub predict: PredictKind,
+    /// Train the linear readout (prediction B) beside prediction by
+    /// goodness, to report both or to draw hard negatives from it (the
+    /// readout is always trained when `predict = "readout"`).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub readout: bool,
     pub optim: OptimConfig,
     /// The readout's optimiser (prediction B).
     pub readout_optim: OptimConfig,
@@ -175,6 +180,7 @@ impl Default for FfConfig {
             label: LabelMode::Overwrite,
             skip_layers: None,
             predict: PredictKind::Goodness,
+            readout: false,
             optim: OptimConfig::default(),
             readout_optim: OptimConfig::default(),
         }
@@ -182,6 +188,11 @@ impl Default for FfConfig {
 }
 
 impl FfConfig {
+    /// Whether the net trains a readout.
+    pub fn has_readout(&self) -> bool {
+        self.readout || self.predict == PredictKind::Readout
+    }
+
     /// The first layers left out of prediction (see [`FfConfig::skip_layers`]).
     pub fn skip(&self) -> usize {
         self.skip_layers.unwrap_or(if self.sizes.len() >= 3 { 1 } else { 0 })

@@ -457,7 +457,7 @@ impl<B: Backend> FfNet<B> {
             layers.push(FfLayer::new(&be, d, s, &config.optim, seed, i as u32)?);
             d = s;
         }
-        let readout = if config.predict == PredictKind::Readout {
+        let readout = if config.has_readout() {
             let f: usize = config.sizes[config.skip()..].iter().sum();
             Some(Readout::new(&be, f, classes, &config.readout_optim)?)
         } else {
@@ -722,7 +722,7 @@ impl<B: Backend> FfNet<B> {
         check_images(images.len(), n, self.image_dim)?;
         if self.readout.is_none() {
             return Err(Error::Config(
-                "train.negatives = \"hard\" samples from the readout: set model.predict = \"readout\"".into(),
+                "train.negatives = \"hard\" samples from the readout: set model.readout = true".into(),
             ));
         }
         let (di, nl, skip) = (self.image_dim, self.layers.len(), self.config.skip());

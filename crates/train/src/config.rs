@@ -348,10 +348,10 @@ impl RunConfig {
             if !(mlp && self.model.training == ffwd_layers::config::MlpTraining::Local) {
                 return Err("train.negatives = \"hard\" applies to the supervised FF MLP (local training) only".into());
             }
-            if self.model.predict != ffwd_layers::config::PredictKind::Readout {
-                return Err(
-                    "train.negatives = \"hard\" samples from the readout: set model.predict = \"readout\"".into()
-                );
+            if !self.model.has_readout() {
+                return Err("train.negatives = \"hard\" samples from the readout: set model.readout = true \
+                            (or model.predict = \"readout\")"
+                    .into());
             }
         }
         if self.train.eval_chunk == 0 {
