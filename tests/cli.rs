@@ -356,3 +356,32 @@ fn prediction_skips_the_first_layer_only_of_deeper_nets_and_the_flag_sets_it() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("skip_layers = 2 leaves no layer"), "{err}");
 }
+
+/// `--lr` and `--optim` set the optimiser of the network the config
+/// chooses (they used to change `model.optim` only, unused by a conv,
+/// twins or UFF config).
+#[test]
+fn lr_and_optim_flags_reach_the_chosen_networks_optimiser() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("configs");
+    for (file, table) in [
+        ("trifecta-mnist-bp.toml", "conv"),
+        ("ffcl-mnist.toml", "ffcl"),
+        ("uff-aeff-mnist.toml", "uff"),
+        ("ff-mnist-3x1000.toml", "model"),
+    ] {
+        let path = root.join(file);
+        let out = ffwd()
+            .args(["train", "--config"])
+            .arg(&path)
+            .args(["--lr", "0.125", "--optim", "sgd", "--dry-run"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{file}: {}", String::from_utf8_lossy(&out.stderr));
+        let text = String::from_utf8_lossy(&out.stdout);
+        let c = ffwd::train::config::RunConfig::from_toml_str(&text, &path).unwrap();
+        let mut c2 = c.clone();
+        let o = c2.optim_mut();
+        assert_eq!((o.lr, o.kind), (0.125, ffwd::layers::config::OptimKind::Sgd), "{file}");
+        assert!(text.contains(&format!("[{table}.optim]")), "{file}");
+    }
+}

@@ -128,6 +128,8 @@ pub struct TrainArgs {
     pub label: Option<LabelArg>,
     #[arg(long, value_enum)]
     pub predict: Option<PredictArg>,
+    /// The optimiser of the network the config chooses (model.optim, or
+    /// conv.optim, ffcl.optim, uff.optim).
     #[arg(long, value_enum)]
     pub optim: Option<OptimArg>,
     #[arg(long, value_enum)]
@@ -136,6 +138,7 @@ pub struct TrainArgs {
     pub epochs: Option<usize>,
     #[arg(long)]
     pub batch: Option<usize>,
+    /// Its learning rate.
     #[arg(long)]
     pub lr: Option<f32>,
     /// The learning rate over the run: constant, or constant up to
@@ -373,18 +376,19 @@ impl TrainArgs {
                 PredictArg::Readout => PredictKind::Readout,
             };
         }
+        if let Some(v) = self.skip_layers {
+            m.skip_layers = Some(v);
+        }
+        // the optimiser of the network the config chooses
         if let Some(v) = self.optim {
-            m.optim.kind = match v {
+            c.optim_mut().kind = match v {
                 OptimArg::Adam => OptimKind::Adam,
                 OptimArg::Adamw => OptimKind::Adamw,
                 OptimArg::Sgd => OptimKind::Sgd,
             };
         }
         if let Some(v) = self.lr {
-            m.optim.lr = v;
-        }
-        if let Some(v) = self.skip_layers {
-            m.skip_layers = Some(v);
+            c.optim_mut().lr = v;
         }
         if let Some(v) = self.lr_schedule {
             c.train.lr_schedule = match v {

@@ -319,6 +319,21 @@ impl RunConfig {
         c
     }
 
+    /// The optimiser of the network this config chooses: `conv.optim`,
+    /// `ffcl.optim` or `uff.optim` where that table is present, else
+    /// `model.optim`.
+    pub fn optim_mut(&mut self) -> &mut ffwd_layers::config::OptimConfig {
+        if let Some(c) = &mut self.conv {
+            &mut c.optim
+        } else if let Some(f) = &mut self.ffcl {
+            &mut f.optim
+        } else if let Some(u) = &mut self.uff {
+            &mut u.optim
+        } else {
+            &mut self.model.optim
+        }
+    }
+
     pub fn from_toml_str(text: &str, path: &Path) -> Result<Self> {
         let cfg: RunConfig =
             toml::from_str(text).map_err(|e| Error::Config { path: path.to_path_buf(), reason: e.to_string() })?;
