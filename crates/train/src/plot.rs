@@ -35,8 +35,11 @@ impl Curves {
         if epochs.is_empty() {
             return Err(Error::Invalid(format!("{}: no epochs to draw", file.display())));
         }
+        // a run folder, or a metrics file by its own name (`metrics.jsonl`: by its folder's)
+        let stem = file.file_stem().map(|s| s.to_string_lossy().into_owned()).filter(|s| s != "metrics");
         let dir = if path.is_dir() { path } else { path.parent().unwrap_or(Path::new(".")) };
-        let name = dir.file_name().map_or_else(|| dir.display().to_string(), |n| n.to_string_lossy().into_owned());
+        let folder = || dir.file_name().map_or_else(|| dir.display().to_string(), |n| n.to_string_lossy().into_owned());
+        let name = if path.is_dir() { folder() } else { stem.unwrap_or_else(folder) };
         Ok(Self { name, epochs })
     }
 
