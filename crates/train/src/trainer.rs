@@ -612,6 +612,8 @@ impl Trainer {
             }
             None => (0, EpochSums::new(nl), Vec::new()),
         };
+        // training time includes drawing the epoch's hard negatives
+        let t0 = Instant::now();
         let hard = match self.cfg.train.negatives {
             Negatives::Random => None,
             Negatives::Hard if saved_negs.len() == n => Some(saved_negs),
@@ -631,7 +633,6 @@ impl Trainer {
             None
         };
         let (mut images, mut labels, mut negs, mut tmp) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        let t0 = Instant::now();
         let classes = self.net.classes();
         let every_batches = self.cfg.train.checkpoint_every_batches;
         let (schedule, cooldown) = (self.cfg.train.lr_schedule, self.cfg.train.cooldown_from);
