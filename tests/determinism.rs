@@ -175,6 +175,29 @@ fn uff_stacks_give_identical_checkpoints_across_threads_and_backends_in_both_mod
     }
 }
 
+/// The small digits MLP of the option tests (None, with a SKIP line,
+/// without AVX2).
+fn small_mlp() -> Option<RunConfig> {
+    if CpuBackend::avx2().is_err() {
+        eprintln!("SKIP (no avx2/fma)");
+        return None;
+    }
+    let mut c = RunConfig::default();
+    c.model.sizes = vec![48, 40, 32];
+    Some(c)
+}
+
+/// The checkpoint of `cfg` on 600 digits, checked to be the same at 2 and
+/// 1 threads and on the scalar specification.
+fn bytes_everywhere(cfg: &RunConfig, dir: &Path, what: &str) -> Vec<u8> {
+    let sub = Some((600, 100));
+    let a = train_bytes(cfg.clone(), 2, false, &dir.join(format!("{what}-2")), sub);
+    let b = train_bytes(cfg.clone(), 1, false, &dir.join(format!("{what}-1")), sub);
+    let s = train_bytes(cfg.clone(), 1, true, &dir.join(format!("{what}-s")), sub);
+    assert!(a == b && a == s, "{what}: threads or backends differ");
+    a
+}
+
 /// The learning-rate schedules and per-group weight decay keep the
 /// contract: the same bytes at 1 and 2 threads and on the scalar
 /// specification; each option changes the weights.
@@ -182,36 +205,25 @@ fn uff_stacks_give_identical_checkpoints_across_threads_and_backends_in_both_mod
 fn schedules_and_weight_decay_groups_are_bit_exact_across_threads_and_backends() {
     use ffwd::layers::config::OptimKind;
     use ffwd::train::config::LrSchedule;
-    if CpuBackend::avx2().is_err() {
-        eprintln!("SKIP (no avx2/fma)");
-        return;
-    }
+    let Some(mut base) = small_mlp() else { return };
     let d = tempfile::tempdir().unwrap();
-    let mut base = RunConfig::default();
-    base.model.sizes = vec![48, 40, 32];
     base.model.optim.kind = OptimKind::Sgd;
     base.model.optim.lr = 0.01;
     base.train.epochs = 3;
-    let sub = Some((600, 100));
-    let plain = train_bytes(base.clone(), 2, false, &d.path().join("plain"), sub);
-    for (i, schedule) in [LrSchedule::Linear, LrSchedule::Cosine].into_iter().enumerate() {
+    let plain = train_bytes(base.clone(), 2, false, &d.path().join("plain"), Some((600, 100)));
+    for schedule in [LrSchedule::Linear, LrSchedule::Cosine] {
         let mut c = base.clone();
         c.train.lr_schedule = schedule;
         c.train.cooldown_from = 0.25;
-        let a = train_bytes(c.clone(), 2, false, &d.path().join(format!("{i}-a")), sub);
-        let b = train_bytes(c.clone(), 1, false, &d.path().join(format!("{i}-b")), sub);
-        let s = train_bytes(c, 1, true, &d.path().join(format!("{i}-s")), sub);
-        assert!(a == b && a == s, "{schedule:?}: threads or backends differ");
+        let a = bytes_everywhere(&c, d.path(), &format!("{schedule:?}"));
         assert!(a != plain, "{schedule:?} changed nothing");
     }
     let mut c = base.clone();
     c.model.optim.weight_decay = 0.05;
     c.model.optim.bias_weight_decay = Some(0.0);
-    let a = train_bytes(c.clone(), 2, false, &d.path().join("wd-a"), sub);
-    let s = train_bytes(c.clone(), 1, true, &d.path().join("wd-s"), sub);
-    assert!(a == s, "per-group weight decay: AVX2 and scalar differ");
+    let a = bytes_everywhere(&c, d.path(), "weights-only");
     c.model.optim.bias_weight_decay = None;
-    let all = train_bytes(c, 2, false, &d.path().join("wd-all"), sub);
+    let all = train_bytes(c, 2, false, &d.path().join("wd-all"), Some((600, 100)));
     assert!(a != all && a != plain, "bias_weight_decay = 0 must differ from decaying everything and from none");
 }
 
@@ -222,51 +234,32 @@ fn schedules_and_weight_decay_groups_are_bit_exact_across_threads_and_backends()
 fn hard_negatives_are_bit_exact_across_threads_and_backends() {
     use ffwd::layers::config::PredictKind;
     use ffwd::train::config::Negatives;
-    if CpuBackend::avx2().is_err() {
-        eprintln!("SKIP (no avx2/fma)");
-        return;
-    }
+    let Some(mut c) = small_mlp() else { return };
     let d = tempfile::tempdir().unwrap();
-    let mut c = RunConfig::default();
-    c.model.sizes = vec![48, 40, 32];
     c.model.predict = PredictKind::Readout;
     c.train.epochs = 3;
-    let sub = Some((600, 100));
-    let random = train_bytes(c.clone(), 2, false, &d.path().join("random"), sub);
+    let random = train_bytes(c.clone(), 2, false, &d.path().join("random"), Some((600, 100)));
     c.train.negatives = Negatives::Hard;
-    let a = train_bytes(c.clone(), 2, false, &d.path().join("a"), sub);
-    let b = train_bytes(c.clone(), 1, false, &d.path().join("b"), sub);
-    let s = train_bytes(c.clone(), 1, true, &d.path().join("s"), sub);
-    assert!(a == b && a == s, "hard negatives: threads or backends differ");
+    let a = bytes_everywhere(&c, d.path(), "hard");
     assert!(a != random, "hard negatives changed nothing");
     c.model.predict = PredictKind::Goodness;
     let e = c.validate().unwrap_err();
     assert!(e.contains("train.negatives") && e.contains("model.readout"), "{e}");
     // a readout trained beside prediction by goodness serves them too
     c.model.readout = true;
-    let g2 = train_bytes(c.clone(), 2, false, &d.path().join("g2"), sub);
-    let g1 = train_bytes(c, 1, false, &d.path().join("g1"), sub);
-    assert!(g1 == g2 && g1 != a, "hard negatives with prediction by goodness");
+    let g = bytes_everywhere(&c, d.path(), "hard-goodness");
+    assert!(g != a, "hard negatives with prediction by goodness");
 }
 
 /// `[data.augment]` shifts the MLP's images too (random crops of the
 /// padded image: jitter), on every backend and thread count the same.
 #[test]
 fn mlp_jitter_is_bit_exact_across_threads_and_backends_and_changes_the_run() {
-    if CpuBackend::avx2().is_err() {
-        eprintln!("SKIP (no avx2/fma)");
-        return;
-    }
+    let Some(mut c) = small_mlp() else { return };
     let d = tempfile::tempdir().unwrap();
-    let mut c = RunConfig::default();
-    c.model.sizes = vec![48, 40, 32];
     c.train.epochs = 2;
-    let sub = Some((600, 100));
-    let plain = train_bytes(c.clone(), 2, false, &d.path().join("plain"), sub);
+    let plain = train_bytes(c.clone(), 2, false, &d.path().join("plain"), Some((600, 100)));
     c.data.augment.crop_padding = 1;
-    let a = train_bytes(c.clone(), 2, false, &d.path().join("a"), sub);
-    let b = train_bytes(c.clone(), 1, false, &d.path().join("b"), sub);
-    let s = train_bytes(c, 1, true, &d.path().join("s"), sub);
-    assert!(a == b && a == s, "MLP jitter: threads or backends differ");
+    let a = bytes_everywhere(&c, d.path(), "jitter");
     assert!(a != plain, "crop_padding = 1 changed nothing on the MLP");
 }
