@@ -457,7 +457,7 @@ fn save_recon(
     count: usize,
     path: &std::path::Path,
 ) -> Result<()> {
-    crate::rundir::png_target(path)?;
+    crate::rundir::picture_target(path, crate::rundir::Picture::Png)?;
     let n = count.min(ds.len()).max(1).min(ds.len());
     let mut images = Vec::new();
     prep.eval_images(&ds.slice(0..n), &mut images);
@@ -693,7 +693,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 return Ok(());
             }
             if let Some(p) = &a.recon_png {
-                crate::rundir::png_target(p)?;
+                crate::rundir::picture_target(p, crate::rundir::Picture::Png)?;
             }
             let asked = cfg.output.dir.clone();
             let mut t = match &a.resume {

@@ -206,15 +206,7 @@ where
 /// Write the curves of `runs` to `out` (atomically). `out` must be new or
 /// an earlier SVG: nothing else is replaced.
 pub fn write(runs: &[Curves], out: &Path) -> Result<()> {
-    if out.exists() {
-        let head = std::fs::read(out).map(|b| b[..b.len().min(256)].to_vec()).unwrap_or_default();
-        if !(out.is_file() && String::from_utf8_lossy(&head).contains("<svg")) {
-            return Err(Error::Invalid(format!(
-                "{}: exists and is not an SVG picture; refusing to replace it (give another path)",
-                out.display()
-            )));
-        }
-    }
+    crate::rundir::picture_target(out, crate::rundir::Picture::Svg)?;
     ffwd_tensor::io::write_atomic(out, svg(runs)?.as_bytes())?;
     Ok(())
 }

@@ -64,23 +64,47 @@ pub fn free_file(dir: &Path, stem: &str, ext: &str) -> Result<PathBuf> {
     Ok(p)
 }
 
-/// Check that `path` may receive a new PNG: a new file, or an earlier PNG
-/// (a picture the same command can make again). Anything else there — a
-/// checkpoint, a dataset file, a folder — is an error naming it.
-pub fn png_target(path: &Path) -> Result<()> {
+/// The kinds of picture a command writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Picture {
+    Png,
+    Svg,
+}
+
+impl Picture {
+    fn name(self) -> &'static str {
+        match self {
+            Picture::Png => "a PNG image",
+            Picture::Svg => "an SVG picture",
+        }
+    }
+    /// Whether a file starting with `head` (up to 256 bytes) is one.
+    fn starts(self, head: &[u8]) -> bool {
+        match self {
+            Picture::Png => head.starts_with(b"\x89PNG\r\n\x1a\n"),
+            Picture::Svg => head.windows(4).any(|w| w == b"<svg"),
+        }
+    }
+}
+
+/// Check that `path` may receive a new picture of `kind`: a new file, or
+/// an earlier picture of that kind (one the same command can make again).
+/// Anything else there — a checkpoint, a dataset file, a folder — is an
+/// error naming it.
+pub fn picture_target(path: &Path, kind: Picture) -> Result<()> {
     if !path.exists() {
         return Ok(());
     }
-    let mut head = [0u8; 8];
-    let is_png = std::fs::File::open(path)
-        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut head))
-        .is_ok_and(|()| head == *b"\x89PNG\r\n\x1a\n");
-    if path.is_file() && is_png {
+    let mut head = Vec::with_capacity(256);
+    let read =
+        std::fs::File::open(path).and_then(|f| std::io::Read::read_to_end(&mut std::io::Read::take(f, 256), &mut head));
+    if path.is_file() && read.is_ok() && kind.starts(&head) {
         Ok(())
     } else {
         Err(Error::Invalid(format!(
-            "{}: exists and is not a PNG image; refusing to replace it (give another path)",
-            path.display()
+            "{}: exists and is not {}; refusing to replace it (give another path)",
+            path.display(),
+            kind.name()
         )))
     }
 }
@@ -112,12 +136,15 @@ mod tests {
         assert_eq!(free_file(d.path(), "probe", "json").unwrap(), d.path().join("probe-2.json"));
         let ck = d.path().join("model.safetensors");
         std::fs::write(&ck, b"\x10\0\0\0\0\0\0\0{}").unwrap();
-        let e = png_target(&ck).unwrap_err().to_string();
+        let e = picture_target(&ck, Picture::Png).unwrap_err().to_string();
         assert!(e.contains("model.safetensors") && e.contains("not a PNG"), "{e}");
-        assert!(png_target(d.path()).is_err());
+        assert!(picture_target(d.path(), Picture::Png).is_err());
         let png = d.path().join("old.png");
         std::fs::write(&png, b"\x89PNG\r\n\x1a\nrest").unwrap();
-        assert!(png_target(&png).is_ok() && png_target(&d.path().join("new.png")).is_ok());
+        assert!(
+            picture_target(&png, Picture::Png).is_ok()
+                && picture_target(&d.path().join("new.png"), Picture::Png).is_ok()
+        );
     }
 
     #[test]
