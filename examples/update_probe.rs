@@ -46,7 +46,7 @@ fn main() {
         time(|| {
             t += 1;
             let b: &mut [f32] = if adam { &mut s } else { &mut [] };
-            be.linear_backward_update((x, &h, &dldg), &mut w, &step(t), (&mut m, b), &mut db, &mut scratch)
+            be.linear_backward_update((x, &h, &dldg, None), &mut w, &step(t), (&mut m, b), &mut db, &mut scratch)
                 .expect("fused backward");
         })
     };

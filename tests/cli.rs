@@ -357,6 +357,44 @@ fn prediction_skips_the_first_layer_only_of_deeper_nets_and_the_flag_sets_it() {
     assert!(!out.status.success() && err.contains("skip_layers = 2 leaves no layer"), "{err}");
 }
 
+/// `--peer-norm λ` turns peer normalisation on with Hinton's momentum and
+/// first means (or those of `[model.peer]`), 0 turns it off, and a bad λ
+/// is an error naming the field.
+#[test]
+fn peer_norm_flag_sets_and_clears_model_peer_and_rejects_bad_values() {
+    let dry = |args: &[&str]| ffwd().args(["train", "--dry-run"]).args(args).output().unwrap();
+    let model = |args: &[&str]| {
+        let out = dry(args);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        ffwd::train::config::RunConfig::from_toml_str(&text, std::path::Path::new("dry-run")).unwrap().model
+    };
+    // the digits default trains with it; MNIST's reference setting without
+    assert_eq!(model(&[]).peer, Some(ffwd::layers::config::PeerConfig::default()));
+    assert_eq!(model(&["--peer-norm", "0"]).peer, None);
+    assert_eq!(model(&["--dataset", "mnist"]).peer, None);
+    let p = model(&["--dataset", "mnist", "--peer-norm", "0.03"]).peer.expect("on");
+    assert_eq!((p.lambda, p.momentum, p.init), (0.03, 0.9, 0.5));
+    let d = tempfile::tempdir().unwrap();
+    let cfg = d.path().join("c.toml");
+    std::fs::write(&cfg, "[model.peer]\nlambda = 0.1\nmomentum = 0.5\n").unwrap();
+    let c = cfg.to_str().unwrap();
+    let p = model(&["--config", c, "--peer-norm", "0.2"]).peer.expect("on");
+    assert_eq!((p.lambda, p.momentum, p.init), (0.2, 0.5, 0.5));
+    assert_eq!(model(&["--config", c, "--peer-norm", "0"]).peer, None);
+    for (args, want) in
+        [(&["--peer-norm", "nan"][..], "model.peer.lambda"), (&["--peer-norm=-1"][..], "model.peer.lambda")]
+    {
+        let out = dry(args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert!(err.contains(want), "{args:?}: {err}");
+    }
+    std::fs::write(&cfg, "[model.peer]\nmomentum = 1.0\n").unwrap();
+    let err = String::from_utf8_lossy(&dry(&["--config", c]).stderr).to_string();
+    assert!(err.contains("model.peer.momentum must lie in [0, 1)"), "{err}");
+}
+
 /// `--lr` and `--optim` set the optimiser of the network the config
 /// chooses (they used to change `model.optim` only, unused by a conv,
 /// twins or UFF config).

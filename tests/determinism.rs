@@ -184,6 +184,11 @@ fn small_mlp() -> Option<RunConfig> {
     }
     let mut c = RunConfig::default();
     c.model.sizes = vec![48, 40, 32];
+    // the threshold loss at a constant rate, without peer normalisation:
+    // each test adds the option it checks
+    c.model.loss = ffwd::layers::config::LossKind::Threshold;
+    c.model.peer = None;
+    c.train.lr_schedule = ffwd::train::config::LrSchedule::Constant;
     Some(c)
 }
 
@@ -262,4 +267,22 @@ fn mlp_jitter_is_bit_exact_across_threads_and_backends_and_changes_the_run() {
     c.data.augment.crop_padding = 1;
     let a = bytes_everywhere(&c, d.path(), "jitter");
     assert!(a != plain, "crop_padding = 1 changed nothing on the MLP");
+}
+
+/// Peer normalisation keeps the contract (its running means and gradient
+/// term on every backend and thread count the same) and changes the run;
+/// with the goodness-backprop ablation it is an error naming the fields.
+#[test]
+fn peer_normalisation_is_bit_exact_across_threads_and_backends_and_changes_the_run() {
+    use ffwd::layers::config::{MlpTraining, PeerConfig};
+    let Some(mut c) = small_mlp() else { return };
+    let d = tempfile::tempdir().unwrap();
+    c.train.epochs = 2;
+    let plain = train_bytes(c.clone(), 2, false, &d.path().join("plain"), Some((600, 100)));
+    c.model.peer = Some(PeerConfig::default());
+    let a = bytes_everywhere(&c, d.path(), "peer");
+    assert!(a != plain, "peer normalisation changed nothing");
+    c.model.training = MlpTraining::GoodnessBackprop;
+    let e = c.validate().unwrap_err();
+    assert!(e.contains("model.peer") && e.contains("model.training"), "{e}");
 }

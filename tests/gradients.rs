@@ -3,7 +3,7 @@
 
 use approx::assert_relative_eq;
 use ffwd::kernels::{CpuBackend, FfLoss, GoodnessForm, Norm};
-use ffwd::layers::config::OptimConfig;
+use ffwd::layers::config::{OptimConfig, PeerConfig};
 use ffwd::layers::ff::{FfLayer, Objective};
 use ffwd::layers::readout::Readout;
 use ffwd::layers::stats::Scalars;
@@ -63,23 +63,69 @@ fn ff_loss_f64(
     total / n as f64
 }
 
-fn check_layer(norm: Norm, loss: FfLoss, form: GoodnessForm) {
+/// Peer normalisation's penalty in f64, from scratch: the running means
+/// `m_j = μ·m0_j + (1−μ)·mean over the n positive rows of h_ij`, then
+/// `λ/(2(1−μ)) · Σ_j (m_j − m̄)²`.
+fn peer_penalty_f64((x, n, din): (&[f32], usize, usize), w: &[f64], b: &[f64], norm: Norm, p: &PeerConfig) -> f64 {
+    let dout = b.len();
+    let (mu, lambda) = (p.momentum as f64, p.lambda as f64);
+    let mut mean = vec![0.0f64; dout];
+    for r in 0..n {
+        let xr: Vec<f64> = x[r * din..(r + 1) * din].iter().map(|&v| v as f64).collect();
+        let den = norm_den64(&xr, norm);
+        for j in 0..dout {
+            let z = b[j] + (0..din).map(|k| xr[k] / den * w[k * dout + j]).sum::<f64>();
+            mean[j] += z.max(0.0) / n as f64;
+        }
+    }
+    let m: Vec<f64> = mean.iter().map(|&a| mu * p.init as f64 + (1.0 - mu) * a).collect();
+    let mbar = m.iter().sum::<f64>() / dout as f64;
+    lambda / (2.0 * (1.0 - mu)) * m.iter().map(|v| (v - mbar) * (v - mbar)).sum::<f64>()
+}
+
+/// The layer's gradients (dW row-major, db) after one `compute_grads`.
+fn layer_grads(
+    norm: Norm,
+    loss: FfLoss,
+    form: GoodnessForm,
+    peer: Option<&PeerConfig>,
+    bias_up: f32,
+) -> (FfLayer<CpuBackend>, Vec<f32>, Vec<f32>) {
     let (din, dout, n) = (7, 5, 3);
     let rows = 2 * n;
     let be = CpuBackend::best();
     let mut layer = FfLayer::new(&be, din, dout, &OptimConfig::default(), 11, 0).unwrap();
+    if let Some(p) = peer {
+        layer.enable_peer(&be, p).unwrap();
+    }
     // biases positive so that most units are on and no z sits near the kink
     for b in layer.b.iter_mut() {
-        *b = b.abs() + 0.3;
+        *b = b.abs() + bias_up;
     }
     let x = data(5, rows * din, 1.0);
     let mut stat = Scalars::new(&be, 3).unwrap();
     layer.compute_grads(&be, &x, rows, Objective { norm, eps: 1e-8, loss, form }, stat.slot(0)).unwrap();
     let (dw, db) = layer.grads();
+    let (dw, db) = (dw.clone(), db.clone());
+    (layer, dw, db)
+}
+
+fn check_layer(norm: Norm, loss: FfLoss, form: GoodnessForm) {
+    check_layer_with(norm, loss, form, None, 0.3);
+}
+
+fn check_layer_with(norm: Norm, loss: FfLoss, form: GoodnessForm, peer: Option<&PeerConfig>, bias_up: f32) {
+    let (din, n) = (7, 3);
+    let rows = 2 * n;
+    let (layer, dw, db) = layer_grads(norm, loss, form, peer, bias_up);
+    let x = data(5, rows * din, 1.0);
     let w64: Vec<f64> = layer.w.to_row_major().iter().map(|&v| v as f64).collect();
     let b64: Vec<f64> = layer.b.iter().map(|&v| v as f64).collect();
     let h = 1e-6;
-    let fd = |w: &[f64], b: &[f64]| ff_loss_f64((&x, rows, din), w, b, norm, loss, form);
+    let fd = |w: &[f64], b: &[f64]| {
+        ff_loss_f64((&x, rows, din), w, b, norm, loss, form)
+            + peer.map_or(0.0, |p| peer_penalty_f64((&x, n, din), w, b, norm, p))
+    };
     for i in 0..w64.len() {
         let (mut wp, mut wm) = (w64.clone(), w64.clone());
         wp[i] += h;
@@ -104,6 +150,54 @@ fn ff_threshold_sum_gradient_matches_finite_differences() {
 #[test]
 fn ff_threshold_mean_l2_gradient_matches_finite_differences() {
     check_layer(Norm::L2, FfLoss::Threshold { theta: 0.3 }, GoodnessForm::Mean);
+}
+
+/// Where the ReLU is on, the peer term is the exact gradient of its
+/// penalty (biases of 3 or more keep every unit of these inputs on:
+/// |xn·w| ≤ ‖xn‖·‖w‖ < 2.7).
+#[test]
+fn peer_normalisation_term_matches_finite_differences_of_its_penalty() {
+    // λ large enough that the term is a visible part of the gradient
+    let peer = PeerConfig { lambda: 0.5, momentum: 0.9, init: 0.5 };
+    for (norm, loss, form) in [
+        (Norm::Rms, FfLoss::Threshold { theta: 60.0 }, GoodnessForm::Sum),
+        (Norm::Rms, FfLoss::Symba { alpha: 0.1 }, GoodnessForm::Sum),
+    ] {
+        check_layer_with(norm, loss, form, Some(&peer), 3.0);
+        let (_, without, _) = layer_grads(norm, loss, form, None, 3.0);
+        let (_, with, _) = layer_grads(norm, loss, form, Some(&peer), 3.0);
+        let diff = without.iter().zip(&with).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+        assert!(diff > 1e-2, "the peer term changed dW by only {diff}");
+    }
+}
+
+/// The term passes the ReLU straight through (as in Hinton's code): a unit
+/// that is off on every row still gets a bias gradient from it, `n` times
+/// its p (its running mean sits below its peers', so it is pushed up).
+#[test]
+fn peer_normalisation_reaches_a_unit_that_is_never_on() {
+    let be = CpuBackend::best();
+    let (din, dout, n) = (7, 5, 3);
+    let peer = PeerConfig { lambda: 0.5, momentum: 0.9, init: 0.5 };
+    let mut grads = Vec::new();
+    for p in [None, Some(&peer)] {
+        let mut layer = FfLayer::new(&be, din, dout, &OptimConfig::default(), 11, 0).unwrap();
+        if let Some(p) = p {
+            layer.enable_peer(&be, p).unwrap();
+        }
+        for (j, b) in layer.b.iter_mut().enumerate() {
+            *b = if j == 0 { -10.0 } else { b.abs() + 3.0 };
+        }
+        let x = data(5, 2 * n * din, 1.0);
+        let mut stat = Scalars::new(&be, 3).unwrap();
+        let obj =
+            Objective { norm: Norm::Rms, eps: 1e-8, loss: FfLoss::Threshold { theta: 60.0 }, form: GoodnessForm::Sum };
+        layer.compute_grads(&be, &x, 2 * n, obj, stat.slot(0)).unwrap();
+        assert!(layer.activity().chunks(dout).all(|r| r[0] == 0.0), "unit 0 is off");
+        grads.push(layer.grads().1[0]);
+    }
+    assert_eq!(grads[0], 0.0, "without the term an off unit has no gradient");
+    assert!(grads[1] < 0.0, "the term pushes the idle unit up (gradient descent), got {}", grads[1]);
 }
 
 #[test]

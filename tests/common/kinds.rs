@@ -3,11 +3,15 @@
 
 use ffwd::train::config::{RunConfig, Schedule};
 
-/// The FF MLP of the kind tests: 500-300-200 on MNIST, 2 epochs of batch 100.
+/// The FF MLP of the kind tests: 500-300-200 on MNIST (threshold loss,
+/// label concatenated, Adam 3e-3), 2 epochs of batch 100.
 pub fn mnist_cfg() -> RunConfig {
     let mut c = RunConfig::default();
     c.data.dataset = "mnist".into();
     c.model.sizes = vec![500, 300, 200];
+    c.model.loss = ffwd::layers::config::LossKind::Threshold;
+    c.model.peer = None;
+    c.train.lr_schedule = ffwd::train::config::LrSchedule::Constant;
     c.train.epochs = 2;
     c.train.batch = 100;
     c.train.seed = 11;
@@ -41,6 +45,11 @@ pub fn other_kinds() -> Vec<(&'static str, RunConfig, (usize, usize))> {
     };
     let mut cases: Vec<(&str, RunConfig, (usize, usize))> = vec![
         ("FF MLP with readout", mlp(&|c| c.model.predict = PredictKind::Readout), (2000, 500)),
+        (
+            "FF MLP with peer normalisation",
+            mlp(&|c| c.model.peer = Some(ffwd::layers::config::PeerConfig::default())),
+            (2000, 500),
+        ),
         ("goodness-backprop MLP", mlp(&|c| c.model.training = MlpTraining::GoodnessBackprop), (2000, 500)),
         ("backprop MLP", mlp(&|c| c.model.training = MlpTraining::CrossEntropy), (2000, 500)),
         (

@@ -42,7 +42,7 @@ pub use error::{Error, Result};
 pub use mat::{MatMut, MatRef};
 pub use ops::conv::{Cnhw, ConvBackward};
 pub use ops::gemm::{Epilogue, StepsRun};
-pub use ops::linear::{LinearDims, LinearUpdate, Param, Weights};
+pub use ops::linear::{LinearDims, LinearUpdate, Param, PeerNorm, PeerTerm, Weights};
 pub use ops::loss::{FfLoss, GanHalves, GoodnessForm, LossOut, MeanOf};
 pub use ops::math::Unary;
 pub use ops::norm2d::{bn_rstd, BnGrads, BnStats};

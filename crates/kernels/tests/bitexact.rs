@@ -281,7 +281,7 @@ proptest! {
             let (mut w, mut a, mut b) = (w0.clone(), a0.clone(), if adam { b0.clone() } else { Vec::new() });
             let mut db = vec![f32::NAN; dout];
             let mut scratch = Vec::new();
-            be.linear_backward_update((MatRef::new(&xn, rows, din).unwrap(), &h, &dldg), &mut w, &step,
+            be.linear_backward_update((MatRef::new(&xn, rows, din).unwrap(), &h, &dldg, None), &mut w, &step,
                 (&mut a, &mut b), &mut db, &mut scratch).unwrap();
             assert_eq!(a.len(), len);
             vec![w.data().to_vec(), a, b, db]
@@ -304,7 +304,7 @@ fn fused_update_bits(
     let (mut w, mut a, mut b) = (w0.clone(), m0.to_vec(), v0.to_vec());
     let mut db = vec![f32::NAN; dout];
     let xm = MatRef::new(x, rows, din).unwrap();
-    be.linear_backward_update((xm, h, dldg), &mut w, step, (&mut a, &mut b), &mut db, &mut Vec::new()).unwrap();
+    be.linear_backward_update((xm, h, dldg, None), &mut w, step, (&mut a, &mut b), &mut db, &mut Vec::new()).unwrap();
     let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
     (bits(w.data()), bits(&a), bits(&b), bits(&db))
 }

@@ -64,8 +64,11 @@ enum Op<'a> {
     LocalGrad(&'a [f32], usize, &'a [f32]),
     BiasGrad(&'a [f32], usize, usize),
     LinearForward(&'a [f32], &'a [f32], &'a [f32], (usize, usize)),
-    LinearGrads(&'a [f32], &'a [f32], &'a [f32], (usize, usize)),
-    LinearUpdate(OptimStep, [&'a [f32]; 5], (usize, usize)),
+    LinearGrads(&'a [f32], &'a [f32], &'a [f32], (usize, usize), Option<(&'a [f32], usize)>),
+    LinearUpdate(OptimStep, [&'a [f32]; 5], (usize, usize), Option<(&'a [f32], usize)>),
+    /// Two peer-normalisation steps (the means read back in): h, (d, n),
+    /// the settings, the initial means.
+    PeerGrad(&'a [f32], (usize, usize), PeerNorm, &'a [f32]),
     PackedStep(OptimStep, &'a [f32], &'a [f32], (usize, usize)),
     Conv(&'a [f32], Cnhw, &'a [f32], usize, &'a [f32], bool),
     Pool(&'a [f32], Cnhw, &'a [f32]),
@@ -198,12 +201,22 @@ impl<B: Backend> Wrap<'_, B> {
                 be.unpack_into(&p, &mut o3).unwrap();
                 vec![d(&o), d(&o2), d(&o3)]
             }
-            Op::LinearGrads(xn, h, g, dims) => {
+            Op::LinearGrads(xn, h, g, dims, peer) => {
                 let mut s = B::LinearScratch::default();
-                be.linear_grads((&u(xn), &u(h), &u(g)), dims, (&mut o, &mut o2), &mut s).unwrap();
+                let pb = peer.map(|(p, r)| (u(p), r));
+                let peer = pb.as_ref().map(|(p, rows)| PeerTerm { p, rows: *rows });
+                be.linear_grads((&u(xn), &u(h), &u(g)), peer, dims, (&mut o, &mut o2), &mut s).unwrap();
                 vec![d(&o), d(&o2)]
             }
-            Op::LinearUpdate(step, [xn, h, g, w, bias], (k, n)) => {
+            Op::PeerGrad(h, dims, peer, means) => {
+                let (h, mut m) = (u(h), u(means));
+                be.peer_grad(&h, dims, peer, &mut m, &mut o).unwrap();
+                let first = d(&o);
+                be.peer_grad(&h, dims, peer, &mut m, &mut o).unwrap();
+                vec![first, d(&o), d(&m)]
+            }
+            Op::LinearUpdate(step, [xn, h, g, w, bias], (k, n), peer) => {
+                let pb = peer.map(|(p, r)| (u(p), r));
                 let mut p = be.pack(w, k, n).unwrap();
                 let (mut wa, mut wb) = (be.packed_state(&p).unwrap(), be.packed_state(&p).unwrap());
                 let mut bias = u(bias);
@@ -219,6 +232,7 @@ impl<B: Backend> Wrap<'_, B> {
                         w: Param { value: &mut p, a: &mut wa, b: &mut wb },
                         bias: Param { value: &mut bias, a: &mut ba, b: &mut bb },
                         step: &step,
+                        peer: pb.as_ref().map(|(p, rows)| PeerTerm { p, rows: *rows }),
                     };
                     be.linear_backward_update(upd, &mut s).unwrap();
                 }
@@ -391,13 +405,32 @@ fn linear<B: Backend>(be: &B) {
         let dz = leak(moderate(rows * dout, s + 5));
         let dims = (din, dout);
         check(be, &format!("linear forward {rows}×{din}→{dout}"), || Op::LinearForward(xn, w, bias, dims));
-        check(be, &format!("linear grads {rows}×{din}→{dout}"), || Op::LinearGrads(xn, h, g, dims));
+        check(be, &format!("linear grads {rows}×{din}→{dout}"), || Op::LinearGrads(xn, h, g, dims, None));
+        // Peer normalisation: activity with the ReLU off in about a third
+        // of the places, the term on the first half of the rows (one row
+        // with dL/dG = 0 among them, kept by the term).
+        let hp =
+            leak(values(rows * dout, s + 7).iter().map(|v| if *v < -0.5 { 0.0 } else { v.abs().min(8.0) }).collect());
+        let mut gp = g.to_vec();
+        gp[0] = 0.0;
+        let gp = leak(gp);
+        let pterm = leak(moderate(dout, s + 8).iter().map(|v| v * 1e-2).collect());
+        let peer = Some((pterm, rows / 2));
+        check(be, &format!("linear grads with a peer term {rows}×{din}→{dout}"), || {
+            Op::LinearGrads(xn, hp, gp, dims, peer)
+        });
+        let means = leak(positive(dout, s + 9));
+        let pn = PeerNorm { lambda: 0.03, momentum: 0.9 };
+        check(be, &format!("peer grad {rows}×{dout}"), || Op::PeerGrad(hp, (dout, rows / 2), pn, means));
         check(be, &format!("local grad {rows}×{dout}"), || Op::LocalGrad(h, dout, g));
         check(be, &format!("bias grad {rows}×{dout}"), || Op::BiasGrad(dz, rows, dout));
         let wg = leak(moderate(din * dout, s + 6));
         for step in steps() {
             check(be, &format!("fused update {rows}×{din}→{dout} {step:?}"), move || {
-                Op::LinearUpdate(step, [xn, h, g, w, bias], dims)
+                Op::LinearUpdate(step, [xn, h, g, w, bias], dims, None)
+            });
+            check(be, &format!("fused update with a peer term {rows}×{din}→{dout} {step:?}"), move || {
+                Op::LinearUpdate(step, [xn, hp, gp, w, bias], dims, peer)
             });
             check(be, &format!("packed step {din}×{dout} {step:?}"), move || Op::PackedStep(step, w, wg, dims));
         }

@@ -30,7 +30,7 @@ fn fused_update(
     }
     let mut db = vec![f32::NAN; dout];
     let xm = MatRef::new(x, rows, din).unwrap();
-    be.linear_backward_update((xm, h, dldg), &mut w, step, (&mut m, &mut v), &mut db, &mut Vec::new()).unwrap();
+    be.linear_backward_update((xm, h, dldg, None), &mut w, step, (&mut m, &mut v), &mut db, &mut Vec::new()).unwrap();
     vec![w.data().to_vec(), m, v, db]
 }
 
@@ -229,7 +229,7 @@ fn the_fused_update_records_whether_every_weight_is_finite() {
         let step = OptimStep::Sgd(SgdStep { lr, momentum: 0.0, weight_decay: 0.0, nesterov: false });
         let xm = MatRef::new(&xn, rows, din).unwrap();
         be.linear_backward_update(
-            (xm, &h, &dldg),
+            (xm, &h, &dldg, None),
             &mut w,
             &step,
             (&mut buf, &mut []),

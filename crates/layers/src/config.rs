@@ -164,6 +164,52 @@ pub struct FfConfig {
     pub optim: OptimConfig,
     /// The readout's optimiser (prediction B).
     pub readout_optim: OptimConfig,
+    /// Peer normalisation (`[model.peer]`; absent: off).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peer: Option<PeerConfig>,
+}
+
+/// Peer normalisation, as in Hinton's released FF code: a running mean of
+/// each unit's activity on the positive data, and a gradient term that
+/// pulls every unit's mean toward the layer's mean over units (see
+/// [`ffwd_kernels::LinearOps::peer_grad`] for the formula).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PeerConfig {
+    /// The penalty's weight λ (Hinton: 0.03).
+    pub lambda: f32,
+    /// Momentum of the running means (Hinton: 0.9).
+    pub momentum: f32,
+    /// The running means' first value (Hinton: 0.5).
+    pub init: f32,
+}
+
+impl Default for PeerConfig {
+    fn default() -> Self {
+        Self { lambda: 0.03, momentum: 0.9, init: 0.5 }
+    }
+}
+
+impl PeerConfig {
+    /// The settings the kernels take.
+    pub fn norm(&self) -> ffwd_kernels::PeerNorm {
+        ffwd_kernels::PeerNorm { lambda: self.lambda, momentum: self.momentum }
+    }
+
+    /// Check the values: λ and the first means finite and ≥ 0, the
+    /// momentum in [0, 1).
+    pub fn validate(&self) -> Result<(), String> {
+        if !(self.lambda.is_finite() && self.lambda >= 0.0) {
+            return Err(format!("model.peer.lambda must be a finite number ≥ 0, got {}", self.lambda));
+        }
+        if !(0.0..1.0).contains(&self.momentum) {
+            return Err(format!("model.peer.momentum must lie in [0, 1), got {}", self.momentum));
+        }
+        if !(self.init.is_finite() && self.init >= 0.0) {
+            return Err(format!("model.peer.init must be a finite number ≥ 0, got {}", self.init));
+        }
+        Ok(())
+    }
 }
 
 impl Default for FfConfig {
@@ -183,6 +229,7 @@ impl Default for FfConfig {
             readout: false,
             optim: OptimConfig::default(),
             readout_optim: OptimConfig::default(),
+            peer: None,
         }
     }
 }
@@ -226,6 +273,14 @@ impl FfConfig {
         }
         if !(self.norm_eps.is_finite() && self.norm_eps >= 0.0) {
             return Err("model.norm_eps must be ≥ 0".into());
+        }
+        if let Some(p) = &self.peer {
+            p.validate()?;
+            if self.training != MlpTraining::Local {
+                return Err("model.peer: peer normalisation is a term of the layer-local FF update; \
+                            model.training here backpropagates a loss instead (remove [model.peer])"
+                    .into());
+            }
         }
         Ok(())
     }

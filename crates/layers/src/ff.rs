@@ -16,7 +16,7 @@
 //! bits. Only the label embedding of a batch is written on the host.
 
 use crate::checks::{check_batch, check_images};
-use crate::config::{FfConfig, GoodnessKind, LabelMode, LossKind, MlpTraining, OptimConfig, PredictKind};
+use crate::config::{FfConfig, GoodnessKind, LabelMode, LossKind, MlpTraining, OptimConfig, PeerConfig, PredictKind};
 use crate::optim::OptState;
 use crate::readout::Readout;
 use crate::state::StateIo;
@@ -24,7 +24,8 @@ use crate::stats::{BatchStats, Entry, StatLog, SLOTS};
 use crate::tensors::{fetch, to_tensor, TensorSource};
 use crate::{Error, Result};
 use ffwd_kernels::{
-    argmax, Backend, Cnhw, FfLoss, GoodnessForm, Len, LinearUpdate, LossOut, MeanOf, Norm, Param, StatSlot, StepsRun,
+    argmax, Backend, Cnhw, FfLoss, GoodnessForm, Len, LinearUpdate, LossOut, MeanOf, Norm, Param, PeerNorm, PeerTerm,
+    StatSlot, StepsRun,
 };
 use ffwd_tensor::{stream, Philox, Tensor};
 
@@ -105,6 +106,17 @@ pub struct FfLayer<B: Backend> {
     opt_w: OptState<B>,
     opt_b: OptState<B>,
     work: LayerWork<B>,
+    peer: Option<Peer<B>>,
+}
+
+/// A layer's peer normalisation: its settings, the running means of its
+/// units on positive data, and the gradient term of the last training
+/// forward.
+#[derive(Clone, Debug)]
+struct Peer<B: Backend> {
+    norm: PeerNorm,
+    means: B::Buf,
+    p: B::Buf,
 }
 
 impl<B: Backend> FfLayer<B> {
@@ -125,7 +137,34 @@ impl<B: Backend> FfLayer<B> {
             w,
             b,
             work: Work::default(),
+            peer: None,
         })
+    }
+
+    /// Train with peer normalisation from now on, the running means
+    /// starting at `config.init`.
+    pub fn enable_peer(&mut self, be: &B, config: &PeerConfig) -> Result<()> {
+        config.validate().map_err(Error::Config)?;
+        let mut means = B::Buf::default();
+        be.upload(&vec![config.init; self.out_dim], &mut means)?;
+        self.peer = Some(Peer { norm: config.norm(), means, p: B::Buf::default() });
+        Ok(())
+    }
+
+    /// The running means of peer normalisation (None when it is off).
+    pub fn peer_means(&self) -> Option<&B::Buf> {
+        self.peer.as_ref().map(|p| &p.means)
+    }
+
+    /// After a training forward on `rows` rows (n positives then n
+    /// negatives): peer normalisation's step on the positives' activity.
+    fn peer_step(&mut self, be: &B, rows: usize) -> Result<()> {
+        let Some(peer) = &mut self.peer else { return Ok(()) };
+        if rows < 2 || !rows.is_multiple_of(2) {
+            return Err(Error::Batch(format!("peer normalisation needs n positive then n negative rows, got {rows}")));
+        }
+        be.peer_grad(&self.work.h, (self.out_dim, rows / 2), peer.norm, &mut peer.means, &mut peer.p)?;
+        Ok(())
     }
 
     /// Forward `rows` rows of `x` without learning; `h` and `G` stay in the
@@ -169,8 +208,9 @@ impl<B: Backend> FfLayer<B> {
     ) -> Result<()> {
         self.forward_loss(be, x, rows, obj, out)?;
         let w = &mut self.work;
+        let peer = self.peer.as_ref().map(|p| PeerTerm { p: &p.p, rows: rows / 2 });
         // Rows with dL/dG = 0 are left out, as in the fused step.
-        be.linear_grads((&w.xn, &w.h, &w.dldg), (self.in_dim, self.out_dim), (&mut w.dw, &mut w.db), &mut w.lin)?;
+        be.linear_grads((&w.xn, &w.h, &w.dldg), peer, (self.in_dim, self.out_dim), (&mut w.dw, &mut w.db), &mut w.lin)?;
         Ok(())
     }
 
@@ -231,7 +271,8 @@ impl<B: Backend> FfLayer<B> {
         out: StatSlot<'_, B::Buf>,
     ) -> Result<()> {
         self.forward(be, x, rows, obj.norm, obj.eps)?;
-        self.loss_of_last_forward(be, obj, out)
+        self.loss_of_last_forward(be, obj, out)?;
+        self.peer_step(be, rows)
     }
 
     /// [`FfLayer::forward_loss`] on the activity of the layer below, as
@@ -248,7 +289,8 @@ impl<B: Backend> FfLayer<B> {
         out: StatSlot<'_, B::Buf>,
     ) -> Result<()> {
         self.forward_from(be, Input::Below(below), rows, obj.norm, obj.eps)?;
-        self.loss_of_last_forward(be, obj, out)
+        self.loss_of_last_forward(be, obj, out)?;
+        self.peer_step(be, rows)
     }
 
     /// The second half of [`FfLayer::train_step`]: the fused backward and
@@ -272,7 +314,7 @@ impl<B: Backend> FfLayer<B> {
         rows: usize,
         beside: impl FnOnce(Activity<'_, B>) -> R + Send,
     ) -> Result<R> {
-        let FfLayer { in_dim, out_dim, w, b, opt_w, opt_b, work } = self;
+        let FfLayer { in_dim, out_dim, w, b, opt_w, opt_b, work, peer } = self;
         let Work { xn, h, g, dldg, lin, steps, .. } = work;
         if xn.len() != rows * *in_dim || h.len() != rows * *out_dim || dldg.len() != rows {
             return Err(Error::Batch(format!(
@@ -291,6 +333,7 @@ impl<B: Backend> FfLayer<B> {
                 w: Param { value: w, a: wa, b: wb },
                 bias: Param { value: b, a: ba, b: bb },
                 step: &step,
+                peer: peer.as_ref().map(|p| PeerTerm { p: &p.p, rows: rows / 2 }),
             };
             steps.1 = be.linear_backward_update(u, lin)?;
             Ok(())
@@ -454,7 +497,11 @@ impl<B: Backend> FfNet<B> {
         let mut layers = Vec::new();
         let mut d = emb.width();
         for (i, &s) in config.sizes.iter().enumerate() {
-            layers.push(FfLayer::new(&be, d, s, &config.optim, seed, i as u32)?);
+            let mut layer = FfLayer::new(&be, d, s, &config.optim, seed, i as u32)?;
+            if let Some(p) = &config.peer {
+                layer.enable_peer(&be, p)?;
+            }
+            layers.push(layer);
             d = s;
         }
         let readout = if config.has_readout() {
@@ -932,6 +979,9 @@ pub(crate) fn walk_layers<B: Backend>(be: &B, layers: &mut [FfLayer<B>], io: &mu
     for (i, l) in layers.iter_mut().enumerate() {
         l.opt_w.walk_state(be, io, &format!("layers.{i}.weight"), Some(&l.w))?;
         l.opt_b.walk_state(be, io, &format!("layers.{i}.bias"), None)?;
+        if let Some(p) = &mut l.peer {
+            io.buf(be, &format!("layers.{i}.peer_means"), &mut p.means)?;
+        }
     }
     Ok(())
 }
@@ -1129,10 +1179,13 @@ mod tests {
     #[test]
     fn fused_train_step_equals_grads_then_update_bit_for_bit() {
         let be = CpuBackend::best();
-        for optim in
-            [OptimConfig::default(), OptimConfig { kind: crate::config::OptimKind::Sgd, ..OptimConfig::default() }]
-        {
+        let sgd = OptimConfig { kind: crate::config::OptimKind::Sgd, ..OptimConfig::default() };
+        let peer = PeerConfig { lambda: 0.3, ..PeerConfig::default() };
+        for (optim, peer) in [(OptimConfig::default(), None), (sgd, None), (OptimConfig::default(), Some(peer))] {
             let mut a = FfLayer::new(&be, 37, 21, &optim, 5, 0).unwrap();
+            if let Some(p) = &peer {
+                a.enable_peer(&be, p).unwrap();
+            }
             let mut b = a.clone();
             let mut x = vec![0.0f32; 300 * 37];
             Philox::new(9, stream::noise(0)).fill_uniform(&mut x, -1.0, 1.0);
@@ -1152,6 +1205,7 @@ mod tests {
             }
             assert_eq!(bits(a.w.data()), bits(b.w.data()));
             assert_eq!(bits(&a.b), bits(&b.b));
+            assert_eq!(a.peer_means().map(|m| bits(m)), b.peer_means().map(|m| bits(m)));
         }
     }
 
@@ -1184,8 +1238,13 @@ mod tests {
         Philox::new(3, stream::noise(0)).fill_uniform(&mut imgs, 0.0, 1.0);
         let labels: Vec<u8> = (0..n).map(|i| (i % 10) as u8).collect();
         let neg: Vec<u8> = labels.iter().map(|&l| (l + 3) % 10).collect();
-        let cfg = FfConfig { sizes: vec![48, 64, 40, 24], ..FfConfig::default() };
-        for threads in [1, 2] {
+        let peer = Some(PeerConfig { lambda: 0.3, ..PeerConfig::default() });
+        for (cfg, threads) in [1, 2, 3].into_iter().flat_map(|t| {
+            [
+                (FfConfig { sizes: vec![48, 64, 40, 24], ..FfConfig::default() }, t),
+                (FfConfig { sizes: vec![48, 64, 40, 24], peer, ..FfConfig::default() }, t),
+            ]
+        }) {
             let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
             for train in [0..4, 1..3] {
                 let mut piped = FfNet::new(be, cfg.clone(), di, 10, 7).unwrap();

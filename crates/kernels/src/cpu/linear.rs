@@ -19,33 +19,38 @@ use super::pages;
 use super::{optim, CpuBackend, CpuKind};
 use crate::error::{check_len, shape_err, Result};
 use crate::mat::{MatMut, MatRef};
-use crate::ops::linear::{LinearDims, LinearOps, LinearUpdate, Param, Weights};
+use crate::ops::linear::{
+    peer_dims, row_kept, LinearDims, LinearOps, LinearUpdate, Param, PeerNorm, PeerTerm, Weights,
+};
 use crate::ops::optim::OptimStep;
 use rayon::prelude::*;
 
 /// The number of rows kept in an FF layer's parameter gradients: those
-/// whose dL/dG is not zero.
-pub fn active_count(dldg: &[f32]) -> usize {
-    dldg.iter().filter(|&&g| g != 0.0).count()
+/// whose dL/dG is not zero, and the first `peer_rows` (see
+/// [`row_kept`]).
+pub fn active_count(dldg: &[f32], peer_rows: usize) -> usize {
+    dldg.iter().enumerate().filter(|&(i, &g)| row_kept(i, g, peer_rows)).count()
 }
 
-/// Gather the kept rows `i` (dL/dG ≠ 0, in order) of `xn` (rows × din, any
-/// strides), `h` (rows × dout) and `dldg` into `out` and return them as
+/// Gather the kept rows `i` ([`row_kept`], in order) of `xn` (rows × din,
+/// any strides), `h` (rows × dout) and `dldg` into `out` and return them as
 /// `(xn' (k × din), h' (k × dout), dldg' (k))`, `k` = [`active_count`].
+/// The first `peer_rows` rows are all kept, so they stay the first rows.
 /// `out` must hold at least `k · (din + dout + 1)` floats.
 pub fn gather_active<'o>(
     xn: crate::MatRef,
     h: &[f32],
     dldg: &[f32],
+    peer_rows: usize,
     out: &'o mut [f32],
 ) -> (&'o [f32], &'o [f32], &'o [f32]) {
     let din = xn.cols;
     let dout = h.len().checked_div(xn.rows).unwrap_or(0);
-    let k = active_count(dldg);
+    let k = active_count(dldg, peer_rows);
     let (xo, rest) = out.split_at_mut(k * din);
     let (ho, rest) = rest.split_at_mut(k * dout);
     let go = &mut rest[..k];
-    let kept = dldg.iter().enumerate().filter(|(_, &g)| g != 0.0);
+    let kept = dldg.iter().enumerate().filter(|&(i, &g)| row_kept(i, g, peer_rows));
     for (n, (i, &g)) in kept.enumerate() {
         let dst = &mut xo[n * din..(n + 1) * din];
         if xn.cs == 1 {
@@ -59,6 +64,73 @@ pub fn gather_active<'o>(
         go[n] = g;
     }
     (xo, ho, go)
+}
+
+/// What the fused update reads: the forward's normalised input, activity
+/// and dL/dG, and the peer term if any.
+pub type UpdateSource<'a> = (MatRef<'a>, &'a [f32], &'a [f32], Option<PeerTerm<'a, Vec<f32>>>);
+
+/// Peer normalisation's term as the CPU kernels read it: `p` per column
+/// and the number of positive rows it applies to.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct PeerCols<'a> {
+    pub p: &'a [f32],
+    pub rows: usize,
+}
+
+impl<'a> PeerCols<'a> {
+    pub(crate) fn of(t: Option<PeerTerm<'a, Vec<f32>>>) -> Option<Self> {
+        t.map(|t| PeerCols { p: t.p, rows: t.rows })
+    }
+    /// The rows the term keeps in dW and db (0 without one).
+    pub(crate) fn rows_of(peer: Option<Self>) -> usize {
+        peer.map_or(0, |p| p.rows)
+    }
+}
+
+/// One value of the local gradient: `v·c` (`c = dL/dG_i + dL/dG_i`), plus
+/// the peer term `p_j` on a positive row `i`.
+#[inline(always)]
+pub(crate) fn dz_at(v: f32, c: f32, i: usize, j: usize, peer: Option<PeerCols>) -> f32 {
+    let z = v * c;
+    match peer {
+        Some(pc) if i < pc.rows => z + pc.p[j],
+        _ => z,
+    }
+}
+
+/// The local gradient with a peer term (rows in order, row i of `h` is
+/// batch row i).
+pub(crate) fn local_grad_peer(h: &[f32], d: usize, dldg: &[f32], peer: PeerCols, dz: &mut [f32]) {
+    for (i, ((hr, zr), &g)) in h.chunks(d).zip(dz.chunks_mut(d)).zip(dldg).enumerate() {
+        let c = g + g;
+        for (j, (z, &v)) in zr.iter_mut().zip(hr).enumerate() {
+            *z = dz_at(v, c, i, j, Some(peer));
+        }
+    }
+}
+
+/// [`LinearOps::peer_grad`]'s column sums over the first `n` rows: scalar,
+/// or eight columns per register (the same sequential order per column).
+fn peer_colsums(kind: CpuKind, h: &[f32], n: usize, d: usize, out: &mut [f32]) {
+    match kind {
+        CpuKind::Scalar => bias_grad_scalar(h, n, d, out),
+        CpuKind::Avx2 => bias_grad_avx2(h, n, d, out),
+    }
+}
+
+/// The spec of [`LinearOps::peer_grad`] once the column sums are in `p`.
+fn peer_finish(p: &mut [f32], n: usize, peer: PeerNorm, means: &mut [f32]) {
+    let (mu, omu) = (peer.momentum, 1.0 - peer.momentum);
+    for (m, s) in means.iter_mut().zip(p.iter()) {
+        let mean = *s / n as f32;
+        *m = mu * *m + omu * mean;
+    }
+    let mbar = crate::numerics::l32_sum(means) / means.len() as f32;
+    let w = 1.0 / n as f32;
+    for (o, &m) in p.iter_mut().zip(means.iter()) {
+        *o = (peer.lambda * (m - mbar)) * w;
+    }
 }
 
 pub(crate) fn local_grad_scalar(h: &[f32], d: usize, dldg: &[f32], dz: &mut [f32]) {
@@ -186,7 +258,7 @@ impl CpuBackend {
     /// (except under Adam with β1 = 0, where it runs them all).
     pub fn linear_backward_update(
         &self,
-        (xn, h, dldg): (MatRef, &[f32], &[f32]),
+        (xn, h, dldg, peer): UpdateSource<'_>,
         w: &mut PackedMat,
         step: &OptimStep,
         (a, b): (&mut [f32], &mut [f32]),
@@ -207,7 +279,12 @@ impl CpuBackend {
         }
         // Rows with dL/dG = 0 are left out (see `linear`). The scratch is
         // sized for every row kept, so no batch grows it.
-        let kept = active_count(dldg);
+        let peer = PeerCols::of(peer);
+        let peer_rows = PeerCols::rows_of(peer);
+        if peer.is_some_and(|pc| pc.p.len() != dout || pc.rows > rows) {
+            return Err(shape_err(OP, format!("a peer term for {peer_rows} of {rows} rows needs {dout} values")));
+        }
+        let kept = active_count(dldg, peer_rows);
         let p = step.prepare();
         Ok(match self.kind {
             CpuKind::Scalar => {
@@ -219,11 +296,14 @@ impl CpuBackend {
                 let (xn, h, dldg, rows) = if kept == rows {
                     (xn, h, dldg, rows)
                 } else {
-                    let (xs, hs, gs) = gather_active(xn, h, dldg, gathered);
+                    let (xs, hs, gs) = gather_active(xn, h, dldg, peer_rows, gathered);
                     (MatRef::new(xs, kept, din)?, hs, gs, kept)
                 };
                 let (dz, dw) = work.split_at_mut(rows * dout);
-                local_grad_scalar(h, dout, dldg, dz);
+                match peer {
+                    None => local_grad_scalar(h, dout, dldg, dz),
+                    Some(pc) => local_grad_peer(h, dout, dldg, pc, dz),
+                }
                 let mut dwm = MatMut::new(dw, din, dout)?;
                 gemm::gemm_scalar(xn.t(), MatRef::new(dz, rows, dout)?, &mut dwm, Epilogue::None, None);
                 bias_grad_scalar(dz, rows, dout, db);
@@ -244,14 +324,20 @@ impl CpuBackend {
                 pages::grow(scratch, din * dout + rows)?;
                 let (work, ix) = scratch.split_at_mut(din * dout);
                 let ix: &mut [u32] = bytemuck::cast_slice_mut(&mut ix[..rows]);
-                for (slot, i) in ix.iter_mut().zip((0..rows).filter(|&i| dldg[i] != 0.0)) {
+                for (slot, i) in ix.iter_mut().zip((0..rows).filter(|&i| row_kept(i, dldg[i], peer_rows))) {
                     *slot = i as u32;
                 }
                 let kept_rows = (kept < rows).then_some(&ix[..kept]);
                 let sink = optim::PackedTileUpdate::new(p, w, a, b);
                 let hm = MatRef::new(h, rows, dout)?;
-                let src =
-                    BSource::LocalGrad { h: hm, dldg, db: SharedMut(db.as_mut_ptr()), rows_cap: rows, kept: kept_rows };
+                let src = BSource::LocalGrad {
+                    h: hm,
+                    dldg,
+                    peer,
+                    db: SharedMut(db.as_mut_ptr()),
+                    rows_cap: rows,
+                    kept: kept_rows,
+                };
                 let mut c = MatMut::new(work, din, dout)?;
                 // A's zero steps left out: the update rarely sees a zero's
                 // sign (see `optim::PackedTileUpdate`; a tile where it would
@@ -362,10 +448,10 @@ impl LinearOps for CpuBackend {
     fn linear_backward_update(&self, u: LinearUpdate<'_, Self>, scratch: &mut LinearScratch) -> Result<StepsRun> {
         let d = LinearDims::of_update("linear_backward_update", &u)?;
         pages::grow(&mut scratch.db, d.dout)?;
-        let LinearUpdate { xn, h, dldg, w, bias, step } = u;
+        let LinearUpdate { xn, h, dldg, w, bias, step, peer } = u;
         let steps = CpuBackend::linear_backward_update(
             self,
-            (MatRef::new(xn, d.rows, d.din)?, h, dldg),
+            (MatRef::new(xn, d.rows, d.din)?, h, dldg, peer),
             w.value,
             step,
             (w.a, w.b),
@@ -378,6 +464,7 @@ impl LinearOps for CpuBackend {
     fn linear_grads(
         &self,
         (xn, h, dldg): (&Vec<f32>, &Vec<f32>, &Vec<f32>),
+        peer: Option<PeerTerm<'_, Vec<f32>>>,
         (din, dout): (usize, usize),
         (dw, db): (&mut Vec<f32>, &mut Vec<f32>),
         scratch: &mut LinearScratch,
@@ -388,11 +475,19 @@ impl LinearOps for CpuBackend {
         check_len(OP, "h", h.len(), rows * dout)?;
         // The specification: the kept rows gathered in order, then dz, dW
         // and db by their own kernels.
-        let kept = active_count(dldg);
+        let peer = PeerCols::of(peer);
+        let peer_rows = PeerCols::rows_of(peer);
+        if peer.is_some_and(|pc| pc.p.len() != dout || pc.rows > rows) {
+            return Err(shape_err(OP, format!("a peer term for {peer_rows} of {rows} rows needs {dout} values")));
+        }
+        let kept = active_count(dldg, peer_rows);
         pages::grow(&mut scratch.gathered, kept * (din + dout + 1))?;
-        let (xk, hk, gk) = gather_active(MatRef::new(xn, rows, din)?, h, dldg, &mut scratch.gathered);
+        let (xk, hk, gk) = gather_active(MatRef::new(xn, rows, din)?, h, dldg, peer_rows, &mut scratch.gathered);
         pages::grow(&mut scratch.dz, kept * dout)?;
-        CpuBackend::local_grad(self, hk, dout, gk, &mut scratch.dz)?;
+        match peer {
+            None => CpuBackend::local_grad(self, hk, dout, gk, &mut scratch.dz)?,
+            Some(pc) => local_grad_peer(hk, dout, gk, pc, &mut scratch.dz),
+        }
         pages::grow(dw, din * dout)?;
         pages::grow(db, dout)?;
         let (xm, dzm) = (MatRef::new(xk, kept, din)?, MatRef::new(&scratch.dz, kept, dout)?);
@@ -416,5 +511,19 @@ impl LinearOps for CpuBackend {
     fn bias_grad(&self, dz: &Vec<f32>, m: usize, n: usize, db: &mut Vec<f32>) -> Result<()> {
         pages::grow(db, n)?;
         CpuBackend::bias_grad(self, dz, m, n, db)
+    }
+    fn peer_grad(
+        &self,
+        h: &Vec<f32>,
+        (d, n): (usize, usize),
+        peer: PeerNorm,
+        means: &mut Vec<f32>,
+        p: &mut Vec<f32>,
+    ) -> Result<()> {
+        peer_dims(h.len(), d, n, means.len())?;
+        pages::grow(p, d)?;
+        peer_colsums(self.kind, h, n, d, p);
+        peer_finish(p, n, peer, means);
+        Ok(())
     }
 }

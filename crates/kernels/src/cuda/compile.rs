@@ -66,6 +66,8 @@ pub const MODULES: &[Module] = &[
             "ffwd_linear_grads_128_f32",
             "ffwd_bias_grad_kept_f32",
             "ffwd_bias_backward_update_f32",
+            "ffwd_peer_means_f32",
+            "ffwd_peer_grad_f32",
         ],
         fmas: true,
     },

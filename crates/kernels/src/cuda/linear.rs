@@ -8,7 +8,7 @@ use super::device::{err, grid_for, int, CudaBackend, CudaDevice, DevBuf};
 use super::optim::OptimParams;
 use crate::error::{check_len, Result};
 use crate::ops::gemm::StepsRun;
-use crate::ops::linear::{LinearDims, LinearOps, LinearUpdate, Param, Weights};
+use crate::ops::linear::{peer_dims, LinearDims, LinearOps, LinearUpdate, Param, PeerNorm, PeerTerm, Weights};
 use crate::ops::optim::OptimStep;
 use crate::ops::reduce::rows_of;
 use crate::ops::{Len, Storage};
@@ -33,6 +33,27 @@ impl Weights for DevMat {
 
 /// The GEMM's bias + ReLU epilogue code of `gemm.cu`.
 const EPI_BIAS_RELU: i32 = 2;
+
+/// The peer term's kernel arguments: `p` and the positive rows, checked
+/// against the layer's shape; without one, `fallback` stands in as the
+/// pointer (the kernels never read it when the row count is 0).
+fn peer_args<'a>(
+    op: &'static str,
+    peer: Option<PeerTerm<'a, DevBuf>>,
+    (rows, dout): (usize, usize),
+    fallback: &'a DevBuf,
+) -> Result<(&'a DevBuf, i32)> {
+    match peer {
+        None => Ok((fallback, 0)),
+        Some(t) => {
+            check_len(op, "peer term", t.p.len(), dout)?;
+            if t.rows > rows {
+                return Err(crate::error::shape_err(op, format!("a peer term for {} of {rows} rows", t.rows)));
+            }
+            Ok((t.p, int(op, t.rows)?))
+        }
+    }
+}
 
 impl CudaBackend {
     /// Row sums of squares of `rows` rows of `d` (one warp per row).
@@ -122,13 +143,15 @@ impl LinearOps for CudaBackend {
         let p = OptimParams::new(u.step);
         let (rows, din, dout) = (int(OP, d.rows)?, int(OP, d.din)?, int(OP, d.dout)?);
         let (xv, hv, gv) = (u.xn.view()?, u.h.view()?, u.dldg.view()?);
+        let (peer, npos) = peer_args(OP, u.peer, (d.rows, d.dout), u.dldg)?;
+        let pv = peer.view()?;
         if d.din > 0 && d.dout > 0 {
             let tile = self.dev.resolve_tile(self.tile, d.din, d.dout);
             let f = self.dev.function("linear", &format!("ffwd_linear_backward_update{}_f32", tile.entry_suffix()))?;
             let (mut wv, mut av) = (u.w.value.buf.view_mut()?, u.w.a.view_mut()?);
             let mut bv = self.maybe_mut(u.w.b)?;
             let mut lb = self.dev.stream.launch_builder(&f);
-            lb.arg(&xv).arg(&hv).arg(&gv).arg(&rows).arg(&din).arg(&dout);
+            lb.arg(&xv).arg(&hv).arg(&gv).arg(&rows).arg(&din).arg(&dout).arg(&pv).arg(&npos);
             lb.arg(&mut wv).arg(&mut av).arg(&mut bv).arg(&p);
             // SAFETY: xn holds rows·din floats, h rows·dout, dL/dG rows; W and
             // its state din·dout (Adam's v too; SGD never reads it; all
@@ -141,7 +164,8 @@ impl LinearOps for CudaBackend {
             let (mut bv, mut ba) = (u.bias.value.view_mut()?, u.bias.a.view_mut()?);
             let mut bb = self.maybe_mut(u.bias.b)?;
             let mut lb = self.dev.stream.launch_builder(&f);
-            lb.arg(&hv).arg(&gv).arg(&rows).arg(&dout).arg(&mut bv).arg(&mut ba).arg(&mut bb).arg(&p);
+            lb.arg(&hv).arg(&gv).arg(&rows).arg(&dout).arg(&pv).arg(&npos);
+            lb.arg(&mut bv).arg(&mut ba).arg(&mut bb).arg(&p);
             // SAFETY: one thread per bias element; h holds rows·dout floats and
             // the bias and its state dout (checked above).
             unsafe { lb.launch(grid_for(d.dout)) }.map_err(|e| err("bias_backward_update", e))?;
@@ -151,6 +175,7 @@ impl LinearOps for CudaBackend {
     fn linear_grads(
         &self,
         (xn, h, dldg): (&DevBuf, &DevBuf, &DevBuf),
+        peer: Option<PeerTerm<'_, DevBuf>>,
         (din, dout): (usize, usize),
         (dw, db): (&mut DevBuf, &mut DevBuf),
         _scratch: &mut (),
@@ -166,12 +191,14 @@ impl LinearOps for CudaBackend {
         }
         let (r, di, dd) = (int(OP, rows)?, int(OP, din)?, int(OP, dout)?);
         let (xv, hv, gv) = (xn.view()?, h.view()?, dldg.view()?);
+        let (peer, npos) = peer_args(OP, peer, (rows, dout), dldg)?;
+        let pv = peer.view()?;
         if din > 0 {
             let tile = self.dev.resolve_tile(self.tile, din, dout);
             let f = self.dev.function("linear", &format!("ffwd_linear_grads{}_f32", tile.entry_suffix()))?;
             let mut wv = dw.view_mut()?;
             let mut lb = self.dev.stream.launch_builder(&f);
-            lb.arg(&xv).arg(&hv).arg(&gv).arg(&r).arg(&di).arg(&dd).arg(&mut wv);
+            lb.arg(&xv).arg(&hv).arg(&gv).arg(&r).arg(&di).arg(&dd).arg(&pv).arg(&npos).arg(&mut wv);
             // SAFETY: the shapes are checked above; each dW element is written
             // by the one thread that owns it.
             unsafe { lb.launch(CudaDevice::tile_grid(tile, din, dout)) }.map_err(|e| err(OP, e))?;
@@ -179,7 +206,7 @@ impl LinearOps for CudaBackend {
         let f = self.dev.function("linear", "ffwd_bias_grad_kept_f32")?;
         let mut bv = db.view_mut()?;
         let mut lb = self.dev.stream.launch_builder(&f);
-        lb.arg(&hv).arg(&gv).arg(&r).arg(&dd).arg(&mut bv);
+        lb.arg(&hv).arg(&gv).arg(&r).arg(&dd).arg(&pv).arg(&npos).arg(&mut bv);
         // SAFETY: one thread per bias element; h holds rows·dout floats.
         unsafe { lb.launch(grid_for(dout)) }.map_err(|e| err("bias_grad_kept", e))?;
         Ok(())
@@ -225,6 +252,40 @@ impl LinearOps for CudaBackend {
         b.arg(&zv).arg(&mi).arg(&ni).arg(&mut bv);
         // SAFETY: m·n floats read (none when m = 0), n written.
         unsafe { b.launch(grid_for(n)) }.map_err(|e| err(OP, e))?;
+        Ok(())
+    }
+    fn peer_grad(
+        &self,
+        h: &DevBuf,
+        (d, n): (usize, usize),
+        peer: PeerNorm,
+        means: &mut DevBuf,
+        p: &mut DevBuf,
+    ) -> Result<()> {
+        const OP: &str = "peer_grad";
+        peer_dims(h.len(), d, n, means.len())?;
+        p.set_len(self.dev, d, false)?;
+        let (nn, dd) = (int(OP, n)?, int(OP, d)?);
+        let (mu, omu) = (peer.momentum, 1.0 - peer.momentum);
+        let (lambda, w) = (peer.lambda, 1.0 / n as f32);
+        {
+            let f = self.dev.function("linear", "ffwd_peer_means_f32")?;
+            let hv = h.view()?;
+            let mut mv = means.view_mut()?;
+            let mut lb = self.dev.stream.launch_builder(&f);
+            lb.arg(&hv).arg(&nn).arg(&dd).arg(&mu).arg(&omu).arg(&mut mv);
+            // SAFETY: one thread per unit; h holds at least n·d floats and
+            // means d (checked above).
+            unsafe { lb.launch(grid_for(d)) }.map_err(|e| err(OP, e))?;
+        }
+        let f = self.dev.function("linear", "ffwd_peer_grad_f32")?;
+        let (mv, mut pv) = (means.view()?, p.view_mut()?);
+        let mut lb = self.dev.stream.launch_builder(&f);
+        lb.arg(&mv).arg(&dd).arg(&lambda).arg(&w).arg(&mut pv);
+        // SAFETY: means and p hold d floats; each p element is written by the
+        // one thread that owns it, after its block's first warp summed the
+        // means into shared memory.
+        unsafe { lb.launch(grid_for(d)) }.map_err(|e| err(OP, e))?;
         Ok(())
     }
 }

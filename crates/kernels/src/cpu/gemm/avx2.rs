@@ -32,20 +32,22 @@ pub unsafe fn pack_rows16(src: *const f32, rs: usize, kc: usize, panel: &mut [f3
 
 /// The FF local gradient as a packed B panel: row k is
 /// `h[i, 0..16] · (dldg[i] + dldg[i])` for batch row `i = row(k)` (one
-/// rounded multiply per value, as the scalar form), and `acc` gathers
-/// each column's sum in k order (the bias gradient). Returns whether
-/// every packed value is finite.
+/// rounded multiply per value, as the scalar form), then, with a peer
+/// term `(p[0..16], n)` and `i < n`, `+ p[c]`; `acc` gathers each
+/// column's sum in k order (the bias gradient). Returns whether every
+/// packed value is finite.
 ///
 /// # Safety
 /// avx2 present; for k < kc, `row(k) < dldg.len()` and
-/// `h + row(k)·rs + 0..16` is readable; `panel.len() >= 16·kc`.
+/// `h + row(k)·rs + 0..16` is readable; `panel.len() >= 16·kc`; a peer
+/// slice holds 16 values.
 #[target_feature(enable = "avx2")]
 pub unsafe fn pack_local_grad16(
     h: *const f32,
     rs: usize,
     kc: usize,
     row: impl Fn(usize) -> usize,
-    dldg: &[f32],
+    (dldg, peer): (&[f32], Option<(&[f32], usize)>),
     acc: &mut [f32; NR],
     panel: &mut [f32],
 ) -> bool {
@@ -67,8 +69,15 @@ pub unsafe fn pack_local_grad16(
         }
         let row = h.add(i * rs);
         let c = _mm256_set1_ps(g + g);
-        let z0 = _mm256_mul_ps(_mm256_loadu_ps(row), c);
-        let z1 = _mm256_mul_ps(_mm256_loadu_ps(row.add(8)), c);
+        let mut z0 = _mm256_mul_ps(_mm256_loadu_ps(row), c);
+        let mut z1 = _mm256_mul_ps(_mm256_loadu_ps(row.add(8)), c);
+        if let Some((p, n)) = peer {
+            if i < n {
+                debug_assert!(p.len() >= NR);
+                z0 = _mm256_add_ps(z0, _mm256_loadu_ps(p.as_ptr()));
+                z1 = _mm256_add_ps(z1, _mm256_loadu_ps(p.as_ptr().add(8)));
+            }
+        }
         _mm256_storeu_ps(out.add(k * NR), z0);
         _mm256_storeu_ps(out.add(k * NR + 8), z1);
         a0 = _mm256_add_ps(a0, z0);

@@ -154,9 +154,9 @@ pub(crate) fn gemm_avx2_src(
         let b_at = |kk: usize, j: usize| match b {
             BSource::Mat(m) => m.at(kk, j),
             BSource::Packed(p) => p.data[p.index(kk, j)],
-            BSource::LocalGrad { h, dldg, kept, .. } => {
+            BSource::LocalGrad { h, dldg, kept, peer, .. } => {
                 let r = kept_row(kept, kk);
-                h.at(r, j) * (dldg[r] + dldg[r])
+                crate::cpu::linear::dz_at(h.at(r, j), dldg[r] + dldg[r], r, j, peer)
             }
         };
         for r in 0..rows {

@@ -207,11 +207,13 @@ pub(crate) enum Epi<'a> {
 pub(crate) enum BSource<'a> {
     Mat(MatRef<'a>),
     Packed(&'a PackedMat),
-    /// `dz[i,j] = h[i,j] · (dLdG_i + dLdG_i)` built while packing, with the
-    /// bias gradient `db[j]` accumulated in row order on the way.
+    /// `dz[i,j] = h[i,j] · (dLdG_i + dLdG_i)` (plus the peer term, see
+    /// [`crate::cpu::linear::dz_at`]) built while packing, with the bias
+    /// gradient `db[j]` accumulated in row order on the way.
     LocalGrad {
         h: MatRef<'a>,
         dldg: &'a [f32],
+        peer: Option<crate::cpu::linear::PeerCols<'a>>,
         db: SharedMut,
         /// The most rows this layer's batches can keep: the packing
         /// buffers are sized for it, so that a batch keeping more rows

@@ -154,7 +154,7 @@ pub(crate) fn pack_b_panel(b: &BSource, k0: usize, kc: usize, jq: usize, w: usiz
             unsafe { avx2::pack_rows16(b.data.as_ptr().add(k0 * b.rs + jq), b.rs, kc, panel) };
             true
         }
-        BSource::LocalGrad { h, dldg, db, kept, .. } if w == NR => {
+        BSource::LocalGrad { h, dldg, db, kept, peer, .. } if w == NR => {
             let mut acc = [0.0f32; NR];
             if k0 > 0 {
                 // SAFETY: columns jq..jq+16 of db belong to this panel only.
@@ -165,8 +165,10 @@ pub(crate) fn pack_b_panel(b: &BSource, k0: usize, kc: usize, jq: usize, w: usiz
             // SAFETY: as above for avx2; the rows `row(k)`, k < kc, of h hold
             // columns jq..jq+16 and index dldg (kept lists rows of the batch);
             // the panel holds kc·16 floats.
-            let finite =
-                unsafe { avx2::pack_local_grad16(h.data.as_ptr().add(jq), h.rs, kc, row, dldg, &mut acc, panel) };
+            let peer = peer.map(|pc| (&pc.p[jq..jq + NR], pc.rows));
+            let finite = unsafe {
+                avx2::pack_local_grad16(h.data.as_ptr().add(jq), h.rs, kc, row, (dldg, peer), &mut acc, panel)
+            };
             // SAFETY: as above.
             unsafe { std::ptr::copy_nonoverlapping(acc.as_ptr(), db.get().add(jq), NR) };
             finite
@@ -186,7 +188,7 @@ pub(crate) fn pack_b_panel(b: &BSource, k0: usize, kc: usize, jq: usize, w: usiz
             }
             true
         }
-        BSource::LocalGrad { h, dldg, db, kept, .. } => {
+        BSource::LocalGrad { h, dldg, db, kept, peer, .. } => {
             let mut acc = [0.0f32; NR];
             if k0 > 0 {
                 // SAFETY: columns jq..jq+w of db belong to this panel only.
@@ -197,8 +199,8 @@ pub(crate) fn pack_b_panel(b: &BSource, k0: usize, kc: usize, jq: usize, w: usiz
                 let row = kept_row(*kept, k0 + k);
                 let c = dldg[row] + dldg[row];
                 let src = &h.data[row * h.rs + jq..row * h.rs + jq + w];
-                for ((d, a), &v) in dst.iter_mut().zip(acc.iter_mut()).zip(src) {
-                    let z = v * c;
+                for (j, ((d, a), &v)) in dst.iter_mut().zip(acc.iter_mut()).zip(src).enumerate() {
+                    let z = crate::cpu::linear::dz_at(v, c, row, jq + j, *peer);
                     *d = z;
                     *a = *a + z;
                 }
