@@ -141,16 +141,23 @@ fn ffcl_twins_give_identical_checkpoints_across_threads_and_backends() {
         eprintln!("SKIP (no data or no avx2/fma)");
         return;
     }
-    let mut cfg = RunConfig::default_for("mnist");
-    cfg.ffcl = Some(ffwd::layers::ffcl::FfclConfig::default());
-    cfg.train.epochs = 2;
-    let d = tempfile::tempdir().unwrap();
-    let sub = Some((2000, 300));
-    let a = train_bytes(cfg.clone(), 2, false, &d.path().join("a"), sub);
-    let b = train_bytes(cfg.clone(), 1, false, &d.path().join("b"), sub);
-    let s = train_bytes(cfg.clone(), 1, true, &d.path().join("s"), sub);
-    assert!(a == b, "1 thread and 2 threads differ");
-    assert!(a == s, "AVX2 and the scalar specification differ");
+    let mut local = None;
+    for detach_inputs in [true, false] {
+        let mut cfg = RunConfig::default_for("mnist");
+        cfg.ffcl = Some(ffwd::layers::ffcl::FfclConfig { detach_inputs, ..Default::default() });
+        cfg.train.epochs = 2;
+        let d = tempfile::tempdir().unwrap();
+        let sub = Some((2000, 300));
+        let a = train_bytes(cfg.clone(), 2, false, &d.path().join("a"), sub);
+        let b = train_bytes(cfg.clone(), 1, false, &d.path().join("b"), sub);
+        let s = train_bytes(cfg.clone(), 1, true, &d.path().join("s"), sub);
+        assert!(a == b, "detach_inputs = {detach_inputs}: 1 thread and 2 threads differ");
+        assert!(a == s, "detach_inputs = {detach_inputs}: AVX2 and the scalar specification differ");
+        match &local {
+            None => local = Some(a),
+            Some(l) => assert!(*l != a, "detach_inputs = false changed nothing"),
+        }
+    }
 }
 
 #[test]

@@ -560,6 +560,51 @@ fn ffcl_layer_local_gradients_match_finite_differences() {
     check_dense("copy A output", &a[2], &|w, b| bce(&dense(&ha1, w, b, false)));
 }
 
+/// With `detach_inputs = false` each copy's whole loss (every hidden
+/// layer's cosine term and the output's cross-entropy) reaches every layer
+/// of that copy below it; copy B's outputs stay constants.
+#[test]
+fn ffcl_gradients_without_detached_inputs_match_finite_differences_of_each_copys_total_loss() {
+    use ffwd::layers::ffcl::{FfclConfig, FfclNet};
+    let be = CpuBackend::best();
+    let (din, c, n) = (6, 3, 4);
+    let cfg = FfclConfig { sizes: vec![5, 4], detach_inputs: false, ..FfclConfig::default() };
+    let mut net = FfclNet::new(be, cfg, din, c, 9).unwrap();
+    let x = data(41, n * din, 1.0);
+    let labels = [2u8, 0, 1, 2];
+    net.compute_grads(&x, &labels).unwrap();
+    let f64v = |v: &[f32]| v.iter().map(|&a| a as f64).collect::<Vec<f64>>();
+    let dense = |x: &[f64], w: &[f64], b: &[f64], relu: bool| dense64(x, n, w, b, relu);
+    let cos_loss = |a: &[f64], b: &[f64], d: usize| -> f64 {
+        (0..n)
+            .map(|i| {
+                let (p, q) = (&a[i * d..(i + 1) * d], &b[i * d..(i + 1) * d]);
+                let dot: f64 = p.iter().zip(q).map(|(u, v)| u * v).sum();
+                let np = p.iter().map(|u| u * u).sum::<f64>().sqrt().max(1e-8);
+                let nq = q.iter().map(|v| v * v).sum::<f64>().sqrt().max(1e-8);
+                1.0 - dot / (np * nq)
+            })
+            .sum::<f64>()
+            / n as f64
+    };
+    let x64 = f64v(&x);
+    let [a, b] = &net.twins;
+    let hb0 = dense(&x64, &f64v(&b[0].w), &f64v(&b[0].b), true);
+    let hb1 = dense(&hb0, &f64v(&b[1].w), &f64v(&b[1].b), true);
+    let p: Vec<(Vec<f64>, Vec<f64>)> = a.iter().map(|l| (f64v(&l.w), f64v(&l.b))).collect();
+    // copy A's total loss with layer `k`'s parameters replaced
+    let total = |k: usize, w: &[f64], bias: &[f64]| -> f64 {
+        let pick = |l: usize| if l == k { (w, bias) } else { (&p[l].0[..], &p[l].1[..]) };
+        let h0 = dense(&x64, pick(0).0, pick(0).1, true);
+        let h1 = dense(&h0, pick(1).0, pick(1).1, true);
+        let z = dense(&h1, pick(2).0, pick(2).1, false);
+        cos_loss(&h0, &hb0, 5) + cos_loss(&h1, &hb1, 4) + bce64(&z, c, &labels)
+    };
+    for (k, layer) in a.iter().enumerate() {
+        check_dense(&format!("copy A layer {k}, not detached"), layer, &|w, b| total(k, w, b));
+    }
+}
+
 /// Central differences of `loss` over every weight and bias of `layer`
 /// against its analytic (dW, db).
 fn check_dense(what: &str, layer: &ffwd::layers::ffcl::Dense<CpuBackend>, loss: &dyn Fn(&[f64], &[f64]) -> f64) {

@@ -38,11 +38,24 @@ pub struct FfclConfig {
     /// Hidden widths (the output layer has one unit per class).
     pub sizes: Vec<usize>,
     pub optim: OptimConfig,
+    /// Each layer's input a constant to it (true, the paper's local
+    /// updates), or each copy's losses — every hidden layer's cosine term
+    /// and the output's cross-entropy — backpropagated through that copy's
+    /// layers below (false: not local; the other copy's outputs stay
+    /// constants). An experiment on where the paper's gradients may flow.
+    #[serde(skip_serializing_if = "is_true")]
+    pub detach_inputs: bool,
+}
+
+/// Left out of a saved config at its default (checkpoints of the local
+/// twins keep their bytes).
+fn is_true(v: &bool) -> bool {
+    *v
 }
 
 impl Default for FfclConfig {
     fn default() -> Self {
-        Self { sizes: vec![64, 64], optim: OptimConfig { lr: 1e-4, ..OptimConfig::default() } }
+        Self { sizes: vec![64, 64], optim: OptimConfig { lr: 1e-4, ..OptimConfig::default() }, detach_inputs: true }
     }
 }
 
@@ -164,6 +177,8 @@ struct Work<B: Backend> {
     scratch: B::LossScratch,
     probs: [B::Buf; 2],
     feats: B::Buf,
+    /// Without detached inputs: dL/d(input) of the layer above.
+    dx: B::Buf,
 }
 
 impl<B: Backend> Default for Work<B> {
@@ -176,6 +191,7 @@ impl<B: Backend> Default for Work<B> {
             scratch: B::LossScratch::default(),
             probs: Default::default(),
             feats: B::Buf::default(),
+            dx: B::Buf::default(),
         }
     }
 }
@@ -266,8 +282,13 @@ impl<B: Backend> FfclNet<B> {
         self.be.upload_ids(&w.host_labels, &mut w.labels)?;
         let nl = self.twins[0].len();
         let be = &self.be;
-        for l in 0..nl {
-            for side in 0..2 {
+        let detach = self.config.detach_inputs;
+        // Detached: each layer on its own, bottom up. Not detached: top
+        // down, each layer's own loss gradient plus what the layer above
+        // sends down.
+        let order: Vec<usize> = if detach { (0..nl).collect() } else { (0..nl).rev().collect() };
+        for side in 0..2 {
+            for &l in &order {
                 let (me, other) = if side == 0 {
                     let (a, b) = self.twins.split_at_mut(1);
                     (&mut a[0], &b[0])
@@ -287,9 +308,15 @@ impl<B: Backend> FfclNet<B> {
                 } else {
                     be.softmax_bce(me[l].output(), d, &w.labels, LossOut::new(&mut w.grad, &mut w.scratch, out))?;
                 }
+                if !detach && l + 1 < nl {
+                    be.add_assign(&mut w.grad, &w.dx)?;
+                }
                 let (prev, rest) = me.split_at_mut(l);
                 let x = if l == 0 { &w.input } else { prev[l - 1].output() };
                 rest[0].grads(be, x, n, &w.grad)?;
+                if !detach && l > 0 {
+                    rest[0].input_grad(be, n, &mut w.dx)?;
+                }
             }
         }
         Ok(())

@@ -9,12 +9,12 @@
 //! check for signals between batches, so Ctrl-C raises `KeyboardInterrupt`
 //! with the model in the state after its last whole batch.
 
-use ffwd_layers::ff::negative_labels;
+use ffwd_layers::ff::{hard_negative_labels, negative_labels};
 use ffwd_layers::probe::{FeatureForm, FeatureView};
 use ffwd_layers::uff::SamplePos;
 use ffwd_layers::{Batch, BatchStats};
 use ffwd_tensor::{stream, Philox};
-use ffwd_train::config::{Device, RunConfig};
+use ffwd_train::config::{Device, LrSchedule, Negatives, RunConfig, Schedule};
 use ffwd_train::model::{build_on_device, Model};
 use ffwd_train::trainer::Trainer;
 use ffwd_train::{checkpoint, Error};
@@ -213,7 +213,7 @@ impl PyModel {
         py: Python<'_>,
         (x, y): (&[f32], &[u8]),
         layers: std::ops::Range<usize>,
-        first: u64,
+        (first, hard): (u64, Option<&[u8]>),
     ) -> PyResult<Vec<BatchStats>> {
         let seed = self.cfg.train.seed;
         let epoch = self.epoch as u32;
@@ -222,7 +222,10 @@ impl PyModel {
         let net = self.net.get_mut().unwrap_or_else(PoisonError::into_inner);
         py.allow_threads(|| {
             let mut neg = Vec::new();
-            negative_labels(seed, epoch, first, y, classes, &mut neg);
+            match hard {
+                Some(h) => neg.extend_from_slice(h),
+                None => negative_labels(seed, epoch, first, y, classes, &mut neg),
+            }
             let pos = SamplePos { seed, epoch, first, cell: 0 };
             let batch = Batch { images: x, labels: y, neg: &neg, layers, pos };
             pool.install(|| net.train_batch(&batch))
@@ -291,15 +294,19 @@ impl PyModel {
         let n = self.check(&x, Some(&y))?;
         let layers = self.layers(layers)?;
         let first = self.pos;
-        let stats = self.step(py, (x.as_slice()?, y.as_slice()?), layers, first)?;
+        let stats = self.step(py, (x.as_slice()?, y.as_slice()?), layers, (first, None))?;
         self.pos += n as u64;
         stats.iter().map(|s| stats_dict(py, s)).collect()
     }
 
     /// One epoch over (x, y) as `ffwd train` runs it: shuffled by the
     /// epoch's Philox permutation, in batches of `batch` (default: the
-    /// config's), then the epoch counter advances. Returns every batch's
-    /// statistics. Ctrl-C stops after the current batch.
+    /// config's), with the config's learning-rate schedule (the epoch's
+    /// place among `train.epochs`, per layer phase under the layer-by-layer
+    /// schedule) and negatives (hard ones drawn from the readout's scores of
+    /// all of x at the start), then the epoch counter advances. Returns
+    /// every batch's statistics. Ctrl-C stops after the current batch.
+    /// Augmentation (`[data.augment]` on an MLP) is `ffwd.train`'s only.
     #[pyo3(signature = (x, y, batch = None, layers = None))]
     fn train_epoch<'py>(
         &mut self,
@@ -317,7 +324,48 @@ impl PyModel {
         }
         let (xs, ys) = (x.as_slice()?, y.as_slice()?);
         let d = self.dim();
-        let perm = Philox::new(self.cfg.train.seed, stream::shuffle(self.epoch as u32)).permutation(n);
+        let t = self.cfg.train.clone();
+        let a = &self.cfg.data.augment;
+        if self.cfg.conv.is_none() && (a.crop_padding > 0 || a.rotation_deg > 0.0 || a.normalize) {
+            return Err(PyValueError::new_err(
+                "train_epoch does not augment: [data.augment] of an MLP is applied by ffwd.train only",
+            ));
+        }
+        // the epoch's place in its phase, for the learning-rate schedule
+        let in_phase = match t.schedule {
+            Schedule::LayerByLayer => self.epoch % t.epochs,
+            Schedule::Simultaneous => self.epoch,
+        };
+        if t.lr_schedule != LrSchedule::Constant && in_phase >= t.epochs {
+            return Err(PyValueError::new_err(format!(
+                "train.lr_schedule = {:?} spans train.epochs = {} epochs; this would be epoch {} of them \
+                 (raise train.epochs or use a constant schedule)",
+                t.lr_schedule,
+                t.epochs,
+                in_phase + 1
+            )));
+        }
+        let perm = Philox::new(t.seed, stream::shuffle(self.epoch as u32)).permutation(n);
+        let hard = match t.negatives {
+            Negatives::Random => None,
+            Negatives::Hard => {
+                let (pool, epoch) = (&self.pool, self.epoch as u32);
+                let net = self.net.get_mut().unwrap_or_else(PoisonError::into_inner);
+                let classes = net.classes();
+                let scores =
+                    py.allow_threads(|| pool.install(|| net.label_scores(xs, n, t.eval_chunk))).map_err(layers_err)?;
+                let (mut labels, mut rows) = (Vec::with_capacity(n), Vec::with_capacity(scores.len()));
+                for &i in &perm {
+                    let i = i as usize;
+                    labels.push(ys[i]);
+                    rows.extend_from_slice(&scores[i * classes..(i + 1) * classes]);
+                }
+                let mut out = Vec::with_capacity(n);
+                hard_negative_labels((t.seed, epoch, 0), &labels, &rows, classes, &mut out);
+                Some(out)
+            }
+        };
+        let nb = n.div_ceil(bs);
         let (mut xb, mut yb) = (Vec::new(), Vec::new());
         let mut out = Vec::new();
         for (b, idx) in perm.chunks(bs).enumerate() {
@@ -327,8 +375,13 @@ impl PyModel {
                 xb.extend_from_slice(&xs[i as usize * d..(i as usize + 1) * d]);
                 yb.push(ys[i as usize]);
             }
+            if t.lr_schedule != LrSchedule::Constant {
+                let p = (in_phase * nb + b) as f64 / (t.epochs * nb) as f64;
+                self.net_mut().set_lr_scale(t.lr_schedule.factor(p, t.cooldown_from)).map_err(layers_err)?;
+            }
             let first = (b * bs) as u64;
-            for s in self.step(py, (&xb, &yb), layers.clone(), first)? {
+            let neg = hard.as_ref().map(|h| &h[b * bs..b * bs + idx.len()]);
+            for s in self.step(py, (&xb, &yb), layers.clone(), (first, neg))? {
                 out.push(stats_dict(py, &s)?);
             }
             self.pos = first + idx.len() as u64;

@@ -72,8 +72,13 @@ def test_a_python_run_writes_the_same_checkpoint_and_metrics_as_the_cli(tmp_path
     assert len(run.metrics) == 3 and run.metrics[-1]["epoch"] == 3
 
 
-def test_an_epoch_loop_over_numpy_arrays_gives_the_cli_checkpoint(tmp_path):
-    cfg = digits_config(tmp_path / "cli", epochs=2)
+@pytest.mark.parametrize("train", [{}, {"negatives": "hard", "lr_schedule": "cosine", "cooldown_from": 0.25}])
+def test_an_epoch_loop_over_numpy_arrays_gives_the_cli_checkpoint(tmp_path, train):
+    # the default's linear cool-down; hard negatives with a cosine one
+    cfg = digits_config(tmp_path / "cli", epochs=2, **({"readout": True} if train else {}))
+    d = cfg.to_dict()
+    d["train"].update(train)
+    cfg = ffwd.RunConfig.from_dict(d)
     toml = tmp_path / "run.toml"
     toml.write_text(cfg.to_toml())
     out = subprocess.run([ffwd_bin(), "train", "--config", str(toml), "--quiet"],
@@ -85,6 +90,19 @@ def test_an_epoch_loop_over_numpy_arrays_gives_the_cli_checkpoint(tmp_path):
         m.train_epoch(x, y)
     m.save(tmp_path / "loop.safetensors")
     assert (tmp_path / "loop.safetensors").read_bytes() == (tmp_path / "cli" / "model.safetensors").read_bytes()
+    # the schedule spans train.epochs: a third epoch is refused, not run at rate 0
+    with pytest.raises(ValueError, match="train.epochs = 2"):
+        m.train_epoch(x, y)
+
+
+def test_an_epoch_loop_refuses_mlp_augmentation_it_would_skip(tmp_path):
+    d = digits_config(tmp_path / "r").to_dict()
+    d["data"]["augment"]["crop_padding"] = 1
+    cfg = ffwd.RunConfig.from_dict(d)
+    x, y, _, _, classes = ffwd.datasets.load("digits")
+    m = ffwd.Model(cfg, x.shape[1:], classes)
+    with pytest.raises(ValueError, match="augment"):
+        m.train_epoch(x, y)
 
 
 def skip_layers(model):
