@@ -30,6 +30,7 @@ pub mod cuda;
 mod error;
 pub mod mat;
 pub mod numerics;
+pub mod profile;
 pub mod ops;
 
 pub use cpu::conv::ConvScratch;

@@ -761,7 +761,9 @@ pub fn run(cli: Cli) -> Result<()> {
                 t.threads(),
                 t.cfg.train.seed
             );
+            let started = std::time::Instant::now();
             let reports = t.run(&mut |r| print_epoch(r))?;
+            print_profile(started.elapsed().as_secs_f64());
             let last = reports.last().and_then(|r| r.test.as_ref()).map(|e| pct(e.acc));
             let what = match t.pretext {
                 Some(p) => format!("{} pretext test accuracy", p.as_str()),
@@ -803,7 +805,9 @@ pub fn run(cli: Cli) -> Result<()> {
                 .build()
                 .map_err(|e| Error::Invalid(format!("thread pool: {e}")))?;
             let prep = crate::model::Prep::for_run(&cfg);
+            let started = std::time::Instant::now();
             let e = crate::trainer::evaluate(&mut *net, &prep, &pool, cfg.train.eval_chunk, &test)?;
+            print_profile(started.elapsed().as_secs_f64());
             println!(
                 "{} (epoch {}) on {} test: accuracy {}",
                 a.checkpoint.display(),
@@ -887,5 +891,20 @@ pub fn run(cli: Cli) -> Result<()> {
             println!("{name} is in {}", dir.display());
             Ok(())
         }
+    }
+}
+
+/// With `FFWD_PROFILE` set: the time per op of the command (on stderr, a
+/// Markdown table), against `wall` seconds of training or evaluation.
+fn print_profile(wall: f64) {
+    if !ffwd_kernels::profile::enabled() {
+        return;
+    }
+    eprintln!("\nwhere the time went ({wall:.2} s; an `op: part` is inside its op, `trainer:` rows hold the ops):\n");
+    eprintln!("| op | calls | seconds | ms per call | share |");
+    eprintln!("| --- | ---: | ---: | ---: | ---: |");
+    for (name, calls, secs) in ffwd_kernels::profile::take() {
+        let per = 1e3 * secs / calls.max(1) as f64;
+        eprintln!("| {name} | {calls} | {secs:.3} | {per:.3} | {:.1} % |", 100.0 * secs / wall.max(1e-9));
     }
 }

@@ -202,6 +202,7 @@ pub fn evaluate(
     chunk: usize,
     ds: &Dataset,
 ) -> Result<EvalReport> {
+    let _p = ffwd_kernels::profile::scope("trainer: evaluation (all its ops)");
     Ok(report(&predict(net, prep, pool, chunk, ds)?, &ds.labels))
 }
 
@@ -617,7 +618,10 @@ impl Trainer {
         let hard = match self.cfg.train.negatives {
             Negatives::Random => None,
             Negatives::Hard if saved_negs.len() == n => Some(saved_negs),
-            Negatives::Hard => Some(self.hard_negatives(e32, &perm)?),
+            Negatives::Hard => {
+                let _p = ffwd_kernels::profile::scope("trainer: hard negatives");
+                Some(self.hard_negatives(e32, &perm)?)
+            }
         };
         let bar = if self.progress {
             let b = indicatif::ProgressBar::new(nb as u64);
@@ -643,7 +647,10 @@ impl Trainer {
             }
             let idx = &perm[b * bs..((b + 1) * bs).min(n)];
             let pos = SamplePos { seed, epoch: e32, first: (b * bs) as u64, cell: 0 };
-            self.prep.train_images(&self.train, idx, pos, &mut images, &mut labels);
+            {
+                let _p = ffwd_kernels::profile::scope("trainer: batch images and augmentation (host)");
+                self.prep.train_images(&self.train, idx, pos, &mut images, &mut labels);
+            }
             if let Some(p) = self.pretext {
                 p.transform_batch(seed, e32, (b * bs) as u64, self.train.shape, &mut images, &mut labels, &mut tmp);
             }
@@ -656,7 +663,10 @@ impl Trainer {
             }
             let batch = Batch { images: &images, labels: &labels, neg: &negs, layers: layers.clone(), pos };
             let net = &mut self.net;
-            let done = self.pool.install(|| net.train_batch(&batch))?;
+            let done = {
+                let _p = ffwd_kernels::profile::scope("trainer: training step (all its ops)");
+                self.pool.install(|| net.train_batch(&batch))?
+            };
             for l in layers.clone() {
                 if let Some((f, d)) = net.steps_run(l) {
                     acc.steps[l].0 += f;

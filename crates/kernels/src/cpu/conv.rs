@@ -142,9 +142,13 @@ impl CpuBackend {
             let cols = nb * hw;
             let want = scratch.col.len().max(k9 * per * hw);
             pages::grow(&mut scratch.col, want)?;
-            im2col(x, g, b0, nb, &mut scratch.col);
+            {
+                let _p = crate::profile::scope("conv3x3_forward: im2col");
+                im2col(x, g, b0, nb, &mut scratch.col);
+            }
             let colm = MatRef::new(&scratch.col[..k9 * cols], k9, cols)?;
             let ym = MatMut::strided(&mut y[b0 * hw..], cout, cols, row)?;
+            let _p = crate::profile::scope("conv3x3_forward: gemm");
             self.gemm(wm, colm, ym, Epilogue::None)?;
         }
         Ok(())
@@ -178,15 +182,25 @@ impl CpuBackend {
             let cols = nb * hw;
             let want = scratch.col.len().max(k9 * per * hw);
             pages::grow(&mut scratch.col, want)?;
-            im2col(x, g, b0, nb, &mut scratch.col);
+            {
+                let _p = crate::profile::scope("conv3x3_backward: im2col");
+                im2col(x, g, b0, nb, &mut scratch.col);
+            }
             let colt = MatRef::new(&scratch.col[..k9 * cols], k9, cols)?.t();
             let dym = MatRef::strided(&dy[b0 * hw..], cout, cols, row, 1)?;
             let epi = if b0 == 0 { Epilogue::None } else { Epilogue::Accumulate };
-            self.gemm(dym, colt, MatMut::new(dw, cout, k9)?, epi)?;
+            {
+                let _p = crate::profile::scope("conv3x3_backward: dW gemm");
+                self.gemm(dym, colt, MatMut::new(dw, cout, k9)?, epi)?;
+            }
             if let Some(dx) = dx.as_deref_mut() {
                 let want = scratch.dcol.len().max(k9 * per * hw);
                 pages::grow(&mut scratch.dcol, want)?;
-                self.gemm(wt, dym, MatMut::new(&mut scratch.dcol[..k9 * cols], k9, cols)?, Epilogue::None)?;
+                {
+                    let _p = crate::profile::scope("conv3x3_backward: dX gemm");
+                    self.gemm(wt, dym, MatMut::new(&mut scratch.dcol[..k9 * cols], k9, cols)?, Epilogue::None)?;
+                }
+                let _p = crate::profile::scope("conv3x3_backward: col2im");
                 col2im(&scratch.dcol, g, b0, nb, dx);
             }
         }
@@ -206,6 +220,7 @@ impl crate::ops::ConvOps for CpuBackend {
         y: &mut Vec<f32>,
         scratch: &mut ConvScratch,
     ) -> Result<()> {
+        let _p = crate::profile::scope("conv3x3_forward");
         pages::grow(y, cout * g.row())?;
         CpuBackend::conv3x3_forward(self, x, g, w, cout, y, scratch)
     }
@@ -216,6 +231,7 @@ impl crate::ops::ConvOps for CpuBackend {
         dx: Option<&mut Vec<f32>>,
         scratch: &mut ConvScratch,
     ) -> Result<()> {
+        let _p = crate::profile::scope("conv3x3_backward");
         pages::grow(dw, a.w.len())?;
         let dx = match dx {
             Some(d) => {

@@ -73,6 +73,7 @@ impl crate::ops::EmbedOps for CpuBackend {
         x: &mut Vec<f32>,
         offset: usize,
     ) -> Result<()> {
+        let _p = crate::profile::scope("label_channel");
         let r = channel_range("label_channel", x.len(), offset, labels.len(), hw)?;
         CpuBackend::label_channel(self, emb, hw, labels, &mut x[r])
     }
@@ -84,6 +85,7 @@ impl crate::ops::EmbedOps for CpuBackend {
         labels: &Vec<u32>,
         demb: &mut Vec<f32>,
     ) -> Result<()> {
+        let _p = crate::profile::scope("label_channel_grad");
         let r = channel_range("label_channel_grad", dx.len(), offset, labels.len(), hw)?;
         CpuBackend::label_channel_grad(self, &dx[r], hw, labels, demb)
     }

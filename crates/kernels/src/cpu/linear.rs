@@ -433,6 +433,7 @@ impl LinearOps for CpuBackend {
         h: &mut Vec<f32>,
         g: &mut Vec<f32>,
     ) -> Result<StepsRun> {
+        let _p = crate::profile::scope("linear_forward_packed");
         let rows = crate::ops::reduce::rows_of("linear_forward_packed", x.len(), w.rows())?;
         pages::grow(h, rows * w.cols())?;
         pages::grow(g, rows)?;
@@ -446,6 +447,7 @@ impl LinearOps for CpuBackend {
         )
     }
     fn linear_backward_update(&self, u: LinearUpdate<'_, Self>, scratch: &mut LinearScratch) -> Result<StepsRun> {
+        let _p = crate::profile::scope("linear_backward_update");
         let d = LinearDims::of_update("linear_backward_update", &u)?;
         pages::grow(&mut scratch.db, d.dout)?;
         let LinearUpdate { xn, h, dldg, w, bias, step, peer } = u;
@@ -469,6 +471,7 @@ impl LinearOps for CpuBackend {
         (dw, db): (&mut Vec<f32>, &mut Vec<f32>),
         scratch: &mut LinearScratch,
     ) -> Result<()> {
+        let _p = crate::profile::scope("linear_grads");
         const OP: &str = "linear_grads";
         let rows = dldg.len();
         check_len(OP, "Xn", xn.len(), rows * din)?;
@@ -501,14 +504,17 @@ impl LinearOps for CpuBackend {
         grad: &Vec<f32>,
         _scratch: &mut LinearScratch,
     ) -> Result<()> {
+        let _p = crate::profile::scope("packed_step");
         let g = PackedMat::from_row_major(grad, w.value.rows(), w.value.cols())?;
         self.optim_slices("packed_step", step, w.value.data_mut(), g.data(), w.a, w.b)
     }
     fn local_grad(&self, h: &Vec<f32>, d: usize, dldg: &Vec<f32>, dz: &mut Vec<f32>) -> Result<()> {
+        let _p = crate::profile::scope("local_grad");
         pages::grow(dz, h.len())?;
         CpuBackend::local_grad(self, h, d, dldg, dz)
     }
     fn bias_grad(&self, dz: &Vec<f32>, m: usize, n: usize, db: &mut Vec<f32>) -> Result<()> {
+        let _p = crate::profile::scope("bias_grad");
         pages::grow(db, n)?;
         CpuBackend::bias_grad(self, dz, m, n, db)
     }
@@ -520,6 +526,7 @@ impl LinearOps for CpuBackend {
         means: &mut Vec<f32>,
         p: &mut Vec<f32>,
     ) -> Result<()> {
+        let _p = crate::profile::scope("peer_grad");
         peer_dims(h.len(), d, n, means.len())?;
         pages::grow(p, d)?;
         peer_colsums(self.kind, h, n, d, p);

@@ -447,12 +447,14 @@ impl LossOps for CpuBackend {
     type LossScratch = LossScratch;
 
     fn ff_loss(&self, loss: FfLoss, form: GoodnessForm, d: usize, g: &Vec<f32>, out: LossOut<'_, Self>) -> Result<()> {
+        let _p = crate::profile::scope("ff_loss");
         out.stat.check("ff_loss", 1)?;
         out.grad.resize(g.len(), 0.0);
         out.stat.buf[out.stat.at] = CpuBackend::ff_loss(self, loss, form, d, g, out.grad, out.scratch)?;
         Ok(())
     }
     fn goodness_means(&self, g: &Vec<f32>, mean: MeanOf, out: StatSlot<'_, Vec<f32>>) -> Result<()> {
+        let _p = crate::profile::scope("goodness_means");
         out.check("goodness_means", 2)?;
         if !g.len().is_multiple_of(2) {
             return Err(shape_err("goodness_means", format!("{} goodness values are not two halves", g.len())));
@@ -473,6 +475,7 @@ impl LossOps for CpuBackend {
         Ok(())
     }
     fn softmax_xent(&self, logits: &Vec<f32>, c: usize, labels: &Vec<u32>, out: LossOut<'_, Self>) -> Result<()> {
+        let _p = crate::profile::scope("softmax_xent");
         out.stat.check("softmax_xent", 1)?;
         labelled_rows("softmax_xent", logits, c, labels.len())?;
         out.grad.resize(logits.len(), 0.0);
@@ -480,6 +483,7 @@ impl LossOps for CpuBackend {
         Ok(())
     }
     fn softmax_bce(&self, logits: &Vec<f32>, c: usize, labels: &Vec<u32>, out: LossOut<'_, Self>) -> Result<()> {
+        let _p = crate::profile::scope("softmax_bce");
         out.stat.check("softmax_bce", 1)?;
         labelled_rows("softmax_bce", logits, c, labels.len())?;
         out.grad.resize(logits.len(), 0.0);
@@ -487,16 +491,19 @@ impl LossOps for CpuBackend {
         Ok(())
     }
     fn cosine_embedding(&self, a: &Vec<f32>, b: &Vec<f32>, d: usize, out: LossOut<'_, Self>) -> Result<()> {
+        let _p = crate::profile::scope("cosine_embedding");
         out.stat.check("cosine_embedding", 1)?;
         out.grad.resize(a.len(), 0.0);
         out.stat.buf[out.stat.at] = CpuBackend::cosine_embedding(self, a, b, d, out.grad, out.scratch)?;
         Ok(())
     }
     fn softmax_rows(&self, logits: &Vec<f32>, c: usize, out: &mut Vec<f32>, scratch: &mut LossScratch) -> Result<()> {
+        let _p = crate::profile::scope("softmax_rows");
         out.resize(logits.len(), 0.0);
         CpuBackend::softmax_rows(self, logits, c, out, scratch)
     }
     fn mse(&self, a: &Vec<f32>, b: &Vec<f32>, grad: &mut Vec<f32>, out: StatSlot<'_, Vec<f32>>) -> Result<()> {
+        let _p = crate::profile::scope("mse");
         out.check("mse", 1)?;
         check_len("mse", "target", b.len(), a.len())?;
         grad.resize(a.len(), 0.0);
@@ -514,6 +521,7 @@ impl LossOps for CpuBackend {
         scratch: &mut LossScratch,
         out: StatSlot<'_, Vec<f32>>,
     ) -> Result<()> {
+        let _p = crate::profile::scope("gan_loss");
         out.check("gan_loss", 1)?;
         let n = match halves {
             GanHalves::RealThenFake if !z.len().is_multiple_of(2) => {

@@ -294,11 +294,13 @@ impl CpuBackend {
 
 impl MathOps for CpuBackend {
     fn unary(&self, f: Unary, x: &Vec<f32>, out: &mut Vec<f32>) -> Result<()> {
+        let _p = crate::profile::scope("unary");
         pages::grow(out, x.len())?;
         self.unary_unchecked(f, x, out);
         Ok(())
     }
     fn relu(&self, x: &mut Vec<f32>) -> Result<()> {
+        let _p = crate::profile::scope("relu");
         match self.kind {
             CpuKind::Scalar => relu_scalar(x),
             // SAFETY: the Avx2 backend exists only where avx2+fma were detected.
@@ -307,6 +309,7 @@ impl MathOps for CpuBackend {
         Ok(())
     }
     fn relu_backward(&self, y: &Vec<f32>, dy: &Vec<f32>, dx: &mut Vec<f32>) -> Result<()> {
+        let _p = crate::profile::scope("relu_backward");
         check_len("relu_backward", "dy", dy.len(), y.len())?;
         pages::grow(dx, y.len())?;
         match self.kind {
@@ -319,6 +322,7 @@ impl MathOps for CpuBackend {
         Ok(())
     }
     fn add_assign(&self, acc: &mut Vec<f32>, x: &Vec<f32>) -> Result<()> {
+        let _p = crate::profile::scope("add_assign");
         check_len("add_assign", "x", x.len(), acc.len())?;
         match self.kind {
             CpuKind::Scalar => add_scalar(acc, x),

@@ -391,12 +391,14 @@ impl crate::ops::Norm2dOps for CpuBackend {
         var: &mut Vec<f32>,
         rstd: &mut Vec<f32>,
     ) -> Result<()> {
+        let _p = crate::profile::scope("batchnorm_stats");
         for v in [&mut *mean, &mut *var, &mut *rstd] {
             pages::grow(v, g.c)?;
         }
         CpuBackend::batchnorm_stats(self, x, g, eps, mean, var, rstd)
     }
     fn bn_rstd(&self, var: &Vec<f32>, eps: f32, rstd: &mut Vec<f32>) -> Result<()> {
+        let _p = crate::profile::scope("bn_rstd");
         pages::grow(rstd, var.len())?;
         for (r, &v) in rstd.iter_mut().zip(var) {
             *r = bn_rstd(v, eps);
@@ -412,6 +414,7 @@ impl crate::ops::Norm2dOps for CpuBackend {
         beta: &Vec<f32>,
         y: &mut Vec<f32>,
     ) -> Result<()> {
+        let _p = crate::profile::scope("batchnorm_apply");
         pages::grow(y, g.len())?;
         let stats = BnStats { mean: &stats.mean[..], rstd: &stats.rstd[..] };
         CpuBackend::batchnorm_apply(self, x, g, stats, gamma, beta, y)
@@ -425,6 +428,7 @@ impl crate::ops::Norm2dOps for CpuBackend {
         dy: &Vec<f32>,
         grads: BnGrads<'_, Vec<f32>>,
     ) -> Result<()> {
+        let _p = crate::profile::scope("batchnorm_backward");
         pages::grow(grads.dx, g.len())?;
         pages::grow(grads.dgamma, g.c)?;
         pages::grow(grads.dbeta, g.c)?;
@@ -441,21 +445,26 @@ impl crate::ops::Norm2dOps for CpuBackend {
         running_mean: &mut Vec<f32>,
         running_var: &mut Vec<f32>,
     ) -> Result<()> {
+        let _p = crate::profile::scope("batchnorm_update_running");
         CpuBackend::batchnorm_update_running(self, mean, var, n, m, running_mean, running_var)
     }
     fn block_sumsq(&self, x: &Vec<f32>, g: Cnhw, out: &mut Vec<f32>) -> Result<()> {
+        let _p = crate::profile::scope("block_sumsq");
         pages::grow(out, g.n)?;
         CpuBackend::block_sumsq(self, x, g, out)
     }
     fn block_local_grad(&self, x: &Vec<f32>, g: Cnhw, dldg: &Vec<f32>, dx: &mut Vec<f32>) -> Result<()> {
+        let _p = crate::profile::scope("block_local_grad");
         pages::grow(dx, g.len())?;
         CpuBackend::block_local_grad(self, x, g, dldg, dx)
     }
     fn sample_norm_inv(&self, x: &Vec<f32>, g: Cnhw, eps: f32, inv: &mut Vec<f32>) -> Result<()> {
+        let _p = crate::profile::scope("sample_norm_inv");
         pages::grow(inv, g.n)?;
         self.sample_norm_inv_of(x, g, eps, inv)
     }
     fn sample_norm_forward(&self, x: &Vec<f32>, g: Cnhw, eps: f32, y: &mut Vec<f32>, inv: &mut Vec<f32>) -> Result<()> {
+        let _p = crate::profile::scope("sample_norm_forward");
         pages::grow(y, g.len())?;
         pages::grow(inv, g.n)?;
         CpuBackend::sample_norm_forward(self, x, g, eps, y, inv)
@@ -469,6 +478,7 @@ impl crate::ops::Norm2dOps for CpuBackend {
         dx: &mut Vec<f32>,
         scratch: &mut Vec<f32>,
     ) -> Result<()> {
+        let _p = crate::profile::scope("sample_norm_backward");
         pages::grow(dx, g.len())?;
         CpuBackend::sample_norm_backward(self, x, g, inv, dy, dx, scratch)
     }

@@ -465,6 +465,7 @@ impl OptimOps for CpuBackend {
         a: &mut Vec<f32>,
         b: &mut Vec<f32>,
     ) -> Result<()> {
+        let _p = crate::profile::scope("optim_step");
         self.optim_slices("optim_step", step, w, g, a, b)
     }
 }

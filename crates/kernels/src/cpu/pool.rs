@@ -132,20 +132,24 @@ impl crate::ops::PoolOps for CpuBackend {
     type PoolIdx = Vec<u8>;
 
     fn maxpool2_forward(&self, x: &Vec<f32>, g: Cnhw, y: &mut Vec<f32>, idx: &mut Vec<u8>) -> Result<()> {
+        let _p = crate::profile::scope("maxpool2_forward");
         let n = g.c * g.n * (g.h / 2) * (g.w / 2);
         pages::grow(y, n)?;
         pages::grow(idx, n)?;
         CpuBackend::maxpool2_forward(self, x, g, y, idx)
     }
     fn maxpool2_backward(&self, dy: &Vec<f32>, idx: &Vec<u8>, g: Cnhw, dx: &mut Vec<f32>) -> Result<()> {
+        let _p = crate::profile::scope("maxpool2_backward");
         pages::grow(dx, g.len())?;
         CpuBackend::maxpool2_backward(self, dy, idx, g, dx)
     }
     fn upsample2_forward(&self, x: &Vec<f32>, g: Cnhw, y: &mut Vec<f32>) -> Result<()> {
+        let _p = crate::profile::scope("upsample2_forward");
         pages::grow(y, 4 * g.len())?;
         CpuBackend::upsample2_forward(self, x, g, y)
     }
     fn upsample2_backward(&self, dy: &Vec<f32>, g: Cnhw, dx: &mut Vec<f32>) -> Result<()> {
+        let _p = crate::profile::scope("upsample2_backward");
         pages::grow(dx, g.len())?;
         CpuBackend::upsample2_backward(self, dy, g, dx)
     }

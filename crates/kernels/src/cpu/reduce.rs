@@ -260,14 +260,17 @@ impl CpuBackend {
 
 impl ReduceOps for CpuBackend {
     fn row_sumsq(&self, x: &Vec<f32>, d: usize, out: &mut Vec<f32>) -> Result<()> {
+        let _p = crate::profile::scope("row_sumsq");
         pages::grow(out, rows_of("row_sumsq", x.len(), d)?)?;
         CpuBackend::row_sumsq(self, x, d, out)
     }
     fn row_sum(&self, x: &Vec<f32>, d: usize, out: &mut Vec<f32>) -> Result<()> {
+        let _p = crate::profile::scope("row_sum");
         pages::grow(out, rows_of("row_sum", x.len(), d)?)?;
         CpuBackend::row_sum(self, x, d, out)
     }
     fn normalize_rows(&self, x: &Vec<f32>, out: &mut Vec<f32>, d: usize, kind: Norm, eps: f32) -> Result<()> {
+        let _p = crate::profile::scope("normalize_rows");
         pages::grow(out, x.len())?;
         CpuBackend::normalize_rows(self, x, out, d, kind, eps)
     }
@@ -280,10 +283,12 @@ impl ReduceOps for CpuBackend {
         kind: Norm,
         eps: f32,
     ) -> Result<()> {
+        let _p = crate::profile::scope("normalize_rows_given");
         pages::grow(out, x.len())?;
         CpuBackend::normalize_rows_given(self, x, sumsq, out, d, kind, eps)
     }
     fn standardize_rows(&self, x: &Vec<f32>, d: usize, eps: f32, y: &mut Vec<f32>) -> Result<()> {
+        let _p = crate::profile::scope("standardize_rows");
         pages::grow(y, x.len())?;
         CpuBackend::standardize_rows(self, x, d, eps, y)
     }

@@ -312,6 +312,7 @@ impl GemmOps for CpuBackend {
         c: &mut Vec<f32>,
         epi: Epilogue<'_, Vec<f32>>,
     ) -> Result<()> {
+        let _p = crate::profile::scope("gemm");
         let (m, n, _) = gemm_shapes("gemm", &a, &b, c, &epi)?;
         if !matches!(epi, Epilogue::Accumulate) {
             pages::grow(c, m * n)?;
