@@ -103,6 +103,138 @@ def torch_epoch(py, data, sizes, batch, samples, epochs, warmup, threads, device
     return r["epoch_seconds"], rss, r["torch"]
 
 
+CONV_SMALL = ([128, 128, 256, 256, 256, 512], [0, 2, 5])
+
+
+def conv_config(algorithm, dataset, div, samples, batch, epochs, out):
+    """The TOML of a conv workload: the Trifecta's small net (or its backprop
+    baseline) at 1/div width, crop + rotation + normalisation, Adam 1e-3."""
+    ch = [max(c // div, 1) for c in CONV_SMALL[0]]
+    return (f'[data]\ndataset = "{dataset}"\ntrain_size = {samples}\n'
+            f'[data.augment]\ncrop_padding = 4\nrotation_deg = 15.0\nnormalize = true\n'
+            f'[conv]\nalgorithm = "{"backprop" if algorithm == "bp" else "ff"}"\nchannels = {ch}\npool = {CONV_SMALL[1]}\n'
+            f'norm = "batch"\nloss = "symba"\nolu = true\n'
+            f'[train]\nepochs = {epochs}\nbatch = {batch}\neval_every = 0\neval_chunk = 1000\n'
+            f'[output]\ndir = "{out}"\n'), ch
+
+
+def profile_seconds(stderr, row):
+    """Seconds of a row of the FFWD_PROFILE table."""
+    for line in stderr.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if cells and cells[0] == row:
+            return float(cells[2])
+    return None
+
+
+def ffwd_conv(binary, data, w, epochs, warmup, threads, evaluate):
+    algorithm, dataset, div, samples, batch = w
+    with tempfile.TemporaryDirectory() as d:
+        cfg, _ = conv_config(algorithm, dataset, div, samples, batch, warmup + epochs, d)
+        Path(d, "c.toml").write_text(cfg)
+        _, rss = run_measured([str(binary), "train", "--config", str(Path(d, "c.toml")), "--data-dir", str(data),
+                               "--threads", str(threads), "--quiet"])
+        lines = [json.loads(l) for l in open(Path(d) / "metrics.jsonl")]
+        ev = None
+        if evaluate:
+            env = dict(os.environ, FFWD_PROFILE="1")
+            p = subprocess.run([str(binary), "eval", "--checkpoint", str(Path(d, "model.safetensors")), "--data-dir",
+                                str(data), "--threads", str(threads)], capture_output=True, text=True, env=env, check=True)
+            ev = profile_seconds(p.stderr, "trainer: evaluation (all its ops)")
+    return statistics.median(l["train_seconds"] for l in lines[warmup:]), rss, ev
+
+
+def torch_conv(py, data, w, epochs, warmup, threads, eval_images):
+    algorithm, dataset, div, samples, batch = w
+    ch = ",".join(str(max(c // div, 1)) for c in CONV_SMALL[0])
+    cmd = [str(py), str(ROOT / "benches/peers/trifecta_torch.py"), "--data", str(data), "--dataset", dataset,
+           "--algorithm", algorithm, "--channels", ch, "--pool", ",".join(map(str, CONV_SMALL[1])),
+           "--batch", str(batch), "--samples", str(samples), "--epochs", str(epochs), "--warmup-epochs", str(warmup),
+           "--threads", str(threads), "--eval-images", str(eval_images)]
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    out, rss = run_measured(cmd, env)
+    r = json.loads(out.strip().splitlines()[-1])
+    return r["epoch_seconds"], rss, r["eval_seconds"], r["torch"]
+
+
+def conv_flop_per_sample(algorithm, dataset, div):
+    """Nominal FLOP of one training sample: per block 2·Cout·Cin·9·H·W for the
+    forward, twice that for dW and dX; FF runs two images (positive and
+    negative) per sample and has one more input channel."""
+    c, h, w = (3, 32, 32) if dataset == "cifar-10" else (1, 28, 28)
+    ch = [max(x // div, 1) for x in CONV_SMALL[0]]
+    cin, fl = c + (1 if algorithm == "ff" else 0), 0
+    for k, co in enumerate(ch):
+        fl += 3 * 2 * co * cin * 9 * h * w
+        if k in CONV_SMALL[1]:
+            h, w = h // 2, w // 2
+        cin = co
+    return fl * (2 if algorithm == "ff" else 1)
+
+
+def conv_main(a, py, binary):
+    rows, peaks, version = [], [], None
+    for spec in a.conv_workloads.split(","):
+        algorithm, dataset, div, samples, batch = spec.split(":")
+        w = (algorithm, dataset, int(div), int(samples), int(batch))
+        peaks.append(fma_peak(binary, a.threads))
+        f_t, t_t, f_m, t_m, f_e, t_e = [], [], [], [], [], []
+        for r in range(a.repeats):
+            evaluate = r == 0 and a.conv_eval_images > 0
+            order = ["ffwd", "torch"] if r % 2 == 0 else ["torch", "ffwd"]
+            for name in order:
+                if name == "ffwd":
+                    s, m, e = ffwd_conv(binary, a.data, w, a.epochs, a.warmup_epochs, a.threads, evaluate)
+                    f_t.append(s); f_m.append(m)
+                    if e is not None:
+                        f_e.append(e)
+                else:
+                    s, m, e, version = torch_conv(py, a.data, w, a.epochs, a.warmup_epochs, a.threads,
+                                                  a.conv_eval_images if evaluate else 0)
+                    t_t.append(s); t_m.append(m)
+                    if e is not None:
+                        t_e.append(e)
+                print(f"  {name:5s} {spec}: epoch {s:.2f}s, peak {m:.0f} MiB", file=sys.stderr)
+        fl = conv_flop_per_sample(algorithm, dataset, int(div))
+        n = int(samples)
+        rows.append({
+            "workload": spec, "threads": a.threads,
+            "ffwd_epoch_s": statistics.median(f_t), "ffwd_spread_s": [min(f_t), max(f_t)],
+            "torch_epoch_s": statistics.median(t_t), "torch_spread_s": [min(t_t), max(t_t)],
+            "ffwd_samples_per_s": n / statistics.median(f_t), "torch_samples_per_s": n / statistics.median(t_t),
+            "speedup": statistics.median(t_t) / statistics.median(f_t),
+            "ffwd_peak_mib": statistics.median(f_m), "torch_peak_mib": statistics.median(t_m),
+            "ffwd_eval_s": f_e[0] if f_e else None, "torch_eval_s": t_e[0] if t_e else None,
+            "flop_per_sample": fl,
+        })
+    peaks.append(fma_peak(binary, a.threads))
+    peak = max(peaks)
+    for r in rows:
+        r["ffwd_pct_peak"] = 100 * r["ffwd_samples_per_s"] * r["flop_per_sample"] / 1e9 / peak
+        r["torch_pct_peak"] = 100 * r["torch_samples_per_s"] * r["flop_per_sample"] / 1e9 / peak
+    meta = {"date": time.strftime("%Y-%m-%d"), "machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
+            "torch": version, "repeats": a.repeats, "epochs_per_run": a.epochs, "warmup_epochs": a.warmup_epochs,
+            "fma_peak_gflops": peak, "fma_peak_readings": peaks, "eval_images": a.conv_eval_images}
+    stem = Path(a.out) / f"peers-conv-cpu-{meta['date']}"
+    Path(a.out).mkdir(parents=True, exist_ok=True)
+    json.dump({"meta": meta, "rows": rows}, open(f"{stem}.json", "w"), indent=1)
+    lines = ["| workload (algorithm:dataset:width divisor:images:batch) | ffwd epoch (s) | PyTorch epoch (s) | speed-up | ffwd samples/s | PyTorch samples/s | ffwd % of peak | PyTorch % of peak | ffwd eval (s) | PyTorch eval (s) | ffwd peak MiB | PyTorch peak MiB |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    f = lambda v: "–" if v is None else f"{v:.1f}"
+    for r in rows:
+        lines.append(f"| {r['workload']} | {r['ffwd_epoch_s']:.2f} [{r['ffwd_spread_s'][0]:.2f}–{r['ffwd_spread_s'][1]:.2f}] "
+                     f"| {r['torch_epoch_s']:.2f} [{r['torch_spread_s'][0]:.2f}–{r['torch_spread_s'][1]:.2f}] | {r['speedup']:.2f}× "
+                     f"| {r['ffwd_samples_per_s']:.0f} | {r['torch_samples_per_s']:.0f} | {r['ffwd_pct_peak']:.1f}% | {r['torch_pct_peak']:.1f}% "
+                     f"| {f(r['ffwd_eval_s'])} | {f(r['torch_eval_s'])} | {r['ffwd_peak_mib']:.0f} | {r['torch_peak_mib']:.0f} |")
+    table = "\n".join(lines)
+    open(f"{stem}.md", "w").write(
+        f"{a.threads} threads, torch {version}, medians of {a.repeats} alternating runs (each the median of {a.epochs} "
+        f"timed epochs after {a.warmup_epochs} untimed); [min–max] spread; % of peak counts the nominal conv FLOP "
+        f"(forward, dW, dX; FF: two images per sample) against the measured FMA peak of {peak:.1f} GFLOP/s; evaluation "
+        f"of {a.conv_eval_images} test images (FF: once per label) in the first round only.\n\n{table}\n")
+    print(table)
+
+
 def gemm_table(py, gpu_bench, repeats):
     """Our SGEMM (benches/gpu.rs) and cuBLAS (gemm_torch.py), alternating."""
     ours, theirs = {}, {}
@@ -137,6 +269,11 @@ def main():
     ap.add_argument("--binary", help="a prebuilt ffwd binary (else cargo build --release)")
     ap.add_argument("--python", help="a Python with torch (else the local venv, installed from PyPI)")
     ap.add_argument("--gpu-bench", help="the prebuilt benches/gpu.rs binary: also compare SGEMM with cuBLAS")
+    ap.add_argument("--conv-workloads",
+                    help="compare conv nets instead (trifecta_torch.py): ALGORITHM:DATASET:WIDTH_DIVISOR:IMAGES:BATCH,... "
+                         "with ALGORITHM ff (the Trifecta) or bp, e.g. ff:cifar-10:4:10000:256,bp:cifar-10:4:10000:256")
+    ap.add_argument("--conv-eval-images", type=int, default=10000,
+                    help="conv workloads: test images evaluated in the first round (ffwd evaluates the whole test set)")
     a = ap.parse_args()
     py = a.python or ensure_venv()
     if a.binary:
@@ -144,6 +281,8 @@ def main():
     else:
         sh(["cargo", "build", "--release", "--quiet"], cwd=ROOT)
         binary = ROOT / "target/release/ffwd"
+    if a.conv_workloads:
+        return conv_main(a, py, binary)
     rows = []
     torch_version = None
     # The peak is a ceiling that noise can only lower: measured before each
