@@ -30,8 +30,8 @@ pub mod cuda;
 mod error;
 pub mod mat;
 pub mod numerics;
-pub mod profile;
 pub mod ops;
+pub mod profile;
 
 pub use cpu::conv::ConvScratch;
 pub use cpu::gemm::{warm_up_workers, PackedMat};

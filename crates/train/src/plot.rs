@@ -83,7 +83,8 @@ struct Line {
 }
 
 impl Line {
-    /// A line with its (stroke width, dashed).
+    /// A line with its (stroke width, dashed); an empty label keeps it out
+    /// of the legend.
     fn new(label: String, points: Vec<(f64, f64)>, color: RGBColor, (width, dashed): (u32, bool)) -> Self {
         Self { label, points, color, width, dashed }
     }
@@ -102,35 +103,58 @@ fn color(many: bool, run: usize, k: usize) -> RGBColor {
     RGBColor(mix(r), mix(g), mix(b))
 }
 
-/// The SVG of `runs`' curves.
+/// The SVG of `runs`' curves. One run: a legend entry per line. Several:
+/// a colour per run (its layers from dark to light), a legend entry per
+/// run (its first layer's line) and its validation and test accuracy
+/// (test dashed); the layers' own accuracies stay thin and unnamed.
 pub fn svg(runs: &[Curves]) -> Result<String> {
     let many = runs.len() > 1;
-    let prefix = |r: &Curves| if many { format!("{}: ", r.name) } else { String::new() };
+    // with several runs only the first layer's line names its run
+    let name = |r: &Curves, l: usize, one: String| match (many, l) {
+        (false, _) => one,
+        (true, 0) => r.name.clone(),
+        (true, _) => String::new(),
+    };
     let (mut loss, mut good, mut acc) = (Vec::new(), Vec::new(), Vec::new());
     for (ri, r) in runs.iter().enumerate() {
-        let p = prefix(r);
         for l in 0..r.layers() {
             let at = |k: &'static str| [Key::Name("layers"), Key::Index(l), Key::Name(k)];
             let c = color(many, ri, l);
-            loss.push(Line::new(format!("{p}layer {l}"), r.series(&at("loss")), c, (2, false)));
-            good.push(Line::new(format!("{p}G+ layer {l}"), r.series(&at("g_pos")), c, (2, false)));
-            good.push(Line::new(format!("{p}G- layer {l}"), r.series(&at("g_neg")), c, (2, true)));
+            loss.push(Line::new(name(r, l, format!("layer {l}")), r.series(&at("loss")), c, (2, false)));
+            good.push(Line::new(name(r, l, format!("G+ layer {l}")), r.series(&at("g_pos")), c, (2, false)));
+            let neg = if many { String::new() } else { format!("G- layer {l}") };
+            good.push(Line::new(neg, r.series(&at("g_neg")), c, (2, true)));
             let alone = r.series(&at("acc")).into_iter().map(|(x, y)| (x, 100.0 * y)).collect();
-            acc.push(Line::new(format!("{p}layer {l} alone"), alone, c, (1, true)));
+            let label = if many { String::new() } else { format!("layer {l} alone") };
+            acc.push(Line::new(label, alone, c, (1, true)));
         }
         let readout = r.series(&[Key::Name("readout_loss")]);
         let c = if many { color(true, ri, 3) } else { RGBColor(0, 0, 0) };
-        loss.push(Line::new(format!("{p}readout"), readout, c, (2, true)));
+        let label = if many { format!("{}: readout", r.name) } else { "readout".into() };
+        loss.push(Line::new(label, readout, c, (2, true)));
         for (k, set) in ["val", "test"].into_iter().enumerate() {
             let pts = r.series(&[Key::Name(set), Key::Name("acc")]).into_iter().map(|(x, y)| (x, 100.0 * y)).collect();
-            let c = if many { color(true, ri, k) } else { [RGBColor(0, 0, 0), RGBColor(120, 120, 120)][k] };
-            acc.push(Line::new(format!("{p}{set}"), pts, c, (3, false)));
+            let (label, c, dashed) = if many {
+                (format!("{}: {set}", r.name), color(true, ri, 0), k == 1)
+            } else {
+                (set.to_string(), [RGBColor(0, 0, 0), RGBColor(120, 120, 120)][k], false)
+            };
+            acc.push(Line::new(label, pts, c, (3, dashed)));
         }
     }
+    let titles = if many {
+        [
+            "loss per layer (layers dark to light; readout dashed)",
+            "mean goodness: G+ solid, G- dashed",
+            "accuracy (%): val solid, test dashed, layers thin",
+        ]
+    } else {
+        ["loss per layer", "mean goodness: G+ solid, G- dashed", "accuracy (%)"]
+    };
     let panels = [
-        ("loss per layer", loss, true, SeriesLabelPosition::UpperRight),
-        ("mean goodness: G+ solid, G- dashed", good, false, SeriesLabelPosition::LowerRight),
-        ("accuracy (%)", acc, false, SeriesLabelPosition::LowerRight),
+        (titles[0], loss, true, SeriesLabelPosition::UpperRight),
+        (titles[1], good, false, SeriesLabelPosition::LowerRight),
+        (titles[2], acc, false, SeriesLabelPosition::LowerRight),
     ];
     let mut out = String::new();
     {
@@ -177,13 +201,16 @@ where
             for l in lines.iter().filter(|l| !l.points.is_empty()) {
                 let style = l.color.stroke_width(l.width);
                 let (c, w) = (l.color, l.width);
-                if l.dashed {
+                let series = if l.dashed {
                     chart.draw_series(DashedLineSeries::new(l.points.clone(), 6, 4, style)).map_err(plot_err)?
                 } else {
                     chart.draw_series(LineSeries::new(l.points.clone(), style)).map_err(plot_err)?
+                };
+                if !l.label.is_empty() {
+                    series
+                        .label(l.label.clone())
+                        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(w)));
                 }
-                .label(l.label.clone())
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(w)));
             }
             chart
                 .configure_series_labels()
@@ -240,8 +267,10 @@ mod tests {
         }
         assert!(!one.contains("G+ layer 1") && !one.contains("layer 1 alone") && !one.contains("readout"));
         assert!(!one.contains("a: layer 0"), "one run: no run names");
+        // several runs: a legend entry per run and its val and test, not per layer
         let two = svg(&[run("a", 5), run("b", 3)]).unwrap();
-        assert!(two.contains("a: layer 0") && two.contains("b: test"));
+        assert!(two.contains("a: val") && two.contains("b: test") && two.contains("\na\n"), "run names in the legend");
+        assert!(!two.contains("layer 0") && !two.contains("G- layer"), "no per-layer legend entries");
     }
 
     #[test]
