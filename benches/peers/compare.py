@@ -127,7 +127,7 @@ def profile_seconds(stderr, row):
     return None
 
 
-def ffwd_conv(binary, data, w, epochs, warmup, threads, evaluate):
+def ffwd_conv(binary, data, w, epochs, warmup, threads, eval_images):
     algorithm, dataset, div, samples, batch = w
     with tempfile.TemporaryDirectory() as d:
         cfg, _ = conv_config(algorithm, dataset, div, samples, batch, warmup + epochs, d)
@@ -136,10 +136,11 @@ def ffwd_conv(binary, data, w, epochs, warmup, threads, evaluate):
                                "--threads", str(threads), "--quiet"])
         lines = [json.loads(l) for l in open(Path(d) / "metrics.jsonl")]
         ev = None
-        if evaluate:
+        if eval_images:
             env = dict(os.environ, FFWD_PROFILE="1")
             p = subprocess.run([str(binary), "eval", "--checkpoint", str(Path(d, "model.safetensors")), "--data-dir",
-                                str(data), "--threads", str(threads)], capture_output=True, text=True, env=env, check=True)
+                                str(data), "--threads", str(threads), "--test-size", str(eval_images)],
+                               capture_output=True, text=True, env=env, check=True)
             ev = profile_seconds(p.stderr, "trainer: evaluation (all its ops)")
     return statistics.median(l["train_seconds"] for l in lines[warmup:]), rss, ev
 
@@ -184,7 +185,8 @@ def conv_main(a, py, binary):
             order = ["ffwd", "torch"] if r % 2 == 0 else ["torch", "ffwd"]
             for name in order:
                 if name == "ffwd":
-                    s, m, e = ffwd_conv(binary, a.data, w, a.epochs, a.warmup_epochs, a.threads, evaluate)
+                    s, m, e = ffwd_conv(binary, a.data, w, a.epochs, a.warmup_epochs, a.threads,
+                                        a.conv_eval_images if evaluate else 0)
                     f_t.append(s); f_m.append(m)
                     if e is not None:
                         f_e.append(e)
@@ -273,7 +275,7 @@ def main():
                     help="compare conv nets instead (trifecta_torch.py): ALGORITHM:DATASET:WIDTH_DIVISOR:IMAGES:BATCH,... "
                          "with ALGORITHM ff (the Trifecta) or bp, e.g. ff:cifar-10:4:10000:256,bp:cifar-10:4:10000:256")
     ap.add_argument("--conv-eval-images", type=int, default=10000,
-                    help="conv workloads: test images evaluated in the first round (ffwd evaluates the whole test set)")
+                    help="conv workloads: test images evaluated (both sides) in the first round; 0: none")
     a = ap.parse_args()
     py = a.python or ensure_venv()
     if a.binary:

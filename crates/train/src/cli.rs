@@ -249,6 +249,9 @@ pub struct EvalArgs {
     /// cpu | cpu-scalar | cuda | cuda:N.
     #[arg(long, default_value = "cpu")]
     pub device: DeviceArg,
+    /// Evaluate the first N test images only (0 = all).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub test_size: usize,
 }
 
 #[derive(Args, Debug)]
@@ -799,7 +802,16 @@ pub fn run(cli: Cli) -> Result<()> {
                     reason: format!("trained on {}-value images, the data has {}", meta.image_dim, splits.test.dim()),
                 });
             }
-            let test = splits.test;
+            let test = match a.test_size {
+                0 => splits.test,
+                n if n <= splits.test.len() => splits.test.slice(0..n),
+                n => {
+                    return Err(Error::Invalid(format!(
+                        "--test-size {n}: the test split has {} images",
+                        splits.test.len()
+                    )))
+                }
+            };
             let pool = rayon::ThreadPoolBuilder::new()
                 .num_threads(cfg.train.threads)
                 .build()
