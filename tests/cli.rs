@@ -29,6 +29,15 @@ fn train_without_arguments_uses_the_embedded_digits_and_eval_reads_the_checkpoin
     // eval reproduces the trainer's final test accuracy exactly
     let acc = |text: &str, key: &str| text.split(key).nth(1).map(|r| r.split('%').next().unwrap().trim().to_string());
     assert_eq!(acc(&stdout, "done: test accuracy"), acc(&s, "accuracy"), "{stdout}\n{s}");
+    // the first N test images only, with the time per op on request
+    let ev =
+        ffwd().args(["eval", "--test-size", "100", "--checkpoint"]).arg(&ck).env("FFWD_PROFILE", "1").output().unwrap();
+    let (s, e) = (String::from_utf8_lossy(&ev.stdout), String::from_utf8_lossy(&ev.stderr));
+    assert!(ev.status.success() && s.contains("on 100 test"), "{s}");
+    assert!(e.contains("| trainer: evaluation (all its ops) | 1 |") && e.contains("| linear_forward_packed |"), "{e}");
+    let ev = ffwd().args(["eval", "--test-size", "298", "--checkpoint"]).arg(&ck).output().unwrap();
+    let e = String::from_utf8_lossy(&ev.stderr);
+    assert!(ev.status.code() == Some(1) && e.contains("the test split has 297 images"), "{e}");
 }
 
 #[test]
