@@ -207,9 +207,13 @@ where
                     chart.draw_series(LineSeries::new(l.points.clone(), style)).map_err(plot_err)?
                 };
                 if !l.label.is_empty() {
-                    series
-                        .label(l.label.clone())
-                        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(w)));
+                    // a dashed line's sample is dashed too
+                    let (a, b) = if l.dashed { (7, 11) } else { (9, 9) };
+                    series.label(l.label.clone()).legend(move |(x, y)| {
+                        EmptyElement::at((x, y))
+                            + PathElement::new(vec![(0, 0), (a, 0)], c.stroke_width(w))
+                            + PathElement::new(vec![(b, 0), (18, 0)], c.stroke_width(w))
+                    });
                 }
             }
             chart
