@@ -533,19 +533,7 @@ fn ffcl_layer_local_gradients_match_finite_differences() {
     net.compute_grads(&x, &labels).unwrap();
     let f64v = |v: &[f32]| v.iter().map(|&a| a as f64).collect::<Vec<f64>>();
     let dense = |x: &[f64], w: &[f64], b: &[f64], relu: bool| dense64(x, n, w, b, relu);
-    let cos_loss = |a: &[f64], b: &[f64], d: usize| -> f64 {
-        (0..n)
-            .map(|i| {
-                let (p, q) = (&a[i * d..(i + 1) * d], &b[i * d..(i + 1) * d]);
-                let dot: f64 = p.iter().zip(q).map(|(u, v)| u * v).sum();
-                // Norms floored at ε, as the kernel (an all-zero ReLU row).
-                let np = p.iter().map(|u| u * u).sum::<f64>().sqrt().max(1e-8);
-                let nq = q.iter().map(|v| v * v).sum::<f64>().sqrt().max(1e-8);
-                1.0 - dot / (np * nq)
-            })
-            .sum::<f64>()
-            / n as f64
-    };
+    let cos_loss = |a: &[f64], b: &[f64], d: usize| cos_loss64(a, b, n, d);
     let bce = |z: &[f64]| bce64(z, c, &labels);
     let x64 = f64v(&x);
     let [a, b] = &net.twins;
@@ -558,6 +546,21 @@ fn ffcl_layer_local_gradients_match_finite_differences() {
     check_dense("copy A layer 0", &a[0], &|w, b| cos_loss(&dense(&x64, w, b, true), &hb0, 5));
     check_dense("copy A layer 1", &a[1], &|w, b| cos_loss(&dense(&ha0, w, b, true), &hb1, 4));
     check_dense("copy A output", &a[2], &|w, b| bce(&dense(&ha1, w, b, false)));
+}
+
+/// The mean cosine-embedding loss `1 − cos` of `n` rows of `d` values, in
+/// f64; norms floored at ε, as the kernel (an all-zero ReLU row).
+fn cos_loss64(a: &[f64], b: &[f64], n: usize, d: usize) -> f64 {
+    (0..n)
+        .map(|i| {
+            let (p, q) = (&a[i * d..(i + 1) * d], &b[i * d..(i + 1) * d]);
+            let dot: f64 = p.iter().zip(q).map(|(u, v)| u * v).sum();
+            let np = p.iter().map(|u| u * u).sum::<f64>().sqrt().max(1e-8);
+            let nq = q.iter().map(|v| v * v).sum::<f64>().sqrt().max(1e-8);
+            1.0 - dot / (np * nq)
+        })
+        .sum::<f64>()
+        / n as f64
 }
 
 /// With `detach_inputs = false` each copy's whole loss (every hidden
@@ -575,18 +578,7 @@ fn ffcl_gradients_without_detached_inputs_match_finite_differences_of_each_copys
     net.compute_grads(&x, &labels).unwrap();
     let f64v = |v: &[f32]| v.iter().map(|&a| a as f64).collect::<Vec<f64>>();
     let dense = |x: &[f64], w: &[f64], b: &[f64], relu: bool| dense64(x, n, w, b, relu);
-    let cos_loss = |a: &[f64], b: &[f64], d: usize| -> f64 {
-        (0..n)
-            .map(|i| {
-                let (p, q) = (&a[i * d..(i + 1) * d], &b[i * d..(i + 1) * d]);
-                let dot: f64 = p.iter().zip(q).map(|(u, v)| u * v).sum();
-                let np = p.iter().map(|u| u * u).sum::<f64>().sqrt().max(1e-8);
-                let nq = q.iter().map(|v| v * v).sum::<f64>().sqrt().max(1e-8);
-                1.0 - dot / (np * nq)
-            })
-            .sum::<f64>()
-            / n as f64
-    };
+    let cos_loss = |a: &[f64], b: &[f64], d: usize| cos_loss64(a, b, n, d);
     let x64 = f64v(&x);
     let [a, b] = &net.twins;
     let hb0 = dense(&x64, &f64v(&b[0].w), &f64v(&b[0].b), true);
