@@ -59,6 +59,7 @@ pub struct BpConvNet<B: Backend> {
     pub steps: u64,
     work: Work<B::Buf>,
     log: StatLog<B::Buf>,
+    lent: crate::conv::Lent<B>,
 }
 
 impl<B: Backend> BpConvNet<B> {
@@ -88,6 +89,7 @@ impl<B: Backend> BpConvNet<B> {
             steps: 0,
             work: Work::default(),
             log: StatLog::new(nb, Some(nb)),
+            lent: Default::default(),
         })
     }
 
@@ -118,7 +120,7 @@ impl<B: Backend> BpConvNet<B> {
         self.be.upload_with(&mut self.work.input, gs[0].len(), |buf| images_to_cnhw(images, image, n, |b| b, buf))?;
         let c = &self.config;
         let mode = BlockMode { train, momentum: c.bn_momentum, bn_eps: c.bn_eps, norm_eps: c.norm_eps };
-        forward_blocks(&self.be, &mut self.blocks, &self.work.input, gs[0], mode)?;
+        forward_blocks(&self.be, &mut self.blocks, (&self.work.input, gs[0]), mode, &mut self.lent)?;
         let last = self.blocks.last().expect("at least one block").output();
         self.be.cnhw_to_rows(last, gs[gs.len() - 1], &mut self.work.feats)?;
         Ok(gs)
@@ -140,7 +142,8 @@ impl<B: Backend> BpConvNet<B> {
         for k in (0..nb).rev() {
             let (prev, rest) = self.blocks.split_at_mut(k);
             let x = if k == 0 { &self.work.input } else { prev[k - 1].output() };
-            rest[0].backward(be, x, &self.work.dcur, (k > 0).then_some(&mut self.work.dnext))?;
+            let (dcur, dnext) = (&self.work.dcur, &mut self.work.dnext);
+            rest[0].with_lent(&mut self.lent, |b| b.backward(be, x, dcur, (k > 0).then_some(dnext)))?;
             std::mem::swap(&mut self.work.dcur, &mut self.work.dnext);
         }
         Ok(())

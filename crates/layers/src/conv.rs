@@ -216,6 +216,24 @@ struct BlockWork<T, I, C, N> {
     norm_scratch: N,
 }
 
+/// The buffers a block needs only while it runs — its backward's
+/// gradients of the pool, the ReLU and the conv input, the input gradient
+/// nothing reads, and the conv's im2col scratch. A network keeps one set
+/// and lends it to each block in turn ([`ConvBlock::with_lent`]) instead of
+/// keeping a set per block: the same values, in a fraction of the memory
+/// (the largest block's share, not the sum).
+#[derive(Clone, Debug, Default)]
+pub struct LentWork<T, C> {
+    dp: T,
+    dr: T,
+    dxn: T,
+    dx_unused: T,
+    conv: C,
+}
+
+/// [`LentWork`] of a backend.
+pub type Lent<B> = LentWork<<B as ffwd_kernels::Storage>::Buf, <B as ffwd_kernels::ConvOps>::ConvScratch>;
+
 type Work<B> = BlockWork<
     <B as ffwd_kernels::Storage>::Buf,
     <B as ffwd_kernels::PoolOps>::PoolIdx,
@@ -326,6 +344,24 @@ impl<B: Backend> ConvBlock<B> {
     /// Per-image sum of squares of the last output.
     pub fn sumsq(&self) -> &B::Buf {
         &self.work.g
+    }
+
+    /// Run `f` on the block with the network's shared temporaries `lent`
+    /// in place of its own (see [`LentWork`]); they go back afterwards.
+    pub fn with_lent<R>(&mut self, lent: &mut Lent<B>, f: impl FnOnce(&mut Self) -> R) -> R {
+        self.swap_lent(lent);
+        let r = f(self);
+        self.swap_lent(lent);
+        r
+    }
+
+    fn swap_lent(&mut self, lent: &mut Lent<B>) {
+        let w = &mut self.work;
+        std::mem::swap(&mut w.dp, &mut lent.dp);
+        std::mem::swap(&mut w.dr, &mut lent.dr);
+        std::mem::swap(&mut w.dxn, &mut lent.dxn);
+        std::mem::swap(&mut w.dx_unused, &mut lent.dx_unused);
+        std::mem::swap(&mut w.conv, &mut lent.conv);
     }
 
     /// Forward `x` (CNHW `g`).
@@ -444,19 +480,20 @@ pub(crate) fn images_to_cnhw(
 }
 
 /// Forward `blocks` in order on `input` (geometry `g0`), each on the
-/// previous block's output of the same pass.
+/// previous block's output of the same pass, each with the temporaries
+/// `lent`.
 pub(crate) fn forward_blocks<B: Backend>(
     be: &B,
     blocks: &mut [ConvBlock<B>],
-    input: &B::Buf,
-    g0: Cnhw,
+    (input, g0): (&B::Buf, Cnhw),
     mode: BlockMode,
+    lent: &mut Lent<B>,
 ) -> Result<()> {
     let mut g = g0;
     for k in 0..blocks.len() {
         let (prev, rest) = blocks.split_at_mut(k);
         let x = if k == 0 { input } else { prev[k - 1].output() };
-        rest[0].forward(be, x, g, mode)?;
+        rest[0].with_lent(lent, |b| b.forward(be, x, g, mode))?;
         g = rest[0].out_geom(g);
     }
     Ok(())
@@ -489,6 +526,7 @@ pub struct ConvFfNet<B: Backend> {
     loss_scratch: B::LossScratch,
     scores: Vec<f32>,
     log: StatLog<B::Buf>,
+    lent: Lent<B>,
 }
 
 impl<B: Backend> ConvFfNet<B> {
@@ -530,6 +568,7 @@ impl<B: Backend> ConvFfNet<B> {
             loss_scratch: B::LossScratch::default(),
             scores: Vec::new(),
             log: StatLog::new(nb, None),
+            lent: Lent::<B>::default(),
         })
     }
 
@@ -575,7 +614,7 @@ impl<B: Backend> ConvFfNet<B> {
     /// Forward every block on the current input.
     fn forward_all(&mut self, g0: Cnhw, train: bool) -> Result<()> {
         let mode = self.mode(train);
-        forward_blocks(&self.be, &mut self.blocks, &self.input, g0, mode)
+        forward_blocks(&self.be, &mut self.blocks, (&self.input, g0), mode, &mut self.lent)
     }
 
     /// Loss of block k on the current batch into the log's row at `row`;
@@ -603,12 +642,14 @@ impl<B: Backend> ConvFfNet<B> {
         let (prev, rest) = self.blocks.split_at_mut(upper);
         let x = if upper == 0 { &self.input } else { prev[upper - 1].output() };
         let want_dx = lower || emb;
-        rest[0].backward(be, x, &self.dout, want_dx.then_some(&mut self.dmid))?;
+        let (dout, dmid) = (&self.dout, &mut self.dmid);
+        rest[0].with_lent(&mut self.lent, |b| b.backward(be, x, dout, want_dx.then_some(dmid)))?;
         rest[0].apply(be, 0)?;
         if lower {
             let (pp, low) = prev.split_at_mut(upper - 1);
             let xl = if upper == 1 { &self.input } else { pp[upper - 2].output() };
-            low[0].backward(be, xl, &self.dmid, None)?;
+            let dmid = &self.dmid;
+            low[0].with_lent(&mut self.lent, |b| b.backward(be, xl, dmid, None))?;
             low[0].apply(be, 1)?;
         }
         if emb {
