@@ -13,6 +13,8 @@
 //! GEMM. [`gather_active`] gathers the others, in order (the scalar
 //! specification multiplies the gathered copy; the AVX2 backend packs the
 //! same rows, in the same order, straight from their places by index).
+//! Under peer normalisation the positive rows carry the peer term and are
+//! all kept ([`row_kept`]; the spec is in `ops/linear.rs`).
 
 use super::gemm::{self, BSource, Epi, Epilogue, PackedMat, SharedMut, StepsRun};
 use super::pages;
