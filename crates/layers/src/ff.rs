@@ -109,6 +109,12 @@ pub struct FfLayer<B: Backend> {
     peer: Option<Peer<B>>,
 }
 
+/// The peer term of a training step on `rows` rows (n positives then n
+/// negatives): the last `peer_grad` for the first n rows.
+fn peer_term<B: Backend>(peer: &Option<Peer<B>>, rows: usize) -> Option<PeerTerm<'_, B::Buf>> {
+    peer.as_ref().map(|p| PeerTerm { p: &p.p, rows: rows / 2 })
+}
+
 /// A layer's peer normalisation: its settings, the running means of its
 /// units on positive data, and the gradient term of the last training
 /// forward.
@@ -208,7 +214,7 @@ impl<B: Backend> FfLayer<B> {
     ) -> Result<()> {
         self.forward_loss(be, x, rows, obj, out)?;
         let w = &mut self.work;
-        let peer = self.peer.as_ref().map(|p| PeerTerm { p: &p.p, rows: rows / 2 });
+        let peer = peer_term(&self.peer, rows);
         // Rows with dL/dG = 0 are left out, as in the fused step.
         be.linear_grads((&w.xn, &w.h, &w.dldg), peer, (self.in_dim, self.out_dim), (&mut w.dw, &mut w.db), &mut w.lin)?;
         Ok(())
@@ -333,7 +339,7 @@ impl<B: Backend> FfLayer<B> {
                 w: Param { value: w, a: wa, b: wb },
                 bias: Param { value: b, a: ba, b: bb },
                 step: &step,
-                peer: peer.as_ref().map(|p| PeerTerm { p: &p.p, rows: rows / 2 }),
+                peer: peer_term(peer, rows),
             };
             steps.1 = be.linear_backward_update(u, lin)?;
             Ok(())

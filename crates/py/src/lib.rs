@@ -9,14 +9,14 @@
 //! check for signals between batches, so Ctrl-C raises `KeyboardInterrupt`
 //! with the model in the state after its last whole batch.
 
-use ffwd_layers::ff::{hard_negative_labels, negative_labels};
+use ffwd_layers::ff::negative_labels;
 use ffwd_layers::probe::{FeatureForm, FeatureView};
 use ffwd_layers::uff::SamplePos;
 use ffwd_layers::{Batch, BatchStats};
 use ffwd_tensor::{stream, Philox};
 use ffwd_train::config::{Device, LrSchedule, Negatives, RunConfig, Schedule};
 use ffwd_train::model::{build_on_device, Model};
-use ffwd_train::trainer::Trainer;
+use ffwd_train::trainer::{hard_negatives_of, Trainer};
 use ffwd_train::{checkpoint, Error};
 use numpy::{
     IntoPyArray, PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods,
@@ -351,18 +351,13 @@ impl PyModel {
             Negatives::Hard => {
                 let (pool, epoch) = (&self.pool, self.epoch as u32);
                 let net = self.net.get_mut().unwrap_or_else(PoisonError::into_inner);
-                let classes = net.classes();
-                let scores =
-                    py.allow_threads(|| pool.install(|| net.label_scores(xs, n, t.eval_chunk))).map_err(layers_err)?;
-                let (mut labels, mut rows) = (Vec::with_capacity(n), Vec::with_capacity(scores.len()));
-                for &i in &perm {
-                    let i = i as usize;
-                    labels.push(ys[i]);
-                    rows.extend_from_slice(&scores[i * classes..(i + 1) * classes]);
-                }
-                let mut out = Vec::with_capacity(n);
-                hard_negative_labels((t.seed, epoch, 0), &labels, &rows, classes, &mut out);
-                Some(out)
+                let (seed, chunk, perm) = (t.seed, t.eval_chunk, &perm);
+                Some(
+                    py.allow_threads(|| {
+                        pool.install(|| hard_negatives_of(&mut **net, (xs, ys), perm, (seed, epoch), chunk))
+                    })
+                    .map_err(py_err)?,
+                )
             }
         };
         let nb = n.div_ceil(bs);
@@ -376,8 +371,8 @@ impl PyModel {
                 yb.push(ys[i as usize]);
             }
             if t.lr_schedule != LrSchedule::Constant {
-                let p = (in_phase * nb + b) as f64 / (t.epochs * nb) as f64;
-                self.net_mut().set_lr_scale(t.lr_schedule.factor(p, t.cooldown_from)).map_err(layers_err)?;
+                let f = t.lr_schedule.factor_at((in_phase, t.epochs), (b, nb), t.cooldown_from);
+                self.net_mut().set_lr_scale(f).map_err(layers_err)?;
             }
             let first = (b * bs) as u64;
             let neg = hard.as_ref().map(|h| &h[b * bs..b * bs + idx.len()]);

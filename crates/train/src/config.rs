@@ -72,6 +72,14 @@ pub enum LrSchedule {
 }
 
 impl LrSchedule {
+    /// The factor at batch `b` of `nb` in epoch `epoch` (0-based) of a
+    /// phase of `epochs` epochs: [`LrSchedule::factor`] at `p = (epoch·nb +
+    /// b) / (epochs·nb)`, the position `ffwd train` and the Python epoch
+    /// loop both use.
+    pub fn factor_at(self, (epoch, epochs): (usize, usize), (b, nb): (usize, usize), from: f32) -> f32 {
+        self.factor((epoch * nb + b) as f64 / (epochs * nb) as f64, from)
+    }
+
     /// The learning-rate factor of the batch that starts at progress `p`
     /// (in [0, 1)) of the phase. Computed on the host from f64 division
     /// and our own f32 polynomials, so the same on every machine and

@@ -206,6 +206,31 @@ pub fn evaluate(
     Ok(report(&predict(net, prep, pool, chunk, ds)?, &ds.labels))
 }
 
+/// Hard negative labels of an epoch (0-based `epoch`), one per position
+/// of the shuffle `perm`: the network's label scores of every image (`n`
+/// images, evaluated in chunks of `chunk`), then a wrong label drawn from
+/// their softmax for each position ([`hard_negative_labels`]). Shared by
+/// `ffwd train` and the Python epoch loop.
+pub fn hard_negatives_of(
+    net: &mut dyn Network,
+    (images, labels): (&[f32], &[u8]),
+    perm: &[u32],
+    (seed, epoch): (u64, u32),
+    chunk: usize,
+) -> Result<Vec<u8>> {
+    let (n, classes) = (labels.len(), net.classes());
+    let scores = net.label_scores(images, n, chunk)?;
+    let (mut ordered, mut rows) = (Vec::with_capacity(n), Vec::with_capacity(scores.len()));
+    for &i in perm {
+        let i = i as usize;
+        ordered.push(labels[i]);
+        rows.extend_from_slice(&scores[i * classes..(i + 1) * classes]);
+    }
+    let mut out = Vec::with_capacity(n);
+    hard_negative_labels((seed, epoch, 0), &ordered, &rows, classes, &mut out);
+    Ok(out)
+}
+
 /// The accuracies of predictions `p` against `labels`.
 fn report(p: &Predictions, labels: &[u8]) -> EvalReport {
     EvalReport {
@@ -572,20 +597,12 @@ impl Trainer {
     /// shuffle `perm`: drawn from the network's label scores of every
     /// training image (evaluation images, no augmentation).
     fn hard_negatives(&mut self, e32: u32, perm: &[u32]) -> Result<Vec<u8>> {
-        let (n, classes, chunk) = (self.train.len(), self.net.classes(), self.cfg.train.eval_chunk);
+        let chunk = self.cfg.train.eval_chunk;
         let mut images = Vec::new();
         self.prep.eval_images(&self.train, &mut images);
-        let net = &mut self.net;
-        let scores = self.pool.install(|| net.label_scores(&images, n, chunk))?;
-        let (mut labels, mut rows) = (Vec::with_capacity(n), Vec::with_capacity(scores.len()));
-        for &i in perm {
-            let i = i as usize;
-            labels.push(self.train.labels[i]);
-            rows.extend_from_slice(&scores[i * classes..(i + 1) * classes]);
-        }
-        let mut out = Vec::with_capacity(n);
-        hard_negative_labels((self.cfg.train.seed, e32, 0), &labels, &rows, classes, &mut out);
-        Ok(out)
+        let net = &mut *self.net;
+        let labels = &self.train.labels;
+        self.pool.install(|| hard_negatives_of(net, (&images, labels), perm, (self.cfg.train.seed, e32), chunk))
     }
 
     /// Train epoch `epoch` (counted from 1 over every phase) on `layers`,
@@ -642,8 +659,7 @@ impl Trainer {
         let (schedule, cooldown) = (self.cfg.train.lr_schedule, self.cfg.train.cooldown_from);
         for b in first..nb {
             if schedule != LrSchedule::Constant {
-                let p = (in_phase * nb + b) as f64 / (phase_epochs * nb) as f64;
-                self.net.set_lr_scale(schedule.factor(p, cooldown))?;
+                self.net.set_lr_scale(schedule.factor_at((in_phase, phase_epochs), (b, nb), cooldown))?;
             }
             let idx = &perm[b * bs..((b + 1) * bs).min(n)];
             let pos = SamplePos { seed, epoch: e32, first: (b * bs) as u64, cell: 0 };
