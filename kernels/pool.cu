@@ -42,6 +42,28 @@ extern "C" __global__ void ffwd_maxpool2_backward_f32(const float* __restrict__ 
     dx[t] = v;
 }
 
+// One thread per input element: the gradient through the ReLU before the
+// pool and the pool, in one pass: the output's gradient where the pool
+// recorded this element and the ReLU's output r is > 0, else +0.0 (the same
+// bits as ffwd_maxpool2_backward_f32 followed by ffwd_relu_backward_f32).
+extern "C" __global__ void ffwd_maxpool2_relu_backward_f32(const float* __restrict__ dy,
+                                                           const unsigned char* __restrict__ idx,
+                                                           const float* __restrict__ r, int planes, int h, int w,
+                                                           float* __restrict__ dx) {
+    int ho = h / 2, wo = w / 2;
+    long t = (long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (t >= (long)planes * h * w) return;
+    long p = t / (h * w);
+    int e = (int)(t % (h * w));
+    int y = e / w, xx = e % w;
+    float v = 0.0f;
+    if (y < 2 * ho && xx < 2 * wo && r[t] > 0.0f) {
+        long o = p * ho * wo + (y / 2) * wo + xx / 2;
+        if ((int)idx[o] == (y % 2) * 2 + (xx % 2)) v = dy[o];
+    }
+    dx[t] = v;
+}
+
 // Output (2y + a, 2x + b) copies input (y, x).
 extern "C" __global__ void ffwd_upsample2_forward_f32(const float* __restrict__ x, int planes, int h, int w,
                                                       float* __restrict__ y) {

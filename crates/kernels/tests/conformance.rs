@@ -268,7 +268,9 @@ impl<B: Backend> Wrap<'_, B> {
                 let mut idx = B::PoolIdx::default();
                 be.maxpool2_forward(&u(x), g, &mut o, &mut idx).unwrap();
                 be.maxpool2_backward(&u(dy), &idx, g, &mut o2).unwrap();
-                vec![d(&o), d(&o2)]
+                // the pool's input as the ReLU output: its negatives and zeros mask
+                be.maxpool2_relu_backward(&u(dy), &idx, &u(x), g, &mut o3).unwrap();
+                vec![d(&o), d(&o2), d(&o3)]
             }
             Op::Upsample(x, g, dy) => {
                 be.upsample2_forward(&u(x), g, &mut o).unwrap();
@@ -502,7 +504,8 @@ fn optim<B: Backend>(be: &B) {
 }
 
 /// Geometries: odd sides, 1×1, several images and channels.
-const GEOMS: [(usize, usize, usize, usize); 5] = [(1, 1, 2, 2), (2, 3, 5, 7), (3, 2, 8, 8), (4, 5, 6, 4), (1, 2, 1, 1)];
+const GEOMS: [(usize, usize, usize, usize); 6] =
+    [(1, 1, 2, 2), (2, 3, 5, 7), (3, 2, 8, 8), (4, 5, 6, 4), (1, 2, 1, 1), (2, 2, 3, 37)];
 
 fn conv<B: Backend>(be: &B) {
     for (i, &(c, n, h, w)) in GEOMS.iter().enumerate() {

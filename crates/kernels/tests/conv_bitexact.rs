@@ -113,6 +113,19 @@ fn conv3x3_backends_equal_the_direct_spec_bitwise_across_image_chunks() {
         }
         check(&format!("conv {g:?}"), |be| conv_backend(be, &x, g, &w, cout, &dy));
     }
+    // Few input channels over many pixels: the dW's product has at most 36
+    // columns and thousands of k steps, the GEMM's long-K path (each task
+    // runs every K block for its rows); 13 outputs give both tasks rows.
+    for (i, g) in [Cnhw::new(4, 5, 32, 32), Cnhw::new(1, 3, 31, 29)].into_iter().enumerate() {
+        let cout = 13;
+        let x = values(g.len(), 400 + i as u64);
+        let w = values(cout * g.c * 9, 500 + i as u64);
+        let dy = values(cout * g.row(), 600 + i as u64);
+        let want = conv_direct(&x, g, &w, cout, &dy);
+        let got = conv_backend(&CpuBackend::scalar(), &x, g, &w, cout, &dy);
+        assert_bits_eq(&format!("scalar conv dW {g:?}"), &got[1], &want[1]);
+        check(&format!("conv, long K {g:?}"), |be| conv_backend(be, &x, g, &w, cout, &dy));
+    }
 }
 
 #[test]
@@ -132,6 +145,43 @@ fn maxpool_keeps_the_first_maximum_and_routes_gradient_there() {
     assert_eq!((y1[0], i1[0]), (2.0, 1));
     let e = be.maxpool2_forward(&[0.0; 3], Cnhw::new(1, 1, 1, 3), &mut [], &mut []).unwrap_err();
     assert!(e.to_string().contains("at least 2×2"), "{e}");
+}
+
+/// Rows wide enough for the AVX2 max-pool's eight-output lanes (and odd
+/// widths and heights for its tails and dropped edges), with NaN, ±inf,
+/// signed zeros and ties among the values: the forward equals the scalar
+/// spec at 1 and 2 threads, and the fused pool + ReLU backward equals the
+/// pool's backward followed by the ReLU's, bit for bit.
+#[test]
+fn maxpool_lanes_and_the_fused_relu_backward_give_the_spec_bits_on_wide_rows() {
+    for (i, &(c, n, h, w)) in [(2, 3, 4, 32), (1, 2, 5, 37), (3, 1, 6, 16), (2, 2, 3, 50)].iter().enumerate() {
+        let g = Cnhw::new(c, n, h, w);
+        let s = 90 + i as u64;
+        let mut x: Vec<f32> = values(g.len(), s).iter().map(|v| (v * 2.0).round() / 2.0).collect();
+        for (j, v) in x.iter_mut().enumerate() {
+            match j % 29 {
+                3 => *v = f32::NAN,
+                7 => *v = f32::INFINITY,
+                11 => *v = f32::NEG_INFINITY,
+                13 => *v = -0.0,
+                _ => {}
+            }
+        }
+        let gp = Cnhw::new(c, n, h / 2, w / 2);
+        let dy = values(gp.len(), s ^ 7);
+        check(&format!("max-pool {g:?}"), |be| {
+            let (mut y, mut idx) = (vec![f32::NAN; gp.len()], vec![9u8; gp.len()]);
+            be.maxpool2_forward(&x, g, &mut y, &mut idx).unwrap();
+            let mut dp = vec![f32::NAN; g.len()];
+            be.maxpool2_backward(&dy, &idx, g, &mut dp).unwrap();
+            let mut two = Vec::new();
+            MathOps::relu_backward(be, &x, &dp, &mut two).unwrap();
+            let mut fused = vec![f32::NAN; g.len()];
+            be.maxpool2_relu_backward(&dy, &idx, &x, g, &mut fused).unwrap();
+            assert_bits_eq(&format!("fused pool + ReLU backward {g:?} on {}", be.name()), &fused, &two);
+            vec![y, idx.iter().map(|&v| v as f32).collect(), fused]
+        });
+    }
 }
 
 #[test]

@@ -203,8 +203,6 @@ struct BlockWork<T, I, C, N> {
     idx: I,
     /// Per-image sum of squares of the output.
     g: T,
-    /// The pool's input gradient, before the ReLU mask.
-    dp: T,
     dr: T,
     dxn: T,
     dw: T,
@@ -217,14 +215,13 @@ struct BlockWork<T, I, C, N> {
 }
 
 /// The buffers a block needs only while it runs — its backward's
-/// gradients of the pool, the ReLU and the conv input, the input gradient
+/// gradients of the ReLU (through the pool) and the conv input, the input gradient
 /// nothing reads, and the conv's im2col scratch. A network keeps one set
 /// and lends it to each block in turn ([`ConvBlock::with_lent`]) instead of
 /// keeping a set per block: the same values, in a fraction of the memory
 /// (the largest block's share, not the sum).
 #[derive(Clone, Debug, Default)]
 pub struct LentWork<T, C> {
-    dp: T,
     dr: T,
     dxn: T,
     dx_unused: T,
@@ -357,7 +354,6 @@ impl<B: Backend> ConvBlock<B> {
 
     fn swap_lent(&mut self, lent: &mut Lent<B>) {
         let w = &mut self.work;
-        std::mem::swap(&mut w.dp, &mut lent.dp);
         std::mem::swap(&mut w.dr, &mut lent.dr);
         std::mem::swap(&mut w.dxn, &mut lent.dxn);
         std::mem::swap(&mut w.dx_unused, &mut lent.dx_unused);
@@ -411,8 +407,7 @@ impl<B: Backend> ConvBlock<B> {
         let gc = g.with_channels(self.cout);
         // ReLU: r > 0 exactly where the pre-activation was > 0.
         if self.pool {
-            be.maxpool2_backward(dout, &wk.idx, gc, &mut wk.dp)?;
-            be.relu_backward(&wk.r, &wk.dp, &mut wk.dr)?;
+            be.maxpool2_relu_backward(dout, &wk.idx, &wk.r, gc, &mut wk.dr)?;
         } else {
             be.relu_backward(&wk.r, dout, &mut wk.dr)?;
         }

@@ -18,14 +18,17 @@
 //!   (oy,ox) = (iy−ky+1, ix−kx+1) is inside the image, of
 //!   dcol[(ci,ky,kx),(b,oy,ox)]`, from +0.0 with plain `+`.
 //!
-//! **Implementation.** The batch is cut into image chunks so the col buffer
-//! stays near 16 MB; the forward and dX write disjoint columns per chunk,
-//! and dW continues each output's chain across chunks with
+//! **Implementation.** The AVX2 forward is one GEMM over the whole batch
+//! whose B panels are packed straight from the image ([`ImplicitCol`]: no
+//! col matrix is written). Elsewhere (the dW and dX, and the scalar spec's
+//! forward) the batch is cut into image chunks so the col buffer stays
+//! near 16 MB; the forward and dX write disjoint columns per chunk, and dW
+//! continues each output's chain across chunks with
 //! [`Epilogue::Accumulate`], so the chunk size never changes a bit. The
 //! GEMMs run on the backend (scalar spec or AVX2); im2col and col2im are
 //! copies and fixed-order sums shared by both, parallel over rows.
 
-use super::gemm::Epilogue;
+use super::gemm::{self, BSource, Epi, Epilogue};
 use super::pages;
 use super::{CpuBackend, CpuKind};
 use crate::error::{check_len, shape_err, Result};
@@ -79,6 +82,135 @@ pub(crate) fn im2col(x: &[f32], g: Cnhw, b0: usize, nb: usize, col: &mut [f32]) 
             }
         }
     });
+}
+
+/// The im2col matrix of images b0..b0+nb (Cin·9 × nb·HW), never written
+/// out: the AVX2 GEMM packs its B panels straight from the image
+/// ([`ImplicitCol::pack_panel`]), so the forward reads the input once
+/// instead of writing and reading back a copy nine times its size. The
+/// values are [`im2col`]'s, so the products are the same bits.
+#[derive(Clone, Copy)]
+pub(crate) struct ImplicitCol<'a> {
+    pub x: &'a [f32],
+    pub g: Cnhw,
+    pub b0: usize,
+    pub nb: usize,
+}
+
+impl ImplicitCol<'_> {
+    pub fn rows(&self) -> usize {
+        self.g.c * 9
+    }
+    pub fn cols(&self) -> usize {
+        self.nb * self.g.plane()
+    }
+    /// `col[k, j]` (zero outside the image).
+    pub fn at(&self, k: usize, j: usize) -> f32 {
+        let (g, hw) = (self.g, self.g.plane());
+        let (ci, ky, kx) = (k / 9, (k % 9) / 3, k % 3);
+        let (b, oy, ox) = (self.b0 + j / hw, (j % hw) / g.w, j % g.w);
+        // input (oy + ky − 1, ox + kx − 1), shifted by one to stay unsigned
+        let (iy, ix) = (oy + ky, ox + kx);
+        if iy == 0 || iy > g.h || ix == 0 || ix > g.w {
+            return 0.0;
+        }
+        self.x[(ci * g.n + b) * hw + (iy - 1) * g.w + ix - 1]
+    }
+    /// The same panel of the transposed matrix (the dW's B, `colᵀ`, whose
+    /// rows are pixels and columns taps): `panel[k·16 + c] = col[jq + c,
+    /// k0 + k]`, zero past `w`. For each tap, the pixels fall into runs
+    /// along image rows, each a shifted slice of one input row.
+    pub fn pack_panel_t(&self, k0: usize, kc: usize, jq: usize, w: usize, panel: &mut [f32]) {
+        const NR: usize = 16;
+        let (g, hw) = (self.g, self.g.plane());
+        if w < NR {
+            for k in 0..kc {
+                panel[k * NR + w..(k + 1) * NR].fill(0.0);
+            }
+        }
+        for c in 0..w {
+            let kk = jq + c;
+            let (ci, ky, kx) = (kk / 9, (kk % 9) / 3, kk % 3);
+            let chan = ci * g.n * hw;
+            let mut p = k0;
+            while p < k0 + kc {
+                let (b, r) = (self.b0 + p / hw, p % hw);
+                let (oy, ox) = (r / g.w, r % g.w);
+                let len = (g.w - ox).min(k0 + kc - p);
+                let out = p - k0;
+                let iy = oy + ky; // input row + 1
+                if iy == 0 || iy > g.h {
+                    for t in 0..len {
+                        panel[(out + t) * NR + c] = 0.0;
+                    }
+                } else {
+                    let row = &self.x[chan + b * hw + (iy - 1) * g.w..][..g.w];
+                    for t in 0..len {
+                        let ix = ox + t + kx; // input column + 1
+                        panel[(out + t) * NR + c] = if ix == 0 || ix > g.w { 0.0 } else { row[ix - 1] };
+                    }
+                }
+                p += len;
+            }
+        }
+    }
+    /// Rows `k0..k0+kc`, columns `jq..jq+w` (w ≤ 16) as one packed panel,
+    /// `panel[k·16 + c] = col[k0 + k, jq + c]`, zero past `w`. The panel's
+    /// columns fall into runs along image rows; each run of each k row is
+    /// a shifted slice of one input row, its out-of-image ends zero.
+    pub fn pack_panel(&self, k0: usize, kc: usize, jq: usize, w: usize, panel: &mut [f32]) {
+        const NR: usize = 16;
+        let (g, hw) = (self.g, self.g.plane());
+        // (first panel column, length, image plane offset within a channel, oy, ox)
+        let mut runs = [(0usize, 0usize, 0usize, 0usize, 0usize); NR];
+        let (mut nruns, mut c) = (0, 0);
+        while c < w {
+            let j = jq + c;
+            let (b, r) = (self.b0 + j / hw, j % hw);
+            let (oy, ox) = (r / g.w, r % g.w);
+            let len = (g.w - ox).min(w - c);
+            runs[nruns] = (c, len, b * hw, oy, ox);
+            nruns += 1;
+            c += len;
+        }
+        for k in 0..kc {
+            let kk = k0 + k;
+            let (ci, ky, kx) = (kk / 9, (kk % 9) / 3, kk % 3);
+            let dst = &mut panel[k * NR..(k + 1) * NR];
+            dst[w..].fill(0.0);
+            let chan = ci * g.n * hw;
+            for &(c0, len, plane, oy, ox) in &runs[..nruns] {
+                let out = &mut dst[c0..c0 + len];
+                let iy = oy + ky; // input row + 1
+                if iy == 0 || iy > g.h {
+                    out.fill(0.0);
+                    continue;
+                }
+                let row = chan + plane + (iy - 1) * g.w;
+                // The common runs (a whole panel or half of one, inside the
+                // row): fixed-size copies the compiler turns into moves.
+                if ox + kx >= 1 && ox + kx - 1 + len <= g.w {
+                    let src = &self.x[row + ox + kx - 1..];
+                    match len {
+                        16 => out.copy_from_slice(&src[..16]),
+                        8 => out.copy_from_slice(&src[..8]),
+                        _ => out.copy_from_slice(&src[..len]),
+                    }
+                    continue;
+                }
+                // output t of the run reads input column ox + t + kx − 1:
+                // inside the row for t in lo..hi
+                let lo = (1usize).saturating_sub(ox + kx).min(len);
+                let hi = (g.w + 1).saturating_sub(ox + kx).min(len).max(lo);
+                out[..lo].fill(0.0);
+                out[hi..].fill(0.0);
+                if hi > lo {
+                    let src = row + ox + lo + kx - 1;
+                    out[lo..hi].copy_from_slice(&self.x[src..src + hi - lo]);
+                }
+            }
+        }
+    }
 }
 
 /// `dx` for images b0..b0+nb from `dcol` (Cin·9 × nb·HW), in the spec order:
@@ -176,8 +308,16 @@ impl CpuBackend {
         Self::conv_check("conv3x3_forward", x, g, wts, cout)?;
         check_len("conv3x3_forward", "y", y.len(), cout * g.row())?;
         let (k9, hw, row) = (g.c * 9, g.plane(), g.row());
-        let per = images_per_chunk(g);
         let wm = MatRef::new(wts, cout, k9)?;
+        if self.kind == CpuKind::Avx2 && g.n > 0 {
+            // One product over the whole batch, B packed from the image.
+            let src = ImplicitCol { x, g, b0: 0, nb: g.n };
+            let mut ym = MatMut::new(y, cout, row)?;
+            let _p = crate::profile::scope("conv3x3_forward: gemm");
+            gemm::gemm_avx2_src(wm, BSource::Im2col(src), &mut ym, Epi::Out(Epilogue::None), None, false);
+            return Ok(());
+        }
+        let per = images_per_chunk(g);
         for b0 in (0..g.n).step_by(per) {
             let nb = per.min(g.n - b0);
             let cols = nb * hw;
@@ -221,17 +361,18 @@ impl CpuBackend {
         for b0 in (0..g.n).step_by(per) {
             let nb = per.min(g.n - b0);
             let cols = nb * hw;
-            let want = scratch.col.len().max(k9 * per * hw);
-            pages::grow(&mut scratch.col, want)?;
-            {
-                let _p = crate::profile::scope("conv3x3_backward: im2col");
-                im2col(x, g, b0, nb, &mut scratch.col);
-            }
-            let colt = MatRef::new(&scratch.col[..k9 * cols], k9, cols)?.t();
             let dym = MatRef::strided(&dy[b0 * hw..], cout, cols, row, 1)?;
             let epi = if b0 == 0 { Epilogue::None } else { Epilogue::Accumulate };
-            {
+            if self.kind == CpuKind::Avx2 {
+                // colᵀ packed straight from the image.
+                let src = BSource::Im2colT(ImplicitCol { x, g, b0, nb });
                 let _p = crate::profile::scope("conv3x3_backward: dW gemm");
+                gemm::gemm_avx2_src(dym, src, &mut MatMut::new(dw, cout, k9)?, Epi::Out(epi), None, false);
+            } else {
+                let want = scratch.col.len().max(k9 * per * hw);
+                pages::grow(&mut scratch.col, want)?;
+                im2col(x, g, b0, nb, &mut scratch.col);
+                let colt = MatRef::new(&scratch.col[..k9 * cols], k9, cols)?.t();
                 self.gemm(dym, colt, MatMut::new(dw, cout, k9)?, epi)?;
             }
             if let Some(dx) = dx.as_deref_mut() {

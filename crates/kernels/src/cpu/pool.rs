@@ -11,21 +11,112 @@
 //! **Spec.** Each output takes the window's values in the order (0,0),
 //! (0,1), (1,0), (1,1) and keeps the first one that no later value beats by
 //! `>`; its position (0–3) is recorded. Backward routes each output's
-//! gradient to that position and writes +0.0 elsewhere. One implementation
-//! serves both backends (a compare-and-select has nothing to round),
-//! parallel over image planes.
+//! gradient to that position and writes +0.0 elsewhere. A compare-and-select
+//! has nothing to round: the AVX2 forward (eight outputs per lane-wise
+//! compare, the same `>` in the same order) and the fused pool + ReLU
+//! backward give the spec's bits by construction (unit tests check them);
+//! everything runs in parallel over image planes.
 
 use super::conv::Cnhw;
 use super::pages;
-use super::CpuBackend;
-use crate::error::{check_len, shape_err, Result};
+use super::{CpuBackend, CpuKind};
+use crate::error::{check_len, Result};
+use crate::ops::pool::pool_check;
 use rayon::prelude::*;
 
-fn pool_check(op: &'static str, g: Cnhw) -> Result<()> {
-    if g.h < 2 || g.w < 2 {
-        return Err(shape_err(op, format!("{}×{} planes: a 2×2 pool needs at least 2×2", g.h, g.w)));
+/// Outputs `from..` of one output row from its two input rows, by the spec.
+fn pool_row_scalar(rows: (&[f32], &[f32]), from: usize, (y, idx): (&mut [f32], &mut [u8])) {
+    for ox in from..y.len() {
+        let cand = [rows.0[2 * ox], rows.0[2 * ox + 1], rows.1[2 * ox], rows.1[2 * ox + 1]];
+        let mut best = 0;
+        for (t, &v) in cand.iter().enumerate().skip(1) {
+            if v > cand[best] {
+                best = t;
+            }
+        }
+        y[ox] = cand[best];
+        idx[ox] = best as u8;
     }
-    Ok(())
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use std::arch::x86_64::*;
+
+    /// The even and odd elements of 16 floats at `p`, each in order.
+    #[inline(always)]
+    unsafe fn split_even_odd(p: *const f32) -> (__m256, __m256) {
+        let (lo, hi) = (_mm256_loadu_ps(p), _mm256_loadu_ps(p.add(8)));
+        // in-lane shuffles give (lo0 lo2 hi0 hi2 | lo4 lo6 hi4 hi6); the
+        // 64-bit permute (0, 2, 1, 3) puts them in order
+        let fix = |v: __m256| _mm256_castpd_ps(_mm256_permute4x64_pd::<0b11_01_10_00>(_mm256_castps_pd(v)));
+        (fix(_mm256_shuffle_ps::<0b10_00_10_00>(lo, hi)), fix(_mm256_shuffle_ps::<0b11_01_11_01>(lo, hi)))
+    }
+
+    /// One output row of the pool, 8 outputs at a time, the spec's
+    /// compare-and-select in each lane (the same `>` in the same order, so
+    /// the same winner, NaN and signed zeros included). Returns how many
+    /// outputs it wrote (a multiple of 8); the caller does the rest.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn pool_row(rows: (&[f32], &[f32]), y: &mut [f32], idx: &mut [u8]) -> usize {
+        let body = y.len() / 8 * 8;
+        debug_assert!(rows.0.len() >= 2 * body && rows.1.len() >= 2 * body && idx.len() >= body);
+        for ox in (0..body).step_by(8) {
+            let (c0, c1) = split_even_odd(rows.0.as_ptr().add(2 * ox));
+            let (c2, c3) = split_even_odd(rows.1.as_ptr().add(2 * ox));
+            let (mut best, mut at) = (c0, _mm256_setzero_ps());
+            for (t, c) in [(1.0f32, c1), (2.0, c2), (3.0, c3)] {
+                let beats = _mm256_cmp_ps::<_CMP_GT_OQ>(c, best);
+                best = _mm256_blendv_ps(best, c, beats);
+                at = _mm256_blendv_ps(at, _mm256_set1_ps(t), beats);
+            }
+            _mm256_storeu_ps(y.as_mut_ptr().add(ox), best);
+            let mut pos = [0i32; 8];
+            _mm256_storeu_si256(pos.as_mut_ptr().cast(), _mm256_cvttps_epi32(at));
+            for (d, &v) in idx[ox..ox + 8].iter_mut().zip(&pos) {
+                *d = v as u8;
+            }
+        }
+        body
+    }
+
+    /// One input row of the fused pool + ReLU backward, 8 outputs (16
+    /// inputs) at a time: input column 2·ox + t of window row `a / 2` takes
+    /// `dy[ox]` where `idx[ox] == a + t` and `r > 0`, else +0.0 (masks
+    /// and-ed onto the bits, as the ReLU backward does). Returns how many
+    /// outputs it covered (a multiple of 8); the caller does the rest.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn unpool_relu_row((dy, idx): (&[f32], &[u8]), a: u8, r: &[f32], dx: &mut [f32]) -> usize {
+        let body = dy.len() / 8 * 8;
+        debug_assert!(idx.len() >= body && r.len() >= 2 * body && dx.len() >= 2 * body);
+        let (even, odd) = (_mm256_set1_epi32(a as i32), _mm256_set1_epi32(a as i32 + 1));
+        let zero = _mm256_setzero_ps();
+        for ox in (0..body).step_by(8) {
+            let g = _mm256_loadu_ps(dy.as_ptr().add(ox));
+            let at = _mm256_cvtepu8_epi32(_mm_loadl_epi64(idx.as_ptr().add(ox).cast()));
+            let ge = _mm256_and_ps(g, _mm256_castsi256_ps(_mm256_cmpeq_epi32(at, even)));
+            let go = _mm256_and_ps(g, _mm256_castsi256_ps(_mm256_cmpeq_epi32(at, odd)));
+            // interleave to input order: (e0 o0 e1 o1 | e4 o4 e5 o5), (e2 o2 e3 o3 | e6 o6 e7 o7)
+            let (lo, hi) = (_mm256_unpacklo_ps(ge, go), _mm256_unpackhi_ps(ge, go));
+            let halves = [_mm256_permute2f128_ps::<0x20>(lo, hi), _mm256_permute2f128_ps::<0x31>(lo, hi)];
+            for (h, v) in halves.into_iter().enumerate() {
+                let at = 2 * ox + 8 * h;
+                let on = _mm256_cmp_ps::<_CMP_GT_OQ>(_mm256_loadu_ps(r.as_ptr().add(at)), zero);
+                _mm256_storeu_ps(dx.as_mut_ptr().add(at), _mm256_and_ps(v, on));
+            }
+        }
+        body
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+mod avx2 {
+    pub(super) unsafe fn pool_row(_: (&[f32], &[f32]), _: &mut [f32], _: &mut [u8]) -> usize {
+        0
+    }
+    pub(super) unsafe fn unpool_relu_row(_: (&[f32], &[u8]), _: u8, _: &[f32], _: &mut [f32]) -> usize {
+        0
+    }
 }
 
 impl CpuBackend {
@@ -40,21 +131,18 @@ impl CpuBackend {
             return Ok(());
         }
         let (hw, w) = (g.plane(), g.w);
+        let kind = self.kind;
         y.par_chunks_mut(ho * wo).zip(idx.par_chunks_mut(ho * wo)).enumerate().for_each(|(p, (yp, ip))| {
             let xp = &x[p * hw..(p + 1) * hw];
             for oy in 0..ho {
-                for ox in 0..wo {
-                    let base = 2 * oy * w + 2 * ox;
-                    let cand = [xp[base], xp[base + 1], xp[base + w], xp[base + w + 1]];
-                    let mut best = 0;
-                    for (t, &v) in cand.iter().enumerate().skip(1) {
-                        if v > cand[best] {
-                            best = t;
-                        }
-                    }
-                    yp[oy * wo + ox] = cand[best];
-                    ip[oy * wo + ox] = best as u8;
-                }
+                let rows = (&xp[2 * oy * w..][..w], &xp[(2 * oy + 1) * w..][..w]);
+                let out = (&mut yp[oy * wo..(oy + 1) * wo], &mut ip[oy * wo..(oy + 1) * wo]);
+                let done = match kind {
+                    // SAFETY: the Avx2 backend exists only where avx2 was detected.
+                    CpuKind::Avx2 => unsafe { avx2::pool_row(rows, out.0, out.1) },
+                    CpuKind::Scalar => 0,
+                };
+                pool_row_scalar(rows, done, out);
             }
         });
         Ok(())
@@ -78,6 +166,50 @@ impl CpuBackend {
                     let o = p * ho * wo + oy * wo + ox;
                     let t = idx[o] as usize;
                     xp[(2 * oy + t / 2) * w + 2 * ox + t % 2] = dy[o];
+                }
+            }
+        });
+        Ok(())
+    }
+
+    /// The gradient through the pool and the ReLU before it, in one pass:
+    /// `dx = relu_backward(r, maxpool2_backward(dy, idx))`, where `r` is the
+    /// ReLU's output (the pool's input, CNHW `g`): each input takes its
+    /// output's gradient where the pool recorded it and `r > 0`, else +0.0.
+    /// A compare-and-select has nothing to round, so the bits are the two
+    /// ops' (checked by a unit test); the intermediate gradient is never
+    /// written.
+    pub fn maxpool2_relu_backward(&self, dy: &[f32], idx: &[u8], r: &[f32], g: Cnhw, dx: &mut [f32]) -> Result<()> {
+        pool_check("maxpool2_relu_backward", g)?;
+        let (ho, wo) = (g.h / 2, g.w / 2);
+        check_len("maxpool2_relu_backward", "dy", dy.len(), g.c * g.n * ho * wo)?;
+        check_len("maxpool2_relu_backward", "idx", idx.len(), dy.len())?;
+        check_len("maxpool2_relu_backward", "r", r.len(), g.len())?;
+        check_len("maxpool2_relu_backward", "dx", dx.len(), g.len())?;
+        if dx.is_empty() {
+            return Ok(());
+        }
+        let (hw, w, kind) = (g.plane(), g.w, self.kind);
+        dx.par_chunks_mut(hw).enumerate().for_each(|(p, xp)| {
+            let rp = &r[p * hw..(p + 1) * hw];
+            for iy in 0..g.h {
+                let (xr, rr) = (&mut xp[iy * w..(iy + 1) * w], &rp[iy * w..(iy + 1) * w]);
+                if iy >= 2 * ho {
+                    xr.fill(0.0);
+                    continue;
+                }
+                let o0 = p * ho * wo + (iy / 2) * wo;
+                let (gr, ir) = (&dy[o0..o0 + wo], &idx[o0..o0 + wo]);
+                let a = (iy % 2) as u8 * 2;
+                let done = match kind {
+                    // SAFETY: the Avx2 backend exists only where avx2 was detected.
+                    CpuKind::Avx2 => unsafe { avx2::unpool_relu_row((gr, ir), a, rr, xr) },
+                    CpuKind::Scalar => 0,
+                };
+                for ix in 2 * done..w {
+                    let ox = ix / 2;
+                    let routed = ox < wo && ir[ox] == a + (ix % 2) as u8;
+                    xr[ix] = if routed && rr[ix] > 0.0 { gr[ox] } else { 0.0 };
                 }
             }
         });
@@ -142,6 +274,18 @@ impl crate::ops::PoolOps for CpuBackend {
         let _p = crate::profile::scope("maxpool2_backward");
         pages::grow(dx, g.len())?;
         CpuBackend::maxpool2_backward(self, dy, idx, g, dx)
+    }
+    fn maxpool2_relu_backward(
+        &self,
+        dy: &Vec<f32>,
+        idx: &Vec<u8>,
+        r: &Vec<f32>,
+        g: Cnhw,
+        dx: &mut Vec<f32>,
+    ) -> Result<()> {
+        let _p = crate::profile::scope("maxpool2_relu_backward");
+        pages::grow(dx, g.len())?;
+        CpuBackend::maxpool2_relu_backward(self, dy, idx, r, g, dx)
     }
     fn upsample2_forward(&self, x: &Vec<f32>, g: Cnhw, y: &mut Vec<f32>) -> Result<()> {
         let _p = crate::profile::scope("upsample2_forward");

@@ -94,6 +94,7 @@ pub const MODULES: &[Module] = &[
         entries: &[
             "ffwd_maxpool2_forward_f32",
             "ffwd_maxpool2_backward_f32",
+            "ffwd_maxpool2_relu_backward_f32",
             "ffwd_upsample2_forward_f32",
             "ffwd_upsample2_backward_f32",
         ],

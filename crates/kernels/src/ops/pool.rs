@@ -6,7 +6,9 @@
 //! beats by `>`; its position (0–3) is recorded. Backward routes each
 //! output's gradient to that position and writes +0.0 elsewhere. Odd sides
 //! are floored (the last row or column is dropped, as PyTorch's
-//! `MaxPool2d(2)` does) and receive zero gradient.
+//! `MaxPool2d(2)` does) and receive zero gradient. Through a ReLU before
+//! the pool (`maxpool2_relu_backward`): that gradient where the ReLU's
+//! output is `> 0`, else +0.0.
 //!
 //! **Upsampling spec.** Output (2y + a, 2x + b) copies input (y, x).
 //! Backward: each input's gradient is `((g(0,0) + g(0,1)) + g(1,0)) +
@@ -25,6 +27,17 @@ pub trait PoolOps: Storage {
     fn maxpool2_forward(&self, x: &Self::Buf, g: Cnhw, y: &mut Self::Buf, idx: &mut Self::PoolIdx) -> Result<()>;
     /// `dx` (CNHW `g`, the pool's input; resized) from `dy` and the positions.
     fn maxpool2_backward(&self, dy: &Self::Buf, idx: &Self::PoolIdx, g: Cnhw, dx: &mut Self::Buf) -> Result<()>;
+    /// The gradient through a ReLU and the max-pool after it in one pass:
+    /// `dx = relu_backward(r, maxpool2_backward(dy, idx))` bit for bit, `r`
+    /// the ReLU's output (the pool's input, CNHW `g`); `dx` resized.
+    fn maxpool2_relu_backward(
+        &self,
+        dy: &Self::Buf,
+        idx: &Self::PoolIdx,
+        r: &Self::Buf,
+        g: Cnhw,
+        dx: &mut Self::Buf,
+    ) -> Result<()>;
     /// Nearest 2× upsampling of `x` (CNHW `g`) into `y` (2h × 2w, resized).
     fn upsample2_forward(&self, x: &Self::Buf, g: Cnhw, y: &mut Self::Buf) -> Result<()>;
     /// `dx` (CNHW `g`, the upsampling's input; resized) from `dy`.

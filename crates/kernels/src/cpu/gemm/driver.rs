@@ -158,6 +158,8 @@ pub(crate) fn gemm_avx2_src(
                 let r = kept_row(kept, kk);
                 crate::cpu::linear::dz_at(h.at(r, j), dldg[r] + dldg[r], r, j, peer)
             }
+            BSource::Im2col(c) => c.at(kk, j),
+            BSource::Im2colT(c) => c.at(j, kk),
         };
         for r in 0..rows {
             for j in 0..cols {
@@ -277,7 +279,11 @@ pub(crate) fn gemm_avx2_src(
             BSource::LocalGrad { rows_cap, .. } => rows_cap.max(k),
             _ => k,
         };
-        let chunk = per * NR * KC.min(k_cap);
+        // Where every K block is one row block, each panel is packed just
+        // before its tiles run (below), so a group needs room for one panel
+        // only; else for all of its panels.
+        let one_row_block = col_split_block_rows(m, KC.min(k_cap)) >= m;
+        let chunk = if one_row_block { 1 } else { per } * NR * KC.min(k_cap);
         let mut bpack = (!packed).then(|| Held::take(&BPACK, groups * chunk));
         // A is packed once, every K block, before the tasks start (each task
         // reads all of it): block (pc, kc) at pc·mpad, its panels laid out
@@ -315,17 +321,18 @@ pub(crate) fn gemm_avx2_src(
                 };
                 let mc = col_split_block_rows(m, kc);
                 if !packed && mc >= m {
-                    // One row block: each panel is packed just before its
-                    // tiles run, and the next panel's source rows are asked
-                    // for in L2 first, so that their loads from memory
-                    // overlap this panel's fmas instead of preceding them.
-                    for (i, q) in qs.clone().enumerate() {
+                    // One row block: each panel is packed (into the group's
+                    // one panel of room) just before its tiles run, and the
+                    // next panel's source rows are asked for in L2 first, so
+                    // that their loads from memory overlap this panel's fmas
+                    // instead of preceding them.
+                    for q in qs.clone() {
                         let w = NR.min(n - q * NR);
                         if q + 1 < qs.end {
                             prefetch_b_source(&b, pc, kc, (q + 1) * NR);
                         }
-                        let fin = pack_b_panel(&b, pc, kc, q * NR, w, &mut own[i * NR * kc..(i + 1) * NR * kc]);
-                        let bpanel = Panels::Buf { buf: own, q0: qs.start, kc };
+                        let fin = pack_b_panel(&b, pc, kc, q * NR, w, &mut own[..NR * kc]);
+                        let bpanel = Panels::Buf { buf: own, q0: q, kc };
                         run(0, m, pc, kc, blk, bpanel, q..q + 1, fin);
                     }
                     continue;
@@ -355,6 +362,36 @@ pub(crate) fn gemm_avx2_src(
             (0..m).into_par_iter().with_min_len(16).for_each(|r| row_goodness(r, r + 1));
         }
         return steps;
+    }
+    // Few columns and a long K (the dW of a conv block with few input
+    // channels: 36 columns and half a million k): a fork-join per K block
+    // costs more than the block's fmas. Each task takes a share of the row
+    // panels and runs every K block itself, packing all of B's few panels
+    // into a buffer of its own (sources whose packing has side effects,
+    // the FF local gradient's bias sum, are left to the paths below).
+    let long_k = k_blocks(k).count() >= 8 && n <= 4 * NR;
+    if long_k && !skip && matches!(b, BSource::Mat(_) | BSource::Im2col(_) | BSource::Im2colT(_)) {
+        let panels = m.div_ceil(MR);
+        let tasks = threads.min(panels);
+        let qs = 0..n.div_ceil(NR);
+        let klen = k_block_len(k);
+        (0..tasks).into_par_iter().for_each(|t| {
+            let (i0, i1) = (t * panels / tasks * MR, ((t + 1) * panels / tasks * MR).min(m));
+            let mrows = i1 - i0;
+            let mut bbuf = Held::take(&BPACK, qs.end * NR * klen);
+            for (pc, kc) in k_blocks(k) {
+                for q in qs.clone() {
+                    pack_b_panel(&b, pc, kc, q * NR, NR.min(n - q * NR), &mut bbuf[q * NR * kc..(q + 1) * NR * kc]);
+                }
+                with_apack(mrows.div_ceil(MR) * MR * kc, |dense| {
+                    pack_a(&a, km, i0, mrows, pc, kc, dense);
+                    let bpanel = Panels::Buf { buf: &bbuf, q0: 0, kc };
+                    run(i0, mrows, pc, kc, APanels { dense, compact: None }, bpanel, qs.clone(), true);
+                });
+            }
+            row_goodness(i0, i1);
+        });
+        return StepsRun::every(m, k);
     }
     // Row blocks of whole MR-row panels, at most MC_MAX rows each, at least
     // two per thread and a multiple of the thread count in number, with the

@@ -224,6 +224,10 @@ pub(crate) enum BSource<'a> {
         /// A is then the transposed view of all rows (see [`kmap`]).
         kept: Option<&'a [u32]>,
     },
+    /// The im2col matrix of a 3×3 conv, packed straight from the image.
+    Im2col(crate::cpu::conv::ImplicitCol<'a>),
+    /// Its transpose (pixels × taps), the dW's B.
+    Im2colT(crate::cpu::conv::ImplicitCol<'a>),
 }
 
 /// Row `k` of the product's inner dimension in the operands' own rows:
@@ -248,6 +252,8 @@ impl BSource<'_> {
             BSource::Mat(m) => m.rows,
             BSource::Packed(p) => p.k,
             BSource::LocalGrad { h, kept, .. } => kept.map_or(h.rows, |ix| ix.len()),
+            BSource::Im2col(c) => c.rows(),
+            BSource::Im2colT(c) => c.cols(),
         }
     }
     fn cols(&self) -> usize {
@@ -255,6 +261,8 @@ impl BSource<'_> {
             BSource::Mat(m) => m.cols,
             BSource::Packed(p) => p.n,
             BSource::LocalGrad { h, .. } => h.cols,
+            BSource::Im2col(c) => c.cols(),
+            BSource::Im2colT(c) => c.rows(),
         }
     }
 }

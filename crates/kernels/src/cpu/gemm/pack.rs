@@ -210,6 +210,14 @@ pub(crate) fn pack_b_panel(b: &BSource, k0: usize, kc: usize, jq: usize, w: usiz
             unsafe { std::ptr::copy_nonoverlapping(acc.as_ptr(), db.get().add(jq), w) };
             panel[..kc * NR].iter().all(|v| v.is_finite())
         }
+        BSource::Im2col(c) => {
+            c.pack_panel(k0, kc, jq, w, &mut panel[..kc * NR]);
+            true
+        }
+        BSource::Im2colT(c) => {
+            c.pack_panel_t(k0, kc, jq, w, &mut panel[..kc * NR]);
+            true
+        }
         BSource::Packed(_) => unreachable!("packed operands are never repacked"),
     }
 }
