@@ -262,6 +262,15 @@ impl<B: Backend> Wrap<'_, B> {
                 be.conv3x3_forward(&x, g, &w, cout, &mut o, &mut s).unwrap();
                 let a = ConvBackward { x: &x, g, w: &w, cout, dy: &dy };
                 be.conv3x3_backward(a, &mut o2, want_dx.then_some(&mut o3), &mut s).unwrap();
+                // the last channel's chains continued from the others'
+                let mut o4 = B::Buf::default();
+                if g.c > 1 {
+                    be.conv3x3_forward_channels(&x, g, &w, cout, (0..g.c - 1, false), &mut o4, &mut s).unwrap();
+                    be.conv3x3_forward_channels(&x, g, &w, cout, (g.c - 1..g.c, true), &mut o4, &mut s).unwrap();
+                    assert_bits_eq("conv forward continued over the last channel", &d(&o4), &d(&o));
+                }
+                let bad = be.conv3x3_forward_channels(&x, g, &w, cout, (g.c..g.c + 1, false), &mut o4, &mut s);
+                assert!(bad.unwrap_err().to_string().contains("channels"));
                 vec![d(&o), d(&o2), d(&o3)]
             }
             Op::Pool(x, g, dy) => {

@@ -91,6 +91,14 @@ fn conv_backend(be: &CpuBackend, x: &[f32], g: Cnhw, w: &[f32], cout: usize, dy:
     let mut s = ConvScratch::default();
     let mut y = vec![f32::NAN; cout * g.row()];
     be.conv3x3_forward(x, g, w, cout, &mut y, &mut s).unwrap();
+    // The first channels' chains, continued with the others' (evaluation's
+    // shared image part and per-label channel): the same bits.
+    for split in 1..g.c {
+        let mut ys = vec![f32::NAN; y.len()];
+        be.conv3x3_forward_channels(x, g, w, cout, (0..split, false), &mut ys, &mut s).unwrap();
+        be.conv3x3_forward_channels(x, g, w, cout, (split..g.c, true), &mut ys, &mut s).unwrap();
+        assert_bits_eq(&format!("conv forward split at channel {split} {g:?} on {}", be.name()), &ys, &y);
+    }
     let mut dw = vec![f32::NAN; w.len()];
     let mut dx = vec![f32::NAN; x.len()];
     be.conv3x3_backward(ConvBackward { x, g, w, cout, dy }, &mut dw, Some(&mut dx), &mut s).unwrap();

@@ -362,9 +362,16 @@ impl<B: Backend> ConvBlock<B> {
 
     /// Forward `x` (CNHW `g`).
     pub fn forward(&mut self, be: &B, x: &B::Buf, g: Cnhw, mode: BlockMode) -> Result<()> {
-        let go = self.out_geom(g);
+        self.work.gin = Some(g);
+        self.normalize(be, x, g, mode)?;
         let wk = &mut self.work;
-        wk.gin = Some(g);
+        be.conv3x3_forward(&wk.xn, g, &self.w, self.cout, &mut wk.r, &mut wk.conv)?;
+        self.finish(be, g)
+    }
+
+    /// The block's input normalisation of `x` into the work buffer.
+    fn normalize(&mut self, be: &B, x: &B::Buf, g: Cnhw, mode: BlockMode) -> Result<()> {
+        let wk = &mut self.work;
         match self.norm {
             BlockNorm::Batch => {
                 if mode.train {
@@ -387,14 +394,62 @@ impl<B: Backend> ConvBlock<B> {
             BlockNorm::Length => be.sample_norm_forward(x, g, mode.norm_eps, &mut wk.xn, &mut wk.inv)?,
             BlockNorm::None => be.copy(x, &mut wk.xn)?,
         }
-        let gc = g.with_channels(self.cout);
-        be.conv3x3_forward(&wk.xn, g, &self.w, self.cout, &mut wk.r, &mut wk.conv)?;
+        Ok(())
+    }
+
+    /// ReLU, pool and goodness of the conv output in the work buffer.
+    fn finish(&mut self, be: &B, g: Cnhw) -> Result<()> {
+        let go = self.out_geom(g);
+        let wk = &mut self.work;
         be.relu(&mut wk.r)?;
         if self.pool {
-            be.maxpool2_forward(&wk.r, gc, &mut wk.pooled, &mut wk.idx)?;
+            be.maxpool2_forward(&wk.r, g.with_channels(self.cout), &mut wk.pooled, &mut wk.idx)?;
         }
         let out = if self.pool { &wk.pooled } else { &wk.r };
         be.block_sumsq(out, go, &mut wk.g)?;
+        Ok(())
+    }
+
+    /// Whether evaluation passes whose inputs differ only in the last
+    /// channel can share the conv's chains over the other channels
+    /// ([`ConvBlock::eval_prefix`]): with batch norm (running statistics,
+    /// channel by channel) or none, not with the length norm, which mixes
+    /// the channels.
+    pub fn shares_prefix(&self) -> bool {
+        self.norm != BlockNorm::Length
+    }
+
+    /// Evaluation: the conv's fma chains over every input channel but the
+    /// last, into `shared`, for [`ConvBlock::forward_from_prefix`].
+    pub fn eval_prefix(&mut self, be: &B, x: &B::Buf, g: Cnhw, mode: BlockMode, shared: &mut B::Buf) -> Result<()> {
+        self.check_prefix(g, mode)?;
+        self.normalize(be, x, g, mode)?;
+        let wk = &mut self.work;
+        be.conv3x3_forward_channels(&wk.xn, g, &self.w, self.cout, (0..g.c - 1, false), shared, &mut wk.conv)?;
+        Ok(())
+    }
+
+    /// Evaluation forward of `x` from `shared`, the [`ConvBlock::eval_prefix`]
+    /// of an input that differs from `x` at most in the last channel: the
+    /// last channel's k steps continue the shared chains, so the bits are
+    /// [`ConvBlock::forward`]'s.
+    pub fn forward_from_prefix(&mut self, be: &B, x: &B::Buf, g: Cnhw, mode: BlockMode, shared: &B::Buf) -> Result<()> {
+        self.check_prefix(g, mode)?;
+        self.work.gin = Some(g);
+        self.normalize(be, x, g, mode)?;
+        let wk = &mut self.work;
+        be.copy(shared, &mut wk.r)?;
+        be.conv3x3_forward_channels(&wk.xn, g, &self.w, self.cout, (g.c - 1..g.c, true), &mut wk.r, &mut wk.conv)?;
+        self.finish(be, g)
+    }
+
+    fn check_prefix(&self, g: Cnhw, mode: BlockMode) -> Result<()> {
+        if mode.train || !self.shares_prefix() || g.c < 2 {
+            return Err(Error::Config(format!(
+                "a shared conv prefix needs evaluation, batch norm or none, and 2 or more input channels (train {}, {:?}, {} channels)",
+                mode.train, self.norm, g.c
+            )));
+        }
         Ok(())
     }
 
@@ -520,6 +575,9 @@ pub struct ConvFfNet<B: Backend> {
     demb: B::Buf,
     loss_scratch: B::LossScratch,
     scores: Vec<f32>,
+    /// Evaluation: the first block's conv over the image channels, shared
+    /// by the label passes.
+    shared: B::Buf,
     log: StatLog<B::Buf>,
     lent: Lent<B>,
 }
@@ -563,6 +621,7 @@ impl<B: Backend> ConvFfNet<B> {
             loss_scratch: B::LossScratch::default(),
             scores: Vec::new(),
             log: StatLog::new(nb, None),
+            shared: B::Buf::default(),
             lent: Lent::<B>::default(),
         })
     }
@@ -604,6 +663,16 @@ impl<B: Backend> ConvFfNet<B> {
         self.be.upload_ids(&self.host_ylab, &mut self.ylab)?;
         self.be.label_channel(&self.embedding, h * w, &self.ylab, &mut self.input, c * n * h * w)?;
         Ok(g)
+    }
+
+    /// Rewrite the current input's label channel with `label` for every image.
+    fn set_labels(&mut self, label: u32) -> Result<()> {
+        let (c, h, w) = self.image;
+        let n = self.host_ylab.len();
+        self.host_ylab.fill(label);
+        self.be.upload_ids(&self.host_ylab, &mut self.ylab)?;
+        self.be.label_channel(&self.embedding, h * w, &self.ylab, &mut self.input, c * n * h * w)?;
+        Ok(())
     }
 
     /// Forward every block on the current input.
@@ -724,6 +793,56 @@ impl<B: Backend> ConvFfNet<B> {
         self.blocks.iter().map(|b| Ok(self.be.download(b.sumsq())?)).collect()
     }
 
+    /// Every image's goodness per label and block, as prediction compares
+    /// them: `scores[(b·classes + l)·blocks + k]` = block k's sum of squares
+    /// divided by its values per image, for image b (of the `m` in
+    /// `images`) with label l, in evaluation mode.
+    pub fn label_scores(&mut self, images: &[f32], m: usize, scores: &mut Vec<f32>) -> Result<()> {
+        check_images(images.len(), m, self.image_dim())?;
+        let (nb, c) = (self.blocks.len(), self.classes);
+        scores.clear();
+        scores.resize(m * c * nb, 0.0);
+        // The images go up once per chunk; each label pass rewrites only
+        // the label channel and, where the first block allows, continues
+        // its image channels' chains (computed once) with that channel.
+        self.host_ylab.clear();
+        self.host_ylab.resize(m, 0);
+        let g0 = self.build_input(images, |b| b)?;
+        let mode = self.mode(false);
+        let share = self.blocks[0].shares_prefix();
+        if share {
+            let (be, shared) = (&self.be, &mut self.shared);
+            let input = &self.input;
+            self.blocks[0].with_lent(&mut self.lent, |b| b.eval_prefix(be, input, g0, mode, shared))?;
+        }
+        for l in 0..c {
+            if l > 0 {
+                self.set_labels(l as u32)?;
+            }
+            if share {
+                let (be, shared, input) = (&self.be, &self.shared, &self.input);
+                self.blocks[0].with_lent(&mut self.lent, |b| b.forward_from_prefix(be, input, g0, mode, shared))?;
+                let (first, rest) = self.blocks.split_at_mut(1);
+                let g1 = first[0].out_geom(g0);
+                forward_blocks(be, rest, (first[0].output(), g1), mode, &mut self.lent)?;
+            } else {
+                self.forward_all(g0, false)?;
+            }
+            let mut g = g0;
+            for k in 0..nb {
+                let go = self.blocks[k].out_geom(g);
+                let d = go.per_image() as f32;
+                self.be.with_host(self.blocks[k].sumsq(), |ss| {
+                    for b in 0..m {
+                        scores[(b * c + l) * nb + k] = ss[b] / d;
+                    }
+                })?;
+                g = go;
+            }
+        }
+        Ok(())
+    }
+
     /// Predict `n` images (image-major, normalised) in chunks of `chunk`:
     /// each image runs once per label in evaluation mode.
     pub fn predict(&mut self, images: &[f32], n: usize, chunk: usize) -> Result<Predictions> {
@@ -738,24 +857,7 @@ impl<B: Backend> ConvFfNet<B> {
             let m = chunk.min(n - s);
             // scores[b][l][k]
             let mut scores = std::mem::take(&mut self.scores);
-            scores.resize(m * c * nb, 0.0);
-            for l in 0..c {
-                self.host_ylab.clear();
-                self.host_ylab.resize(m, l as u32);
-                let g0 = self.build_input(&images[s * di..(s + m) * di], |b| b)?;
-                self.forward_all(g0, false)?;
-                let mut g = g0;
-                for k in 0..nb {
-                    let go = self.blocks[k].out_geom(g);
-                    let d = go.per_image() as f32;
-                    self.be.with_host(self.blocks[k].sumsq(), |ss| {
-                        for b in 0..m {
-                            scores[(b * c + l) * nb + k] = ss[b] / d;
-                        }
-                    })?;
-                    g = go;
-                }
-            }
+            self.label_scores(&images[s * di..(s + m) * di], m, &mut scores)?;
             let mut row = vec![0.0f32; c];
             for b in 0..m {
                 for k in 0..nb {
@@ -855,4 +957,87 @@ fn block_fields<B: Backend>(b: &ConvBlock<B>) -> Vec<(&'static str, Vec<usize>, 
         f.push(("bn.running_var", vec![b.cin], &b.running_var));
     }
     f
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ffwd_kernels::CpuBackend;
+
+    fn images(n: usize, seed: u32) -> Vec<f32> {
+        (0..n * 3 * 8 * 8)
+            .map(|i| ((i as u32).wrapping_mul(2_654_435_761) ^ seed) as f32 / u32::MAX as f32 - 0.5)
+            .collect()
+    }
+
+    fn net(be: CpuBackend, norm: BlockNorm) -> ConvFfNet<CpuBackend> {
+        let mut cfg = ConvFfConfig::trifecta_small();
+        cfg.channels = vec![4, 6, 8];
+        cfg.pool = vec![0, 2];
+        cfg.norm = norm;
+        let mut net = ConvFfNet::new(be, cfg, (3, 8, 8), 3, 7).unwrap();
+        // Two steps move the weights and the running statistics.
+        for s in 0..2 {
+            let labels = [0u8, 1, 2, 1, 0];
+            let neg = [1u8, 2, 0, 0, 2];
+            net.train_batch(&images(5, s), &labels, &neg).unwrap();
+        }
+        net
+    }
+
+    /// Evaluation computes the first block's image-channel chains once and
+    /// continues them with each label's channel: every label's score is the
+    /// bits of a full forward with that label, for batch norm and for no
+    /// norm (shared) and the length norm (not shared), on both CPU kinds.
+    #[test]
+    fn label_passes_sharing_the_image_channels_give_the_full_forward_bits() {
+        for be in [CpuBackend::scalar(), CpuBackend::best()] {
+            for norm in [BlockNorm::Batch, BlockNorm::None, BlockNorm::Length] {
+                let mut net = net(be.clone(), norm);
+                assert_eq!(net.blocks[0].shares_prefix(), norm != BlockNorm::Length);
+                let (m, c, nb) = (6, 3, 3);
+                let x = images(m, 99);
+                let mut scores = Vec::new();
+                net.label_scores(&x, m, &mut scores).unwrap();
+                let dims: Vec<f32> = {
+                    let mut g = Cnhw::new(4, m, 8, 8);
+                    net.blocks
+                        .iter()
+                        .map(|b| {
+                            g = b.out_geom(g);
+                            g.per_image() as f32
+                        })
+                        .collect()
+                };
+                for l in 0..c {
+                    let full = net.goodness_of(&x, &vec![Some(l as u8); m]).unwrap();
+                    for k in 0..nb {
+                        for b in 0..m {
+                            let want = full[k][b] / dims[k];
+                            let got = scores[(b * c + l) * nb + k];
+                            assert_eq!(got.to_bits(), want.to_bits(), "{norm:?} label {l} block {k} image {b}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The shared prefix is refused where it would change a bit.
+    #[test]
+    fn a_shared_prefix_is_refused_in_training_and_with_the_length_norm() {
+        let be = CpuBackend::best();
+        let mut net = net(be.clone(), BlockNorm::Length);
+        let g = Cnhw::new(4, 2, 8, 8);
+        let x = vec![0.5f32; g.len()];
+        let mut buf = Vec::new();
+        let mut lent = Lent::<CpuBackend>::default();
+        let mode = net.mode(false);
+        let e = net.blocks[0].with_lent(&mut lent, |b| b.eval_prefix(&be, &x, g, mode, &mut buf)).unwrap_err();
+        assert!(e.to_string().contains("shared conv prefix"), "{e}");
+        let mut net = self::net(be.clone(), BlockNorm::Batch);
+        let train = net.mode(true);
+        let e = net.blocks[0].with_lent(&mut lent, |b| b.eval_prefix(&be, &x, g, train, &mut buf)).unwrap_err();
+        assert!(e.to_string().contains("train true"), "{e}");
+    }
 }

@@ -305,32 +305,56 @@ impl CpuBackend {
         y: &mut [f32],
         scratch: &mut ConvScratch,
     ) -> Result<()> {
-        Self::conv_check("conv3x3_forward", x, g, wts, cout)?;
-        check_len("conv3x3_forward", "y", y.len(), cout * g.row())?;
+        self.conv3x3_forward_channels(x, g, wts, cout, (0..g.c, false), y, scratch)
+    }
+
+    /// The forward's chains over the k steps of input channels `channels`
+    /// only, from +0.0 or (`cont`) continuing those in `y` (see
+    /// [`crate::ops::ConvOps::conv3x3_forward_channels`]).
+    #[allow(clippy::too_many_arguments)]
+    pub fn conv3x3_forward_channels(
+        &self,
+        x: &[f32],
+        g: Cnhw,
+        wts: &[f32],
+        cout: usize,
+        (channels, cont): (std::ops::Range<usize>, bool),
+        y: &mut [f32],
+        scratch: &mut ConvScratch,
+    ) -> Result<()> {
+        const OP: &str = "conv3x3_forward";
+        Self::conv_check(OP, x, g, wts, cout)?;
+        check_len(OP, "y", y.len(), cout * g.row())?;
+        crate::ops::conv::channels_check(OP, g, cout, &channels, None)?;
         let (k9, hw, row) = (g.c * 9, g.plane(), g.row());
-        let wm = MatRef::new(wts, cout, k9)?;
+        // The part: its channels' rows of x, its taps' columns of W.
+        let gp = g.with_channels(channels.len());
+        let xp = &x[channels.start * row..channels.end * row];
+        let wm = MatRef::strided(&wts[channels.start * 9..], cout, gp.c * 9, k9, 1)?;
+        let epi = if cont { Epilogue::Accumulate } else { Epilogue::None };
         if self.kind == CpuKind::Avx2 && g.n > 0 {
             // One product over the whole batch, B packed from the image.
-            let src = ImplicitCol { x, g, b0: 0, nb: g.n };
+            let src = ImplicitCol { x: xp, g: gp, b0: 0, nb: g.n };
             let mut ym = MatMut::new(y, cout, row)?;
             let _p = crate::profile::scope("conv3x3_forward: gemm");
-            gemm::gemm_avx2_src(wm, BSource::Im2col(src), &mut ym, Epi::Out(Epilogue::None), None, false);
+            gemm::gemm_avx2_src(wm, BSource::Im2col(src), &mut ym, Epi::Out(epi), None, false);
             return Ok(());
         }
-        let per = images_per_chunk(g);
+        let kp = gp.c * 9;
+        let per = images_per_chunk(gp);
         for b0 in (0..g.n).step_by(per) {
             let nb = per.min(g.n - b0);
             let cols = nb * hw;
-            let want = scratch.col.len().max(k9 * per * hw);
+            let want = scratch.col.len().max(kp * per * hw);
             pages::grow(&mut scratch.col, want)?;
             {
                 let _p = crate::profile::scope("conv3x3_forward: im2col");
-                im2col(x, g, b0, nb, &mut scratch.col);
+                im2col(xp, gp, b0, nb, &mut scratch.col);
             }
-            let colm = MatRef::new(&scratch.col[..k9 * cols], k9, cols)?;
+            let colm = MatRef::new(&scratch.col[..kp * cols], kp, cols)?;
             let ym = MatMut::strided(&mut y[b0 * hw..], cout, cols, row)?;
             let _p = crate::profile::scope("conv3x3_forward: gemm");
-            self.gemm(wm, colm, ym, Epilogue::None)?;
+            self.gemm(wm, colm, ym, epi)?;
         }
         Ok(())
     }
@@ -408,6 +432,21 @@ impl crate::ops::ConvOps for CpuBackend {
         let _p = crate::profile::scope("conv3x3_forward");
         pages::grow(y, cout * g.row())?;
         CpuBackend::conv3x3_forward(self, x, g, w, cout, y, scratch)
+    }
+    fn conv3x3_forward_channels(
+        &self,
+        x: &Vec<f32>,
+        g: Cnhw,
+        w: &Vec<f32>,
+        cout: usize,
+        (channels, cont): (std::ops::Range<usize>, bool),
+        y: &mut Vec<f32>,
+        scratch: &mut ConvScratch,
+    ) -> Result<()> {
+        let _p = crate::profile::scope("conv3x3_forward");
+        crate::ops::conv::channels_check("conv3x3_forward", g, cout, &channels, cont.then_some(y.len()))?;
+        pages::grow(y, cout * g.row())?;
+        CpuBackend::conv3x3_forward_channels(self, x, g, w, cout, (channels, cont), y, scratch)
     }
     fn conv3x3_backward(
         &self,

@@ -4,11 +4,11 @@
 //! disjoint columns per chunk, and dW continues each chain).
 
 use super::device::{err, grid_for, int, CudaBackend, DevBuf};
-use super::gemm::EPI_NONE;
+use super::gemm::{EPI_ACCUMULATE, EPI_NONE};
 use crate::error::{check_len, Result};
-use crate::ops::conv::{conv_check, Cnhw, ConvBackward, ConvOps};
+use crate::ops::conv::{channels_check, conv_check, Cnhw, ConvBackward, ConvOps};
 use crate::ops::Len;
-use cudarc::driver::PushKernelArg;
+use cudarc::driver::{CudaView, PushKernelArg};
 
 /// The col buffers of the conv ops, kept between steps.
 #[derive(Clone, Debug, Default)]
@@ -18,17 +18,17 @@ pub struct DevConvScratch {
 }
 
 impl CudaBackend {
-    /// `col` (Cin·9 × N·H·W) of CNHW `x`.
-    fn im2col(&self, x: &DevBuf, g: Cnhw, col: &mut DevBuf) -> Result<()> {
+    /// `col` (Cin·9 × N·H·W) of CNHW `x` (its `g.c` channels at `xv`).
+    fn im2col(&self, xv: &CudaView<'_, f32>, g: Cnhw, col: &mut DevBuf) -> Result<()> {
         const OP: &str = "im2col";
         let n = g.c * 9 * g.row();
         col.set_len(self.dev, n, false)?;
         let f = self.dev.function("conv", "ffwd_im2col_f32")?;
         let (c, ni, h, w) = (int(OP, g.c)?, int(OP, g.n)?, int(OP, g.h)?, int(OP, g.w)?);
-        let (xv, mut cv) = (x.view()?, col.view_mut()?);
+        let mut cv = col.view_mut()?;
         let mut b = self.dev.stream.launch_builder(&f);
-        b.arg(&xv).arg(&c).arg(&ni).arg(&h).arg(&w).arg(&mut cv);
-        // SAFETY: one thread per col value; x holds c·n·h·w values (checked by the callers).
+        b.arg(xv).arg(&c).arg(&ni).arg(&h).arg(&w).arg(&mut cv);
+        // SAFETY: one thread per col value; xv holds c·n·h·w values (checked by the callers).
         unsafe { b.launch(grid_for(n)) }.map_err(|e| err(OP, e))?;
         Ok(())
     }
@@ -46,16 +46,36 @@ impl ConvOps for CudaBackend {
         y: &mut DevBuf,
         scratch: &mut DevConvScratch,
     ) -> Result<()> {
-        conv_check("conv3x3_forward", x, g, w, cout)?;
+        self.conv3x3_forward_channels(x, g, w, cout, (0..g.c, false), y, scratch)
+    }
+    fn conv3x3_forward_channels(
+        &self,
+        x: &DevBuf,
+        g: Cnhw,
+        w: &DevBuf,
+        cout: usize,
+        (channels, cont): (std::ops::Range<usize>, bool),
+        y: &mut DevBuf,
+        scratch: &mut DevConvScratch,
+    ) -> Result<()> {
+        const OP: &str = "conv3x3_forward";
+        conv_check(OP, x, g, w, cout)?;
+        channels_check(OP, g, cout, &channels, cont.then_some(y.len()))?;
         let (k9, cols) = (g.c * 9, g.row());
-        y.set_len(self.dev, cout * cols, false)?;
+        if !cont {
+            y.set_len(self.dev, cout * cols, false)?;
+        }
         if cols == 0 || cout == 0 {
             return Ok(());
         }
-        self.im2col(x, g, &mut scratch.col)?;
+        // The part: its channels' rows of x, its taps' columns of W.
+        let gp = g.with_channels(channels.len());
+        let xv = x.view()?.slice(channels.start * cols..channels.end * cols);
+        self.im2col(&xv, gp, &mut scratch.col)?;
         let dummy = self.dev.dummy()?.slice(0..1);
-        let (wv, cv) = (w.view()?, scratch.col.view()?);
-        self.launch_gemm((wv, k9, 1), (cv, cols, 1), &mut y.view_mut()?, (cout, cols, k9), &dummy, EPI_NONE)
+        let (wv, cv) = (w.view()?.slice(channels.start * 9..), scratch.col.view()?);
+        let code = if cont { EPI_ACCUMULATE } else { EPI_NONE };
+        self.launch_gemm((wv, k9, 1), (cv, cols, 1), &mut y.view_mut()?, (cout, cols, gp.c * 9), &dummy, code)
     }
     fn conv3x3_backward(
         &self,
@@ -76,7 +96,7 @@ impl ConvOps for CudaBackend {
                 self.dev.stream.memset_zeros(&mut dw.view_mut()?).map_err(|e| err(OP, e))?;
             }
         } else if cout > 0 {
-            self.im2col(x, g, &mut scratch.col)?;
+            self.im2col(&x.view()?, g, &mut scratch.col)?;
             // dW = dY · colᵀ: one chain per weight over all N·H·W columns.
             let (yv, cv) = (dy.view()?, scratch.col.view()?);
             self.launch_gemm((yv, cols, 1), (cv, 1, cols), &mut dw.view_mut()?, (cout, k9, cols), &dummy, EPI_NONE)?;

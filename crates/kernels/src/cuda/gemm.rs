@@ -52,7 +52,7 @@ pub(crate) type Operand<'a> = (CudaView<'a, f32>, usize, usize);
 pub(crate) const EPI_NONE: i32 = 0;
 const EPI_BIAS: i32 = 1;
 const EPI_BIAS_RELU: i32 = 2;
-const EPI_ACCUMULATE: i32 = 3;
+pub(crate) const EPI_ACCUMULATE: i32 = 3;
 
 impl CudaDevice {
     /// The fixed tile `tile` stands for on an m × n output.

@@ -86,6 +86,25 @@ pub trait ConvOps: Storage {
         y: &mut Self::Buf,
         scratch: &mut Self::ConvScratch,
     ) -> Result<()>;
+    /// The forward's fma chains over the k steps of input channels
+    /// `channels` only: from +0.0 into `y` (resized), or, with `cont`,
+    /// continuing the chains `y` holds (y keeps its length, `cout` × N·H·W).
+    /// `x`, `g` and `w` are the whole conv's. The k steps run in the spec's
+    /// order, so `channels(0..a)` then `channels(a..c)` with `cont` gives
+    /// [`ConvOps::conv3x3_forward`]'s bits: evaluation computes the image
+    /// channels' part of the first block once and continues it with each
+    /// label's channel (the last one).
+    #[allow(clippy::too_many_arguments)]
+    fn conv3x3_forward_channels(
+        &self,
+        x: &Self::Buf,
+        g: Cnhw,
+        w: &Self::Buf,
+        cout: usize,
+        part: (std::ops::Range<usize>, bool),
+        y: &mut Self::Buf,
+        scratch: &mut Self::ConvScratch,
+    ) -> Result<()>;
     /// `dw` (resized) and, when asked, `dx` (CNHW like x, resized).
     fn conv3x3_backward(
         &self,
@@ -94,6 +113,25 @@ pub trait ConvOps: Storage {
         dx: Option<&mut Self::Buf>,
         scratch: &mut Self::ConvScratch,
     ) -> Result<()>;
+}
+
+/// The checks of [`ConvOps::conv3x3_forward_channels`]: the range lies
+/// inside the input's channels, and a continued `y` has the output's length.
+pub(crate) fn channels_check(
+    op: &'static str,
+    g: Cnhw,
+    cout: usize,
+    channels: &std::ops::Range<usize>,
+    cont: Option<usize>,
+) -> Result<()> {
+    use crate::error::{check_len, shape_err};
+    if channels.start >= channels.end || channels.end > g.c {
+        return Err(shape_err(op, format!("channels {channels:?} of an input with {} channels", g.c)));
+    }
+    if let Some(len) = cont {
+        check_len(op, "y (continued)", len, cout * g.row())?;
+    }
+    Ok(())
 }
 
 /// The checks every backend's conv makes.
