@@ -401,12 +401,12 @@ impl<B: Backend> ConvBlock<B> {
     fn finish(&mut self, be: &B, g: Cnhw) -> Result<()> {
         let go = self.out_geom(g);
         let wk = &mut self.work;
-        be.relu(&mut wk.r)?;
         if self.pool {
-            be.maxpool2_forward(&wk.r, g.with_channels(self.cout), &mut wk.pooled, &mut wk.idx)?;
+            be.relu(&mut wk.r)?;
+            be.maxpool2_block_sumsq(&wk.r, g.with_channels(self.cout), &mut wk.pooled, &mut wk.idx, &mut wk.g)?;
+        } else {
+            be.relu_block_sumsq(&mut wk.r, go, &mut wk.g)?;
         }
-        let out = if self.pool { &wk.pooled } else { &wk.r };
-        be.block_sumsq(out, go, &mut wk.g)?;
         Ok(())
     }
 
