@@ -993,7 +993,7 @@ mod tests {
     fn label_passes_sharing_the_image_channels_give_the_full_forward_bits() {
         for be in [CpuBackend::scalar(), CpuBackend::best()] {
             for norm in [BlockNorm::Batch, BlockNorm::None, BlockNorm::Length] {
-                let mut net = net(be.clone(), norm);
+                let mut net = net(be, norm);
                 assert_eq!(net.blocks[0].shares_prefix(), norm != BlockNorm::Length);
                 let (m, c, nb) = (6, 3, 3);
                 let x = images(m, 99);
@@ -1027,7 +1027,7 @@ mod tests {
     #[test]
     fn a_shared_prefix_is_refused_in_training_and_with_the_length_norm() {
         let be = CpuBackend::best();
-        let mut net = net(be.clone(), BlockNorm::Length);
+        let mut net = net(be, BlockNorm::Length);
         let g = Cnhw::new(4, 2, 8, 8);
         let x = vec![0.5f32; g.len()];
         let mut buf = Vec::new();
@@ -1035,7 +1035,7 @@ mod tests {
         let mode = net.mode(false);
         let e = net.blocks[0].with_lent(&mut lent, |b| b.eval_prefix(&be, &x, g, mode, &mut buf)).unwrap_err();
         assert!(e.to_string().contains("shared conv prefix"), "{e}");
-        let mut net = self::net(be.clone(), BlockNorm::Batch);
+        let mut net = self::net(be, BlockNorm::Batch);
         let train = net.mode(true);
         let e = net.blocks[0].with_lent(&mut lent, |b| b.eval_prefix(&be, &x, g, train, &mut buf)).unwrap_err();
         assert!(e.to_string().contains("train true"), "{e}");
