@@ -6,29 +6,10 @@
 //!
 //! `cargo bench --bench conv` (add `-- quarter` or `-- full` for one width).
 
+mod common;
+
+use common::{median_secs, rand};
 use ffwd::kernels::{Cnhw, ConvBackward, ConvOps, CpuBackend, Epilogue, MatMut, MatRef};
-use ffwd::tensor::{stream, Philox};
-use std::time::Instant;
-
-fn rand(n: usize, seed: u64) -> Vec<f32> {
-    let mut v = vec![0.0; n];
-    Philox::new(seed, stream::noise(0)).fill_uniform(&mut v, -1.0, 1.0);
-    v
-}
-
-/// Median seconds of `reps` runs after one warm-up.
-fn median_secs(reps: usize, mut f: impl FnMut()) -> f64 {
-    f();
-    let mut t: Vec<f64> = (0..reps)
-        .map(|_| {
-            let s = Instant::now();
-            f();
-            s.elapsed().as_secs_f64()
-        })
-        .collect();
-    t.sort_by(|a, b| a.total_cmp(b));
-    t[reps / 2]
-}
 
 /// (cin, cout, side) of the small Trifecta's six blocks at width divisor
 /// `d` (the first block's input: 3 colour channels and the label channel).
@@ -64,13 +45,13 @@ fn main() {
             let (mut y, mut dw, mut dx) = (Vec::new(), Vec::new(), Vec::new());
             let mut s = Default::default();
             let flop = 2.0 * (cout * cin * 9 * g.row()) as f64;
-            let fwd = median_secs(5, || ConvOps::conv3x3_forward(&be, &x, g, &w, cout, &mut y, &mut s).unwrap());
+            let fwd = median_secs(5, || ConvOps::conv3x3_forward(&be, &x, g, &w, cout, &mut y, &mut s).unwrap()).0;
             let back = |dx: Option<&mut Vec<f32>>, dw: &mut Vec<f32>, s: &mut _| {
                 let a = ConvBackward { x: &x, g, w: &w, cout, dy: &dy };
                 ConvOps::conv3x3_backward(&be, a, dw, dx, s).unwrap()
             };
-            let dwt = median_secs(5, || back(None, &mut dw, &mut s));
-            let both = median_secs(5, || back(Some(&mut dx), &mut dw, &mut s));
+            let dwt = median_secs(5, || back(None, &mut dw, &mut s)).0;
+            let both = median_secs(5, || back(Some(&mut dx), &mut dw, &mut s)).0;
             // The same product as a plain GEMM over a materialised im2col.
             let col = rand(cin * 9 * g.row(), 60 + i as u64);
             let mut out = vec![0.0f32; cout * g.row()];
@@ -78,7 +59,8 @@ fn main() {
                 let a = MatRef::new(&w, cout, cin * 9).unwrap();
                 let b = MatRef::new(&col, cin * 9, g.row()).unwrap();
                 be.gemm(a, b, MatMut::new(&mut out, cout, g.row()).unwrap(), Epilogue::None).unwrap()
-            });
+            })
+            .0;
             let pct = |t: f64, f: f64| 100.0 * f / t / peak;
             println!(
                 "{:<30} {:>9.2} {:>7.1}% {:>9.2} {:>7.1}% {:>9.2} {:>7.1}% {:>11.1}%",

@@ -5,36 +5,17 @@
 //! `cargo bench --bench ff` (criterion statistics follow the summary table).
 //! Rows M = 2 × batch (positives and negatives go through together).
 
+mod common;
+
+use common::{median_secs, rand};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use ffwd::kernels::{CpuBackend, Epilogue, FfLoss, GoodnessForm, MatMut, MatRef, Norm, PackedMat, StatSlot};
 use ffwd::layers::config::OptimConfig;
 use ffwd::layers::ff::{FfLayer, Objective};
-use ffwd::tensor::{stream, Philox};
-use std::time::Instant;
 
 /// The measured FMA peak of `threads` threads (NaN without AVX2 + FMA).
 fn fma_peak(threads: usize) -> f64 {
     ffwd::kernels::cpu::peak::fma_peak(threads).unwrap_or(f64::NAN)
-}
-
-fn rand(n: usize, seed: u64) -> Vec<f32> {
-    let mut v = vec![0.0; n];
-    Philox::new(seed, stream::noise(0)).fill_uniform(&mut v, -1.0, 1.0);
-    v
-}
-
-/// (median, best) seconds of `reps` runs after one warm-up.
-fn median_secs(reps: usize, mut f: impl FnMut()) -> (f64, f64) {
-    f();
-    let mut t: Vec<f64> = (0..reps)
-        .map(|_| {
-            let s = Instant::now();
-            f();
-            s.elapsed().as_secs_f64()
-        })
-        .collect();
-    t.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    (t[reps / 2], t[0])
 }
 
 struct Gemm {

@@ -24,22 +24,27 @@ extern "C" __global__ void ffwd_maxpool2_forward_f32(const float* __restrict__ x
     idx[t] = (unsigned char)best;
 }
 
+// Input element t's share of the pool's gradient: the gradient of the
+// output whose recorded position is t, else +0.0 (also for the dropped last
+// row or column of an odd side).
+__device__ __forceinline__ float unpool_at(const float* __restrict__ dy, const unsigned char* __restrict__ idx,
+                                           long t, int h, int w) {
+    int ho = h / 2, wo = w / 2;
+    long p = t / (h * w);
+    int e = (int)(t % (h * w));
+    int y = e / w, xx = e % w;
+    if (y >= 2 * ho || xx >= 2 * wo) return 0.0f;
+    long o = p * ho * wo + (y / 2) * wo + xx / 2;
+    return (int)idx[o] == (y % 2) * 2 + (xx % 2) ? dy[o] : 0.0f;
+}
+
 // One thread per input element: the gradient of the output whose recorded
 // position is this element, else +0.0.
 extern "C" __global__ void ffwd_maxpool2_backward_f32(const float* __restrict__ dy, const unsigned char* __restrict__ idx,
                                                       int planes, int h, int w, float* __restrict__ dx) {
-    int ho = h / 2, wo = w / 2;
     long t = (long)blockIdx.x * blockDim.x + threadIdx.x;
     if (t >= (long)planes * h * w) return;
-    long p = t / (h * w);
-    int e = (int)(t % (h * w));
-    int y = e / w, xx = e % w;
-    float v = 0.0f;
-    if (y < 2 * ho && xx < 2 * wo) {
-        long o = p * ho * wo + (y / 2) * wo + xx / 2;
-        if ((int)idx[o] == (y % 2) * 2 + (xx % 2)) v = dy[o];
-    }
-    dx[t] = v;
+    dx[t] = unpool_at(dy, idx, t, h, w);
 }
 
 // One thread per input element: the gradient through the ReLU before the
@@ -50,18 +55,9 @@ extern "C" __global__ void ffwd_maxpool2_relu_backward_f32(const float* __restri
                                                            const unsigned char* __restrict__ idx,
                                                            const float* __restrict__ r, int planes, int h, int w,
                                                            float* __restrict__ dx) {
-    int ho = h / 2, wo = w / 2;
     long t = (long)blockIdx.x * blockDim.x + threadIdx.x;
     if (t >= (long)planes * h * w) return;
-    long p = t / (h * w);
-    int e = (int)(t % (h * w));
-    int y = e / w, xx = e % w;
-    float v = 0.0f;
-    if (y < 2 * ho && xx < 2 * wo && r[t] > 0.0f) {
-        long o = p * ho * wo + (y / 2) * wo + xx / 2;
-        if ((int)idx[o] == (y % 2) * 2 + (xx % 2)) v = dy[o];
-    }
-    dx[t] = v;
+    dx[t] = r[t] > 0.0f ? unpool_at(dy, idx, t, h, w) : 0.0f;
 }
 
 // Output (2y + a, 2x + b) copies input (y, x).

@@ -18,15 +18,17 @@
 //!   (oy,ox) = (iy−ky+1, ix−kx+1) is inside the image, of
 //!   dcol[(ci,ky,kx),(b,oy,ox)]`, from +0.0 with plain `+`.
 //!
-//! **Implementation.** The AVX2 forward is one GEMM over the whole batch
-//! whose B panels are packed straight from the image ([`ImplicitCol`]: no
-//! col matrix is written). Elsewhere (the dW and dX, and the scalar spec's
-//! forward) the batch is cut into image chunks so the col buffer stays
-//! near 16 MB; the forward and dX write disjoint columns per chunk, and dW
-//! continues each output's chain across chunks with
+//! **Implementation.** On AVX2 no col matrix is written for the forward or
+//! the dW: the GEMM packs its B panels straight from the image
+//! (`ImplicitCol`, and its transpose for the dW), the forward as one
+//! product over the whole batch. The dW (both kinds), the dX and the scalar
+//! spec's forward cut the batch into image chunks so a col or dcol buffer
+//! stays near 16 MB; the forward and dX write disjoint columns per chunk,
+//! and dW continues each output's chain across chunks with
 //! [`Epilogue::Accumulate`], so the chunk size never changes a bit. The
-//! GEMMs run on the backend (scalar spec or AVX2); im2col and col2im are
-//! copies and fixed-order sums shared by both, parallel over rows.
+//! scalar spec materialises im2col; col2im is a fixed-order sum (a row at
+//! a time on AVX2, `col2im_spec` element by element on the spec),
+//! parallel over planes.
 
 use super::gemm::{self, BSource, Epi, Epilogue};
 use super::pages;
