@@ -7,6 +7,7 @@ import _thread
 import json
 import os
 import pathlib
+import signal
 import subprocess
 import sys
 import threading
@@ -209,7 +210,17 @@ def test_asking_for_cuda_without_a_gpu_is_an_engine_error_not_a_crash():
         assert m.backend == "cuda"
 
 
-def test_ctrl_c_stops_training_after_a_whole_batch_and_leaves_a_usable_model():
+@pytest.fixture
+def python_handles_sigint():
+    """Python's own Ctrl-C handler for the test: a process started with
+    SIGINT ignored (a background job of a non-interactive shell) has none,
+    and then `_thread.interrupt_main` does nothing."""
+    old = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, old)
+
+
+def test_ctrl_c_stops_training_after_a_whole_batch_and_leaves_a_usable_model(python_handles_sigint):
     x, y, _, _, classes = ffwd.datasets.load("digits")
     m = ffwd.Model(ffwd.RunConfig(), x.shape[1:], classes)
     timer = threading.Timer(0.3, _thread.interrupt_main)
@@ -222,7 +233,7 @@ def test_ctrl_c_stops_training_after_a_whole_batch_and_leaves_a_usable_model():
     m.train_epoch(x, y)
 
 
-def test_ctrl_c_stops_a_whole_run_after_a_batch(tmp_path):
+def test_ctrl_c_stops_a_whole_run_after_a_batch(tmp_path, python_handles_sigint):
     cfg = digits_config(tmp_path / "run", epochs=1000)
     timer = threading.Timer(0.5, _thread.interrupt_main)
     timer.start()
@@ -231,7 +242,7 @@ def test_ctrl_c_stops_a_whole_run_after_a_batch(tmp_path):
     timer.cancel()
 
 
-def test_an_interrupted_run_resumes_to_the_bits_of_an_uninterrupted_one(tmp_path):
+def test_an_interrupted_run_resumes_to_the_bits_of_an_uninterrupted_one(tmp_path, python_handles_sigint):
     ffwd.train(digits_config(tmp_path / "whole", epochs=60))
     timer = threading.Timer(0.5, _thread.interrupt_main)
     timer.start()
