@@ -161,7 +161,8 @@ fn check_pair(norm: BlockNorm, loss: FfLoss, pools: (bool, bool)) {
     up.gamma = data(13, 3, 1.0).iter().map(|v| 1.0 + 0.5 * v).collect();
     up.beta = data(14, 3, 0.3);
     let x = data(3, g.len(), 1.5);
-    let mode = BlockMode { train: true, momentum: 0.1, bn_eps: BN_EPS as f32, norm_eps: LEN_EPS as f32 };
+    let mode =
+        BlockMode { train: true, momentum: 0.1, bn_eps: BN_EPS as f32, norm_eps: LEN_EPS as f32, goodness: true };
     lo.forward(&be, &x, g, mode).unwrap();
     let g1 = lo.out_geom(g);
     let h = lo.output().to_vec();

@@ -187,24 +187,7 @@ fn maxpool_lanes_and_the_fused_relu_backward_give_the_spec_bits_on_wide_rows() {
             let mut fused = vec![f32::NAN; g.len()];
             be.maxpool2_relu_backward(&dy, &idx, &x, g, &mut fused).unwrap();
             assert_bits_eq(&format!("fused pool + ReLU backward {g:?} on {}", be.name()), &fused, &two);
-            // The pool and the goodness of the pooled block in one pass.
-            let mut ss = Vec::new();
-            Norm2dOps::block_sumsq(be, &y, gp, &mut ss).unwrap();
-            let (mut y2, mut idx2, mut ss2) = (Vec::new(), Vec::new(), Vec::new());
-            PoolOps::maxpool2_block_sumsq(be, &x, g, &mut y2, &mut idx2, &mut ss2).unwrap();
-            assert_bits_eq(&format!("fused pool + goodness {g:?} on {}", be.name()), &ss2, &ss);
-            assert_bits_eq(&format!("fused pool's output {g:?}"), &y2, &y);
-            assert_eq!(idx2, idx);
-            // The ReLU and the goodness in one pass.
-            let mut r = x.clone();
-            MathOps::relu(be, &mut r).unwrap();
-            let mut ssr = Vec::new();
-            Norm2dOps::block_sumsq(be, &r, g, &mut ssr).unwrap();
-            let (mut r2, mut ssr2) = (x.clone(), Vec::new());
-            Norm2dOps::relu_block_sumsq(be, &mut r2, g, &mut ssr2).unwrap();
-            assert_bits_eq(&format!("fused ReLU + goodness {g:?} on {}", be.name()), &ssr2, &ssr);
-            assert_bits_eq(&format!("fused ReLU's output {g:?}"), &r2, &r);
-            vec![y, idx.iter().map(|&v| v as f32).collect(), fused, ss2, ssr2]
+            vec![y, idx.iter().map(|&v| v as f32).collect(), fused]
         });
     }
 }

@@ -119,7 +119,8 @@ impl<B: Backend> BpConvNet<B> {
         let image = self.image;
         self.be.upload_with(&mut self.work.input, gs[0].len(), |buf| images_to_cnhw(images, image, n, |b| b, buf))?;
         let c = &self.config;
-        let mode = BlockMode { train, momentum: c.bn_momentum, bn_eps: c.bn_eps, norm_eps: c.norm_eps };
+        let mode =
+            BlockMode { train, momentum: c.bn_momentum, bn_eps: c.bn_eps, norm_eps: c.norm_eps, goodness: false };
         forward_blocks(&self.be, &mut self.blocks, (&self.work.input, gs[0]), mode, &mut self.lent)?;
         let last = self.blocks.last().expect("at least one block").output();
         self.be.cnhw_to_rows(last, gs[gs.len() - 1], &mut self.work.feats)?;

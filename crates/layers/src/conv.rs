@@ -259,13 +259,15 @@ pub struct ConvBlock<B: Backend> {
 /// What a block's forward does besides computing: training (batch
 /// statistics, which also move the running ones with `momentum`) or
 /// evaluation (the running statistics); the ε of batch norm and of the
-/// length norm.
+/// length norm; whether it computes the output's goodness (FF needs it;
+/// the backprop CNN and the CAE cell do not, and skip that pass).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct BlockMode {
     pub train: bool,
     pub momentum: f32,
     pub bn_eps: f32,
     pub norm_eps: f32,
+    pub goodness: bool,
 }
 
 impl<B: Backend> ConvBlock<B> {
@@ -338,7 +340,8 @@ impl<B: Backend> ConvBlock<B> {
         }
     }
 
-    /// Per-image sum of squares of the last output.
+    /// Per-image sum of squares of the output of the last forward that
+    /// computed it ([`BlockMode::goodness`]).
     pub fn sumsq(&self) -> &B::Buf {
         &self.work.g
     }
@@ -366,7 +369,7 @@ impl<B: Backend> ConvBlock<B> {
         self.normalize(be, x, g, mode)?;
         let wk = &mut self.work;
         be.conv3x3_forward(&wk.xn, g, &self.w, self.cout, &mut wk.r, &mut wk.conv)?;
-        self.finish(be, g)
+        self.finish(be, g, mode.goodness)
     }
 
     /// The block's input normalisation of `x` into the work buffer.
@@ -397,15 +400,18 @@ impl<B: Backend> ConvBlock<B> {
         Ok(())
     }
 
-    /// ReLU, pool and goodness of the conv output in the work buffer.
-    fn finish(&mut self, be: &B, g: Cnhw) -> Result<()> {
+    /// ReLU, pool and (with `goodness`) goodness of the conv output in the
+    /// work buffer.
+    fn finish(&mut self, be: &B, g: Cnhw, goodness: bool) -> Result<()> {
         let go = self.out_geom(g);
         let wk = &mut self.work;
+        be.relu(&mut wk.r)?;
         if self.pool {
-            be.relu(&mut wk.r)?;
-            be.maxpool2_block_sumsq(&wk.r, g.with_channels(self.cout), &mut wk.pooled, &mut wk.idx, &mut wk.g)?;
-        } else {
-            be.relu_block_sumsq(&mut wk.r, go, &mut wk.g)?;
+            be.maxpool2_forward(&wk.r, g.with_channels(self.cout), &mut wk.pooled, &mut wk.idx)?;
+        }
+        if goodness {
+            let out = if self.pool { &wk.pooled } else { &wk.r };
+            be.block_sumsq(out, go, &mut wk.g)?;
         }
         Ok(())
     }
@@ -440,7 +446,7 @@ impl<B: Backend> ConvBlock<B> {
         let wk = &mut self.work;
         be.copy(shared, &mut wk.r)?;
         be.conv3x3_forward_channels(&wk.xn, g, &self.w, self.cout, (g.c - 1..g.c, true), &mut wk.r, &mut wk.conv)?;
-        self.finish(be, g)
+        self.finish(be, g, mode.goodness)
     }
 
     fn check_prefix(&self, g: Cnhw, mode: BlockMode) -> Result<()> {
@@ -648,6 +654,7 @@ impl<B: Backend> ConvFfNet<B> {
             momentum: self.config.bn_momentum,
             bn_eps: self.config.bn_eps,
             norm_eps: self.config.norm_eps,
+            goodness: true,
         }
     }
 

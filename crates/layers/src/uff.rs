@@ -240,8 +240,9 @@ pub struct CaeCell<B: Backend> {
     scratch: B::ConvScratch,
 }
 
-/// The CAE encoder's mode: batch statistics are never used (no norm).
-const CAE_MODE: BlockMode = BlockMode { train: true, momentum: 0.0, bn_eps: 0.0, norm_eps: 0.0 };
+/// The CAE encoder's mode: batch statistics are never used (no norm), no
+/// goodness.
+const CAE_MODE: BlockMode = BlockMode { train: true, momentum: 0.0, bn_eps: 0.0, norm_eps: 0.0, goodness: false };
 
 impl<B: Backend> CaeCell<B> {
     fn new(be: &B, shape: (usize, usize, usize), optim: &OptimConfig, seed: u64, base: u32) -> Result<Self> {

@@ -255,17 +255,6 @@ pub(crate) mod avx2 {
     }
 }
 
-impl CpuBackend {
-    /// `x = relu(x)` on this thread (the AVX2 lanes or the spec).
-    pub(crate) fn relu_slice(&self, x: &mut [f32]) {
-        match self.kind {
-            CpuKind::Scalar => relu_scalar(x),
-            // SAFETY: the Avx2 backend exists only where avx2+fma were detected.
-            CpuKind::Avx2 => unsafe { avx2::relu(x) },
-        }
-    }
-}
-
 /// The spec: `x = relu(x)`.
 pub(crate) fn relu_scalar(x: &mut [f32]) {
     for v in x.iter_mut() {

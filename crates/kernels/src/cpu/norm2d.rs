@@ -130,60 +130,6 @@ mod fast {
     }
 }
 
-thread_local! {
-    /// Per-plane sums of squares of the fused ops (grown once, reused).
-    static PLANE_SUMS: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
-}
-
-impl CpuBackend {
-    /// The per-image sums of squares of a CNHW block of C·N planes from
-    /// their per-plane sums, which `fill` writes (plane p = ci·N + b, each
-    /// the plane's `l32_sumsq`, [`CpuBackend::plane_sumsq`], taken while the
-    /// plane is in cache): for each image b the sum over channels
-    /// ascending, from +0.0 — [`CpuBackend::block_sumsq`]'s order.
-    pub(crate) fn fused_block_sumsq(&self, (c, n): (usize, usize), out: &mut [f32], fill: impl FnOnce(&mut [f32])) {
-        PLANE_SUMS.with(|ps| {
-            let mut ps = ps.borrow_mut();
-            if ps.len() < c * n {
-                ps.resize(c * n, 0.0);
-            }
-            fill(&mut ps[..c * n]);
-            let ps = &ps[..c * n];
-            out[..n].par_iter_mut().enumerate().for_each(|(b, o)| {
-                let mut s = 0.0f32;
-                for ci in 0..c {
-                    s = s + ps[ci * n + b];
-                }
-                *o = s;
-            });
-        })
-    }
-
-    /// `l32_sumsq` of one plane (the FMA-compiled twin on AVX2).
-    pub(crate) fn plane_sumsq(&self, p: &[f32]) -> f32 {
-        // SAFETY: the Avx2 backend exists only where avx2+fma were detected.
-        self.fma_twin(|| l32_sumsq(p), || unsafe { fast::sumsq(p) })
-    }
-
-    /// `x = relu(x)` and its per-image sums of squares, one plane at a time.
-    pub fn relu_block_sumsq(&self, x: &mut [f32], g: Cnhw, out: &mut [f32]) -> Result<()> {
-        check_len("relu_block_sumsq", "x", x.len(), g.len())?;
-        check_len("relu_block_sumsq", "out", out.len(), g.n)?;
-        let hw = g.plane();
-        if hw == 0 {
-            out.fill(0.0);
-            return Ok(());
-        }
-        self.fused_block_sumsq((g.c, g.n), out, |ps| {
-            x.par_chunks_mut(hw).zip(ps.par_iter_mut()).for_each(|(plane, s)| {
-                self.relu_slice(plane);
-                *s = self.plane_sumsq(plane);
-            })
-        });
-        Ok(())
-    }
-}
-
 impl CpuBackend {
     /// Run a per-row loop: the AVX2 backend calls the FMA-compiled twin.
     #[inline(always)]
@@ -506,11 +452,6 @@ impl crate::ops::Norm2dOps for CpuBackend {
         let _p = crate::profile::scope("block_sumsq");
         pages::grow(out, g.n)?;
         CpuBackend::block_sumsq(self, x, g, out)
-    }
-    fn relu_block_sumsq(&self, x: &mut Vec<f32>, g: Cnhw, out: &mut Vec<f32>) -> Result<()> {
-        let _p = crate::profile::scope("relu_block_sumsq");
-        pages::grow(out, g.n)?;
-        CpuBackend::relu_block_sumsq(self, x, g, out)
     }
     fn block_local_grad(&self, x: &Vec<f32>, g: Cnhw, dldg: &Vec<f32>, dx: &mut Vec<f32>) -> Result<()> {
         let _p = crate::profile::scope("block_local_grad");

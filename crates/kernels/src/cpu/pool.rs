@@ -39,20 +39,6 @@ fn pool_row_scalar(rows: (&[f32], &[f32]), from: usize, (y, idx): (&mut [f32], &
     }
 }
 
-/// One plane of the pool (input rows of width `w`; `y`, `idx` ho × wo).
-fn pool_plane(kind: CpuKind, xp: &[f32], w: usize, yp: &mut [f32], ip: &mut [u8]) {
-    let wo = w / 2;
-    for (oy, (yr, ir)) in yp.chunks_mut(wo).zip(ip.chunks_mut(wo)).enumerate() {
-        let rows = (&xp[2 * oy * w..][..w], &xp[(2 * oy + 1) * w..][..w]);
-        let done = match kind {
-            // SAFETY: the Avx2 backend exists only where avx2 was detected.
-            CpuKind::Avx2 => unsafe { avx2::pool_row(rows, yr, ir) },
-            CpuKind::Scalar => 0,
-        };
-        pool_row_scalar(rows, done, (yr, ir));
-    }
-}
-
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
     use std::arch::x86_64::*;
@@ -144,43 +130,20 @@ impl CpuBackend {
         if y.is_empty() {
             return Ok(());
         }
-        let (hw, w, kind) = (g.plane(), g.w, self.kind);
-        y.par_chunks_mut(ho * wo)
-            .zip(idx.par_chunks_mut(ho * wo))
-            .enumerate()
-            .for_each(|(p, (yp, ip))| pool_plane(kind, &x[p * hw..(p + 1) * hw], w, yp, ip));
-        Ok(())
-    }
-
-    /// [`CpuBackend::maxpool2_forward`] and the per-image sums of squares of
-    /// the pooled block (`ss`, [`CpuBackend::block_sumsq`]'s bits), each
-    /// pooled plane summed while it is in cache.
-    pub fn maxpool2_block_sumsq(
-        &self,
-        x: &[f32],
-        g: Cnhw,
-        y: &mut [f32],
-        idx: &mut [u8],
-        ss: &mut [f32],
-    ) -> Result<()> {
-        pool_check("maxpool2_block_sumsq", g)?;
-        check_len("maxpool2_block_sumsq", "x", x.len(), g.len())?;
-        let (ho, wo) = (g.h / 2, g.w / 2);
-        check_len("maxpool2_block_sumsq", "y", y.len(), g.c * g.n * ho * wo)?;
-        check_len("maxpool2_block_sumsq", "idx", idx.len(), y.len())?;
-        check_len("maxpool2_block_sumsq", "ss", ss.len(), g.n)?;
-        if y.is_empty() {
-            ss.fill(0.0);
-            return Ok(());
-        }
-        let (hw, w, kind) = (g.plane(), g.w, self.kind);
-        self.fused_block_sumsq((g.c, g.n), ss, |ps| {
-            y.par_chunks_mut(ho * wo).zip(idx.par_chunks_mut(ho * wo)).zip(ps.par_iter_mut()).enumerate().for_each(
-                |(p, ((yp, ip), s))| {
-                    pool_plane(kind, &x[p * hw..(p + 1) * hw], w, yp, ip);
-                    *s = self.plane_sumsq(yp);
-                },
-            )
+        let (hw, w) = (g.plane(), g.w);
+        let kind = self.kind;
+        y.par_chunks_mut(ho * wo).zip(idx.par_chunks_mut(ho * wo)).enumerate().for_each(|(p, (yp, ip))| {
+            let xp = &x[p * hw..(p + 1) * hw];
+            for oy in 0..ho {
+                let rows = (&xp[2 * oy * w..][..w], &xp[(2 * oy + 1) * w..][..w]);
+                let out = (&mut yp[oy * wo..(oy + 1) * wo], &mut ip[oy * wo..(oy + 1) * wo]);
+                let done = match kind {
+                    // SAFETY: the Avx2 backend exists only where avx2 was detected.
+                    CpuKind::Avx2 => unsafe { avx2::pool_row(rows, out.0, out.1) },
+                    CpuKind::Scalar => 0,
+                };
+                pool_row_scalar(rows, done, out);
+            }
         });
         Ok(())
     }
@@ -306,21 +269,6 @@ impl crate::ops::PoolOps for CpuBackend {
         pages::grow(y, n)?;
         pages::grow(idx, n)?;
         CpuBackend::maxpool2_forward(self, x, g, y, idx)
-    }
-    fn maxpool2_block_sumsq(
-        &self,
-        x: &Vec<f32>,
-        g: Cnhw,
-        y: &mut Vec<f32>,
-        idx: &mut Vec<u8>,
-        ss: &mut Vec<f32>,
-    ) -> Result<()> {
-        let _p = crate::profile::scope("maxpool2_block_sumsq");
-        let n = g.c * g.n * (g.h / 2) * (g.w / 2);
-        pages::grow(y, n)?;
-        pages::grow(idx, n)?;
-        pages::grow(ss, g.n)?;
-        CpuBackend::maxpool2_block_sumsq(self, x, g, y, idx, ss)
     }
     fn maxpool2_backward(&self, dy: &Vec<f32>, idx: &Vec<u8>, g: Cnhw, dx: &mut Vec<f32>) -> Result<()> {
         let _p = crate::profile::scope("maxpool2_backward");

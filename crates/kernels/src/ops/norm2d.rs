@@ -96,16 +96,6 @@ pub trait Norm2dOps: Storage {
     ) -> Result<()>;
     /// Per-image sum of squares of a CNHW block (`out` resized to g.n).
     fn block_sumsq(&self, x: &Self::Buf, g: Cnhw, out: &mut Self::Buf) -> Result<()>;
-    /// `x = relu(x)`, then [`Norm2dOps::block_sumsq`] of it: the same bits
-    /// as the two ops, in one pass over `x` where the backend fuses them
-    /// (the default runs the two).
-    fn relu_block_sumsq(&self, x: &mut Self::Buf, g: Cnhw, out: &mut Self::Buf) -> Result<()>
-    where
-        Self: super::MathOps,
-    {
-        self.relu(x)?;
-        self.block_sumsq(x, g, out)
-    }
     /// The block goodness gradient `dx = x · (dL/dG_b + dL/dG_b)` (resized).
     fn block_local_grad(&self, x: &Self::Buf, g: Cnhw, dldg: &Self::Buf, dx: &mut Self::Buf) -> Result<()>;
     /// The length norm's `inv` per image (resized to g.n).

@@ -25,23 +25,6 @@ pub trait PoolOps: Storage {
 
     /// `y` (CNHW, h/2 × w/2) and the argmax positions `idx` (both resized).
     fn maxpool2_forward(&self, x: &Self::Buf, g: Cnhw, y: &mut Self::Buf, idx: &mut Self::PoolIdx) -> Result<()>;
-    /// [`PoolOps::maxpool2_forward`], then [`super::Norm2dOps::block_sumsq`]
-    /// of the pooled block into `ss`: the same bits as the two ops, in one
-    /// pass where the backend fuses them (the default runs the two).
-    fn maxpool2_block_sumsq(
-        &self,
-        x: &Self::Buf,
-        g: Cnhw,
-        y: &mut Self::Buf,
-        idx: &mut Self::PoolIdx,
-        ss: &mut Self::Buf,
-    ) -> Result<()>
-    where
-        Self: super::Norm2dOps,
-    {
-        self.maxpool2_forward(x, g, y, idx)?;
-        self.block_sumsq(y, Cnhw::new(g.c, g.n, g.h / 2, g.w / 2), ss)
-    }
     /// `dx` (CNHW `g`, the pool's input; resized) from `dy` and the positions.
     fn maxpool2_backward(&self, dy: &Self::Buf, idx: &Self::PoolIdx, g: Cnhw, dx: &mut Self::Buf) -> Result<()>;
     /// The gradient through a ReLU and the max-pool after it in one pass:
