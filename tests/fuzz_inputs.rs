@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::damage::{apply, damage, Header};
+use common::damage::{apply, damage, Damage, Header};
 use ffwd::train::checkpoint;
 use ffwd::train::config::{Device, RunConfig};
 use proptest::prelude::*;
@@ -118,4 +118,16 @@ fn a_checkpoint_with_a_nan_weight_or_cut_short_is_an_error_in_words() {
     std::fs::write(&p, b"abc").unwrap();
     let e = checkpoint::load(&p, Device::Cpu).err().expect("refused").to_string();
     assert!(e.contains("truncated: 3 bytes"), "{e}");
+}
+
+/// A damaged byte that leaves valid metadata whose configuration the
+/// network refuses (here the learning rate becomes 0) is an error naming
+/// the file, not a bare configuration error (found by the property above).
+#[test]
+fn a_checkpoint_whose_configuration_the_network_refuses_is_an_error_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("lr0.safetensors");
+    std::fs::write(&p, apply(valid_checkpoint().to_vec(), &[Damage::Flip(15549678634315055399, 3)], CKPT)).unwrap();
+    let e = checkpoint::load(&p, Device::Cpu).err().expect("refused").to_string();
+    assert!(e.contains("lr0.safetensors") && e.contains("lr must be a positive number"), "{e}");
 }

@@ -80,7 +80,12 @@ pub fn load(path: &Path, device: Device) -> Result<(Meta, Model)> {
         }
     }
     let shape = if meta.shape.0 == 0 { (1, 1, meta.image_dim) } else { meta.shape };
-    let mut net = crate::model::build_on_device(device, &meta.config, shape, meta.classes)?;
+    // A network its configuration cannot build is the file's fault (damaged
+    // or written by hand); a device that cannot be used is not.
+    let mut net = crate::model::build_on_device(device, &meta.config, shape, meta.classes).map_err(|e| match e {
+        e @ Error::Device { .. } => e,
+        other => bad(format!("its configuration: {other}")),
+    })?;
     net.load_tensors(&mut |name: &str| l.take(name).map_err(Into::into)).map_err(|e| bad(e.to_string()))?;
     if !l.tensors.is_empty() {
         let mut extra: Vec<_> = l.tensors.keys().cloned().collect();
