@@ -667,16 +667,14 @@ impl<B: Backend> ConvFfNet<B> {
         let g = Cnhw::new(c + 1, n, h, w);
         let image = self.image;
         self.be.upload_with(&mut self.input, g.len(), |buf| images_to_cnhw(images, image, n, order, buf))?;
-        self.be.upload_ids(&self.host_ylab, &mut self.ylab)?;
-        self.be.label_channel(&self.embedding, h * w, &self.ylab, &mut self.input, c * n * h * w)?;
+        self.write_label_channel()?;
         Ok(g)
     }
 
-    /// Rewrite the current input's label channel with `label` for every image.
-    fn set_labels(&mut self, label: u32) -> Result<()> {
+    /// The current input's label channel from `self.host_ylab`.
+    fn write_label_channel(&mut self) -> Result<()> {
         let (c, h, w) = self.image;
         let n = self.host_ylab.len();
-        self.host_ylab.fill(label);
         self.be.upload_ids(&self.host_ylab, &mut self.ylab)?;
         self.be.label_channel(&self.embedding, h * w, &self.ylab, &mut self.input, c * n * h * w)?;
         Ok(())
@@ -824,7 +822,8 @@ impl<B: Backend> ConvFfNet<B> {
         }
         for l in 0..c {
             if l > 0 {
-                self.set_labels(l as u32)?;
+                self.host_ylab.fill(l as u32);
+                self.write_label_channel()?;
             }
             if share {
                 let (be, shared, input) = (&self.be, &self.shared, &self.input);

@@ -189,17 +189,6 @@ impl ImplicitCol<'_> {
                     continue;
                 }
                 let row = chan + plane + (iy - 1) * g.w;
-                // The common runs (a whole panel or half of one, inside the
-                // row): fixed-size copies the compiler turns into moves.
-                if ox + kx >= 1 && ox + kx - 1 + len <= g.w {
-                    let src = &self.x[row + ox + kx - 1..];
-                    match len {
-                        16 => out.copy_from_slice(&src[..16]),
-                        8 => out.copy_from_slice(&src[..8]),
-                        _ => out.copy_from_slice(&src[..len]),
-                    }
-                    continue;
-                }
                 // output t of the run reads input column ox + t + kx − 1:
                 // inside the row for t in lo..hi
                 let lo = (1usize).saturating_sub(ox + kx).min(len);
@@ -504,6 +493,67 @@ mod tests {
                 col2im(&dcol, g, b0, nb, &mut b);
                 let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
                 assert_eq!(bits(&a), bits(&b), "{c}×{n}×{h}×{w}, images {b0}..{}", b0 + nb);
+            }
+        }
+    }
+
+    /// The panels packed straight from the image, the forward's and the
+    /// dW's (transposed), and single values, are the materialised
+    /// im2col's, for chunks starting past the first image, panels that
+    /// cross image rows and images, narrow last panels and odd sides.
+    #[test]
+    fn implicit_panels_hold_the_im2col_values() {
+        const NR: usize = 16;
+        for (c, n, h, w) in [(2, 3, 5, 7), (1, 2, 8, 8), (3, 2, 4, 20), (1, 1, 1, 1)] {
+            let g = Cnhw::new(c, n, h, w);
+            let x: Vec<f32> = (0..g.len()).map(|i| i as f32 + 1.0).collect();
+            for (b0, nb) in [(0, n), (n - 1, 1)] {
+                let (rows, cols) = (c * 9, nb * g.plane());
+                let mut col = vec![f32::NAN; rows * cols];
+                im2col(&x, g, b0, nb, &mut col);
+                let src = ImplicitCol { x: &x, g, b0, nb };
+                assert_eq!((src.rows(), src.cols()), (rows, cols));
+                let at = |k: usize, j: usize| col[k * cols + j];
+                for k in 0..rows {
+                    for j in 0..cols {
+                        assert_eq!(src.at(k, j).to_bits(), at(k, j).to_bits(), "at {k},{j}");
+                    }
+                }
+                for (k0, kc) in [(0, rows), (rows / 3, rows - rows / 3)] {
+                    for jq in (0..cols).step_by(NR) {
+                        let wd = NR.min(cols - jq);
+                        let mut panel = vec![f32::NAN; kc * NR];
+                        src.pack_panel(k0, kc, jq, wd, &mut panel);
+                        for k in 0..kc {
+                            for cc in 0..NR {
+                                let want = if cc < wd { at(k0 + k, jq + cc) } else { 0.0 };
+                                assert_eq!(
+                                    panel[k * NR + cc].to_bits(),
+                                    want.to_bits(),
+                                    "{g:?} b0 {b0} k {k} jq {jq} c {cc}"
+                                );
+                            }
+                        }
+                    }
+                }
+                // transposed: pixel rows k0..k0+kc, tap columns jq..jq+16
+                for (k0, kc) in [(0, cols), (cols / 2, cols - cols / 2)] {
+                    for jq in (0..rows).step_by(NR) {
+                        let wd = NR.min(rows - jq);
+                        let mut panel = vec![f32::NAN; kc * NR];
+                        src.pack_panel_t(k0, kc, jq, wd, &mut panel);
+                        for k in 0..kc {
+                            for cc in 0..NR {
+                                let want = if cc < wd { at(jq + cc, k0 + k) } else { 0.0 };
+                                assert_eq!(
+                                    panel[k * NR + cc].to_bits(),
+                                    want.to_bits(),
+                                    "ᵀ {g:?} b0 {b0} k {k} jq {jq} c {cc}"
+                                );
+                            }
+                        }
+                    }
+                }
             }
         }
     }
