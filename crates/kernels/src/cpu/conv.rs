@@ -20,7 +20,8 @@
 //!
 //! **Implementation.** On AVX2 no col matrix is written for the forward or
 //! the dW: the GEMM packs its B panels straight from the image
-//! (`ImplicitCol`, and its transpose for the dW), the forward as one
+//! (`ImplicitCol`, and its transpose for the dW, eight image values a
+//! vector, the dW's panels through 8 × 8 transposes), the forward as one
 //! product over the whole batch. The dW (both kinds), the dX and the scalar
 //! spec's forward cut the batch into image chunks so a col or dcol buffer
 //! stays near 16 MB; the forward and dX write disjoint columns per chunk,
@@ -123,6 +124,17 @@ impl ImplicitCol<'_> {
     /// k0 + k]`, zero past `w`. For each tap, the pixels fall into runs
     /// along image rows, each a shifted slice of one input row.
     pub fn pack_panel_t(&self, k0: usize, kc: usize, jq: usize, w: usize, panel: &mut [f32]) {
+        assert!(w <= 16 && panel.len() >= kc * 16 && k0 + kc <= self.cols() && jq + w <= self.rows());
+        #[cfg(target_arch = "x86_64")]
+        if super::avx2_available() {
+            // SAFETY: avx2 detected; the bounds were checked above.
+            unsafe { self.pack_panel_t_avx2(k0, kc, jq, w, panel) };
+            return;
+        }
+        self.pack_panel_t_scalar(k0, kc, jq, w, panel)
+    }
+    /// [`ImplicitCol::pack_panel_t`], one value at a time.
+    pub fn pack_panel_t_scalar(&self, k0: usize, kc: usize, jq: usize, w: usize, panel: &mut [f32]) {
         const NR: usize = 16;
         let (g, hw) = (self.g, self.g.plane());
         if w < NR {
@@ -161,6 +173,17 @@ impl ImplicitCol<'_> {
     /// columns fall into runs along image rows; each run of each k row is
     /// a shifted slice of one input row, its out-of-image ends zero.
     pub fn pack_panel(&self, k0: usize, kc: usize, jq: usize, w: usize, panel: &mut [f32]) {
+        assert!(w <= 16 && panel.len() >= kc * 16 && k0 + kc <= self.rows() && jq + w <= self.cols());
+        #[cfg(target_arch = "x86_64")]
+        if super::avx2_available() {
+            // SAFETY: avx2 detected; the bounds were checked above.
+            unsafe { self.pack_panel_avx2(k0, kc, jq, w, panel) };
+            return;
+        }
+        self.pack_panel_scalar(k0, kc, jq, w, panel)
+    }
+    /// [`ImplicitCol::pack_panel`] with slice copies.
+    pub fn pack_panel_scalar(&self, k0: usize, kc: usize, jq: usize, w: usize, panel: &mut [f32]) {
         const NR: usize = 16;
         let (g, hw) = (self.g, self.g.plane());
         // (first panel column, length, image plane offset within a channel, oy, ox)
@@ -200,6 +223,150 @@ impl ImplicitCol<'_> {
                     out[lo..hi].copy_from_slice(&self.x[src..src + hi - lo]);
                 }
             }
+        }
+    }
+}
+
+/// The AVX2 packers: eight values of an image row at a time through a
+/// masked load (lanes outside the image or past the run read as +0.0, as
+/// im2col writes them), transposed in 8 × 8 blocks for the dW's panels.
+#[cfg(target_arch = "x86_64")]
+impl ImplicitCol<'_> {
+    /// Up to eight values of `col` along one image row: lane l is input
+    /// column `s + l − 1` of the row starting at `x[row]` (s = output
+    /// column + kx, so columns 1..=W are inside), for lanes `l < len`
+    /// only; the rest +0.0. A plain load and a mask where all eight lanes
+    /// lie inside `x` (a masked load costs far more), else a masked load.
+    ///
+    /// # Safety
+    /// avx2 present; `x[row..row + W]` exists (W = the image width).
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn row8(&self, row: usize, s: usize, len: usize) -> std::arch::x86_64::__m256 {
+        use std::arch::x86_64::*;
+        // lanes lo..hi are inside the row and the run
+        let lo = 1usize.saturating_sub(s).min(8) as i32;
+        let hi = (self.g.w + 1).saturating_sub(s).min(len).min(8) as i32;
+        let iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+        let mask = _mm256_and_si256(
+            _mm256_cmpgt_epi32(iota, _mm256_set1_epi32(lo - 1)),
+            _mm256_cmpgt_epi32(_mm256_set1_epi32(hi), iota),
+        );
+        let start = (row + s).wrapping_sub(1); // lane 0's index in x
+        if row + s >= 1 && start + 8 <= self.x.len() {
+            // SAFETY: x[start..start + 8] exists.
+            let v = _mm256_loadu_ps(self.x.as_ptr().add(start));
+            _mm256_and_ps(v, _mm256_castsi256_ps(mask))
+        } else {
+            // Lanes the mask keeps lie inside the row; the others touch
+            // no memory.
+            _mm256_maskload_ps(self.x.as_ptr().wrapping_add(row + s).wrapping_sub(1), mask)
+        }
+    }
+
+    /// The index in `x` of input row `iy − 1` (iy = output row + ky) of
+    /// channel `ci`, image `b`, or `None` in the padding.
+    #[inline]
+    fn input_row(&self, ci: usize, b: usize, iy: usize) -> Option<usize> {
+        let g = self.g;
+        (iy != 0 && iy <= g.h).then(|| (ci * g.n + b) * g.plane() + (iy - 1) * g.w)
+    }
+
+    /// [`ImplicitCol::pack_panel`] in vector lanes.
+    ///
+    /// # Safety
+    /// avx2 present; `w ≤ 16`, `panel.len() ≥ 16·kc`, rows `k0..k0+kc`
+    /// and columns `jq..jq+w` inside the matrix.
+    #[target_feature(enable = "avx2")]
+    unsafe fn pack_panel_avx2(&self, k0: usize, kc: usize, jq: usize, w: usize, panel: &mut [f32]) {
+        use std::arch::x86_64::*;
+        const NR: usize = 16;
+        let (g, hw) = (self.g, self.g.plane());
+        // (first panel column, length, image, oy, ox)
+        let mut runs = [(0usize, 0usize, 0usize, 0usize, 0usize); NR];
+        let (mut nruns, mut c) = (0, 0);
+        while c < w {
+            let j = jq + c;
+            let (b, r) = (self.b0 + j / hw, j % hw);
+            let (oy, ox) = (r / g.w, r % g.w);
+            let len = (g.w - ox).min(w - c);
+            runs[nruns] = (c, len, b, oy, ox);
+            nruns += 1;
+            c += len;
+        }
+        // Each run is stored eight lanes at a time into a row with spare
+        // room; lanes past a run are zeros that the next run overwrites.
+        let mut buf = [0.0f32; NR + 8];
+        let out = panel.as_mut_ptr();
+        for k in 0..kc {
+            let kk = k0 + k;
+            let (ci, ky, kx) = (kk / 9, (kk % 9) / 3, kk % 3);
+            let z = _mm256_setzero_ps();
+            _mm256_storeu_ps(buf.as_mut_ptr().add(8), z);
+            _mm256_storeu_ps(buf.as_mut_ptr().add(16), z);
+            for &(c0, len, b, oy, ox) in &runs[..nruns] {
+                let row = self.input_row(ci, b, oy + ky);
+                let mut t = 0;
+                while t < len {
+                    let v = match row {
+                        Some(row) => self.row8(row, ox + t + kx, len - t),
+                        None => z,
+                    };
+                    _mm256_storeu_ps(buf.as_mut_ptr().add(c0 + t), v);
+                    t += 8;
+                }
+            }
+            _mm256_storeu_ps(out.add(k * NR), _mm256_loadu_ps(buf.as_ptr()));
+            _mm256_storeu_ps(out.add(k * NR + 8), _mm256_loadu_ps(buf.as_ptr().add(8)));
+        }
+    }
+
+    /// [`ImplicitCol::pack_panel_t`] in vector lanes: for eight pixels of
+    /// an image row, eight taps' values are loaded as eight vectors and
+    /// transposed into eight panel rows.
+    ///
+    /// # Safety
+    /// As [`ImplicitCol::pack_panel_avx2`], with rows (pixels) and columns
+    /// (taps) swapped.
+    #[target_feature(enable = "avx2")]
+    unsafe fn pack_panel_t_avx2(&self, k0: usize, kc: usize, jq: usize, w: usize, panel: &mut [f32]) {
+        use std::arch::x86_64::*;
+        const NR: usize = 16;
+        let (g, hw) = (self.g, self.g.plane());
+        let mut taps = [(0usize, 0usize, 0usize); NR];
+        for (c, t) in taps.iter_mut().enumerate().take(w) {
+            let kk = jq + c;
+            *t = (kk / 9, (kk % 9) / 3, kk % 3);
+        }
+        let out = panel.as_mut_ptr();
+        let z = _mm256_setzero_ps();
+        let mut p = k0;
+        while p < k0 + kc {
+            let (b, r) = (self.b0 + p / hw, p % hw);
+            let (oy, ox) = (r / g.w, r % g.w);
+            let len = (g.w - ox).min(k0 + kc - p);
+            let mut t = 0;
+            while t < len {
+                let rows = (len - t).min(8);
+                for half in 0..2 {
+                    let mut v = [z; 8];
+                    for (l, v) in v.iter_mut().enumerate() {
+                        let c = half * 8 + l;
+                        if c < w {
+                            let (ci, ky, kx) = taps[c];
+                            if let Some(row) = self.input_row(ci, b, oy + ky) {
+                                *v = self.row8(row, ox + t + kx, rows);
+                            }
+                        }
+                    }
+                    let v = gemm::transpose8(v);
+                    for (l, v) in v.iter().enumerate().take(rows) {
+                        _mm256_storeu_ps(out.add((p - k0 + t + l) * NR + half * 8), *v);
+                    }
+                }
+                t += 8;
+            }
+            p += len;
         }
     }
 }
@@ -504,7 +671,7 @@ mod tests {
     #[test]
     fn implicit_panels_hold_the_im2col_values() {
         const NR: usize = 16;
-        for (c, n, h, w) in [(2, 3, 5, 7), (1, 2, 8, 8), (3, 2, 4, 20), (1, 1, 1, 1)] {
+        for (c, n, h, w) in [(2, 3, 5, 7), (1, 2, 8, 8), (3, 2, 4, 20), (1, 1, 1, 1), (2, 2, 3, 9), (1, 3, 2, 16)] {
             let g = Cnhw::new(c, n, h, w);
             let x: Vec<f32> = (0..g.len()).map(|i| i as f32 + 1.0).collect();
             for (b0, nb) in [(0, n), (n - 1, 1)] {
@@ -523,7 +690,13 @@ mod tests {
                     for jq in (0..cols).step_by(NR) {
                         let wd = NR.min(cols - jq);
                         let mut panel = vec![f32::NAN; kc * NR];
+                        let mut spec = vec![f32::NAN; kc * NR];
                         src.pack_panel(k0, kc, jq, wd, &mut panel);
+                        src.pack_panel_scalar(k0, kc, jq, wd, &mut spec);
+                        assert_eq!(
+                            panel.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                            spec.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+                        );
                         for k in 0..kc {
                             for cc in 0..NR {
                                 let want = if cc < wd { at(k0 + k, jq + cc) } else { 0.0 };
@@ -541,7 +714,13 @@ mod tests {
                     for jq in (0..rows).step_by(NR) {
                         let wd = NR.min(rows - jq);
                         let mut panel = vec![f32::NAN; kc * NR];
+                        let mut spec = vec![f32::NAN; kc * NR];
                         src.pack_panel_t(k0, kc, jq, wd, &mut panel);
+                        src.pack_panel_t_scalar(k0, kc, jq, wd, &mut spec);
+                        assert_eq!(
+                            panel.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                            spec.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+                        );
                         for k in 0..kc {
                             for cc in 0..NR {
                                 let want = if cc < wd { at(jq + cc, k0 + k) } else { 0.0 };

@@ -36,6 +36,8 @@ mod driver;
 mod pack;
 mod spec;
 
+#[cfg(target_arch = "x86_64")]
+pub(crate) use avx2::transpose8;
 pub use buffers::warm_up_workers;
 pub(crate) use buffers::*;
 pub(crate) use driver::*;
