@@ -99,31 +99,31 @@ impl Augment {
         }
         let (s, co) = (sin_small(theta), cos_small(theta));
         let (cx, cy) = ((w as f32 - 1.0) * 0.5, (h as f32 - 1.0) * 0.5);
-        for c in 0..ch {
-            let (mu, sd) = stat(c);
-            let plane = &src[c * hw..(c + 1) * hw];
-            // The cropped image's pixel (yy, xx), zero outside it and outside
-            // the original.
-            let tap = |yy: isize, xx: isize| -> f32 {
-                if yy < 0 || xx < 0 || yy >= h as isize || xx >= w as isize {
-                    return 0.0;
-                }
-                let (oy, ox) = (yy + crop.0 - p, xx + crop.1 - p);
-                if oy < 0 || ox < 0 || oy >= h as isize || ox >= w as isize {
-                    return 0.0;
-                }
-                plane[oy as usize * w + ox as usize] as f32 / 255.0
-            };
-            for y in 0..h {
-                for x in 0..w {
-                    let (ex, ey) = (x as f32 - cx, y as f32 - cy);
-                    let sx = (co * ex + s * ey) + cx;
-                    let sy = (co * ey - s * ex) + cy;
-                    let (x0, y0) = (sx.floor(), sy.floor());
-                    let (fx, fy) = (sx - x0, sy - y0);
-                    let (xi, yi) = (x0 as isize, y0 as isize);
-                    let top = (1.0 - fx) * tap(yi, xi) + fx * tap(yi, xi + 1);
-                    let bot = (1.0 - fx) * tap(yi + 1, xi) + fx * tap(yi + 1, xi + 1);
+        let stats: Vec<(f32, f32)> = (0..ch).map(stat).collect();
+        // The cropped image's pixel (yy, xx) of channel c, zero outside it
+        // and outside the original.
+        let tap = |c: usize, yy: isize, xx: isize| -> f32 {
+            if yy < 0 || xx < 0 || yy >= h as isize || xx >= w as isize {
+                return 0.0;
+            }
+            let (oy, ox) = (yy + crop.0 - p, xx + crop.1 - p);
+            if oy < 0 || ox < 0 || oy >= h as isize || ox >= w as isize {
+                return 0.0;
+            }
+            src[c * hw + oy as usize * w + ox as usize] as f32 / 255.0
+        };
+        // The source point of each output pixel, once for all channels.
+        for y in 0..h {
+            for x in 0..w {
+                let (ex, ey) = (x as f32 - cx, y as f32 - cy);
+                let sx = (co * ex + s * ey) + cx;
+                let sy = (co * ey - s * ex) + cy;
+                let (x0, y0) = (sx.floor(), sy.floor());
+                let (fx, fy) = (sx - x0, sy - y0);
+                let (xi, yi) = (x0 as isize, y0 as isize);
+                for (c, &(mu, sd)) in stats.iter().enumerate() {
+                    let top = (1.0 - fx) * tap(c, yi, xi) + fx * tap(c, yi, xi + 1);
+                    let bot = (1.0 - fx) * tap(c, yi + 1, xi) + fx * tap(c, yi + 1, xi + 1);
                     let v = (1.0 - fy) * top + fy * bot;
                     out[c * hw + y * w + x] = (v - mu) / sd;
                 }

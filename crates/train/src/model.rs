@@ -22,6 +22,7 @@ use ffwd_layers::ffcl::FfclNet;
 use ffwd_layers::uff::{SamplePos, UffNet};
 use ffwd_layers::Network;
 use ffwd_tensor::{stream, Philox};
+use rayon::prelude::*;
 
 /// A network on its backend.
 pub type Model = Box<dyn Network>;
@@ -179,10 +180,14 @@ impl Prep {
                 let d = ds.dim();
                 images.resize(idx.len() * d, 0.0);
                 labels.clear();
-                for (k, &i) in idx.iter().enumerate() {
-                    a.apply(ds, i as usize, rng.block(first + k as u64), &mut images[k * d..(k + 1) * d]);
-                    labels.push(ds.labels[i as usize]);
-                }
+                labels.extend(idx.iter().map(|&i| ds.labels[i as usize]));
+                // Each image draws its own Philox block: any split over
+                // threads gives the same values.
+                images
+                    .par_chunks_mut(d.max(1))
+                    .zip(idx)
+                    .enumerate()
+                    .for_each(|(k, (out, &i))| a.apply(ds, i as usize, rng.block(first + k as u64), out));
             }
         }
     }
@@ -199,9 +204,7 @@ impl Prep {
             }
             Prep::Augmented(a) => {
                 let e = a.eval_only();
-                for i in 0..ds.len() {
-                    e.apply(ds, i, [0; 4], &mut images[i * d..(i + 1) * d]);
-                }
+                images.par_chunks_mut(d.max(1)).enumerate().for_each(|(i, out)| e.apply(ds, i, [0; 4], out));
             }
         }
     }

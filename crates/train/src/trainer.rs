@@ -665,7 +665,8 @@ impl Trainer {
             let pos = SamplePos { seed, epoch: e32, first: (b * bs) as u64, cell: 0 };
             {
                 let _p = ffwd_kernels::profile::scope("trainer: batch images and augmentation (host)");
-                self.prep.train_images(&self.train, idx, pos, &mut images, &mut labels);
+                let (prep, train) = (&self.prep, &self.train);
+                self.pool.install(|| prep.train_images(train, idx, pos, &mut images, &mut labels));
             }
             if let Some(p) = self.pretext {
                 p.transform_batch(seed, e32, (b * bs) as u64, self.train.shape, &mut images, &mut labels, &mut tmp);

@@ -409,37 +409,83 @@ pub(crate) fn col2im_spec(dcol: &[f32], g: Cnhw, b0: usize, nb: usize, dx: &mut 
 /// spec's (ky, kx) order, contiguous loads the compiler vectorises. A term
 /// the spec leaves out (outside the image) is not added either, so every
 /// sum sees the same terms in the same order.
-pub(crate) fn col2im(dcol: &[f32], g: Cnhw, b0: usize, nb: usize, dx: &mut [f32]) {
-    let (h, w, hw) = (g.h, g.w, g.plane());
-    let cols = nb * hw;
+#[cfg(test)]
+fn col2im(dcol: &[f32], g: Cnhw, b0: usize, nb: usize, dx: &mut [f32]) {
+    let hw = g.plane();
     // planes (ci, b) of dx, CNHW: index ci·N + b; only b in b0..b0+nb
     dx.par_chunks_mut(hw).enumerate().for_each(|(p, plane)| {
         let (ci, b) = (p / g.n, p % g.n);
-        if b < b0 || b >= b0 + nb {
-            return;
+        if b >= b0 && b < b0 + nb {
+            col2im_plane(dcol, g, nb, (ci, b - b0), plane);
         }
-        let bi = b - b0;
-        for iy in 0..h {
-            let acc = &mut plane[iy * w..(iy + 1) * w];
-            acc.fill(0.0);
-            for ky in 0..3 {
-                // oy = iy − ky + 1 inside [0, h)
-                if iy + 1 < ky || iy + 1 - ky >= h {
-                    continue;
-                }
-                let oy = iy + 1 - ky;
-                for kx in 0..3 {
-                    let src = &dcol[(ci * 9 + ky * 3 + kx) * cols + bi * hw + oy * w..][..w];
-                    // ox = ix + 1 − kx inside [0, w): ix from kx − 1 (at least 0) to w − 1 + kx − 1 (at most w − 1)
-                    let lo = kx.saturating_sub(1);
-                    let hi = (w + kx).saturating_sub(1).min(w);
-                    for (a, &v) in acc[lo..hi].iter_mut().zip(&src[lo + 1 - kx..hi + 1 - kx]) {
-                        *a = *a + v;
-                    }
+    });
+}
+
+/// One plane of [`col2im`]: channel `ci` of the chunk's image `bi` (the
+/// chunk holding `nb` images), in the spec order, a row at a time.
+fn col2im_plane(dcol: &[f32], g: Cnhw, nb: usize, (ci, bi): (usize, usize), plane: &mut [f32]) {
+    let (h, w, hw) = (g.h, g.w, g.plane());
+    let cols = nb * hw;
+    for iy in 0..h {
+        let acc = &mut plane[iy * w..(iy + 1) * w];
+        acc.fill(0.0);
+        for ky in 0..3 {
+            // oy = iy − ky + 1 inside [0, h)
+            if iy + 1 < ky || iy + 1 - ky >= h {
+                continue;
+            }
+            let oy = iy + 1 - ky;
+            for kx in 0..3 {
+                let src = &dcol[(ci * 9 + ky * 3 + kx) * cols + bi * hw + oy * w..][..w];
+                // ox = ix + 1 − kx inside [0, w): ix from kx − 1 (at least 0) to w − 1 + kx − 1 (at most w − 1)
+                let lo = kx.saturating_sub(1);
+                let hi = (w + kx).saturating_sub(1).min(w);
+                for (a, &v) in acc[lo..hi].iter_mut().zip(&src[lo + 1 - kx..hi + 1 - kx]) {
+                    *a = *a + v;
                 }
             }
         }
-    });
+    }
+}
+
+/// Floats of dcol per image group of the AVX2 dX (about 512 KB: a group's
+/// dcol stays in its thread's cache between the product and col2im).
+const DCOL_GROUP_BUDGET: usize = 1 << 17;
+
+thread_local! {
+    static DCOL: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// The AVX2 dX: the batch in small image groups, each group's
+/// `dcol = Wᵀ·dY` and col2im on one thread, so dcol never leaves the
+/// cache. Groups write disjoint images of `dx`; every value's arithmetic
+/// is the spec's whatever the grouping.
+fn dx_grouped(be: &CpuBackend, wt: MatRef, dy: &[f32], g: Cnhw, cout: usize, dx: &mut [f32]) -> Result<()> {
+    let (k9, hw, row) = (g.c * 9, g.plane(), g.row());
+    let per = (DCOL_GROUP_BUDGET / (k9 * hw).max(1)).clamp(1, g.n.max(1));
+    let out = gemm::SharedMut(dx.as_mut_ptr());
+    (0..g.n.div_ceil(per)).into_par_iter().try_for_each(|gi| {
+        let (b0, nb) = (gi * per, per.min(g.n - gi * per));
+        let cols = nb * hw;
+        DCOL.with(|buf| -> Result<()> {
+            let mut buf = buf.borrow_mut();
+            if buf.len() < k9 * cols {
+                pages::grow(&mut buf, k9 * cols)?;
+            }
+            let dym = MatRef::strided(&dy[b0 * hw..], cout, cols, row, 1)?;
+            be.gemm(wt, dym, MatMut::new(&mut buf[..k9 * cols], k9, cols)?, Epilogue::None)?;
+            for ci in 0..g.c {
+                for bi in 0..nb {
+                    // SAFETY: plane (ci, b0 + bi) of dx (CNHW: index ci·N + b,
+                    // hw floats, inside dx whose length the caller checked)
+                    // belongs to this group's images only.
+                    let plane = unsafe { std::slice::from_raw_parts_mut(out.get().add((ci * g.n + b0 + bi) * hw), hw) };
+                    col2im_plane(&buf, g, nb, (ci, bi), plane);
+                }
+            }
+            Ok(())
+        })
+    })
 }
 
 impl CpuBackend {
@@ -557,6 +603,9 @@ impl CpuBackend {
                 let colt = MatRef::new(&scratch.col[..k9 * cols], k9, cols)?.t();
                 self.gemm(dym, colt, MatMut::new(dw, cout, k9)?, epi)?;
             }
+            if self.kind == CpuKind::Avx2 {
+                continue;
+            }
             if let Some(dx) = dx.as_deref_mut() {
                 let want = scratch.dcol.len().max(k9 * per * hw);
                 pages::grow(&mut scratch.dcol, want)?;
@@ -565,11 +614,12 @@ impl CpuBackend {
                     self.gemm(wt, dym, MatMut::new(&mut scratch.dcol[..k9 * cols], k9, cols)?, Epilogue::None)?;
                 }
                 let _p = crate::profile::scope("conv3x3_backward: col2im");
-                match self.kind {
-                    CpuKind::Scalar => col2im_spec(&scratch.dcol, g, b0, nb, dx),
-                    CpuKind::Avx2 => col2im(&scratch.dcol, g, b0, nb, dx),
-                }
+                col2im_spec(&scratch.dcol, g, b0, nb, dx);
             }
+        }
+        if let (CpuKind::Avx2, Some(dx)) = (self.kind, dx) {
+            let _p = crate::profile::scope("conv3x3_backward: dX");
+            dx_grouped(self, wt, dy, g, cout, dx)?;
         }
         Ok(())
     }
