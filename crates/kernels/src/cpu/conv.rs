@@ -227,40 +227,70 @@ impl ImplicitCol<'_> {
     }
 }
 
-/// The AVX2 packers: eight values of an image row at a time through a
-/// masked load (lanes outside the image or past the run read as +0.0, as
-/// im2col writes them), transposed in 8 × 8 blocks for the dW's panels.
+/// A tap `(ci, ky, kx)` of the im2col rows, stepped in row order.
+#[derive(Clone, Copy)]
+struct Tap {
+    ci: usize,
+    ky: usize,
+    kx: usize,
+}
+
+impl Tap {
+    fn of(k: usize) -> Self {
+        Tap { ci: k / 9, ky: (k % 9) / 3, kx: k % 3 }
+    }
+    /// The next row's tap (no divisions in the packers' loops).
+    #[inline]
+    fn next(self) -> Self {
+        match (self.ky, self.kx) {
+            (2, 2) => Tap { ci: self.ci + 1, ky: 0, kx: 0 },
+            (ky, 2) => Tap { ky: ky + 1, kx: 0, ..self },
+            (_, kx) => Tap { kx: kx + 1, ..self },
+        }
+    }
+}
+
+/// The AVX2 packers: eight values of an image row at a time, each a
+/// plain load masked to the lanes inside the image (and the run), which
+/// read as +0.0 as im2col writes them; the dW's panels through 8 × 8
+/// transposes. The masks depend only on the column shift kx, so each
+/// panel (or pixel group) computes its three once.
 #[cfg(target_arch = "x86_64")]
 impl ImplicitCol<'_> {
-    /// Up to eight values of `col` along one image row: lane l is input
-    /// column `s + l − 1` of the row starting at `x[row]` (s = output
-    /// column + kx, so columns 1..=W are inside), for lanes `l < len`
-    /// only; the rest +0.0. A plain load and a mask where all eight lanes
-    /// lie inside `x` (a masked load costs far more), else a masked load.
-    ///
-    /// # Safety
-    /// avx2 present; `x[row..row + W]` exists (W = the image width).
+    /// The lanes `l < len` whose input column `s + l − 1` (s = output
+    /// column + kx) lies inside the row (columns 1..=W), as a mask.
     #[inline]
     #[target_feature(enable = "avx2")]
-    unsafe fn row8(&self, row: usize, s: usize, len: usize) -> std::arch::x86_64::__m256 {
+    unsafe fn lanes(&self, s: usize, len: usize) -> std::arch::x86_64::__m256i {
         use std::arch::x86_64::*;
-        // lanes lo..hi are inside the row and the run
         let lo = 1usize.saturating_sub(s).min(8) as i32;
         let hi = (self.g.w + 1).saturating_sub(s).min(len).min(8) as i32;
         let iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-        let mask = _mm256_and_si256(
+        _mm256_and_si256(
             _mm256_cmpgt_epi32(iota, _mm256_set1_epi32(lo - 1)),
             _mm256_cmpgt_epi32(_mm256_set1_epi32(hi), iota),
-        );
-        let start = (row + s).wrapping_sub(1); // lane 0's index in x
-        if row + s >= 1 && start + 8 <= self.x.len() {
-            // SAFETY: x[start..start + 8] exists.
-            let v = _mm256_loadu_ps(self.x.as_ptr().add(start));
+        )
+    }
+
+    /// Eight values of `x` from index `at − 1` (lane l: `x[at + l − 1]`),
+    /// the lanes outside `mask` +0.0. A plain load and an AND where all
+    /// eight lie inside `x` (a masked load costs far more), else a masked
+    /// load.
+    ///
+    /// # Safety
+    /// avx2 present; every lane that `mask` keeps indexes inside `x`.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn load8(&self, at: usize, mask: std::arch::x86_64::__m256i) -> std::arch::x86_64::__m256 {
+        use std::arch::x86_64::*;
+        if at >= 1 && at + 7 <= self.x.len() {
+            // SAFETY: x[at − 1..at + 7] exists.
+            let v = _mm256_loadu_ps(self.x.as_ptr().add(at - 1));
             _mm256_and_ps(v, _mm256_castsi256_ps(mask))
         } else {
-            // Lanes the mask keeps lie inside the row; the others touch
-            // no memory.
-            _mm256_maskload_ps(self.x.as_ptr().wrapping_add(row + s).wrapping_sub(1), mask)
+            // The lanes the mask keeps lie inside x; the others touch no
+            // memory.
+            _mm256_maskload_ps(self.x.as_ptr().wrapping_add(at).wrapping_sub(1), mask)
         }
     }
 
@@ -282,42 +312,50 @@ impl ImplicitCol<'_> {
         use std::arch::x86_64::*;
         const NR: usize = 16;
         let (g, hw) = (self.g, self.g.plane());
-        // (first panel column, length, image, oy, ox)
-        let mut runs = [(0usize, 0usize, 0usize, 0usize, 0usize); NR];
-        let (mut nruns, mut c) = (0, 0);
+        let z = _mm256_setzero_ps();
+        // The panel's eight-lane chunks: (first panel column, image, oy,
+        // ox, masks by kx). A run of columns along one image row gives
+        // one or two chunks.
+        let mut chunks = [(0usize, 0usize, 0usize, 0usize, [_mm256_setzero_si256(); 3]); NR];
+        let (mut nch, mut c) = (0, 0);
         while c < w {
             let j = jq + c;
             let (b, r) = (self.b0 + j / hw, j % hw);
             let (oy, ox) = (r / g.w, r % g.w);
             let len = (g.w - ox).min(w - c);
-            runs[nruns] = (c, len, b, oy, ox);
-            nruns += 1;
+            for t in (0..len).step_by(8) {
+                let masks = [0, 1, 2].map(|kx| self.lanes(ox + t + kx, len - t));
+                chunks[nch] = (c + t, b, oy, ox + t, masks);
+                nch += 1;
+            }
             c += len;
         }
-        // Each run is stored eight lanes at a time into a row with spare
-        // room; lanes past a run are zeros that the next run overwrites.
+        // Chunks starting at columns 0 and 8 fill the row exactly: store
+        // them straight into the panel. Otherwise through a row with spare
+        // room (lanes past a run are zeros that the next chunk overwrites).
+        let direct = w == NR && chunks[..nch].iter().all(|ch| ch.0 % 8 == 0);
         let mut buf = [0.0f32; NR + 8];
         let out = panel.as_mut_ptr();
+        let mut tap = Tap::of(k0);
         for k in 0..kc {
-            let kk = k0 + k;
-            let (ci, ky, kx) = (kk / 9, (kk % 9) / 3, kk % 3);
-            let z = _mm256_setzero_ps();
-            _mm256_storeu_ps(buf.as_mut_ptr().add(8), z);
-            _mm256_storeu_ps(buf.as_mut_ptr().add(16), z);
-            for &(c0, len, b, oy, ox) in &runs[..nruns] {
-                let row = self.input_row(ci, b, oy + ky);
-                let mut t = 0;
-                while t < len {
-                    let v = match row {
-                        Some(row) => self.row8(row, ox + t + kx, len - t),
-                        None => z,
-                    };
-                    _mm256_storeu_ps(buf.as_mut_ptr().add(c0 + t), v);
-                    t += 8;
-                }
+            let Tap { ci, ky, kx } = tap;
+            let dst = if direct { out.add(k * NR) } else { buf.as_mut_ptr() };
+            if !direct {
+                _mm256_storeu_ps(buf.as_mut_ptr().add(8), z);
+                _mm256_storeu_ps(buf.as_mut_ptr().add(16), z);
             }
-            _mm256_storeu_ps(out.add(k * NR), _mm256_loadu_ps(buf.as_ptr()));
-            _mm256_storeu_ps(out.add(k * NR + 8), _mm256_loadu_ps(buf.as_ptr().add(8)));
+            for &(c0, b, oy, ox, masks) in &chunks[..nch] {
+                let v = match self.input_row(ci, b, oy + ky) {
+                    Some(row) => self.load8(row + ox + kx, masks[kx]),
+                    None => z,
+                };
+                _mm256_storeu_ps(dst.add(c0), v);
+            }
+            if !direct {
+                _mm256_storeu_ps(out.add(k * NR), _mm256_loadu_ps(buf.as_ptr()));
+                _mm256_storeu_ps(out.add(k * NR + 8), _mm256_loadu_ps(buf.as_ptr().add(8)));
+            }
+            tap = tap.next();
         }
     }
 
@@ -333,10 +371,11 @@ impl ImplicitCol<'_> {
         use std::arch::x86_64::*;
         const NR: usize = 16;
         let (g, hw) = (self.g, self.g.plane());
-        let mut taps = [(0usize, 0usize, 0usize); NR];
-        for (c, t) in taps.iter_mut().enumerate().take(w) {
-            let kk = jq + c;
-            *t = (kk / 9, (kk % 9) / 3, kk % 3);
+        let mut taps = [Tap { ci: 0, ky: 0, kx: 0 }; NR];
+        let mut tap = Tap::of(jq);
+        for t in taps.iter_mut().take(w) {
+            *t = tap;
+            tap = tap.next();
         }
         let out = panel.as_mut_ptr();
         let z = _mm256_setzero_ps();
@@ -348,14 +387,15 @@ impl ImplicitCol<'_> {
             let mut t = 0;
             while t < len {
                 let rows = (len - t).min(8);
+                let masks = [0, 1, 2].map(|kx| self.lanes(ox + t + kx, rows));
                 for half in 0..2 {
                     let mut v = [z; 8];
                     for (l, v) in v.iter_mut().enumerate() {
                         let c = half * 8 + l;
                         if c < w {
-                            let (ci, ky, kx) = taps[c];
+                            let Tap { ci, ky, kx } = taps[c];
                             if let Some(row) = self.input_row(ci, b, oy + ky) {
-                                *v = self.row8(row, ox + t + kx, rows);
+                                *v = self.load8(row + ox + t + kx, masks[kx]);
                             }
                         }
                     }
@@ -721,7 +761,16 @@ mod tests {
     #[test]
     fn implicit_panels_hold_the_im2col_values() {
         const NR: usize = 16;
-        for (c, n, h, w) in [(2, 3, 5, 7), (1, 2, 8, 8), (3, 2, 4, 20), (1, 1, 1, 1), (2, 2, 3, 9), (1, 3, 2, 16)] {
+        for (c, n, h, w) in [
+            (2, 3, 5, 7),
+            (1, 2, 8, 8),
+            (3, 2, 4, 20),
+            (1, 1, 1, 1),
+            (2, 2, 3, 9),
+            (1, 3, 2, 16),
+            (1, 20, 1, 1),
+            (2, 4, 3, 2),
+        ] {
             let g = Cnhw::new(c, n, h, w);
             let x: Vec<f32> = (0..g.len()).map(|i| i as f32 + 1.0).collect();
             for (b0, nb) in [(0, n), (n - 1, 1)] {
