@@ -108,7 +108,13 @@ CONV_SMALL = ([128, 128, 256, 256, 256, 512], [0, 2, 5])
 
 def conv_config(algorithm, dataset, div, samples, batch, epochs, out):
     """The TOML of a conv workload: the Trifecta's small net (or its backprop
-    baseline) at 1/div width, crop + rotation + normalisation, Adam 1e-3."""
+    baseline) at 1/div width, crop + rotation + normalisation, Adam 1e-3; or
+    (algorithm cae) the UFF stack of `div` CAE cells, trained together."""
+    if algorithm == "cae":
+        cells = ", ".join(['"cae"'] * div)
+        return (f'[data]\ndataset = "{dataset}"\ntrain_size = {samples}\n[uff]\ncells = [{cells}]\n'
+                f'[train]\nepochs = {epochs}\nbatch = {batch}\nschedule = "simultaneous"\neval_every = 0\n'
+                f'eval_chunk = 1000\n[output]\ndir = "{out}"\n'), None
     ch = [max(c // div, 1) for c in CONV_SMALL[0]]
     return (f'[data]\ndataset = "{dataset}"\ntrain_size = {samples}\n'
             f'[data.augment]\ncrop_padding = 4\nrotation_deg = 15.0\nnormalize = true\n'
@@ -147,7 +153,7 @@ def ffwd_conv(binary, data, w, epochs, warmup, threads, eval_images):
 
 def torch_conv(py, data, w, epochs, warmup, threads, eval_images):
     algorithm, dataset, div, samples, batch = w
-    ch = ",".join(str(max(c // div, 1)) for c in CONV_SMALL[0])
+    ch = str(div) if algorithm == "cae" else ",".join(str(max(c // div, 1)) for c in CONV_SMALL[0])
     cmd = [str(py), str(ROOT / "benches/peers/trifecta_torch.py"), "--data", str(data), "--dataset", dataset,
            "--algorithm", algorithm, "--channels", ch, "--pool", ",".join(map(str, CONV_SMALL[1])),
            "--batch", str(batch), "--samples", str(samples), "--epochs", str(epochs), "--warmup-epochs", str(warmup),
@@ -163,6 +169,14 @@ def conv_flop_per_sample(algorithm, dataset, div):
     forward, twice that for dW and dX; FF runs two images (positive and
     negative) per sample and has one more input channel."""
     c, h, w = (3, 32, 32) if dataset == "cifar-10" else (1, 28, 28)
+    if algorithm == "cae":
+        # per cell: encoder forward and dW (its input is a constant), decoder
+        # forward, dW and dX, each 2·2C·C·9·H·W (the decoder at full size)
+        fl = 0
+        for _ in range(div):
+            fl += 5 * 2 * 2 * c * c * 9 * h * w
+            c, h, w = 2 * c, h // 2, w // 2
+        return fl
     ch = [max(x // div, 1) for x in CONV_SMALL[0]]
     cin, fl = c + (1 if algorithm == "ff" else 0), 0
     for k, co in enumerate(ch):
@@ -273,7 +287,8 @@ def main():
     ap.add_argument("--gpu-bench", help="the prebuilt benches/gpu.rs binary: also compare SGEMM with cuBLAS")
     ap.add_argument("--conv-workloads",
                     help="compare conv nets instead (trifecta_torch.py): ALGORITHM:DATASET:WIDTH_DIVISOR:IMAGES:BATCH,... "
-                         "with ALGORITHM ff (the Trifecta) or bp, e.g. ff:cifar-10:4:10000:256,bp:cifar-10:4:10000:256")
+                         "with ALGORITHM ff (the Trifecta), bp, or cae (a UFF stack of CAE cells; its third field is the "
+                         "number of cells), e.g. ff:cifar-10:4:10000:256,bp:cifar-10:4:10000:256,cae:cifar-10:3:10000:100")
     ap.add_argument("--conv-eval-images", type=int, default=10000,
                     help="conv workloads: test images evaluated (both sides) in the first round; 0: none")
     a = ap.parse_args()

@@ -18,8 +18,19 @@ The same work as `ffwd train` with a `[conv]` table (crates/layers/src/conv.rs):
   flattened last block, softmax cross-entropy, one Adam, end to end;
 * Adam lr 1e-3; inputs scaled to [0, 1], random crop (padding 4) and rotation
   (+-15 degrees, bilinear) per image, then per-channel normalisation;
+* `--algorithm cae`: the unsupervised FF stack of CAE cells (ffwd's `[uff]`
+  table with `cells = ["cae", ...]`, `schedule = "simultaneous"`;
+  crates/layers/src/uff.rs): each cell standardises its input per image
+  (layer norm without gain or bias, eps 1e-5), encodes with Conv2d 3x3
+  (C -> 2C, no bias) -> ReLU -> 2x2 max-pool, decodes with nearest 2x
+  upsampling -> Conv2d 3x3 (2C -> C, no bias), and learns by the MSE against
+  its standardised input, AdamW lr 1e-3, weight decay 1e-2; each cell's input
+  is the previous latent, detached; a linear softmax classifier (Adam 1e-3)
+  reads all latents, detached; plain [0, 1] pixels, no augmentation;
+  `--channels` gives the number of cells;
 * evaluation (`--eval-images`): BN in evaluation mode, the FF net run once per
-  label (prediction by the last block's goodness), the BP net once.
+  label (prediction by the last block's goodness), the BP net and the CAE
+  stack once.
 
 Prints one JSON line: the median training epoch time, samples/s, the
 evaluation time, and with --device cuda the peak device memory (TF32 off).
@@ -64,6 +75,22 @@ def load(data, name, samples, test):
             idx("t10k-images-idx3-ubyte")[:test], idx("t10k-labels-idx1-ubyte")[:test])
 
 
+class CaeCell(torch.nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        self.enc = torch.nn.Conv2d(c, 2 * c, 3, padding=1, bias=False)
+        self.dec = torch.nn.Conv2d(2 * c, c, 3, padding=1, bias=False)
+
+    def encode(self, x):
+        xn = F.layer_norm(x, x.shape[1:], eps=1e-5)
+        return xn, F.max_pool2d(F.relu(self.enc(xn)), 2)
+
+    def forward(self, x):
+        xn, lat = self.encode(x)
+        r = self.dec(F.interpolate(lat, scale_factor=2, mode="nearest"))
+        return lat, F.mse_loss(r, xn)
+
+
 class Block(torch.nn.Module):
     def __init__(self, cin, cout, pool):
         super().__init__()
@@ -101,7 +128,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", required=True)
     ap.add_argument("--dataset", default="cifar-10", choices=sorted(STATS))
-    ap.add_argument("--algorithm", default="ff", choices=["ff", "bp"])
+    ap.add_argument("--algorithm", default="ff", choices=["ff", "bp", "cae"])
     ap.add_argument("--channels", default="128,128,256,256,256,512")
     ap.add_argument("--pool", default="0,2,5")
     ap.add_argument("--batch", type=int, default=256)
@@ -129,9 +156,18 @@ def main():
     classes = 10
     chans = [int(v) for v in a.channels.split(",")]
     pools = {int(v) for v in a.pool.split(",") if v != ""}
-    ff = a.algorithm == "ff"
+    ff, cae = a.algorithm == "ff", a.algorithm == "cae"
     cin = c + (1 if ff else 0)
     blocks = []
+    if cae:
+        for _ in range(chans[0]):
+            blocks.append(CaeCell(cin).to(dev))
+            cin *= 2
+        latent = sum(c * 2**(k + 1) * (h // 2**(k + 1)) * (w // 2**(k + 1)) for k in range(chans[0]))
+        head = torch.nn.Linear(latent, classes).to(dev)
+        cell_opt = torch.optim.AdamW([p for b in blocks for p in b.parameters()], lr=1e-3, weight_decay=1e-2)
+        head_opt = torch.optim.Adam(head.parameters(), lr=1e-3)
+        chans = []
     for k, co in enumerate(chans):
         blocks.append(Block(cin, co, k in pools).to(dev))
         cin = co
@@ -139,7 +175,9 @@ def main():
     for k in range(len(chans)):
         if k in pools:
             hh, ww = hh // 2, ww // 2
-    if ff:
+    if cae:
+        pass
+    elif ff:
         emb = torch.nn.Parameter(torch.empty(classes, h, w, device=dev).uniform_(-1.0, 1.0, generator=None))
         emb_opt = torch.optim.Adam([emb], lr=1e-3)
         # the pair (k-1, k) trained by block k's loss; pair 0 is (embedding, 0) (block 0 alone here)
@@ -152,7 +190,21 @@ def main():
     step = 0
 
     def prep(x):
-        return (augment(x, gen, 4, 15.0) - mean) / std
+        return x if cae else (augment(x, gen, 4, 15.0) - mean) / std
+
+    def cae_step(x, y):
+        hcur, lats, loss = x, [], 0.0
+        for cell in blocks:
+            lat, l = cell(hcur)
+            loss = loss + l
+            hcur = lat.detach()
+            lats.append(hcur.flatten(1))
+        loss = loss + F.cross_entropy(head(torch.cat(lats, 1)), y)
+        cell_opt.zero_grad(set_to_none=True)
+        head_opt.zero_grad(set_to_none=True)
+        loss.backward()
+        cell_opt.step()
+        head_opt.step()
 
     def ff_step(x, y):
         nonlocal step
@@ -196,7 +248,7 @@ def main():
         for i in range(0, n, a.batch):
             idx = perm[i:i + a.batch]
             x = prep(x_all[idx])
-            (ff_step if ff else bp_step)(x, y_all[idx])
+            (cae_step if cae else ff_step if ff else bp_step)(x, y_all[idx])
 
     for _ in range(a.warmup_epochs):
         epoch()
@@ -210,7 +262,9 @@ def main():
 
     eval_s, acc = None, None
     if a.eval_images:
-        xt = (torch.from_numpy(xte.astype(np.float32) / 255.0).to(dev) - mean) / std
+        xt = torch.from_numpy(xte.astype(np.float32) / 255.0).to(dev)
+        if not cae:
+            xt = (xt - mean) / std
         yt = torch.from_numpy(yte.astype(np.int64)).to(dev)
         for b in blocks:
             b.eval()
@@ -220,7 +274,13 @@ def main():
             preds = []
             for i in range(0, len(yt), 1000):
                 xb = xt[i:i + 1000]
-                if ff:
+                if cae:
+                    lats, hcur = [], xb
+                    for cell in blocks:
+                        hcur = cell.encode(hcur)[1]
+                        lats.append(hcur.flatten(1))
+                    preds.append(head(torch.cat(lats, 1)).argmax(1))
+                elif ff:
                     scores = []
                     for lab in range(classes):
                         hcur = torch.cat([xb, emb[lab].expand(len(xb), 1, h, w)], 1)

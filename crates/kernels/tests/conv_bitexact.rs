@@ -123,9 +123,12 @@ fn conv3x3_backends_equal_the_direct_spec_bitwise_across_image_chunks() {
     }
     // Few input channels over many pixels: the dW's product has at most 36
     // columns and thousands of k steps, the GEMM's long-K path (each task
-    // runs every K block for its rows); 13 outputs give both tasks rows.
-    for (i, g) in [Cnhw::new(4, 5, 32, 32), Cnhw::new(1, 3, 31, 29)].into_iter().enumerate() {
-        let cout = 13;
+    // runs every K block for its rows); 13 outputs give both tasks rows, 3
+    // outputs (one row panel) make the tasks split the column panels.
+    for (i, (g, cout)) in [(Cnhw::new(4, 5, 32, 32), 13), (Cnhw::new(1, 3, 31, 29), 13), (Cnhw::new(4, 3, 32, 32), 3)]
+        .into_iter()
+        .enumerate()
+    {
         let x = values(g.len(), 400 + i as u64);
         let w = values(cout * g.c * 9, 500 + i as u64);
         let dy = values(cout * g.row(), 600 + i as u64);

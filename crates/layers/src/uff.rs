@@ -187,14 +187,29 @@ impl<B: Backend> AeCell<B> {
         })
     }
 
-    fn compute_grads(&mut self, be: &B, x: &B::Buf, n: usize, pos: SamplePos, mut out: Out<'_, B::Buf>) -> Result<()> {
+    /// `encoded`: [`AeCell::encode`] ran last on this `x` with the current
+    /// weights, so an AE's forward is already in place (a DAE's, on the
+    /// corrupted input, is not).
+    fn compute_grads(
+        &mut self,
+        be: &B,
+        (x, encoded): (&B::Buf, bool),
+        n: usize,
+        pos: SamplePos,
+        mut out: Out<'_, B::Buf>,
+    ) -> Result<()> {
         let d = self.enc.din;
-        be.standardize_rows(x, d, STANDARDIZE_EPS, &mut self.xn)?;
+        let fresh = encoded && self.corrupt.is_none();
+        if !fresh {
+            be.standardize_rows(x, d, STANDARDIZE_EPS, &mut self.xn)?;
+        }
         if let Some((p, sd)) = self.corrupt {
             be.dae_corrupt(&self.xn, d, pos.rng(), p, sd, &mut self.xc)?;
         }
         let input = if self.corrupt.is_some() { &self.xc } else { &self.xn };
-        self.enc.forward(be, input, n)?;
+        if !fresh {
+            self.enc.forward(be, input, n)?;
+        }
         self.dec.forward(be, self.enc.output(), n)?;
         be.mse(self.dec.output(), &self.xn, &mut self.dr, out.slot(0))?;
         self.dec.grads(be, self.enc.output(), n, &self.dr)?;
@@ -287,9 +302,19 @@ impl<B: Backend> CaeCell<B> {
         Ok(())
     }
 
-    fn compute_grads(&mut self, be: &B, x: &B::Buf, n: usize, mut out: Out<'_, B::Buf>) -> Result<()> {
+    /// `encoded`: [`CaeCell::encode`] ran last on this `x` with the
+    /// current weights, so its standardised input and latent are in place.
+    fn compute_grads(
+        &mut self,
+        be: &B,
+        (x, encoded): (&B::Buf, bool),
+        n: usize,
+        mut out: Out<'_, B::Buf>,
+    ) -> Result<()> {
         let (gx, gl, gu) = self.geoms(n);
-        self.encode(be, x, n)?;
+        if !encoded {
+            self.encode(be, x, n)?;
+        }
         be.upsample2_forward(self.enc.output(), gl, &mut self.up)?;
         be.conv3x3_forward(&self.up, gu, &self.wd, gx.c, &mut self.r, &mut self.scratch)?;
         be.mse(&self.r, &self.x, &mut self.dr, out.slot(0))?;
@@ -473,16 +498,26 @@ impl<B: Backend> Cell<B> {
 
     /// The loss and gradients on a batch, stepping the optimisers when
     /// `apply` (a GAN's D steps before its G is trained through it).
-    fn run(&mut self, be: &B, x: &B::Buf, n: usize, pos: SamplePos, apply: bool, out: Out<'_, B::Buf>) -> Result<()> {
+    /// `encoded`: [`Cell::encode`] ran last on `x` with the current weights
+    /// (the training step's forward), so the AE and CAE cells reuse it.
+    fn run(
+        &mut self,
+        be: &B,
+        (x, encoded): (&B::Buf, bool),
+        n: usize,
+        pos: SamplePos,
+        apply: bool,
+        out: Out<'_, B::Buf>,
+    ) -> Result<()> {
         match self {
             Cell::Ae(c) => {
-                c.compute_grads(be, x, n, pos, out)?;
+                c.compute_grads(be, (x, encoded), n, pos, out)?;
                 if apply {
                     c.apply(be)?;
                 }
             }
             Cell::Cae(c) => {
-                c.compute_grads(be, x, n, out)?;
+                c.compute_grads(be, (x, encoded), n, out)?;
                 if apply {
                     c.apply(be)?;
                 }
@@ -497,7 +532,7 @@ impl<B: Backend> Cell<B> {
     /// backend to read the losses back.
     pub fn compute_grads(&mut self, be: &B, x: &B::Buf, n: usize, pos: SamplePos) -> Result<CellStats> {
         let mut s = be.zeros(2)?;
-        self.run(be, x, n, pos, false, Out { buf: &mut s, at: 0 })?;
+        self.run(be, (x, false), n, pos, false, Out { buf: &mut s, at: 0 })?;
         let v = be.download(&s)?;
         let gan = matches!(self, Cell::Gan(_));
         Ok(CellStats { loss: v[0], generator_loss: gan.then_some(v[1]) })
@@ -738,7 +773,9 @@ impl<B: Backend> UffNet<B> {
             let e = self.cells[k].entry();
             self.log.mark(k, e);
             let out = Out { at: self.log.at(row, k, 0), buf: self.log.buf_mut() };
-            self.cells[k].run(&self.be, x, n, SamplePos { cell: k as u32, ..pos }, true, out)?;
+            // Cells below `upto` were encoded above, on this input, and
+            // no cell has stepped on its own weights since.
+            self.cells[k].run(&self.be, (x, k < upto), n, SamplePos { cell: k as u32, ..pos }, true, out)?;
         }
         Ok(())
     }
@@ -782,7 +819,7 @@ impl<B: Backend> UffNet<B> {
             }
             Cell::Cae(c) => {
                 let mut s = be.zeros(1)?;
-                c.compute_grads(be, x, n, Out { buf: &mut s, at: 0 })?;
+                c.compute_grads(be, (x, false), n, Out { buf: &mut s, at: 0 })?;
                 let g = Cnhw::new(c.shape.0, n, c.shape.1, c.shape.2);
                 let (mut rr, mut xx) = (B::Buf::default(), B::Buf::default());
                 be.cnhw_to_rows(&c.r, g, &mut rr)?;

@@ -372,20 +372,27 @@ pub(crate) fn gemm_avx2_src(
     let long_k = k_blocks(k).count() >= 8 && n <= 4 * NR;
     if long_k && !skip && matches!(b, BSource::Mat(_) | BSource::Im2col(_) | BSource::Im2colT(_)) {
         let panels = m.div_ceil(MR);
-        let tasks = threads.min(panels);
-        let qs = 0..n.div_ceil(NR);
+        let qn = n.div_ceil(NR);
+        let rtasks = threads.min(panels);
+        // Fewer row panels than threads (a conv with a handful of output
+        // channels): the column panels are split too. Every output's chain
+        // is still one task's; a row goodness needs whole rows, so not then.
+        let ctasks = if gptr.is_none() { (threads / rtasks).clamp(1, qn) } else { 1 };
         let klen = k_block_len(k);
-        (0..tasks).into_par_iter().for_each(|t| {
-            let (i0, i1) = (t * panels / tasks * MR, ((t + 1) * panels / tasks * MR).min(m));
+        (0..rtasks * ctasks).into_par_iter().for_each(|t| {
+            let (rt, ct) = (t / ctasks, t % ctasks);
+            let (i0, i1) = (rt * panels / rtasks * MR, ((rt + 1) * panels / rtasks * MR).min(m));
+            let qs = ct * qn / ctasks..(ct + 1) * qn / ctasks;
             let mrows = i1 - i0;
-            let mut bbuf = Held::take(&BPACK, qs.end * NR * klen);
+            let mut bbuf = Held::take(&BPACK, qs.len() * NR * klen);
             for (pc, kc) in k_blocks(k) {
                 for q in qs.clone() {
-                    pack_b_panel(&b, pc, kc, q * NR, NR.min(n - q * NR), &mut bbuf[q * NR * kc..(q + 1) * NR * kc]);
+                    let at = (q - qs.start) * NR * kc;
+                    pack_b_panel(&b, pc, kc, q * NR, NR.min(n - q * NR), &mut bbuf[at..at + NR * kc]);
                 }
                 with_apack(mrows.div_ceil(MR) * MR * kc, |dense| {
                     pack_a(&a, km, i0, mrows, pc, kc, dense);
-                    let bpanel = Panels::Buf { buf: &bbuf, q0: 0, kc };
+                    let bpanel = Panels::Buf { buf: &bbuf, q0: qs.start, kc };
                     run(i0, mrows, pc, kc, APanels { dense, compact: None }, bpanel, qs.clone(), true);
                 });
             }
