@@ -277,12 +277,22 @@ impl CpuBackend {
         check_len("block_sumsq", "x", x.len(), g.len())?;
         check_len("block_sumsq", "out", out.len(), g.n)?;
         let hw = g.plane();
-        out.par_iter_mut().enumerate().for_each(|(b, o)| {
+        // Each plane's sum of squares first, streaming through x in memory
+        // order (an image's planes lie N·HW apart), then each image's sum
+        // over its channels in channel order, as the spec adds them.
+        let mut planes = Vec::new();
+        pages::grow(&mut planes, g.c * g.n)?;
+        let planes = &mut planes[..g.c * g.n];
+        planes.par_iter_mut().with_min_len(16).enumerate().for_each(|(p, o)| {
+            let p = &x[p * hw..][..hw];
+            // SAFETY: the Avx2 backend exists only where avx2+fma were detected.
+            *o = self.fma_twin(|| l32_sumsq(p), || unsafe { fast::sumsq(p) });
+        });
+        let planes = &*planes;
+        out.par_iter_mut().with_min_len(64).enumerate().for_each(|(b, o)| {
             let mut s = 0.0f32;
             for c in 0..g.c {
-                let p = &x[(c * g.n + b) * hw..][..hw];
-                // SAFETY: the Avx2 backend exists only where avx2+fma were detected.
-                s = s + self.fma_twin(|| l32_sumsq(p), || unsafe { fast::sumsq(p) });
+                s = s + planes[c * g.n + b];
             }
             *o = s;
         });
