@@ -195,7 +195,7 @@ def conv_main(a, py, binary):
         peaks.append(fma_peak(binary, a.threads))
         f_t, t_t, f_m, t_m, f_e, t_e = [], [], [], [], [], []
         for r in range(a.repeats):
-            evaluate = r == 0 and a.conv_eval_images > 0
+            evaluate = a.conv_eval_images > 0
             order = ["ffwd", "torch"] if r % 2 == 0 else ["torch", "ffwd"]
             for name in order:
                 if name == "ffwd":
@@ -220,7 +220,9 @@ def conv_main(a, py, binary):
             "ffwd_samples_per_s": n / statistics.median(f_t), "torch_samples_per_s": n / statistics.median(t_t),
             "speedup": statistics.median(t_t) / statistics.median(f_t),
             "ffwd_peak_mib": statistics.median(f_m), "torch_peak_mib": statistics.median(t_m),
-            "ffwd_eval_s": f_e[0] if f_e else None, "torch_eval_s": t_e[0] if t_e else None,
+            "ffwd_eval_s": statistics.median(f_e) if f_e else None, "torch_eval_s": statistics.median(t_e) if t_e else None,
+            "ffwd_eval_spread_s": [min(f_e), max(f_e)] if f_e else None,
+            "torch_eval_spread_s": [min(t_e), max(t_e)] if t_e else None,
             "flop_per_sample": fl,
         })
     peaks.append(fma_peak(binary, a.threads))
@@ -236,18 +238,21 @@ def conv_main(a, py, binary):
     json.dump({"meta": meta, "rows": rows}, open(f"{stem}.json", "w"), indent=1)
     lines = ["| workload (algorithm:dataset:width divisor:images:batch) | ffwd epoch (s) | PyTorch epoch (s) | speed-up | ffwd samples/s | PyTorch samples/s | ffwd % of peak | PyTorch % of peak | ffwd eval (s) | PyTorch eval (s) | ffwd peak MiB | PyTorch peak MiB |",
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
-    f = lambda v: "–" if v is None else f"{v:.1f}"
+    f = lambda v, sp: "–" if v is None else f"{v:.2f} [{sp[0]:.2f}–{sp[1]:.2f}]"
     for r in rows:
         lines.append(f"| {r['workload']} | {r['ffwd_epoch_s']:.2f} [{r['ffwd_spread_s'][0]:.2f}–{r['ffwd_spread_s'][1]:.2f}] "
                      f"| {r['torch_epoch_s']:.2f} [{r['torch_spread_s'][0]:.2f}–{r['torch_spread_s'][1]:.2f}] | {r['speedup']:.2f}× "
                      f"| {r['ffwd_samples_per_s']:.0f} | {r['torch_samples_per_s']:.0f} | {r['ffwd_pct_peak']:.1f}% | {r['torch_pct_peak']:.1f}% "
-                     f"| {f(r['ffwd_eval_s'])} | {f(r['torch_eval_s'])} | {r['ffwd_peak_mib']:.0f} | {r['torch_peak_mib']:.0f} |")
+                     f"| {f(r['ffwd_eval_s'], r['ffwd_eval_spread_s'])} | {f(r['torch_eval_s'], r['torch_eval_spread_s'])} "
+                     f"| {r['ffwd_peak_mib']:.0f} | {r['torch_peak_mib']:.0f} |")
     table = "\n".join(lines)
     open(f"{stem}.md", "w").write(
         f"{a.threads} threads, torch {version}, medians of {a.repeats} alternating runs (each the median of {a.epochs} "
         f"timed epochs after {a.warmup_epochs} untimed); [min–max] spread; % of peak counts the nominal conv FLOP "
         f"(forward, dW, dX; FF: two images per sample) against the measured FMA peak of {peak:.1f} GFLOP/s; evaluation "
-        f"of {a.conv_eval_images} test images (FF: once per label) in the first round only.\n\n{table}\n")
+        f"of {a.conv_eval_images} test images (FF: once per label) after every run, median [min–max]; the CAE rows "
+        f"(cae:DATASET:CELLS:IMAGES:BATCH) count per cell the encoder's forward and dW and the decoder's forward, dW "
+        f"and dX.\n\n{table}\n")
     print(table)
 
 
@@ -290,7 +295,7 @@ def main():
                          "with ALGORITHM ff (the Trifecta), bp, or cae (a UFF stack of CAE cells; its third field is the "
                          "number of cells), e.g. ff:cifar-10:4:10000:256,bp:cifar-10:4:10000:256,cae:cifar-10:3:10000:100")
     ap.add_argument("--conv-eval-images", type=int, default=10000,
-                    help="conv workloads: test images evaluated (both sides) in the first round; 0: none")
+                    help="conv workloads: test images evaluated (both sides) after every run; 0: none")
     a = ap.parse_args()
     py = a.python or ensure_venv()
     if a.binary:
