@@ -528,6 +528,60 @@ fn dx_grouped(be: &CpuBackend, wt: MatRef, dy: &[f32], g: Cnhw, cout: usize, dx:
     })
 }
 
+thread_local! {
+    static PADDED: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// The AVX2 forward for images whose width is a multiple of 16, without
+/// packing B: each image is copied with a zero border into a per-thread
+/// buffer (C × (H+2) × (W+2)), where the row of tap (ci, ky, kx) for 16
+/// outputs along an image row is 16 consecutive floats at a fixed offset
+/// from the run's start, and the microkernel reads it there
+/// ([`gemm::offsets_product`]). Images run in parallel (disjoint columns
+/// of `y`); each output's chain is the GEMM spec's over the taps in order.
+#[cfg(target_arch = "x86_64")]
+fn forward_padded(wm: MatRef, xp: &[f32], gp: Cnhw, y: &mut [f32], cont: bool) -> Result<()> {
+    let (h, w, hw, row) = (gp.h, gp.w, gp.plane(), gp.row());
+    let pw = w + 2;
+    let plane = (h + 2) * pw;
+    let apack = gemm::pack_a_blocks(&wm);
+    let off: Vec<u32> = (0..gp.c * 9)
+        .map(|t| {
+            let (ci, ky, kx) = (t / 9, (t % 9) / 3, t % 3);
+            (ci * plane + ky * pw + kx) as u32
+        })
+        .collect();
+    let out = gemm::SharedMut(y.as_mut_ptr());
+    (0..gp.n).into_par_iter().try_for_each(|b| {
+        PADDED.with(|buf| -> Result<()> {
+            let mut buf = buf.borrow_mut();
+            if buf.len() < gp.c * plane {
+                pages::grow(&mut buf, gp.c * plane)?;
+            }
+            let pad = &mut buf[..gp.c * plane];
+            for (ci, dst) in pad.chunks_exact_mut(plane).enumerate() {
+                let src = &xp[(ci * gp.n + b) * hw..][..hw];
+                dst[..pw].fill(0.0);
+                for (iy, r) in dst[pw..(h + 1) * pw].chunks_exact_mut(pw).enumerate() {
+                    r[0] = 0.0;
+                    r[1..=w].copy_from_slice(&src[iy * w..(iy + 1) * w]);
+                    r[w + 1] = 0.0;
+                }
+                dst[(h + 1) * pw..].fill(0.0);
+            }
+            // (offset of the run's first tap-(0,0,0) value, column of y)
+            let panels = (0..h).flat_map(|oy| (0..w).step_by(16).map(move |ox| (oy * pw + ox, b * hw + oy * w + ox)));
+            // SAFETY: the backend is AVX2 (avx2 and fma detected). A run's
+            // last tap reads up to (C−1)·plane + (oy+2)·pw + ox + 2 + 16 ≤
+            // C·plane floats (ox + 16 ≤ w, oy < h); y's rows 0..Cout at
+            // stride N·HW hold this image's columns b·HW.., which no other
+            // task writes.
+            unsafe { gemm::offsets_product(&apack, wm.rows, &off, pad, panels, (out.get(), row), cont) };
+            Ok(())
+        })
+    })
+}
+
 impl CpuBackend {
     fn conv_check(op: &'static str, x: &[f32], g: Cnhw, wts: &[f32], cout: usize) -> Result<()> {
         check_len(op, "x", x.len(), g.len())?;
@@ -576,6 +630,11 @@ impl CpuBackend {
         let xp = &x[channels.start * row..channels.end * row];
         let wm = MatRef::strided(&wts[channels.start * 9..], cout, gp.c * 9, k9, 1)?;
         let epi = if cont { Epilogue::Accumulate } else { Epilogue::None };
+        #[cfg(target_arch = "x86_64")]
+        if self.kind == CpuKind::Avx2 && g.n > 0 && g.w % 16 == 0 {
+            let _p = crate::profile::scope("conv3x3_forward: gemm");
+            return forward_padded(wm, xp, gp, y, cont);
+        }
         if self.kind == CpuKind::Avx2 && g.n > 0 {
             // One product over the whole batch, B packed from the image.
             let src = ImplicitCol { x: xp, g: gp, b0: 0, nb: g.n };

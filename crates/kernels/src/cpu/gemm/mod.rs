@@ -26,13 +26,16 @@
 //!
 //! **Files.** `spec.rs` the specification; `pack.rs` the packing of both
 //! operands (and the compacted A panels of the zero-step path); `avx2.rs`
-//! the microkernels; `driver.rs` the blocking, the thread split and the
+//! the microkernels; `offsets.rs` products that read B rows in place at
+//! offsets (the conv forward); `driver.rs` the blocking, the thread split and the
 //! tile loop; `buffers.rs` the thread-local packing buffers.
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;
 mod buffers;
 mod driver;
+#[cfg(target_arch = "x86_64")]
+mod offsets;
 mod pack;
 mod spec;
 
@@ -41,6 +44,8 @@ pub(crate) use avx2::transpose8;
 pub use buffers::warm_up_workers;
 pub(crate) use buffers::*;
 pub(crate) use driver::*;
+#[cfg(target_arch = "x86_64")]
+pub(crate) use offsets::*;
 pub(crate) use pack::*;
 pub(crate) use spec::*;
 
