@@ -18,18 +18,19 @@
 //!   (oy,ox) = (iy−ky+1, ix−kx+1) is inside the image, of
 //!   dcol[(ci,ky,kx),(b,oy,ox)]`, from +0.0 with plain `+`.
 //!
-//! **Implementation.** On AVX2 no col matrix is written for the forward or
-//! the dW: the GEMM packs its B panels straight from the image
-//! (`ImplicitCol`, and its transpose for the dW, eight image values a
-//! vector, the dW's panels through 8 × 8 transposes), the forward as one
-//! product over the whole batch. The dW (both kinds), the dX and the scalar
-//! spec's forward cut the batch into image chunks so a col or dcol buffer
-//! stays near 16 MB; the forward and dX write disjoint columns per chunk,
-//! and dW continues each output's chain across chunks with
-//! [`Epilogue::Accumulate`], so the chunk size never changes a bit. The
-//! scalar spec materialises im2col; col2im is a fixed-order sum (a row at
-//! a time on AVX2, `col2im_spec` element by element on the spec),
-//! parallel over planes.
+//! **Implementation.** On AVX2 no col matrix is written. Where the image
+//! width is a multiple of 16, the forward packs nothing either: each image
+//! is copied with a zero border and the microkernel reads every tap's row
+//! of a 16-pixel run in place (`forward_padded`), images in parallel.
+//! Otherwise the GEMM packs its B panels straight from the image
+//! (`ImplicitCol`, eight image values a vector), the forward as one
+//! product over the whole batch; the dW packs the transpose the same way
+//! (8 × 8 transposes) and continues each output's chain across image
+//! chunks with [`Epilogue::Accumulate`], so the chunk size never changes a
+//! bit. The dX runs in small image groups, each group's dcol product and
+//! its col2im (a fixed-order sum, a row at a time) on one thread. The
+//! scalar spec materialises im2col in chunks of about 16 MB and sums
+//! col2im element by element (`col2im_spec`).
 
 use super::gemm::{self, BSource, Epi, Epilogue};
 use super::pages;
@@ -631,7 +632,7 @@ impl CpuBackend {
         let wm = MatRef::strided(&wts[channels.start * 9..], cout, gp.c * 9, k9, 1)?;
         let epi = if cont { Epilogue::Accumulate } else { Epilogue::None };
         #[cfg(target_arch = "x86_64")]
-        if self.kind == CpuKind::Avx2 && g.n > 0 && g.w % 16 == 0 {
+        if self.kind == CpuKind::Avx2 && g.n > 0 && g.w.is_multiple_of(16) {
             let _p = crate::profile::scope("conv3x3_forward: gemm");
             return forward_padded(wm, xp, gp, y, cont);
         }
