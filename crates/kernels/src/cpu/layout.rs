@@ -8,6 +8,7 @@ use crate::error::{check_len, shape_err, Result};
 use crate::ops::conv::Cnhw;
 use crate::ops::layout::LayoutOps;
 use crate::ops::reduce::rows_of;
+use rayon::prelude::*;
 
 /// The rows of `src` (width `src_w`) and the check that columns
 /// `off..off + w` fit in rows of `dst_w`.
@@ -22,6 +23,7 @@ impl LayoutOps for CpuBackend {
     fn put_cols(&self, src: &Vec<f32>, src_w: usize, dst: &mut Vec<f32>, dst_w: usize, dst_off: usize) -> Result<()> {
         let rows = col_block("put_cols", src.len(), src_w, dst_w, dst_off, src_w)?;
         check_len("put_cols", "destination", dst.len(), rows * dst_w)?;
+        let _p = crate::profile::scope("put_cols");
         for (d, s) in dst.chunks_exact_mut(dst_w).zip(src.chunks_exact(src_w)) {
             d[dst_off..dst_off + src_w].copy_from_slice(s);
         }
@@ -39,24 +41,27 @@ impl LayoutOps for CpuBackend {
     }
     fn cnhw_to_rows(&self, src: &Vec<f32>, g: Cnhw, dst: &mut Vec<f32>) -> Result<()> {
         check_len("cnhw_to_rows", "source", src.len(), g.len())?;
+        let _p = crate::profile::scope("cnhw_to_rows");
         let (hw, d) = (g.plane(), g.per_image());
         pages::grow(dst, g.len())?;
-        for c in 0..g.c {
-            for b in 0..g.n {
-                dst[b * d + c * hw..][..hw].copy_from_slice(&src[(c * g.n + b) * hw..][..hw]);
+        // One image's row per task; its planes lie N·HW apart in src.
+        dst[..g.len()].par_chunks_mut(d.max(1)).with_min_len(8).enumerate().for_each(|(b, row)| {
+            for (c, plane) in row.chunks_exact_mut(hw.max(1)).enumerate() {
+                plane.copy_from_slice(&src[(c * g.n + b) * hw..][..hw]);
             }
-        }
+        });
         Ok(())
     }
     fn rows_to_cnhw(&self, src: &Vec<f32>, g: Cnhw, dst: &mut Vec<f32>) -> Result<()> {
         check_len("rows_to_cnhw", "source", src.len(), g.len())?;
+        let _p = crate::profile::scope("rows_to_cnhw");
         let (hw, d) = (g.plane(), g.per_image());
         pages::grow(dst, g.len())?;
-        for c in 0..g.c {
-            for b in 0..g.n {
-                dst[(c * g.n + b) * hw..][..hw].copy_from_slice(&src[b * d + c * hw..][..hw]);
-            }
-        }
+        // One plane (c, b) per item, index c·N + b.
+        dst[..g.len()].par_chunks_mut(hw.max(1)).with_min_len(64).enumerate().for_each(|(p, plane)| {
+            let (c, b) = (p / g.n, p % g.n);
+            plane.copy_from_slice(&src[b * d + c * hw..][..hw]);
+        });
         Ok(())
     }
     fn copy_into(&self, src: &Vec<f32>, dst: &mut Vec<f32>, dst_off: usize) -> Result<()> {

@@ -189,12 +189,23 @@ impl CpuBackend {
         }
         check_len("standardize_rows", "y", y.len(), x.len())?;
         use rayon::prelude::*;
+        // The L32 sums, in AVX2 lanes on that backend (the same bits).
+        let (sum, sumsq): (fn(&[f32]) -> f32, fn(&[f32]) -> f32) = match self.kind {
+            #[cfg(target_arch = "x86_64")]
+            CpuKind::Avx2 => (
+                // SAFETY: the Avx2 backend exists only where avx2+fma were detected.
+                |v| unsafe { avx2::sum(v) },
+                // SAFETY: as above.
+                |v| unsafe { avx2::sumsq(v) },
+            ),
+            _ => (crate::numerics::l32_sum, crate::numerics::l32_sumsq),
+        };
         y.par_chunks_mut(d).zip(x.par_chunks(d)).for_each(|(yr, xr)| {
-            let mu = crate::numerics::l32_sum(xr) / d as f32;
+            let mu = sum(xr) / d as f32;
             for (o, &v) in yr.iter_mut().zip(xr) {
                 *o = v - mu;
             }
-            let var = crate::numerics::l32_sumsq(yr) / d as f32;
+            let var = sumsq(yr) / d as f32;
             let r = 1.0 / (var + eps).sqrt();
             for o in yr.iter_mut() {
                 *o = *o * r;
