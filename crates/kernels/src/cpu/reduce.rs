@@ -190,7 +190,8 @@ impl CpuBackend {
         check_len("standardize_rows", "y", y.len(), x.len())?;
         use rayon::prelude::*;
         // The L32 sums, in AVX2 lanes on that backend (the same bits).
-        let (sum, sumsq): (fn(&[f32]) -> f32, fn(&[f32]) -> f32) = match self.kind {
+        type RowSum = fn(&[f32]) -> f32;
+        let (sum, sumsq): (RowSum, RowSum) = match self.kind {
             #[cfg(target_arch = "x86_64")]
             CpuKind::Avx2 => (
                 // SAFETY: the Avx2 backend exists only where avx2+fma were detected.
