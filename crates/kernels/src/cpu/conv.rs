@@ -489,9 +489,11 @@ fn col2im_plane(dcol: &[f32], g: Cnhw, nb: usize, (ci, bi): (usize, usize), plan
     }
 }
 
-/// Floats of dcol per image group of the AVX2 dX (about 512 KB: a group's
-/// dcol stays in its thread's cache between the product and col2im).
-const DCOL_GROUP_BUDGET: usize = 1 << 17;
+/// Floats of dcol per image group of the AVX2 dX (about 2 MB: each group
+/// repacks Wᵀ for its product, so a group needs enough columns to repay
+/// that; at 512 KB the full-width dX lost 3–6 % to it against the dW in
+/// `cargo bench --bench conv`, at 2 MB none).
+const DCOL_GROUP_BUDGET: usize = 1 << 19;
 
 thread_local! {
     static DCOL: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
@@ -845,51 +847,48 @@ mod tests {
                         assert_eq!(src.at(k, j).to_bits(), at(k, j).to_bits(), "at {k},{j}");
                     }
                 }
+                // A packer against its one-value-at-a-time twin and against
+                // col itself (`want(k, c)` the panel's value at row k,
+                // column c < wd).
+                type Pack<'p> = &'p dyn Fn(usize, usize, usize, usize, &mut [f32]);
+                let check = |(fast, spec): (Pack, Pack),
+                             (k0, kc, jq, wd): (usize, usize, usize, usize),
+                             want: &dyn Fn(usize, usize) -> f32,
+                             what: &str| {
+                    let (mut panel, mut slow) = (vec![f32::NAN; kc * NR], vec![f32::NAN; kc * NR]);
+                    fast(k0, kc, jq, wd, &mut panel);
+                    spec(k0, kc, jq, wd, &mut slow);
+                    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                    assert_eq!(bits(&panel), bits(&slow), "{what} {g:?} b0 {b0} k0 {k0} jq {jq}");
+                    for k in 0..kc {
+                        for cc in 0..NR {
+                            let w = if cc < wd { want(k, cc) } else { 0.0 };
+                            assert_eq!(
+                                panel[k * NR + cc].to_bits(),
+                                w.to_bits(),
+                                "{what} {g:?} b0 {b0} k {k} jq {jq} c {cc}"
+                            );
+                        }
+                    }
+                };
                 for (k0, kc) in [(0, rows), (rows / 3, rows - rows / 3)] {
                     for jq in (0..cols).step_by(NR) {
                         let wd = NR.min(cols - jq);
-                        let mut panel = vec![f32::NAN; kc * NR];
-                        let mut spec = vec![f32::NAN; kc * NR];
-                        src.pack_panel(k0, kc, jq, wd, &mut panel);
-                        src.pack_panel_scalar(k0, kc, jq, wd, &mut spec);
-                        assert_eq!(
-                            panel.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
-                            spec.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
-                        );
-                        for k in 0..kc {
-                            for cc in 0..NR {
-                                let want = if cc < wd { at(k0 + k, jq + cc) } else { 0.0 };
-                                assert_eq!(
-                                    panel[k * NR + cc].to_bits(),
-                                    want.to_bits(),
-                                    "{g:?} b0 {b0} k {k} jq {jq} c {cc}"
-                                );
-                            }
-                        }
+                        let pack: (Pack, Pack) = (&|a, b, c, d, p| src.pack_panel(a, b, c, d, p), &|a, b, c, d, p| {
+                            src.pack_panel_scalar(a, b, c, d, p)
+                        });
+                        check(pack, (k0, kc, jq, wd), &|k, c| at(k0 + k, jq + c), "panel");
                     }
                 }
                 // transposed: pixel rows k0..k0+kc, tap columns jq..jq+16
                 for (k0, kc) in [(0, cols), (cols / 2, cols - cols / 2)] {
                     for jq in (0..rows).step_by(NR) {
                         let wd = NR.min(rows - jq);
-                        let mut panel = vec![f32::NAN; kc * NR];
-                        let mut spec = vec![f32::NAN; kc * NR];
-                        src.pack_panel_t(k0, kc, jq, wd, &mut panel);
-                        src.pack_panel_t_scalar(k0, kc, jq, wd, &mut spec);
-                        assert_eq!(
-                            panel.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
-                            spec.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
-                        );
-                        for k in 0..kc {
-                            for cc in 0..NR {
-                                let want = if cc < wd { at(jq + cc, k0 + k) } else { 0.0 };
-                                assert_eq!(
-                                    panel[k * NR + cc].to_bits(),
-                                    want.to_bits(),
-                                    "ᵀ {g:?} b0 {b0} k {k} jq {jq} c {cc}"
-                                );
-                            }
-                        }
+                        let pack: (Pack, Pack) =
+                            (&|a, b, c, d, p| src.pack_panel_t(a, b, c, d, p), &|a, b, c, d, p| {
+                                src.pack_panel_t_scalar(a, b, c, d, p)
+                            });
+                        check(pack, (k0, kc, jq, wd), &|k, c| at(jq + c, k0 + k), "transposed panel");
                     }
                 }
             }
