@@ -366,6 +366,32 @@ fn prediction_skips_the_first_layer_only_of_deeper_nets_and_the_flag_sets_it() {
     assert!(!out.status.success() && err.contains("skip_layers = 2 leaves no layer"), "{err}");
 }
 
+/// `--combine` sets how prediction adds up the layers (summed unless
+/// told), and `data.augment.dropout` must be a rate in [0, 1).
+#[test]
+fn combine_flag_sets_model_combine_and_a_bad_dropout_rate_is_an_error_naming_the_field() {
+    use ffwd::layers::config::Combine;
+    let dry = |args: &[&str]| ffwd().args(["train", "--dry-run"]).args(args).output().unwrap();
+    let model = |args: &[&str]| {
+        let out = dry(args);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        ffwd::train::config::RunConfig::from_toml_str(&text, std::path::Path::new("dry-run")).unwrap().model
+    };
+    assert_eq!(model(&[]).combine, Combine::Sum);
+    assert_eq!(model(&["--combine", "standardized"]).combine, Combine::Standardized);
+    assert_eq!(model(&["--dataset", "mnist", "--combine", "sum"]).combine, Combine::Sum);
+    let d = tempfile::tempdir().unwrap();
+    let cfg = d.path().join("c.toml");
+    for bad in ["1.0", "-0.1", "nan"] {
+        std::fs::write(&cfg, format!("[data.augment]\ndropout = {bad}\n")).unwrap();
+        let out = dry(&["--config", cfg.to_str().unwrap()]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{bad}: {err}");
+        assert!(err.contains("data.augment.dropout must lie in [0, 1)"), "{bad}: {err}");
+    }
+}
+
 /// `--peer-norm λ` turns peer normalisation on with Hinton's momentum and
 /// first means (or those of `[model.peer]`), 0 turns it off, and a bad λ
 /// is an error naming the field.

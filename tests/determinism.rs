@@ -86,7 +86,8 @@ fn avx2_training_matches_the_scalar_specification_byte_for_byte() {
 fn conv_cfg() -> RunConfig {
     let mut c = RunConfig::default();
     c.data.dataset = "cifar-10".into();
-    c.data.augment = ffwd::train::config::AugmentConfig { crop_padding: 4, rotation_deg: 15.0, normalize: true };
+    c.data.augment =
+        ffwd::train::config::AugmentConfig { crop_padding: 4, rotation_deg: 15.0, normalize: true, dropout: 0.0 };
     let mut conv = ffwd::layers::conv::ConvFfConfig::trifecta_small();
     conv.channels = vec![4, 6, 8];
     conv.pool = vec![0, 2];
@@ -264,16 +265,21 @@ fn hard_negatives_are_bit_exact_across_threads_and_backends() {
 }
 
 /// `[data.augment]` shifts the MLP's images too (random crops of the
-/// padded image: jitter), on every backend and thread count the same.
+/// padded image: jitter) and drops input values, on every backend and
+/// thread count the same; each changes the run.
 #[test]
-fn mlp_jitter_is_bit_exact_across_threads_and_backends_and_changes_the_run() {
+fn mlp_jitter_and_input_dropout_are_bit_exact_across_threads_and_backends_and_change_the_run() {
     let Some(mut c) = small_mlp() else { return };
     let d = tempfile::tempdir().unwrap();
     c.train.epochs = 2;
     let plain = train_bytes(c.clone(), 2, false, &d.path().join("plain"), Some((600, 100)));
-    c.data.augment.crop_padding = 1;
-    let a = bytes_everywhere(&c, d.path(), "jitter");
+    let mut j = c.clone();
+    j.data.augment.crop_padding = 1;
+    let a = bytes_everywhere(&j, d.path(), "jitter");
     assert!(a != plain, "crop_padding = 1 changed nothing on the MLP");
+    c.data.augment.dropout = 0.2;
+    let b = bytes_everywhere(&c, d.path(), "dropout");
+    assert!(b != plain && b != a, "dropout = 0.2 changed nothing on the MLP");
 }
 
 /// Peer normalisation keeps the contract (its running means and gradient

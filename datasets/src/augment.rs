@@ -16,12 +16,17 @@
 //!   cy`; `x0 = ⌊sx⌋`, `fx = sx − x0` (same for y); the value is
 //!   `(1−fy)·((1−fx)·p00 + fx·p01) + fy·((1−fx)·p10 + fx·p11)` with taps
 //!   of the cropped image (zero outside it), each pixel `byte / 255`;
-//! * then `(v − mean[ch]) / std[ch]`.
+//! * then `(v − mean[ch]) / std[ch]`;
+//! * input dropout (rate q > 0): value j of sample `index` (d values per
+//!   image) is zeroed where `u < q`, `u` = word `index·d + j` of
+//!   `Philox(seed, dropout(epoch))` as `(word >> 8) · 2⁻²⁴`, and the
+//!   others multiplied by `1 / (1 − q)` (that factor rounded to f32 once).
 //!
 //! All operations are single correctly rounded f32 ops in the order
 //! written (no fma), so the result is the same on every machine.
 
 use crate::Dataset;
+use ffwd_tensor::Philox;
 
 /// `sin θ` for |θ| ≤ π/4: Taylor to θ⁹, Horner in θ², plain f32 ops.
 pub fn sin_small(t: f32) -> f32 {
@@ -46,6 +51,8 @@ pub struct Augment {
     /// Per-channel mean and standard deviation.
     pub mean: Vec<f32>,
     pub std: Vec<f32>,
+    /// Input dropout rate q in [0, 1) (0 = none).
+    pub dropout: f32,
 }
 
 /// The usual per-channel statistics of a dataset, if known.
@@ -62,7 +69,21 @@ pub fn channel_stats(dataset: &str) -> Option<(Vec<f32>, Vec<f32>)> {
 impl Augment {
     /// Normalisation only (evaluation).
     pub fn eval_only(&self) -> Self {
-        Self { crop_padding: 0, rotation_deg: 0.0, ..self.clone() }
+        Self { crop_padding: 0, rotation_deg: 0.0, dropout: 0.0, ..self.clone() }
+    }
+
+    /// Input dropout of one augmented sample (see the spec): `out` holds
+    /// sample `index`'s values, `rng` is `Philox(seed, dropout(epoch))`.
+    pub fn drop_values(&self, rng: &Philox, index: u64, out: &mut [f32]) {
+        if self.dropout <= 0.0 {
+            return;
+        }
+        let keep = 1.0 / (1.0 - self.dropout);
+        let first = index * out.len() as u64;
+        for (j, v) in out.iter_mut().enumerate() {
+            let u = (rng.u32_at(first + j as u64) >> 8) as f32 * (1.0 / 16_777_216.0);
+            *v = if u < self.dropout { 0.0 } else { *v * keep };
+        }
     }
 
     /// Image `i` of `ds`, transformed with the draws `block` (see the spec).
@@ -153,7 +174,8 @@ mod tests {
 
     #[test]
     fn centred_crop_and_zero_angle_is_the_normalised_image() {
-        let a = Augment { crop_padding: 2, rotation_deg: 15.0, mean: vec![0.5, 0.25], std: vec![0.5, 2.0] };
+        let a =
+            Augment { crop_padding: 2, rotation_deg: 15.0, mean: vec![0.5, 0.25], std: vec![0.5, 2.0], dropout: 0.0 };
         let mut got = vec![0.0; 72];
         a.transform(&img(), (2, 6, 6), (2, 2), 0.0, &mut got);
         let mut want = vec![0.0; 72];
@@ -163,7 +185,7 @@ mod tests {
 
     #[test]
     fn crop_shifts_the_image_and_fills_zeros() {
-        let a = Augment { crop_padding: 1, rotation_deg: 0.0, mean: vec![], std: vec![] };
+        let a = Augment { crop_padding: 1, rotation_deg: 0.0, mean: vec![], std: vec![], dropout: 0.0 };
         let src = img();
         let mut got = vec![0.0; 72];
         a.transform(&src, (2, 6, 6), (0, 2), 0.0, &mut got);
@@ -177,7 +199,7 @@ mod tests {
     fn a_small_rotation_keeps_a_constant_image_constant_inside() {
         // θ = 45° twice is not allowed, but 0 < θ keeps pixel mass near the
         // centre: a small rotation of a constant image is constant inside.
-        let a = Augment { crop_padding: 0, rotation_deg: 15.0, mean: vec![], std: vec![] };
+        let a = Augment { crop_padding: 0, rotation_deg: 15.0, mean: vec![], std: vec![], dropout: 0.0 };
         let src = vec![200u8; 36];
         let mut got = vec![0.0; 36];
         a.transform(&src, (1, 6, 6), (0, 0), 0.2, &mut got);
@@ -186,5 +208,29 @@ mod tests {
             assert!((got[y * 6 + x] - v).abs() < 1e-6, "({y},{x}) {}", got[y * 6 + x]);
         }
         assert!(got[0] < v, "a corner samples outside the image");
+    }
+
+    #[test]
+    fn input_dropout_zeroes_about_its_rate_and_scales_the_rest_by_sample_position() {
+        let a = Augment { crop_padding: 0, rotation_deg: 0.0, mean: vec![], std: vec![], dropout: 0.25 };
+        let rng = Philox::new(7, ffwd_tensor::stream::dropout(3));
+        let run = |index: u64| {
+            let mut v = vec![0.5f32; 10_000];
+            a.drop_values(&rng, index, &mut v);
+            v
+        };
+        let (x, y) = (run(5), run(6));
+        let zeros = x.iter().filter(|&&v| v == 0.0).count();
+        assert!((2_300..2_700).contains(&zeros), "{zeros} of 10,000 zeroed at rate 0.25");
+        let kept = 0.5 * (1.0f32 / 0.75);
+        assert!(x.iter().all(|&v| v == 0.0 || v.to_bits() == kept.to_bits()), "survivors scaled by 1/(1 − q)");
+        assert_eq!(x, run(5), "the mask is a function of the sample position");
+        assert_ne!(x, y, "another sample draws another mask");
+        // sample 6's mask starts at word 6·d of the stream
+        let u = |i: u64| (rng.u32_at(i) >> 8) as f32 * (1.0 / 16_777_216.0);
+        assert_eq!(y[3] == 0.0, u(6 * 10_000 + 3) < 0.25);
+        let mut none = vec![0.5f32; 16];
+        Augment { dropout: 0.0, ..a.clone() }.drop_values(&rng, 0, &mut none);
+        assert!(none.iter().all(|&v| v == 0.5), "rate 0 leaves the values alone");
     }
 }

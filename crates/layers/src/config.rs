@@ -116,6 +116,21 @@ pub enum PredictKind {
     Readout,
 }
 
+/// How prediction A adds up the layers' goodness of a candidate label.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Combine {
+    /// The goodness itself, summed over the layers (Hinton).
+    #[default]
+    Sum,
+    /// Per image and layer, the goodness of each candidate label minus
+    /// its mean over the candidates, divided by their standard deviation
+    /// (a layer whose candidates all score alike adds nothing); summed
+    /// over the layers, so that every layer has the same say whatever the
+    /// scale of its goodness.
+    Standardized,
+}
+
 /// How the MLP learns.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "kebab-case")]
@@ -156,6 +171,9 @@ pub struct FfConfig {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub skip_layers: Option<usize>,
     pub predict: PredictKind,
+    /// How prediction A adds the layers' goodness (default: summed).
+    #[serde(skip_serializing_if = "is_sum")]
+    pub combine: Combine,
     /// Train the linear readout (prediction B) beside prediction by
     /// goodness, to report both or to draw hard negatives from it (the
     /// readout is always trained when `predict = "readout"`).
@@ -226,12 +244,17 @@ impl Default for FfConfig {
             label: LabelMode::Overwrite,
             skip_layers: None,
             predict: PredictKind::Goodness,
+            combine: Combine::Sum,
             readout: false,
             optim: OptimConfig::default(),
             readout_optim: OptimConfig::default(),
             peer: None,
         }
     }
+}
+
+fn is_sum(c: &Combine) -> bool {
+    *c == Combine::Sum
 }
 
 impl FfConfig {

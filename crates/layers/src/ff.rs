@@ -16,7 +16,9 @@
 //! bits. Only the label embedding of a batch is written on the host.
 
 use crate::checks::{check_batch, check_images};
-use crate::config::{FfConfig, GoodnessKind, LabelMode, LossKind, MlpTraining, OptimConfig, PeerConfig, PredictKind};
+use crate::config::{
+    Combine, FfConfig, GoodnessKind, LabelMode, LossKind, MlpTraining, OptimConfig, PeerConfig, PredictKind,
+};
 use crate::optim::OptState;
 use crate::readout::Readout;
 use crate::state::StateIo;
@@ -746,11 +748,12 @@ impl<B: Backend> FfNet<B> {
 
     /// Predictions of `m` images from the goodness `good[l][row]` of the
     /// candidate rows (`i·classes + y`: image i with label y): per layer,
-    /// and the total of layers `skip_layers..` in order from +0.0; the
+    /// and the total of layers `skip_layers..` (see [`layer_scores`]); the
     /// first maximum wins.
     fn score_candidates(&self, m: usize, good: &[Vec<f32>], p: &mut Predictions) {
         let (c, nl, skip) = (self.classes, self.layers.len(), self.config.skip());
         let mut scores = vec![0.0f32; c];
+        let mut total = vec![0.0f32; c];
         for i in 0..m {
             for (l, out) in p.per_layer.iter_mut().enumerate() {
                 for (y, s) in scores.iter_mut().enumerate() {
@@ -758,14 +761,14 @@ impl<B: Backend> FfNet<B> {
                 }
                 out.push(argmax(&scores) as u8);
             }
-            for (y, s) in scores.iter_mut().enumerate() {
-                let mut t = 0.0f32;
-                for (l, g) in good.iter().enumerate().take(nl).skip(skip) {
-                    t = t + self.in_form(l, g[i * c + y]);
+            total.fill(0.0);
+            for (l, g) in good.iter().enumerate().take(nl).skip(skip) {
+                for (y, s) in scores.iter_mut().enumerate() {
+                    *s = self.in_form(l, g[i * c + y]);
                 }
-                *s = t;
+                layer_scores(self.config.combine, &scores, &mut total);
             }
-            p.goodness.push(argmax(&scores) as u8);
+            p.goodness.push(argmax(&total) as u8);
         }
     }
 
@@ -895,6 +898,27 @@ fn loss_of(c: &FfConfig, out_dim: usize) -> (FfLoss, GoodnessForm) {
         LossKind::Symba => FfLoss::Symba { alpha: c.alpha },
     };
     (loss, form)
+}
+
+/// Add one layer's scores of the candidate labels (`g[y]`, goodness in
+/// the configured form) to `total`, as `combine` says: the goodness itself
+/// (f32 adds, so that the total over layers runs from +0.0 in layer order),
+/// or `(g[y] − mean) / sd` over the candidates, worked out in f64 and
+/// added as f32 (nothing where the candidates all score alike). Host
+/// arithmetic in a fixed order: the same on every backend.
+pub(crate) fn layer_scores(combine: Combine, g: &[f32], total: &mut [f32]) {
+    match combine {
+        Combine::Sum => total.iter_mut().zip(g).for_each(|(t, &v)| *t = *t + v),
+        Combine::Standardized => {
+            let n = g.len() as f64;
+            let mean = g.iter().map(|&v| f64::from(v)).sum::<f64>() / n;
+            let var = g.iter().map(|&v| (f64::from(v) - mean).powi(2)).sum::<f64>() / n;
+            let sd = var.sqrt();
+            if sd > 0.0 && sd.is_finite() {
+                total.iter_mut().zip(g).for_each(|(t, &v)| *t = *t + ((f64::from(v) - mean) / sd) as f32);
+            }
+        }
+    }
 }
 
 /// One layer-local training step of a stack of layers on `x` (`rows`
@@ -1100,6 +1124,34 @@ mod tests {
     use super::*;
     use crate::stats::Scalars;
     use ffwd_kernels::CpuBackend;
+
+    #[test]
+    fn standardized_scores_give_every_layer_the_same_say_and_sum_adds_the_goodness() {
+        // layer 1 prefers label 0 by a little on a large scale, layer 2
+        // label 1 clearly on a small one
+        let (l1, l2) = ([1000.0f32, 990.0, 0.0], [0.0f32, 1.0, 0.0]);
+        let mut sum = vec![0.0f32; 3];
+        layer_scores(Combine::Sum, &l1, &mut sum);
+        layer_scores(Combine::Sum, &l2, &mut sum);
+        assert_eq!(sum, vec![0.0 + 1000.0 + 0.0, 0.0 + 990.0 + 1.0, 0.0]);
+        assert_eq!(argmax(&sum), 0);
+        let mut std = vec![0.0f32; 3];
+        layer_scores(Combine::Standardized, &l1, &mut std);
+        layer_scores(Combine::Standardized, &l2, &mut std);
+        assert_eq!(argmax(&std), 1, "{std:?}");
+        // scale-free: a layer times 1000 scores the same
+        let (mut a, mut b) = (vec![0.0f32; 3], vec![0.0f32; 3]);
+        layer_scores(Combine::Standardized, &l2, &mut a);
+        layer_scores(Combine::Standardized, &l2.map(|v| v * 1000.0), &mut b);
+        for (x, y) in a.iter().zip(&b) {
+            approx::assert_relative_eq!(*x, *y, max_relative = 1e-6);
+        }
+        approx::assert_relative_eq!(a[1], 2.0f32.sqrt(), max_relative = 1e-6);
+        // a layer whose candidates all score alike adds nothing
+        let mut c = vec![0.0f32; 3];
+        layer_scores(Combine::Standardized, &[5.0, 5.0, 5.0], &mut c);
+        assert_eq!(c, vec![0.0; 3]);
+    }
 
     #[test]
     fn hard_negatives_are_never_the_true_label_and_follow_the_softmax_of_the_others() {

@@ -326,7 +326,7 @@ impl PyModel {
         let d = self.dim();
         let t = self.cfg.train.clone();
         let a = &self.cfg.data.augment;
-        if self.cfg.conv.is_none() && (a.crop_padding > 0 || a.rotation_deg > 0.0 || a.normalize) {
+        if self.cfg.conv.is_none() && (a.crop_padding > 0 || a.rotation_deg > 0.0 || a.normalize || a.dropout > 0.0) {
             return Err(PyValueError::new_err(
                 "train_epoch does not augment: [data.augment] of an MLP is applied by ffwd.train only",
             ));

@@ -50,6 +50,11 @@ pub mod stream {
     pub const fn corruption(epoch: u32) -> u64 {
         (8u64 << 48) | epoch as u64
     }
+    /// Input dropout of the training samples of epoch `epoch`, by sample
+    /// position and value.
+    pub const fn dropout(epoch: u32) -> u64 {
+        (9u64 << 48) | epoch as u64
+    }
 }
 
 #[inline]

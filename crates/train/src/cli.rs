@@ -5,7 +5,7 @@ use crate::trainer::{EpochReport, Trainer};
 use crate::{checkpoint, Error, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use ffwd_kernels::CpuBackend;
-use ffwd_layers::config::{GoodnessKind, LabelMode, LossKind, NormKind, OptimKind, PeerConfig, PredictKind};
+use ffwd_layers::config::{Combine, GoodnessKind, LabelMode, LossKind, NormKind, OptimKind, PeerConfig, PredictKind};
 use ffwd_layers::conv::ConvAlgorithm;
 use std::path::PathBuf;
 
@@ -95,7 +95,7 @@ pub struct TrainArgs {
     #[arg(long, value_name = "RUN_DIR", conflicts_with_all = [
         "config", "dataset", "train_size", "validation", "sizes", "loss", "goodness", "theta", "alpha", "norm",
         "label", "predict", "optim", "schedule", "epochs", "batch", "lr", "seed", "eval_every", "out", "dry_run",
-        "lr_schedule", "cooldown_from", "skip_layers", "negatives", "peer_norm",
+        "lr_schedule", "cooldown_from", "skip_layers", "combine", "negatives", "peer_norm",
         "checkpoint_every", "checkpoint_every_batches",
     ])]
     pub resume: Option<PathBuf>,
@@ -156,6 +156,11 @@ pub struct TrainArgs {
     /// more layers, else 0).
     #[arg(long, value_name = "N")]
     pub skip_layers: Option<usize>,
+    /// How prediction by goodness adds up the layers: their goodness
+    /// summed (Hinton), or each layer's scores of the candidate labels
+    /// standardised per image first, so that every layer has the same say
+    #[arg(long, value_enum)]
+    pub combine: Option<CombineArg>,
     /// Peer normalisation of the FF MLP with this weight λ (Hinton: 0.03;
     /// momentum and first means from [model.peer], else 0.9 and 0.5);
     /// 0 turns it off.
@@ -218,6 +223,11 @@ pub enum LabelArg {
 pub enum PredictArg {
     Goodness,
     Readout,
+}
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum CombineArg {
+    Sum,
+    Standardized,
 }
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum NegativesArg {
@@ -386,6 +396,12 @@ impl TrainArgs {
         }
         if let Some(v) = self.skip_layers {
             m.skip_layers = Some(v);
+        }
+        if let Some(v) = self.combine {
+            m.combine = match v {
+                CombineArg::Sum => Combine::Sum,
+                CombineArg::Standardized => Combine::Standardized,
+            };
         }
         if let Some(v) = self.peer_norm {
             m.peer = (v != 0.0).then(|| PeerConfig { lambda: v, ..m.peer.unwrap_or_default() });

@@ -44,6 +44,14 @@ pub struct AugmentConfig {
     pub rotation_deg: f32,
     /// Per-channel normalisation with the dataset's usual mean and std.
     pub normalize: bool,
+    /// Input dropout: each value of a training image zeroed with this
+    /// probability, the others scaled by 1/(1 − p) (0 = none).
+    #[serde(skip_serializing_if = "is_zero_rate")]
+    pub dropout: f32,
+}
+
+fn is_zero_rate(v: &f32) -> bool {
+    *v == 0.0
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -427,6 +435,9 @@ impl RunConfig {
             }
         }
         let a = &self.data.augment;
+        if !(0.0..1.0).contains(&a.dropout) {
+            return Err(format!("data.augment.dropout must lie in [0, 1), got {}", a.dropout));
+        }
         if !(0.0..=45.0).contains(&a.rotation_deg) {
             return Err(format!("data.augment.rotation_deg must lie in [0, 45], got {}", a.rotation_deg));
         }

@@ -159,13 +159,19 @@ impl Prep {
     /// Hinton's augmented row), a rotation or the normalisation.
     pub fn for_run(cfg: &RunConfig) -> Self {
         let a = &cfg.data.augment;
-        let nothing = a.crop_padding == 0 && a.rotation_deg == 0.0 && !a.normalize;
+        let nothing = a.crop_padding == 0 && a.rotation_deg == 0.0 && !a.normalize && a.dropout == 0.0;
         if cfg.conv.is_none() && nothing {
             return Prep::Plain;
         }
         let (mean, std) =
             if a.normalize { channel_stats(&cfg.data.dataset).unwrap_or_default() } else { Default::default() };
-        Prep::Augmented(Augment { crop_padding: a.crop_padding, rotation_deg: a.rotation_deg, mean, std })
+        Prep::Augmented(Augment {
+            crop_padding: a.crop_padding,
+            rotation_deg: a.rotation_deg,
+            mean,
+            std,
+            dropout: a.dropout,
+        })
     }
 
     /// Images `idx` of `ds` for training at `pos` (epoch 0-based), the
@@ -177,17 +183,17 @@ impl Prep {
             Prep::Plain => ds.gather(idx, images, labels),
             Prep::Augmented(a) => {
                 let rng = Philox::new(seed, stream::noise(epoch));
+                let drop = Philox::new(seed, stream::dropout(epoch));
                 let d = ds.dim();
                 images.resize(idx.len() * d, 0.0);
                 labels.clear();
                 labels.extend(idx.iter().map(|&i| ds.labels[i as usize]));
                 // Each image draws its own Philox block: any split over
                 // threads gives the same values.
-                images
-                    .par_chunks_mut(d.max(1))
-                    .zip(idx)
-                    .enumerate()
-                    .for_each(|(k, (out, &i))| a.apply(ds, i as usize, rng.block(first + k as u64), out));
+                images.par_chunks_mut(d.max(1)).zip(idx).enumerate().for_each(|(k, (out, &i))| {
+                    a.apply(ds, i as usize, rng.block(first + k as u64), out);
+                    a.drop_values(&drop, first + k as u64, out);
+                });
             }
         }
     }
