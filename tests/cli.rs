@@ -8,6 +8,20 @@ fn ffwd() -> Command {
     Command::new(env!("CARGO_BIN_EXE_ffwd"))
 }
 
+/// `ffwd train --dry-run ARGS`, its output.
+fn dry_run(args: &[&str]) -> std::process::Output {
+    ffwd().args(["train", "--dry-run"]).args(args).output().unwrap()
+}
+
+/// The model section of the configuration `ffwd train --dry-run ARGS`
+/// resolves (the run must succeed).
+fn dry_run_model(args: &[&str]) -> ffwd::layers::config::FfConfig {
+    let out = dry_run(args);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    ffwd::train::config::RunConfig::from_toml_str(&text, std::path::Path::new("dry-run")).unwrap().model
+}
+
 #[test]
 fn train_without_arguments_uses_the_embedded_digits_and_eval_reads_the_checkpoint() {
     let d = tempfile::tempdir().unwrap();
@@ -351,12 +365,7 @@ fn memory_the_system_refuses_is_an_error_not_an_abort() {
 /// `--skip-layers` says how many first layers to leave out.
 #[test]
 fn prediction_skips_the_first_layer_only_of_deeper_nets_and_the_flag_sets_it() {
-    let toml = |args: &[&str]| {
-        let out = ffwd().args(["train", "--dry-run"]).args(args).output().unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        let text = String::from_utf8_lossy(&out.stdout).to_string();
-        ffwd::train::config::RunConfig::from_toml_str(&text, std::path::Path::new("dry-run")).unwrap().model
-    };
+    let toml = dry_run_model;
     assert_eq!(toml(&["--sizes", "50"]).skip(), 0);
     assert_eq!(toml(&["--sizes", "50,50"]).skip(), 0);
     assert_eq!(toml(&["--sizes", "50,50,50"]).skip(), 1);
@@ -371,13 +380,7 @@ fn prediction_skips_the_first_layer_only_of_deeper_nets_and_the_flag_sets_it() {
 #[test]
 fn combine_flag_sets_model_combine_and_a_bad_dropout_rate_is_an_error_naming_the_field() {
     use ffwd::layers::config::Combine;
-    let dry = |args: &[&str]| ffwd().args(["train", "--dry-run"]).args(args).output().unwrap();
-    let model = |args: &[&str]| {
-        let out = dry(args);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        let text = String::from_utf8_lossy(&out.stdout).to_string();
-        ffwd::train::config::RunConfig::from_toml_str(&text, std::path::Path::new("dry-run")).unwrap().model
-    };
+    let (dry, model) = (dry_run, dry_run_model);
     assert_eq!(model(&[]).combine, Combine::Sum);
     assert_eq!(model(&["--combine", "standardized"]).combine, Combine::Standardized);
     assert_eq!(model(&["--dataset", "mnist", "--combine", "sum"]).combine, Combine::Sum);
@@ -397,13 +400,7 @@ fn combine_flag_sets_model_combine_and_a_bad_dropout_rate_is_an_error_naming_the
 /// is an error naming the field.
 #[test]
 fn peer_norm_flag_sets_and_clears_model_peer_and_rejects_bad_values() {
-    let dry = |args: &[&str]| ffwd().args(["train", "--dry-run"]).args(args).output().unwrap();
-    let model = |args: &[&str]| {
-        let out = dry(args);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        let text = String::from_utf8_lossy(&out.stdout).to_string();
-        ffwd::train::config::RunConfig::from_toml_str(&text, std::path::Path::new("dry-run")).unwrap().model
-    };
+    let (dry, model) = (dry_run, dry_run_model);
     // the digits default trains with it; MNIST's reference setting without
     assert_eq!(model(&[]).peer, Some(ffwd::layers::config::PeerConfig::default()));
     assert_eq!(model(&["--peer-norm", "0"]).peer, None);
