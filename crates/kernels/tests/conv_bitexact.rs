@@ -121,6 +121,42 @@ fn conv3x3_backends_equal_the_direct_spec_bitwise_across_image_chunks() {
         }
         check(&format!("conv {g:?}"), |be| conv_backend(be, &x, g, &w, cout, &dy));
     }
+    // The AVX2 forward reads the image in place where every run of 16
+    // outputs is one image row's or two 8-pixel rows' (the second run of a
+    // split row two image rows apart): 8 wide, 24 wide (whole and split
+    // runs), 8 wide with a plane of 24 (the packed path), and many input
+    // channels so the chains span several K blocks.
+    for (i, (g, cout)) in
+        [(Cnhw::new(70, 3, 8, 8), 13), (Cnhw::new(3, 2, 4, 24), 7), (Cnhw::new(2, 2, 3, 8), 5)].into_iter().enumerate()
+    {
+        let x = values(g.len(), 700 + i as u64);
+        let w = values(cout * g.c * 9, 800 + i as u64);
+        let dy = values(cout * g.row(), 900 + i as u64);
+        let want = conv_direct(&x, g, &w, cout, &dy);
+        let got = conv_backend(&CpuBackend::scalar(), &x, g, &w, cout, &dy);
+        assert_bits_eq(&format!("scalar conv y {g:?}"), &got[0], &want[0]);
+        check(&format!("conv, 8-pixel runs {g:?}"), |be| conv_backend(be, &x, g, &w, cout, &dy));
+    }
+    // The AVX2 dW reads the images in place in groups of about 8 MB
+    // (padded images and packed dY): 70 images of 16 channels at 32×32
+    // (about 35 k floats each) take two groups, and each chain goes on
+    // across them; 13 outputs leave a part-filled panel of dY, and 16·9
+    // taps fill 24 tiles of six rows. Finite values of moderate size (no
+    // 1e30), so that chains this long do not all end in inf or NaN.
+    {
+        let (g, cout) = (Cnhw::new(16, 70, 32, 32), 13);
+        let tame =
+            |n, seed| values(n, seed).into_iter().map(|v| if v.abs() > 4.0 { 0.5 } else { v }).collect::<Vec<_>>();
+        let x = tame(g.len(), 1000);
+        let w = tame(cout * g.c * 9, 1001);
+        let dy = tame(cout * g.row(), 1002);
+        let want = conv_direct(&x, g, &w, cout, &dy);
+        check(&format!("conv dW over several image groups {g:?}"), |be| {
+            let got = conv_backend(be, &x, g, &w, cout, &dy);
+            assert_bits_eq(&format!("dW over several image groups on {}", be.name()), &got[1], &want[1]);
+            got
+        });
+    }
     // Few input channels over many pixels: the dW's product has at most 36
     // columns and thousands of k steps, the GEMM's long-K path (each task
     // runs every K block for its rows); 13 outputs give both tasks rows, 3

@@ -19,15 +19,19 @@
 //!   dcol[(ci,ky,kx),(b,oy,ox)]`, from +0.0 with plain `+`.
 //!
 //! **Implementation.** On AVX2 no col matrix is written. Where the image
-//! width is a multiple of 16, the forward packs nothing either: each image
-//! is copied with a zero border and the microkernel reads every tap's row
-//! of a 16-pixel run in place (`forward_padded`), images in parallel.
-//! Otherwise the GEMM packs its B panels straight from the image
-//! (`ImplicitCol`, eight image values a vector), the forward as one
-//! product over the whole batch; the dW packs the transpose the same way
-//! (8 × 8 transposes) and continues each output's chain across image
-//! chunks with [`Epilogue::Accumulate`], so the chunk size never changes a
-//! bit. The dX runs in small image groups, each group's dcol product and
+//! width is a multiple of 16 (or of 8, with planes a multiple of 16), the
+//! forward packs nothing either: each image is copied with a zero border
+//! and the microkernel reads every tap's row of a 16-pixel run (or of two
+//! 8-pixel runs on consecutive image rows) in place (`forward_padded`),
+//! images in parallel. Otherwise the GEMM packs its B panels straight from
+//! the image (`ImplicitCol`, eight image values a vector), the forward as
+//! one product over the whole batch. Where Cin·9 ≥ Cout, the dW runs as
+//! `dWᵀ = col · dYᵀ` (the same chains: fma's product is symmetric) with
+//! only dYᵀ packed and col's rows read in place from zero-bordered copies
+//! of the images, in groups of images (`dw_in_place`); otherwise the GEMM
+//! packs colᵀ from the image (8 × 8 transposes) and continues each
+//! output's chain across image chunks with [`Epilogue::Accumulate`]; the
+//! group or chunk size never changes a bit. The dX runs in small image groups, each group's dcol product and
 //! its col2im (a fixed-order sum, a row at a time) on one thread. The
 //! scalar spec materialises im2col in chunks of about 16 MB and sums
 //! col2im element by element (`col2im_spec`).
@@ -535,13 +539,23 @@ thread_local! {
     static PADDED: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// The AVX2 forward for images whose width is a multiple of 16, without
-/// packing B: each image is copied with a zero border into a per-thread
-/// buffer (C × (H+2) × (W+2)), where the row of tap (ci, ky, kx) for 16
-/// outputs along an image row is 16 consecutive floats at a fixed offset
-/// from the run's start, and the microkernel reads it there
-/// ([`gemm::offsets_product`]). Images run in parallel (disjoint columns
-/// of `y`); each output's chain is the GEMM spec's over the taps in order.
+/// The AVX2 forward for images whose width is a multiple of 8 and whose
+/// plane a multiple of 16 ([`padded_forward_fits`]), without packing B:
+/// each image is copied with a zero border into a per-thread buffer (C ×
+/// (H+2) × (W+2)), where the row of tap (ci, ky, kx) for 16 outputs along
+/// an image row is 16 consecutive floats at a fixed offset from the run's
+/// start — or, for a run of 16 outputs whose last 8 start the next image
+/// row, two runs of 8, the second [`gemm::SPLIT_HI`] floats past the
+/// first — and the microkernel reads it there ([`gemm::offsets_product`]).
+/// Images run in parallel (disjoint columns of `y`); each output's chain
+/// is the GEMM spec's over the taps in order.
+/// Whether [`forward_padded`] takes images of this geometry: every run of
+/// 16 outputs lies in one image row or in the last 8 pixels of one and the
+/// first 8 of the next.
+fn padded_forward_fits(g: Cnhw) -> bool {
+    g.w.is_multiple_of(16) || (g.w.is_multiple_of(8) && g.plane().is_multiple_of(16))
+}
+
 #[cfg(target_arch = "x86_64")]
 fn forward_padded(wm: MatRef, xp: &[f32], gp: Cnhw, y: &mut [f32], cont: bool) -> Result<()> {
     let (h, w, hw, row) = (gp.h, gp.w, gp.plane(), gp.row());
@@ -563,26 +577,187 @@ fn forward_padded(wm: MatRef, xp: &[f32], gp: Cnhw, y: &mut [f32], cont: bool) -
             }
             let pad = &mut buf[..gp.c * plane];
             for (ci, dst) in pad.chunks_exact_mut(plane).enumerate() {
-                let src = &xp[(ci * gp.n + b) * hw..][..hw];
-                dst[..pw].fill(0.0);
-                for (iy, r) in dst[pw..(h + 1) * pw].chunks_exact_mut(pw).enumerate() {
-                    r[0] = 0.0;
-                    r[1..=w].copy_from_slice(&src[iy * w..(iy + 1) * w]);
-                    r[w + 1] = 0.0;
-                }
-                dst[(h + 1) * pw..].fill(0.0);
+                pad_plane(&xp[(ci * gp.n + b) * hw..][..hw], h, w, dst);
             }
-            // (offset of the run's first tap-(0,0,0) value, column of y)
-            let panels = (0..h).flat_map(|oy| (0..w).step_by(16).map(move |ox| (oy * pw + ox, b * hw + oy * w + ox)));
+            // (offset of the run's first tap-(0,0,0) value, column of y,
+            // whether its last 8 outputs start the next image row)
+            let panels = (0..hw).step_by(16).map(move |p| {
+                let (oy, ox) = (p / w, p % w);
+                (oy * pw + ox, b * hw + p, ox + 16 > w)
+            });
             // SAFETY: the backend is AVX2 (avx2 and fma detected). A run's
             // last tap reads up to (C−1)·plane + (oy+2)·pw + ox + 2 + 16 ≤
-            // C·plane floats (ox + 16 ≤ w, oy < h); y's rows 0..Cout at
-            // stride N·HW hold this image's columns b·HW.., which no other
-            // task writes.
+            // C·plane floats (ox + 16 ≤ w, oy < h), a split run's up to
+            // (C−1)·plane + (oy+3)·pw + 2 + 8 ≤ (C−1)·plane + (oy+4)·pw ≤
+            // C·plane (ox = w − 8 ≥ 0, oy + 1 < h since HW is a multiple
+            // of 16); y's rows 0..Cout at stride N·HW hold this image's
+            // columns b·HW.., which no other task writes.
             unsafe { gemm::offsets_product(&apack, wm.rows, &off, pad, panels, (out.get(), row), cont) };
             Ok(())
         })
     })
+}
+
+/// Floats of one [`dw_in_place`] group's padded images and packed dYᵀ,
+/// about 8 MB.
+const DW_GROUP_FLOATS: usize = 1 << 21;
+
+/// Copy one plane (h × w) into `dst` ((h+2) × (w+2)) inside a zero border.
+fn pad_plane(src: &[f32], h: usize, w: usize, dst: &mut [f32]) {
+    let pw = w + 2;
+    dst[..pw].fill(0.0);
+    for (iy, r) in dst[pw..(h + 1) * pw].chunks_exact_mut(pw).enumerate() {
+        r[0] = 0.0;
+        r[1..=w].copy_from_slice(&src[iy * w..(iy + 1) * w]);
+        r[w + 1] = 0.0;
+    }
+    dst[(h + 1) * pw..].fill(0.0);
+}
+
+/// Whether the AVX2 dW reads col in place ([`dw_in_place`]): where col
+/// has at least as many rows as dY (Cin·9 ≥ Cout), the operand it leaves
+/// unpacked is the larger one. (The first block of the full-width
+/// Trifecta, 36 taps against 128 outputs, ran 20 % slower that way.)
+fn dw_in_place_fits(g: Cnhw, cout: usize) -> bool {
+    cfg!(target_arch = "x86_64") && g.c * 9 >= cout
+}
+
+/// The AVX2 dW as `dWᵀ = col · dYᵀ`, with col's rows read in place.
+///
+/// The spec's chain for dW\[co, t\] runs over the pixels (b, y, x) in
+/// order, `acc = fma(dY[co, p], col[t, p], acc)`; fma's product is
+/// symmetric, so computing dWᵀ\[t, co\] over the same pixels gives the
+/// same bits. In that orientation the packed operand is dYᵀ (Cout values
+/// per pixel), and col — Cin·9 values per pixel, the larger one from the
+/// second block on — is never packed: the images of a group are copied
+/// with a zero border ([C][nb][(H+2)·(W+2)]), where tap (ci, ky, kx) of a
+/// run of pixels along an image row is a run of floats at a fixed offset,
+/// and the microkernel reads its six rows of A there
+/// ([`gemm::kernel_rows_in_place`]). Threads split the rows of dWᵀ (six
+/// taps a tile) and run every K block of the group for them, so each
+/// output's chain is one thread's, in pixel order across the groups.
+#[cfg(target_arch = "x86_64")]
+fn dw_in_place(x: &[f32], g: Cnhw, dy: &[f32], cout: usize, dw: &mut [f32]) -> Result<()> {
+    use gemm::{MR, NR};
+    let (k9, plane) = (g.c * 9, (g.h + 2) * (g.w + 2));
+    let (mp, np) = (k9.div_ceil(MR) * MR, cout.div_ceil(NR) * NR);
+    let per_image = g.c * plane + g.plane() * np;
+    let nb_max = (DW_GROUP_FLOATS / per_image).clamp(1, g.n.max(1));
+    let mut dwt = pages::zeroed(mp * np)?;
+    DW_GROUP.with(|buf| {
+        let mut buf = buf.borrow_mut();
+        pages::grow(&mut buf, nb_max * per_image)?;
+        dw_groups(x, g, dy, cout, nb_max, &mut buf, &mut dwt);
+        Ok::<(), crate::Error>(())
+    })?;
+    for (co, dst) in dw.chunks_exact_mut(k9).enumerate() {
+        for (t, d) in dst.iter_mut().enumerate() {
+            *d = dwt[t * np + co];
+        }
+    }
+    Ok(())
+}
+
+thread_local! {
+    /// [`dw_in_place`]'s padded images and packed dYᵀ, kept between calls.
+    static DW_GROUP: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// [`dw_in_place`]'s groups: dWᵀ (`dwt`, Cin·9 rounded up to whole tiles ×
+/// Cout rounded up to whole panels) from +0.0 through every image.
+#[cfg(target_arch = "x86_64")]
+fn dw_groups(x: &[f32], g: Cnhw, dy: &[f32], cout: usize, nb_max: usize, buf: &mut [f32], dwt: &mut [f32]) {
+    use gemm::{MR, NR};
+    let (h, w, hw, row) = (g.h, g.w, g.plane(), g.row());
+    let (pw, k9) = (w + 2, g.c * 9);
+    let plane = (h + 2) * pw;
+    let (mp, np) = (k9.div_ceil(MR) * MR, cout.div_ceil(NR) * NR);
+    let per_image = g.c * plane + hw * np;
+    let tiles = mp / MR;
+    let per_task = tiles.div_ceil(rayon::current_num_threads().max(1));
+    let out = gemm::SharedMut(dwt.as_mut_ptr());
+    for b0 in (0..g.n).step_by(nb_max) {
+        let nb = nb_max.min(g.n - b0);
+        let (pad, bt) = buf[..nb * per_image].split_at_mut(g.c * nb * plane);
+        pad.par_chunks_mut(plane).enumerate().for_each(|(i, dst)| {
+            let (ci, bi) = (i / nb, i % nb);
+            pad_plane(&x[(ci * g.n + b0 + bi) * hw..][..hw], h, w, dst);
+        });
+        // The group's dYᵀ, K block after K block, each as np/16 panels of
+        // kc × 16 (block (pc, kc) starts at pc·np).
+        let blocks: Vec<(usize, usize)> = gemm::k_blocks(nb * hw).collect();
+        bt.par_chunks_mut(blocks[0].1 * np).zip(blocks.par_iter()).for_each(|(dst, &(pc, kc))| {
+            for q in 0..np / NR {
+                // SAFETY: the backend is AVX2 (avx2 detected); rows q·16.. of
+                // dy (those below cout) hold pixels b0·HW + pc .. + kc of the
+                // batch; the panel is kc·16 floats of this block's chunk.
+                unsafe {
+                    gemm::pack_cols16(
+                        dy.as_ptr().add(q * NR * row + b0 * hw),
+                        row,
+                        cout - q * NR,
+                        pc,
+                        kc,
+                        &mut dst[q * NR * kc..(q + 1) * NR * kc],
+                    )
+                };
+            }
+        });
+        // Each K block's pixels as runs along image rows (padded offsets).
+        let segs: Vec<Vec<(u32, u32)>> = blocks
+            .iter()
+            .map(|&(pc, kc)| {
+                let mut runs = Vec::new();
+                let mut p = pc;
+                while p < pc + kc {
+                    let (bi, y, x0) = (p / hw, (p % hw) / w, p % w);
+                    let len = (w - x0).min(pc + kc - p);
+                    runs.push(((bi * plane + y * pw + x0) as u32, len as u32));
+                    p += len;
+                }
+                runs
+            })
+            .collect();
+        let (pad, bt): (&[f32], &[f32]) = (pad, bt);
+        (0..tiles).step_by(per_task.max(1)).collect::<Vec<_>>().into_par_iter().for_each(|t0| {
+            let aoff = |p: usize| -> [usize; MR] {
+                std::array::from_fn(|r| {
+                    // rows past Cin·9 repeat the last tap; dWᵀ's rows from
+                    // Cin·9 on are never read
+                    let t = (p * MR + r).min(k9 - 1);
+                    (t / 9) * nb * plane + ((t % 9) / 3) * pw + t % 3
+                })
+            };
+            // Each 16-wide panel of dYᵀ (kc × 16, in L1) serves all the
+            // task's tiles before the next.
+            for (kb, &(pc, kc)) in blocks.iter().enumerate() {
+                for q in 0..np / NR {
+                    let panel = &bt[pc * np + q * NR * kc..pc * np + (q + 1) * NR * kc];
+                    for p in t0..(t0 + per_task).min(tiles) {
+                        // SAFETY: avx2 and fma detected. A run (start, len)
+                        // of image bi's row y from x0 reads up to bi·plane +
+                        // y·pw + x0 + len − 1 + (C−1)·nb·plane + 2·pw + 2 <
+                        // (C−1)·nb·plane + (bi+1)·plane (x0 + len ≤ w, y <
+                        // h), inside pad; the panel holds kc·16 floats, one
+                        // 16 per step of the block's runs (their lengths
+                        // add to kc); rows p·6..p·6+6 of dWᵀ (np wide)
+                        // belong to this task alone.
+                        unsafe {
+                            gemm::kernel_rows_in_place(
+                                &segs[kb],
+                                pad.as_ptr(),
+                                &aoff(p),
+                                panel.as_ptr(),
+                                out.get().add(p * MR * np + q * NR),
+                                np,
+                                b0 > 0 || kb > 0,
+                            )
+                        };
+                    }
+                }
+            }
+        });
+    }
 }
 
 impl CpuBackend {
@@ -634,7 +809,7 @@ impl CpuBackend {
         let wm = MatRef::strided(&wts[channels.start * 9..], cout, gp.c * 9, k9, 1)?;
         let epi = if cont { Epilogue::Accumulate } else { Epilogue::None };
         #[cfg(target_arch = "x86_64")]
-        if self.kind == CpuKind::Avx2 && g.n > 0 && g.w.is_multiple_of(16) {
+        if self.kind == CpuKind::Avx2 && g.n > 0 && padded_forward_fits(g) {
             let _p = crate::profile::scope("conv3x3_forward: gemm");
             return forward_padded(wm, xp, gp, y, cont);
         }
@@ -693,7 +868,13 @@ impl CpuBackend {
             let cols = nb * hw;
             let dym = MatRef::strided(&dy[b0 * hw..], cout, cols, row, 1)?;
             let epi = if b0 == 0 { Epilogue::None } else { Epilogue::Accumulate };
-            if self.kind == CpuKind::Avx2 {
+            if self.kind == CpuKind::Avx2 && dw_in_place_fits(g, cout) {
+                #[cfg(target_arch = "x86_64")]
+                if b0 == 0 {
+                    let _p = crate::profile::scope("conv3x3_backward: dW gemm");
+                    dw_in_place(x, g, dy, cout, dw)?;
+                }
+            } else if self.kind == CpuKind::Avx2 {
                 // colᵀ packed straight from the image.
                 let src = BSource::Im2colT(ImplicitCol { x, g, b0, nb });
                 let _p = crate::profile::scope("conv3x3_backward: dW gemm");

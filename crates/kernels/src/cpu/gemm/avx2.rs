@@ -198,9 +198,12 @@ pub unsafe fn compact_panel(dense: &[f32], out: &mut [f32], off: &mut [u32]) -> 
 /// local buffer. A sink's tile whose A panels had zero steps left out
 /// (`exact` given) is known up to the sign of its zeros; where the sink
 /// says that sign would matter, `exact` recomputes the tile by the spec.
+/// `HI`: where a B row's columns 8..16 start, counted from its column 0
+/// (8 in every packed panel; further where the row is read in place and
+/// its two halves lie apart, as two image rows of 8 pixels do).
 #[target_feature(enable = "avx2,fma")]
 #[allow(clippy::too_many_arguments)] // a microkernel's operands, each a register
-pub unsafe fn tile(
+pub unsafe fn tile<const HI: usize>(
     kc: usize,
     a: APanel,
     b: &[f32],
@@ -215,10 +218,10 @@ pub unsafe fn tile(
     let mut bias = [0.0f32; NR];
     let run = |c: *mut f32, ldc: usize, has_bias: bool, relu: bool, bias: &[f32; NR]| match a {
         APanel::Dense(a) => {
-            kernel::<false>(kc, a.as_ptr(), std::ptr::null(), b.as_ptr(), c, ldc, load, has_bias, relu, bias)
+            kernel::<false, HI>(kc, a.as_ptr(), std::ptr::null(), b.as_ptr(), c, ldc, load, has_bias, relu, bias)
         }
         APanel::Sparse { a, off } => {
-            kernel::<true>(off.len(), a.as_ptr(), off.as_ptr(), b.as_ptr(), c, ldc, load, has_bias, relu, bias)
+            kernel::<true, HI>(off.len(), a.as_ptr(), off.as_ptr(), b.as_ptr(), c, ldc, load, has_bias, relu, bias)
         }
     };
     let epi = match epi {
@@ -267,11 +270,12 @@ pub unsafe fn tile(
 
 /// The 6×16 microkernel over `steps` k steps. Dense (`SPARSE` false):
 /// step t reads A at `a + t·MR` and B at `b + t·NR`. Sparse: A the same
-/// way (the compacted panel), B at `b + off[t]`.
+/// way (the compacted panel), B at `b + off[t]`. A B row's columns 8..16
+/// are the 8 floats `HI` past its column 0.
 #[target_feature(enable = "avx2,fma")]
 #[inline]
 #[allow(clippy::too_many_arguments)] // a microkernel's operands, each a register
-unsafe fn kernel<const SPARSE: bool>(
+unsafe fn kernel<const SPARSE: bool, const HI: usize>(
     steps: usize,
     a: *const f32,
     off: *const u32,
@@ -298,7 +302,7 @@ unsafe fn kernel<const SPARSE: bool>(
         ($u:expr) => {{
             let brow = if SPARSE { b.add(*op.add($u) as usize) } else { bp.add($u * NR) };
             let b0 = _mm256_loadu_ps(brow);
-            let b1 = _mm256_loadu_ps(brow.add(8));
+            let b1 = _mm256_loadu_ps(brow.add(HI));
             for (r, row) in acc.iter_mut().enumerate() {
                 let av = _mm256_broadcast_ss(&*ap.add($u * MR + r));
                 row[0] = _mm256_fmadd_ps(av, b0, row[0]);
@@ -343,5 +347,95 @@ unsafe fn kernel<const SPARSE: bool>(
     for (r, row) in acc.iter().enumerate() {
         _mm256_storeu_ps(c.add(r * ldc), row[0]);
         _mm256_storeu_ps(c.add(r * ldc + 8), row[1]);
+    }
+}
+
+/// The 6×16 microkernel with A's rows read in place: over the segments
+/// `(start, len)` in order, step x of a segment reads row r of A at
+/// `src[start + aoff[r] + x]`, and every step reads the next 16 floats of
+/// B (a packed panel, `b + t·NR` at step t of all the segments). The tile
+/// of C (rows at stride `ldc`) starts from its values (`load`) or +0.0
+/// and is stored back; each output's chain runs over the steps in order,
+/// `acc = fma(a, b, acc)`, as the GEMM spec says.
+///
+/// # Safety
+/// avx2 and fma present; `src + start + aoff[r] + x` readable for every
+/// segment, r < MR and x < len; B holds NR floats per step of all the
+/// segments; C's MR rows × NR columns writable.
+#[target_feature(enable = "avx2,fma")]
+pub unsafe fn kernel_rows_in_place(
+    segs: &[(u32, u32)],
+    src: *const f32,
+    aoff: &[usize; MR],
+    b: *const f32,
+    c: *mut f32,
+    ldc: usize,
+    load: bool,
+) {
+    let mut acc = [[_mm256_setzero_ps(); 2]; MR];
+    if load {
+        for (r, row) in acc.iter_mut().enumerate() {
+            row[0] = _mm256_loadu_ps(c.add(r * ldc));
+            row[1] = _mm256_loadu_ps(c.add(r * ldc + 8));
+        }
+    }
+    let mut bp = b;
+    for &(start, len) in segs {
+        let p = src.add(start as usize);
+        let rows = aoff.map(|o| p.add(o));
+        // One k step per iteration: 2 B vectors, 6 broadcasts of A, 12
+        // fmas (unrolled, the compiler interleaves the steps and spills).
+        for x in 0..len as usize {
+            let b0 = _mm256_loadu_ps(bp);
+            let b1 = _mm256_loadu_ps(bp.add(8));
+            for (r, row) in acc.iter_mut().enumerate() {
+                let av = _mm256_broadcast_ss(&*rows[r].add(x));
+                row[0] = _mm256_fmadd_ps(av, b0, row[0]);
+                row[1] = _mm256_fmadd_ps(av, b1, row[1]);
+            }
+            bp = bp.add(NR);
+        }
+    }
+    for (r, row) in acc.iter().enumerate() {
+        _mm256_storeu_ps(c.add(r * ldc), row[0]);
+        _mm256_storeu_ps(c.add(r * ldc + 8), row[1]);
+    }
+}
+
+/// Pack rows `rows` of a row-major matrix (row r at `src + r·rs`; rows
+/// past `nrows` read as zero) over columns `k0..k0+kc` transposed into a
+/// 16-wide panel: `panel[k·NR + j] = src[j·rs + k0 + k]`, eight columns
+/// at a time through 8 × 8 transposes.
+///
+/// # Safety
+/// avx2 present; `src + r·rs + k0 + k` readable for r < nrows.min(NR),
+/// k < kc; `panel.len() >= NR·kc`.
+#[target_feature(enable = "avx2")]
+pub unsafe fn pack_cols16(src: *const f32, rs: usize, nrows: usize, k0: usize, kc: usize, panel: &mut [f32]) {
+    debug_assert!(panel.len() >= NR * kc);
+    let out = panel.as_mut_ptr();
+    let zero = _mm256_setzero_ps();
+    let nrows = nrows.min(NR);
+    let mut k = 0;
+    while k + 8 <= kc {
+        for h in 0..2 {
+            let r = std::array::from_fn(|i| {
+                let j = h * 8 + i;
+                if j < nrows {
+                    _mm256_loadu_ps(src.add(j * rs + k0 + k))
+                } else {
+                    zero
+                }
+            });
+            for (i, v) in transpose8(r).into_iter().enumerate() {
+                _mm256_storeu_ps(out.add((k + i) * NR + h * 8), v);
+            }
+        }
+        k += 8;
+    }
+    for k in k..kc {
+        for j in 0..NR {
+            *out.add(k * NR + j) = if j < nrows { *src.add(j * rs + k0 + k) } else { 0.0 };
+        }
     }
 }

@@ -235,7 +235,7 @@ pub(crate) fn gemm_avx2_src(
                 // column jr, stride rs) lies inside C and belongs to this task
                 // alone (tasks partition the rows or the columns of C).
                 unsafe {
-                    avx2::tile(
+                    avx2::tile::<8>(
                         kc,
                         apanel,
                         bp,

@@ -1,7 +1,10 @@
 //! Products whose B rows are read in place: row t of a 16-column panel is
-//! the 16 floats at `b[base + off[t]..]`, so nothing is packed. The conv
+//! the 16 floats at `b[base + off[t]..]` (or two runs of 8, the second
+//! [`SPLIT_HI`] floats past the first), so nothing is packed. The conv
 //! forward uses it on a zero-padded copy of each image, where every tap's
-//! row of a 16-pixel run along an image row is such a slice.
+//! row of a 16-pixel run along an image row is such a slice, and the row
+//! of 8 pixels at the end of one image row and 8 at the start of the next
+//! is such a pair.
 
 use super::{avx2, k_blocks, pack_a, Epi, Epilogue, MatRef, MR, NR};
 
@@ -17,22 +20,29 @@ pub(crate) fn pack_a_blocks(a: &MatRef) -> Vec<f32> {
     out
 }
 
-/// `C[:, col..col + 16] (+)= A · B_panel` for each `(base, col)` of
-/// `panels`, B_panel's row t being `b[base + off[t]..][..16]`; A (m × K,
+/// Where the second half of a split B row starts, counted from its
+/// first: two image rows apart in a buffer with a 2-float border, the 8
+/// pixels at the end of one row and the 8 at the start of the next.
+pub(crate) const SPLIT_HI: usize = 10;
+
+/// `C[:, col..col + 16] (+)= A · B_panel` for each `(base, col, split)`
+/// of `panels`, B_panel's row t being `b[base + off[t]..][..16]`, or
+/// where `split` its columns 0..8 there and 8..16 at `b[base + off[t] +
+/// SPLIT_HI..][..8]`; A (m × K,
 /// K = `off.len()`) packed by [`pack_a_blocks`]. Each output's fma chain
 /// runs over t ascending, from +0.0 or (`cont`) from C's value, as the
 /// GEMM spec says; the K blocks continue it through C.
 ///
 /// # Safety
-/// avx2 and fma present; `b[base + off[t] + 0..16]` exists for every
-/// panel and t; C's rows `0..m` at stride `ldc` from `c` hold columns
+/// avx2 and fma present; `b[base + off[t] + 0..16]` (split: `+ 0..8` and
+/// `+ SPLIT_HI..SPLIT_HI + 8`) exists for every panel and t; C's rows `0..m` at stride `ldc` from `c` hold columns
 /// `col..col + 16` of every panel, and no other thread touches them.
 pub(crate) unsafe fn offsets_product(
     apack: &[f32],
     m: usize,
     off: &[u32],
     b: &[f32],
-    panels: impl Iterator<Item = (usize, usize)> + Clone,
+    panels: impl Iterator<Item = (usize, usize, bool)> + Clone,
     (c, ldc): (*mut f32, usize),
     cont: bool,
 ) {
@@ -42,22 +52,18 @@ pub(crate) unsafe fn offsets_product(
         let ablock = &apack[mpad * pc..mpad * (pc + kc)];
         let offs = &off[pc..pc + kc];
         let load = pc > 0 || cont;
-        for (base, col) in panels.clone() {
-            debug_assert!(offs.iter().all(|&o| base + o as usize + NR <= b.len()));
+        for (base, col, split) in panels.clone() {
+            let reach = if split { SPLIT_HI + NR / 2 } else { NR };
+            debug_assert!(offs.iter().all(|&o| base + o as usize + reach <= b.len()));
             for (p, i0) in (0..m).step_by(MR).enumerate() {
                 let a = avx2::APanel::Sparse { a: &ablock[p * MR * kc..(p + 1) * MR * kc], off: offs };
-                avx2::tile(
-                    kc,
-                    a,
-                    &b[base..],
-                    c.add(i0 * ldc + col),
-                    ldc,
-                    (MR.min(m - i0), NR),
-                    load,
-                    Epi::Out(Epilogue::None),
-                    (i0, col),
-                    None,
-                );
+                let (bb, cc, shape) = (&b[base..], c.add(i0 * ldc + col), (MR.min(m - i0), NR));
+                let epi = Epi::Out(Epilogue::None);
+                if split {
+                    avx2::tile::<SPLIT_HI>(kc, a, bb, cc, ldc, shape, load, epi, (i0, col), None);
+                } else {
+                    avx2::tile::<{ NR / 2 }>(kc, a, bb, cc, ldc, shape, load, epi, (i0, col), None);
+                }
             }
         }
     }
