@@ -539,6 +539,13 @@ thread_local! {
     static PADDED: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
+/// Whether [`forward_padded`] takes images of this geometry: every run of
+/// 16 outputs lies in one image row or in the last 8 pixels of one and the
+/// first 8 of the next.
+fn padded_forward_fits(g: Cnhw) -> bool {
+    g.w.is_multiple_of(16) || (g.w.is_multiple_of(8) && g.plane().is_multiple_of(16))
+}
+
 /// The AVX2 forward for images whose width is a multiple of 8 and whose
 /// plane a multiple of 16 ([`padded_forward_fits`]), without packing B:
 /// each image is copied with a zero border into a per-thread buffer (C ×
@@ -549,13 +556,6 @@ thread_local! {
 /// first — and the microkernel reads it there ([`gemm::offsets_product`]).
 /// Images run in parallel (disjoint columns of `y`); each output's chain
 /// is the GEMM spec's over the taps in order.
-/// Whether [`forward_padded`] takes images of this geometry: every run of
-/// 16 outputs lies in one image row or in the last 8 pixels of one and the
-/// first 8 of the next.
-fn padded_forward_fits(g: Cnhw) -> bool {
-    g.w.is_multiple_of(16) || (g.w.is_multiple_of(8) && g.plane().is_multiple_of(16))
-}
-
 #[cfg(target_arch = "x86_64")]
 fn forward_padded(wm: MatRef, xp: &[f32], gp: Cnhw, y: &mut [f32], cont: bool) -> Result<()> {
     let (h, w, hw, row) = (gp.h, gp.w, gp.plane(), gp.row());
