@@ -105,16 +105,24 @@ fn conv_backend(be: &CpuBackend, x: &[f32], g: Cnhw, w: &[f32], cout: usize, dy:
     vec![y, dw, dx]
 }
 
+/// Inputs (x, W, dY) of a conv of `g` with `cout` outputs, drawn by
+/// `gen(len, seed)` at seeds `seed`, `seed + 100` and `seed + 200`, and
+/// the direct spec's outputs (y, dW, dX) on them.
+fn conv_case(g: Cnhw, cout: usize, seed: u64, gen: impl Fn(usize, u64) -> Vec<f32>) -> ([Vec<f32>; 3], [Vec<f32>; 3]) {
+    let x = gen(g.len(), seed);
+    let w = gen(cout * g.c * 9, seed + 100);
+    let dy = gen(cout * g.row(), seed + 200);
+    let want = conv_direct(&x, g, &w, cout, &dy);
+    ([x, w, dy], want)
+}
+
 #[test]
 fn conv3x3_backends_equal_the_direct_spec_bitwise_across_image_chunks() {
     // 64 channels of 32×32: the col buffer holds 7 images, so 9 images take
     // two chunks and dW continues its chains across them.
     for (i, g) in [Cnhw::new(3, 2, 5, 7), Cnhw::new(64, 9, 32, 32), Cnhw::new(2, 3, 1, 1)].into_iter().enumerate() {
         let cout = 3;
-        let x = values(g.len(), 100 + i as u64);
-        let w = values(cout * g.c * 9, 200 + i as u64);
-        let dy = values(cout * g.row(), 300 + i as u64);
-        let want = conv_direct(&x, g, &w, cout, &dy);
+        let ([x, w, dy], want) = conv_case(g, cout, 100 + i as u64, values);
         let got = conv_backend(&CpuBackend::scalar(), &x, g, &w, cout, &dy);
         for (name, (a, b)) in ["y", "dW", "dX"].iter().zip(got.iter().zip(&want)) {
             assert_bits_eq(&format!("scalar conv {name} {g:?}"), a, b);
@@ -129,10 +137,7 @@ fn conv3x3_backends_equal_the_direct_spec_bitwise_across_image_chunks() {
     for (i, (g, cout)) in
         [(Cnhw::new(70, 3, 8, 8), 13), (Cnhw::new(3, 2, 4, 24), 7), (Cnhw::new(2, 2, 3, 8), 5)].into_iter().enumerate()
     {
-        let x = values(g.len(), 700 + i as u64);
-        let w = values(cout * g.c * 9, 800 + i as u64);
-        let dy = values(cout * g.row(), 900 + i as u64);
-        let want = conv_direct(&x, g, &w, cout, &dy);
+        let ([x, w, dy], want) = conv_case(g, cout, 700 + i as u64, values);
         let got = conv_backend(&CpuBackend::scalar(), &x, g, &w, cout, &dy);
         assert_bits_eq(&format!("scalar conv y {g:?}"), &got[0], &want[0]);
         check(&format!("conv, 8-pixel runs {g:?}"), |be| conv_backend(be, &x, g, &w, cout, &dy));
@@ -147,10 +152,7 @@ fn conv3x3_backends_equal_the_direct_spec_bitwise_across_image_chunks() {
         let (g, cout) = (Cnhw::new(16, 70, 32, 32), 13);
         let tame =
             |n, seed| values(n, seed).into_iter().map(|v| if v.abs() > 4.0 { 0.5 } else { v }).collect::<Vec<_>>();
-        let x = tame(g.len(), 1000);
-        let w = tame(cout * g.c * 9, 1001);
-        let dy = tame(cout * g.row(), 1002);
-        let want = conv_direct(&x, g, &w, cout, &dy);
+        let ([x, w, dy], want) = conv_case(g, cout, 1000, tame);
         check(&format!("conv dW over several image groups {g:?}"), |be| {
             let got = conv_backend(be, &x, g, &w, cout, &dy);
             assert_bits_eq(&format!("dW over several image groups on {}", be.name()), &got[1], &want[1]);
@@ -165,10 +167,7 @@ fn conv3x3_backends_equal_the_direct_spec_bitwise_across_image_chunks() {
         .into_iter()
         .enumerate()
     {
-        let x = values(g.len(), 400 + i as u64);
-        let w = values(cout * g.c * 9, 500 + i as u64);
-        let dy = values(cout * g.row(), 600 + i as u64);
-        let want = conv_direct(&x, g, &w, cout, &dy);
+        let ([x, w, dy], want) = conv_case(g, cout, 400 + i as u64, values);
         let got = conv_backend(&CpuBackend::scalar(), &x, g, &w, cout, &dy);
         assert_bits_eq(&format!("scalar conv dW {g:?}"), &got[1], &want[1]);
         check(&format!("conv, long K {g:?}"), |be| conv_backend(be, &x, g, &w, cout, &dy));

@@ -648,24 +648,46 @@ fn dw_in_place_fits(g: Cnhw, cout: usize) -> bool {
 /// output's chain is one thread's, in pixel order across the groups.
 #[cfg(target_arch = "x86_64")]
 fn dw_in_place(x: &[f32], g: Cnhw, dy: &[f32], cout: usize, dw: &mut [f32]) -> Result<()> {
-    use gemm::{MR, NR};
-    let (k9, plane) = (g.c * 9, (g.h + 2) * (g.w + 2));
-    let (mp, np) = (k9.div_ceil(MR) * MR, cout.div_ceil(NR) * NR);
-    let per_image = g.c * plane + g.plane() * np;
-    let nb_max = (DW_GROUP_FLOATS / per_image).clamp(1, g.n.max(1));
-    let mut dwt = pages::zeroed(mp * np)?;
+    let s = DwShape::new(g, cout);
+    let mut dwt = pages::zeroed(s.rows * s.cols)?;
     DW_GROUP.with(|buf| {
         let mut buf = buf.borrow_mut();
-        pages::grow(&mut buf, nb_max * per_image)?;
-        dw_groups(x, g, dy, cout, nb_max, &mut buf, &mut dwt);
+        pages::grow(&mut buf, s.group * s.per_image)?;
+        dw_groups(x, g, dy, cout, s, &mut buf, &mut dwt);
         Ok::<(), crate::Error>(())
     })?;
-    for (co, dst) in dw.chunks_exact_mut(k9).enumerate() {
+    for (co, dst) in dw.chunks_exact_mut(g.c * 9).enumerate() {
         for (t, d) in dst.iter_mut().enumerate() {
-            *d = dwt[t * np + co];
+            *d = dwt[t * s.cols + co];
         }
     }
     Ok(())
+}
+
+/// The sizes of [`dw_in_place`]'s buffers.
+#[derive(Clone, Copy)]
+struct DwShape {
+    /// Floats of one bordered plane, (H+2)·(W+2).
+    plane: usize,
+    /// dWᵀ's rows (Cin·9 rounded up to whole tiles) and columns (Cout
+    /// rounded up to whole panels).
+    rows: usize,
+    cols: usize,
+    /// Floats per image of a group: its bordered planes and its packed dYᵀ.
+    per_image: usize,
+    /// Images per group (at most `DW_GROUP_FLOATS` floats).
+    group: usize,
+}
+
+impl DwShape {
+    fn new(g: Cnhw, cout: usize) -> Self {
+        use gemm::{MR, NR};
+        let plane = (g.h + 2) * (g.w + 2);
+        let (rows, cols) = ((g.c * 9).div_ceil(MR) * MR, cout.div_ceil(NR) * NR);
+        let per_image = g.c * plane + g.plane() * cols;
+        let group = (DW_GROUP_FLOATS / per_image).clamp(1, g.n.max(1));
+        Self { plane, rows, cols, per_image, group }
+    }
 }
 
 thread_local! {
@@ -676,14 +698,12 @@ thread_local! {
 /// [`dw_in_place`]'s groups: dWᵀ (`dwt`, Cin·9 rounded up to whole tiles ×
 /// Cout rounded up to whole panels) from +0.0 through every image.
 #[cfg(target_arch = "x86_64")]
-fn dw_groups(x: &[f32], g: Cnhw, dy: &[f32], cout: usize, nb_max: usize, buf: &mut [f32], dwt: &mut [f32]) {
+fn dw_groups(x: &[f32], g: Cnhw, dy: &[f32], cout: usize, s: DwShape, buf: &mut [f32], dwt: &mut [f32]) {
     use gemm::{MR, NR};
     let (h, w, hw, row) = (g.h, g.w, g.plane(), g.row());
     let (pw, k9) = (w + 2, g.c * 9);
-    let plane = (h + 2) * pw;
-    let (mp, np) = (k9.div_ceil(MR) * MR, cout.div_ceil(NR) * NR);
-    let per_image = g.c * plane + hw * np;
-    let tiles = mp / MR;
+    let DwShape { plane, cols: np, per_image, group: nb_max, .. } = s;
+    let tiles = s.rows / MR;
     let per_task = tiles.div_ceil(rayon::current_num_threads().max(1));
     let out = gemm::SharedMut(dwt.as_mut_ptr());
     for b0 in (0..g.n).step_by(nb_max) {
@@ -873,41 +893,41 @@ impl CpuBackend {
         }
         let per = images_per_chunk(g);
         let wt = MatRef::new(wts, cout, k9)?.t();
-        for b0 in (0..g.n).step_by(per) {
-            let nb = per.min(g.n - b0);
-            let cols = nb * hw;
-            let dym = MatRef::strided(&dy[b0 * hw..], cout, cols, row, 1)?;
-            let epi = if b0 == 0 { Epilogue::None } else { Epilogue::Accumulate };
-            if self.kind == CpuKind::Avx2 && dw_in_place_fits(g, cout) {
-                #[cfg(target_arch = "x86_64")]
-                if b0 == 0 {
-                    let _p = crate::profile::scope("conv3x3_backward: dW gemm");
-                    dw_in_place(x, g, dy, cout, dw)?;
-                }
-            } else if self.kind == CpuKind::Avx2 {
-                // colᵀ packed straight from the image.
-                let src = BSource::Im2colT(ImplicitCol { x, g, b0, nb });
+        let avx2 = self.kind == CpuKind::Avx2;
+        if avx2 && dw_in_place_fits(g, cout) {
+            #[cfg(target_arch = "x86_64")]
+            {
                 let _p = crate::profile::scope("conv3x3_backward: dW gemm");
-                gemm::gemm_avx2_src(dym, src, &mut MatMut::new(dw, cout, k9)?, Epi::Out(epi), None, false);
-            } else {
+                dw_in_place(x, g, dy, cout, dw)?;
+            }
+        } else {
+            for b0 in (0..g.n).step_by(per) {
+                let nb = per.min(g.n - b0);
+                let cols = nb * hw;
+                let dym = MatRef::strided(&dy[b0 * hw..], cout, cols, row, 1)?;
+                let epi = if b0 == 0 { Epilogue::None } else { Epilogue::Accumulate };
+                if avx2 {
+                    // colᵀ packed straight from the image.
+                    let src = BSource::Im2colT(ImplicitCol { x, g, b0, nb });
+                    let _p = crate::profile::scope("conv3x3_backward: dW gemm");
+                    gemm::gemm_avx2_src(dym, src, &mut MatMut::new(dw, cout, k9)?, Epi::Out(epi), None, false);
+                    continue;
+                }
                 let want = scratch.col.len().max(k9 * per * hw);
                 pages::grow(&mut scratch.col, want)?;
                 im2col(x, g, b0, nb, &mut scratch.col);
                 let colt = MatRef::new(&scratch.col[..k9 * cols], k9, cols)?.t();
                 self.gemm(dym, colt, MatMut::new(dw, cout, k9)?, epi)?;
-            }
-            if self.kind == CpuKind::Avx2 {
-                continue;
-            }
-            if let Some(dx) = dx.as_deref_mut() {
-                let want = scratch.dcol.len().max(k9 * per * hw);
-                pages::grow(&mut scratch.dcol, want)?;
-                {
-                    let _p = crate::profile::scope("conv3x3_backward: dX gemm");
-                    self.gemm(wt, dym, MatMut::new(&mut scratch.dcol[..k9 * cols], k9, cols)?, Epilogue::None)?;
+                if let Some(dx) = dx.as_deref_mut() {
+                    let want = scratch.dcol.len().max(k9 * per * hw);
+                    pages::grow(&mut scratch.dcol, want)?;
+                    {
+                        let _p = crate::profile::scope("conv3x3_backward: dX gemm");
+                        self.gemm(wt, dym, MatMut::new(&mut scratch.dcol[..k9 * cols], k9, cols)?, Epilogue::None)?;
+                    }
+                    let _p = crate::profile::scope("conv3x3_backward: col2im");
+                    col2im_spec(&scratch.dcol, g, b0, nb, dx);
                 }
-                let _p = crate::profile::scope("conv3x3_backward: col2im");
-                col2im_spec(&scratch.dcol, g, b0, nb, dx);
             }
         }
         if let (CpuKind::Avx2, Some(dx)) = (self.kind, dx) {
