@@ -31,8 +31,12 @@
 //! of the images, in groups of images (`dw_in_place`); otherwise the GEMM
 //! packs colᵀ from the image (8 × 8 transposes) and continues each
 //! output's chain across image chunks with [`Epilogue::Accumulate`]; the
-//! group or chunk size never changes a bit. The dX runs in small image groups, each group's dcol product and
-//! its col2im (a fixed-order sum, a row at a time) on one thread. The
+//! group or chunk size never changes a bit. The dX writes no dcol where
+//! the forward reads images in place: tap after tap, each 6 × 16 tile of
+//! `W_tᵀ · dY` is added straight into bordered per-image sums at the tap's
+//! offset (`dx_fused`), image groups in parallel; elsewhere it runs in
+//! small image groups, each group's dcol product and its col2im (a
+//! fixed-order sum, a row at a time) on one thread (`dx_grouped`). The
 //! scalar spec materialises im2col in chunks of about 16 MB and sums
 //! col2im element by element (`col2im_spec`).
 
@@ -545,6 +549,116 @@ fn dx_grouped(be: &CpuBackend, wt: MatRef, dy: &[f32], g: Cnhw, cout: usize, dx:
     })
 }
 
+/// Floats per image group of [`dx_fused`] (its packed dY and bordered
+/// sums), about 512 KB: a group stays in a core's L2 through all nine taps.
+const DX_GROUP_FLOATS: usize = 1 << 17;
+
+thread_local! {
+    /// [`dx_fused`]'s packed dY and bordered sums, kept between calls.
+    static DX_GROUP: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// The AVX2 dX with no dcol, for images [`padded_forward_fits`] takes.
+///
+/// dcol's row (ci, t) is `Wᵀ[(ci, t), :] · dY`; col2im adds, for each
+/// pixel, tap t's value of the output pixel it came from, t in order. So
+/// tap after tap, the product of `W_t` (Cin × Cout: the rows (ci, t) of
+/// Wᵀ) with the group's dY (packed once per group, 16-pixel panels over
+/// all Cout) is computed a 6 × 16 tile at a time and added straight into
+/// bordered sums ([Cin][nb][(H+2)·(W+2)], Cin rounded up to whole tiles), at the tap's offset: a run of
+/// 16 output pixels along an image row lands on 16 consecutive cells, or,
+/// as the forward reads them, on two runs of 8 on consecutive rows
+/// [`gemm::SPLIT_HI`] apart; terms whose pixel lies outside the image
+/// land on the border and are dropped. Each tile's chain is the dcol
+/// product's (over co from +0.0), each cell's sum the spec's (from +0.0,
+/// the taps in order), so the bits are the spec's. Image groups run in
+/// parallel and write disjoint images of `dx`.
+#[cfg(target_arch = "x86_64")]
+fn dx_fused(wts: &[f32], dy: &[f32], g: Cnhw, cout: usize, dx: &mut [f32]) -> Result<()> {
+    use gemm::{MR, NR};
+    let (cin, h, w, hw, row) = (g.c, g.h, g.w, g.plane(), g.row());
+    let (pw, k9) = (w + 2, cin * 9);
+    let plane = (h + 2) * pw;
+    let mpad = cin.div_ceil(MR) * MR;
+    // W_t packed into MR-row panels over all of K = Cout.
+    let mut apack = vec![0.0f32; 9 * mpad * cout];
+    for (t, dst) in apack.chunks_exact_mut(mpad * cout).enumerate() {
+        let wt = MatRef::strided(&wts[t..], cin, cout, 9, k9)?;
+        gemm::pack_a(&wt, None, 0, cin, 0, cout, dst);
+    }
+    let per_image = cout * hw + mpad * plane;
+    let threads = rayon::current_num_threads().max(1);
+    let per = (DX_GROUP_FLOATS / per_image).clamp(1, g.n.div_ceil(threads).max(1));
+    let out = gemm::SharedMut(dx.as_mut_ptr());
+    let apack = &apack;
+    (0..g.n.div_ceil(per)).into_par_iter().try_for_each(|gi| {
+        let (b0, nb) = (gi * per, per.min(g.n - gi * per));
+        let npix = nb * hw;
+        DX_GROUP.with(|buf| -> Result<()> {
+            let mut buf = buf.borrow_mut();
+            pages::grow(&mut buf, cout * npix + mpad * nb * plane)?;
+            let (bpack, sums) = buf[..cout * npix + mpad * nb * plane].split_at_mut(cout * npix);
+            for (j, panel) in bpack.chunks_exact_mut(NR * cout).enumerate() {
+                // SAFETY: the backend is AVX2; rows 0..Cout of dy at stride
+                // N·HW hold pixels b0·HW + j·16 .. + 16 (npix is a multiple
+                // of 16), and the panel holds 16·Cout floats.
+                unsafe { gemm::pack_rows16(dy.as_ptr().add(b0 * hw + j * NR), row, cout, panel) };
+            }
+            sums.fill(0.0);
+            // Each 16-pixel run's first cell at tap (0, 0) in its image's
+            // bordered plane, and whether it ends on the next image row.
+            let runs: Vec<(usize, bool)> = (0..npix)
+                .step_by(NR)
+                .map(|q| {
+                    let (bi, oy, ox) = (q / hw, (q % hw) / w, q % w);
+                    (bi * plane + oy * pw + ox, ox + NR > w)
+                })
+                .collect();
+            let sp = sums.as_mut_ptr();
+            for t in 0..9 {
+                let shift = (t / 3) * pw + t % 3;
+                let at = &apack[t * mpad * cout..(t + 1) * mpad * cout];
+                for (p, ap) in at.chunks_exact(MR * cout).enumerate() {
+                    // Plane (ci, 0) of each of the tile's rows (rows past
+                    // Cin add into planes that are never read).
+                    let rows: [usize; MR] = std::array::from_fn(|r| (p * MR + r) * nb * plane + shift);
+                    for (bp, &(cell, split)) in bpack.chunks_exact(NR * cout).zip(&runs) {
+                        // SAFETY: inside sums, see the call below.
+                        let dst = rows.map(|o| unsafe { sp.add(o + cell) });
+                        // SAFETY: avx2 and fma detected; the panels hold
+                        // MR·Cout and 16·Cout floats. A run of 16 at (oy,
+                        // ox) with ox + 16 ≤ w reaches cell + shift + 16 ≤
+                        // bi·plane + (oy+2)·pw + w + 2 ≤ (bi+1)·plane inside
+                        // plane (ci, bi); a split run (ox = w − 8, oy + 1 <
+                        // h) reaches cell + shift + SPLIT_HI + 8 ≤ bi·plane +
+                        // (oy+3)·pw + 2 ≤ (bi+1)·plane; the six rows are
+                        // different planes of sums (Cin rounded up to whole
+                        // tiles × nb planes), which this thread alone owns.
+                        unsafe {
+                            if split {
+                                gemm::kernel_add_into::<{ gemm::SPLIT_HI }>(cout, ap.as_ptr(), bp.as_ptr(), &dst);
+                            } else {
+                                gemm::kernel_add_into::<{ NR / 2 }>(cout, ap.as_ptr(), bp.as_ptr(), &dst);
+                            }
+                        }
+                    }
+                }
+            }
+            for (i, src) in sums[..cin * nb * plane].chunks_exact(plane).enumerate() {
+                let (ci, bi) = (i / nb, i % nb);
+                // SAFETY: plane (ci, b0 + bi) of dx (CNHW: index ci·N + b,
+                // hw floats, inside dx whose length the caller checked)
+                // belongs to this group's images only.
+                let dst = unsafe { std::slice::from_raw_parts_mut(out.get().add((ci * g.n + b0 + bi) * hw), hw) };
+                for (iy, o) in dst.chunks_exact_mut(w).enumerate() {
+                    o.copy_from_slice(&src[(iy + 1) * pw + 1..][..w]);
+                }
+            }
+            Ok(())
+        })
+    })
+}
+
 thread_local! {
     static PADDED: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
@@ -932,6 +1046,10 @@ impl CpuBackend {
         }
         if let (CpuKind::Avx2, Some(dx)) = (self.kind, dx) {
             let _p = crate::profile::scope("conv3x3_backward: dX");
+            #[cfg(target_arch = "x86_64")]
+            if padded_forward_fits(g) {
+                return dx_fused(wts, dy, g, cout, dx);
+            }
             dx_grouped(self, wt, dy, g, cout, dx)?;
         }
         Ok(())

@@ -350,6 +350,28 @@ unsafe fn kernel<const SPARSE: bool, const HI: usize>(
     }
 }
 
+/// The 6×16 microkernel over packed panels (`kc` steps: A at `a + t·MR`,
+/// B at `b + t·NR`), each output's chain from +0.0 in k order, its tile
+/// then added into place: row r's columns 0..8 to the 8 floats at
+/// `dst[r]` and 8..16 to the 8 at `dst[r] + HI` (`d = d + v`, one
+/// rounding each).
+///
+/// # Safety
+/// avx2 and fma present; A holds MR·kc floats and B NR·kc; `dst[r] +
+/// 0..8` and `dst[r] + HI..HI + 8` readable and writable for every r (the
+/// rows are added one after another, so rows whose sums are not wanted
+/// may share a destination).
+#[target_feature(enable = "avx2,fma")]
+pub unsafe fn kernel_add_into<const HI: usize>(kc: usize, a: *const f32, b: *const f32, dst: &[*mut f32; MR]) {
+    let mut tile = [0.0f32; MR * NR];
+    kernel::<false, { NR / 2 }>(kc, a, std::ptr::null(), b, tile.as_mut_ptr(), NR, false, false, false, &[0.0; NR]);
+    for (r, &d) in dst.iter().enumerate() {
+        let t = tile.as_ptr().add(r * NR);
+        _mm256_storeu_ps(d, _mm256_add_ps(_mm256_loadu_ps(d), _mm256_loadu_ps(t)));
+        _mm256_storeu_ps(d.add(HI), _mm256_add_ps(_mm256_loadu_ps(d.add(HI)), _mm256_loadu_ps(t.add(8))));
+    }
+}
+
 /// The 6×16 microkernel with A's rows read in place: over the segments
 /// `(start, len)` in order, step x of a segment reads row r of A at
 /// `src[start + aoff[r] + x]`, and every step reads the next 16 floats of

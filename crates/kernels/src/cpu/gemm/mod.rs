@@ -40,7 +40,7 @@ mod pack;
 mod spec;
 
 #[cfg(target_arch = "x86_64")]
-pub(crate) use avx2::{kernel_rows_in_place, pack_cols16, transpose8};
+pub(crate) use avx2::{kernel_add_into, kernel_rows_in_place, pack_cols16, pack_rows16, transpose8};
 pub use buffers::warm_up_workers;
 pub(crate) use buffers::*;
 pub(crate) use driver::*;
