@@ -190,7 +190,9 @@ pub fn l32_tree(mut l: [f32; 32]) -> f32 {
 }
 
 /// L32 sum: lane `i mod 32` adds element i sequentially from +0.0, then
-/// [`l32_tree`].
+/// [`l32_tree`]. Inlined, so an AVX2+FMA caller compiles it with those
+/// features.
+#[inline(always)]
 pub fn l32_sum(x: &[f32]) -> f32 {
     let mut l = [0.0f32; 32];
     for (i, &v) in x.iter().enumerate() {
@@ -200,6 +202,7 @@ pub fn l32_sum(x: &[f32]) -> f32 {
 }
 
 /// L32 sum of squares: lane update `fma(v, v, lane)`, then [`l32_tree`].
+#[inline(always)]
 pub fn l32_sumsq(x: &[f32]) -> f32 {
     let mut l = [0.0f32; 32];
     for (i, &v) in x.iter().enumerate() {

@@ -292,6 +292,45 @@ proptest! {
     }
 
     #[test]
+    fn relu_pool_sumsq_gives_the_bits_of_relu_then_pool_then_sumsq(g in geom(), seed in any::<u64>()) {
+        let r0 = values(g.len(), seed);
+        check("relu_pool_sumsq", |be| {
+            let mut outs = Vec::new();
+            for (pool, goodness) in [(true, true), (true, false), (false, true), (false, false)] {
+                // The three ops one after another.
+                let mut r = r0.clone();
+                MathOps::relu(be, &mut r).unwrap();
+                let (mut y, mut idx, mut ss) = (Vec::new(), Vec::new(), Vec::new());
+                let go = if pool {
+                    PoolOps::maxpool2_forward(be, &r, g, &mut y, &mut idx).unwrap();
+                    Cnhw::new(g.c, g.n, g.h / 2, g.w / 2)
+                } else {
+                    g
+                };
+                if goodness {
+                    Norm2dOps::block_sumsq(be, if pool { &y } else { &r }, go, &mut ss).unwrap();
+                }
+                // The fused op, into buffers of the wrong lengths (it resizes).
+                let mut rf = r0.clone();
+                let (mut yf, mut idxf, mut ssf) = (vec![7.0; 3], vec![9u8; 1], vec![7.0; 1]);
+                PoolOps::relu_pool_sumsq(be, &mut rf, g, pool.then_some((&mut yf, &mut idxf)), goodness.then_some(&mut ssf))
+                    .unwrap();
+                let what = format!("relu_pool_sumsq {g:?} pool {pool} goodness {goodness} on {}", be.name());
+                assert_bits_eq(&format!("{what}: r"), &rf, &r);
+                if pool {
+                    assert_bits_eq(&format!("{what}: pooled"), &yf, &y);
+                    assert_eq!(idxf, idx, "{what}: positions");
+                }
+                if goodness {
+                    assert_bits_eq(&format!("{what}: sums of squares"), &ssf, &ss);
+                }
+                outs.extend([rf, yf, ssf]);
+            }
+            outs
+        });
+    }
+
+    #[test]
     fn pool_norms_and_label_channel_avx2_match_spec_bitwise(g in geom(), seed in any::<u64>()) {
         let x: Vec<f32> = values(g.len(), seed).iter().map(|v| v.clamp(-1e3, 1e3)).collect();
         let dy = values(g.len(), seed ^ 1);

@@ -403,16 +403,9 @@ impl<B: Backend> ConvBlock<B> {
     /// ReLU, pool and (with `goodness`) goodness of the conv output in the
     /// work buffer.
     fn finish(&mut self, be: &B, g: Cnhw, goodness: bool) -> Result<()> {
-        let go = self.out_geom(g);
         let wk = &mut self.work;
-        be.relu(&mut wk.r)?;
-        if self.pool {
-            be.maxpool2_forward(&wk.r, g.with_channels(self.cout), &mut wk.pooled, &mut wk.idx)?;
-        }
-        if goodness {
-            let out = if self.pool { &wk.pooled } else { &wk.r };
-            be.block_sumsq(out, go, &mut wk.g)?;
-        }
+        let pool = self.pool.then_some((&mut wk.pooled, &mut wk.idx));
+        be.relu_pool_sumsq(&mut wk.r, g.with_channels(self.cout), pool, goodness.then_some(&mut wk.g))?;
         Ok(())
     }
 

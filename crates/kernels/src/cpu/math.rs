@@ -255,6 +255,17 @@ pub(crate) mod avx2 {
     }
 }
 
+impl CpuBackend {
+    /// `x = relu(x)` on this thread, by the backend's kind.
+    pub(crate) fn relu_rows(&self, x: &mut [f32]) {
+        match self.kind {
+            CpuKind::Scalar => relu_scalar(x),
+            // SAFETY: the Avx2 backend exists only where avx2+fma were detected.
+            CpuKind::Avx2 => unsafe { avx2::relu(x) },
+        }
+    }
+}
+
 /// The spec: `x = relu(x)`.
 pub(crate) fn relu_scalar(x: &mut [f32]) {
     for v in x.iter_mut() {
@@ -301,11 +312,7 @@ impl MathOps for CpuBackend {
     }
     fn relu(&self, x: &mut Vec<f32>) -> Result<()> {
         let _p = crate::profile::scope("relu");
-        match self.kind {
-            CpuKind::Scalar => relu_scalar(x),
-            // SAFETY: the Avx2 backend exists only where avx2+fma were detected.
-            CpuKind::Avx2 => x.par_chunks_mut(CHUNK).for_each(|c| unsafe { avx2::relu(c) }),
-        }
+        x.par_chunks_mut(CHUNK).for_each(|c| self.relu_rows(c));
         Ok(())
     }
     fn relu_backward(&self, y: &Vec<f32>, dy: &Vec<f32>, dx: &mut Vec<f32>) -> Result<()> {

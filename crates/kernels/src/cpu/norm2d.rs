@@ -284,11 +284,21 @@ impl CpuBackend {
         pages::grow(&mut planes, g.c * g.n)?;
         let planes = &mut planes[..g.c * g.n];
         planes.par_iter_mut().with_min_len(16).enumerate().for_each(|(p, o)| {
-            let p = &x[p * hw..][..hw];
-            // SAFETY: the Avx2 backend exists only where avx2+fma were detected.
-            *o = self.fma_twin(|| l32_sumsq(p), || unsafe { fast::sumsq(p) });
+            *o = self.plane_sumsq(&x[p * hw..][..hw]);
         });
-        let planes = &*planes;
+        self.image_sums(planes, g, out);
+        Ok(())
+    }
+
+    /// One plane's sum of squares, `l32_sumsq`.
+    pub(crate) fn plane_sumsq(&self, p: &[f32]) -> f32 {
+        // SAFETY: the Avx2 backend exists only where avx2+fma were detected.
+        self.fma_twin(|| l32_sumsq(p), || unsafe { fast::sumsq(p) })
+    }
+
+    /// Each image's sum over the channels ascending, from +0.0, of its
+    /// planes' values (`planes[c·N + b]`).
+    pub(crate) fn image_sums(&self, planes: &[f32], g: Cnhw, out: &mut [f32]) {
         out.par_iter_mut().with_min_len(64).enumerate().for_each(|(b, o)| {
             let mut s = 0.0f32;
             for c in 0..g.c {
@@ -296,7 +306,6 @@ impl CpuBackend {
             }
             *o = s;
         });
-        Ok(())
     }
 
     /// Goodness gradient of a CNHW block: `dx[c,b,:] = x[c,b,:] · (dL/dG_b +

@@ -130,21 +130,85 @@ impl CpuBackend {
         if y.is_empty() {
             return Ok(());
         }
-        let (hw, w) = (g.plane(), g.w);
-        let kind = self.kind;
+        let hw = g.plane();
         y.par_chunks_mut(ho * wo).zip(idx.par_chunks_mut(ho * wo)).enumerate().for_each(|(p, (yp, ip))| {
-            let xp = &x[p * hw..(p + 1) * hw];
-            for oy in 0..ho {
-                let rows = (&xp[2 * oy * w..][..w], &xp[(2 * oy + 1) * w..][..w]);
-                let out = (&mut yp[oy * wo..(oy + 1) * wo], &mut ip[oy * wo..(oy + 1) * wo]);
-                let done = match kind {
-                    // SAFETY: the Avx2 backend exists only where avx2 was detected.
-                    CpuKind::Avx2 => unsafe { avx2::pool_row(rows, out.0, out.1) },
-                    CpuKind::Scalar => 0,
-                };
-                pool_row_scalar(rows, done, out);
-            }
+            self.pool_plane(&x[p * hw..(p + 1) * hw], g, (yp, ip));
         });
+        Ok(())
+    }
+
+    /// One plane (`g.h` × `g.w`) of [`CpuBackend::maxpool2_forward`].
+    fn pool_plane(&self, xp: &[f32], g: Cnhw, (yp, ip): (&mut [f32], &mut [u8])) {
+        let (wo, w) = (g.w / 2, g.w);
+        for oy in 0..g.h / 2 {
+            let rows = (&xp[2 * oy * w..][..w], &xp[(2 * oy + 1) * w..][..w]);
+            let out = (&mut yp[oy * wo..(oy + 1) * wo], &mut ip[oy * wo..(oy + 1) * wo]);
+            let done = match self.kind {
+                // SAFETY: the Avx2 backend exists only where avx2 was detected.
+                CpuKind::Avx2 => unsafe { avx2::pool_row(rows, out.0, out.1) },
+                CpuKind::Scalar => 0,
+            };
+            pool_row_scalar(rows, done, out);
+        }
+    }
+
+    /// ReLU, the optional pool and the optional per-image sum of squares
+    /// of a conv block's output, plane by plane while each is in the
+    /// cache (see [`crate::ops::PoolOps::relu_pool_sumsq`]): the same
+    /// per-plane loops as the three ops, so the same bits.
+    pub fn relu_pool_sumsq(
+        &self,
+        r: &mut [f32],
+        g: Cnhw,
+        pool: Option<(&mut [f32], &mut [u8])>,
+        sumsq: Option<&mut [f32]>,
+    ) -> Result<()> {
+        check_len("relu_pool_sumsq", "r", r.len(), g.len())?;
+        let hw = g.plane();
+        let out_plane = if pool.is_some() { (g.h / 2) * (g.w / 2) } else { hw };
+        if let Some((y, idx)) = &pool {
+            pool_check("relu_pool_sumsq", g)?;
+            check_len("relu_pool_sumsq", "y", y.len(), g.c * g.n * out_plane)?;
+            check_len("relu_pool_sumsq", "idx", idx.len(), y.len())?;
+        }
+        if let Some(out) = &sumsq {
+            check_len("relu_pool_sumsq", "sums of squares", out.len(), g.n)?;
+        }
+        if g.is_empty() {
+            if let Some(out) = sumsq {
+                out.fill(0.0);
+            }
+            return Ok(());
+        }
+        let want = sumsq.is_some();
+        let mut planes = Vec::new();
+        pages::grow(&mut planes, g.c * g.n)?;
+        let one = |rp: &mut [f32], pooled: Option<(&mut [f32], &mut [u8])>, ss: &mut f32| {
+            self.relu_rows(rp);
+            let out: &[f32] = match pooled {
+                Some((yp, ip)) => {
+                    self.pool_plane(rp, g, (&mut *yp, ip));
+                    yp
+                }
+                None => rp,
+            };
+            if want {
+                *ss = self.plane_sumsq(out);
+            }
+        };
+        let ss = planes[..g.c * g.n].par_iter_mut();
+        match pool {
+            Some((y, idx)) => r
+                .par_chunks_mut(hw)
+                .zip(y.par_chunks_mut(out_plane).zip(idx.par_chunks_mut(out_plane)))
+                .zip(ss)
+                .with_min_len(16)
+                .for_each(|((rp, (yp, ip)), s)| one(rp, Some((yp, ip)), s)),
+            None => r.par_chunks_mut(hw).zip(ss).with_min_len(16).for_each(|(rp, s)| one(rp, None, s)),
+        }
+        if let Some(out) = sumsq {
+            self.image_sums(&planes[..g.c * g.n], g, out);
+        }
         Ok(())
     }
 
@@ -269,6 +333,32 @@ impl crate::ops::PoolOps for CpuBackend {
         pages::grow(y, n)?;
         pages::grow(idx, n)?;
         CpuBackend::maxpool2_forward(self, x, g, y, idx)
+    }
+    fn relu_pool_sumsq(
+        &self,
+        r: &mut Vec<f32>,
+        g: Cnhw,
+        pool: Option<(&mut Vec<f32>, &mut Vec<u8>)>,
+        sumsq: Option<&mut Vec<f32>>,
+    ) -> Result<()> {
+        let _p = crate::profile::scope("relu_pool_sumsq");
+        let pool = match pool {
+            Some((y, idx)) => {
+                let n = g.c * g.n * (g.h / 2) * (g.w / 2);
+                pages::grow(y, n)?;
+                pages::grow(idx, n)?;
+                Some((&mut y[..], &mut idx[..]))
+            }
+            None => None,
+        };
+        let sumsq = match sumsq {
+            Some(out) => {
+                pages::grow(out, g.n)?;
+                Some(&mut out[..])
+            }
+            None => None,
+        };
+        CpuBackend::relu_pool_sumsq(self, r, g, pool, sumsq)
     }
     fn maxpool2_backward(&self, dy: &Vec<f32>, idx: &Vec<u8>, g: Cnhw, dx: &mut Vec<f32>) -> Result<()> {
         let _p = crate::profile::scope("maxpool2_backward");

@@ -6,7 +6,7 @@ use super::device::{err, grid_for, int, CudaBackend, DevBuf, DevBytes};
 use crate::error::{check_len, Result};
 use crate::ops::conv::Cnhw;
 use crate::ops::pool::{pool_check, PoolOps};
-use crate::ops::Len;
+use crate::ops::{Len, MathOps, Norm2dOps};
 use cudarc::driver::PushKernelArg;
 
 impl PoolOps for CudaBackend {
@@ -29,6 +29,29 @@ impl PoolOps for CudaBackend {
         b.arg(&xv).arg(&p).arg(&h).arg(&w).arg(&mut yv).arg(&mut iv);
         // SAFETY: planes·h·w inputs are read; n outputs and n positions written.
         unsafe { b.launch(grid_for(n)) }.map_err(|e| err(OP, e))?;
+        Ok(())
+    }
+    /// The three kernels one after another (the same bits; a fused
+    /// kernel is left for the GPU work).
+    fn relu_pool_sumsq(
+        &self,
+        r: &mut DevBuf,
+        g: Cnhw,
+        pool: Option<(&mut DevBuf, &mut DevBytes)>,
+        sumsq: Option<&mut DevBuf>,
+    ) -> Result<()> {
+        check_len("relu_pool_sumsq", "r", r.len(), g.len())?;
+        self.relu(r)?;
+        match (pool, sumsq) {
+            (Some((y, idx)), sumsq) => {
+                self.maxpool2_forward(r, g, y, idx)?;
+                if let Some(out) = sumsq {
+                    self.block_sumsq(y, Cnhw::new(g.c, g.n, g.h / 2, g.w / 2), out)?;
+                }
+            }
+            (None, Some(out)) => self.block_sumsq(r, g, out)?,
+            (None, None) => {}
+        }
         Ok(())
     }
     fn maxpool2_backward(&self, dy: &DevBuf, idx: &DevBytes, g: Cnhw, dx: &mut DevBuf) -> Result<()> {

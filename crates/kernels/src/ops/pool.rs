@@ -38,6 +38,20 @@ pub trait PoolOps: Storage {
         g: Cnhw,
         dx: &mut Self::Buf,
     ) -> Result<()>;
+    /// The end of a conv block's forward in one pass over its planes:
+    /// `r = relu(r)` in place (CNHW `g`); with `pool`, the 2×2 max-pool of
+    /// it into `(y, idx)` (resized); with `sumsq`, each image's sum of
+    /// squares of the output — the pool's, else `r` — (resized to g.n).
+    /// Bit for bit [`MathOps::relu`](crate::ops::MathOps::relu), then
+    /// [`PoolOps::maxpool2_forward`], then
+    /// [`Norm2dOps::block_sumsq`](crate::ops::Norm2dOps::block_sumsq).
+    fn relu_pool_sumsq(
+        &self,
+        r: &mut Self::Buf,
+        g: Cnhw,
+        pool: Option<(&mut Self::Buf, &mut Self::PoolIdx)>,
+        sumsq: Option<&mut Self::Buf>,
+    ) -> Result<()>;
     /// Nearest 2× upsampling of `x` (CNHW `g`) into `y` (2h × 2w, resized).
     fn upsample2_forward(&self, x: &Self::Buf, g: Cnhw, y: &mut Self::Buf) -> Result<()>;
     /// `dx` (CNHW `g`, the upsampling's input; resized) from `dy`.
