@@ -561,43 +561,65 @@ thread_local! {
 /// The AVX2 dX with no dcol, for images [`padded_forward_fits`] takes.
 ///
 /// dcol's row (ci, t) is `Wᵀ[(ci, t), :] · dY`; col2im adds, for each
-/// pixel, tap t's value of the output pixel it came from, t in order. So
-/// tap after tap, the product of `W_t` (Cin × Cout: the rows (ci, t) of
-/// Wᵀ) with the group's dY (packed once per group, 16-pixel panels over
-/// all Cout) is computed a 6 × 16 tile at a time and added straight into
-/// bordered sums ([Cin][nb][(H+2)·(W+2)], Cin rounded up to whole tiles), at the tap's offset: a run of
-/// 16 output pixels along an image row lands on 16 consecutive cells, or,
-/// as the forward reads them, on two runs of 8 on consecutive rows
-/// [`gemm::SPLIT_HI`] apart; terms whose pixel lies outside the image
-/// land on the border and are dropped. Each tile's chain is the dcol
-/// product's (over co from +0.0), each cell's sum the spec's (from +0.0,
-/// the taps in order), so the bits are the spec's. Image groups run in
-/// parallel and write disjoint images of `dx`.
+/// pixel, tap t's value of the output pixel it came from, t in order. Here
+/// the rows of Wᵀ are taken tap-major, (t, ci), packed once into 6-row
+/// tiles over all of K = Cout, and the product with the group's dY
+/// (packed once per group, 16-pixel panels) is computed a 6 × 16 tile at
+/// a time and added straight into bordered sums ([Cin][nb][(H+2)·(W+2)]),
+/// each row at its tap's offset: a run of 16 output pixels along an image
+/// row lands on 16 consecutive cells, or, as the forward reads them, on
+/// two runs of 8 on consecutive rows [`gemm::SPLIT_HI`] apart; terms whose
+/// pixel lies outside the image land on the border and are dropped.
+///
+/// The order of each cell's sum is the spec's: a higher tap reads its cell
+/// from an earlier output pixel (tap (ky, kx) of cell (y, x) comes from
+/// pixel (y − ky + 1, x − kx + 1)), so with the tiles in order and each
+/// tile's runs taken last pixel first, a cell receives tap t before tap
+/// t' > t whether the two rows share a tile (the same run, rows added in
+/// order, or t's run first) or not (t's tile first). Each tile's chain is
+/// the dcol product's (over co from +0.0), each cell's sum starts at
+/// +0.0, so the bits are the spec's. Tiles mix taps, so only the last one
+/// holds padding rows (9·Cin rows in all, where one tap per tile would pad
+/// Cin to whole tiles nine times). Image groups run in parallel and write
+/// disjoint images of `dx`.
 #[cfg(target_arch = "x86_64")]
 fn dx_fused(wts: &[f32], dy: &[f32], g: Cnhw, cout: usize, dx: &mut [f32]) -> Result<()> {
     use gemm::{MR, NR};
     let (cin, h, w, hw, row) = (g.c, g.h, g.w, g.plane(), g.row());
     let (pw, k9) = (w + 2, cin * 9);
     let plane = (h + 2) * pw;
-    let mpad = cin.div_ceil(MR) * MR;
-    // W_t packed into MR-row panels over all of K = Cout.
-    let mut apack = vec![0.0f32; 9 * mpad * cout];
-    for (t, dst) in apack.chunks_exact_mut(mpad * cout).enumerate() {
-        let wt = MatRef::strided(&wts[t..], cin, cout, 9, k9)?;
-        gemm::pack_a(&wt, None, 0, cin, 0, cout, dst);
+    let mpad = k9.div_ceil(MR) * MR;
+    // Wᵀ's rows tap-major: row t·Cin + ci is W[:, ci, t].
+    let mut wt = vec![0.0f32; k9 * cout];
+    for (r, dst) in wt.chunks_exact_mut(cout).enumerate() {
+        let (t, ci) = (r / cin, r % cin);
+        for (co, d) in dst.iter_mut().enumerate() {
+            *d = wts[co * k9 + ci * 9 + t];
+        }
     }
-    let per_image = cout * hw + mpad * plane;
+    let mut apack = vec![0.0f32; mpad * cout];
+    gemm::pack_a(&MatRef::new(&wt, k9, cout)?, None, 0, k9, 0, cout, &mut apack);
+    // Each tile row's offset in the sums: plane (ci, 0) plus its tap's
+    // shift; padding rows add into one spare group of planes past Cin's.
+    let rows: Vec<usize> = (0..mpad)
+        .map(|r| {
+            let (t, ci) = if r < k9 { (r / cin, r % cin) } else { (0, cin) };
+            ci * plane + (t / 3) * pw + t % 3
+        })
+        .collect();
+    let sums_len = |nb: usize| (cin + 1) * nb * plane;
+    let per_image = cout * hw + (cin + 1) * plane;
     let threads = rayon::current_num_threads().max(1);
     let per = (DX_GROUP_FLOATS / per_image).clamp(1, g.n.div_ceil(threads).max(1));
     let out = gemm::SharedMut(dx.as_mut_ptr());
-    let apack = &apack;
+    let (apack, rows) = (&apack, &rows);
     (0..g.n.div_ceil(per)).into_par_iter().try_for_each(|gi| {
         let (b0, nb) = (gi * per, per.min(g.n - gi * per));
         let npix = nb * hw;
         DX_GROUP.with(|buf| -> Result<()> {
             let mut buf = buf.borrow_mut();
-            pages::grow(&mut buf, cout * npix + mpad * nb * plane)?;
-            let (bpack, sums) = buf[..cout * npix + mpad * nb * plane].split_at_mut(cout * npix);
+            pages::grow(&mut buf, cout * npix + sums_len(nb))?;
+            let (bpack, sums) = buf[..cout * npix + sums_len(nb)].split_at_mut(cout * npix);
             for (j, panel) in bpack.chunks_exact_mut(NR * cout).enumerate() {
                 // SAFETY: the backend is AVX2; rows 0..Cout of dy at stride
                 // N·HW hold pixels b0·HW + j·16 .. + 16 (npix is a multiple
@@ -615,31 +637,30 @@ fn dx_fused(wts: &[f32], dy: &[f32], g: Cnhw, cout: usize, dx: &mut [f32]) -> Re
                 })
                 .collect();
             let sp = sums.as_mut_ptr();
-            for t in 0..9 {
-                let shift = (t / 3) * pw + t % 3;
-                let at = &apack[t * mpad * cout..(t + 1) * mpad * cout];
-                for (p, ap) in at.chunks_exact(MR * cout).enumerate() {
-                    // Plane (ci, 0) of each of the tile's rows (rows past
-                    // Cin add into planes that are never read).
-                    let rows: [usize; MR] = std::array::from_fn(|r| (p * MR + r) * nb * plane + shift);
-                    for (bp, &(cell, split)) in bpack.chunks_exact(NR * cout).zip(&runs) {
-                        // SAFETY: inside sums, see the call below.
-                        let dst = rows.map(|o| unsafe { sp.add(o + cell) });
-                        // SAFETY: avx2 and fma detected; the panels hold
-                        // MR·Cout and 16·Cout floats. A run of 16 at (oy,
-                        // ox) with ox + 16 ≤ w reaches cell + shift + 16 ≤
-                        // bi·plane + (oy+2)·pw + w + 2 ≤ (bi+1)·plane inside
-                        // plane (ci, bi); a split run (ox = w − 8, oy + 1 <
-                        // h) reaches cell + shift + SPLIT_HI + 8 ≤ bi·plane +
-                        // (oy+3)·pw + 2 ≤ (bi+1)·plane; the six rows are
-                        // different planes of sums (Cin rounded up to whole
-                        // tiles × nb planes), which this thread alone owns.
-                        unsafe {
-                            if split {
-                                gemm::kernel_add_into::<{ gemm::SPLIT_HI }>(cout, ap.as_ptr(), bp.as_ptr(), &dst);
-                            } else {
-                                gemm::kernel_add_into::<{ NR / 2 }>(cout, ap.as_ptr(), bp.as_ptr(), &dst);
-                            }
+            for (p, ap) in apack.chunks_exact(MR * cout).enumerate() {
+                // Plane (ci, 0) of each row, at its tap's shift (planes of
+                // channel ci lie nb apart).
+                let tile: [usize; MR] = std::array::from_fn(|r| {
+                    let o = rows[p * MR + r];
+                    (o / plane) * nb * plane + o % plane
+                });
+                for (bp, &(cell, split)) in bpack.chunks_exact(NR * cout).zip(&runs).rev() {
+                    // SAFETY: inside sums, see the call below.
+                    let dst = tile.map(|o| unsafe { sp.add(o + cell) });
+                    // SAFETY: avx2 and fma detected; the panels hold MR·Cout
+                    // and 16·Cout floats. A run of 16 at (oy, ox) with ox +
+                    // 16 ≤ w reaches cell + shift + 16 ≤ bi·plane + (oy+2)·pw
+                    // + w + 2 ≤ (bi+1)·plane inside plane (ci, bi); a split
+                    // run (ox = w − 8, oy + 1 < h) reaches cell + shift +
+                    // SPLIT_HI + 8 ≤ bi·plane + (oy+3)·pw + 2 ≤ (bi+1)·plane;
+                    // ci ≤ Cin and sums holds (Cin + 1)·nb planes, which
+                    // this thread alone owns. Rows sharing a plane are
+                    // padding rows (the spare planes, never read).
+                    unsafe {
+                        if split {
+                            gemm::kernel_add_into::<{ gemm::SPLIT_HI }>(cout, ap.as_ptr(), bp.as_ptr(), &dst);
+                        } else {
+                            gemm::kernel_add_into::<{ NR / 2 }>(cout, ap.as_ptr(), bp.as_ptr(), &dst);
                         }
                     }
                 }
