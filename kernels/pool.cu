@@ -49,15 +49,23 @@ extern "C" __global__ void ffwd_maxpool2_backward_f32(const float* __restrict__ 
 
 // One thread per input element: the gradient through the ReLU before the
 // pool and the pool, in one pass: the output's gradient where the pool
-// recorded this element and the ReLU's output r is > 0, else +0.0 (the same
-// bits as ffwd_maxpool2_backward_f32 followed by ffwd_relu_backward_f32).
+// recorded this element and the ReLU's output there is > 0, else +0.0 (the
+// same bits as ffwd_maxpool2_backward_f32 followed by
+// ffwd_relu_backward_f32). At the recorded element the ReLU's output is
+// the pool's output y, which is what is read.
 extern "C" __global__ void ffwd_maxpool2_relu_backward_f32(const float* __restrict__ dy,
                                                            const unsigned char* __restrict__ idx,
-                                                           const float* __restrict__ r, int planes, int h, int w,
+                                                           const float* __restrict__ y, int planes, int h, int w,
                                                            float* __restrict__ dx) {
     long t = (long)blockIdx.x * blockDim.x + threadIdx.x;
     if (t >= (long)planes * h * w) return;
-    dx[t] = r[t] > 0.0f ? unpool_at(dy, idx, t, h, w) : 0.0f;
+    int ho = h / 2, wo = w / 2;
+    long p = t / (h * w);
+    int e = (int)(t % (h * w));
+    int iy = e / w, ix = e % w;
+    long o = p * ho * wo + (iy / 2) * wo + ix / 2;
+    bool inside = iy < 2 * ho && ix < 2 * wo;
+    dx[t] = inside && y[o] > 0.0f ? unpool_at(dy, idx, t, h, w) : 0.0f;
 }
 
 // Output (2y + a, 2x + b) copies input (y, x).

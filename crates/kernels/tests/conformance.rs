@@ -277,8 +277,9 @@ impl<B: Backend> Wrap<'_, B> {
                 let mut idx = B::PoolIdx::default();
                 be.maxpool2_forward(&u(x), g, &mut o, &mut idx).unwrap();
                 be.maxpool2_backward(&u(dy), &idx, g, &mut o2).unwrap();
-                // the pool's input as the ReLU output: its negatives and zeros mask
-                be.maxpool2_relu_backward(&u(dy), &idx, &u(x), g, &mut o3).unwrap();
+                // the pool's input as the ReLU output: its negatives and zeros
+                // mask, read through the pool's output
+                be.maxpool2_relu_backward(&u(dy), &idx, &o, g, &mut o3).unwrap();
                 vec![d(&o), d(&o2), d(&o3)]
             }
             Op::Upsample(x, g, dy) => {

@@ -223,7 +223,7 @@ fn maxpool_lanes_and_the_fused_relu_backward_give_the_spec_bits_on_wide_rows() {
             let mut two = Vec::new();
             MathOps::relu_backward(be, &x, &dp, &mut two).unwrap();
             let mut fused = vec![f32::NAN; g.len()];
-            be.maxpool2_relu_backward(&dy, &idx, &x, g, &mut fused).unwrap();
+            be.maxpool2_relu_backward(&dy, &idx, &y, g, &mut fused).unwrap();
             assert_bits_eq(&format!("fused pool + ReLU backward {g:?} on {}", be.name()), &fused, &two);
             vec![y, idx.iter().map(|&v| v as f32).collect(), fused]
         });

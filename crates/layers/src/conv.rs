@@ -461,7 +461,7 @@ impl<B: Backend> ConvBlock<B> {
         let gc = g.with_channels(self.cout);
         // ReLU: r > 0 exactly where the pre-activation was > 0.
         if self.pool {
-            be.maxpool2_relu_backward(dout, &wk.idx, &wk.r, gc, &mut wk.dr)?;
+            be.maxpool2_relu_backward(dout, &wk.idx, &wk.pooled, gc, &mut wk.dr)?;
         } else {
             be.relu_backward(&wk.r, dout, &mut wk.dr)?;
         }

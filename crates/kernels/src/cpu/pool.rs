@@ -82,28 +82,26 @@ mod avx2 {
 
     /// One input row of the fused pool + ReLU backward, 8 outputs (16
     /// inputs) at a time: input column 2·ox + t of window row `a / 2` takes
-    /// `dy[ox]` where `idx[ox] == a + t` and `r > 0`, else +0.0 (masks
-    /// and-ed onto the bits, as the ReLU backward does). Returns how many
-    /// outputs it covered (a multiple of 8); the caller does the rest.
+    /// `dy[ox]` where `idx[ox] == a + t` and the pool's output `y[ox] > 0`,
+    /// else +0.0 (masks and-ed onto the bits, as the ReLU backward does).
+    /// Returns how many outputs it covered (a multiple of 8); the caller
+    /// does the rest.
     #[target_feature(enable = "avx2")]
-    pub(super) unsafe fn unpool_relu_row((dy, idx): (&[f32], &[u8]), a: u8, r: &[f32], dx: &mut [f32]) -> usize {
+    pub(super) unsafe fn unpool_relu_row((dy, idx): (&[f32], &[u8]), a: u8, y: &[f32], dx: &mut [f32]) -> usize {
         let body = dy.len() / 8 * 8;
-        debug_assert!(idx.len() >= body && r.len() >= 2 * body && dx.len() >= 2 * body);
+        debug_assert!(idx.len() >= body && y.len() >= body && dx.len() >= 2 * body);
         let (even, odd) = (_mm256_set1_epi32(a as i32), _mm256_set1_epi32(a as i32 + 1));
         let zero = _mm256_setzero_ps();
         for ox in (0..body).step_by(8) {
-            let g = _mm256_loadu_ps(dy.as_ptr().add(ox));
+            let on = _mm256_cmp_ps::<_CMP_GT_OQ>(_mm256_loadu_ps(y.as_ptr().add(ox)), zero);
+            let g = _mm256_and_ps(_mm256_loadu_ps(dy.as_ptr().add(ox)), on);
             let at = _mm256_cvtepu8_epi32(_mm_loadl_epi64(idx.as_ptr().add(ox).cast()));
             let ge = _mm256_and_ps(g, _mm256_castsi256_ps(_mm256_cmpeq_epi32(at, even)));
             let go = _mm256_and_ps(g, _mm256_castsi256_ps(_mm256_cmpeq_epi32(at, odd)));
             // interleave to input order: (e0 o0 e1 o1 | e4 o4 e5 o5), (e2 o2 e3 o3 | e6 o6 e7 o7)
             let (lo, hi) = (_mm256_unpacklo_ps(ge, go), _mm256_unpackhi_ps(ge, go));
-            let halves = [_mm256_permute2f128_ps::<0x20>(lo, hi), _mm256_permute2f128_ps::<0x31>(lo, hi)];
-            for (h, v) in halves.into_iter().enumerate() {
-                let at = 2 * ox + 8 * h;
-                let on = _mm256_cmp_ps::<_CMP_GT_OQ>(_mm256_loadu_ps(r.as_ptr().add(at)), zero);
-                _mm256_storeu_ps(dx.as_mut_ptr().add(at), _mm256_and_ps(v, on));
-            }
+            _mm256_storeu_ps(dx.as_mut_ptr().add(2 * ox), _mm256_permute2f128_ps::<0x20>(lo, hi));
+            _mm256_storeu_ps(dx.as_mut_ptr().add(2 * ox + 8), _mm256_permute2f128_ps::<0x31>(lo, hi));
         }
         body
     }
@@ -239,41 +237,41 @@ impl CpuBackend {
     /// The gradient through the pool and the ReLU before it, in one pass:
     /// `dx = relu_backward(r, maxpool2_backward(dy, idx))`, where `r` is the
     /// ReLU's output (the pool's input, CNHW `g`): each input takes its
-    /// output's gradient where the pool recorded it and `r > 0`, else +0.0.
-    /// A compare-and-select has nothing to round, so the bits are the two
-    /// ops' (checked by a unit test); the intermediate gradient is never
-    /// written.
-    pub fn maxpool2_relu_backward(&self, dy: &[f32], idx: &[u8], r: &[f32], g: Cnhw, dx: &mut [f32]) -> Result<()> {
+    /// output's gradient where the pool recorded it and `r > 0` there, else
+    /// +0.0. At the recorded position `r` is the pool's output `y`, so `y`
+    /// is read (a quarter of `r`'s size). A compare-and-select has nothing
+    /// to round, so the bits are the two ops' (checked by a unit test); the
+    /// intermediate gradient is never written.
+    pub fn maxpool2_relu_backward(&self, dy: &[f32], idx: &[u8], y: &[f32], g: Cnhw, dx: &mut [f32]) -> Result<()> {
         pool_check("maxpool2_relu_backward", g)?;
         let (ho, wo) = (g.h / 2, g.w / 2);
         check_len("maxpool2_relu_backward", "dy", dy.len(), g.c * g.n * ho * wo)?;
         check_len("maxpool2_relu_backward", "idx", idx.len(), dy.len())?;
-        check_len("maxpool2_relu_backward", "r", r.len(), g.len())?;
+        check_len("maxpool2_relu_backward", "y", y.len(), dy.len())?;
         check_len("maxpool2_relu_backward", "dx", dx.len(), g.len())?;
         if dx.is_empty() {
             return Ok(());
         }
         let (hw, w, kind) = (g.plane(), g.w, self.kind);
         dx.par_chunks_mut(hw).enumerate().for_each(|(p, xp)| {
-            let rp = &r[p * hw..(p + 1) * hw];
             for iy in 0..g.h {
-                let (xr, rr) = (&mut xp[iy * w..(iy + 1) * w], &rp[iy * w..(iy + 1) * w]);
+                let xr = &mut xp[iy * w..(iy + 1) * w];
                 if iy >= 2 * ho {
                     xr.fill(0.0);
                     continue;
                 }
                 let o0 = p * ho * wo + (iy / 2) * wo;
-                let (gr, ir) = (&dy[o0..o0 + wo], &idx[o0..o0 + wo]);
+                let (gr, ir, yr) = (&dy[o0..o0 + wo], &idx[o0..o0 + wo], &y[o0..o0 + wo]);
                 let a = (iy % 2) as u8 * 2;
                 let done = match kind {
                     // SAFETY: the Avx2 backend exists only where avx2 was detected.
-                    CpuKind::Avx2 => unsafe { avx2::unpool_relu_row((gr, ir), a, rr, xr) },
+                    CpuKind::Avx2 => unsafe { avx2::unpool_relu_row((gr, ir), a, yr, xr) },
                     CpuKind::Scalar => 0,
                 };
                 for ix in 2 * done..w {
                     let ox = ix / 2;
                     let routed = ox < wo && ir[ox] == a + (ix % 2) as u8;
-                    xr[ix] = if routed && rr[ix] > 0.0 { gr[ox] } else { 0.0 };
+                    xr[ix] = if routed && yr[ox] > 0.0 { gr[ox] } else { 0.0 };
                 }
             }
         });
@@ -369,13 +367,13 @@ impl crate::ops::PoolOps for CpuBackend {
         &self,
         dy: &Vec<f32>,
         idx: &Vec<u8>,
-        r: &Vec<f32>,
+        y: &Vec<f32>,
         g: Cnhw,
         dx: &mut Vec<f32>,
     ) -> Result<()> {
         let _p = crate::profile::scope("maxpool2_relu_backward");
         pages::grow(dx, g.len())?;
-        CpuBackend::maxpool2_relu_backward(self, dy, idx, r, g, dx)
+        CpuBackend::maxpool2_relu_backward(self, dy, idx, y, g, dx)
     }
     fn upsample2_forward(&self, x: &Vec<f32>, g: Cnhw, y: &mut Vec<f32>) -> Result<()> {
         let _p = crate::profile::scope("upsample2_forward");

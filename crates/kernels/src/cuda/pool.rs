@@ -73,23 +73,23 @@ impl PoolOps for CudaBackend {
         unsafe { b.launch(grid_for(g.len())) }.map_err(|e| err(OP, e))?;
         Ok(())
     }
-    fn maxpool2_relu_backward(&self, dy: &DevBuf, idx: &DevBytes, r: &DevBuf, g: Cnhw, dx: &mut DevBuf) -> Result<()> {
+    fn maxpool2_relu_backward(&self, dy: &DevBuf, idx: &DevBytes, y: &DevBuf, g: Cnhw, dx: &mut DevBuf) -> Result<()> {
         const OP: &str = "maxpool2_relu_backward";
         pool_check(OP, g)?;
         let n = g.c * g.n * (g.h / 2) * (g.w / 2);
         check_len(OP, "dy", dy.len(), n)?;
         check_len(OP, "idx", idx.len(), n)?;
-        check_len(OP, "r", r.len(), g.len())?;
+        check_len(OP, "y", y.len(), n)?;
         dx.set_len(self.dev, g.len(), false)?;
         if g.is_empty() {
             return Ok(());
         }
         let func = self.dev.function("pool", "ffwd_maxpool2_relu_backward_f32")?;
         let (p, h, w) = (int(OP, g.c * g.n)?, int(OP, g.h)?, int(OP, g.w)?);
-        let (gv, iv, rv, mut xv) = (dy.view()?, idx.view()?, r.view()?, dx.view_mut()?);
+        let (gv, iv, yv, mut xv) = (dy.view()?, idx.view()?, y.view()?, dx.view_mut()?);
         let mut b = self.dev.stream.launch_builder(&func);
-        b.arg(&gv).arg(&iv).arg(&rv).arg(&p).arg(&h).arg(&w).arg(&mut xv);
-        // SAFETY: one thread per input element; dy and idx hold the pooled count, r the input count (checked).
+        b.arg(&gv).arg(&iv).arg(&yv).arg(&p).arg(&h).arg(&w).arg(&mut xv);
+        // SAFETY: one thread per input element; dy, idx and y hold the pooled count (checked).
         unsafe { b.launch(grid_for(g.len())) }.map_err(|e| err(OP, e))?;
         Ok(())
     }

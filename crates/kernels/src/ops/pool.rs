@@ -8,7 +8,8 @@
 //! are floored (the last row or column is dropped, as PyTorch's
 //! `MaxPool2d(2)` does) and receive zero gradient. Through a ReLU before
 //! the pool (`maxpool2_relu_backward`): that gradient where the ReLU's
-//! output is `> 0`, else +0.0.
+//! output is `> 0`, else +0.0 (at the recorded position the ReLU's output
+//! is the pool's, so the pool's output is what is read).
 //!
 //! **Upsampling spec.** Output (2y + a, 2x + b) copies input (y, x).
 //! Backward: each input's gradient is `((g(0,0) + g(0,1)) + g(1,0)) +
@@ -29,12 +30,15 @@ pub trait PoolOps: Storage {
     fn maxpool2_backward(&self, dy: &Self::Buf, idx: &Self::PoolIdx, g: Cnhw, dx: &mut Self::Buf) -> Result<()>;
     /// The gradient through a ReLU and the max-pool after it in one pass:
     /// `dx = relu_backward(r, maxpool2_backward(dy, idx))` bit for bit, `r`
-    /// the ReLU's output (the pool's input, CNHW `g`); `dx` resized.
+    /// the ReLU's output (the pool's input, CNHW `g`), read where it
+    /// counts from the pool's output `y` (the value the pool recorded is
+    /// `r` at the recorded position; elsewhere the gradient is +0.0
+    /// either way); `dx` resized.
     fn maxpool2_relu_backward(
         &self,
         dy: &Self::Buf,
         idx: &Self::PoolIdx,
-        r: &Self::Buf,
+        y: &Self::Buf,
         g: Cnhw,
         dx: &mut Self::Buf,
     ) -> Result<()>;
