@@ -496,9 +496,7 @@ fn col2im_plane(dcol: &[f32], g: Cnhw, nb: usize, (ci, bi): (usize, usize), plan
                 }
             }
         }
-        for (iy, out) in plane.chunks_exact_mut(w).enumerate() {
-            out.copy_from_slice(&acc[(iy + 1) * pw + 1..][..w]);
-        }
+        unpad_plane(&acc, h, w, plane);
     });
 }
 
@@ -599,12 +597,12 @@ fn dx_fused(wts: &[f32], dy: &[f32], g: Cnhw, cout: usize, dx: &mut [f32]) -> Re
     }
     let mut apack = vec![0.0f32; mpad * cout];
     gemm::pack_a(&MatRef::new(&wt, k9, cout)?, None, 0, k9, 0, cout, &mut apack);
-    // Each tile row's offset in the sums: plane (ci, 0) plus its tap's
-    // shift; padding rows add into one spare group of planes past Cin's.
-    let rows: Vec<usize> = (0..mpad)
+    // Each tile row's channel and its tap's shift in a bordered plane;
+    // padding rows add into one spare group of planes past Cin's.
+    let rows: Vec<(usize, usize)> = (0..mpad)
         .map(|r| {
             let (t, ci) = if r < k9 { (r / cin, r % cin) } else { (0, cin) };
-            ci * plane + (t / 3) * pw + t % 3
+            (ci, (t / 3) * pw + t % 3)
         })
         .collect();
     let sums_len = |nb: usize| (cin + 1) * nb * plane;
@@ -641,8 +639,8 @@ fn dx_fused(wts: &[f32], dy: &[f32], g: Cnhw, cout: usize, dx: &mut [f32]) -> Re
                 // Plane (ci, 0) of each row, at its tap's shift (planes of
                 // channel ci lie nb apart).
                 let tile: [usize; MR] = std::array::from_fn(|r| {
-                    let o = rows[p * MR + r];
-                    (o / plane) * nb * plane + o % plane
+                    let (ci, shift) = rows[p * MR + r];
+                    ci * nb * plane + shift
                 });
                 for (bp, &(cell, split)) in bpack.chunks_exact(NR * cout).zip(&runs).rev() {
                     // SAFETY: inside sums, see the call below.
@@ -671,9 +669,7 @@ fn dx_fused(wts: &[f32], dy: &[f32], g: Cnhw, cout: usize, dx: &mut [f32]) -> Re
                 // hw floats, inside dx whose length the caller checked)
                 // belongs to this group's images only.
                 let dst = unsafe { std::slice::from_raw_parts_mut(out.get().add((ci * g.n + b0 + bi) * hw), hw) };
-                for (iy, o) in dst.chunks_exact_mut(w).enumerate() {
-                    o.copy_from_slice(&src[(iy + 1) * pw + 1..][..w]);
-                }
+                unpad_plane(src, h, w, dst);
             }
             Ok(())
         })
@@ -757,6 +753,14 @@ fn pad_plane(src: &[f32], h: usize, w: usize, dst: &mut [f32]) {
         r[w + 1] = 0.0;
     }
     dst[(h + 1) * pw..].fill(0.0);
+}
+
+/// The inside of a bordered plane (`src`, (h+2) × (w+2)) into `dst` (h × w):
+/// [`pad_plane`] undone.
+fn unpad_plane(src: &[f32], h: usize, w: usize, dst: &mut [f32]) {
+    for (iy, o) in dst[..h * w].chunks_exact_mut(w).enumerate() {
+        o.copy_from_slice(&src[(iy + 1) * (w + 2) + 1..][..w]);
+    }
 }
 
 /// Whether the AVX2 dW reads col in place ([`dw_in_place`]): where col

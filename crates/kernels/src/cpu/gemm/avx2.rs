@@ -268,6 +268,31 @@ pub unsafe fn tile<const HI: usize>(
     }
 }
 
+/// A 6×16 tile's accumulators: C's values (`load`, rows at stride `ldc`)
+/// or +0.0.
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+unsafe fn tile_start(c: *const f32, ldc: usize, load: bool) -> [[__m256; 2]; MR] {
+    let mut acc = [[_mm256_setzero_ps(); 2]; MR];
+    if load {
+        for (r, row) in acc.iter_mut().enumerate() {
+            row[0] = _mm256_loadu_ps(c.add(r * ldc));
+            row[1] = _mm256_loadu_ps(c.add(r * ldc + 8));
+        }
+    }
+    acc
+}
+
+/// Store a 6×16 tile's accumulators into C (rows at stride `ldc`).
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+unsafe fn tile_store(acc: &[[__m256; 2]; MR], c: *mut f32, ldc: usize) {
+    for (r, row) in acc.iter().enumerate() {
+        _mm256_storeu_ps(c.add(r * ldc), row[0]);
+        _mm256_storeu_ps(c.add(r * ldc + 8), row[1]);
+    }
+}
+
 /// The 6×16 microkernel over `steps` k steps. Dense (`SPARSE` false):
 /// step t reads A at `a + t·MR` and B at `b + t·NR`. Sparse: A the same
 /// way (the compacted panel), B at `b + off[t]`. A B row's columns 8..16
@@ -287,13 +312,7 @@ unsafe fn kernel<const SPARSE: bool, const HI: usize>(
     relu: bool,
     bias: &[f32; NR],
 ) {
-    let mut acc = [[_mm256_setzero_ps(); 2]; MR];
-    if load {
-        for (r, row) in acc.iter_mut().enumerate() {
-            row[0] = _mm256_loadu_ps(c.add(r * ldc));
-            row[1] = _mm256_loadu_ps(c.add(r * ldc + 8));
-        }
-    }
+    let mut acc = tile_start(c, ldc, load);
     let mut ap = a;
     let mut bp = b;
     let mut op = off;
@@ -344,10 +363,7 @@ unsafe fn kernel<const SPARSE: bool, const HI: usize>(
             }
         }
     }
-    for (r, row) in acc.iter().enumerate() {
-        _mm256_storeu_ps(c.add(r * ldc), row[0]);
-        _mm256_storeu_ps(c.add(r * ldc + 8), row[1]);
-    }
+    tile_store(&acc, c, ldc);
 }
 
 /// The 6×16 microkernel over packed panels (`kc` steps: A at `a + t·MR`,
@@ -394,13 +410,7 @@ pub unsafe fn kernel_rows_in_place(
     ldc: usize,
     load: bool,
 ) {
-    let mut acc = [[_mm256_setzero_ps(); 2]; MR];
-    if load {
-        for (r, row) in acc.iter_mut().enumerate() {
-            row[0] = _mm256_loadu_ps(c.add(r * ldc));
-            row[1] = _mm256_loadu_ps(c.add(r * ldc + 8));
-        }
-    }
+    let mut acc = tile_start(c, ldc, load);
     let mut bp = b;
     for &(start, len) in segs {
         let p = src.add(start as usize);
@@ -418,10 +428,7 @@ pub unsafe fn kernel_rows_in_place(
             bp = bp.add(NR);
         }
     }
-    for (r, row) in acc.iter().enumerate() {
-        _mm256_storeu_ps(c.add(r * ldc), row[0]);
-        _mm256_storeu_ps(c.add(r * ldc + 8), row[1]);
-    }
+    tile_store(&acc, c, ldc);
 }
 
 /// Pack rows `rows` of a row-major matrix (row r at `src + r·rs`; rows
