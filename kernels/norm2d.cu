@@ -44,7 +44,8 @@ extern "C" __global__ void ffwd_bn_apply_f32(const float* __restrict__ x, int ch
 extern "C" __global__ void ffwd_bn_backward_f32(const float* __restrict__ x, int channels, int n,
                                                 const float* __restrict__ mean, const float* __restrict__ rstd,
                                                 const float* __restrict__ gamma, const float* __restrict__ dy,
-                                                float* __restrict__ dx, float* __restrict__ dgamma, float* __restrict__ dbeta) {
+                                                float* __restrict__ dx, int write_dx,
+                                                float* __restrict__ dgamma, float* __restrict__ dbeta) {
     int c = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
     int lane = threadIdx.x & 31;
     if (c >= channels) return;
@@ -60,7 +61,7 @@ extern "C" __global__ void ffwd_bn_backward_f32(const float* __restrict__ x, int
     float sdy = ffwd_l32_tree(a0), sdyx = ffwd_l32_tree(a1);
     float fn = (float)n;
     float a = __fmul_rn(gamma[c], r), mdy = __fdiv_rn(sdy, fn), mdyx = __fdiv_rn(sdyx, fn);
-    for (int i = lane; i < n; i += 32) {
+    for (int i = lane; write_dx && i < n; i += 32) {
         float xh = __fmul_rn(__fsub_rn(xr[i], m), r);
         dr[i] = __fmul_rn(a, __fsub_rn(__fsub_rn(gr[i], mdy), __fmul_rn(xh, mdyx)));
     }

@@ -295,9 +295,14 @@ impl<B: Backend> Wrap<'_, B> {
                 be.bn_rstd(&var, eps, &mut rstd2).unwrap();
                 let (gamma, beta) = (u(gamma), u(beta));
                 be.batchnorm_apply(&x, g, BnStats { mean: &mean, rstd: &rstd }, &gamma, &beta, &mut o).unwrap();
-                let grads = BnGrads { dx: &mut o2, dgamma: &mut o3, dbeta: &mut st };
-                be.batchnorm_backward(&x, g, BnStats { mean: &mean, rstd: &rstd }, &gamma, &u(dy), grads).unwrap();
-                vec![d(&mean), d(&var), d(&rstd), d(&rstd2), d(&o), d(&o2), d(&o3), d(&st)]
+                let dy = u(dy);
+                let grads = BnGrads { dx: Some(&mut o2), dgamma: &mut o3, dbeta: &mut st };
+                be.batchnorm_backward(&x, g, BnStats { mean: &mean, rstd: &rstd }, &gamma, &dy, grads).unwrap();
+                // Without dx: dγ and dβ alone, into fresh buffers.
+                let (mut dg, mut db) = (B::Buf::default(), B::Buf::default());
+                let grads = BnGrads { dx: None, dgamma: &mut dg, dbeta: &mut db };
+                be.batchnorm_backward(&x, g, BnStats { mean: &mean, rstd: &rstd }, &gamma, &dy, grads).unwrap();
+                vec![d(&mean), d(&var), d(&rstd), d(&rstd2), d(&o), d(&o2), d(&o3), d(&st), d(&dg), d(&db)]
             }
             Op::BnRunning(mean, var, n, m, [rm, rv]) => {
                 let (mut rm, mut rv) = (u(rm), u(rv));

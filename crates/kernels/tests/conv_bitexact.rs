@@ -352,8 +352,14 @@ proptest! {
             let mut bn = vec![0.0; g.len()];
             be.batchnorm_apply(&x, g, BnStats { mean: &mean[..], rstd: &rstd[..] }, &gamma, &beta, &mut bn).unwrap();
             let (mut dxb, mut dg, mut db) = (vec![0.0; g.len()], vec![0.0; c], vec![0.0; c]);
-            let grads = BnGrads { dx: &mut dxb[..], dgamma: &mut dg[..], dbeta: &mut db[..] };
+            let grads = BnGrads { dx: Some(&mut dxb[..]), dgamma: &mut dg[..], dbeta: &mut db[..] };
             be.batchnorm_backward(&x, g, BnStats { mean: &mean[..], rstd: &rstd[..] }, &gamma, &dy, grads).unwrap();
+            // Without dx, the parameter gradients alone: the same bits.
+            let (mut dg1, mut db1) = (vec![0.0; c], vec![0.0; c]);
+            let grads = BnGrads { dx: None, dgamma: &mut dg1[..], dbeta: &mut db1[..] };
+            be.batchnorm_backward(&x, g, BnStats { mean: &mean[..], rstd: &rstd[..] }, &gamma, &dy, grads).unwrap();
+            assert_bits_eq("dγ without dx", &dg1, &dg);
+            assert_bits_eq("dβ without dx", &db1, &db);
             let (mut rm, mut rv) = (gamma.clone(), beta.iter().map(|v| v.abs()).collect::<Vec<_>>());
             be.batchnorm_update_running(&mean, &var, g.row(), 0.1, &mut rm, &mut rv).unwrap();
             let mut ss = vec![0.0; g.n];

@@ -208,15 +208,13 @@ struct BlockWork<T, I, C, N> {
     dw: T,
     dgamma: T,
     dbeta: T,
-    /// Batch norm's input gradient when nothing reads it.
-    dx_unused: T,
     conv: C,
     norm_scratch: N,
 }
 
 /// The buffers a block needs only while it runs — its backward's
-/// gradients of the ReLU (through the pool) and the conv input, the input gradient
-/// nothing reads, and the conv's im2col scratch. A network keeps one set
+/// gradients of the ReLU (through the pool) and the conv input, and the
+/// conv's scratch. A network keeps one set
 /// and lends it to each block in turn ([`ConvBlock::with_lent`]) instead of
 /// keeping a set per block: the same values, in a fraction of the memory
 /// (the largest block's share, not the sum).
@@ -224,7 +222,6 @@ struct BlockWork<T, I, C, N> {
 pub struct LentWork<T, C> {
     dr: T,
     dxn: T,
-    dx_unused: T,
     conv: C,
 }
 
@@ -359,7 +356,6 @@ impl<B: Backend> ConvBlock<B> {
         let w = &mut self.work;
         std::mem::swap(&mut w.dr, &mut lent.dr);
         std::mem::swap(&mut w.dxn, &mut lent.dxn);
-        std::mem::swap(&mut w.dx_unused, &mut lent.dx_unused);
         std::mem::swap(&mut w.conv, &mut lent.conv);
     }
 
@@ -470,13 +466,9 @@ impl<B: Backend> ConvBlock<B> {
         be.conv3x3_backward(conv, &mut wk.dw, need_dxn.then_some(&mut wk.dxn), &mut wk.conv)?;
         match (self.norm, dx) {
             (BlockNorm::Batch, dx) => {
-                // Without a consumer the input gradient lands in a scratch.
-                let d = match dx {
-                    Some(d) => d,
-                    None => &mut wk.dx_unused,
-                };
+                // Without a consumer only dγ and dβ are worked out.
                 let stats = BnStats { mean: &wk.mean, rstd: &wk.rstd };
-                let grads = BnGrads { dx: d, dgamma: &mut wk.dgamma, dbeta: &mut wk.dbeta };
+                let grads = BnGrads { dx, dgamma: &mut wk.dgamma, dbeta: &mut wk.dbeta };
                 be.batchnorm_backward(x, g, stats, &self.gamma, &wk.dxn, grads)?;
             }
             (BlockNorm::Length, Some(d)) => {

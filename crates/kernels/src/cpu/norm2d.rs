@@ -68,10 +68,11 @@ fn bn_apply_row(x: &[f32], mean: f32, rstd: f32, gamma: f32, beta: f32, y: &mut 
 }
 
 #[inline(always)]
-fn bn_backward_row(x: &[f32], mean: f32, rstd: f32, gamma: f32, dy: &[f32], dx: &mut [f32]) -> (f32, f32) {
+fn bn_backward_row(x: &[f32], mean: f32, rstd: f32, gamma: f32, dy: &[f32], dx: Option<&mut [f32]>) -> (f32, f32) {
     let n = x.len() as f32;
     let sdy = l32_sum(dy);
     let sdyx = l32_by(x.len(), |lane, i| dy[i].mul_add((x[i] - mean) * rstd, lane));
+    let Some(dx) = dx else { return (sdyx, sdy) };
     let (a, mdy, mdyx) = (gamma * rstd, sdy / n, sdyx / n);
     for i in 0..x.len() {
         let xh = (x[i] - mean) * rstd;
@@ -97,7 +98,7 @@ mod fast {
         super::bn_apply_row(x, mean, rstd, gamma, beta, y)
     }
     #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn backward(x: &[f32], mean: f32, rstd: f32, gamma: f32, dy: &[f32], dx: &mut [f32]) -> (f32, f32) {
+    pub unsafe fn backward(x: &[f32], mean: f32, rstd: f32, gamma: f32, dy: &[f32], dx: Option<&mut [f32]>) -> (f32, f32) {
         super::bn_backward_row(x, mean, rstd, gamma, dy, dx)
     }
     #[target_feature(enable = "avx2,fma")]
@@ -119,7 +120,7 @@ mod fast {
     pub unsafe fn apply(x: &[f32], mean: f32, rstd: f32, gamma: f32, beta: f32, y: &mut [f32]) {
         super::bn_apply_row(x, mean, rstd, gamma, beta, y)
     }
-    pub unsafe fn backward(x: &[f32], mean: f32, rstd: f32, gamma: f32, dy: &[f32], dx: &mut [f32]) -> (f32, f32) {
+    pub unsafe fn backward(x: &[f32], mean: f32, rstd: f32, gamma: f32, dy: &[f32], dx: Option<&mut [f32]>) -> (f32, f32) {
         super::bn_backward_row(x, mean, rstd, gamma, dy, dx)
     }
     pub unsafe fn sumsq(x: &[f32]) -> f32 {
@@ -219,7 +220,9 @@ impl CpuBackend {
         let (BnStats { mean, rstd }, BnGrads { dx, dgamma, dbeta }) = (stats, grads);
         check_len("batchnorm_backward", "x", x.len(), g.len())?;
         check_len("batchnorm_backward", "dy", dy.len(), g.len())?;
-        check_len("batchnorm_backward", "dx", dx.len(), g.len())?;
+        if let Some(dx) = &dx {
+            check_len("batchnorm_backward", "dx", dx.len(), g.len())?;
+        }
         for (what, s) in [("mean", mean), ("rstd", rstd), ("gamma", gamma), ("dgamma", &*dgamma), ("dbeta", &*dbeta)] {
             check_len("batchnorm_backward", what, s.len(), g.c)?;
         }
@@ -228,20 +231,20 @@ impl CpuBackend {
             dbeta.fill(0.0);
             return Ok(());
         }
-        let sums: Vec<(f32, f32)> = dx
-            .par_chunks_mut(g.row())
-            .zip(x.par_chunks(g.row()).zip(dy.par_chunks(g.row())))
-            .enumerate()
-            .map(|(c, (dxr, (xr, dyr)))| {
-                let (m, r, ga) = (mean[c], rstd[c], gamma[c]);
-                if self.kind == CpuKind::Avx2 {
-                    // SAFETY: the Avx2 backend exists only where avx2+fma were detected.
-                    unsafe { fast::backward(xr, m, r, ga, dyr, dxr) }
-                } else {
-                    bn_backward_row(xr, m, r, ga, dyr, dxr)
-                }
-            })
-            .collect();
+        let row = |c: usize, xr: &[f32], dyr: &[f32], dxr: Option<&mut [f32]>| {
+            let (m, r, ga) = (mean[c], rstd[c], gamma[c]);
+            if self.kind == CpuKind::Avx2 {
+                // SAFETY: the Avx2 backend exists only where avx2+fma were detected.
+                unsafe { fast::backward(xr, m, r, ga, dyr, dxr) }
+            } else {
+                bn_backward_row(xr, m, r, ga, dyr, dxr)
+            }
+        };
+        let rows = x.par_chunks(g.row()).zip(dy.par_chunks(g.row())).enumerate();
+        let sums: Vec<(f32, f32)> = match dx {
+            Some(dx) => rows.zip(dx.par_chunks_mut(g.row())).map(|((c, (xr, dyr)), dxr)| row(c, xr, dyr, Some(dxr))).collect(),
+            None => rows.map(|(c, (xr, dyr))| row(c, xr, dyr, None)).collect(),
+        };
         for (c, (dg, db)) in sums.into_iter().enumerate() {
             dgamma[c] = dg;
             dbeta[c] = db;
@@ -448,11 +451,17 @@ impl crate::ops::Norm2dOps for CpuBackend {
         grads: BnGrads<'_, Vec<f32>>,
     ) -> Result<()> {
         let _p = crate::profile::scope("batchnorm_backward");
-        pages::grow(grads.dx, g.len())?;
+        let dx = match grads.dx {
+            Some(dx) => {
+                pages::grow(dx, g.len())?;
+                Some(&mut dx[..])
+            }
+            None => None,
+        };
         pages::grow(grads.dgamma, g.c)?;
         pages::grow(grads.dbeta, g.c)?;
         let stats = BnStats { mean: &stats.mean[..], rstd: &stats.rstd[..] };
-        let grads = BnGrads { dx: &mut grads.dx[..], dgamma: &mut grads.dgamma[..], dbeta: &mut grads.dbeta[..] };
+        let grads = BnGrads { dx, dgamma: &mut grads.dgamma[..], dbeta: &mut grads.dbeta[..] };
         CpuBackend::batchnorm_backward(self, x, g, stats, gamma, dy, grads)
     }
     fn batchnorm_update_running(

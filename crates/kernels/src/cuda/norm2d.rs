@@ -116,7 +116,10 @@ impl Norm2dOps for CudaBackend {
             check_len(OP, what, v.len(), g.c)?;
         }
         let BnGrads { dx, dgamma, dbeta } = grads;
-        dx.set_len(self.dev, g.len(), false)?;
+        let mut dx = dx;
+        if let Some(dx) = dx.as_deref_mut() {
+            dx.set_len(self.dev, g.len(), false)?;
+        }
         dgamma.set_len(self.dev, g.c, false)?;
         dbeta.set_len(self.dev, g.c, false)?;
         if g.c == 0 {
@@ -131,11 +134,23 @@ impl Norm2dOps for CudaBackend {
         let func = self.dev.function("norm2d", "ffwd_bn_backward_f32")?;
         let (c, n) = rows_args(OP, g)?;
         let (xv, mv, rv, gv, yv) = (x.view()?, stats.mean.view()?, stats.rstd.view()?, gamma.view()?, dy.view()?);
-        let (mut dxv, mut dgv, mut dbv) = (dx.view_mut()?, dgamma.view_mut()?, dbeta.view_mut()?);
+        let (mut dgv, mut dbv) = (dgamma.view_mut()?, dbeta.view_mut()?);
+        let mut dxv = match dx {
+            Some(dx) => Some(dx.view_mut()?),
+            None => None,
+        };
+        // Without dx the kernel gets a null pointer and the flag 0, and
+        // never touches it.
+        let null = 0u64;
         let mut b = self.dev.stream.launch_builder(&func);
         b.arg(&xv).arg(&c).arg(&n).arg(&mv).arg(&rv).arg(&gv).arg(&yv);
-        b.arg(&mut dxv).arg(&mut dgv).arg(&mut dbv);
-        // SAFETY: one warp per channel row; all buffers sized from g (checked).
+        match dxv.as_mut() {
+            Some(v) => b.arg(v).arg(&1i32),
+            None => b.arg(&null).arg(&0i32),
+        };
+        b.arg(&mut dgv).arg(&mut dbv);
+        // SAFETY: one warp per channel row; all buffers sized from g
+        // (checked); with the flag 0 the kernel leaves the null dx alone.
         unsafe { b.launch(warp_rows(g.c)) }.map_err(|e| err(OP, e))?;
         Ok(())
     }

@@ -37,9 +37,11 @@ pub struct BnStats<'a, T: ?Sized> {
     pub rstd: &'a T,
 }
 
-/// The gradients of a batch norm with batch statistics.
+/// The gradients of a batch norm with batch statistics. Without `dx`
+/// (nothing consumes the input gradient: an FF block's input, the first
+/// block of a backprop net) only `dγ` and `dβ` are worked out.
 pub struct BnGrads<'a, T: ?Sized> {
-    pub dx: &'a mut T,
+    pub dx: Option<&'a mut T>,
     pub dgamma: &'a mut T,
     pub dbeta: &'a mut T,
 }
@@ -73,7 +75,8 @@ pub trait Norm2dOps: Storage {
         beta: &Self::Buf,
         y: &mut Self::Buf,
     ) -> Result<()>;
-    /// Batch-norm backward with batch statistics (outputs resized).
+    /// Batch-norm backward with batch statistics (outputs resized; `dx`
+    /// left alone where `grads.dx` is `None`, the same `dγ`, `dβ` bits).
     fn batchnorm_backward(
         &self,
         x: &Self::Buf,
