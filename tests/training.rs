@@ -233,12 +233,12 @@ fn prediction_b_readout_learns_the_digits() {
 }
 
 /// The run `ffwd train` makes with no arguments (the embedded digits):
-/// at least 94 % on the 297 held-out digits (it ends at 94.61 % on every
+/// at least 95 % on the 297 held-out digits (it ends at 95.62 % on every
 /// backend and thread count), and its last five epochs within a point of
 /// each other.
 #[test]
 fn the_default_run_holds_its_accuracy_floor_and_ends_steady() {
-    let mut c = RunConfig::default();
+    let mut c = RunConfig::default_for("digits");
     let out = tempfile::tempdir().unwrap();
     c.output.dir = out.path().to_path_buf();
     let mut t = Trainer::new(c, None).unwrap();
@@ -246,6 +246,6 @@ fn the_default_run_holds_its_accuracy_floor_and_ends_steady() {
     let acc: Vec<f32> = r.iter().map(|e| e.test.as_ref().unwrap().acc).collect();
     let last5 = &acc[acc.len() - 5..];
     let (lo, hi) = last5.iter().fold((f32::MAX, f32::MIN), |(l, h), &a| (l.min(a), h.max(a)));
-    assert!(*acc.last().unwrap() >= 0.94, "the default run ends at {}", acc.last().unwrap());
+    assert!(*acc.last().unwrap() >= 0.95, "the default run ends at {}", acc.last().unwrap());
     assert!(hi - lo <= 0.01, "the last five epochs spread over {lo}..{hi}");
 }
