@@ -197,7 +197,14 @@ where
     macro_rules! draw {
         ($chart:expr) => {{
             let mut chart = $chart;
-            chart.configure_mesh().x_desc("epoch").light_line_style(WHITE.mix(0.0)).draw().map_err(plot_err)?;
+            chart
+                .configure_mesh()
+                .x_desc("epoch")
+                .x_label_formatter(&|v| tick_label(*v))
+                .y_label_formatter(&|v| tick_label(*v))
+                .light_line_style(WHITE.mix(0.0))
+                .draw()
+                .map_err(plot_err)?;
             for l in lines.iter().filter(|l| !l.points.is_empty()) {
                 let style = l.color.stroke_width(l.width);
                 let (c, w) = (l.color, l.width);
@@ -234,6 +241,17 @@ where
     Ok(())
 }
 
+/// An axis tick as a reader writes it: `1e-6` on a log axis rather than
+/// the float's full digits, `98` or `2.5` rather than `98.0` or `2.50`.
+fn tick_label(v: f64) -> String {
+    let a = v.abs();
+    if a != 0.0 && !(1e-2..1e5).contains(&a) {
+        return format!("{v:.0e}");
+    }
+    let s = format!("{v:.2}");
+    s.trim_end_matches('0').trim_end_matches('.').to_string()
+}
+
 /// Write the curves of `runs` to `out` (atomically). `out` must be new or
 /// an earlier SVG: nothing else is replaced.
 pub fn write(runs: &[Curves], out: &Path) -> Result<()> {
@@ -245,6 +263,18 @@ pub fn write(runs: &[Curves], out: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tick_labels_are_short_on_both_scales() {
+        assert_eq!(tick_label(1e-6), "1e-6");
+        assert_eq!(tick_label(0.0001 * 0.1), "1e-5");
+        assert_eq!(tick_label(98.0), "98");
+        assert_eq!(tick_label(2.5), "2.5");
+        assert_eq!(tick_label(0.25), "0.25");
+        assert_eq!(tick_label(0.0), "0");
+        assert_eq!(tick_label(4000.0), "4000");
+        assert_eq!(tick_label(2e5), "2e5");
+    }
 
     fn run(name: &str, epochs: usize) -> Curves {
         let line = |e: usize| {
