@@ -1,7 +1,7 @@
 # FF on the embedded 8x8 digits from Python: train, then test (no downloads).
 import ffwd
 
-config = ffwd.RunConfig()  # the `ffwd train` default: a 3x400 FF MLP, 30 epochs
+config = ffwd.RunConfig()  # the `ffwd train` default: a 3x400 FF MLP, 60 epochs
 run = ffwd.train(config)
 x_train, y_train, x_test, y_test, classes = ffwd.datasets.load("digits")
 accuracy = (run.model.predict(x_test) == y_test).mean()
