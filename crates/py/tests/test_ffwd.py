@@ -27,9 +27,10 @@ def ffwd_bin() -> str:
     return b
 
 
-def digits_config(out_dir, epochs=3, **model):
+def digits_config(out_dir, epochs=3, train=None, **model):
     d = ffwd.RunConfig().to_dict()
     d["train"]["epochs"] = epochs
+    d["train"].update(train or {})
     d["output"]["dir"] = str(out_dir)
     d["model"].update(model)
     return ffwd.RunConfig.from_dict(d)
@@ -77,11 +78,7 @@ def test_a_python_run_writes_the_same_checkpoint_and_metrics_as_the_cli(tmp_path
 def test_an_epoch_loop_over_numpy_arrays_gives_the_cli_checkpoint(tmp_path, train):
     # uniform wrong labels and no readout with the default's linear cool-down;
     # hard negatives (the default's) with a cosine one
-    hard = train["negatives"] == "hard"
-    cfg = digits_config(tmp_path / "cli", epochs=2, readout=hard)
-    d = cfg.to_dict()
-    d["train"].update(train)
-    cfg = ffwd.RunConfig.from_dict(d)
+    cfg = digits_config(tmp_path / "cli", epochs=2, train=train, readout=train["negatives"] == "hard")
     toml = tmp_path / "run.toml"
     toml.write_text(cfg.to_toml())
     out = subprocess.run([ffwd_bin(), "train", "--config", str(toml), "--quiet"],
