@@ -98,7 +98,14 @@ mod fast {
         super::bn_apply_row(x, mean, rstd, gamma, beta, y)
     }
     #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn backward(x: &[f32], mean: f32, rstd: f32, gamma: f32, dy: &[f32], dx: Option<&mut [f32]>) -> (f32, f32) {
+    pub unsafe fn backward(
+        x: &[f32],
+        mean: f32,
+        rstd: f32,
+        gamma: f32,
+        dy: &[f32],
+        dx: Option<&mut [f32]>,
+    ) -> (f32, f32) {
         super::bn_backward_row(x, mean, rstd, gamma, dy, dx)
     }
     #[target_feature(enable = "avx2,fma")]
@@ -120,7 +127,14 @@ mod fast {
     pub unsafe fn apply(x: &[f32], mean: f32, rstd: f32, gamma: f32, beta: f32, y: &mut [f32]) {
         super::bn_apply_row(x, mean, rstd, gamma, beta, y)
     }
-    pub unsafe fn backward(x: &[f32], mean: f32, rstd: f32, gamma: f32, dy: &[f32], dx: Option<&mut [f32]>) -> (f32, f32) {
+    pub unsafe fn backward(
+        x: &[f32],
+        mean: f32,
+        rstd: f32,
+        gamma: f32,
+        dy: &[f32],
+        dx: Option<&mut [f32]>,
+    ) -> (f32, f32) {
         super::bn_backward_row(x, mean, rstd, gamma, dy, dx)
     }
     pub unsafe fn sumsq(x: &[f32]) -> f32 {
@@ -242,7 +256,9 @@ impl CpuBackend {
         };
         let rows = x.par_chunks(g.row()).zip(dy.par_chunks(g.row())).enumerate();
         let sums: Vec<(f32, f32)> = match dx {
-            Some(dx) => rows.zip(dx.par_chunks_mut(g.row())).map(|((c, (xr, dyr)), dxr)| row(c, xr, dyr, Some(dxr))).collect(),
+            Some(dx) => {
+                rows.zip(dx.par_chunks_mut(g.row())).map(|((c, (xr, dyr)), dxr)| row(c, xr, dyr, Some(dxr))).collect()
+            }
             None => rows.map(|(c, (xr, dyr))| row(c, xr, dyr, None)).collect(),
         };
         for (c, (dg, db)) in sums.into_iter().enumerate() {

@@ -115,8 +115,7 @@ impl Norm2dOps for CudaBackend {
         for (what, v) in [("mean", stats.mean), ("rstd", stats.rstd), ("gamma", gamma)] {
             check_len(OP, what, v.len(), g.c)?;
         }
-        let BnGrads { dx, dgamma, dbeta } = grads;
-        let mut dx = dx;
+        let BnGrads { mut dx, dgamma, dbeta } = grads;
         if let Some(dx) = dx.as_deref_mut() {
             dx.set_len(self.dev, g.len(), false)?;
         }
