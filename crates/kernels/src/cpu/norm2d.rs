@@ -86,18 +86,18 @@ fn dot_row(a: &[f32], b: &[f32]) -> f32 {
     l32_by(a.len(), |lane, i| a[i].mul_add(b[i], lane))
 }
 
-// The same loops compiled with AVX2+FMA enabled.
-#[cfg(target_arch = "x86_64")]
+// The same loops compiled with AVX2+FMA enabled (elsewhere the Avx2 backend
+// cannot be built and these are the plain loops).
 mod fast {
-    #[target_feature(enable = "avx2,fma")]
+    #[cfg_attr(target_arch = "x86_64", target_feature(enable = "avx2,fma"))]
     pub unsafe fn stats(x: &[f32]) -> (f32, f32) {
         super::bn_stats_row(x)
     }
-    #[target_feature(enable = "avx2,fma")]
+    #[cfg_attr(target_arch = "x86_64", target_feature(enable = "avx2,fma"))]
     pub unsafe fn apply(x: &[f32], mean: f32, rstd: f32, gamma: f32, beta: f32, y: &mut [f32]) {
         super::bn_apply_row(x, mean, rstd, gamma, beta, y)
     }
-    #[target_feature(enable = "avx2,fma")]
+    #[cfg_attr(target_arch = "x86_64", target_feature(enable = "avx2,fma"))]
     pub unsafe fn backward(
         x: &[f32],
         mean: f32,
@@ -108,38 +108,11 @@ mod fast {
     ) -> (f32, f32) {
         super::bn_backward_row(x, mean, rstd, gamma, dy, dx)
     }
-    #[target_feature(enable = "avx2,fma")]
+    #[cfg_attr(target_arch = "x86_64", target_feature(enable = "avx2,fma"))]
     pub unsafe fn sumsq(x: &[f32]) -> f32 {
         crate::numerics::l32_sumsq(x)
     }
-    #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn dot(a: &[f32], b: &[f32]) -> f32 {
-        super::dot_row(a, b)
-    }
-}
-
-// Elsewhere the Avx2 backend cannot be built; the twins are the plain loops.
-#[cfg(not(target_arch = "x86_64"))]
-mod fast {
-    pub unsafe fn stats(x: &[f32]) -> (f32, f32) {
-        super::bn_stats_row(x)
-    }
-    pub unsafe fn apply(x: &[f32], mean: f32, rstd: f32, gamma: f32, beta: f32, y: &mut [f32]) {
-        super::bn_apply_row(x, mean, rstd, gamma, beta, y)
-    }
-    pub unsafe fn backward(
-        x: &[f32],
-        mean: f32,
-        rstd: f32,
-        gamma: f32,
-        dy: &[f32],
-        dx: Option<&mut [f32]>,
-    ) -> (f32, f32) {
-        super::bn_backward_row(x, mean, rstd, gamma, dy, dx)
-    }
-    pub unsafe fn sumsq(x: &[f32]) -> f32 {
-        crate::numerics::l32_sumsq(x)
-    }
+    #[cfg_attr(target_arch = "x86_64", target_feature(enable = "avx2,fma"))]
     pub unsafe fn dot(a: &[f32], b: &[f32]) -> f32 {
         super::dot_row(a, b)
     }
