@@ -4,6 +4,9 @@
 //! as a fraction of this machine's measured FMA peak; and, for scale, our
 //! GEMM on the same product with the im2col matrix already in memory.
 //!
+//! The last column: the dW of the blocks that end in a 2 × 2 max pool with
+//! such a block's gradient (one value per window at most: the sparse dW).
+//!
 //! `cargo bench --bench conv` (add `-- quarter` or `-- full` for one width).
 
 mod common;
@@ -28,8 +31,16 @@ fn main() {
     println!("\nffwd conv bench: {} backend, {threads} thread(s), batch {n}", be.name());
     println!("measured FMA peak: {:.1} GFLOP/s", peak / 1e9);
     println!(
-        "{:<30} {:>9} {:>8} {:>9} {:>8} {:>9} {:>8} {:>12}",
-        "block (median of 5)", "fwd ms", "% peak", "dW ms", "% peak", "dW+dX ms", "% peak", "GEMM % peak"
+        "{:<30} {:>9} {:>8} {:>9} {:>8} {:>9} {:>8} {:>12} {:>14}",
+        "block (median of 5)",
+        "fwd ms",
+        "% peak",
+        "dW ms",
+        "% peak",
+        "dW+dX ms",
+        "% peak",
+        "GEMM % peak",
+        "pooled dW ms"
     );
     for (width, d) in [("quarter", 4), ("full", 1)] {
         if !only.is_empty() && !only.iter().any(|o| o == width) {
@@ -52,6 +63,17 @@ fn main() {
             };
             let dwt = median_secs(5, || back(None, &mut dw, &mut s)).0;
             let both = median_secs(5, || back(Some(&mut dx), &mut dw, &mut s)).0;
+            // dW where the block ends in a 2 × 2 max pool: dY holds the
+            // largest of each window's four values where it is positive,
+            // zeros elsewhere (the sparse dW's case).
+            let pooled = [0, 2, 5].contains(&i).then(|| {
+                let dyp = pooled_dy(&dy, cout * g.n, side);
+                median_secs(5, || {
+                    let a = ConvBackward { x: &x, g, w: &w, cout, dy: &dyp };
+                    ConvOps::conv3x3_backward(&be, a, &mut dw, None, &mut s).unwrap()
+                })
+                .0
+            });
             // The same product as a plain GEMM over a materialised im2col.
             let col = rand(cin * 9 * g.row(), 60 + i as u64);
             let mut out = vec![0.0f32; cout * g.row()];
@@ -63,7 +85,7 @@ fn main() {
             .0;
             let pct = |t: f64, f: f64| 100.0 * f / t / peak;
             println!(
-                "{:<30} {:>9.2} {:>7.1}% {:>9.2} {:>7.1}% {:>9.2} {:>7.1}% {:>11.1}%",
+                "{:<30} {:>9.2} {:>7.1}% {:>9.2} {:>7.1}% {:>9.2} {:>7.1}% {:>11.1}% {:>14}",
                 format!("{width} {i}: {cin}→{cout}, {side}×{side}"),
                 fwd * 1e3,
                 pct(fwd, flop),
@@ -71,7 +93,8 @@ fn main() {
                 pct(dwt, flop),
                 both * 1e3,
                 pct(both, 2.0 * flop),
-                pct(gemm, flop)
+                pct(gemm, flop),
+                pooled.map_or(String::new(), |t| format!("{:.2}", t * 1e3))
             );
             for (t, v) in tot.iter_mut().zip([fwd, dwt, both, gemm]) {
                 *t += v;
@@ -91,4 +114,23 @@ fn main() {
             pct(tot[3], flop_tot)
         );
     }
+}
+
+/// `dy` (planes of side × side) as a 2 × 2 max pool's gradient: in each
+/// window the largest value where it is positive, zeros elsewhere.
+fn pooled_dy(dy: &[f32], planes: usize, side: usize) -> Vec<f32> {
+    let mut out = vec![0.0f32; dy.len()];
+    for p in 0..planes {
+        let o = p * side * side;
+        for wy in (0..side).step_by(2) {
+            for wx in (0..side).step_by(2) {
+                let taps = [(wy, wx), (wy, wx + 1), (wy + 1, wx), (wy + 1, wx + 1)].map(|(y, x)| o + y * side + x);
+                let best = taps.into_iter().fold(taps[0], |b, t| if dy[t] > dy[b] { t } else { b });
+                if dy[best] > 0.0 {
+                    out[best] = dy[best];
+                }
+            }
+        }
+    }
+    out
 }

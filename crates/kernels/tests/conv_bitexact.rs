@@ -174,6 +174,45 @@ fn conv3x3_backends_equal_the_direct_spec_bitwise_across_image_chunks() {
     }
 }
 
+/// A block that ends in a 2 × 2 max pool hands its conv a dY with one
+/// value per window at most (the AVX2 dW then runs its chains over the
+/// nonzero pixels alone): dW and dX still equal the direct spec bit for
+/// bit, at 1 and 2 threads, with zeros of both signs in dY and x.
+#[test]
+fn conv3x3_backward_on_a_pooled_gradient_equals_the_direct_spec_bitwise() {
+    let tame = |n, seed| {
+        values(n, seed)
+            .into_iter()
+            .map(|v| if v.abs() > 4.0 || v.abs() < 1e-6 { v.signum() * 0.0 } else { v })
+            .collect::<Vec<_>>()
+    };
+    for (i, (g, cout)) in [(Cnhw::new(4, 6, 16, 16), 13), (Cnhw::new(32, 3, 8, 8), 16), (Cnhw::new(3, 2, 7, 9), 5)]
+        .into_iter()
+        .enumerate()
+    {
+        let (x, w) = (tame(g.len(), 1300 + i as u64), tame(cout * g.c * 9, 1400 + i as u64));
+        let full = tame(cout * g.row(), 1500 + i as u64);
+        // keep each window's value at a drawn corner, zero the rest
+        let mut dy: Vec<f32> = full.iter().map(|v| v.signum() * 0.0).collect();
+        for p in 0..cout * g.n {
+            for wy in (0..g.h / 2 * 2).step_by(2) {
+                for wx in (0..g.w / 2 * 2).step_by(2) {
+                    let k = p * g.plane() + (wy + (p + wx) % 2) * g.w + wx + (wy / 2) % 2;
+                    dy[k] = full[k];
+                }
+            }
+        }
+        let want = conv_direct(&x, g, &w, cout, &dy);
+        check(&format!("conv backward, pooled dY {g:?}"), |be| {
+            let got = conv_backend(be, &x, g, &w, cout, &dy);
+            for (name, (a, b)) in ["dW", "dX"].iter().zip(got[1..].iter().zip(&want[1..])) {
+                assert_bits_eq(&format!("{name}, pooled dY {g:?} on {}", be.name()), a, b);
+            }
+            got
+        });
+    }
+}
+
 #[test]
 fn maxpool_keeps_the_first_maximum_and_routes_gradient_there() {
     let be = CpuBackend::best();

@@ -31,7 +31,12 @@
 //! of the images, in groups of images (`dw_in_place`); otherwise the GEMM
 //! packs colᵀ from the image (8 × 8 transposes) and continues each
 //! output's chain across image chunks with [`Epilogue::Accumulate`]; the
-//! group or chunk size never changes a bit. The dX writes no dcol where
+//! group or chunk size never changes a bit. Where dY is mostly zeros (a
+//! block that ends in a 2 × 2 max pool: one value per window at most), the
+//! dW runs each output channel's chains over its nonzero pixels alone, the
+//! images copied channel-last so that a pixel's patch is read in place
+//! (`sparse_dw`; the same bits wherever the values allow it, the dense dW
+//! elsewhere). The dX writes no dcol where
 //! the forward reads images in place: tap after tap, each 6 × 16 tile of
 //! `W_tᵀ · dY` is added straight into bordered per-image sums at the tap's
 //! offset (`dx_fused`), image groups in parallel; elsewhere it runs in
@@ -49,6 +54,9 @@ use crate::ops::conv::ConvBackward;
 use rayon::prelude::*;
 
 pub use crate::ops::conv::Cnhw;
+
+#[cfg(target_arch = "x86_64")]
+mod sparse_dw;
 
 /// Scratch of the conv ops (grown once, reused).
 #[derive(Default, Debug, Clone)]
@@ -1033,13 +1041,22 @@ impl CpuBackend {
         let per = images_per_chunk(g);
         let wt = MatRef::new(wts, cout, k9)?.t();
         let avx2 = self.kind == CpuKind::Avx2;
-        if avx2 && dw_in_place_fits(g, cout) {
+        // A pooled block's dY (at most one value in four): chains over its
+        // nonzero pixels alone, where the values allow (else the dense dW).
+        #[cfg(target_arch = "x86_64")]
+        let dw_done = avx2 && sparse_dw::looks_sparse(dy, g, cout) && {
+            let _p = crate::profile::scope("conv3x3_backward: dW sparse");
+            sparse_dw::dw_sparse(x, g, dy, cout, dw)?
+        };
+        #[cfg(not(target_arch = "x86_64"))]
+        let dw_done = false;
+        if avx2 && !dw_done && dw_in_place_fits(g, cout) {
             #[cfg(target_arch = "x86_64")]
             {
                 let _p = crate::profile::scope("conv3x3_backward: dW gemm");
                 dw_in_place(x, g, dy, cout, dw)?;
             }
-        } else {
+        } else if !dw_done {
             for b0 in (0..g.n).step_by(per) {
                 let nb = per.min(g.n - b0);
                 let cols = nb * hw;
