@@ -85,11 +85,25 @@ def steps_run(epochs, sizes):
     return out
 
 
-def fma_peak(binary, threads):
-    """The machine's FMA peak in GFLOP/s on `threads` threads, as `ffwd bench` measures it."""
+def fma_peak(binary, threads, avx2=False):
+    """The machine's FMA peak in GFLOP/s on `threads` threads, as `ffwd bench` measures it: at the widest
+    vector width the CPU has (or, with `avx2`, with 8-wide FMAs)."""
     out = subprocess.run([str(binary), "bench", "--peak-only", "--threads", str(threads)],
                          check=True, capture_output=True, text=True).stdout
-    return json.loads(out.strip().splitlines()[-1])["fma_peak_gflops"]
+    r = json.loads(out.strip().splitlines()[-1])
+    return r.get("fma_peak_avx2_gflops") if avx2 else r["fma_peak_gflops"]
+
+
+def cpu_desc():
+    """The CPU as /proc/cpuinfo names it, with its family and whether it has AVX-512F."""
+    try:
+        info = open("/proc/cpuinfo").read()
+    except OSError:
+        return platform.processor() or platform.machine()
+    field = lambda k: next((l.split(":", 1)[1].strip() for l in info.splitlines() if l.startswith(k)), "?")
+    flags = field("flags").split()
+    return (f"{field('model name')}, family {field('cpu family')} model {field('model')}, "
+            f"{'AVX-512F' if 'avx512f' in flags else 'no AVX-512'}")
 
 
 def torch_epoch(py, data, sizes, batch, samples, epochs, warmup, threads, device="cpu"):
@@ -227,12 +241,14 @@ def conv_main(a, py, binary):
         })
     peaks.append(fma_peak(binary, a.threads))
     peak = max(peaks)
+    peak8 = fma_peak(binary, a.threads, avx2=True)
     for r in rows:
         r["ffwd_pct_peak"] = 100 * r["ffwd_samples_per_s"] * r["flop_per_sample"] / 1e9 / peak
         r["torch_pct_peak"] = 100 * r["torch_samples_per_s"] * r["flop_per_sample"] / 1e9 / peak
-    meta = {"date": time.strftime("%Y-%m-%d"), "machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
-            "torch": version, "repeats": a.repeats, "epochs_per_run": a.epochs, "warmup_epochs": a.warmup_epochs,
-            "fma_peak_gflops": peak, "fma_peak_readings": peaks, "eval_images": a.conv_eval_images}
+    meta = {"date": time.strftime("%Y-%m-%d"), "machine": platform.processor() or platform.machine(), "cpu": cpu_desc(),
+            "cpus": os.cpu_count(), "torch": version, "repeats": a.repeats, "epochs_per_run": a.epochs,
+            "warmup_epochs": a.warmup_epochs, "fma_peak_gflops": peak, "fma_peak_readings": peaks,
+            "fma_peak_avx2_gflops": peak8, "eval_images": a.conv_eval_images}
     stem = Path(a.out) / f"peers-conv-cpu-{meta['date']}"
     Path(a.out).mkdir(parents=True, exist_ok=True)
     json.dump({"meta": meta, "rows": rows}, open(f"{stem}.json", "w"), indent=1)
@@ -247,9 +263,11 @@ def conv_main(a, py, binary):
                      f"| {r['ffwd_peak_mib']:.0f} | {r['torch_peak_mib']:.0f} |")
     table = "\n".join(lines)
     open(f"{stem}.md", "w").write(
-        f"{a.threads} threads, torch {version}, medians of {a.repeats} alternating runs (each the median of {a.epochs} "
+        f"{meta['cpu']}; {a.threads} threads, torch {version}, medians of {a.repeats} alternating runs (each the median of {a.epochs} "
         f"timed epochs after {a.warmup_epochs} untimed); [min–max] spread; % of peak counts the nominal conv FLOP "
-        f"(forward, dW, dX; FF: two images per sample) against the measured FMA peak of {peak:.1f} GFLOP/s; evaluation "
+        f"(forward, dW, dX; FF: two images per sample; the dW in full, though ffwd skips the zero pixels of a pooled "
+        f"block's gradient) against the measured FMA peak of {peak:.1f} GFLOP/s at the CPU's widest FMA"
+        + (f" (8-wide AVX2 FMAs: {peak8:.1f} GFLOP/s)" if peak8 and peak8 < 0.8 * peak else "") + "; evaluation "
         f"of {a.conv_eval_images} test images (FF: once per label) after every run, median [min–max]; the CAE rows "
         f"(cae:DATASET:CELLS:IMAGES:BATCH) count per cell the encoder's forward and dW and the decoder's forward, dW "
         f"and dX.\n\n{table}\n")
@@ -352,7 +370,7 @@ def main():
     for row in rows if peak else []:
         row["ffwd_pct_peak"] = 100 * row["ffwd_gflops"] / peak
         row["torch_pct_peak"] = 100 * row["torch_gflops"] / peak
-    meta = {"date": time.strftime("%Y-%m-%d"), "machine": platform.processor() or platform.machine(),
+    meta = {"date": time.strftime("%Y-%m-%d"), "machine": platform.processor() or platform.machine(), "cpu": cpu_desc(),
             "cpus": os.cpu_count(), "torch": torch_version, "repeats": a.repeats, "epochs_per_run": a.epochs, "fma_peak_gflops": peak,
             "fma_peak_readings": peaks,
             "warmup_epochs": a.warmup_epochs}

@@ -553,8 +553,14 @@ fn bench(a: &BenchArgs) -> Result<()> {
     }
     let peak = ffwd_kernels::cpu::peak::fma_peak(threads);
     if a.peak_only {
-        let gflops = peak.map_or("null".to_string(), |p| format!("{:.2}", p / 1e9));
-        println!("{{\"fma_peak_gflops\": {gflops}, \"threads\": {threads}}}");
+        let g = |p: Option<f64>| p.map_or("null".to_string(), |p| format!("{:.2}", p / 1e9));
+        let p8 = ffwd_kernels::cpu::peak::fma_peak_avx2(threads);
+        let wide = ffwd_kernels::cpu::wide_kernels();
+        println!(
+            "{{\"fma_peak_gflops\": {}, \"fma_peak_avx2_gflops\": {}, \"wide_kernels\": {wide}, \"threads\": {threads}}}",
+            g(peak),
+            g(p8)
+        );
         return Ok(());
     }
     let workloads = a.workloads.split(',').map(Workload::parse).collect::<Result<Vec<_>>>()?;
@@ -564,7 +570,8 @@ fn bench(a: &BenchArgs) -> Result<()> {
         .build()
         .map_err(|e| Error::Invalid(format!("thread pool: {e}")))?;
     let be = CpuBackend::best();
-    println!("ffwd bench: {} backend, {threads} thread(s)", be.name());
+    let width = if ffwd_kernels::cpu::wide_kernels() { "512" } else { "256" };
+    println!("ffwd bench: {} backend ({width}-bit microkernels), {threads} thread(s)", be.name());
     match peak {
         Some(p) => println!("measured FMA peak: {:.1} GFLOP/s on {threads} thread(s)", p / 1e9),
         None => println!("measured FMA peak: none (no AVX2 + FMA on this CPU)"),

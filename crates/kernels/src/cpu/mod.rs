@@ -47,6 +47,32 @@ pub fn avx2_available() -> bool {
     })
 }
 
+/// Whether the AVX2 backend's GEMM microkernels run on 512-bit registers
+/// on this thread: the CPU has AVX-512F and `FFWD_CPU_WIDTH` is not `256`
+/// (see [`narrow_kernels_on_this_thread`]). Either way the bits are the
+/// same; only the speed differs.
+pub fn wide_kernels() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        gemm::avx512::wide()
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// Keep the calling thread to the 256-bit microkernels (`true`), or let it
+/// take the 512-bit ones where the CPU has them (`false`): for tests and
+/// benchmarks that compare the two (a rayon pool's threads take it in the
+/// pool's start handler).
+pub fn narrow_kernels_on_this_thread(narrow: bool) {
+    #[cfg(target_arch = "x86_64")]
+    gemm::avx512::set_narrow_on_this_thread(narrow);
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = narrow;
+}
+
 /// A CPU backend. Construct with [`CpuBackend::best`], [`CpuBackend::scalar`]
 /// or [`CpuBackend::avx2`]; every op checks shapes and returns an error that
 /// names the op, never panics on them.

@@ -54,12 +54,26 @@ pub fn values(n: usize, seed: u64) -> Vec<f32> {
         .collect()
 }
 
-/// Rayon pools of 1 and 2 threads.
-pub fn pools() -> &'static [rayon::ThreadPool; 2] {
-    static P: OnceLock<[rayon::ThreadPool; 2]> = OnceLock::new();
+/// Rayon pools of 1 and 2 threads, and where the CPU has AVX-512 the same
+/// again with their threads kept to the 256-bit microkernels, each with
+/// what it runs.
+pub fn pools() -> &'static [(String, rayon::ThreadPool)] {
+    static P: OnceLock<Vec<(String, rayon::ThreadPool)>> = OnceLock::new();
     P.get_or_init(|| {
-        let mk = |n| rayon::ThreadPoolBuilder::new().num_threads(n).build().unwrap();
-        [mk(1), mk(2)]
+        let mk = |n, narrow: bool| {
+            let p = rayon::ThreadPoolBuilder::new()
+                .num_threads(n)
+                .start_handler(move |_| ffwd_kernels::cpu::narrow_kernels_on_this_thread(narrow))
+                .build()
+                .unwrap();
+            let width = if p.install(ffwd_kernels::cpu::wide_kernels) { "512-bit" } else { "256-bit" };
+            (format!("{n} thread(s), {width} kernels"), p)
+        };
+        let mut v = vec![mk(1, false), mk(2, false)];
+        if ffwd_kernels::cpu::wide_kernels() {
+            v.extend([mk(1, true), mk(2, true)]);
+        }
+        v
     })
 }
 
@@ -73,15 +87,16 @@ pub fn avx2() -> Option<CpuBackend> {
     }
 }
 
-/// Run `f` with the scalar spec once and with AVX2 at 1 and 2 threads; every
-/// output must match the spec's bits.
+/// Run `f` with the scalar spec once and with AVX2 at 1 and 2 threads (and
+/// with the 256-bit microkernels alone too, where the CPU has AVX-512);
+/// every output must match the spec's bits.
 pub fn check<F: Fn(&CpuBackend) -> Vec<Vec<f32>> + Sync>(what: &str, f: F) {
     let Some(fast) = avx2() else { return };
     let want = f(&CpuBackend::scalar());
-    for (t, pool) in pools().iter().enumerate() {
+    for (name, pool) in pools() {
         let got = pool.install(|| f(&fast));
         for (o, (g, w)) in got.iter().zip(&want).enumerate() {
-            assert_bits_eq(&format!("{what} (output {o}, {} threads)", t + 1), g, w);
+            assert_bits_eq(&format!("{what} (output {o}, {name})"), g, w);
         }
     }
 }

@@ -312,6 +312,10 @@ unsafe fn kernel<const SPARSE: bool, const HI: usize>(
     relu: bool,
     bias: &[f32; NR],
 ) {
+    if super::avx512::wide() {
+        // SAFETY: AVX-512F detected; the same operands and contract.
+        return super::avx512::kernel::<SPARSE, HI>(steps, a, off, b, c, ldc, load, has_bias, relu, bias);
+    }
     let mut acc = tile_start(c, ldc, load);
     let mut ap = a;
     let mut bp = b;
@@ -410,6 +414,10 @@ pub unsafe fn kernel_rows_in_place(
     ldc: usize,
     load: bool,
 ) {
+    if super::avx512::wide() {
+        // SAFETY: AVX-512F detected; the same operands and contract.
+        return super::avx512::kernel_rows_in_place(segs, src, aoff, b, c, ldc, load);
+    }
     let mut acc = tile_start(c, ldc, load);
     let mut bp = b;
     for &(start, len) in segs {

@@ -26,12 +26,16 @@
 //!
 //! **Files.** `spec.rs` the specification; `pack.rs` the packing of both
 //! operands (and the compacted A panels of the zero-step path); `avx2.rs`
-//! the microkernels; `offsets.rs` products that read B rows in place at
+//! the microkernels, and `avx512.rs` their 512-bit twins (the same
+//! chains, one register per tile row; taken where the CPU has AVX-512F);
+//! `offsets.rs` products that read B rows in place at
 //! offsets (the conv forward); `driver.rs` the blocking, the thread split and the
 //! tile loop; `buffers.rs` the thread-local packing buffers.
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod avx512;
 mod buffers;
 mod driver;
 #[cfg(target_arch = "x86_64")]
