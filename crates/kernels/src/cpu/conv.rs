@@ -622,6 +622,7 @@ fn dx_fused(wts: &[f32], dy: &[f32], g: Cnhw, cout: usize, dx: &mut [f32]) -> Re
     (0..g.n.div_ceil(per)).into_par_iter().try_for_each(|gi| {
         let (b0, nb) = (gi * per, per.min(g.n - gi * per));
         let npix = nb * hw;
+        let wide = gemm::wide();
         DX_GROUP.with(|buf| -> Result<()> {
             let mut buf = buf.borrow_mut();
             pages::grow(&mut buf, cout * npix + sums_len(nb))?;
@@ -650,7 +651,23 @@ fn dx_fused(wts: &[f32], dy: &[f32], g: Cnhw, cout: usize, dx: &mut [f32]) -> Re
                     let (ci, shift) = rows[p * MR + r];
                     ci * nb * plane + shift
                 });
-                for (bp, &(cell, split)) in bpack.chunks_exact(NR * cout).zip(&runs).rev() {
+                // Runs last first; on 512-bit registers two runs at a time
+                // (their tiles computed together, added in the same order).
+                let mut j = runs.len();
+                while wide && j >= 2 {
+                    let ((c0, s0), (c1, s1)) = (runs[j - 1], runs[j - 2]);
+                    let hi = |s: bool| if s { gemm::SPLIT_HI } else { NR / 2 };
+                    // SAFETY: as for one run below, for runs j − 1 and j − 2
+                    // (their panels in bpack, their cells inside sums).
+                    unsafe {
+                        let (d0, d1) = (tile.map(|o| sp.add(o + c0)), tile.map(|o| sp.add(o + c1)));
+                        let (b0, b1) =
+                            (bpack.as_ptr().add((j - 1) * NR * cout), bpack.as_ptr().add((j - 2) * NR * cout));
+                        gemm::kernel_add_into_pair(cout, ap.as_ptr(), [b0, b1], [&d0, &d1], [hi(s0), hi(s1)]);
+                    }
+                    j -= 2;
+                }
+                for (bp, &(cell, split)) in bpack.chunks_exact(NR * cout).zip(&runs).take(j).rev() {
                     // SAFETY: inside sums, see the call below.
                     let dst = tile.map(|o| unsafe { sp.add(o + cell) });
                     // SAFETY: avx2 and fma detected; the panels hold MR·Cout
@@ -852,6 +869,7 @@ fn dw_groups(x: &[f32], g: Cnhw, dy: &[f32], cout: usize, s: DwShape, buf: &mut 
     let DwShape { plane, cols: np, per_image, group: nb_max, .. } = s;
     let tiles = s.rows / MR;
     let per_task = tiles.div_ceil(rayon::current_num_threads().max(1));
+    let wide = gemm::wide();
     let out = gemm::SharedMut(dwt.as_mut_ptr());
     for b0 in (0..g.n).step_by(nb_max) {
         let nb = nb_max.min(g.n - b0);
@@ -910,7 +928,28 @@ fn dw_groups(x: &[f32], g: Cnhw, dy: &[f32], cout: usize, s: DwShape, buf: &mut 
             for (kb, &(pc, kc)) in blocks.iter().enumerate() {
                 for q in 0..np / NR {
                     let panel = &bt[pc * np + q * NR * kc..pc * np + (q + 1) * NR * kc];
-                    for p in t0..(t0 + per_task).min(tiles) {
+                    let end = (t0 + per_task).min(tiles);
+                    let mut p = t0;
+                    // Two tiles at once on 512-bit registers (12 chains).
+                    while wide && p + 2 <= end {
+                        let (a0, a1) = (aoff(p), aoff(p + 1));
+                        // SAFETY: as for one tile below, for tiles p and
+                        // p + 1, both this task's.
+                        unsafe {
+                            let c0 = out.get().add(p * MR * np + q * NR);
+                            gemm::kernel_rows_in_place12(
+                                &segs[kb],
+                                pad.as_ptr(),
+                                [&a0, &a1],
+                                panel.as_ptr(),
+                                [c0, c0.add(MR * np)],
+                                np,
+                                b0 > 0 || kb > 0,
+                            )
+                        };
+                        p += 2;
+                    }
+                    for p in p..end {
                         // SAFETY: avx2 and fma detected. A run (start, len)
                         // of image bi's row y from x0 reads up to bi·plane +
                         // y·pw + x0 + len − 1 + (C−1)·nb·plane + 2·pw + 2 <

@@ -174,3 +174,118 @@ pub unsafe fn kernel_rows_in_place(
         _mm512_storeu_ps(c.add(r * ldc), *row);
     }
 }
+
+/// Two full 6×16 tiles that share their B steps (12 accumulators, enough to
+/// keep both 512-bit FMA pipes busy): rows 0..6 from the A panel at `a[0]`,
+/// rows 6..12 from the one at `a[1]` (each `a + t·MR` at step t), B's step
+/// t at `b + off[t]` (`SPARSE`) or `b + t·NR`, each tile into C at `c[i]`
+/// (rows at stride `ldc`), from its values (`load`) or +0.0. Each output's
+/// chain is the one [`kernel`] runs for its tile.
+///
+/// # Safety
+/// AVX-512F present ([`wide`]); each A panel holds MR floats per step, B's
+/// rows 16 floats (columns 8..16 at `HI`); both tiles of C writable.
+#[target_feature(enable = "avx512f,avx2,fma")]
+pub unsafe fn kernel_rows12<const SPARSE: bool, const HI: usize>(
+    steps: usize,
+    a: [*const f32; 2],
+    off: *const u32,
+    b: *const f32,
+    c: [*mut f32; 2],
+    ldc: usize,
+    load: bool,
+) {
+    let (mut t0, mut t1) = (tile_start(c[0], ldc, load), tile_start(c[1], ldc, load));
+    for t in 0..steps {
+        let brow = if SPARSE { b.add(*off.add(t) as usize) } else { b.add(t * NR) };
+        let bv = load_row::<HI>(brow);
+        let (p0, p1) = (a[0].add(t * MR), a[1].add(t * MR));
+        for r in 0..MR {
+            t0[r] = _mm512_fmadd_ps(_mm512_set1_ps(*p0.add(r)), bv, t0[r]);
+            t1[r] = _mm512_fmadd_ps(_mm512_set1_ps(*p1.add(r)), bv, t1[r]);
+        }
+    }
+    for r in 0..MR {
+        _mm512_storeu_ps(c[0].add(r * ldc), t0[r]);
+        _mm512_storeu_ps(c[1].add(r * ldc), t1[r]);
+    }
+}
+
+/// [`kernel_rows_in_place`] for two tiles of six rows each that share the
+/// packed B panel: rows r of tile i read A at `src + start + aoff[i][r] + x`.
+///
+/// # Safety
+/// As [`kernel_rows_in_place`]'s, for both tiles.
+#[target_feature(enable = "avx512f,avx2,fma")]
+pub unsafe fn kernel_rows_in_place12(
+    segs: &[(u32, u32)],
+    src: *const f32,
+    aoff: [&[usize; MR]; 2],
+    b: *const f32,
+    c: [*mut f32; 2],
+    ldc: usize,
+    load: bool,
+) {
+    let (mut t0, mut t1) = (tile_start(c[0], ldc, load), tile_start(c[1], ldc, load));
+    let mut bp = b;
+    for &(start, len) in segs {
+        let p = src.add(start as usize);
+        let (r0, r1) = (aoff[0].map(|o| p.add(o)), aoff[1].map(|o| p.add(o)));
+        for x in 0..len as usize {
+            let bv = _mm512_loadu_ps(bp);
+            for r in 0..MR {
+                t0[r] = _mm512_fmadd_ps(_mm512_set1_ps(*r0[r].add(x)), bv, t0[r]);
+                t1[r] = _mm512_fmadd_ps(_mm512_set1_ps(*r1[r].add(x)), bv, t1[r]);
+            }
+            bp = bp.add(NR);
+        }
+    }
+    for r in 0..MR {
+        _mm512_storeu_ps(c[0].add(r * ldc), t0[r]);
+        _mm512_storeu_ps(c[1].add(r * ldc), t1[r]);
+    }
+}
+
+/// Two `kernel_add_into`s that share the A panel (12 accumulators): tile i
+/// is `A · B_i` over `kc` packed steps (B_i at `b[i] + t·NR`), each output
+/// from +0.0 in k order, and is then added into place, tile 0 before tile
+/// 1, row by row: row r's columns 0..8 to the 8 floats at `dst[i][r]` and
+/// 8..16 to the 8 at `dst[i][r] + hi[i]` (`d = d + v`, one rounding each).
+/// The same sums in the same order as the two calls one after the other.
+///
+/// # Safety
+/// AVX-512F present ([`wide`]); A holds MR·kc floats and each B NR·kc;
+/// `dst[i][r] + 0..8` and `+ hi[i]..hi[i] + 8` readable and writable.
+#[target_feature(enable = "avx512f,avx2,fma")]
+pub unsafe fn kernel_add_into_pair(
+    kc: usize,
+    a: *const f32,
+    b: [*const f32; 2],
+    dst: [&[*mut f32; MR]; 2],
+    hi: [usize; 2],
+) {
+    let (mut t0, mut t1) = ([_mm512_setzero_ps(); MR], [_mm512_setzero_ps(); MR]);
+    for t in 0..kc {
+        let (b0, b1) = (_mm512_loadu_ps(b[0].add(t * NR)), _mm512_loadu_ps(b[1].add(t * NR)));
+        let ap = a.add(t * MR);
+        for r in 0..MR {
+            let av = _mm512_set1_ps(*ap.add(r));
+            t0[r] = _mm512_fmadd_ps(av, b0, t0[r]);
+            t1[r] = _mm512_fmadd_ps(av, b1, t1[r]);
+        }
+    }
+    for (i, tile) in [t0, t1].iter().enumerate() {
+        for (r, &v) in tile.iter().enumerate() {
+            let d = dst[i][r];
+            if hi[i] == 8 {
+                _mm512_storeu_ps(d, _mm512_add_ps(_mm512_loadu_ps(d), v));
+            } else {
+                let lo = _mm512_castps512_ps256(v);
+                let up = _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(v)));
+                _mm256_storeu_ps(d, _mm256_add_ps(_mm256_loadu_ps(d), lo));
+                let dh = d.add(hi[i]);
+                _mm256_storeu_ps(dh, _mm256_add_ps(_mm256_loadu_ps(dh), up));
+            }
+        }
+    }
+}

@@ -6,7 +6,7 @@
 //! of 8 pixels at the end of one image row and 8 at the start of the next
 //! is such a pair.
 
-use super::{avx2, k_blocks, pack_a, Epi, Epilogue, MatRef, MR, NR};
+use super::{avx2, avx512, k_blocks, pack_a, Epi, Epilogue, MatRef, MR, NR};
 
 /// A packed for [`offsets_product`]: for each K block `(pc, kc)` of
 /// [`k_blocks`], all of A's MR-row panels (`pack_a`'s layout), the blocks
@@ -48,6 +48,7 @@ pub(crate) unsafe fn offsets_product(
 ) {
     let k = off.len();
     let mpad = m.div_ceil(MR) * MR;
+    let wide = avx512::wide();
     for (pc, kc) in k_blocks(k) {
         let ablock = &apack[mpad * pc..mpad * (pc + kc)];
         let offs = &off[pc..pc + kc];
@@ -55,15 +56,31 @@ pub(crate) unsafe fn offsets_product(
         for (base, col, split) in panels.clone() {
             let reach = if split { SPLIT_HI + NR / 2 } else { NR };
             debug_assert!(offs.iter().all(|&o| base + o as usize + reach <= b.len()));
-            for (p, i0) in (0..m).step_by(MR).enumerate() {
+            let mut p = 0;
+            while p * MR < m {
+                let i0 = p * MR;
+                let (bb, cc) = (&b[base..], c.add(i0 * ldc + col));
+                // Two full panels at once on 512-bit registers (12 chains).
+                if wide && i0 + 2 * MR <= m {
+                    let ap = [ablock.as_ptr().add(p * MR * kc), ablock.as_ptr().add((p + 1) * MR * kc)];
+                    let cs = [cc, cc.add(MR * ldc)];
+                    if split {
+                        avx512::kernel_rows12::<true, SPLIT_HI>(kc, ap, offs.as_ptr(), bb.as_ptr(), cs, ldc, load);
+                    } else {
+                        avx512::kernel_rows12::<true, { NR / 2 }>(kc, ap, offs.as_ptr(), bb.as_ptr(), cs, ldc, load);
+                    }
+                    p += 2;
+                    continue;
+                }
                 let a = avx2::APanel::Sparse { a: &ablock[p * MR * kc..(p + 1) * MR * kc], off: offs };
-                let (bb, cc, shape) = (&b[base..], c.add(i0 * ldc + col), (MR.min(m - i0), NR));
+                let shape = (MR.min(m - i0), NR);
                 let epi = Epi::Out(Epilogue::None);
                 if split {
                     avx2::tile::<SPLIT_HI>(kc, a, bb, cc, ldc, shape, load, epi, (i0, col), None);
                 } else {
                     avx2::tile::<{ NR / 2 }>(kc, a, bb, cc, ldc, shape, load, epi, (i0, col), None);
                 }
+                p += 1;
             }
         }
     }
