@@ -28,7 +28,8 @@
 //! **Layout.** The images of a group are copied channel-last inside a zero
 //! border (`[b][y+1][x+1][c]`), where the taps (kx, ci) of one kernel row
 //! at pixel p are one run of 3·C floats. An output channel keeps its
-//! accumulators as three runs (ky) of ⌈3·C/8⌉ vectors, and each nonzero
+//! accumulators as three runs (ky) of ⌈3·C/8⌉ vectors (⌈3·C/16⌉ on
+//! 512-bit registers, where the CPU has AVX-512F), and each nonzero
 //! dY\[co, p\] adds dY·(the patch at p) to them: one fma per vector, the
 //! patch read in place. Lanes past 3·C read the next pixel and are never
 //! stored into dW. Threads take output channels (each chain on one
@@ -81,17 +82,21 @@ fn plain(v: f32) -> bool {
 pub(super) fn dw_sparse(x: &[f32], g: Cnhw, dy: &[f32], cout: usize, dw: &mut [f32]) -> Result<bool> {
     let (c, h, w, hw, row) = (g.c, g.h, g.w, g.plane(), g.row());
     let pw = w + 2;
-    let lv = (3 * c).div_ceil(8);
-    let accw = 3 * lv * 8;
+    // Vector width: 16 on 512-bit registers, else 8; a run's accumulators
+    // are lv vectors of it.
+    let wide = crate::cpu::gemm::wide();
+    let vw = if wide { 16 } else { 8 };
+    let lv = (3 * c).div_ceil(vw);
+    let accw = 3 * lv * vw;
     let plane = (h + 2) * pw * c;
     let nb_max = (GROUP_FLOATS / plane).clamp(1, g.n.max(1));
-    if nb_max * plane + 8 > u32::MAX as usize {
+    if nb_max * plane + 16 > u32::MAX as usize {
         return Ok(false);
     }
     let mut acc = pages::zeroed(cout * accw)?;
-    // 8 floats past the last image: the last vector of a run may read 7
-    // floats past its patch.
-    let mut buf = pages::zeroed(nb_max * plane + 8)?;
+    // 16 floats past the last image: the last vector of a run may read up
+    // to 15 floats past its patch.
+    let mut buf = pages::zeroed(nb_max * plane + 16)?;
     let offs: Vec<u32> =
         (0..nb_max * hw).map(|i| ((i / hw) * plane + ((i % hw) / w * pw + i % w) * c) as u32).collect();
     for b0 in (0..g.n).step_by(nb_max) {
@@ -123,9 +128,16 @@ pub(super) fn dw_sparse(x: &[f32], g: Cnhw, dy: &[f32], cout: usize, dw: &mut [f
                     // pixel's patch origin in buf (b·plane + (y·pw + x)·C,
                     // y < H, x < W), whose three runs of 3·C floats end
                     // inside image b's bordered plane and whose vectors read
-                    // at most 7 floats past a run (8 spare floats after the
-                    // last image); `a` holds 3·lv·8 floats.
-                    unsafe { accumulate(&lo[..n], &lval[..n], buf.as_ptr(), pw * c, lv, a) };
+                    // at most 15 floats past a run (16 spare floats after
+                    // the last image); `a` holds 3·lv·vw floats; the 512-bit
+                    // pass runs only where AVX-512F was detected (`wide`).
+                    unsafe {
+                        if wide {
+                            accumulate512(&lo[..n], &lval[..n], buf.as_ptr(), pw * c, lv, a)
+                        } else {
+                            accumulate(&lo[..n], &lval[..n], buf.as_ptr(), pw * c, lv, a)
+                        }
+                    };
                     Ok(true)
                 })
             })
@@ -139,7 +151,7 @@ pub(super) fn dw_sparse(x: &[f32], g: Cnhw, dy: &[f32], cout: usize, dw: &mut [f
         for ci in 0..c {
             for ky in 0..3 {
                 for kx in 0..3 {
-                    d[ci * 9 + ky * 3 + kx] = a[ky * lv * 8 + kx * c + ci];
+                    d[ci * 9 + ky * 3 + kx] = a[ky * lv * vw + kx * c + ci];
                 }
             }
         }
@@ -358,6 +370,93 @@ unsafe fn pass<const R: usize, const LV: usize>(
     }
 }
 
+/// [`accumulate`] on 512-bit registers (runs of `lv` 16-wide vectors, up
+/// to 24 accumulators a pass of the 32 registers).
+///
+/// # Safety
+/// AVX-512F present; for every offset o, `base + o + ky·rs + 16·v + 15`
+/// (ky < 3, v < lv) lies inside the buffer; `a` holds 3·lv·16 floats.
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn accumulate512(lo: &[u32], lval: &[f32], base: *const f32, rs: usize, lv: usize, a: &mut [f32]) {
+    let acc = a.as_mut_ptr();
+    let rl = lv * 16;
+    match lv {
+        1 => pass512::<3, 1>(lo, lval, base, rs, acc, rl),
+        2 => pass512::<3, 2>(lo, lval, base, rs, acc, rl),
+        3 => pass512::<3, 3>(lo, lval, base, rs, acc, rl),
+        4 => pass512::<3, 4>(lo, lval, base, rs, acc, rl),
+        5 => pass512::<3, 5>(lo, lval, base, rs, acc, rl),
+        6 => pass512::<3, 6>(lo, lval, base, rs, acc, rl),
+        7 => pass512::<3, 7>(lo, lval, base, rs, acc, rl),
+        8 => pass512::<3, 8>(lo, lval, base, rs, acc, rl),
+        _ => {
+            for ky in 0..3 {
+                let mut v0 = 0;
+                while v0 < lv {
+                    let (b, o) = (base.add(ky * rs + 16 * v0), acc.add(ky * rl + 16 * v0));
+                    let left = lv - v0;
+                    v0 += if left >= 24 {
+                        pass512::<1, 24>(lo, lval, b, 0, o, 0);
+                        24
+                    } else if left >= 16 {
+                        pass512::<1, 16>(lo, lval, b, 0, o, 0);
+                        16
+                    } else if left >= 8 {
+                        pass512::<1, 8>(lo, lval, b, 0, o, 0);
+                        8
+                    } else if left >= 4 {
+                        pass512::<1, 4>(lo, lval, b, 0, o, 0);
+                        4
+                    } else if left >= 2 {
+                        pass512::<1, 2>(lo, lval, b, 0, o, 0);
+                        2
+                    } else {
+                        pass512::<1, 1>(lo, lval, b, 0, o, 0);
+                        1
+                    };
+                }
+            }
+        }
+    }
+}
+
+/// [`pass`] on 512-bit registers.
+///
+/// # Safety
+/// As [`accumulate512`], for the runs and vectors this pass covers.
+#[target_feature(enable = "avx512f,avx2,fma")]
+#[inline]
+unsafe fn pass512<const R: usize, const LV: usize>(
+    lo: &[u32],
+    lval: &[f32],
+    base: *const f32,
+    rs: usize,
+    acc: *mut f32,
+    ars: usize,
+) {
+    let mut a = [[_mm512_setzero_ps(); LV]; R];
+    for (r, ar) in a.iter_mut().enumerate() {
+        for (v, x) in ar.iter_mut().enumerate() {
+            *x = _mm512_loadu_ps(acc.add(r * ars + 16 * v));
+        }
+    }
+    for (&o, &val) in lo.iter().zip(lval) {
+        let p = base.add(o as usize);
+        let gv = _mm512_set1_ps(val);
+        for (r, ar) in a.iter_mut().enumerate() {
+            let q = p.add(r * rs);
+            for (v, x) in ar.iter_mut().enumerate() {
+                *x = _mm512_fmadd_ps(gv, _mm512_loadu_ps(q.add(16 * v)), *x);
+            }
+        }
+    }
+    for (r, ar) in a.iter().enumerate() {
+        for (v, x) in ar.iter().enumerate() {
+            _mm512_storeu_ps(acc.add(r * ars + 16 * v), *x);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -426,7 +525,8 @@ mod tests {
     /// gradients with signed zeros, at 1 and 2 threads: 3 and 4 channels
     /// (all nine taps in one pass of three runs), 11 (runs of 5 vectors: a
     /// pass of 4 and one of 1), 40 (15: 12 + 2 + 1), 64 (24: two of 12),
-    /// odd sides (the last row or column outside every window), several
+    /// 90 and 130 (512-bit runs of 17 and 25 vectors: 16 + 1, 24 + 1), on
+    /// 512-bit registers and on threads kept to the 256-bit ones, odd sides (the last row or column outside every window), several
     /// image groups (40 images of 3 × 32 × 32, 25 of 64 × 8 × 8).
     #[test]
     fn sparse_dw_equals_the_spec_bitwise_on_pooled_gradients() {
@@ -439,18 +539,24 @@ mod tests {
             (Cnhw::new(11, 5, 7, 10), 7),
             (Cnhw::new(40, 3, 5, 9), 3),
             (Cnhw::new(64, 25, 8, 8), 9),
+            (Cnhw::new(90, 2, 4, 6), 3),
+            (Cnhw::new(130, 2, 4, 6), 3),
         ];
         for (i, (g, cout)) in cases.into_iter().enumerate() {
             let x = images(g.len(), 10 + i as u64);
             let dy = pooled(cout, g, 20 + i as u64);
             assert!(looks_sparse(&dy, g, cout), "{g:?}: a pooled gradient looks sparse");
             let want = spec_dw(&x, g, &dy, cout);
-            for threads in [1, 2] {
-                let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            for (threads, narrow) in [(1, false), (2, false), (1, true), (2, true)] {
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .start_handler(move |_| crate::cpu::narrow_kernels_on_this_thread(narrow))
+                    .build()
+                    .unwrap();
                 let mut dw = vec![f32::NAN; want.len()];
                 assert!(pool.install(|| dw_sparse(&x, g, &dy, cout, &mut dw)).unwrap(), "{g:?}: taken");
                 let bad = dw.iter().zip(&want).position(|(a, b)| a.to_bits() != b.to_bits());
-                assert_eq!(bad, None, "{g:?}, {threads} threads: dW differs from the spec");
+                assert_eq!(bad, None, "{g:?}, {threads} threads, narrow {narrow}: dW differs from the spec");
             }
         }
     }
