@@ -289,173 +289,114 @@ unsafe fn nonzeros(d: &[f32], offs: &[u32], lo: &mut [u32], lval: &mut [f32]) ->
     Some(n)
 }
 
-/// One output channel's accumulators (`a`: three runs of `lv` vectors)
-/// through the listed pixels.
-///
-/// # Safety
-/// avx2 and fma are available; for every offset o, `base + o + ky·rs + 8·v
-/// + 7` (ky < 3, v < lv) lies inside the buffer; `a` holds 3·lv·8 floats.
-#[target_feature(enable = "avx2,fma")]
-unsafe fn accumulate(lo: &[u32], lval: &[f32], base: *const f32, rs: usize, lv: usize, a: &mut [f32]) {
-    let acc = a.as_mut_ptr();
-    let rl = lv * 8;
-    match lv {
-        1 => pass::<3, 1>(lo, lval, base, rs, acc, rl),
-        2 => pass::<3, 2>(lo, lval, base, rs, acc, rl),
-        3 => pass::<3, 3>(lo, lval, base, rs, acc, rl),
-        4 => pass::<3, 4>(lo, lval, base, rs, acc, rl),
-        _ => {
-            for ky in 0..3 {
-                let mut v0 = 0;
-                while v0 < lv {
-                    let (b, o) = (base.add(ky * rs + 8 * v0), acc.add(ky * rl + 8 * v0));
-                    let left = lv - v0;
-                    v0 += if left >= 12 {
-                        pass::<1, 12>(lo, lval, b, 0, o, 0);
-                        12
-                    } else if left >= 8 {
-                        pass::<1, 8>(lo, lval, b, 0, o, 0);
-                        8
-                    } else if left >= 4 {
-                        pass::<1, 4>(lo, lval, b, 0, o, 0);
-                        4
-                    } else if left >= 2 {
-                        pass::<1, 2>(lo, lval, b, 0, o, 0);
-                        2
-                    } else {
-                        pass::<1, 1>(lo, lval, b, 0, o, 0);
-                        1
-                    };
+/// The accumulate step at one vector width: `$acc` (one output channel's
+/// accumulators, `a`: three runs of `lv` vectors of `$w` floats, through
+/// the listed pixels) and its pass `$pass` (`R` runs of `LV` vectors:
+/// `acc[r][v] = fma(dY, patch[o + r·rs + w·v], acc[r][v])`), the runs taken
+/// whole where `lv` is one of `$whole`, else one kernel row at a time in
+/// chunks of the sizes `$chunk` (largest first, the last 1).
+macro_rules! accumulate_at_width {
+    ($acc:ident, $pass:ident, $feat:literal, $v:ty, $w:literal, $zero:ident, $load:ident, $store:ident,
+     $set1:ident, $fma:ident, [$($whole:literal),*], [$($chunk:literal),*]) => {
+        /// One output channel's accumulators through the listed pixels
+        /// (see [`accumulate_at_width`]).
+        ///
+        /// # Safety
+        /// The target features are available; for every offset o,
+        /// `base + o + ky·rs + w·v + w − 1` (ky < 3, v < lv) lies inside the
+        /// buffer; `a` holds 3·lv·w floats.
+        #[target_feature(enable = $feat)]
+        unsafe fn $acc(lo: &[u32], lval: &[f32], base: *const f32, rs: usize, lv: usize, a: &mut [f32]) {
+            let acc = a.as_mut_ptr();
+            let rl = lv * $w;
+            match lv {
+                $($whole => $pass::<3, $whole>(lo, lval, base, rs, acc, rl),)*
+                _ => {
+                    for ky in 0..3 {
+                        let mut v0 = 0;
+                        while v0 < lv {
+                            let (b, o) = (base.add(ky * rs + $w * v0), acc.add(ky * rl + $w * v0));
+                            let left = lv - v0;
+                            $(if left >= $chunk {
+                                $pass::<1, $chunk>(lo, lval, b, 0, o, 0);
+                                v0 += $chunk;
+                                continue;
+                            })*
+                        }
+                    }
                 }
             }
         }
-    }
-}
 
-/// `R` runs of `LV` vectors of accumulators (run r at `acc + r·ars`)
-/// through the listed pixels: `acc[r][v] = fma(dY, patch[o + r·rs + 8v], acc[r][v])`.
-///
-/// # Safety
-/// As [`accumulate`], for the runs and vectors this pass covers.
-#[target_feature(enable = "avx2,fma")]
-#[inline]
-unsafe fn pass<const R: usize, const LV: usize>(
-    lo: &[u32],
-    lval: &[f32],
-    base: *const f32,
-    rs: usize,
-    acc: *mut f32,
-    ars: usize,
-) {
-    let mut a = [[_mm256_setzero_ps(); LV]; R];
-    for (r, ar) in a.iter_mut().enumerate() {
-        for (v, x) in ar.iter_mut().enumerate() {
-            *x = _mm256_loadu_ps(acc.add(r * ars + 8 * v));
-        }
-    }
-    for (&o, &val) in lo.iter().zip(lval) {
-        let p = base.add(o as usize);
-        let gv = _mm256_set1_ps(val);
-        for (r, ar) in a.iter_mut().enumerate() {
-            let q = p.add(r * rs);
-            for (v, x) in ar.iter_mut().enumerate() {
-                *x = _mm256_fmadd_ps(gv, _mm256_loadu_ps(q.add(8 * v)), *x);
+        /// One pass of [`accumulate_at_width`]'s.
+        ///
+        /// # Safety
+        /// As the accumulate function's, for the runs and vectors this
+        /// pass covers.
+        #[target_feature(enable = $feat)]
+        #[inline]
+        unsafe fn $pass<const R: usize, const LV: usize>(
+            lo: &[u32],
+            lval: &[f32],
+            base: *const f32,
+            rs: usize,
+            acc: *mut f32,
+            ars: usize,
+        ) {
+            let mut a: [[$v; LV]; R] = [[$zero(); LV]; R];
+            for (r, ar) in a.iter_mut().enumerate() {
+                for (v, x) in ar.iter_mut().enumerate() {
+                    *x = $load(acc.add(r * ars + $w * v));
+                }
             }
-        }
-    }
-    for (r, ar) in a.iter().enumerate() {
-        for (v, x) in ar.iter().enumerate() {
-            _mm256_storeu_ps(acc.add(r * ars + 8 * v), *x);
-        }
-    }
-}
-
-/// [`accumulate`] on 512-bit registers (runs of `lv` 16-wide vectors, up
-/// to 24 accumulators a pass of the 32 registers).
-///
-/// # Safety
-/// AVX-512F present; for every offset o, `base + o + ky·rs + 16·v + 15`
-/// (ky < 3, v < lv) lies inside the buffer; `a` holds 3·lv·16 floats.
-#[target_feature(enable = "avx512f,avx2,fma")]
-unsafe fn accumulate512(lo: &[u32], lval: &[f32], base: *const f32, rs: usize, lv: usize, a: &mut [f32]) {
-    let acc = a.as_mut_ptr();
-    let rl = lv * 16;
-    match lv {
-        1 => pass512::<3, 1>(lo, lval, base, rs, acc, rl),
-        2 => pass512::<3, 2>(lo, lval, base, rs, acc, rl),
-        3 => pass512::<3, 3>(lo, lval, base, rs, acc, rl),
-        4 => pass512::<3, 4>(lo, lval, base, rs, acc, rl),
-        5 => pass512::<3, 5>(lo, lval, base, rs, acc, rl),
-        6 => pass512::<3, 6>(lo, lval, base, rs, acc, rl),
-        7 => pass512::<3, 7>(lo, lval, base, rs, acc, rl),
-        8 => pass512::<3, 8>(lo, lval, base, rs, acc, rl),
-        _ => {
-            for ky in 0..3 {
-                let mut v0 = 0;
-                while v0 < lv {
-                    let (b, o) = (base.add(ky * rs + 16 * v0), acc.add(ky * rl + 16 * v0));
-                    let left = lv - v0;
-                    v0 += if left >= 24 {
-                        pass512::<1, 24>(lo, lval, b, 0, o, 0);
-                        24
-                    } else if left >= 16 {
-                        pass512::<1, 16>(lo, lval, b, 0, o, 0);
-                        16
-                    } else if left >= 8 {
-                        pass512::<1, 8>(lo, lval, b, 0, o, 0);
-                        8
-                    } else if left >= 4 {
-                        pass512::<1, 4>(lo, lval, b, 0, o, 0);
-                        4
-                    } else if left >= 2 {
-                        pass512::<1, 2>(lo, lval, b, 0, o, 0);
-                        2
-                    } else {
-                        pass512::<1, 1>(lo, lval, b, 0, o, 0);
-                        1
-                    };
+            for (&o, &val) in lo.iter().zip(lval) {
+                let p = base.add(o as usize);
+                let gv = $set1(val);
+                for (r, ar) in a.iter_mut().enumerate() {
+                    let q = p.add(r * rs);
+                    for (v, x) in ar.iter_mut().enumerate() {
+                        *x = $fma(gv, $load(q.add($w * v)), *x);
+                    }
+                }
+            }
+            for (r, ar) in a.iter().enumerate() {
+                for (v, x) in ar.iter().enumerate() {
+                    $store(acc.add(r * ars + $w * v), *x);
                 }
             }
         }
-    }
+    };
 }
 
-/// [`pass`] on 512-bit registers.
-///
-/// # Safety
-/// As [`accumulate512`], for the runs and vectors this pass covers.
-#[target_feature(enable = "avx512f,avx2,fma")]
-#[inline]
-unsafe fn pass512<const R: usize, const LV: usize>(
-    lo: &[u32],
-    lval: &[f32],
-    base: *const f32,
-    rs: usize,
-    acc: *mut f32,
-    ars: usize,
-) {
-    let mut a = [[_mm512_setzero_ps(); LV]; R];
-    for (r, ar) in a.iter_mut().enumerate() {
-        for (v, x) in ar.iter_mut().enumerate() {
-            *x = _mm512_loadu_ps(acc.add(r * ars + 16 * v));
-        }
-    }
-    for (&o, &val) in lo.iter().zip(lval) {
-        let p = base.add(o as usize);
-        let gv = _mm512_set1_ps(val);
-        for (r, ar) in a.iter_mut().enumerate() {
-            let q = p.add(r * rs);
-            for (v, x) in ar.iter_mut().enumerate() {
-                *x = _mm512_fmadd_ps(gv, _mm512_loadu_ps(q.add(16 * v)), *x);
-            }
-        }
-    }
-    for (r, ar) in a.iter().enumerate() {
-        for (v, x) in ar.iter().enumerate() {
-            _mm512_storeu_ps(acc.add(r * ars + 16 * v), *x);
-        }
-    }
-}
+accumulate_at_width!(
+    accumulate,
+    pass,
+    "avx2,fma",
+    __m256,
+    8,
+    _mm256_setzero_ps,
+    _mm256_loadu_ps,
+    _mm256_storeu_ps,
+    _mm256_set1_ps,
+    _mm256_fmadd_ps,
+    [1, 2, 3, 4],
+    [12, 8, 4, 2, 1]
+);
+// 32 registers: up to 24 accumulators a pass.
+accumulate_at_width!(
+    accumulate512,
+    pass512,
+    "avx512f,avx2,fma",
+    __m512,
+    16,
+    _mm512_setzero_ps,
+    _mm512_loadu_ps,
+    _mm512_storeu_ps,
+    _mm512_set1_ps,
+    _mm512_fmadd_ps,
+    [1, 2, 3, 4, 5, 6, 7, 8],
+    [24, 16, 8, 4, 2, 1]
+);
 
 #[cfg(test)]
 mod tests {
