@@ -148,11 +148,14 @@ fn conv3x3_backends_equal_the_direct_spec_bitwise_across_image_chunks() {
     // across them; 13 outputs leave a part-filled panel of dY, and 16·9
     // taps fill 24 tiles of six rows. Finite values of moderate size (no
     // 1e30), so that chains this long do not all end in inf or NaN.
-    {
-        let (g, cout) = (Cnhw::new(16, 70, 32, 32), 13);
+    // 40 outputs: three panels of dY, two of them taken together on
+    // 512-bit registers (and in the forward pairs of pixel runs on each
+    // full weight panel, the last panel's four rows alone).
+    for cout in [13, 40] {
+        let g = Cnhw::new(16, 70, 32, 32);
         let tame =
             |n, seed| values(n, seed).into_iter().map(|v| if v.abs() > 4.0 { 0.5 } else { v }).collect::<Vec<_>>();
-        let ([x, w, dy], want) = conv_case(g, cout, 1000, tame);
+        let ([x, w, dy], want) = conv_case(g, cout, 1000 + cout as u64, tame);
         check(&format!("conv dW over several image groups {g:?}"), |be| {
             let got = conv_backend(be, &x, g, &w, cout, &dy);
             assert_bits_eq(&format!("dW over several image groups on {}", be.name()), &got[1], &want[1]);

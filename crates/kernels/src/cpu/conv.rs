@@ -926,7 +926,30 @@ fn dw_groups(x: &[f32], g: Cnhw, dy: &[f32], cout: usize, s: DwShape, buf: &mut 
             // Each 16-wide panel of dYᵀ (kc × 16, in L1) serves all the
             // task's tiles before the next.
             for (kb, &(pc, kc)) in blocks.iter().enumerate() {
-                for q in 0..np / NR {
+                let mut q0 = 0;
+                // On 512-bit registers, two dY panels at a time on each tile
+                // (12 chains sharing the tap rows' broadcasts).
+                while wide && q0 + 2 <= np / NR {
+                    let (o0, o1) = (pc * np + q0 * NR * kc, pc * np + (q0 + 1) * NR * kc);
+                    for p in t0..(t0 + per_task).min(tiles) {
+                        // SAFETY: as for one tile below, for panels q0 and
+                        // q0 + 1 (each kc·16 floats of this block's chunk).
+                        unsafe {
+                            let c0 = out.get().add(p * MR * np + q0 * NR);
+                            gemm::kernel_rows_in_place_cols32(
+                                &segs[kb],
+                                pad.as_ptr(),
+                                &aoff(p),
+                                [bt.as_ptr().add(o0), bt.as_ptr().add(o1)],
+                                [c0, c0.add(NR)],
+                                np,
+                                b0 > 0 || kb > 0,
+                            )
+                        };
+                    }
+                    q0 += 2;
+                }
+                for q in q0..np / NR {
                     let panel = &bt[pc * np + q * NR * kc..pc * np + (q + 1) * NR * kc];
                     let end = (t0 + per_task).min(tiles);
                     let mut p = t0;

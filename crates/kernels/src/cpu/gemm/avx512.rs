@@ -289,3 +289,77 @@ pub unsafe fn kernel_add_into_pair(
         }
     }
 }
+
+/// Two full 6×16 tiles that share their A panel (12 accumulators, 8 loads
+/// a step): rows from the A panel at `a` (`a + t·MR` at step t), tile i's
+/// B step t at `b[i] + off[t]` (columns 8..16 at `HI`), into C at `c[i]`
+/// (rows at stride `ldc`), from its values (`load`) or +0.0. Each output's
+/// chain is the one [`kernel`] runs for its tile.
+///
+/// # Safety
+/// AVX-512F present ([`wide`]); A holds MR floats per step; both B's rows
+/// readable as above; both tiles of C writable.
+#[target_feature(enable = "avx512f,avx2,fma")]
+pub unsafe fn kernel_cols32<const HI0: usize, const HI1: usize>(
+    steps: usize,
+    a: *const f32,
+    off: *const u32,
+    b: [*const f32; 2],
+    c: [*mut f32; 2],
+    ldc: usize,
+    load: bool,
+) {
+    let (mut t0, mut t1) = (tile_start(c[0], ldc, load), tile_start(c[1], ldc, load));
+    for t in 0..steps {
+        let o = *off.add(t) as usize;
+        let (b0, b1) = (load_row::<HI0>(b[0].add(o)), load_row::<HI1>(b[1].add(o)));
+        let ap = a.add(t * MR);
+        for r in 0..MR {
+            let av = _mm512_set1_ps(*ap.add(r));
+            t0[r] = _mm512_fmadd_ps(av, b0, t0[r]);
+            t1[r] = _mm512_fmadd_ps(av, b1, t1[r]);
+        }
+    }
+    for r in 0..MR {
+        _mm512_storeu_ps(c[0].add(r * ldc), t0[r]);
+        _mm512_storeu_ps(c[1].add(r * ldc), t1[r]);
+    }
+}
+
+/// [`kernel_rows_in_place`] for two tiles that share A's six rows read in
+/// place (12 accumulators, 8 loads a step): tile i reads its packed B
+/// panel at `b[i]` (16 floats a step) and goes to C at `c[i]`.
+///
+/// # Safety
+/// As [`kernel_rows_in_place`]'s, for both tiles.
+#[target_feature(enable = "avx512f,avx2,fma")]
+pub unsafe fn kernel_rows_in_place_cols32(
+    segs: &[(u32, u32)],
+    src: *const f32,
+    aoff: &[usize; MR],
+    b: [*const f32; 2],
+    c: [*mut f32; 2],
+    ldc: usize,
+    load: bool,
+) {
+    let (mut t0, mut t1) = (tile_start(c[0], ldc, load), tile_start(c[1], ldc, load));
+    let (mut b0, mut b1) = (b[0], b[1]);
+    for &(start, len) in segs {
+        let p = src.add(start as usize);
+        let rows = aoff.map(|o| p.add(o));
+        for x in 0..len as usize {
+            let (v0, v1) = (_mm512_loadu_ps(b0), _mm512_loadu_ps(b1));
+            for r in 0..MR {
+                let av = _mm512_set1_ps(*rows[r].add(x));
+                t0[r] = _mm512_fmadd_ps(av, v0, t0[r]);
+                t1[r] = _mm512_fmadd_ps(av, v1, t1[r]);
+            }
+            b0 = b0.add(NR);
+            b1 = b1.add(NR);
+        }
+    }
+    for r in 0..MR {
+        _mm512_storeu_ps(c[0].add(r * ldc), t0[r]);
+        _mm512_storeu_ps(c[1].add(r * ldc), t1[r]);
+    }
+}

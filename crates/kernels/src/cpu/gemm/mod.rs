@@ -46,7 +46,7 @@ mod spec;
 #[cfg(target_arch = "x86_64")]
 pub(crate) use avx2::{kernel_add_into, kernel_rows_in_place, pack_cols16, pack_rows16, transpose8};
 #[cfg(target_arch = "x86_64")]
-pub(crate) use avx512::{kernel_add_into_pair, kernel_rows_in_place12, wide};
+pub(crate) use avx512::{kernel_add_into_pair, kernel_rows_in_place12, kernel_rows_in_place_cols32, wide};
 pub use buffers::warm_up_workers;
 pub(crate) use buffers::*;
 pub(crate) use driver::*;

@@ -53,7 +53,42 @@ pub(crate) unsafe fn offsets_product(
         let ablock = &apack[mpad * pc..mpad * (pc + kc)];
         let offs = &off[pc..pc + kc];
         let load = pc > 0 || cont;
-        for (base, col, split) in panels.clone() {
+        // On 512-bit registers, two panels at a time on each full A panel
+        // (12 chains sharing its broadcasts).
+        let list: Vec<(usize, usize, bool)> = if wide { panels.clone().collect() } else { Vec::new() };
+        let mut rest = &list[..];
+        while let [(b0, col0, s0), (b1, col1, s1), tail @ ..] = rest {
+            let full = m / MR;
+            for p in 0..full {
+                let ap = ablock.as_ptr().add(p * MR * kc);
+                let bs = [b.as_ptr().add(*b0), b.as_ptr().add(*b1)];
+                let cs = [c.add(p * MR * ldc + col0), c.add(p * MR * ldc + col1)];
+                match (s0, s1) {
+                    (false, false) => avx512::kernel_cols32::<8, 8>(kc, ap, offs.as_ptr(), bs, cs, ldc, load),
+                    (true, false) => avx512::kernel_cols32::<SPLIT_HI, 8>(kc, ap, offs.as_ptr(), bs, cs, ldc, load),
+                    (false, true) => avx512::kernel_cols32::<8, SPLIT_HI>(kc, ap, offs.as_ptr(), bs, cs, ldc, load),
+                    (true, true) => {
+                        avx512::kernel_cols32::<SPLIT_HI, SPLIT_HI>(kc, ap, offs.as_ptr(), bs, cs, ldc, load)
+                    }
+                }
+            }
+            if full * MR < m {
+                for &(base, col, split) in &rest[..2] {
+                    let i0 = full * MR;
+                    let a = avx2::APanel::Sparse { a: &ablock[full * MR * kc..(full + 1) * MR * kc], off: offs };
+                    let (bb, cc, shape) = (&b[base..], c.add(i0 * ldc + col), (m - i0, NR));
+                    let epi = Epi::Out(Epilogue::None);
+                    if split {
+                        avx2::tile::<SPLIT_HI>(kc, a, bb, cc, ldc, shape, load, epi, (i0, col), None);
+                    } else {
+                        avx2::tile::<{ NR / 2 }>(kc, a, bb, cc, ldc, shape, load, epi, (i0, col), None);
+                    }
+                }
+            }
+            rest = tail;
+        }
+        let single = if wide { rest.to_vec() } else { panels.clone().collect() };
+        for (base, col, split) in single {
             let reach = if split { SPLIT_HI + NR / 2 } else { NR };
             debug_assert!(offs.iter().all(|&o| base + o as usize + reach <= b.len()));
             let mut p = 0;
