@@ -4,18 +4,9 @@
 //! `RAYON_NUM_THREADS=1 cargo run --release --example gemm_probe`
 
 use ffwd::kernels::{CpuBackend, Epilogue, MatMut, MatRef, PackedMat};
-use std::time::Instant;
 
-fn best(reps: usize, mut f: impl FnMut()) -> f64 {
-    f();
-    (0..reps)
-        .map(|_| {
-            let t = Instant::now();
-            f();
-            t.elapsed().as_secs_f64()
-        })
-        .fold(f64::INFINITY, f64::min)
-}
+mod common;
+use common::best;
 
 fn main() {
     let be = CpuBackend::best();

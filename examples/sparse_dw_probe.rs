@@ -5,18 +5,9 @@
 //! `cargo run --release --example sparse_dw_probe`
 
 use ffwd::kernels::{Cnhw, ConvBackward, ConvOps, CpuBackend};
-use std::time::Instant;
 
-fn best(reps: usize, mut f: impl FnMut()) -> f64 {
-    f();
-    (0..reps)
-        .map(|_| {
-            let t = Instant::now();
-            f();
-            t.elapsed().as_secs_f64()
-        })
-        .fold(f64::INFINITY, f64::min)
-}
+mod common;
+use common::best;
 
 fn main() {
     let be = CpuBackend::best();

@@ -49,13 +49,15 @@ pub(crate) unsafe fn offsets_product(
     let k = off.len();
     let mpad = m.div_ceil(MR) * MR;
     let wide = avx512::wide();
+    // The panels, listed once for the 512-bit pairs (the AVX2 path walks
+    // the iterator).
+    let list: Vec<(usize, usize, bool)> = if wide { panels.clone().collect() } else { Vec::new() };
     for (pc, kc) in k_blocks(k) {
         let ablock = &apack[mpad * pc..mpad * (pc + kc)];
         let offs = &off[pc..pc + kc];
         let load = pc > 0 || cont;
         // On 512-bit registers, two panels at a time on each full A panel
         // (12 chains sharing its broadcasts).
-        let list: Vec<(usize, usize, bool)> = if wide { panels.clone().collect() } else { Vec::new() };
         let mut rest = &list[..];
         while let [(b0, col0, s0), (b1, col1, s1), tail @ ..] = rest {
             let full = m / MR;
@@ -87,7 +89,8 @@ pub(crate) unsafe fn offsets_product(
             }
             rest = tail;
         }
-        let single = if wide { rest.to_vec() } else { panels.clone().collect() };
+        // What the pairs left (wide), or every panel (AVX2).
+        let single = rest.iter().copied().chain((!wide).then(|| panels.clone()).into_iter().flatten());
         for (base, col, split) in single {
             let reach = if split { SPLIT_HI + NR / 2 } else { NR };
             debug_assert!(offs.iter().all(|&o| base + o as usize + reach <= b.len()));
