@@ -52,6 +52,30 @@ fn train_without_arguments_uses_the_embedded_digits_and_eval_reads_the_checkpoin
     let ev = ffwd().args(["eval", "--test-size", "298", "--checkpoint"]).arg(&ck).output().unwrap();
     let e = String::from_utf8_lossy(&ev.stderr);
     assert!(ev.status.code() == Some(1) && e.contains("the test split has 297 images"), "{e}");
+    // another prediction method on the same checkpoint: the accuracies the
+    // trainer printed for its goodness and its readout
+    let last = stdout.lines().rfind(|l| l.starts_with("epoch   3")).unwrap();
+    for (method, key) in [("readout", "readout"), ("goodness", "(goodness")] {
+        let ev = ffwd().args(["eval", "--predict", method, "--checkpoint"]).arg(&ck).output().unwrap();
+        let s = String::from_utf8_lossy(&ev.stdout);
+        assert!(ev.status.success(), "{s}");
+        assert_eq!(acc(last, key), acc(&s, "accuracy"), "{method}: {last}\n{s}");
+    }
+}
+
+#[test]
+fn eval_refuses_a_prediction_method_the_checkpoint_cannot_give() {
+    let d = tempfile::tempdir().unwrap();
+    let cfg = d.path().join("c.toml");
+    std::fs::write(&cfg, "[data]\ndataset = \"digits\"\n[model]\nsizes = [20]\n[train]\nepochs = 1\n").unwrap();
+    let out = ffwd().args(["train", "--quiet", "--config"]).arg(&cfg).arg("--out").arg(d.path()).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let ck = d.path().join("model.safetensors");
+    let ev = ffwd().args(["eval", "--predict", "readout", "--checkpoint"]).arg(&ck).output().unwrap();
+    let e = String::from_utf8_lossy(&ev.stderr);
+    assert!(ev.status.code() == Some(1) && e.contains("has no readout"), "{e}");
+    let ev = ffwd().args(["eval", "--combine", "standardized", "--checkpoint"]).arg(&ck).output().unwrap();
+    assert!(ev.status.success(), "{}", String::from_utf8_lossy(&ev.stderr));
 }
 
 #[test]

@@ -59,6 +59,18 @@ pub fn save(
 /// Load a checkpoint: its metadata and the network with its parameters,
 /// built on `device`.
 pub fn load(path: &Path, device: Device) -> Result<(Meta, Model)> {
+    load_with(path, device, |_| Ok(()))
+}
+
+/// [`load`], the stored configuration first changed by `edit` in what
+/// does not touch the parameters (how the network predicts): the network
+/// is built from the edited configuration, which the returned metadata
+/// holds.
+pub fn load_with(
+    path: &Path,
+    device: Device,
+    edit: impl FnOnce(&mut RunConfig) -> Result<()>,
+) -> Result<(Meta, Model)> {
     let mut l = ffwd_tensor::io::load_safetensors(path)?;
     let bad = |reason: String| Error::Checkpoint { path: path.to_path_buf(), reason };
     let text = l.metadata.get("ffwd").ok_or_else(|| bad("no `ffwd` metadata entry".into()))?;
@@ -79,6 +91,8 @@ pub fn load(path: &Path, device: Device) -> Result<(Meta, Model)> {
             return Err(bad(format!("tensor `{name}` holds a NaN or infinite value (at index {i})")));
         }
     }
+    let mut meta = meta;
+    edit(&mut meta.config)?;
     let shape = if meta.shape.0 == 0 { (1, 1, meta.image_dim) } else { meta.shape };
     // A network its configuration cannot build is the file's fault (damaged
     // or written by hand); a device that cannot be used is not.

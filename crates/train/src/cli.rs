@@ -5,7 +5,9 @@ use crate::trainer::{EpochReport, Trainer};
 use crate::{checkpoint, Error, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use ffwd_kernels::CpuBackend;
-use ffwd_layers::config::{Combine, GoodnessKind, LabelMode, LossKind, NormKind, OptimKind, PeerConfig, PredictKind};
+use ffwd_layers::config::{
+    Combine, GoodnessKind, LabelMode, LossKind, MlpTraining, NormKind, OptimKind, PeerConfig, PredictKind,
+};
 use ffwd_layers::conv::ConvAlgorithm;
 use std::path::PathBuf;
 
@@ -262,6 +264,56 @@ pub struct EvalArgs {
     /// Evaluate the first N test images only (0 = all).
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub test_size: usize,
+    /// Predict this way instead of the checkpoint's (FF MLP checkpoints;
+    /// readout needs one trained beside the layers).
+    #[arg(long)]
+    pub predict: Option<PredictArg>,
+    /// Add up the layers' goodness this way instead of the checkpoint's
+    /// (FF MLP checkpoints).
+    #[arg(long)]
+    pub combine: Option<CombineArg>,
+}
+
+impl EvalArgs {
+    /// Apply --predict and --combine to a checkpoint's configuration.
+    fn edit(&self, cfg: &mut RunConfig) -> Result<()> {
+        if self.predict.is_none() && self.combine.is_none() {
+            return Ok(());
+        }
+        if cfg.conv.is_some() || cfg.ffcl.is_some() || cfg.uff.is_some() || cfg.model.training != MlpTraining::Local {
+            return Err(Error::Invalid(
+                "--predict / --combine: only an FF MLP checkpoint predicts by goodness or its readout".into(),
+            ));
+        }
+        let m = &mut cfg.model;
+        if let Some(v) = self.predict {
+            let kind = predict_kind(v);
+            if kind == PredictKind::Readout && !m.has_readout() {
+                return Err(Error::Invalid(
+                    "--predict readout: this checkpoint has no readout (train with model.readout = true)".into(),
+                ));
+            }
+            m.predict = kind;
+        }
+        if let Some(v) = self.combine {
+            m.combine = combine_kind(v);
+        }
+        Ok(())
+    }
+}
+
+fn predict_kind(v: PredictArg) -> PredictKind {
+    match v {
+        PredictArg::Goodness => PredictKind::Goodness,
+        PredictArg::Readout => PredictKind::Readout,
+    }
+}
+
+fn combine_kind(v: CombineArg) -> Combine {
+    match v {
+        CombineArg::Sum => Combine::Sum,
+        CombineArg::Standardized => Combine::Standardized,
+    }
 }
 
 #[derive(Args, Debug)]
@@ -389,19 +441,13 @@ impl TrainArgs {
             };
         }
         if let Some(v) = self.predict {
-            m.predict = match v {
-                PredictArg::Goodness => PredictKind::Goodness,
-                PredictArg::Readout => PredictKind::Readout,
-            };
+            m.predict = predict_kind(v);
         }
         if let Some(v) = self.skip_layers {
             m.skip_layers = Some(v);
         }
         if let Some(v) = self.combine {
-            m.combine = match v {
-                CombineArg::Sum => Combine::Sum,
-                CombineArg::Standardized => Combine::Standardized,
-            };
+            m.combine = combine_kind(v);
         }
         if let Some(v) = self.peer_norm {
             m.peer = (v != 0.0).then(|| PeerConfig { lambda: v, ..m.peer.unwrap_or_default() });
@@ -811,7 +857,7 @@ pub fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Cmd::Eval(a) => {
-            let (meta, mut net) = checkpoint::load(&a.checkpoint, a.device.device()?)?;
+            let (meta, mut net) = checkpoint::load_with(&a.checkpoint, a.device.device()?, |c| a.edit(c))?;
             let mut cfg = meta.config.clone();
             if let Some(th) = a.threads {
                 cfg.train.threads = th;
