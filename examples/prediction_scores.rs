@@ -73,9 +73,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let set: Vec<usize> = (0..depth).filter(|l| mask & (1 << l) != 0).collect();
         let sum = accuracy(&|i, k| set.iter().map(|&l| good[l][i * c + k] as f64).sum());
         let st = accuracy(&|i, k| set.iter().map(|&l| z(&good[l], i, k)).sum());
-        let both = logits
-            .as_ref()
-            .map(|r| accuracy(&|i, k| set.iter().map(|&l| z(&good[l], i, k)).sum::<f64>() + z(r, i, k)));
+        let both =
+            logits.as_ref().map(|r| accuracy(&|i, k| set.iter().map(|&l| z(&good[l], i, k)).sum::<f64>() + z(r, i, k)));
         let names: Vec<String> = set.iter().map(|l| (l + 1).to_string()).collect();
         let both = both.map_or("–".into(), |a| format!("{a:.2} %"));
         println!("| {} | {sum:.2} % | {st:.2} % | {both} |", names.join(","));

@@ -232,6 +232,68 @@ fn prediction_b_readout_learns_the_digits() {
     assert!(last.readout_loss.unwrap() < r[0].readout_loss.unwrap());
 }
 
+/// Prediction C (`model.predict = "ensemble"`): per image, the label with
+/// the most of each scored layer's standardised goodness plus the
+/// readout's standardised logits — checked against that sum worked out
+/// here from the net's own per-label goodness and readout logits (the
+/// same arithmetic: each term's z-score in f64, added as f32 from +0.0 in
+/// layer order, the readout last), and the same labels from the
+/// checkpoint on the scalar specification at 1 thread.
+#[test]
+fn ensemble_prediction_adds_standardised_layer_scores_and_readout_logits() {
+    use ffwd::layers::config::{GoodnessKind, PredictKind};
+    let mut c = RunConfig::default_for("digits");
+    c.model.predict = PredictKind::Ensemble;
+    c.train.epochs = 4;
+    assert_eq!(c.model.goodness, GoodnessKind::Sum);
+    let out = tempfile::tempdir().unwrap();
+    c.output.dir = out.path().to_path_buf();
+    let mut t = Trainer::new(c.clone(), None).unwrap();
+    t.run(&mut |_| {}).unwrap();
+    let test = ffwd::data::digits().unwrap().test;
+    let (n, d, k) = (test.len(), test.dim(), 10);
+    let (mut x, mut y) = (Vec::new(), Vec::new());
+    test.gather(&(0..n as u32).collect::<Vec<_>>(), &mut x, &mut y);
+    let p = t.net.predict(&x, n, 100).unwrap();
+    // every image once per candidate label
+    let (mut xs, mut ys) = (Vec::with_capacity(n * k * d), Vec::with_capacity(n * k));
+    for i in 0..n {
+        for label in 0..k {
+            xs.extend_from_slice(&x[i * d..(i + 1) * d]);
+            ys.push(Some(label as u8));
+        }
+    }
+    let good = t.net.goodness(&xs, &ys).unwrap();
+    let logits = t.net.label_scores(&x, n, 100).unwrap();
+    let z_into = |v: &[f32], total: &mut [f32]| {
+        let mean = v.iter().map(|&a| f64::from(a)).sum::<f64>() / k as f64;
+        let sd = (v.iter().map(|&a| (f64::from(a) - mean).powi(2)).sum::<f64>() / k as f64).sqrt();
+        if sd > 0.0 {
+            total.iter_mut().zip(v).for_each(|(t, &a)| *t += ((f64::from(a) - mean) / sd) as f32);
+        }
+    };
+    let skip = c.model.skip();
+    let expected: Vec<u8> = (0..n)
+        .map(|i| {
+            let mut total = vec![0.0f32; k];
+            for g in &good[skip..] {
+                z_into(&g[i * k..(i + 1) * k], &mut total);
+            }
+            z_into(&logits[i * k..(i + 1) * k], &mut total);
+            (0..k).fold(0, |b, j| if total[j] > total[b] { j } else { b }) as u8
+        })
+        .collect();
+    assert_eq!(p.overall, expected);
+    assert!(p.overall != p.goodness && p.overall != p.readout.clone().unwrap(), "C differs from A and B here");
+    let right = |v: &[u8]| v.iter().zip(&y).filter(|(a, b)| a == b).count();
+    assert!(right(&p.overall) * 10 >= n * 9, "ensemble: {} of {n}", right(&p.overall));
+    // the checkpoint, on the scalar specification at 1 thread
+    let device = ffwd::train::config::Device::CpuScalar;
+    let (_, mut s) = ffwd::train::checkpoint::load(&t.checkpoint_path(), device).unwrap();
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
+    assert_eq!(pool.install(|| s.predict(&x, n, 64)).unwrap().overall, p.overall);
+}
+
 /// The run `ffwd train` makes with no arguments (the embedded digits):
 /// at least 95 % on the 297 held-out digits (it ends at 95.62 % on every
 /// backend and thread count), and its last five epochs within a point of

@@ -114,6 +114,12 @@ pub enum PredictKind {
     Goodness,
     /// B: one pass with a neutral label and a linear softmax readout.
     Readout,
+    /// A and B together: per image, each layer's goodness of the candidate
+    /// labels and the readout's logits, each standardised over the
+    /// candidates (as [`Combine::Standardized`] does, whatever `combine`
+    /// says), summed over the layers of A and the readout; the first
+    /// maximum wins. Needs the readout.
+    Ensemble,
 }
 
 /// How prediction A adds up the layers' goodness of a candidate label.
@@ -176,7 +182,8 @@ pub struct FfConfig {
     pub combine: Combine,
     /// Train the linear readout (prediction B) beside prediction by
     /// goodness, to report both or to draw hard negatives from it (the
-    /// readout is always trained when `predict = "readout"`).
+    /// readout is always trained when `predict` is `"readout"` or
+    /// `"ensemble"`).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub readout: bool,
     pub optim: OptimConfig,
@@ -260,7 +267,7 @@ fn is_sum(c: &Combine) -> bool {
 impl FfConfig {
     /// Whether the net trains a readout.
     pub fn has_readout(&self) -> bool {
-        self.readout || self.predict == PredictKind::Readout
+        self.readout || self.predict != PredictKind::Goodness
     }
 
     /// The first layers left out of prediction (see [`FfConfig::skip_layers`]).

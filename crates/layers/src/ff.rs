@@ -772,6 +772,27 @@ impl<B: Backend> FfNet<B> {
         }
     }
 
+    /// Prediction C ([`PredictKind::Ensemble`]) of `m` images: per image
+    /// the standardised scores of layers `skip_layers..` in order, then
+    /// the readout's standardised logits, added from +0.0; the first
+    /// maximum wins.
+    fn score_ensemble(&self, m: usize, good: &[Vec<f32>], logits: &[f32], out: &mut Vec<u8>) {
+        let (c, skip) = (self.classes, self.config.skip());
+        let mut scores = vec![0.0f32; c];
+        let mut total = vec![0.0f32; c];
+        for i in 0..m {
+            total.fill(0.0);
+            for (l, g) in good.iter().enumerate().skip(skip) {
+                for (y, s) in scores.iter_mut().enumerate() {
+                    *s = self.in_form(l, g[i * c + y]);
+                }
+                layer_scores(Combine::Standardized, &scores, &mut total);
+            }
+            layer_scores(Combine::Standardized, &logits[i * c..(i + 1) * c], &mut total);
+            out.push(argmax(&total) as u8);
+        }
+    }
+
     /// The readout's logits (`n` × classes, host) on the neutral-label
     /// pass, in chunks of `chunk` images: what hard negatives sample from.
     pub fn readout_logits(&mut self, images: &[f32], n: usize, chunk: usize) -> Result<Vec<f32>> {
@@ -822,6 +843,7 @@ impl<B: Backend> FfNet<B> {
         check_images(images.len(), n, di)?;
         let mut p = Predictions { per_layer: vec![Vec::with_capacity(n); nl], ..Default::default() };
         let mut readout_pred = self.readout.as_ref().map(|_| Vec::with_capacity(n));
+        let (mut logits, mut ensemble) = (Vec::new(), Vec::new());
         let chunk = chunk.max(1);
         let e = self.embedding();
         for start in (0..n).step_by(chunk) {
@@ -841,15 +863,21 @@ impl<B: Backend> FfNet<B> {
                 self.embed_all(&images[start * di..(start + m) * di], m, None)?;
                 self.forward_input(m, nl)?;
                 let mut feats = std::mem::take(&mut self.feats);
-                let r = self
-                    .normalized_activities(m, self.config.skip(), &mut feats)
-                    .and_then(|()| self.readout.as_mut().expect("readout present").predict(&self.be, &feats, m, rp));
+                logits.clear();
+                let r = self.normalized_activities(m, self.config.skip(), &mut feats).and_then(|()| {
+                    self.readout.as_mut().expect("readout present").logits_host(&self.be, &feats, m, &mut logits)
+                });
                 self.feats = feats;
                 r?;
+                rp.extend(logits.chunks(c).map(|l| argmax(l) as u8));
+                if self.config.predict == PredictKind::Ensemble {
+                    self.score_ensemble(m, &good, &logits, &mut ensemble);
+                }
             }
         }
         p.overall = match (&self.config.predict, &readout_pred) {
             (PredictKind::Readout, Some(r)) => r.clone(),
+            (PredictKind::Ensemble, Some(_)) => ensemble,
             _ => p.goodness.clone(),
         };
         p.readout = readout_pred;

@@ -225,6 +225,7 @@ pub enum LabelArg {
 pub enum PredictArg {
     Goodness,
     Readout,
+    Ensemble,
 }
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum CombineArg {
@@ -288,10 +289,11 @@ impl EvalArgs {
         let m = &mut cfg.model;
         if let Some(v) = self.predict {
             let kind = predict_kind(v);
-            if kind == PredictKind::Readout && !m.has_readout() {
-                return Err(Error::Invalid(
-                    "--predict readout: this checkpoint has no readout (train with model.readout = true)".into(),
-                ));
+            if kind != PredictKind::Goodness && !m.has_readout() {
+                return Err(Error::Invalid(format!(
+                    "--predict {}: this checkpoint has no readout (train with model.readout = true)",
+                    if kind == PredictKind::Readout { "readout" } else { "ensemble" }
+                )));
             }
             m.predict = kind;
         }
@@ -306,6 +308,7 @@ fn predict_kind(v: PredictArg) -> PredictKind {
     match v {
         PredictArg::Goodness => PredictKind::Goodness,
         PredictArg::Readout => PredictKind::Readout,
+        PredictArg::Ensemble => PredictKind::Ensemble,
     }
 }
 

@@ -121,7 +121,7 @@ pub enum Negatives {
     Random,
     /// A wrong label drawn from the model's own readout softmax, computed
     /// for every training image at the start of each epoch (Hinton's
-    /// recipe; needs `model.predict = "readout"`).
+    /// recipe; needs the readout: `model.readout = true`).
     Hard,
 }
 
