@@ -45,6 +45,7 @@ pub fn other_kinds() -> Vec<(&'static str, RunConfig, (usize, usize))> {
     };
     let mut cases: Vec<(&str, RunConfig, (usize, usize))> = vec![
         ("FF MLP with readout", mlp(&|c| c.model.predict = PredictKind::Readout), (2000, 500)),
+        ("FF MLP predicting by goodness and readout", mlp(&|c| c.model.predict = PredictKind::Ensemble), (2000, 500)),
         (
             "FF MLP with peer normalisation",
             mlp(&|c| c.model.peer = Some(ffwd::layers::config::PeerConfig::default())),
