@@ -751,7 +751,7 @@ impl<B: Backend> FfNet<B> {
     /// and the total of layers `skip_layers..` (see [`layer_scores`]); the
     /// first maximum wins.
     fn score_candidates(&self, m: usize, good: &[Vec<f32>], p: &mut Predictions) {
-        let (c, nl, skip) = (self.classes, self.layers.len(), self.config.skip());
+        let c = self.classes;
         let mut scores = vec![0.0f32; c];
         let mut total = vec![0.0f32; c];
         for i in 0..m {
@@ -762,12 +762,7 @@ impl<B: Backend> FfNet<B> {
                 out.push(argmax(&scores) as u8);
             }
             total.fill(0.0);
-            for (l, g) in good.iter().enumerate().take(nl).skip(skip) {
-                for (y, s) in scores.iter_mut().enumerate() {
-                    *s = self.in_form(l, g[i * c + y]);
-                }
-                layer_scores(self.config.combine, &scores, &mut total);
-            }
+            self.add_layers(i, good, self.config.combine, &mut scores, &mut total);
             p.goodness.push(argmax(&total) as u8);
         }
     }
@@ -777,20 +772,44 @@ impl<B: Backend> FfNet<B> {
     /// the readout's standardised logits, added from +0.0; the first
     /// maximum wins.
     fn score_ensemble(&self, m: usize, good: &[Vec<f32>], logits: &[f32], out: &mut Vec<u8>) {
-        let (c, skip) = (self.classes, self.config.skip());
+        let c = self.classes;
         let mut scores = vec![0.0f32; c];
         let mut total = vec![0.0f32; c];
         for i in 0..m {
             total.fill(0.0);
-            for (l, g) in good.iter().enumerate().skip(skip) {
-                for (y, s) in scores.iter_mut().enumerate() {
-                    *s = self.in_form(l, g[i * c + y]);
-                }
-                layer_scores(Combine::Standardized, &scores, &mut total);
-            }
+            self.add_layers(i, good, Combine::Standardized, &mut scores, &mut total);
             layer_scores(Combine::Standardized, &logits[i * c..(i + 1) * c], &mut total);
             out.push(argmax(&total) as u8);
         }
+    }
+
+    /// Add image `i`'s scores of the candidate labels in layers
+    /// `skip_layers..`, in layer order, to `total` as `combine` says
+    /// (`good[l][i·classes + y]`: layer l's goodness with label y;
+    /// `scores`: classes values of scratch).
+    fn add_layers(&self, i: usize, good: &[Vec<f32>], combine: Combine, scores: &mut [f32], total: &mut [f32]) {
+        let c = self.classes;
+        for (l, g) in good.iter().enumerate().skip(self.config.skip()) {
+            for (y, s) in scores.iter_mut().enumerate() {
+                *s = self.in_form(l, g[i * c + y]);
+            }
+            layer_scores(combine, scores, total);
+        }
+    }
+
+    /// The readout's logits of `m` images (the neutral-label pass),
+    /// appended to `out`.
+    fn readout_chunk(&mut self, images: &[f32], m: usize, out: &mut Vec<f32>) -> Result<()> {
+        self.embed_all(images, m, None)?;
+        self.forward_input(m, self.layers.len())?;
+        let mut feats = std::mem::take(&mut self.feats);
+        let r =
+            self.normalized_activities(m, self.config.skip(), &mut feats).and_then(|()| match self.readout.as_mut() {
+                Some(r) => r.logits_host(&self.be, &feats, m, out),
+                None => Err(Error::Config("the readout's logits of a network without a readout".into())),
+            });
+        self.feats = feats;
+        r
     }
 
     /// The readout's logits (`n` × classes, host) on the neutral-label
@@ -802,18 +821,11 @@ impl<B: Backend> FfNet<B> {
                 "train.negatives = \"hard\" samples from the readout: set model.readout = true".into(),
             ));
         }
-        let (di, nl, skip) = (self.image_dim, self.layers.len(), self.config.skip());
+        let di = self.image_dim;
         let mut out = Vec::with_capacity(n * self.classes);
         for start in (0..n).step_by(chunk.max(1)) {
             let m = chunk.max(1).min(n - start);
-            self.embed_all(&images[start * di..(start + m) * di], m, None)?;
-            self.forward_input(m, nl)?;
-            let mut feats = std::mem::take(&mut self.feats);
-            let r = self.normalized_activities(m, skip, &mut feats).and_then(|()| {
-                self.readout.as_mut().expect("checked above").logits_host(&self.be, &feats, m, &mut out)
-            });
-            self.feats = feats;
-            r?;
+            self.readout_chunk(&images[start * di..(start + m) * di], m, &mut out)?;
         }
         Ok(out)
     }
@@ -860,15 +872,8 @@ impl<B: Backend> FfNet<B> {
                 .collect::<std::result::Result<Vec<_>, _>>()?;
             self.score_candidates(m, &good, &mut p);
             if let Some(rp) = readout_pred.as_mut() {
-                self.embed_all(&images[start * di..(start + m) * di], m, None)?;
-                self.forward_input(m, nl)?;
-                let mut feats = std::mem::take(&mut self.feats);
                 logits.clear();
-                let r = self.normalized_activities(m, self.config.skip(), &mut feats).and_then(|()| {
-                    self.readout.as_mut().expect("readout present").logits_host(&self.be, &feats, m, &mut logits)
-                });
-                self.feats = feats;
-                r?;
+                self.readout_chunk(&images[start * di..(start + m) * di], m, &mut logits)?;
                 rp.extend(logits.chunks(c).map(|l| argmax(l) as u8));
                 if self.config.predict == PredictKind::Ensemble {
                     self.score_ensemble(m, &good, &logits, &mut ensemble);

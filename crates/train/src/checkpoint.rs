@@ -74,7 +74,7 @@ pub fn load_with(
     let mut l = ffwd_tensor::io::load_safetensors(path)?;
     let bad = |reason: String| Error::Checkpoint { path: path.to_path_buf(), reason };
     let text = l.metadata.get("ffwd").ok_or_else(|| bad("no `ffwd` metadata entry".into()))?;
-    let meta: Meta = serde_json::from_str(text).map_err(|e| bad(format!("metadata: {e}")))?;
+    let mut meta: Meta = serde_json::from_str(text).map_err(|e| bad(format!("metadata: {e}")))?;
     if meta.format != FORMAT {
         return Err(bad(format!("format {} (this build reads {FORMAT})", meta.format)));
     }
@@ -91,7 +91,6 @@ pub fn load_with(
             return Err(bad(format!("tensor `{name}` holds a NaN or infinite value (at index {i})")));
         }
     }
-    let mut meta = meta;
     edit(&mut meta.config)?;
     let shape = if meta.shape.0 == 0 { (1, 1, meta.image_dim) } else { meta.shape };
     // A network its configuration cannot build is the file's fault (damaged
